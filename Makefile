@@ -1,0 +1,63 @@
+# The two commands a newcomer needs (both do all set-up on a fresh machine):
+#   make run    -- create .venv, install Lanner, run the main job on an embedded image
+#   make test   -- install with the test extras and run the test suite
+# Plus: make sanitize (native-op tests under ASan+UBSan), make bench (benchmarks/).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+OUT    ?= out
+# Debian packages: FFTW3 for the tracker, the aarch64 cross compiler for Jetson
+# packages, OpenCV's cascades and sample media for benchmarks.
+APT_PACKAGES := pkg-config libfftw3-dev g++-aarch64-linux-gnu opencv-data opencv-doc
+
+.PHONY: run test sanitize bench sysdeps venv install install-dev clean
+
+sysdeps:
+	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages: $$missing -- run: sudo apt-get install $$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+venv:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip "setuptools>=69" wheel "pybind11>=2.12" "cmake>=3.18" ninja
+
+# Runtime only: no PyTorch, no TVM.
+install: sysdeps venv
+	$(PIP) install -q --no-build-isolation .
+
+# Everything the tests and benchmarks use. facenet-pytorch is installed without its
+# (conflicting) pins: we only read the MTCNN weights shipped in its wheel.
+install-dev: sysdeps venv
+	$(PIP) install -q --no-build-isolation ".[dev,compile,torch]"
+	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+
+run: install
+	$(BIN)/lanner info
+
+test: install-dev
+	$(BIN)/python -m pytest
+
+# The native-op tests against an ASan+UBSan build of lanner._C, installed aside in
+# build/asan-site and put first on the path. Python itself is not instrumented, so
+# libasan is preloaded and leak detection (CPython's arenas) is off.
+sanitize: install-dev
+	LANNER_SANITIZE=address,undefined $(PIP) install -q --no-build-isolation --no-deps --upgrade --target build/asan-site .
+	PYTHONPATH=build/asan-site \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	$(BIN)/python -m pytest -m native -p no:cacheprovider -q
+
+bench: install-dev
+	$(BIN)/python benchmarks/nms/bench_nms.py
+
+clean:
+	rm -rf build $(OUT) *.egg-info

@@ -1,0 +1,1 @@
+"""lanner.compile: quantize and compile student models per target into deployable packages."""

@@ -1,0 +1,18 @@
+// The one pybind11 module, lanner._C. Each op folder registers its own functions.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace lanner {
+void register_device(py::module_& m);
+}  // namespace lanner
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "Lanner native ops (C++, optional CUDA)";
+#ifdef LANNER_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+  lanner::register_device(m);
+}

@@ -1,0 +1,25 @@
+"""``lanner info``: what this install can do (native build, CUDA, backends)."""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import platform
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show the build, devices and installed backends")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import __version__, _C, ops
+
+    print(f"lanner {__version__} (python {platform.python_version()}, {platform.machine()})")
+    print(f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}")
+    for dist in ("numpy", "opencv-contrib-python-headless", "onnxruntime", "openvino", "apache-tvm", "nncf", "torch"):
+        try:
+            version = md.version(dist)
+        except md.PackageNotFoundError:
+            version = "not installed"
+        print(f"  {dist}: {version}")
+    return 0
