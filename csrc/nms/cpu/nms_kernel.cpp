@@ -191,13 +191,30 @@ class KeptGrid {
   template <OverlapMode M>
   bool any_exceeds(const Candidates& c, size_t k, const Span& s, double thr) {
     const double bx1 = c.x1[k], by1 = c.y1[k], bx2 = c.x2[k], by2 = c.y2[k], barea = c.area[k];
+    const auto fx1 = static_cast<float>(bx1), fy1 = static_cast<float>(by1), fx2 = static_cast<float>(bx2),
+               fy2 = static_cast<float>(by2);  // exact: the coordinates are float32
     const int64_t ccx = cell_of(0.5 * (bx1 + bx2), origin_x_, nx_), ccy = cell_of(0.5 * (by1 + by2), origin_y_, ny_);
     ++query_;  // stamps kept boxes already tested for this query (they sit in several cells)
+    auto exceeds = [&](const Entry& q) {
+      // Cheap float test first: most boxes met share no area with the candidate
+      // (both have positive area, so this is exactly box_overlap's "iw > 0 && ih > 0").
+      if (!(q.x1 < fx2 && fx1 < q.x2 && q.y1 < fy2 && fy1 < q.y2)) return false;
+      if (stamp_[q.id] == query_) return false;
+      stamp_[q.id] = query_;
+      return box_overlap(q.x1, q.y1, q.x2, q.y2, q.area, bx1, by1, bx2, by2, barea, M) > thr;
+    };
     auto scan = [&](int64_t cx, int64_t cy) {
-      for (const Entry& q : cells_[static_cast<size_t>(cy * nx_ + cx)]) {
-        if (stamp_[q.id] == query_) continue;
-        stamp_[q.id] = query_;
-        if (box_overlap(q.x1, q.y1, q.x2, q.y2, q.area, bx1, by1, bx2, by2, barea, M) > thr) return true;
+      Cell& cell = cells_[static_cast<size_t>(cy * nx_ + cx)];
+      const size_t size = cell.entries.size();
+      // The box that last suppressed a candidate here is the likeliest to do
+      // it again: candidates of one object arrive one after the other.
+      if (size == 0) return false;
+      if (exceeds(cell.entries[cell.hint])) return true;
+      for (size_t e = 0; e < size; ++e) {
+        if (exceeds(cell.entries[e])) {
+          cell.hint = static_cast<uint32_t>(e);
+          return true;
+        }
       }
       return false;
     };
@@ -217,28 +234,36 @@ class KeptGrid {
     stamp_.push_back(0);
     for (int64_t cy = s.cy0; cy <= s.cy1; ++cy) {
       for (int64_t cx = s.cx0; cx <= s.cx1; ++cx) {
-        cells_[static_cast<size_t>(cy * nx_ + cx)].push_back({c.x1[k], c.y1[k], c.x2[k], c.y2[k], c.area[k], id});
+        cells_[static_cast<size_t>(cy * nx_ + cx)].entries.push_back({static_cast<float>(c.x1[k]), static_cast<float>(c.y1[k]),
+                                                             static_cast<float>(c.x2[k]), static_cast<float>(c.y2[k]),
+                                                             id, c.area[k]});
       }
     }
   }
 
  private:
-  struct Entry {
-    double x1, y1, x2, y2, area;
-    int32_t id;  // kept-box number, indexes stamp_
+  struct Entry {  // 32 bytes: two per cache line
+    float x1, y1, x2, y2;  // the box's own float32 coordinates
+    int32_t id;            // kept-box number, indexes stamp_
+    double area;
   };
 
   // Monotone in v, clamped to [0, n - 1]; computed in double so that no
   // finite float32 coordinate can overflow the integer conversion.
   int64_t cell_of(double v, double origin, int64_t n) const {
-    double f = std::floor((v - origin) * inv_cell_);
-    f = std::min(std::max(f, 0.0), static_cast<double>(n - 1));
-    return static_cast<int64_t>(f);
+    const double f = (v - origin) * inv_cell_;
+    if (!(f > 0.0)) return 0;
+    if (f >= static_cast<double>(n - 1)) return n - 1;
+    return static_cast<int64_t>(f);  // truncation is floor here (f > 0), and cheaper than std::floor
   }
 
   double origin_x_ = 0.0, origin_y_ = 0.0, inv_cell_ = 1.0;
   int64_t nx_ = 0, ny_ = 0;
-  std::vector<std::vector<Entry>> cells_;
+  struct Cell {
+    std::vector<Entry> entries;  // kept boxes covering the cell, in rank order
+    uint32_t hint = 0;           // entry that last suppressed a candidate
+  };
+  std::vector<Cell> cells_;
   std::vector<uint32_t> stamp_;  // per kept box: last query that tested it
   uint32_t query_ = 0;
 };
