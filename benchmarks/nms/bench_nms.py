@@ -54,15 +54,21 @@ def clustered_boxes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return boxes, scores
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median of ``repeats`` wall-clock runs, seconds (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall-clock seconds of each function, run round-robin after one warm-up each.
+
+    Interleaving puts every implementation under the same background load, so the ratios
+    hold on a busy shared machine even when absolute times drift.
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def cpu_model() -> str:
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv2.setNumThreads(1)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     print(f"numpy {np.__version__}, opencv {cv2.__version__}, lanner {lanner.__version__}, "
-          f"iou_threshold {args.iou}, median of {args.repeats}, one thread")
+          f"iou_threshold {args.iou}, median of {args.repeats} interleaved runs, one thread")
     print("CUDA: " + ("available, not timed here" if lanner.has_cuda() else "not measured (no GPU)"))
     print()
     print("| boxes | kept | lanner.ops.nms | cv2.dnn.NMSBoxes | NumPy reference | vs cv2 | vs NumPy |")
@@ -95,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = True
     for n in args.sizes:
         boxes, scores = clustered_boxes(n, args.seed + n)
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
-        xywh[:, 2:] = boxes[:, 2:].astype(np.float64) - boxes[:, :2].astype(np.float64)
+        # xywh in float64 (exact for float32 corners), so cv2's IoU arithmetic equals ours.
+        corners = boxes.astype(np.float64)
+        xywh = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
         scores_list = scores.tolist()
 
         ours = lanner.ops.nms(boxes, scores, args.iou)
@@ -107,9 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = False
             print(f"MISMATCH at n={n}: lanner {len(ours)}, cv2 {len(theirs)}, reference {len(ref)}", file=sys.stderr)
 
-        t_ours = best_time(lambda: lanner.ops.nms(boxes, scores, args.iou), args.repeats)
-        t_cv2 = best_time(lambda: cv2.dnn.NMSBoxes(xywh, scores_list, 0.0, args.iou), args.repeats)
-        t_ref = best_time(lambda: nms_reference(boxes, scores, args.iou), max(1, min(args.repeats, 3)))
+        t = interleaved_medians(
+            {
+                "lanner": lambda: lanner.ops.nms(boxes, scores, args.iou),
+                "cv2": lambda: cv2.dnn.NMSBoxes(xywh, scores_list, 0.0, args.iou),
+                "numpy": lambda: nms_reference(boxes, scores, args.iou),
+            },
+            args.repeats,
+        )
+        t_ours, t_cv2, t_ref = t["lanner"], t["cv2"], t["numpy"]
         print(f"| {n:,} | {len(ours):,} | {t_ours * 1e3:.2f} ms | {t_cv2 * 1e3:.1f} ms | {t_ref * 1e3:.1f} ms "
               f"| {t_cv2 / t_ours:.0f}x | {t_ref / t_ours:.0f}x |")
     print()
