@@ -574,3 +574,35 @@ def test_cuda_degenerate_and_tied_boxes_match_cpu():
     scores = np.full(len(boxes), 0.5, np.float32)
     scores[::2] = -0.0
     np.testing.assert_array_equal(ops.nms(boxes, scores, 0.5, device="cuda"), ops.nms(boxes, scores, 0.5))
+
+
+# --- MTCNN (facenet-pytorch) pixel-inclusive convention ---------------------------------
+
+
+def facenet_nms_numpy(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str) -> np.ndarray:
+    """facenet-pytorch 2.6.0 ``models.utils.detect_face.nms_numpy`` (width = x2 - x1 + 1), in float64."""
+    x1, y1, x2, y2 = boxes.astype(np.float64).T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)
+    pick = []
+    while order.size > 0:
+        i = order[-1]
+        pick.append(i)
+        idx = order[:-1]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[idx]) - np.maximum(x1[i], x1[idx]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[idx]) - np.maximum(y1[i], y1[idx]) + 1)
+        inter = w * h
+        o = inter / np.minimum(area[i], area[idx]) if method == "Min" else inter / (area[i] + area[idx] - inter)
+        order = order[np.where(o <= threshold)]
+    return np.asarray(pick, dtype=np.int64)
+
+
+@pytest.mark.parametrize("method,mode", [("Union", "union"), ("Min", "min")])
+@pytest.mark.parametrize("threshold", [0.5, 0.7])
+def test_mtcnn_convention_via_plus_one_corners(method, mode, threshold):
+    boxes, _ = clustered_boxes(400, seed=21)
+    boxes = np.round(boxes)  # MTCNN boxes are integral after rerec/pad
+    scores = np.random.default_rng(21).permutation(400).astype(np.float32) / 400  # distinct
+    inclusive = boxes + np.array([0, 0, 1, 1], np.float32)
+    keep = ops.nms(inclusive, scores, threshold, mode=mode)
+    np.testing.assert_array_equal(keep, facenet_nms_numpy(boxes, scores, threshold, method))
