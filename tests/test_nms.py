@@ -272,6 +272,22 @@ def test_grid_layouts_match_reference(layout, iou_threshold):
         np.testing.assert_array_equal(keep, nms_reference(boxes, scores, iou_threshold, mode=mode))
 
 
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.2, 0.5, 0.7, 0.9, 0.99, 1.0])
+@pytest.mark.parametrize("mode", MODES)
+def test_multiscale_sizes_match_reference(iou_threshold, mode):
+    # Log-uniform box sides 4..1500 px, as a detector pyramid produces: boxes land on
+    # several grid levels, and IoU skips levels by the area bound.
+    rng = np.random.default_rng(17)
+    n = 2500
+    xy = rng.uniform(0, 1500, (n, 2))
+    wh = np.exp(rng.uniform(np.log(4), np.log(1500), (n, 1))) * rng.uniform(0.8, 1.25, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    boxes[::50] = boxes[1::50]  # exact duplicates across levels' area bounds
+    scores = rng.random(n).astype(np.float32)
+    keep = ops.nms(boxes, scores, iou_threshold, mode=mode)
+    np.testing.assert_array_equal(keep, nms_reference(boxes, scores, iou_threshold, mode=mode))
+
+
 @pytest.mark.parametrize("n", [20_000])
 def test_large_input_matches_reference_and_invariants_hold(n):
     boxes, scores = clustered_boxes(n, seed=1, frame=4000.0)
