@@ -5,6 +5,7 @@ namespace py = pybind11;
 
 namespace lanner {
 void register_device(py::module_& m);
+void register_nms(py::module_& m);
 }  // namespace lanner
 
 PYBIND11_MODULE(_C, m) {
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("built_with_cuda") = false;
 #endif
   lanner::register_device(m);
+  lanner::register_nms(m);
 }
