@@ -3,6 +3,7 @@ quantization. The only module that imports ``nncf``; OpenVINO comes through its 
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +22,7 @@ def _import_nncf():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nncf warns about optional frameworks it does not find
             import nncf
+        nncf.set_log_level(logging.ERROR)  # no progress bars on stdout; we report progress ourselves
     except ImportError as exc:
         raise ImportError("OpenVINO INT8 needs NNCF: pip install 'lanner[compile]'") from exc
     return nncf

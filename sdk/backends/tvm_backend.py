@@ -6,7 +6,7 @@ runtime-only install; :func:`import_toolchain` says so when it is missing.
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..targets import Target
 
-__all__ = ["import_toolchain", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
+__all__ = ["import_toolchain", "import_compiler", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
 
 
 def import_toolchain() -> ModuleType:
@@ -35,6 +35,21 @@ def import_toolchain() -> ModuleType:
             "(apache-tvm==0.27.0.post1), or build an OpenVINO/ONNX Runtime package instead"
         ) from exc
     return tvm
+
+
+def import_compiler() -> SimpleNamespace:
+    """Import the TVM compiler pieces ``lanner.compile`` uses (kept here: one module imports TVM).
+
+    Returns:
+        A namespace with ``tvm``, ``relax``, ``from_onnx`` (the Relax ONNX frontend) and ``cc``
+        (``tvm.support.cc``, for cross-compiling shared libraries).
+    """
+    tvm = import_toolchain()
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.support import cc
+
+    return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc)
 
 
 def toolchain_versions() -> dict[str, str]:
