@@ -106,7 +106,16 @@ def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
     model = onnx_graph.read_model(onnx_path)
     mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
     if precision == "fp16":
-        mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        try:
+            mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        except (RuntimeError, ValueError, TypeError) as exc:  # tvm.error.InternalError is a RuntimeError
+            raise UnsupportedError(
+                "fp16 is not supported for the tvm backend on this graph: TVM 0.27's ToMixedPrecision failed "
+                f"({str(exc).splitlines()[-1][:200]}); use fp32"
+            ) from None
+        if "float16" not in mod.script(show_meta=False):
+            raise UnsupportedError("fp16 is not supported for the tvm backend on this graph: ToMixedPrecision "
+                                   "converted no operator, so the package would compute in fp32; use fp32")
         notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
     progress(f"tvm: compiling for {target_dict}")
     executable = tvm.compile(mod, target=tvm.target.Target(target_dict))

@@ -466,3 +466,46 @@ def test_cli_compile_and_inspect(workdir, tmp_path):
     err = subprocess.run([*cli, "compile", str(workdir / "tiny.onnx"), "--precision", "int8", "--backend", "tvm",
                           "--out", str(tmp_path / "p2")], capture_output=True, text=True)
     assert err.returncode == 2 and "int8 is not supported for the tvm backend" in err.stderr
+
+
+# -- more backend corners -------------------------------------------------------------------
+
+def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
+    m = compile_model(workdir / "tiny.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg",
+                      task="classification")
+    assert m.fidelity["passed"] and m.fidelity["outputs"]["logits"]["max_abs_error"] > 0  # really fp16
+    assert "ToMixedPrecision" in m.target_info["build_notes"]["fp16"]
+
+
+def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    lo = numpy_helper.from_array(np.array(0.0, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6.0, np.float32), "hi")
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]  # ReLU6
+    graph = helper.make_graph(nodes, "conv_relu6", [x], [y], [lo, hi, w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "clip.onnx"))
+    with pytest.raises(UnsupportedError, match="fp16 is not supported for the tvm backend on this graph"):
+        compile_model(tmp_path / "clip.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg")
+
+
+def test_tvm_package_refused_on_another_cpu(packages, tmp_path):
+    pkg = copy_package(packages[("tvm", "fp32")], tmp_path)
+    data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+    data["target_info"]["tvm_target"]["mcpu"] = "not-this-cpu"
+    (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(PackageError, match="compiled for CPU 'not-this-cpu'"):
+        lanner.load(pkg)
+
+
+def test_onnxruntime_cuda_package(workdir, tmp_path):
+    import onnxruntime as ort
+
+    m = compile_model(workdir / "tiny.onnx", target="cuda", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg")
+    assert m.backend_options["execution_provider"] == "CUDAExecutionProvider" and m.fidelity is None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ValueError, match="no CUDAExecutionProvider here"):
+            lanner.load(tmp_path / "pkg")

@@ -106,4 +106,17 @@ class TVMSession(Session):
 def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> TVMSession:
     """Load the package's TVM shared library on the target's device."""
     path = manifest.artifact_path(package_dir, "library")
+    built_for = manifest.target_info.get("tvm_target", {})
+    built_for = built_for.get("host", built_for).get("mcpu") if isinstance(built_for, dict) else None
+    if target.device == "cpu" and built_for:
+        here = host_mcpu()
+        if here != built_for:
+            # LLVM code for one -mcpu may use instructions another CPU lacks (an illegal-instruction crash).
+            from ..manifest import PackageError
+
+            raise PackageError(
+                f"this TVM package was compiled for CPU {built_for!r} (LLVM -mcpu) but this machine's CPU is "
+                f"{here!r}; rebuild it here (`lanner compile MODEL.onnx --target x86 --backend tvm`) or use an "
+                "OpenVINO/ONNX Runtime package, which pick CPU kernels at run time"
+            )
     return TVMSession(str(path), [i.name for i in manifest.inputs], device=target.device, num_threads=num_threads)
