@@ -152,12 +152,12 @@ def compile_model(
         tmp_dir = Path(tmp)
         source = tmp_dir / "source.onnx"
         onnx_graph.save_model(onnx_model, source)
-        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out else []
+        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
         classifier = (task or "").lower() in CLASSIFIER_TASKS
         base = dict(name=name, task=task, target=tgt.name, inputs=inputs, outputs=outputs,
                     preprocessing=dict(preprocessing) if preprocessing else None)
         results: list[dict[str, Any]] = []
-        built: dict[tuple[str, str], tuple[Path, Manifest]] = {}
+        built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
         for b, p in candidates:
             say(f"candidate {b}/{p}: building for {tgt.name}")
             cand_dir = tmp_dir / f"{b}-{p}"
@@ -172,12 +172,13 @@ def compile_model(
                 say(f"candidate {b}/{p}: unsupported: {exc}")
                 results.append(record)
                 continue
-            manifest = _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
-                                       selection={"reason": "requested"})
+            # A provisional manifest: lanner.load needs one to measure the candidate.
+            _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
+                            selection={"reason": "requested"})
             if not runnable:
                 record.update(status="built", reason=f"target {tgt.name!r} cannot run on this host: not measured")
                 results.append(record)
-                built[(b, p)] = (cand_dir, manifest)
+                built[(b, p)] = (cand_dir, result)
                 continue
             limits = _thresholds(p, thresholds)
             fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
@@ -192,7 +193,7 @@ def compile_model(
                 record.update(status="passed")
                 say(f"candidate {b}/{p}: passed fidelity, {latency['median']:.3f} ms median at batch 1")
             results.append(record)
-            built[(b, p)] = (cand_dir, manifest)
+            built[(b, p)] = (cand_dir, result)
 
         winner = _choose(results, runnable)
         if winner is None:
@@ -201,14 +202,12 @@ def compile_model(
             raise FidelityError("no candidate passed for target " f"{tgt.name!r}:\n" + "\n".join(lines), report)
         chosen, reason = winner
         say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
-        cand_dir, manifest = built[(chosen["backend"], chosen["precision"])]
+        cand_dir, result = built[(chosen["backend"], chosen["precision"])]
         selection = {"reason": reason if len(candidates) > 1 else "requested", "candidates": results}
-        # Rebuild the manifest in place with the measurements and the selection.
+        # The final manifest: the provisional one plus the measurements and the selection.
         (cand_dir / MANIFEST_FILENAME).unlink()
-        result_dict = _read_build_result(manifest)
-        final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result_dict, tgt,
-                                fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection,
-                                num_threads=num_threads)
+        final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
+                                fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(cand_dir, out_dir)
@@ -295,7 +294,7 @@ def _toolchain(result: BuildResult) -> dict[str, str]:
 
 
 def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, precision: str, result: BuildResult,
-                    target: Target, *, fidelity, latency, selection, num_threads: int | None = None) -> Manifest:
+                    target: Target, *, fidelity, latency, selection) -> Manifest:
     target_info = {"machine": target.machine, "device": target.device, "cuda_arch": target.cuda_arch,
                    "description": target.description, **result.target_info}
     if result.notes:
@@ -316,10 +315,3 @@ def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, prec
     )
     return manifest.write(directory)
 
-
-def _read_build_result(manifest: Manifest) -> BuildResult:
-    """Recover the builder's result from a candidate manifest (to rewrite it with measurements)."""
-    info = {k: v for k, v in manifest.target_info.items() if k not in ("machine", "device", "cuda_arch", "description", "build_notes")}
-    toolchain = {k: v for k, v in manifest.toolchain.items() if k not in ("lanner", "python")}
-    return BuildResult(artifacts=manifest.artifacts, backend_options=manifest.backend_options, target_info=info,
-                       toolchain=toolchain, notes=manifest.target_info.get("build_notes", {}))
