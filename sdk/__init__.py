@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 
 from . import ops
 from .ops import has_cuda
+from .face import Detections, FaceDetector
 
-__all__ = ["__version__", "ops", "has_cuda"]
+__all__ = ["__version__", "ops", "has_cuda", "FaceDetector", "Detections"]
