@@ -66,7 +66,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lanner", "lanner.cli", "lanner.compile", "lanner.face", "lanner.models"],
+    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.compile", "lanner.face", "lanner.models"],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
     package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"]},
     ext_modules=[CMakeExtension("lanner._C")],
