@@ -76,6 +76,8 @@ setup(
         "opencv-contrib-python-headless>=4.8",
         "onnxruntime>=1.17",
         "openvino>=2024.0",
+        # lanner.compile builds the face detector's packages on first use (ONNX graph checks).
+        "onnx>=1.16",
     ],
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],

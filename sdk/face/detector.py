@@ -135,7 +135,10 @@ class FaceDetector:
         if self._closed:
             raise ValueError("this FaceDetector is closed; create a new one")
         rgb = _to_rgb(image, self.channel_order)
-        boxes, scores, landmarks = run_cascade(rgb, *self._nets, self.params, times)
+        with self._lock:  # a compiled net's infer request serves one call at a time
+            if self._closed:
+                raise ValueError("this FaceDetector is closed; create a new one")
+            boxes, scores, landmarks = run_cascade(rgb, *self._nets, self.params, times)
         return Detections(_frozen(boxes), _frozen(scores), _frozen(landmarks))
 
     # -- resources ---------------------------------------------------------------------
