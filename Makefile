@@ -39,8 +39,9 @@ install-dev: sysdeps venv
 	$(PIP) install -q --no-build-isolation ".[dev,compile,torch]"
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
 
+# The main job: detect faces in the bundled demo photo; writes the annotated image and JSON.
 run: install
-	$(BIN)/lanner info
+	$(BIN)/lanner detect --demo --out $(OUT)/astronaut_faces.jpg --json $(OUT)/astronaut_faces.json
 
 test: install-dev
 	$(BIN)/python -m pytest

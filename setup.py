@@ -68,7 +68,7 @@ setup(
     python_requires=">=3.10",
     packages=["lanner", "lanner.cli", "lanner.backends", "lanner.compile", "lanner.face", "lanner.models"],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
-    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"]},
+    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"], "lanner.face": ["data/*.jpg"]},
     ext_modules=[CMakeExtension("lanner._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
