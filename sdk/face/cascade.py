@@ -15,8 +15,7 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from .. import _C
-from . import _suppression
+from .. import _C, ops
 
 __all__ = ["CascadeParams", "NetRunner", "run_cascade", "pyramid_scales", "STAGES"]
 
@@ -134,11 +133,11 @@ def run_cascade(
         spent["other"] += clock() - t
         t = clock()
         if len(cand):
-            per_scale.append(cand[_suppression.nms(cand[:, :4], cand[:, 4], _PER_SCALE_IOU)])
+            per_scale.append(cand[ops.nms(cand[:, :4], cand[:, 4], _PER_SCALE_IOU)])
         spent["nms"] += clock() - t
     boxes = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
     t = clock()
-    boxes = boxes[_suppression.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)]
+    boxes = boxes[ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)]
     spent["nms"] += clock() - t
 
     result = _empty()
@@ -164,7 +163,7 @@ def run_cascade(
             boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
             reg = out["reg"][keep]
             t = clock()
-            pick = _suppression.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)
+            pick = ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)
             spent["nms"] += clock() - t
             boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
 
@@ -191,7 +190,7 @@ def run_cascade(
             landmarks = np.stack([px, py], axis=2)
             boxes = _bbreg(boxes, reg)
             t = clock()
-            pick = _suppression.nms(boxes[:, :4], boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
+            pick = ops.nms(boxes[:, :4], boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
             spent["nms"] += clock() - t
             boxes, landmarks = boxes[pick], landmarks[pick]
             result = (
