@@ -36,6 +36,20 @@ std::pair<int, int> check_image(const py::array& image) {
   return {static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1))};
 }
 
+// A (H + 1, W + 1, 3) uint32 summed-area table from mtcnn_integral; returns (H, W).
+std::pair<int, int> check_integral(const py::array& table) {
+  check(table.dtype().is(py::dtype::of<uint32_t>()), "integral should have dtype uint32 (from mtcnn_integral), got ",
+        std::string(py::str(table.dtype())));
+  check(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
+        table.ndim(), "D");
+  check(table.shape(0) >= 2 && table.shape(1) >= 2, "integral should come from a non-empty image, got shape (",
+        table.shape(0), ", ", table.shape(1), ", 3)");
+  check(table.shape(0) <= kMaxSide + 1 && table.shape(1) <= kMaxSide + 1, "integral sides should be at most ",
+        kMaxSide + 1);
+  check(table.flags() & py::array::c_style, "integral should be C-contiguous");
+  return {static_cast<int>(table.shape(0) - 1), static_cast<int>(table.shape(1) - 1)};
+}
+
 void check_float_map(const py::array& a, const char* name, int64_t channels) {
   check(a.dtype().is(py::dtype::of<float>()), name, " should have dtype float32, got ",
         std::string(py::str(a.dtype())));
@@ -53,8 +67,20 @@ int trunc_coord(float v) {
 
 }  // namespace
 
-py::list pyramid(const py::array& image, const std::vector<std::pair<int, int>>& sizes) {
+py::array_t<uint32_t> integral(const py::array& image) {
   const auto [h, w] = check_image(image);
+  py::array_t<uint32_t> table(std::vector<py::ssize_t>{h + 1, w + 1, 3});
+  uint32_t* dst = table.mutable_data();
+  const auto* src = static_cast<const uint8_t*>(image.data());
+  {
+    py::gil_scoped_release release;
+    integral_image_cpu(src, h, w, dst);
+  }
+  return table;
+}
+
+py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>& sizes) {
+  const auto [h, w] = check_integral(table);
   for (const auto& [oh, ow] : sizes) {
     check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide,
           "pyramid sizes should be in [1, ", kMaxSide, "], got ", oh, "x", ow);
@@ -64,14 +90,11 @@ py::list pyramid(const py::array& image, const std::vector<std::pair<int, int>>&
   for (const auto& [oh, ow] : sizes) outs.emplace_back(std::vector<py::ssize_t>{1, 3, oh, ow});
   std::vector<float*> ptrs;
   for (auto& o : outs) ptrs.push_back(o.mutable_data());
-  const auto* src = static_cast<const uint8_t*>(image.data());
+  const auto* src = static_cast<const uint32_t*>(table.data());
   {
     py::gil_scoped_release release;
-    std::vector<float> scratch;
     for (size_t s = 0; s < sizes.size(); ++s) {
-      scratch.resize(static_cast<size_t>(h) * sizes[s].second * 3);
-      area_resize_normalize_cpu(src, int64_t{w} * 3, 3, 0, h, 0, w, sizes[s].first, sizes[s].second, ptrs[s],
-                                scratch.data());
+      area_resize_normalize_cpu(src, w, 0, h, 0, w, sizes[s].first, sizes[s].second, ptrs[s]);
     }
   }
   py::list result;
@@ -104,8 +127,8 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
   return out;
 }
 
-py::tuple crop_resize(const py::array& image, const py::array& boxes, int size) {
-  const auto [h, w] = check_image(image);
+py::tuple crop_resize(const py::array& table, const py::array& boxes, int size) {
+  const auto [h, w] = check_integral(table);
   check(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
         std::string(py::str(boxes.dtype())));
   check(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
@@ -118,10 +141,9 @@ py::tuple crop_resize(const py::array& image, const py::array& boxes, int size) 
   py::array_t<bool> valid(std::vector<py::ssize_t>{n});
   float* out = crops.mutable_data();
   bool* ok = valid.mutable_data();
-  const auto* src = static_cast<const uint8_t*>(image.data());
+  const auto* src = static_cast<const uint32_t*>(table.data());
   {
     py::gil_scoped_release release;
-    std::vector<float> scratch;
     const int64_t per = int64_t{3} * size * size;
     for (int64_t i = 0; i < n; ++i) {
       // facenet-pytorch's pad(): truncate, clip to [1, w] x [1, h] (1-based), crop
@@ -136,22 +158,24 @@ py::tuple crop_resize(const py::array& image, const py::array& boxes, int size) 
         std::fill(dst, dst + per, 0.0f);
         continue;
       }
-      scratch.resize(static_cast<size_t>(ey - y + 1) * size * 3);
-      area_resize_normalize_cpu(src, int64_t{w} * 3, 3, y - 1, ey, x - 1, ex, size, size, dst, scratch.data());
+      area_resize_normalize_cpu(src, w, y - 1, ey, x - 1, ex, size, size, dst);
     }
   }
   return py::make_tuple(crops, valid);
 }
 
 void register_mtcnn(py::module_& m) {
-  m.def("mtcnn_pyramid", &pyramid, py::arg("image"), py::arg("sizes"),
-        "Area-resize an (H, W, 3) uint8 image to each (h, w) in sizes; returns [(1, 3, h, w) float32] "
-        "normalised (x - 127.5) / 128.");
+  m.def("mtcnn_integral", &integral, py::arg("image"),
+        "Summed-area table of an (H, W, 3) uint8 image: (H + 1, W + 1, 3) uint32 (modulo 2^32).");
+  m.def("mtcnn_pyramid", &pyramid, py::arg("integral"), py::arg("sizes"),
+        "Area-resize the image behind an mtcnn_integral table to each (h, w) in sizes; returns "
+        "[(1, 3, h, w) float32] normalised (x - 127.5) / 128.");
   m.def("mtcnn_generate_candidates", &generate_candidates, py::arg("prob"), py::arg("reg"), py::arg("scale"),
         py::arg("threshold"),
         "P-Net maps (1, 2, h, w) and (1, 4, h, w) -> (N, 9) float32 rows x1, y1, x2, y2, score, reg0..3.");
-  m.def("mtcnn_crop_resize", &crop_resize, py::arg("image"), py::arg("boxes"), py::arg("size"),
-        "Crop (N, 4) xyxy boxes (facenet-pytorch pad rules) from an (H, W, 3) uint8 image and area-resize to "
+  m.def("mtcnn_crop_resize", &crop_resize, py::arg("integral"), py::arg("boxes"), py::arg("size"),
+        "Crop (N, 4) xyxy boxes (facenet-pytorch pad rules) from the image behind an mtcnn_integral table and "
+        "area-resize to "
         "size x size; returns ((N, 3, size, size) float32 normalised, (N,) bool valid).");
 }
 

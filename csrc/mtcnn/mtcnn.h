@@ -17,12 +17,17 @@ constexpr float kPixelScale = 0.0078125f;
 constexpr int kCellSize = 12;
 constexpr int kStride = 2;
 
-// Area-resizes the rectangle [y0, y1) x [x0, x1) of an interleaved uint8 image
-// (height x width x channels, row stride `row_stride` bytes) to out_h x out_w and writes the
-// normalised result planar (channels x out_h x out_w) to `out`. `scratch` holds at least
-// (y1 - y0) * out_w * channels floats.
-void area_resize_normalize_cpu(const uint8_t* image, int64_t row_stride, int channels, int y0, int y1, int x0,
-                               int x1, int out_h, int out_w, float* out, float* scratch);
+// Summed-area table of an interleaved 3-channel uint8 image (height x width x 3):
+// `table` is (height + 1) x (width + 1) x 3, table[y][x][c] = sum of image[<y][<x][c], kept
+// modulo 2^32 (unsigned wrap-around is well defined; a box sum is exact while the true sum is
+// below 2^32, i.e. for boxes under 16.8 Mpx).
+void integral_image_cpu(const uint8_t* image, int height, int width, uint32_t* table);
+
+// Area-resizes the rectangle [y0, y1) x [x0, x1) of the image behind `table` (row stride
+// (width + 1) * 3) to out_h x out_w -- each output pixel is the mean of its adaptive-average-
+// pooling bin -- and writes it normalised and planar (3 x out_h x out_w) to `out`.
+void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
+                               int out_w, float* out);
 
 // Writes one row per map cell with prob >= threshold, in row-major cell order:
 // x1, y1, x2, y2 (input-image pixels), score, reg0..reg3. Returns the number of rows.

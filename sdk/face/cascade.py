@@ -121,7 +121,9 @@ def run_cascade(
     t = clock()
     scales = pyramid_scales(h, w, params.min_face_size, params.scale_factor)
     sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
-    levels = _C.mtcnn_pyramid(rgb, sizes) if sizes else []
+    # One summed-area table serves every pyramid level and every crop (area resize = box means).
+    table = _C.mtcnn_integral(rgb)
+    levels = _C.mtcnn_pyramid(table, sizes) if sizes else []
     spent["pyramid"] += clock() - t
     per_scale = []
     for scale, level in zip(scales, levels):
@@ -151,7 +153,7 @@ def run_cascade(
 
         # Stage 2: R-Net on 24x24 crops, one batch.
         t = clock()
-        crops, valid = _C.mtcnn_crop_resize(rgb, np.ascontiguousarray(boxes[:, :4]), 24)
+        crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 24)
         boxes, crops = boxes[valid], crops[valid]
         spent["other"] += clock() - t
         if len(boxes):
@@ -170,7 +172,7 @@ def run_cascade(
         # Stage 3: O-Net on 48x48 crops, one batch.
         if len(boxes):
             t = clock()
-            crops, valid = _C.mtcnn_crop_resize(rgb, np.ascontiguousarray(boxes[:, :4]), 48)
+            crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 48)
             boxes, crops = boxes[valid], crops[valid]
             spent["other"] += clock() - t
         if len(boxes):

@@ -1,6 +1,7 @@
 // CPU kernels of the MTCNN pre/post-processing ops; see mtcnn.h.
 #include "mtcnn/mtcnn.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,40 +19,48 @@ inline int bin_end(int i, int in, int out) {
 
 }  // namespace
 
-void area_resize_normalize_cpu(const uint8_t* image, int64_t row_stride, int channels, int y0, int y1, int x0,
-                               int x1, int out_h, int out_w, float* out, float* scratch) {
+void integral_image_cpu(const uint8_t* image, int height, int width, uint32_t* table) {
+  const int64_t stride = (int64_t{width} + 1) * 3;
+  std::fill(table, table + stride, 0u);
+  for (int y = 0; y < height; ++y) {
+    const uint8_t* row = image + int64_t{y} * width * 3;
+    const uint32_t* above = table + int64_t{y} * stride;
+    uint32_t* cur = table + (int64_t{y} + 1) * stride;
+    uint32_t run[3] = {0u, 0u, 0u};
+    cur[0] = cur[1] = cur[2] = 0u;
+    for (int x = 0; x < width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        run[c] += row[int64_t{x} * 3 + c];
+        cur[(int64_t{x} + 1) * 3 + c] = above[(int64_t{x} + 1) * 3 + c] + run[c];
+      }
+    }
+  }
+}
+
+void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
+                               int out_w, float* out) {
   const int in_h = y1 - y0;
   const int in_w = x1 - x0;
-  // Pass 1: average along x for every input row -> scratch (in_h x out_w x channels).
-  // Separable: the mean over a rectangle is the mean over rows of the row means.
+  const int64_t stride = (int64_t{width} + 1) * 3;
+  const int64_t plane = int64_t{out_h} * out_w;
   std::vector<int> xs(out_w), xe(out_w);
   for (int j = 0; j < out_w; ++j) {
     xs[j] = x0 + bin_start(j, in_w, out_w);
     xe[j] = x0 + bin_end(j, in_w, out_w);
   }
-  for (int r = 0; r < in_h; ++r) {
-    const uint8_t* row = image + (int64_t{y0} + r) * row_stride;
-    float* dst = scratch + int64_t{r} * out_w * channels;
-    for (int j = 0; j < out_w; ++j) {
-      const float inv = 1.0f / static_cast<float>(xe[j] - xs[j]);
-      for (int c = 0; c < channels; ++c) {
-        float sum = 0.0f;
-        for (int x = xs[j]; x < xe[j]; ++x) sum += static_cast<float>(row[int64_t{x} * channels + c]);
-        dst[j * channels + c] = sum * inv;
-      }
-    }
-  }
-  // Pass 2: average along y, normalise, write planar.
-  const int64_t plane = int64_t{out_h} * out_w;
   for (int i = 0; i < out_h; ++i) {
-    const int ys = bin_start(i, in_h, out_h);
-    const int ye = bin_end(i, in_h, out_h);
-    const float inv = 1.0f / static_cast<float>(ye - ys);
+    const int ys = y0 + bin_start(i, in_h, out_h);
+    const int ye = y0 + bin_end(i, in_h, out_h);
+    const uint32_t* top = table + int64_t{ys} * stride;
+    const uint32_t* bottom = table + int64_t{ye} * stride;
     for (int j = 0; j < out_w; ++j) {
-      for (int c = 0; c < channels; ++c) {
-        float sum = 0.0f;
-        for (int r = ys; r < ye; ++r) sum += scratch[(int64_t{r} * out_w + j) * channels + c];
-        out[c * plane + int64_t{i} * out_w + j] = (sum * inv - kPixelMean) * kPixelScale;
+      const auto area = static_cast<float>(int64_t{ye - ys} * (xe[j] - xs[j]));
+      const int64_t a = int64_t{xs[j]} * 3;
+      const int64_t b = int64_t{xe[j]} * 3;
+      for (int c = 0; c < 3; ++c) {
+        // Box sum from four corners; modular arithmetic undoes any wrap-around.
+        const uint32_t sum = bottom[b + c] - bottom[a + c] - top[b + c] + top[a + c];
+        out[c * plane + int64_t{i} * out_w + j] = (static_cast<float>(sum) / area - kPixelMean) * kPixelScale;
       }
     }
   }
