@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--from-weights", action="store_true",
                    help="first re-export the ONNX files from facenet-pytorch's .pt weights (needs torch and "
                         "facenet-pytorch) and check they match the registry")
+    b.add_argument("--select", action="store_true",
+                   help="measure each backend/precision on the demo photo and record the fastest as 'auto'")
     b.set_defaults(func=run_build)
 
 
@@ -37,6 +39,16 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.from_weights:
         verify_export()
+    if args.select:
+        import cv2
+
+        from ..face.selection import select_auto
+        from .detect import demo_image_path
+
+        choice = select_auto(cv2.imread(str(demo_image_path())))
+        for config, result in choice["median_ms"].items():
+            print(f"  {config}: {result if isinstance(result, str) else f'{result:.1f} ms'}")
+        print(f"auto = {choice['backend']}/{choice['precision']} (recorded in {models.cache_dir() / models.SELECTION_FILE})")
     for name in models.MTCNN_NETS:
         path = models.build_package(name, args.backend, args.precision, force=args.force)
         print(f"{name}: {path}")

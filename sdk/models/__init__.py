@@ -10,6 +10,7 @@ user cache directory: ``$LANNER_CACHE`` when set, else ``$XDG_CACHE_HOME/lanner`
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ __all__ = [
     "onnx_path",
     "cache_dir",
     "package_dir",
+    "resolve",
+    "selected_auto",
     "build_package",
     "open_net",
 ]
@@ -33,11 +36,13 @@ _HERE = Path(__file__).resolve().parent
 
 BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "int8")
-# What "auto" resolves to on x86 CPUs, chosen by measurement (benchmarks/detection/README.md):
-# OpenVINO FP32 was the fastest MTCNN cascade at parity; INT8 was no faster on these tiny nets
-# and needs calibration, and its first-use cost would not stay within a few seconds.
+# What "auto" resolves to until `lanner models build --select` has measured this machine
+# (benchmarks/detection/README.md): OpenVINO FP32 was the fastest cascade at parity on x86;
+# ONNX Runtime FP32 was 2-3x slower; OpenVINO FP16 is unsupported on CPUs without FP16 units;
+# INT8 P-Net broke parity (IoU 0.83) for <15% gain and INT8 R-Net failed fidelity.
 AUTO_BACKEND = "openvino"
 AUTO_PRECISION = "fp32"
+SELECTION_FILE = "mtcnn-auto.json"  # in cache_dir(): the measured choice for "auto"
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,30 @@ def resolve(backend: str, precision: str) -> tuple[str, str]:
         raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision should be one of {PRECISIONS}, got {precision!r}")
-    backend = AUTO_BACKEND if backend == "auto" else backend
-    precision = AUTO_PRECISION if precision == "auto" else precision
+    if backend == "auto" and precision == "auto":
+        backend, precision = selected_auto()
+    elif backend == "auto":
+        backend = AUTO_BACKEND
+    elif precision == "auto":
+        precision = AUTO_PRECISION
     if precision == "int8":
-        raise ValueError("precision 'int8' is not offered for the MTCNN nets (no faster here, see "
-                         "benchmarks/detection/README.md); use 'fp32' or 'fp16'")
+        raise ValueError("precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
+                         "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
+                         "use 'fp32' or 'fp16'")
+    return backend, precision
+
+
+def selected_auto() -> tuple[str, str]:
+    """The (backend, precision) that ``"auto"`` means here: the fastest configuration measured by
+    ``lanner models build --select`` (recorded in the cache), else the registry default."""
+    path = cache_dir() / SELECTION_FILE
+    try:
+        choice = json.loads(path.read_text())
+        backend, precision = choice["backend"], choice["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return AUTO_BACKEND, AUTO_PRECISION
+    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16"):
+        return AUTO_BACKEND, AUTO_PRECISION
     return backend, precision
 
 

@@ -255,3 +255,16 @@ def test_cli_detect_missing_file_is_a_clean_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", str(tmp_path / "nope.jpg")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_auto_resolves_to_the_measured_selection(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANNER_CACHE", str(tmp_path))
+    assert models.resolve("auto", "auto") == ("openvino", "fp32")
+    (tmp_path / models.SELECTION_FILE).write_text('{"backend": "onnxruntime", "precision": "fp32"}')
+    assert models.resolve("auto", "auto") == ("onnxruntime", "fp32")
+    assert models.resolve("auto", "fp32") == ("openvino", "fp32")
+    assert models.resolve("onnxruntime", "auto") == ("onnxruntime", "fp32")
+    (tmp_path / models.SELECTION_FILE).write_text("not json")
+    assert models.resolve("auto", "auto") == ("openvino", "fp32")
+    with pytest.raises(ValueError, match="int8"):
+        models.resolve("openvino", "int8")
