@@ -15,6 +15,9 @@ Non-maximum suppression (NMS) conventions, shared by :func:`nms`, :func:`batched
   threshold or ``max_output`` drops it.
 * ``score_threshold`` drops boxes whose score is not strictly greater than it.
 * Results are ranked by descending score; ties go to the lower index. Output is deterministic.
+* Corners are continuous coordinates (width = x2 - x1). To reproduce the pixel-inclusive
+  convention of some MTCNN ports (facenet-pytorch's ``nms_numpy``: width = x2 - x1 + 1), pass
+  ``x2 + 1, y2 + 1``; the overlaps are then identical.
 """
 from __future__ import annotations
 

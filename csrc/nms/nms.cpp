@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -88,7 +89,7 @@ py::array_t<int64_t> run_nms(py::handle boxes_obj, py::handle scores_obj, py::ha
                              std::optional<int64_t> max_output, const std::string& mode, const std::string& device) {
   const py::array boxes = require_array<float>(boxes_obj, "boxes", "float32");
   const py::array scores = require_array<float>(scores_obj, "scores", "float32");
-  py::array class_ids;
+  std::optional<py::array> class_ids;
   if (!class_ids_obj.is_none()) class_ids = require_array<int64_t>(class_ids_obj, "class_ids", "int64");
   NmsParams p;
   p.iou_threshold = iou_threshold;
@@ -97,7 +98,7 @@ py::array_t<int64_t> run_nms(py::handle boxes_obj, py::handle scores_obj, py::ha
   p.mode = parse_overlap_mode(mode);
   check_nms_params(p);
   const Device dev = parse_device(device);
-  const BoxesView v = boxes_view(boxes, scores, class_ids_obj.is_none() ? nullptr : &class_ids);
+  const BoxesView v = boxes_view(boxes, scores, class_ids ? &*class_ids : nullptr);
   std::vector<int64_t> keep;
   {
     py::gil_scoped_release release;  // the arrays stay referenced by this frame

@@ -26,22 +26,64 @@ namespace {
 
 // Below this many candidates the grid costs more than it saves.
 constexpr size_t kGridMinCandidates = 128;
+// Grid cell side as a fraction of the median box side (a typical box covers
+// about 3 x 3 cells), and the most cells per candidate box.
+constexpr double kCellPerMedianSide = 0.5;
+constexpr double kCellsPerBox = 4.0;
 // A box covering more than this many grid cells is "large" (see above).
-constexpr int64_t kLargeBoxCells = 16;
+constexpr int64_t kLargeBoxCells = 64;
+// From this many rows on, radix sort beats std::sort.
+constexpr size_t kRadixSortMinRows = 1024;
 // Kept boxes are scanned in blocks of this many before testing for a hit:
 // long enough to vectorise, short enough to exit early.
 constexpr size_t kScanBlock = 16;
 
-// Sort key: score descending, then index ascending, packed in one integer so
-// that std::sort is deterministic and compares cheaply. Scores are finite;
-// -0.0 is folded into +0.0 so that it ties with it, like the float comparison.
-inline uint64_t rank_key(float score, int32_t index) {
+// Sort key of a score: unsigned order == descending score order. Scores are
+// finite; -0.0 is folded into +0.0 so that the two tie, like the float compare.
+inline uint32_t descending_key(float score) {
   score += 0.0f;  // -0.0 -> +0.0
   uint32_t bits;
   std::memcpy(&bits, &score, sizeof bits);
-  // Map float order onto unsigned order, then invert for "descending".
-  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<uint64_t>(~bits) << 32) | static_cast<uint32_t>(index);
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);  // float order -> unsigned order
+  return ~bits;
+}
+
+// Rank key: score descending, then index ascending, in one integer.
+inline uint64_t rank_key(float score, int32_t index) {
+  return (static_cast<uint64_t>(descending_key(score)) << 32) | static_cast<uint32_t>(index);
+}
+
+// Sorts rows (given in ascending index order) by descending_key, stably, so
+// equal scores keep the lower index first. LSD radix sort, 3 passes of 11
+// bits, skipping passes whose digit is the same for every key.
+void radix_sort_rows(std::vector<uint32_t>& keys, std::vector<int32_t>& rows) {
+  constexpr int kBits = 11, kPasses = 3;
+  constexpr uint32_t kBuckets = 1u << kBits;
+  const size_t n = keys.size();
+  std::vector<uint32_t> hist(kPasses * kBuckets, 0);
+  for (uint32_t k : keys) {
+    for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & (kBuckets - 1))];
+  }
+  std::vector<uint32_t> keys_out(n);
+  std::vector<int32_t> rows_out(n);
+  for (int p = 0; p < kPasses; ++p) {
+    uint32_t* h = hist.data() + p * kBuckets;
+    if (std::find(h, h + kBuckets, static_cast<uint32_t>(n)) != h + kBuckets) continue;  // one digit only
+    uint32_t sum = 0;
+    for (uint32_t b = 0; b < kBuckets; ++b) {
+      const uint32_t count = h[b];
+      h[b] = sum;
+      sum += count;
+    }
+    const int shift = p * kBits;
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t pos = h[(keys[i] >> shift) & (kBuckets - 1)]++;
+      keys_out[pos] = keys[i];
+      rows_out[pos] = rows[i];
+    }
+    keys.swap(keys_out);
+    rows.swap(rows_out);
+  }
 }
 
 // Candidates in rank order, structure-of-arrays, coordinates as double.
@@ -112,13 +154,14 @@ class KeptGrid {
       sizes.push_back(std::max(c.x2[k] - c.x1[k], c.y2[k] - c.y1[k]));
     }
     if (sizes.empty()) return;  // nothing can overlap anything
-    // Cell side: the 75th percentile of box sides, so a typical box covers at
-    // most 2 x 2 cells; grown if needed to keep the cell count near 2 per box.
-    auto q = sizes.begin() + static_cast<std::ptrdiff_t>(sizes.size() * 3 / 4);
+    // Cell side: a fraction of the median box side, so that a typical box
+    // covers a few cells and a query meets few kept boxes that cannot overlap
+    // it; grown if needed to keep the cell count near kCellsPerBox per box.
+    auto q = sizes.begin() + static_cast<std::ptrdiff_t>(sizes.size() / 2);
     std::nth_element(sizes.begin(), q, sizes.end());
     const double extent_x = max_x - min_x, extent_y = max_y - min_y;
-    const double max_cells = std::max<double>(64.0, 2.0 * static_cast<double>(sizes.size()));
-    double cell = std::max(*q, std::sqrt(extent_x * extent_y / max_cells));
+    const double max_cells = std::max<double>(64.0, kCellsPerBox * static_cast<double>(sizes.size()));
+    double cell = std::max(*q * kCellPerMedianSide, std::sqrt(extent_x * extent_y / max_cells));
     cell = std::max({cell, extent_x / max_cells, extent_y / max_cells});
     origin_x_ = min_x;
     origin_y_ = min_y;
@@ -127,11 +170,10 @@ class KeptGrid {
     ny_ = std::min<int64_t>(static_cast<int64_t>(max_cells), static_cast<int64_t>(extent_y * inv_cell_) + 1);
     nx_ = std::max<int64_t>(nx_, 1);
     ny_ = std::max<int64_t>(ny_, 1);
-    head_.assign(static_cast<size_t>(nx_ * ny_), -1);
-    tail_.assign(static_cast<size_t>(nx_ * ny_), -1);
+    cells_.resize(static_cast<size_t>(nx_ * ny_));
   }
 
-  bool usable() const { return !head_.empty(); }
+  bool usable() const { return !cells_.empty(); }
 
   struct Span {
     int64_t cx0, cy0, cx1, cy1;
@@ -143,57 +185,87 @@ class KeptGrid {
             cell_of(c.y2[k], origin_y_, ny_)};
   }
 
-  // True when a kept box filed in the cells of `s` overlaps candidate k by more than thr.
+  // True when a kept box filed in the cells of `s` overlaps candidate k by
+  // more than thr. The cell under the candidate's centre is searched first: a
+  // box that overlaps it enough to suppress it almost always covers it.
   template <OverlapMode M>
-  bool any_exceeds(const Candidates& c, size_t k, const Span& s, double thr) const {
+  bool any_exceeds(const Candidates& c, size_t k, const Span& s, double thr) {
     const double bx1 = c.x1[k], by1 = c.y1[k], bx2 = c.x2[k], by2 = c.y2[k], barea = c.area[k];
+    const auto fx1 = static_cast<float>(bx1), fy1 = static_cast<float>(by1), fx2 = static_cast<float>(bx2),
+               fy2 = static_cast<float>(by2);  // exact: the coordinates are float32
+    const int64_t ccx = cell_of(0.5 * (bx1 + bx2), origin_x_, nx_), ccy = cell_of(0.5 * (by1 + by2), origin_y_, ny_);
+    ++query_;  // stamps kept boxes already tested for this query (they sit in several cells)
+    auto exceeds = [&](const Entry& q) {
+      // Cheap float test first: most boxes met share no area with the candidate
+      // (both have positive area, so this is exactly box_overlap's "iw > 0 && ih > 0").
+      if (!(q.x1 < fx2 && fx1 < q.x2 && q.y1 < fy2 && fy1 < q.y2)) return false;
+      if (stamp_[q.id] == query_) return false;
+      stamp_[q.id] = query_;
+      return box_overlap(q.x1, q.y1, q.x2, q.y2, q.area, bx1, by1, bx2, by2, barea, M) > thr;
+    };
+    auto scan = [&](int64_t cx, int64_t cy) {
+      Cell& cell = cells_[static_cast<size_t>(cy * nx_ + cx)];
+      const size_t size = cell.entries.size();
+      // The box that last suppressed a candidate here is the likeliest to do
+      // it again: candidates of one object arrive one after the other.
+      if (size == 0) return false;
+      if (exceeds(cell.entries[cell.hint])) return true;
+      for (size_t e = 0; e < size; ++e) {
+        if (exceeds(cell.entries[e])) {
+          cell.hint = static_cast<uint32_t>(e);
+          return true;
+        }
+      }
+      return false;
+    };
+    if (scan(ccx, ccy)) return true;
     for (int64_t cy = s.cy0; cy <= s.cy1; ++cy) {
       for (int64_t cx = s.cx0; cx <= s.cx1; ++cx) {
-        for (int32_t e = head_[static_cast<size_t>(cy * nx_ + cx)]; e >= 0; e = entries_[e].next) {
-          const Entry& q = entries_[e];
-          if (box_overlap(q.x1, q.y1, q.x2, q.y2, q.area, bx1, by1, bx2, by2, barea, M) > thr) return true;
-        }
+        if ((cx != ccx || cy != ccy) && scan(cx, cy)) return true;
       }
     }
     return false;
   }
 
   // Files kept candidate k under every cell of `s` (in insertion order, so
-  // the highest-ranked kept box of a cell, the likeliest suppressor, comes first).
+  // the highest-ranked kept boxes of a cell come first).
   void insert(const Candidates& c, size_t k, const Span& s) {
+    const auto id = static_cast<int32_t>(stamp_.size());
+    stamp_.push_back(0);
     for (int64_t cy = s.cy0; cy <= s.cy1; ++cy) {
       for (int64_t cx = s.cx0; cx <= s.cx1; ++cx) {
-        const size_t cell = static_cast<size_t>(cy * nx_ + cx);
-        const auto e = static_cast<int32_t>(entries_.size());
-        entries_.push_back({c.x1[k], c.y1[k], c.x2[k], c.y2[k], c.area[k], -1});
-        if (tail_[cell] >= 0) {
-          entries_[tail_[cell]].next = e;
-        } else {
-          head_[cell] = e;
-        }
-        tail_[cell] = e;
+        cells_[static_cast<size_t>(cy * nx_ + cx)].entries.push_back({static_cast<float>(c.x1[k]), static_cast<float>(c.y1[k]),
+                                                             static_cast<float>(c.x2[k]), static_cast<float>(c.y2[k]),
+                                                             id, c.area[k]});
       }
     }
   }
 
  private:
-  struct Entry {
-    double x1, y1, x2, y2, area;
-    int32_t next;  // next entry of the same cell, -1 at the end
+  struct Entry {  // 32 bytes: two per cache line
+    float x1, y1, x2, y2;  // the box's own float32 coordinates
+    int32_t id;            // kept-box number, indexes stamp_
+    double area;
   };
 
   // Monotone in v, clamped to [0, n - 1]; computed in double so that no
   // finite float32 coordinate can overflow the integer conversion.
   int64_t cell_of(double v, double origin, int64_t n) const {
-    double f = std::floor((v - origin) * inv_cell_);
-    f = std::min(std::max(f, 0.0), static_cast<double>(n - 1));
-    return static_cast<int64_t>(f);
+    const double f = (v - origin) * inv_cell_;
+    if (!(f > 0.0)) return 0;
+    if (f >= static_cast<double>(n - 1)) return n - 1;
+    return static_cast<int64_t>(f);  // truncation is floor here (f > 0), and cheaper than std::floor
   }
 
   double origin_x_ = 0.0, origin_y_ = 0.0, inv_cell_ = 1.0;
   int64_t nx_ = 0, ny_ = 0;
-  std::vector<int32_t> head_, tail_;
-  std::vector<Entry> entries_;
+  struct Cell {
+    std::vector<Entry> entries;  // kept boxes covering the cell, in rank order
+    uint32_t hint = 0;           // entry that last suppressed a candidate
+  };
+  std::vector<Cell> cells_;
+  std::vector<uint32_t> stamp_;  // per kept box: last query that tested it
+  uint32_t query_ = 0;
 };
 
 // Greedy NMS over candidates [begin, end) (rank order). Appends the positions
@@ -247,15 +319,23 @@ void greedy_nms_dispatch(const Candidates& c, size_t begin, size_t end, const Nm
 
 // Rows passing the score threshold, in rank order.
 std::vector<int32_t> ranked_rows(const BoxesView& in, std::optional<double> score_threshold) {
-  std::vector<uint64_t> keys;
+  std::vector<uint32_t> keys;
+  std::vector<int32_t> rows;
   keys.reserve(static_cast<size_t>(in.n));
+  rows.reserve(static_cast<size_t>(in.n));
   for (int64_t i = 0; i < in.n; ++i) {
     if (score_threshold && !(static_cast<double>(in.scores[i]) > *score_threshold)) continue;
-    keys.push_back(rank_key(in.scores[i], static_cast<int32_t>(i)));
+    keys.push_back(descending_key(in.scores[i]));
+    rows.push_back(static_cast<int32_t>(i));
   }
-  std::sort(keys.begin(), keys.end());
-  std::vector<int32_t> rows(keys.size());
-  for (size_t k = 0; k < keys.size(); ++k) rows[k] = static_cast<int32_t>(keys[k] & 0xffffffffu);
+  if (rows.size() >= kRadixSortMinRows) {
+    radix_sort_rows(keys, rows);
+    return rows;
+  }
+  std::vector<uint64_t> packed(rows.size());
+  for (size_t k = 0; k < rows.size(); ++k) packed[k] = (static_cast<uint64_t>(keys[k]) << 32) | static_cast<uint32_t>(rows[k]);
+  std::sort(packed.begin(), packed.end());
+  for (size_t k = 0; k < rows.size(); ++k) rows[k] = static_cast<int32_t>(packed[k] & 0xffffffffu);
   return rows;
 }
 
