@@ -1,6 +1,8 @@
 """ONNX Runtime builder: the (shape-fixed) ONNX for fp32, static QDQ quantization for int8."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,6 +14,18 @@ from .artifact import BuildResult, UnsupportedError
 from .calibration import Feed
 
 __all__ = ["build_onnxruntime"]
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ORT's quantizer logs advice through the root logger; keep the CLI output to our progress lines."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision: str,
@@ -49,13 +63,25 @@ def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision:
             def get_next(self):
                 return next(self._it, None)
 
+        # ORT's recommended pre-processing (shape inference + graph optimisation) helps the
+        # quantizer find Conv+Relu patterns; it fails on some graphs, which then go in as they are.
+        source = out_dir / "preprocessed.onnx"
+        try:
+            with _quiet_root_logger():
+                q.quant_pre_process(str(onnx_path), str(source), skip_symbolic_shape=True)
+            notes["pre_process"] = "onnxruntime.quantization.quant_pre_process"
+        except Exception as exc:  # noqa: BLE001 - any failure means "quantize the original"
+            notes["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
+            shutil.copyfile(onnx_path, source)
         progress(f"onnxruntime: static QDQ quantization on {len(calibration)} calibration samples")
-        q.quantize_static(
-            str(onnx_path), str(dest), _Reader(),
+        with _quiet_root_logger():
+            q.quantize_static(
+            str(source), str(dest), _Reader(),
             quant_format=q.QuantFormat.QDQ, per_channel=True,
             activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
-        )
+            )
+        source.unlink()
         notes["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                                  "weights": "int8 per-channel", "activations": "uint8", "samples": len(calibration)}
     else:

@@ -2,7 +2,10 @@
 quantization. The only module that imports ``nncf``; OpenVINO comes through its adapter."""
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
+import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +24,7 @@ def _import_nncf():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nncf warns about optional frameworks it does not find
             import nncf
+        nncf.set_log_level(logging.ERROR)  # no progress bars on stdout; we report progress ourselves
     except ImportError as exc:
         raise ImportError("OpenVINO INT8 needs NNCF: pip install 'lanner[compile]'") from exc
     return nncf
@@ -44,16 +48,16 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
     capabilities = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     toolchain = ov_backend.toolchain_versions()
     notes: dict = {"cpu_capabilities": capabilities}
+    if precision == "fp16" and "FP16" not in capabilities:
+        raise UnsupportedError(
+            f"fp16 is not supported by the OpenVINO CPU plugin on this CPU (capabilities {capabilities}); "
+            "it would run in another precision. Use fp32 or int8"
+        )
     progress(f"openvino: converting {onnx_path.name} to IR")
     model = ov.convert_model(str(onnx_path))
     if precision == "fp32":
         hint = "f32"
     elif precision == "fp16":
-        if "FP16" not in capabilities:
-            raise UnsupportedError(
-                f"fp16 is not supported by the OpenVINO CPU plugin on this CPU (capabilities {capabilities}); "
-                "it would run in another precision. Use fp32 or int8"
-            )
         hint = "f16"
     elif precision == "int8":
         if not calibration:
@@ -61,7 +65,8 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
         nncf = _import_nncf()
         toolchain["nncf"] = md.version("nncf")
         progress(f"openvino: NNCF post-training quantization on {len(calibration)} calibration samples")
-        with warnings.catch_warnings():
+        # NNCF draws rich progress bars on stdout, which belongs to the CLI's results.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             model = nncf.quantize(model, nncf.Dataset(list(calibration)), subset_size=len(calibration))
         notes["quantization"] = {"tool": "nncf.quantize", "preset": "performance (symmetric)", "samples": len(calibration)}

@@ -6,7 +6,7 @@ runtime-only install; :func:`import_toolchain` says so when it is missing.
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..targets import Target
 
-__all__ = ["import_toolchain", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
+__all__ = ["import_toolchain", "import_compiler", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
 
 
 def import_toolchain() -> ModuleType:
@@ -35,6 +35,21 @@ def import_toolchain() -> ModuleType:
             "(apache-tvm==0.27.0.post1), or build an OpenVINO/ONNX Runtime package instead"
         ) from exc
     return tvm
+
+
+def import_compiler() -> SimpleNamespace:
+    """Import the TVM compiler pieces ``lanner.compile`` uses (kept here: one module imports TVM).
+
+    Returns:
+        A namespace with ``tvm``, ``relax``, ``from_onnx`` (the Relax ONNX frontend) and ``cc``
+        (``tvm.support.cc``, for cross-compiling shared libraries).
+    """
+    tvm = import_toolchain()
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.support import cc
+
+    return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc)
 
 
 def toolchain_versions() -> dict[str, str]:
@@ -91,4 +106,17 @@ class TVMSession(Session):
 def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> TVMSession:
     """Load the package's TVM shared library on the target's device."""
     path = manifest.artifact_path(package_dir, "library")
+    built_for = manifest.target_info.get("tvm_target", {})
+    built_for = built_for.get("host", built_for).get("mcpu") if isinstance(built_for, dict) else None
+    if target.device == "cpu" and built_for:
+        here = host_mcpu()
+        if here != built_for:
+            # LLVM code for one -mcpu may use instructions another CPU lacks (an illegal-instruction crash).
+            from ..manifest import PackageError
+
+            raise PackageError(
+                f"this TVM package was compiled for CPU {built_for!r} (LLVM -mcpu) but this machine's CPU is "
+                f"{here!r}; rebuild it here (`lanner compile MODEL.onnx --target x86 --backend tvm`) or use an "
+                "OpenVINO/ONNX Runtime package, which pick CPU kernels at run time"
+            )
     return TVMSession(str(path), [i.name for i in manifest.inputs], device=target.device, num_threads=num_threads)

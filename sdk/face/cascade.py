@@ -192,7 +192,9 @@ def run_cascade(
             landmarks = np.stack([px, py], axis=2)
             boxes = _bbreg(boxes, reg)
             t = clock()
-            pick = ops.nms(boxes[:, :4], boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
+            # facenet-pytorch's final NMS counts pixels inclusively (width = x2 - x1 + 1).
+            inclusive = boxes[:, :4] + np.array([0, 0, 1, 1], np.float32)
+            pick = ops.nms(inclusive, boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
             spent["nms"] += clock() - t
             boxes, landmarks = boxes[pick], landmarks[pick]
             result = (
