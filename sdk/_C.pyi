@@ -47,3 +47,20 @@ def soft_nms(
     score_threshold: float = 0.001,
 ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Soft-NMS (CPU): (indices (K,) int64 in selection order, rescored scores (K,) float32)."""
+
+# --- MTCNN pre/post-processing (csrc/mtcnn; matches facenet-pytorch 2.6.0) ---------------
+def mtcnn_integral(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    """Summed-area table of an (H, W, 3) uint8 image: (H + 1, W + 1, 3) uint32 (modulo 2^32)."""
+
+def mtcnn_pyramid(integral: npt.NDArray[np.uint32], sizes: list[Tuple[int, int]]) -> list[npt.NDArray[np.float32]]:
+    """Area-resize (torch interpolate mode="area") to each (h, w): [(1, 3, h, w) float32, (x - 127.5) / 128]."""
+
+def mtcnn_generate_candidates(
+    prob: npt.NDArray[np.float32], reg: npt.NDArray[np.float32], scale: float, threshold: float
+) -> npt.NDArray[np.float32]:
+    """P-Net maps (1, 2, h, w), (1, 4, h, w) -> (N, 9) rows x1, y1, x2, y2, score, reg0..3 (row-major cells)."""
+
+def mtcnn_crop_resize(
+    integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid)."""
