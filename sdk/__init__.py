@@ -8,6 +8,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import ops
+from .manifest import Manifest, PackageError, TensorSpec
 from .ops import has_cuda
+from .runtime import Model, load
 
-__all__ = ["__version__", "ops", "has_cuda"]
+__all__ = ["__version__", "ops", "has_cuda", "load", "Model", "Manifest", "TensorSpec", "PackageError"]

@@ -1,0 +1,105 @@
+"""Reading and editing the input ONNX graph: the only module that imports ``onnx``."""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lanner.manifest import TensorSpec
+
+__all__ = ["import_onnx", "read_model", "io_specs", "with_input_shapes", "save_model", "opset"]
+
+
+def import_onnx() -> ModuleType:
+    """Import the ``onnx`` package.
+
+    Raises:
+        ImportError: onnx is not installed (``pip install 'lanner[compile]'``).
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("lanner.compile needs the onnx package: pip install 'lanner[compile]'") from exc
+    return onnx
+
+
+def read_model(path: str | os.PathLike[str]) -> Any:
+    """Load and check an ONNX model.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a valid ONNX model.
+    """
+    onnx = import_onnx()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises several unrelated types for a bad file
+        raise ValueError(f"{str(path)!r} is not a valid ONNX model: {exc}") from exc
+    return model
+
+
+def _spec(value_info: Any) -> TensorSpec:
+    onnx = import_onnx()
+    ttype = value_info.type.tensor_type
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type)).name
+    shape: list[int | str | None] = []
+    for dim in ttype.shape.dim:
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(int(dim.dim_value))
+        elif dim.HasField("dim_param") and dim.dim_param:
+            shape.append(str(dim.dim_param))
+        else:
+            shape.append(None)
+    return TensorSpec(value_info.name, tuple(shape), dtype)
+
+
+def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The graph's (inputs, outputs) specs; initializers listed as inputs are skipped."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
+    outputs = tuple(_spec(v) for v in model.graph.output)
+    return inputs, outputs
+
+
+def with_input_shapes(model: Any, input_shapes: Mapping[str, Sequence[int | str | None]]) -> Any:
+    """Return a copy whose inputs have these shapes (ints fix an axis, str/None make it dynamic).
+
+    Raises:
+        ValueError: unknown input name or a rank different from the model's.
+    """
+    onnx = import_onnx()
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph_inputs = {v.name: v for v in model.graph.input}
+    for name, shape in input_shapes.items():
+        if name not in graph_inputs:
+            raise ValueError(f"input_shapes names input {name!r}; the model's inputs are {sorted(graph_inputs)}")
+        dims = graph_inputs[name].type.tensor_type.shape.dim
+        if len(dims) != len(shape):
+            raise ValueError(f"input_shapes[{name!r}] has rank {len(shape)}, the model's input has rank {len(dims)}")
+        for axis, (dim, want) in enumerate(zip(dims, shape)):
+            if isinstance(want, (int, np.integer)) and not isinstance(want, bool):
+                if want < 1:
+                    raise ValueError(f"input_shapes[{name!r}] axis {axis} must be >= 1, got {want}")
+                dim.dim_value = int(want)
+            elif want is None or isinstance(want, str):
+                dim.dim_param = want or f"{name}_dim{axis}"
+            else:
+                raise ValueError(f"input_shapes[{name!r}] axis {axis} must be int, str or None, got {want!r}")
+    # Intermediate shapes inferred for the old input shapes would now be stale.
+    del model.graph.value_info[:]
+    return model
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write the model to ``path`` (a single file; no external data)."""
+    import_onnx().save(model, str(path))
+
+
+def opset(model: Any) -> int:
+    """The default-domain opset version of the model."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -1,0 +1,159 @@
+"""TVM builder: ONNX -> Relax (``tvm.relax.frontend.onnx.from_onnx``) -> ``tvm.compile`` for
+the target's TVM target dict -> one shared library with the weights embedded as constants.
+
+* ``x86``: LLVM for this host (``mtriple`` x86_64, ``mcpu`` detected, e.g. ``znver5``).
+  TVM 0.27's default CPU pipeline lowers operators without tuned schedules, so expect it to
+  be slower than OpenVINO; ``auto`` measures and decides.
+* CUDA targets: ``cuda`` with the arch, host LLVM. The default CUDA pipeline applies the
+  ``tvm.s_tir.dlight`` GPU schedule rules (thread bindings). TVM 0.27 embeds the CUDA
+  *source* in the library and compiles it when the library is loaded (through
+  ``tvm_callback_cuda_compile``: NVRTC or nvcc on the device). We therefore also compile the
+  same kernels here with ``nvcc -cubin -arch=<arch>``, which proves they build for that arch,
+  and ship the cubin (``kernels.<arch>.cubin``) beside the library as the arch record.
+* Jetson targets: the host code is cross-compiled for aarch64 (our own target dict: Orin's
+  Cortex-A78AE, Xavier's Carmel) and linked with ``aarch64-linux-gnu-g++``.
+
+Precisions: fp32; fp16 via ``relax.transform.ToMixedPrecision`` (fp16 compute, fp32
+accumulation); int8 is refused: TVM 0.27's ONNX frontend turns QuantizeLinear /
+DequantizeLinear into float arithmetic, so an "int8" TVM package would compute in fp32.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lanner.backends import tvm_backend
+from lanner.targets import Target
+
+from . import onnx_graph
+from .artifact import BuildResult, UnsupportedError
+from .calibration import Feed
+
+__all__ = ["build_tvm", "nvcc_version", "nvcc_archs"]
+
+LIBRARY = "model.so"
+
+
+def nvcc_version() -> str | None:
+    """``nvcc --version``'s release line, or None without nvcc."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+    lines = [line for line in out.splitlines() if "release" in line]
+    return lines[-1].strip() if lines else out.strip()
+
+
+def nvcc_archs() -> list[str]:
+    """The ``sm_XX`` archs this nvcc can build (from ``--list-gpu-arch``)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return []
+    out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=False).stdout
+    return [line.strip().replace("compute_", "sm_") for line in out.split() if line.strip().startswith("compute_")]
+
+
+def _cuda_module(module):
+    if module.kind == "cuda":
+        return module
+    for sub in module.imports:
+        found = _cuda_module(sub)
+        if found is not None:
+            return found
+    return None
+
+
+def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
+              calibration: Sequence[Feed] | None, progress: Callable[[str], None]) -> BuildResult:
+    """Compile with TVM into ``out_dir/model.so`` (+ the CUDA source and cubin for GPU targets).
+
+    Raises:
+        UnsupportedError: int8; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13);
+            a missing cross compiler.
+        ImportError: apache-tvm is not installed.
+    """
+    if precision == "int8":
+        raise UnsupportedError(
+            "int8 is not supported for the tvm backend: TVM 0.27 imports QDQ models as float arithmetic, "
+            "so the package would compute in fp32 under an int8 label. Use openvino or onnxruntime for int8"
+        )
+    if precision not in ("fp32", "fp16"):
+        raise UnsupportedError(f"unknown precision {precision!r}")
+    notes: dict = {}
+    if target.device == "cuda":
+        archs = nvcc_archs()
+        if not archs:
+            raise UnsupportedError(f"target {target.name!r} needs nvcc (CUDA toolkit) on the build machine; none found")
+        if target.cuda_arch not in archs:
+            raise UnsupportedError(
+                f"this nvcc ({nvcc_version()}) cannot build {target.cuda_arch} for {target.name!r} (it builds "
+                f"{', '.join(archs)}); CUDA 13 dropped sm_72 and older: build with a CUDA 12.x toolkit"
+            )
+    if target.cross_compiler and shutil.which(target.cross_compiler) is None:
+        raise UnsupportedError(
+            f"target {target.name!r} links with {target.cross_compiler}, which is not installed "
+            "(Debian: apt-get install g++-aarch64-linux-gnu)"
+        )
+    tc = tvm_backend.import_compiler()
+    tvm, relax = tc.tvm, tc.relax
+
+    detected = tvm_backend.host_mcpu() if target.machine == "x86_64" and target.host_mcpu is None else None
+    target_dict = target.tvm_target(detected)
+    progress(f"tvm: importing {onnx_path.name} into Relax")
+    model = onnx_graph.read_model(onnx_path)
+    mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
+    if precision == "fp16":
+        try:
+            mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        except (RuntimeError, ValueError, TypeError) as exc:  # tvm.error.InternalError is a RuntimeError
+            raise UnsupportedError(
+                "fp16 is not supported for the tvm backend on this graph: TVM 0.27's ToMixedPrecision failed "
+                f"({str(exc).splitlines()[-1][:200]}); use fp32"
+            ) from None
+        if "float16" not in mod.script(show_meta=False):
+            raise UnsupportedError("fp16 is not supported for the tvm backend on this graph: ToMixedPrecision "
+                                   "converted no operator, so the package would compute in fp32; use fp32")
+        notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
+    progress(f"tvm: compiling for {target_dict}")
+    executable = tvm.compile(mod, target=tvm.target.Target(target_dict))
+    artifacts = {"library": LIBRARY}
+    library = out_dir / LIBRARY
+    if target.cross_compiler:
+        executable.export_library(str(library), fcompile=tc.cc.cross_compiler(target.cross_compiler))
+    else:
+        executable.export_library(str(library))
+    target_info = {"tvm_target": target_dict}
+    toolchain = tvm_backend.toolchain_versions()
+    if target.device == "cuda":
+        cuda = _cuda_module(executable.mod)
+        if cuda is None:
+            raise RuntimeError("TVM produced no CUDA module for a CUDA target")
+        source_name, cubin_name = "kernels.cu", f"kernels.{target.cuda_arch}.cubin"
+        (out_dir / source_name).write_text(cuda.inspect_source(), encoding="utf-8")
+        progress(f"tvm: nvcc -cubin -arch={target.cuda_arch} (ahead-of-time check of the CUDA kernels)")
+        proc = subprocess.run(
+            ["nvcc", "--cubin", f"-arch={target.cuda_arch}", "-O3", "-w", "-o", str(out_dir / cubin_name),
+             str(out_dir / source_name)],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"nvcc failed on TVM's CUDA kernels for {target.cuda_arch}:\n{proc.stderr[-2000:]}")
+        artifacts.update(cuda_source=source_name, cuda_cubin=cubin_name)
+        toolchain["nvcc"] = nvcc_version() or "unknown"
+        notes["cuda"] = (
+            "TVM 0.27 embeds the CUDA source in model.so and compiles it when the library is loaded "
+            "(NVRTC via cuda-python, or nvcc with TVM_CUDA_COMPILE_MODE=nvcc, on the device); "
+            f"{cubin_name} is the same source compiled here to prove it builds for {target.cuda_arch}"
+        )
+    if target.cross_compiler:
+        toolchain["cross_compiler"] = _first_line([target.cross_compiler, "--version"])
+    return BuildResult(artifacts=artifacts, backend_options={"device": target.device}, target_info=target_info,
+                       toolchain=toolchain, notes=notes)
+
+
+def _first_line(cmd: list[str]) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C"})
+    return (out.stdout.splitlines() or ["unknown"])[0].strip()

@@ -1,0 +1,85 @@
+"""OpenVINO adapter: the only module that imports ``openvino``."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .base import Session
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..targets import Target
+
+__all__ = ["import_toolchain", "toolchain_versions", "open_session", "compile_options", "OpenVINOSession"]
+
+
+def import_toolchain() -> ModuleType:
+    """Import OpenVINO.
+
+    Raises:
+        ImportError: OpenVINO is not installed (``pip install openvino``).
+    """
+    try:
+        import openvino
+    except ImportError as exc:  # pragma: no cover - it is a runtime dependency
+        raise ImportError("the OpenVINO backend needs the openvino package: pip install openvino") from exc
+    return openvino
+
+
+def toolchain_versions() -> dict[str, str]:
+    """Versions of the toolchain packages (recorded in manifests)."""
+    return {"openvino": import_toolchain().get_version()}
+
+
+def compile_options(precision_hint: str | None, num_threads: int | None) -> dict[str, Any]:
+    """The CPU plugin configuration for a precision hint (``"f32"``, ``"f16"``, ``"bf16"``; None = plugin default)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision_hint:
+        config["INFERENCE_PRECISION_HINT"] = precision_hint
+    if num_threads:
+        config["INFERENCE_NUM_THREADS"] = int(num_threads)
+    return config
+
+
+class OpenVINOSession(Session):
+    """An OpenVINO compiled model on the CPU plugin."""
+
+    def __init__(self, model: Any, output_names: list[str], config: dict[str, Any]) -> None:
+        ov = import_toolchain()
+        self._compiled = ov.Core().compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        by_name = {}
+        for port in self._compiled.outputs:
+            for name in port.get_names():
+                by_name[name] = port
+        missing = [n for n in output_names if n not in by_name]
+        if missing:
+            raise ValueError(f"OpenVINO model has no outputs named {missing}; it has {sorted(by_name)}")
+        self._ports = [by_name[n] for n in output_names]
+
+    @property
+    def inference_precision(self) -> str:
+        """The precision the CPU plugin actually executes in (e.g. ``"f32"``, ``"bf16"``)."""
+        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower().replace("<type: '", "").rstrip("'>")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer(inputs)
+        return [np.array(result[port], copy=True) for port in self._ports]
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> OpenVINOSession:
+    """Load ``model.xml``/``model.bin`` from a package on the CPU plugin."""
+    if target.device != "cpu":
+        raise ValueError(f"the OpenVINO backend runs on CPU targets only, the package targets {target.name!r}")
+    ov = import_toolchain()
+    model = ov.Core().read_model(str(manifest.artifact_path(package_dir, "model")),
+                                 str(manifest.artifact_path(package_dir, "weights")))
+    config = compile_options(manifest.backend_options.get("inference_precision"), num_threads)
+    return OpenVINOSession(model, [o.name for o in manifest.outputs], config)

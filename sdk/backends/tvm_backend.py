@@ -1,0 +1,122 @@
+"""Apache TVM adapter: the only module that imports ``tvm``.
+
+Loading a TVM package needs the ``compile`` extra (``apache-tvm``), which is not part of a
+runtime-only install; :func:`import_toolchain` says so when it is missing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .base import Session
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..targets import Target
+
+__all__ = ["import_toolchain", "import_compiler", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
+
+
+def import_toolchain() -> ModuleType:
+    """Import Apache TVM (with Relax).
+
+    Raises:
+        ImportError: apache-tvm is not installed; TVM packages need ``pip install 'lanner[compile]'``.
+    """
+    try:
+        import tvm
+        from tvm import relax  # noqa: F401  (registers tvm.relax)
+    except ImportError as exc:
+        raise ImportError(
+            "TVM packages need Apache TVM, which is not installed: pip install 'lanner[compile]' "
+            "(apache-tvm==0.27.0.post1), or build an OpenVINO/ONNX Runtime package instead"
+        ) from exc
+    return tvm
+
+
+def import_compiler() -> SimpleNamespace:
+    """Import the TVM compiler pieces ``lanner.compile`` uses (kept here: one module imports TVM).
+
+    Returns:
+        A namespace with ``tvm``, ``relax``, ``from_onnx`` (the Relax ONNX frontend) and ``cc``
+        (``tvm.support.cc``, for cross-compiling shared libraries).
+    """
+    tvm = import_toolchain()
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.support import cc
+
+    return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc)
+
+
+def toolchain_versions() -> dict[str, str]:
+    """Versions of the toolchain packages (recorded in manifests)."""
+    return {"apache-tvm": import_toolchain().__version__}
+
+
+def host_mcpu() -> str:
+    """LLVM's name for this machine's CPU (e.g. ``znver5``), as TVM's LLVM detects it."""
+    tvm = import_toolchain()
+    return str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+def set_num_threads(num_threads: int | None) -> None:
+    """Size TVM's CPU thread pool (process-wide; None leaves TVM's default: one per core)."""
+    if num_threads:
+        tvm = import_toolchain()
+        tvm.get_global_func("runtime.config_threadpool")(0, int(num_threads))
+
+
+class TVMSession(Session):
+    """A TVM Relax VM over an exported shared library (parameters are embedded as constants)."""
+
+    def __init__(self, library_path: str, input_names: list[str], *, device: str = "cpu",
+                 num_threads: int | None = None) -> None:
+        tvm = import_toolchain()
+        if device == "cuda":
+            dev = tvm.cuda(0)
+            if not dev.exist:
+                raise ValueError("this TVM package targets a CUDA GPU but no CUDA device is usable here")
+        else:
+            dev = tvm.cpu(0)
+        set_num_threads(num_threads)
+        self._tvm = tvm
+        self._dev = dev
+        self._lib = tvm.runtime.load_module(library_path)
+        self._vm = tvm.relax.VirtualMachine(self._lib, dev)
+        self._main = self._vm["main"]
+        self._input_names = input_names
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        args = [self._tvm.runtime.tensor(inputs[name], self._dev) for name in self._input_names]
+        result: Any = self._main(*args)
+        if isinstance(result, self._tvm.runtime.Tensor):
+            return [result.numpy()]
+        return [r.numpy() for r in result]
+
+    def close(self) -> None:
+        self._main = None
+        self._vm = None
+        self._lib = None
+
+
+def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> TVMSession:
+    """Load the package's TVM shared library on the target's device."""
+    path = manifest.artifact_path(package_dir, "library")
+    built_for = manifest.target_info.get("tvm_target", {})
+    built_for = built_for.get("host", built_for).get("mcpu") if isinstance(built_for, dict) else None
+    if target.device == "cpu" and built_for:
+        here = host_mcpu()
+        if here != built_for:
+            # LLVM code for one -mcpu may use instructions another CPU lacks (an illegal-instruction crash).
+            from ..manifest import PackageError
+
+            raise PackageError(
+                f"this TVM package was compiled for CPU {built_for!r} (LLVM -mcpu) but this machine's CPU is "
+                f"{here!r}; rebuild it here (`lanner compile MODEL.onnx --target x86 --backend tvm`) or use an "
+                "OpenVINO/ONNX Runtime package, which pick CPU kernels at run time"
+            )
+    return TVMSession(str(path), [i.name for i in manifest.inputs], device=target.device, num_threads=num_threads)

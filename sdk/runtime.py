@@ -1,0 +1,163 @@
+"""Load and run a deployable package built by ``lanner.compile``.
+
+Example::
+
+    import lanner
+    with lanner.load("out/face_cls") as model:
+        print(model.inputs)               # (TensorSpec(name='image', shape=('batch', 3, 112, 112), dtype='float32'),)
+        scores = model.run({"image": batch})["logits"]
+
+Only the backend the package needs is imported (OpenVINO, ONNX Runtime, or TVM).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .backends import Session, adapter
+from .manifest import Manifest, PackageError, TensorSpec
+from .targets import get_target
+
+__all__ = ["load", "Model"]
+
+
+def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
+    """Load a package: verify it, check it runs here, and open its backend.
+
+    Args:
+        package_dir: a directory written by ``lanner.compile.compile_model``.
+        num_threads: CPU threads for inference (None = the backend's default, one per core).
+
+    Returns:
+        A :class:`Model` (a context manager; ``close()`` releases the backend).
+
+    Raises:
+        FileNotFoundError: no such directory, or no ``manifest.json`` in it.
+        PackageError (a ValueError): malformed manifest, checksum mismatch, or a package built for
+            another target (e.g. a Jetson package on x86).
+        ValueError: ``num_threads`` is not a positive int.
+        ImportError: the backend's toolchain is missing (TVM packages need ``lanner[compile]``).
+    """
+    return Model.open(package_dir, num_threads=num_threads)
+
+
+class Model:
+    """A loaded package. Create with :func:`lanner.load` (or :meth:`Model.open`).
+
+    Attributes:
+        manifest: the package's :class:`~lanner.manifest.Manifest`.
+        inputs: input specs (name, shape with None/str for dynamic axes, dtype), in order.
+        outputs: output specs, in order.
+    """
+
+    def __init__(self, package_dir: Path, manifest: Manifest, session: Session) -> None:
+        self.package_dir = package_dir
+        self.manifest = manifest
+        self.inputs: tuple[TensorSpec, ...] = manifest.inputs
+        self.outputs: tuple[TensorSpec, ...] = manifest.outputs
+        self._session: Session | None = session
+
+    @classmethod
+    def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
+        """Same as :func:`lanner.load`."""
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        root = Path(package_dir)
+        manifest = Manifest.read(root)
+        target = _target_or_error(manifest.target)
+        ok, reason = target.runnable_here()
+        if not ok:
+            raise PackageError(reason)
+        manifest.verify(root)
+        session = adapter(manifest.backend).open_session(root, manifest, target, num_threads)
+        return cls(root, manifest, session)
+
+    # -- inference ---------------------------------------------------------------------
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model once.
+
+        Args:
+            inputs: one array per input name; shapes must match the specs (any size on dynamic
+                axes, equal sizes on axes that share a name) and dtypes must match exactly.
+
+        Returns:
+            ``{output name: array}`` in the spec order.
+
+        Raises:
+            ValueError: wrong/missing input names, shapes or dtypes (the message names expected
+                vs actual), or the model was closed.
+            TypeError: an input is not a NumPy array.
+        """
+        if self._session is None:
+            raise ValueError("this model is closed; load the package again")
+        feed = self._validate(inputs)
+        outputs = self._session.run(feed)
+        return {spec.name: out for spec, out in zip(self.outputs, outputs)}
+
+    def _validate(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a dict of name -> numpy array, got {type(inputs).__name__}")
+        expected = [s.name for s in self.inputs]
+        if set(inputs) != set(expected):
+            raise ValueError(f"expected inputs {expected}, got {sorted(inputs)}")
+        named: dict[str, int] = {}
+        feed = {}
+        for spec in self.inputs:
+            array = inputs[spec.name]
+            if not isinstance(array, np.ndarray):
+                raise TypeError(f"input {spec.name!r} must be a numpy.ndarray, got {type(array).__name__}")
+            if array.dtype != np.dtype(spec.dtype):
+                raise ValueError(f"input {spec.name!r}: expected dtype {spec.dtype}, got {array.dtype}")
+            if array.ndim != len(spec.shape):
+                raise ValueError(
+                    f"input {spec.name!r}: expected {len(spec.shape)}-d shape {_fmt(spec.shape)}, "
+                    f"got {array.ndim}-d {tuple(array.shape)}"
+                )
+            for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+                if isinstance(want, int) and want != got:
+                    raise ValueError(
+                        f"input {spec.name!r}: expected shape {_fmt(spec.shape)}, got {tuple(array.shape)} "
+                        f"(axis {axis} must be {want})"
+                    )
+                if isinstance(want, str):
+                    if named.setdefault(want, got) != got:
+                        raise ValueError(
+                            f"input {spec.name!r}: axis {axis} ({want!r}) is {got} but another input has "
+                            f"{want!r} = {named[want]}"
+                        )
+                if got == 0:
+                    raise ValueError(f"input {spec.name!r}: axis {axis} is empty, shape {tuple(array.shape)}")
+            feed[spec.name] = np.ascontiguousarray(array)
+        return feed
+
+    # -- resources ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the backend session (idempotent)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"Model({m.name!r}, target={m.target!r}, backend={m.backend!r}, precision={m.precision!r})"
+
+
+def _target_or_error(name: str):
+    """The manifest's target, or a PackageError naming the unknown target."""
+    try:
+        return get_target(name)
+    except ValueError as exc:
+        raise PackageError(f"package manifest names {exc}") from None
+
+
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")

@@ -1,0 +1,511 @@
+"""lanner.compile + lanner.load: build small CNNs for every backend/precision/target, run them,
+check fidelity, the cross-compiled artifact formats, and the error paths."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("tvm")
+pytest.importorskip("nncf")
+
+import lanner  # noqa: E402
+from lanner.compile import FidelityError, UnsupportedError, compile_model  # noqa: E402
+from lanner.manifest import MANIFEST_FILENAME, Manifest, PackageError  # noqa: E402
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+CLASSES = 10
+X86_BUILDS = [("openvino", "fp32"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tvm", "fp32")]
+EM_X86_64, EM_AARCH64, EM_CUDA = 62, 183, 190
+
+
+def _init(rng, name, shape, scale=0.3):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def make_classifier(path: Path, *, seed: int = 0) -> Path:
+    """A small CNN classifier: (batch, 3, 32, 32) -> (batch, 10), batch dynamic."""
+    rng = np.random.default_rng(seed)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])
+    inits = [_init(rng, "w1", (8, 3, 3, 3)), _init(rng, "b1", (8,), 0.1), _init(rng, "w2", (16, 8, 3, 3), 0.2),
+             _init(rng, "b2", (16,), 0.1), _init(rng, "wf", (CLASSES, 16)), _init(rng, "bf", (CLASSES,), 0.1)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "tiny_cls", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def make_fully_convolutional(path: Path) -> Path:
+    """A P-Net-like fully convolutional net: (1, 3, H, W) -> prob (1, 2, h, w), box (1, 4, h, w)."""
+    rng = np.random.default_rng(1)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])
+    prob = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2, None, None])
+    box = helper.make_tensor_value_info("box", TensorProto.FLOAT, [1, 4, None, None])
+    inits = [_init(rng, "w1", (10, 3, 3, 3)), _init(rng, "b1", (10,), 0.1), _init(rng, "wp", (2, 10, 1, 1)),
+             _init(rng, "bp", (2,), 0.1), _init(rng, "wb", (4, 10, 1, 1)), _init(rng, "bb", (4,), 0.1)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "wp", "bp"], ["logit"]),
+        helper.make_node("Softmax", ["logit"], ["prob"], axis=1),
+        helper.make_node("Conv", ["p1", "wb", "bb"], ["box"]),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "tiny_fcn", [x], [prob, box], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def reference(model_path: Path, feed: dict) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed)))
+
+
+def elf_machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    return int.from_bytes(header[18:20], "little")
+
+
+def cubin_sm(path: Path) -> int:
+    """The SM version a cubin targets, from its ELF e_flags (bits 8-15 in CUDA >= 12.8 cubins, else 0-7)."""
+    data = path.read_bytes()
+    flags = int.from_bytes(data[48:52], "little")
+    return (flags >> 8) & 0xFF if flags & 0xFF00 else flags & 0xFF
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compile")
+    make_classifier(root / "tiny.onnx")
+    calib = root / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(30):
+        np.save(calib / f"{i:03d}.npy", rng.standard_normal((1, 3, 32, 32)).astype(np.float32))
+    return root
+
+
+@pytest.fixture(scope="session")
+def packages(workdir):
+    """Compile the classifier once per (backend, precision) for x86."""
+    built = {}
+    for backend, precision in X86_BUILDS:
+        out = workdir / f"pkg-{backend}-{precision}"
+        compile_model(workdir / "tiny.onnx", target="x86", backend=backend, precision=precision,
+                      calib=workdir / "calib", out=out, task="classification", name="tiny")
+        built[(backend, precision)] = out
+    return built
+
+
+@pytest.fixture(scope="session")
+def cross_packages(workdir):
+    built = {}
+    for target in ("cuda-sm90", "jetson-orin-nano"):
+        out = workdir / f"pkg-tvm-{target}"
+        compile_model(workdir / "tiny.onnx", target=target, backend="tvm", precision="fp32", out=out)
+        built[target] = out
+    return built
+
+
+def copy_package(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+# -- x86 builds: load, run, fidelity ------------------------------------------------------
+
+@pytest.mark.parametrize("backend,precision", X86_BUILDS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_x86_package_runs_and_matches_reference(packages, workdir, backend, precision, batch):
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    ref = reference(workdir / "tiny.onnx", {"image": x})["logits"]
+    with lanner.load(packages[(backend, precision)], num_threads=1) as model:
+        assert [s.name for s in model.inputs] == ["image"]
+        assert model.inputs[0].shape == ("batch", 3, 32, 32)
+        assert model.outputs[0].shape == ("batch", CLASSES)
+        out = model.run({"image": x})
+    assert list(out) == ["logits"]
+    assert out["logits"].shape == (batch, CLASSES) and out["logits"].dtype == np.float32
+    cos = (ref * out["logits"]).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out["logits"], axis=1)
+    assert cos.min() > (0.9999 if precision == "fp32" else 0.98)
+    if precision == "fp32":
+        np.testing.assert_allclose(out["logits"], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend,precision", X86_BUILDS)
+def test_manifest_records_build(packages, backend, precision):
+    m = Manifest.read(packages[(backend, precision)])
+    assert (m.name, m.task, m.target, m.backend, m.precision) == ("tiny", "classification", "x86", backend, precision)
+    assert m.fidelity["passed"] and m.fidelity["top1_agreement"] >= 0.85 and m.fidelity["samples"] == 6
+    assert m.latency_ms["median"] > 0 and m.latency_ms["input_shapes"] == {"image": [1, 3, 32, 32]}
+    assert set(m.files) >= set(m.artifacts.values())
+    assert {"lanner", "python"} <= set(m.toolchain)
+    expected_tool = {"openvino": "openvino", "onnxruntime": "onnxruntime", "tvm": "apache-tvm"}[backend]
+    assert expected_tool in m.toolchain
+    if (backend, precision) == ("openvino", "int8"):
+        assert "nncf" in m.toolchain
+    raw = json.loads((packages[(backend, precision)] / MANIFEST_FILENAME).read_text())
+    assert raw["schema_version"] == 1 and raw["format"] == "lanner-package"
+
+
+def test_openvino_fp32_pins_f32_inference(packages):
+    # The CPU plugin defaults to bf16 on AVX512-BF16 CPUs; an fp32 package must not.
+    assert Manifest.read(packages[("openvino", "fp32")]).backend_options["inference_precision"] == "f32"
+
+
+def test_int8_artifacts_are_quantized(packages):
+    xml = (packages[("openvino", "int8")] / "model.xml").read_text()
+    assert "FakeQuantize" in xml or "i8" in xml
+    model = onnx.load(str(packages[("onnxruntime", "int8")] / "model.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+# -- unsupported combinations --------------------------------------------------------------
+
+@pytest.mark.parametrize("backend,precision,match", [
+    ("tvm", "int8", "int8 is not supported for the tvm backend"),
+    ("onnxruntime", "fp16", "fp16 is not supported for the onnxruntime backend"),
+])
+def test_unsupported_precision_is_refused(workdir, tmp_path, backend, precision, match):
+    with pytest.raises(UnsupportedError, match=match):
+        compile_model(workdir / "tiny.onnx", backend=backend, precision=precision, calib=workdir / "calib",
+                      out=tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_int8_without_calibration_is_refused(workdir, tmp_path):
+    with pytest.raises(ValueError, match="int8 needs calibration samples"):
+        compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="int8", out=tmp_path / "pkg")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"target": "arm-cortex-m"}, "unknown target 'arm-cortex-m'"),
+    ({"backend": "tensorrt"}, "backend must be one of"),
+    ({"precision": "int4"}, "precision must be one of"),
+    ({"target": "jetson-orin-nano", "backend": "openvino"}, "cannot build for target 'jetson-orin-nano'"),
+])
+def test_bad_arguments(workdir, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        compile_model(workdir / "tiny.onnx", out=tmp_path / "pkg", **kwargs)
+
+
+def test_fidelity_failure_reports_numbers(workdir, tmp_path):
+    with pytest.raises(FidelityError, match="no candidate passed") as info:
+        compile_model(workdir / "tiny.onnx", backend="openvino", precision="int8", calib=workdir / "calib",
+                      out=tmp_path / "pkg", thresholds={"min_cosine": 0.9999999})
+    (candidate,) = info.value.report["candidates"]
+    assert candidate["status"] == "failed fidelity" and "cosine similarity" in candidate["reason"]
+    assert not (tmp_path / "pkg").exists()
+
+
+# -- auto: choose by measurement ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_auto_picks_fastest_passing_candidate(workdir, tmp_path):
+    m = compile_model(workdir / "tiny.onnx", backend="auto", precision="auto", calib=workdir / "calib",
+                      out=tmp_path / "pkg", task="classification")
+    cands = m.selection["candidates"]
+    assert {(c["backend"], c["precision"]) for c in cands} == {
+        (b, p) for b in ("openvino", "onnxruntime", "tvm") for p in ("fp32", "fp16", "int8")}
+    passed = [c for c in cands if c["status"] == "passed"]
+    best = min(passed, key=lambda c: c["latency_ms"]["median"])
+    assert (m.backend, m.precision) == (best["backend"], best["precision"])
+    assert "fastest candidate that passed fidelity" in m.selection["reason"]
+    assert {c["status"] for c in cands if (c["backend"], c["precision"]) == ("tvm", "int8")} == {"unsupported"}
+    with lanner.load(tmp_path / "pkg") as model:
+        assert model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})["logits"].shape == (1, CLASSES)
+
+
+# -- dynamic spatial input (P-Net-like) -----------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "tvm"])
+def test_dynamic_height_width(tmp_path, backend):
+    src = make_fully_convolutional(tmp_path / "fcn.onnx")
+    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg",
+                  sample_shapes={"image": (1, 3, 24, 40)})
+    rng = np.random.default_rng(3)
+    with lanner.load(tmp_path / "pkg") as model:
+        assert model.inputs[0].shape == (1, 3, "height", "width")
+        for h, w in [(12, 12), (31, 57)]:
+            x = rng.standard_normal((1, 3, h, w)).astype(np.float32)
+            out, ref = model.run({"image": x}), reference(src, {"image": x})
+            assert out["prob"].shape == ref["prob"].shape == (1, 2, (h - 2) // 2, (w - 2) // 2)
+            for name in ("prob", "box"):
+                np.testing.assert_allclose(out[name], ref[name], rtol=1e-4, atol=1e-4)
+
+
+def test_dynamic_axes_need_sample_shapes(tmp_path):
+    src = make_fully_convolutional(tmp_path / "fcn.onnx")
+    with pytest.raises(ValueError, match="dynamic axis 2 .*sample_shapes"):
+        compile_model(src, backend="onnxruntime", precision="fp32", out=tmp_path / "pkg")
+
+
+def test_input_shapes_fix_dynamic_axes(workdir, tmp_path):
+    m = compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg",
+                      input_shapes={"image": (4, 3, 32, 32)})
+    assert m.inputs[0].shape == (4, 3, 32, 32)
+    with lanner.load(tmp_path / "pkg") as model, pytest.raises(ValueError, match=r"axis 0 must be 4"):
+        model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
+
+
+# -- cross-compiled artifacts -------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,machine,sm", [("cuda-sm90", EM_X86_64, 90), ("jetson-orin-nano", EM_AARCH64, 87)])
+def test_cross_compiled_artifact_format(cross_packages, target, machine, sm):
+    pkg = cross_packages[target]
+    m = Manifest.read(pkg)
+    m.verify(pkg)
+    assert m.fidelity is None and m.latency_ms is None  # nothing runs here: no GPU in this session
+    assert elf_machine(pkg / m.artifacts["library"]) == machine
+    cubin = pkg / m.artifacts["cuda_cubin"]
+    assert elf_machine(cubin) == EM_CUDA and cubin_sm(cubin) == sm
+    assert m.target_info["cuda_arch"] == f"sm_{sm}" and m.target_info["tvm_target"]["arch"] == f"sm_{sm}"
+    assert "__global__" in (pkg / m.artifacts["cuda_source"]).read_text()
+    if target == "jetson-orin-nano":
+        host = m.target_info["tvm_target"]["host"]
+        assert (host["mtriple"], host["mcpu"]) == ("aarch64-linux-gnu", "cortex-a78ae")
+
+
+@pytest.mark.slow
+def test_jetson_package_refused_on_x86(cross_packages):
+    with pytest.raises(PackageError, match=r"built for target 'jetson-orin-nano' .*aarch64.* this machine is x86_64"):
+        lanner.load(cross_packages["jetson-orin-nano"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(lanner.has_cuda(), reason="checks the no-GPU error")
+def test_cuda_package_without_gpu(cross_packages):
+    with pytest.raises(ValueError, match="no CUDA device is usable"):
+        lanner.load(cross_packages["cuda-sm90"])
+
+
+def test_xavier_needs_older_cuda(workdir, tmp_path):
+    from lanner.compile.tvm_build import nvcc_archs
+
+    if "sm_72" in nvcc_archs() or not nvcc_archs():
+        pytest.skip("this nvcc still builds sm_72 (or there is no nvcc)")
+    with pytest.raises(UnsupportedError, match="cannot build sm_72"):
+        compile_model(workdir / "tiny.onnx", target="jetson-xavier-nx", backend="tvm", precision="fp32", out=tmp_path / "p")
+
+
+# -- corrupted packages -------------------------------------------------------------------
+
+def _edit_manifest(pkg: Path, **changes) -> None:
+    data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+    data.update(changes)
+    (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("corruption,error,match", [
+    ("artifact_byte", PackageError, r"checksum mismatch for 'model.onnx'"),
+    ("artifact_missing", PackageError, r"'model.onnx' listed in the manifest is missing"),
+    ("manifest_json", PackageError, "is not valid JSON"),
+    ("manifest_key", PackageError, r"missing keys \['files'\]"),
+    ("schema_version", PackageError, "schema_version 99 is not supported"),
+    ("unknown_target", PackageError, "unknown target 'quantum'"),
+    ("unknown_backend", PackageError, "backend must be one of"),
+    ("escaping_path", PackageError, "must be relative and inside the package"),
+    ("no_manifest", FileNotFoundError, "not a lanner package"),
+])
+def test_corrupted_package_is_refused(packages, tmp_path, corruption, error, match):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    if corruption == "artifact_byte":
+        data = bytearray((pkg / "model.onnx").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (pkg / "model.onnx").write_bytes(bytes(data))
+    elif corruption == "artifact_missing":
+        (pkg / "model.onnx").unlink()
+    elif corruption == "manifest_json":
+        (pkg / MANIFEST_FILENAME).write_text("{ not json")
+    elif corruption == "manifest_key":
+        data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+        del data["files"]
+        (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+    elif corruption == "schema_version":
+        _edit_manifest(pkg, schema_version=99)
+    elif corruption == "unknown_target":
+        _edit_manifest(pkg, target="quantum")
+    elif corruption == "unknown_backend":
+        _edit_manifest(pkg, backend="tensorrt")
+    elif corruption == "escaping_path":
+        _edit_manifest(pkg, artifacts={"model": "../model.onnx"})
+    elif corruption == "no_manifest":
+        (pkg / MANIFEST_FILENAME).unlink()
+    with pytest.raises(error, match=match):
+        lanner.load(pkg)
+
+
+def test_missing_package_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        lanner.load(tmp_path / "nope")
+
+
+# -- input validation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("inputs,error,match", [
+    ({"img": np.zeros((1, 3, 32, 32), np.float32)}, ValueError, r"expected inputs \['image'\], got \['img'\]"),
+    ({"image": np.zeros((1, 3, 32, 32), np.float64)}, ValueError, "expected dtype float32, got float64"),
+    ({"image": np.zeros((3, 32, 32), np.float32)}, ValueError, r"expected 4-d shape \(batch, 3, 32, 32\), got 3-d"),
+    ({"image": np.zeros((1, 3, 32, 31), np.float32)}, ValueError, "axis 3 must be 32"),
+    ({"image": np.zeros((0, 3, 32, 32), np.float32)}, ValueError, "axis 0 is empty"),
+    ({"image": [[0.0]]}, TypeError, "must be a numpy.ndarray, got list"),
+])
+def test_run_validates_inputs(packages, inputs, error, match):
+    with lanner.load(packages[("onnxruntime", "fp32")]) as model, pytest.raises(error, match=match):
+        model.run(inputs)
+
+
+def test_closed_model_and_bad_threads(packages):
+    model = lanner.load(packages[("openvino", "fp32")])
+    model.close()
+    model.close()
+    with pytest.raises(ValueError, match="model is closed"):
+        model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
+    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+        lanner.load(packages[("openvino", "fp32")], num_threads=0)
+
+
+# -- runtime imports only what it needs -----------------------------------------------------
+
+def test_runtime_imports_only_the_needed_backend(packages):
+    code = (
+        "import sys, numpy as np, lanner\n"
+        "assert not {'tvm', 'openvino', 'onnxruntime', 'torch', 'nncf'} & set(sys.modules), 'heavy import'\n"
+        f"m = lanner.load({str(packages[('onnxruntime', 'fp32')])!r})\n"
+        "m.run({'image': np.zeros((1, 3, 32, 32), np.float32)})\n"
+        "assert 'onnxruntime' in sys.modules\n"
+        "assert not {'tvm', 'openvino', 'torch', 'nncf', 'onnx'} & set(sys.modules), sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tvm_package_without_tvm_says_what_to_install(packages):
+    code = (
+        "import sys; sys.modules['tvm'] = None\n"
+        "import lanner\n"
+        "try:\n"
+        f"    lanner.load({str(packages[('tvm', 'fp32')])!r})\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "pip install 'lanner[compile]'" in out
+
+
+# -- calibration from images, torch export, CLI ---------------------------------------------
+
+def test_image_calibration_folder(workdir, tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    prep = {"color": "rgb", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    m = compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="int8", calib=tmp_path,
+                      out=tmp_path / "pkg", preprocessing=prep)
+    assert m.preprocessing == prep and m.fidelity["samples"] == 2 and m.fidelity["passed"]
+
+
+def test_export_torch_then_compile(tmp_path):
+    torch = pytest.importorskip("torch")
+    from lanner.compile import export_torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    path = export_torch(net, torch.randn(1, 3, 16, 16), tmp_path / "net.onnx", input_names=["image"],
+                        output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    compile_model(path, backend="openvino", precision="fp32", out=tmp_path / "pkg")
+    x = torch.randn(2, 3, 16, 16)
+    with lanner.load(tmp_path / "pkg") as model:
+        out = model.run({"image": x.numpy()})["logits"]
+    np.testing.assert_allclose(out, net(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="expected 1 input names"):
+        export_torch(net, torch.randn(1, 3, 16, 16), tmp_path / "bad.onnx", input_names=["a", "b"], output_names=["y"])
+
+
+def test_cli_compile_and_inspect(workdir, tmp_path):
+    cli = [sys.executable, "-m", "lanner.cli"]
+    done = subprocess.run([*cli, "compile", str(workdir / "tiny.onnx"), "--target", "x86", "--backend", "onnxruntime",
+                           "--precision", "fp32", "--out", str(tmp_path / "pkg"), "--task", "classification"],
+                          capture_output=True, text=True, check=True)
+    assert "onnxruntime/fp32 for x86" in done.stdout
+    assert "[lanner compile] candidate onnxruntime/fp32: passed fidelity" in done.stderr
+    shown = subprocess.run([*cli, "inspect", str(tmp_path / "pkg")], capture_output=True, text=True, check=True).stdout
+    assert "backend   onnxruntime / fp32" in shown and "integrity ok" in shown and "input     image: (batch, 3, 32, 32)" in shown
+    (tmp_path / "pkg" / "model.onnx").write_bytes(b"garbage")
+    bad = subprocess.run([*cli, "inspect", str(tmp_path / "pkg")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "integrity FAILED: checksum mismatch" in bad.stdout
+    err = subprocess.run([*cli, "compile", str(workdir / "tiny.onnx"), "--precision", "int8", "--backend", "tvm",
+                          "--out", str(tmp_path / "p2")], capture_output=True, text=True)
+    assert err.returncode == 2 and "int8 is not supported for the tvm backend" in err.stderr
+
+
+# -- more backend corners -------------------------------------------------------------------
+
+def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
+    m = compile_model(workdir / "tiny.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg",
+                      task="classification")
+    assert m.fidelity["passed"] and m.fidelity["outputs"]["logits"]["max_abs_error"] > 0  # really fp16
+    assert "ToMixedPrecision" in m.target_info["build_notes"]["fp16"]
+
+
+def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    lo = numpy_helper.from_array(np.array(0.0, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6.0, np.float32), "hi")
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]  # ReLU6
+    graph = helper.make_graph(nodes, "conv_relu6", [x], [y], [lo, hi, w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "clip.onnx"))
+    with pytest.raises(UnsupportedError, match="fp16 is not supported for the tvm backend on this graph"):
+        compile_model(tmp_path / "clip.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg")
+
+
+def test_tvm_package_refused_on_another_cpu(packages, tmp_path):
+    pkg = copy_package(packages[("tvm", "fp32")], tmp_path)
+    data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+    data["target_info"]["tvm_target"]["mcpu"] = "not-this-cpu"
+    (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(PackageError, match="compiled for CPU 'not-this-cpu'"):
+        lanner.load(pkg)
+
+
+def test_onnxruntime_cuda_package(workdir, tmp_path):
+    import onnxruntime as ort
+
+    m = compile_model(workdir / "tiny.onnx", target="cuda", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg")
+    assert m.backend_options["execution_provider"] == "CUDAExecutionProvider" and m.fidelity is None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ValueError, match="no CUDAExecutionProvider here"):
+            lanner.load(tmp_path / "pkg")
