@@ -66,7 +66,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.compile"],
+    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.benchmarking", "lanner.compile"],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
     package_data={"lanner": ["py.typed", "*.pyi"]},
     ext_modules=[CMakeExtension("lanner._C")],
