@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -66,7 +66,12 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.compile", "lanner.face", "lanner.models"],
+    packages=[
+        "lanner",
+        *(f"lanner.{p}" for p in find_packages("sdk")),
+        "lanner.compile",
+        *(f"lanner.compile.{p}" for p in find_packages("compile")),
+    ],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
     package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"], "lanner.face": ["data/*.jpg"]},
     ext_modules=[CMakeExtension("lanner._C")],
