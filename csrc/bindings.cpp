@@ -5,6 +5,9 @@ namespace py = pybind11;
 
 namespace lanner {
 void register_device(py::module_& m);
+namespace tracking {
+void register_tracking(py::module_& m);
+}
 }  // namespace lanner
 
 PYBIND11_MODULE(_C, m) {
@@ -15,4 +18,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("built_with_cuda") = false;
 #endif
   lanner::register_device(m);
+  lanner::tracking::register_tracking(m);
 }

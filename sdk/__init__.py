@@ -9,5 +9,15 @@ __version__ = "0.1.0"
 
 from . import ops
 from .ops import has_cuda
+from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
 
-__all__ = ["__version__", "ops", "has_cuda"]
+__all__ = [
+    "__version__",
+    "ops",
+    "has_cuda",
+    "Tracker",
+    "TrackerOptions",
+    "TrackResult",
+    "MultiTracker",
+    "MultiTrackResult",
+]
