@@ -53,13 +53,13 @@ class TrackerOptions:
         scale_penalty: response multiplier for a changed scale (1 = no preference); (0, 1].
         lost_psr: a frame whose PSR is below this always counts as a miss.
         miss_ratio: a frame whose PSR is below ``miss_ratio`` x the running mean PSR
-            of confident frames is a miss too (a miss holds the box and learns nothing);
-            [0, 1).
-        good_psr: the full learning rate applies at or above max(good_psr, 0.8 x mean
-            PSR); down to the miss threshold the rate falls linearly to 0.
+            of confident frames (capped at 2 x ``good_psr``; it starts at ``good_psr``)
+            is a miss too: a miss changes neither the scale nor the model; [0, 1).
+        good_psr: the full learning rate applies at or above this PSR; down to the
+            miss threshold the rate falls linearly to 0.
         recover_psr: a lost target is re-acquired when a window scores at least this
             (>= ``lost_psr``: hysteresis) ...
-        recover_ratio: ... and at least ``recover_ratio`` x the mean PSR; [0, 2].
+        recover_ratio: ... and at least ``recover_ratio`` x the (capped) mean PSR; [0, 2].
         lost_patience: consecutive misses before ``lost`` is raised; from then the
             model is frozen and 9 windows (the last one and 8 around it) are searched.
         redetect_spread: offset of those 8 windows, in window sizes; [0, 4].
@@ -176,8 +176,8 @@ def _check_box(box: Any) -> tuple[float, float, float, float]:
         raise ValueError(f"box must be (x, y, w, h), got {len(values)} values")
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"box values must be finite, got {values}")
-    if values[2] <= 0 or values[3] <= 0:
-        raise ValueError(f"box width and height must be > 0, got w={values[2]} h={values[3]}")
+    if not (values[2] >= 1 and values[3] >= 1):
+        raise ValueError(f"box width and height must be >= 1 px, got w={values[2]} h={values[3]}")
     return values  # type: ignore[return-value]
 
 
@@ -208,7 +208,7 @@ class Tracker:
 
         Args:
             frame: ``HxWx3`` BGR or ``HxW`` gray, ``uint8``.
-            box: ``(x, y, w, h)`` pixels; must overlap the frame.
+            box: ``(x, y, w, h)`` pixels, w and h >= 1; must overlap the frame.
 
         Raises:
             ValueError: bad frame, empty/zero-size box or a box fully outside the frame.

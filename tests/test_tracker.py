@@ -263,8 +263,9 @@ def frame():
 @pytest.mark.parametrize(
     "box, match",
     [
-        ((10, 10, 0, 5), "width and height must be > 0"),
-        ((10, 10, 5, -1), "width and height must be > 0"),
+        ((10, 10, 0, 5), "width and height must be >= 1 px"),
+        ((10, 10, 5, -1), "width and height must be >= 1 px"),
+        ((10, 10, 5, 1e-300), "width and height must be >= 1 px"),
         ((100, 10, 5, 5), "fully outside"),
         ((-20, -20, 10, 10), "fully outside"),
         ((1, 2, 3), "got 3 values"),

@@ -90,7 +90,7 @@ Frame to_frame(const py::handle& obj) {
 Box to_box(const std::vector<double>& b, const FrameView& frame) {
   check(b.size() == 4, "box must be (x, y, w, h), got ", b.size(), " values");
   for (double v : b) check(std::isfinite(v), "box values must be finite, got a non-finite value");
-  check(b[2] > 0 && b[3] > 0, "box width and height must be > 0, got w=", b[2], " h=", b[3]);
+  check(b[2] >= 1 && b[3] >= 1, "box width and height must be >= 1 px, got w=", b[2], " h=", b[3]);
   check(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height, "box must not be larger than 4x the frame, got w=",
         b[2], " h=", b[3], " for a ", frame.width, "x", frame.height, " frame");
   const double ix = std::min(b[0] + b[2], static_cast<double>(frame.width)) - std::max(b[0], 0.0);

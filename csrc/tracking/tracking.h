@@ -38,10 +38,10 @@ struct TrackerParams {
   // thresholds are relative to the running mean PSR of confident frames (as LMCF,
   // Wang et al. CVPR 2017, does with APCE), with absolute floors.
   float lost_psr = 4.0f;             // below this PSR a frame always counts as a miss
-  float miss_ratio = 0.45f;          // ... and below miss_ratio * mean PSR too
-  float good_psr = 10.0f;            // full learning rate at/above max(good_psr, 0.8 * mean PSR)
+  float miss_ratio = 0.45f;          // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
+  float good_psr = 10.0f;            // full learning rate at/above this PSR
   float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
-  float recover_ratio = 0.6f;        // ... and at/above recover_ratio * mean PSR
+  float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
   int lost_patience = 3;             // consecutive misses before the target is declared lost
   float redetect_spread = 0.6f;      // while lost, extra windows at +-spread * window size
   int num_threads = 0;               // MultiTracker worker threads; 0 = hardware concurrency

@@ -28,6 +28,7 @@ constexpr float kHogClip = 0.5f;         // HOG bins clipped after normalisation
 constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/px of gradient per cell
 constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
+constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
 
 using cfloat = std::complex<float>;
 
@@ -304,7 +305,7 @@ struct CorrelationTracker::Impl {
   std::vector<float> cos_window, scale_factors;
   AlignedBuffer<cfloat> yf, model_xf, model_alphaf;
   float model_xx = 0;
-  float psr_mean = 0;  // running mean PSR of confident frames (0 = none yet)
+  float psr_mean = 0;  // running mean PSR of confident frames
   int misses = 0;
   bool lost = false;
 
@@ -474,7 +475,7 @@ struct CorrelationTracker::Impl {
     configure(frame, b);
     misses = 0;
     lost = false;
-    psr_mean = 0;
+    psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
     learn(frame, gray_frame, 1.f);
     ready = true;
   }
@@ -509,7 +510,7 @@ struct CorrelationTracker::Impl {
         scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
         misses = 0;
         learn(frame, gray_frame, confident_rate(st.score));
-        psr_mean = psr_mean == 0 ? st.score : (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
+        psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
       } else if (++misses >= p.lost_patience) {
         lost = true;  // hold the box, freeze the model, search wider from the next frame
       }
@@ -532,7 +533,7 @@ struct CorrelationTracker::Impl {
           }
         }
       st.score = best_psr;
-      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * psr_mean)) {
+      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr())) {
         cx = best_x;
         cy = best_y;
         move_by_cells(best_dy, best_dx, scale);
@@ -547,13 +548,15 @@ struct CorrelationTracker::Impl {
     return st;
   }
 
-  float miss_threshold() const { return std::max(p.lost_psr, p.miss_ratio * psr_mean); }
+  // The mean PSR the relative thresholds use, capped: a very clean target (PSR 50+)
+  // must not turn ordinary dips into misses.
+  float reference_psr() const { return std::min(psr_mean, kPsrReferenceCap * p.good_psr); }
+  float miss_threshold() const { return std::max(p.lost_psr, p.miss_ratio * reference_psr()); }
 
-  // Learning rate scaled by confidence: 0 at the miss threshold, full at
-  // max(good_psr, 0.8 * mean PSR).
+  // Learning rate scaled by confidence: 0 at the miss threshold, full at good_psr.
   float confident_rate(float psr) const {
     const float lo = miss_threshold();
-    const float hi = std::max({p.good_psr, 0.8f * psr_mean, lo + 1.f});
+    const float hi = std::max({p.good_psr, lo + 1.f});
     return p.learning_rate * std::clamp((psr - lo) / (hi - lo), 0.f, 1.f);
   }
 };
