@@ -42,6 +42,8 @@ class TrackerOptions:
         min_grid: the feature grid (geometric-mean side, in cells) is at least this:
             tiny targets (down to 8 px) are upsampled to it. Range [8, 128].
         max_grid: ... and at most this: large targets are downsampled (bounds the cost).
+        window_power: the feature window is Hann^power; above 1 it weighs the
+            target over its background (cheap spatial regularisation); [0.25, 8].
         kernel: ``"gaussian"`` (KCF) or ``"linear"`` (multi-channel DCF) correlation.
         kernel_sigma: Gaussian kernel bandwidth, feature units; > 0.
         lambda_: ridge regularisation of the filter; > 0.
@@ -60,6 +62,8 @@ class TrackerOptions:
         recover_psr: a lost target is re-acquired when a window scores at least this
             (>= ``lost_psr``: hysteresis) ...
         recover_ratio: ... and at least ``recover_ratio`` x the (capped) mean PSR; [0, 2].
+        miss_motion: on a miss, the fraction of the response peak's displacement the
+            box follows (1 = follow, 0 = hold); [0, 1].
         lost_patience: consecutive misses before ``lost`` is raised; from then the
             model is frozen and 9 windows (the last one and 8 around it) are searched.
         redetect_spread: offset of those 8 windows, in window sizes; [0, 4].
@@ -70,6 +74,7 @@ class TrackerOptions:
     cell_size: int = 0
     min_grid: int = 24
     max_grid: int = 32
+    window_power: float = 1.0
     kernel: str = "gaussian"
     kernel_sigma: float = 0.5
     lambda_: float = 1e-4
@@ -83,6 +88,7 @@ class TrackerOptions:
     good_psr: float = 10.0
     recover_psr: float = 6.0
     recover_ratio: float = 0.6
+    miss_motion: float = 1.0
     lost_patience: int = 3
     redetect_spread: float = 0.6
     num_threads: int = 0

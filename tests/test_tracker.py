@@ -24,10 +24,14 @@ from hypothesis import strategies as st  # noqa: E402
 # NumPy reference implementations
 
 
-def features_ref(gray: np.ndarray, cell: int) -> np.ndarray:
+def features_ref(patch: np.ndarray, cell: int) -> np.ndarray:
     """HOG (9 unsigned bins, linear orientation split, 3x3 RMS-energy normalisation,
-    clip 0.5) + gray mean channel, as documented in csrc/tracking/tracking.h."""
-    g = gray.astype(np.float64)
+    clip 0.5) + gray mean + 2 opponent-colour means, as documented in
+    csrc/tracking/tracking.h. `patch` is (rows, cols) gray or (3, rows, cols)."""
+    planes = patch.astype(np.float64)
+    if planes.ndim == 2:
+        planes = np.stack([planes, np.zeros_like(planes), np.zeros_like(planes)])
+    g = planes[0]
     rows, cols = g.shape
     gh, gw = (rows - 2) // cell, (cols - 2) // cell
     ys, xs = slice(1, gh * cell + 1), slice(1, gw * cell + 1)
@@ -57,7 +61,8 @@ def features_ref(gray: np.ndarray, cell: int) -> np.ndarray:
     inv = 1 / np.sqrt(s / n + (8.0 * cell * cell) ** 2)
     hog = np.minimum(hist * inv, 0.5)
     gray_ch = mean.reshape(1, gh, gw) / (cell * cell) / 255 - 0.5
-    return np.concatenate([hog, gray_ch]).astype(np.float32)
+    colour = planes[1:, ys, xs].reshape(2, gh, cell, gw, cell).mean(axis=(2, 4))
+    return np.concatenate([hog, gray_ch, colour]).astype(np.float32)
 
 
 def psr_ref(r: np.ndarray, exclude: int) -> float:
@@ -128,13 +133,15 @@ def centre_error(box, gt) -> float:
 @pytest.mark.native
 @pytest.mark.parametrize("cell", [1, 2, 4])
 @pytest.mark.parametrize("shape", [(18, 18), (34, 50), (51, 27)])
-def test_features_match_numpy_reference(cell, shape):
+@pytest.mark.parametrize("colour", [False, True])
+def test_features_match_numpy_reference(cell, shape, colour):
     rng = np.random.default_rng(cell * 100 + shape[0])
     gray = rng.uniform(0, 255, shape).astype(np.float32)
     gray[: shape[0] // 3] = 100.0  # a flat area (normalisation floor) and exact zero gradients
-    got = _C.tracker_features(gray, cell)
-    want = features_ref(gray, cell)
-    assert got.shape == want.shape == (10, (shape[0] - 2) // cell, (shape[1] - 2) // cell)
+    patch = np.stack([gray, *rng.uniform(-1, 1, (2, *shape)).astype(np.float32)]) if colour else gray
+    got = _C.tracker_features(patch, cell)
+    want = features_ref(patch, cell)
+    assert got.shape == want.shape == (12, (shape[0] - 2) // cell, (shape[1] - 2) // cell)
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
 
 
@@ -165,6 +172,8 @@ def test_kcf_response_matches_numpy_fft(kernel, shape):
 def test_building_blocks_reject_bad_input():
     with pytest.raises(ValueError, match="dtype float32"):
         _C.tracker_features(np.zeros((10, 10)), 2)
+    with pytest.raises(ValueError, match="planes must be 3"):
+        _C.tracker_features(np.zeros((2, 10, 10), np.float32), 2)
     with pytest.raises(ValueError, match=r"at least \(cell \+ 2\)"):
         _C.tracker_features(np.zeros((3, 10), np.float32), 2)
     with pytest.raises(ValueError, match="cell must be in"):

@@ -33,6 +33,8 @@ void validate_params(const TrackerParams& p) {
         p.cell_size);
   check(p.min_grid >= 8 && p.min_grid <= 128, "min_grid must be in [8, 128], got ", p.min_grid);
   check(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
+  check(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
+        "window_power must be in [0.25, 8], got ", p.window_power);
   check(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", p.kernel, "'");
   check(finite(p.kernel_sigma) && p.kernel_sigma > 0.f, "kernel_sigma must be > 0, got ", p.kernel_sigma);
   check(finite(p.lambda) && p.lambda > 0.f, "lambda must be > 0, got ", p.lambda);
@@ -53,6 +55,8 @@ void validate_params(const TrackerParams& p) {
         p.miss_ratio);
   check(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
         "recover_ratio must be in [0, 2], got ", p.recover_ratio);
+  check(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
+        p.miss_motion);
   check(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ", p.lost_patience);
   check(finite(p.redetect_spread) && p.redetect_spread >= 0.f && p.redetect_spread <= 4.f,
         "redetect_spread must be in [0, 4], got ", p.redetect_spread);
@@ -141,7 +145,7 @@ class PyTracker {
   int height_ = 0, width_ = 0;
 };
 
-// N targets, one frame: the gray conversion is done once and shared; the targets
+// N targets, one frame: the colour conversion is done once and shared; the targets
 // are spread over worker threads (each tracker's own state is touched by one thread).
 class PyMultiTracker {
  public:
@@ -165,8 +169,8 @@ class PyMultiTracker {
     states_.assign(parsed.size(), TrackState{});
     {
       py::gil_scoped_release release;
-      shared_gray(f.view);
-      for_each_target([&](size_t i) { trackers_[i]->init(f.view, gray_.data(), parsed[i]); });
+      shared_planes(f.view);
+      for_each_target([&](size_t i) { trackers_[i]->init(f.view, planes_.data(), parsed[i]); });
     }
     height_ = f.view.height;
     width_ = f.view.width;
@@ -180,8 +184,8 @@ class PyMultiTracker {
     std::lock_guard<std::mutex> lock(mutex_);
     {
       py::gil_scoped_release release;
-      shared_gray(f.view);
-      for_each_target([&](size_t i) { states_[i] = trackers_[i]->update(f.view, gray_.data()); });
+      shared_planes(f.view);
+      for_each_target([&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes_.data()); });
     }
     const py::ssize_t n = static_cast<py::ssize_t>(states_.size());
     py::array_t<float> boxes({n, static_cast<py::ssize_t>(4)});
@@ -207,10 +211,15 @@ class PyMultiTracker {
   size_t size() const { return trackers_.size(); }
 
  private:
-  void shared_gray(const FrameView& v) {
+  // The frame's planes (gray, opponent colours), computed once for all targets.
+  void shared_planes(const FrameView& v) {
     const size_t n = static_cast<size_t>(v.height) * v.width;
-    gray_.resize(n);
-    for (size_t i = 0; i < n; ++i) gray_[i] = gray_value(v.data + i * v.channels, v.channels);
+    planes_.resize(kPlanes * n);
+    float px[kPlanes];
+    for (size_t i = 0; i < n; ++i) {
+      pixel_planes(v.data + i * v.channels, v.channels, px);
+      for (int q = 0; q < kPlanes; ++q) planes_[q * n + i] = px[q];
+    }
   }
 
   template <typename Fn>
@@ -240,7 +249,7 @@ class PyMultiTracker {
   TrackerParams params_;
   std::vector<std::unique_ptr<CorrelationTracker>> trackers_;
   std::vector<TrackState> states_;
-  std::vector<float> gray_;
+  std::vector<float> planes_;
   std::mutex mutex_;
   int height_ = 0, width_ = 0;
 };
@@ -254,17 +263,24 @@ py::array_t<float> check_stack(const py::handle& obj, const char* name, int ndim
   return py::array_t<float, py::array::c_style>::ensure(a);
 }
 
-py::array_t<float> features_py(const py::handle& gray_obj, int cell) {
-  auto g = check_stack(gray_obj, "gray", 2);
+py::array_t<float> features_py(const py::handle& patch_obj, int cell) {
+  check(py::isinstance<py::array>(patch_obj), "patch must be a numpy.ndarray");
+  const int nd = py::reinterpret_borrow<py::array>(patch_obj).ndim();
+  check(nd == 2 || nd == 3, "patch must be (rows, cols) gray or (3, rows, cols) planes, got ndim=", nd);
+  auto g = check_stack(patch_obj, "patch", nd);
+  if (nd == 3) check(g.shape(0) == kPlanes, "patch planes must be 3 (gray, o1, o2), got ", g.shape(0));
   check(cell >= 1 && cell <= 8, "cell must be in [1, 8], got ", cell);
-  const int rows = static_cast<int>(g.shape(0)), cols = static_cast<int>(g.shape(1));
-  check(rows >= cell + 2 && cols >= cell + 2, "gray must be at least (cell + 2) px on each side, got ", rows, "x", cols);
-  check(rows <= 4096 && cols <= 4096, "gray must be at most 4096 px on each side, got ", rows, "x", cols);
+  const int rows = static_cast<int>(g.shape(nd - 2)), cols = static_cast<int>(g.shape(nd - 1));
+  check(rows >= cell + 2 && cols >= cell + 2, "patch must be at least (cell + 2) px on each side, got ", rows, "x", cols);
+  check(rows <= 4096 && cols <= 4096, "patch must be at most 4096 px on each side, got ", rows, "x", cols);
+  std::vector<float> planes(static_cast<size_t>(kPlanes) * rows * cols, 0.f);
+  std::copy(g.data(), g.data() + static_cast<size_t>(nd == 3 ? kPlanes : 1) * rows * cols, planes.begin());
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
   py::array_t<float> out({kChannels, gh, gw});
+  float* o = out.mutable_data();
   {
     py::gil_scoped_release release;
-    extract_features(g.data(), rows, cols, cell, out.mutable_data());
+    extract_features(planes.data(), rows, cols, cell, o);
   }
   return out;
 }
@@ -334,6 +350,7 @@ void register_tracking(py::module_& m) {
       .def_readwrite("cell_size", &TrackerParams::cell_size)
       .def_readwrite("min_grid", &TrackerParams::min_grid)
       .def_readwrite("max_grid", &TrackerParams::max_grid)
+      .def_readwrite("window_power", &TrackerParams::window_power)
       .def_readwrite("kernel", &TrackerParams::kernel)
       .def_readwrite("kernel_sigma", &TrackerParams::kernel_sigma)
       .def_readwrite("lambda_", &TrackerParams::lambda)
@@ -347,6 +364,7 @@ void register_tracking(py::module_& m) {
       .def_readwrite("recover_psr", &TrackerParams::recover_psr)
       .def_readwrite("miss_ratio", &TrackerParams::miss_ratio)
       .def_readwrite("recover_ratio", &TrackerParams::recover_ratio)
+      .def_readwrite("miss_motion", &TrackerParams::miss_motion)
       .def_readwrite("lost_patience", &TrackerParams::lost_patience)
       .def_readwrite("redetect_spread", &TrackerParams::redetect_spread)
       .def_readwrite("num_threads", &TrackerParams::num_threads)
@@ -365,8 +383,9 @@ void register_tracking(py::module_& m) {
            "Returns (boxes (N, 4) float32, psr (N,) float32, lost (N,) bool, recovered (N,) bool).")
       .def("__len__", &PyMultiTracker::size);
 
-  m.def("tracker_features", &features_py, py::arg("gray"), py::arg("cell"),
-        "HOG (9 bins) + gray cell features of a float32 patch with a 1 px border -> (10, gh, gw).");
+  m.def("tracker_features", &features_py, py::arg("patch"), py::arg("cell"),
+        "HOG (9 bins) + gray + 2 opponent-colour cell features of a float32 patch with a 1 px border, "
+        "(rows, cols) gray or (3, rows, cols) [gray, o1, o2] -> (12, gh, gw).");
   m.def("tracker_psr", &psr_py, py::arg("response"), py::arg("exclude"), "Peak-to-sidelobe ratio of a response.");
   m.def("tracker_kcf_response", &response_py, py::arg("z"), py::arg("x"), py::arg("alpha"), py::arg("kernel"),
         py::arg("sigma"), "KCF detection response of z (c, h, w) against model x (c, h, w), alpha (h, w).");

@@ -26,6 +26,7 @@ struct TrackerParams {
   int cell_size = 0;                 // HOG cell in template px; 0 = auto (2 below 24 px targets, else 4)
   int min_grid = 24;                 // feature grid side (cells, geometric mean) at least this
   int max_grid = 32;                 // ... and at most this (caps the cost of large targets)
+  float window_power = 1.0f;         // feature window = Hann^power (> 1 favours the target centre)
   std::string kernel = "gaussian";   // "gaussian" (KCF) or "linear" (DCF)
   float kernel_sigma = 0.5f;         // Gaussian kernel bandwidth (feature units)
   float lambda = 1e-4f;              // ridge regularisation
@@ -42,6 +43,7 @@ struct TrackerParams {
   float good_psr = 10.0f;            // full learning rate at/above this PSR
   float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
   float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
+  float miss_motion = 1.0f;          // fraction of the peak displacement followed on a miss
   int lost_patience = 3;             // consecutive misses before the target is declared lost
   float redetect_spread = 0.6f;      // while lost, extra windows at +-spread * window size
   int num_threads = 0;               // MultiTracker worker threads; 0 = hardware concurrency
@@ -71,14 +73,18 @@ struct TrackState {
 
 // Building blocks (exposed for the NumPy oracle tests).
 //
-// HOG (9 unsigned orientation bins, central differences, magnitude split
-// linearly between the two nearest bins, summed per cell, each cell divided by
-// the L2 energy of its 3x3 cell neighbourhood, clipped at 0.2) plus one
-// grayscale channel (cell mean / 255 - 0.5). `gray` is (rows, cols) with a one
-// pixel border: rows = grid_h * cell + 2. Output: kChannels x grid_h x grid_w.
+// The tracker samples three float planes: gray (0..255) and two opponent colours
+// o1 = (R - G) / 255, o2 = (R + G - 2B) / 510 (zero for gray frames).
+// Features per cell: HOG (9 unsigned orientation bins of the gray plane, central
+// differences, magnitude split linearly between the two nearest bins, summed per
+// cell, each cell divided by the RMS energy of its 3x3 cell neighbourhood, clipped
+// at 0.5), the gray cell mean / 255 - 0.5, and the o1 and o2 cell means: 12
+// channels. `planes` holds the 3 planes of (rows, cols) with a one pixel border:
+// rows = grid_h * cell + 2. Output: kChannels x grid_h x grid_w.
 constexpr int kHogBins = 9;
-constexpr int kChannels = kHogBins + 1;
-void extract_features(const float* gray, int rows, int cols, int cell, float* out);
+constexpr int kPlanes = 3;
+constexpr int kChannels = kHogBins + 3;
+void extract_features(const float* planes, int rows, int cols, int cell, float* out);
 
 // Peak-to-sidelobe ratio of a h x w response: (peak - mean) / std over the
 // cells farther than `exclude` cells (Chebyshev, cyclic) from the peak.
@@ -97,10 +103,11 @@ class CorrelationTracker {
   CorrelationTracker(const CorrelationTracker&) = delete;
   CorrelationTracker& operator=(const CorrelationTracker&) = delete;
 
-  // `gray_frame` (optional, may be null): the frame already converted with
-  // gray_value(), shared by a MultiTracker. Frame and box are validated by the caller.
-  void init(const FrameView& frame, const float* gray_frame, const Box& box);
-  TrackState update(const FrameView& frame, const float* gray_frame);
+  // `planes` (optional, may be null): the frame already converted with
+  // pixel_planes() into kPlanes planes of H x W, shared by a MultiTracker.
+  // Frame and box are validated by the caller.
+  void init(const FrameView& frame, const float* planes, const Box& box);
+  TrackState update(const FrameView& frame, const float* planes);
   bool initialized() const;
 
  private:
@@ -108,10 +115,18 @@ class CorrelationTracker {
   std::unique_ptr<Impl> impl_;
 };
 
-// BGR -> gray as float in [0, 255], one formula shared by every path.
-inline float gray_value(const uint8_t* px, int channels) {
-  if (channels == 1) return static_cast<float>(px[0]);
-  return 0.114f * px[0] + 0.587f * px[1] + 0.299f * px[2];
+// BGR (or gray) pixel -> gray in [0, 255] and two opponent colours; one formula
+// shared by every path so that single and multi-target tracking agree bit for bit.
+inline void pixel_planes(const uint8_t* px, int channels, float* out) {
+  if (channels == 1) {
+    out[0] = static_cast<float>(px[0]);
+    out[1] = out[2] = 0.f;
+    return;
+  }
+  const float b = px[0], g = px[1], r = px[2];
+  out[0] = 0.114f * b + 0.587f * g + 0.299f * r;
+  out[1] = (r - g) * (1.f / 255.f);
+  out[2] = (r + g - 2.f * b) * (1.f / 510.f);
 }
 
 #ifdef LANNER_WITH_CUFFT

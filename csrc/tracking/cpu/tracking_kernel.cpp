@@ -180,12 +180,14 @@ void kernel_correlation(const FftPlan& plan, const cfloat* zf, const cfloat* xf,
 // ---------------------------------------------------------------------------
 // Building blocks
 
-void extract_features(const float* gray, int rows, int cols, int cell, float* out) {
+void extract_features(const float* planes, int rows, int cols, int cell, float* out) {
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
   const int ncell = gh * gw;
+  const size_t plane = static_cast<size_t>(rows) * cols;
+  const float* gray = planes;
   std::fill(out, out + static_cast<size_t>(kChannels) * ncell, 0.f);
-  float* hist = out;                                        // bins 0..8: channel-major
-  float* mean = out + static_cast<size_t>(kHogBins) * ncell;  // channel 9
+  float* hist = out;                                          // bins 0..8: channel-major
+  float* mean = out + static_cast<size_t>(kHogBins) * ncell;  // channel 9; 10, 11: colour
   const float bin_per_rad = kHogBins / kPi;
   for (int y = 1; y <= gh * cell; ++y) {
     const float* row = gray + static_cast<size_t>(y) * cols;
@@ -207,6 +209,8 @@ void extract_features(const float* gray, int rows, int cols, int cell, float* ou
       hist[static_cast<size_t>(b0) * ncell + ci] += mag * (1.f - frac);
       hist[static_cast<size_t>(b1) * ncell + ci] += mag * frac;
       mean[ci] += row[x];
+      mean[ncell + ci] += planes[plane + static_cast<size_t>(y) * cols + x];
+      mean[2 * ncell + ci] += planes[2 * plane + static_cast<size_t>(y) * cols + x];
     }
   }
   // Energy per cell, then each cell divided by the RMS energy of its 3x3 neighbourhood.
@@ -231,7 +235,10 @@ void extract_features(const float* gray, int rows, int cols, int cell, float* ou
         float& v = hist[static_cast<size_t>(b) * ncell + ci];
         v = std::min(v * inv, kHogClip);
       }
-      mean[ci] = mean[ci] / static_cast<float>(cell * cell) / 255.f - 0.5f;
+      const float inv_area = 1.f / static_cast<float>(cell * cell);
+      mean[ci] = mean[ci] * inv_area / 255.f - 0.5f;
+      mean[ncell + ci] *= inv_area;
+      mean[2 * ncell + ci] *= inv_area;
     }
 }
 
@@ -347,11 +354,15 @@ struct CorrelationTracker::Impl {
 
     cos_window.assign(n(), 0.f);
     hann_window(grid_h, grid_w, cos_window.data());
+    // A window sharper than Hann (power > 1) weighs the target over its background:
+    // a cheap stand-in for the spatial regularisation of SRDCF/BACF on small targets.
+    if (p.window_power != 1.f)
+      for (float& v : cos_window) v = std::pow(v, p.window_power);
     scale_factors.clear();
     for (int s = 0; s < p.num_scales; ++s)
       scale_factors.push_back(std::pow(p.scale_step, static_cast<float>(s - (p.num_scales - 1) / 2)));
 
-    patch.assign(static_cast<size_t>(patch_rows) * patch_cols, 0.f);
+    patch.assign(static_cast<size_t>(kPlanes) * patch_rows * patch_cols, 0.f);
     feat.assign(static_cast<size_t>(kChannels) * n(), 0.f);
     real.resize(n());
     k.resize(n());
@@ -369,38 +380,51 @@ struct CorrelationTracker::Impl {
   }
 
   // Bilinear resample of the window centred at (x0, y0), `zoom` x the scale-1 size,
-  // onto the patch (with its one pixel border); edge pixels replicate.
-  void sample(const FrameView& frame, const float* gray_frame, float x0, float y0, float zoom) {
+  // onto the patch planes (with their one pixel border); edge pixels replicate.
+  void sample(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
     const float sx = window_w * zoom / static_cast<float>(grid_w * cell);
     const float sy = window_h * zoom / static_cast<float>(grid_h * cell);
     const int fw = frame.width, fh = frame.height, ch = frame.channels;
-    auto at = [&](int yy, int xx) {
+    const size_t frame_plane = static_cast<size_t>(fw) * fh;
+    const size_t patch_plane = static_cast<size_t>(patch_rows) * patch_cols;
+    auto at = [&](int yy, int xx, float* v) {
       const size_t i = static_cast<size_t>(yy) * fw + xx;
-      return gray_frame ? gray_frame[i] : gray_value(frame.data + i * ch, ch);
+      if (planes) {
+        for (int q = 0; q < kPlanes; ++q) v[q] = planes[q * frame_plane + i];
+      } else {
+        pixel_planes(frame.data + i * ch, ch, v);
+      }
     };
+    float v00[kPlanes], v01[kPlanes], v10[kPlanes], v11[kPlanes];
     for (int r = 0; r < patch_rows; ++r) {
       float fy = y0 + (static_cast<float>(r - 1) - 0.5f * (patch_rows - 2) + 0.5f) * sy - 0.5f;
       fy = std::clamp(fy, 0.f, static_cast<float>(fh - 1));
       const int y_lo = std::min(static_cast<int>(fy), fh - 1);
       const int y_hi = std::min(y_lo + 1, fh - 1);
       const float wy = fy - static_cast<float>(y_lo);
-      float* out = patch.data() + static_cast<size_t>(r) * patch_cols;
       for (int c = 0; c < patch_cols; ++c) {
         float fx = x0 + (static_cast<float>(c - 1) - 0.5f * (patch_cols - 2) + 0.5f) * sx - 0.5f;
         fx = std::clamp(fx, 0.f, static_cast<float>(fw - 1));
         const int x_lo = std::min(static_cast<int>(fx), fw - 1);
         const int x_hi = std::min(x_lo + 1, fw - 1);
         const float wx = fx - static_cast<float>(x_lo);
-        const float top = at(y_lo, x_lo) * (1 - wx) + at(y_lo, x_hi) * wx;
-        const float bottom = at(y_hi, x_lo) * (1 - wx) + at(y_hi, x_hi) * wx;
-        out[c] = top * (1 - wy) + bottom * wy;
+        at(y_lo, x_lo, v00);
+        at(y_lo, x_hi, v01);
+        at(y_hi, x_lo, v10);
+        at(y_hi, x_hi, v11);
+        const size_t o = static_cast<size_t>(r) * patch_cols + c;
+        for (int q = 0; q < kPlanes; ++q) {
+          const float top = v00[q] * (1 - wx) + v01[q] * wx;
+          const float bottom = v10[q] * (1 - wx) + v11[q] * wx;
+          patch[q * patch_plane + o] = top * (1 - wy) + bottom * wy;
+        }
       }
     }
   }
 
   // Features of the window at (x0, y0, zoom) into `zf` (spectra); returns ||x||^2.
-  float features_spectrum(const FrameView& frame, const float* gray_frame, float x0, float y0, float zoom) {
-    sample(frame, gray_frame, x0, y0, zoom);
+  float features_spectrum(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    sample(frame, planes, x0, y0, zoom);
     extract_features(patch.data(), patch_rows, patch_cols, cell, feat.data());
     float energy = 0;
     for (int l = 0; l < kChannels; ++l) {
@@ -415,8 +439,8 @@ struct CorrelationTracker::Impl {
   }
 
   // Detection response at (x0, y0, zoom) into `response`.
-  void detect(const FrameView& frame, const float* gray_frame, float x0, float y0, float zoom) {
-    const float zz = features_spectrum(frame, gray_frame, x0, y0, zoom);
+  void detect(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    const float zz = features_spectrum(frame, planes, x0, y0, zoom);
     kernel_correlation(*plan, zf.data(), model_xf.data(), zz, model_xx, kChannels, gaussian, p.kernel_sigma,
                        acc.data(), k.data(), kf.data());
     for (int i = 0; i < nf(); ++i) acc[i] = model_alphaf[i] * kf[i];
@@ -426,8 +450,8 @@ struct CorrelationTracker::Impl {
   }
 
   // Train on the window at the current state; rate 1 replaces the model.
-  void learn(const FrameView& frame, const float* gray_frame, float rate) {
-    const float xx = features_spectrum(frame, gray_frame, cx, cy, scale);
+  void learn(const FrameView& frame, const float* planes, float rate) {
+    const float xx = features_spectrum(frame, planes, cx, cy, scale);
     kernel_correlation(*plan, zf.data(), zf.data(), xx, xx, kChannels, gaussian, p.kernel_sigma, acc.data(),
                        k.data(), kf.data());
     const size_t total = static_cast<size_t>(kChannels) * nf();
@@ -471,23 +495,23 @@ struct CorrelationTracker::Impl {
     return {cx - 0.5f * w, cy - 0.5f * h, w, h};
   }
 
-  void init(const FrameView& frame, const float* gray_frame, const Box& b) {
+  void init(const FrameView& frame, const float* planes, const Box& b) {
     configure(frame, b);
     misses = 0;
     lost = false;
     psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
-    learn(frame, gray_frame, 1.f);
+    learn(frame, planes, 1.f);
     ready = true;
   }
 
-  TrackState update(const FrameView& frame, const float* gray_frame) {
+  TrackState update(const FrameView& frame, const float* planes) {
     TrackState st;
     if (!lost) {
       // Multi-scale search around the last position.
       float best_score = -1e30f, best_dy = 0, best_dx = 0, best_zoom = scale;
       for (float f : scale_factors) {
         const float zoom = scale * f;
-        detect(frame, gray_frame, cx, cy, zoom);
+        detect(frame, planes, cx, cy, zoom);
         float pv, dy, dx;
         peak(response.data(), pv, dy, dx);
         if (f != 1.f) pv *= p.scale_penalty;
@@ -501,15 +525,17 @@ struct CorrelationTracker::Impl {
       }
       st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
       const bool miss = st.score < miss_threshold();
-      // Follow the peak even on a miss (fast motion of a blurred target gives weak but
-      // right peaks); only confident frames change the scale and the model.
-      move_by_cells(best_dy, best_dx, miss ? scale : best_zoom);
+      // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
+      // be right for a fast, blurred target, or an occluder); only confident frames
+      // change the scale and the model.
+      const float follow = miss ? p.miss_motion : 1.f;
+      move_by_cells(follow * best_dy, follow * best_dx, miss ? scale : best_zoom);
       if (!miss) {
         const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
         const float min_scale = kMinTargetPx / std::min(base_w, base_h);
         scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
         misses = 0;
-        learn(frame, gray_frame, confident_rate(st.score));
+        learn(frame, planes, confident_rate(st.score));
         psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
       } else if (++misses >= p.lost_patience) {
         lost = true;  // hold the box, freeze the model, search wider from the next frame
@@ -522,7 +548,7 @@ struct CorrelationTracker::Impl {
         for (int ox = -1; ox <= 1; ++ox) {
           const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
           const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
-          detect(frame, gray_frame, x0, y0, scale);
+          detect(frame, planes, x0, y0, scale);
           const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
           if (psr > best_psr) {
             float pv;
@@ -540,7 +566,7 @@ struct CorrelationTracker::Impl {
         lost = false;
         misses = 0;
         st.recovered = true;
-        learn(frame, gray_frame, confident_rate(best_psr));
+        learn(frame, planes, confident_rate(best_psr));
       }
     }
     st.lost = lost;
@@ -568,12 +594,12 @@ CorrelationTracker::CorrelationTracker(const TrackerParams& params) : impl_(std:
 }
 CorrelationTracker::~CorrelationTracker() = default;
 
-void CorrelationTracker::init(const FrameView& frame, const float* gray_frame, const Box& box) {
-  impl_->init(frame, gray_frame, box);
+void CorrelationTracker::init(const FrameView& frame, const float* planes, const Box& box) {
+  impl_->init(frame, planes, box);
 }
 
-TrackState CorrelationTracker::update(const FrameView& frame, const float* gray_frame) {
-  return impl_->update(frame, gray_frame);
+TrackState CorrelationTracker::update(const FrameView& frame, const float* planes) {
+  return impl_->update(frame, planes);
 }
 
 bool CorrelationTracker::initialized() const { return impl_->ready; }
