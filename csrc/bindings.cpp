@@ -9,6 +9,9 @@ void register_nms(py::module_& m);
 namespace mtcnn {
 void register_mtcnn(py::module_& m);
 }  // namespace mtcnn
+namespace tracking {
+void register_tracking(py::module_& m);
+}
 }  // namespace lanner
 
 PYBIND11_MODULE(_C, m) {
@@ -21,4 +24,5 @@ PYBIND11_MODULE(_C, m) {
   lanner::register_device(m);
   lanner::register_nms(m);
   lanner::mtcnn::register_mtcnn(m);
+  lanner::tracking::register_tracking(m);
 }

@@ -12,8 +12,22 @@ from .manifest import Manifest, PackageError, TensorSpec
 from .ops import has_cuda
 from .runtime import Model, load
 from .face import Detections, FaceDetector
+from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
 
 __all__ = [
-    "__version__", "ops", "has_cuda", "load", "Model", "Manifest", "TensorSpec", "PackageError",
-    "FaceDetector", "Detections",
+    "__version__",
+    "ops",
+    "has_cuda",
+    "load",
+    "Model",
+    "Manifest",
+    "TensorSpec",
+    "PackageError",
+    "FaceDetector",
+    "Detections",
+    "Tracker",
+    "TrackerOptions",
+    "TrackResult",
+    "MultiTracker",
+    "MultiTrackResult",
 ]

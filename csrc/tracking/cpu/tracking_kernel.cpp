@@ -1,0 +1,608 @@
+// CPU kernels of the correlation-filter tracker (see tracking.h for the papers).
+//
+// All FFTs go through FFTW3 single precision. Plans are made once per grid size
+// (FFTW_ESTIMATE: deterministic, so every tracker of one size computes bit-identical
+// results), cached for the life of the process, and executed with the new-array
+// functions (fftwf_execute_dft_*), which FFTW documents as thread-safe. Only the
+// planner is not thread-safe: every planner call holds fftw_planner_mutex().
+#include "tracking/tracking.h"
+
+#include <fftw3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+namespace lanner {
+namespace tracking {
+namespace {
+
+constexpr float kPi = 3.14159265358979323846f;
+constexpr float kHogClip = 0.5f;         // HOG bins clipped after normalisation (feature units)
+constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/px of gradient per cell
+constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
+constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
+constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
+
+using cfloat = std::complex<float>;
+
+// fftwf_malloc'ed array (SIMD-aligned like the arrays the plans were made with).
+template <typename T>
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t n) { resize(n); }
+  ~AlignedBuffer() { fftwf_free(ptr_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  void resize(size_t n) {
+    fftwf_free(ptr_);
+    ptr_ = nullptr;
+    size_ = n;
+    if (n == 0) return;
+    ptr_ = static_cast<T*>(fftwf_malloc(sizeof(T) * n));
+    if (!ptr_) throw std::bad_alloc();
+    std::memset(static_cast<void*>(ptr_), 0, sizeof(T) * n);
+  }
+  void swap(AlignedBuffer& other) noexcept {
+    std::swap(ptr_, other.ptr_);
+    std::swap(size_, other.size_);
+  }
+  T* data() { return ptr_; }
+  const T* data() const { return ptr_; }
+  size_t size() const { return size_; }
+  T& operator[](size_t i) { return ptr_[i]; }
+  const T& operator[](size_t i) const { return ptr_[i]; }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+std::mutex& fftw_planner_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Real <-> half-complex 2-D plans for one h x w grid.
+struct FftPlan {
+  int h = 0, w = 0;
+  fftwf_plan r2c = nullptr;
+  fftwf_plan c2r = nullptr;
+  int freq_size() const { return h * (w / 2 + 1); }
+  void forward(const float* in, cfloat* out) const {
+    fftwf_execute_dft_r2c(r2c, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
+  }
+  // Unnormalised inverse. Destroys `in` (FFTW c2r overwrites its input).
+  void inverse(cfloat* in, float* out) const {
+    fftwf_execute_dft_c2r(c2r, reinterpret_cast<fftwf_complex*>(in), out);
+  }
+};
+
+const FftPlan& plan_for(int h, int w) {
+  static std::map<std::pair<int, int>, FftPlan> cache;  // lives for the process
+  std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+  auto it = cache.find({h, w});
+  if (it != cache.end()) return it->second;
+  AlignedBuffer<float> real(static_cast<size_t>(h) * w);
+  AlignedBuffer<cfloat> freq(static_cast<size_t>(h) * (w / 2 + 1));
+  FftPlan p;
+  p.h = h;
+  p.w = w;
+  auto* f = reinterpret_cast<fftwf_complex*>(freq.data());
+  p.r2c = fftwf_plan_dft_r2c_2d(h, w, real.data(), f, FFTW_ESTIMATE);
+  p.c2r = fftwf_plan_dft_c2r_2d(h, w, f, real.data(), FFTW_ESTIMATE);
+  if (!p.r2c || !p.c2r) throw std::runtime_error("FFTW could not create a plan");
+  return cache.emplace(std::make_pair(h, w), p).first->second;
+}
+
+// atan(z) for |z| <= 1, max error ~1e-5 rad (Abramowitz & Stegun 4.4.49 form).
+inline float atan_unit(float z) {
+  const float z2 = z * z;
+  return z * (0.9998660f + z2 * (-0.3302995f + z2 * (0.1801410f + z2 * (-0.0851330f + z2 * 0.0208351f))));
+}
+
+// Unsigned gradient orientation in [0, pi).
+inline float orientation(float dy, float dx) {
+  const float ax = std::fabs(dx), ay = std::fabs(dy);
+  if (ax == 0.f && ay == 0.f) return 0.f;
+  float a = ax >= ay ? atan_unit(ay / ax) : 0.5f * kPi - atan_unit(ax / ay);  // [0, pi/2]
+  if ((dx < 0) != (dy < 0)) a = kPi - a;                                        // 2nd/4th quadrant
+  if (a >= kPi) a -= kPi;
+  return a;
+}
+
+// Label: Gaussian peak at (0, 0), wrapped (KCF), std `sigma` cells.
+void gaussian_label(int h, int w, float sigma, float* y) {
+  for (int i = 0; i < h; ++i) {
+    const int di = i <= h / 2 ? i : i - h;
+    for (int j = 0; j < w; ++j) {
+      const int dj = j <= w / 2 ? j : j - w;
+      y[i * w + j] = std::exp(-0.5f * static_cast<float>(di * di + dj * dj) / (sigma * sigma));
+    }
+  }
+}
+
+void hann_window(int h, int w, float* win) {
+  auto hann = [](int i, int n) {
+    return n <= 1 ? 1.f : 0.5f * (1.f - std::cos(2.f * kPi * static_cast<float>(i) / static_cast<float>(n - 1)));
+  };
+  for (int i = 0; i < h; ++i)
+    for (int j = 0; j < w; ++j) win[i * w + j] = hann(i, h) * hann(j, w);
+}
+
+// ||x||^2 from a half spectrum (Parseval): interior columns stand for two.
+float energy_from_half_spectrum(const cfloat* xf, int h, int w) {
+  const int wf = w / 2 + 1;
+  double s = 0;
+  for (int i = 0; i < h; ++i)
+    for (int j = 0; j < wf; ++j) {
+      const bool single = j == 0 || (w % 2 == 0 && j == w / 2);
+      s += (single ? 1.0 : 2.0) * std::norm(xf[i * wf + j]);
+    }
+  return static_cast<float>(s / (static_cast<double>(h) * w));
+}
+
+// Kernel correlation k(z, x) returned as a half spectrum `kf`. zf/xf are c stacked
+// half spectra; zz/xx their energies. Scratch: `acc` (freq size), `k` (h*w).
+void kernel_correlation(const FftPlan& plan, const cfloat* zf, const cfloat* xf, float zz, float xx, int c,
+                        bool gaussian, float sigma, cfloat* acc, float* k, cfloat* kf) {
+  const int nf = plan.freq_size();
+  const int n = plan.h * plan.w;
+  for (int i = 0; i < nf; ++i) acc[i] = 0;
+  for (int l = 0; l < c; ++l) {
+    const cfloat* a = zf + static_cast<size_t>(l) * nf;
+    const cfloat* b = xf + static_cast<size_t>(l) * nf;
+    for (int i = 0; i < nf; ++i) acc[i] += a[i] * std::conj(b[i]);
+  }
+  const float numel = static_cast<float>(n) * c;
+  if (!gaussian) {
+    for (int i = 0; i < nf; ++i) kf[i] = acc[i] / numel;
+    return;
+  }
+  plan.inverse(acc, k);
+  const float inv_n = 1.f / static_cast<float>(n);
+  for (int i = 0; i < n; ++i) {
+    const float d = std::max(0.f, (zz + xx - 2.f * k[i] * inv_n) / numel);
+    k[i] = std::exp(-d / (sigma * sigma));
+  }
+  plan.forward(k, kf);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Building blocks
+
+void extract_features(const float* planes, int rows, int cols, int cell, float* out) {
+  const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
+  const int ncell = gh * gw;
+  const size_t plane = static_cast<size_t>(rows) * cols;
+  const float* gray = planes;
+  std::fill(out, out + static_cast<size_t>(kChannels) * ncell, 0.f);
+  float* hist = out;                                          // bins 0..8: channel-major
+  float* mean = out + static_cast<size_t>(kHogBins) * ncell;  // channel 9; 10, 11: colour
+  const float bin_per_rad = kHogBins / kPi;
+  for (int y = 1; y <= gh * cell; ++y) {
+    const float* row = gray + static_cast<size_t>(y) * cols;
+    const float* up = row - cols;
+    const float* down = row + cols;
+    const int cy = (y - 1) / cell;
+    for (int x = 1; x <= gw * cell; ++x) {
+      const float dx = row[x + 1] - row[x - 1];
+      const float dy = down[x] - up[x];
+      const float mag = std::sqrt(dx * dx + dy * dy);
+      // Bin centres at (b + 0.5) * pi / 9; the magnitude is split between the two
+      // nearest centres (circularly), so the feature is continuous in the angle.
+      float pos = orientation(dy, dx) * bin_per_rad - 0.5f;
+      int b0 = static_cast<int>(std::floor(pos));
+      const float frac = pos - static_cast<float>(b0);
+      b0 = (b0 + kHogBins) % kHogBins;
+      const int b1 = (b0 + 1) % kHogBins;
+      const int ci = cy * gw + (x - 1) / cell;
+      hist[static_cast<size_t>(b0) * ncell + ci] += mag * (1.f - frac);
+      hist[static_cast<size_t>(b1) * ncell + ci] += mag * frac;
+      mean[ci] += row[x];
+      mean[ncell + ci] += planes[plane + static_cast<size_t>(y) * cols + x];
+      mean[2 * ncell + ci] += planes[2 * plane + static_cast<size_t>(y) * cols + x];
+    }
+  }
+  // Energy per cell, then each cell divided by the RMS energy of its 3x3 neighbourhood.
+  std::vector<float> energy(ncell, 0.f);
+  for (int b = 0; b < kHogBins; ++b)
+    for (int i = 0; i < ncell; ++i) energy[i] += hist[static_cast<size_t>(b) * ncell + i] * hist[static_cast<size_t>(b) * ncell + i];
+  const float floor_energy = std::pow(kHogFloorGradient * cell * cell, 2.f);
+  for (int cy = 0; cy < gh; ++cy)
+    for (int cx = 0; cx < gw; ++cx) {
+      float s = 0;
+      int cnt = 0;
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx) {
+          const int yy = cy + dy, xx = cx + dx;
+          if (yy < 0 || yy >= gh || xx < 0 || xx >= gw) continue;
+          s += energy[yy * gw + xx];
+          ++cnt;
+        }
+      const float inv = 1.f / std::sqrt(s / static_cast<float>(cnt) + floor_energy);
+      const int ci = cy * gw + cx;
+      for (int b = 0; b < kHogBins; ++b) {
+        float& v = hist[static_cast<size_t>(b) * ncell + ci];
+        v = std::min(v * inv, kHogClip);
+      }
+      const float inv_area = 1.f / static_cast<float>(cell * cell);
+      mean[ci] = mean[ci] * inv_area / 255.f - 0.5f;
+      mean[ncell + ci] *= inv_area;
+      mean[2 * ncell + ci] *= inv_area;
+    }
+}
+
+float peak_to_sidelobe(const float* response, int h, int w, int exclude) {
+  int peak = 0;
+  for (int i = 1; i < h * w; ++i)
+    if (response[i] > response[peak]) peak = i;
+  const int py = peak / w, px = peak % w;
+  double s = 0, s2 = 0;
+  int n = 0;
+  for (int i = 0; i < h; ++i) {
+    int dy = std::abs(i - py);
+    dy = std::min(dy, h - dy);
+    for (int j = 0; j < w; ++j) {
+      int dx = std::abs(j - px);
+      dx = std::min(dx, w - dx);
+      if (dy <= exclude && dx <= exclude) continue;
+      const double v = response[i * w + j];
+      s += v;
+      s2 += v * v;
+      ++n;
+    }
+  }
+  if (n < 2) return 0.f;
+  const double mean = s / n;
+  const double var = std::max(0.0, s2 / n - mean * mean);
+  return static_cast<float>((response[peak] - mean) / (std::sqrt(var) + 1e-6));
+}
+
+void kcf_response(const float* z, const float* x, const float* alpha, int c, int h, int w, bool gaussian,
+                  float sigma, float* response) {
+  const FftPlan& plan = plan_for(h, w);
+  const int n = h * w, nf = plan.freq_size();
+  AlignedBuffer<float> real(n);
+  AlignedBuffer<cfloat> zf(static_cast<size_t>(c) * nf), xf(static_cast<size_t>(c) * nf);
+  AlignedBuffer<cfloat> acc(nf), kf(nf), alphaf(nf);
+  float zz = 0, xx = 0;
+  for (int l = 0; l < c; ++l) {
+    std::copy(z + static_cast<size_t>(l) * n, z + static_cast<size_t>(l + 1) * n, real.data());
+    for (int i = 0; i < n; ++i) zz += real[i] * real[i];
+    plan.forward(real.data(), zf.data() + static_cast<size_t>(l) * nf);
+    std::copy(x + static_cast<size_t>(l) * n, x + static_cast<size_t>(l + 1) * n, real.data());
+    for (int i = 0; i < n; ++i) xx += real[i] * real[i];
+    plan.forward(real.data(), xf.data() + static_cast<size_t>(l) * nf);
+  }
+  std::copy(alpha, alpha + n, real.data());
+  plan.forward(real.data(), alphaf.data());
+  kernel_correlation(plan, zf.data(), xf.data(), zz, xx, c, gaussian, sigma, acc.data(), real.data(), kf.data());
+  for (int i = 0; i < nf; ++i) acc[i] = alphaf[i] * kf[i];
+  plan.inverse(acc.data(), response);
+  for (int i = 0; i < n; ++i) response[i] /= static_cast<float>(n);
+}
+
+// ---------------------------------------------------------------------------
+// The tracker
+
+struct CorrelationTracker::Impl {
+  TrackerParams p;
+  bool gaussian = true;
+  bool ready = false;
+
+  int frame_h = 0, frame_w = 0;
+  // Target: centre (px), size at scale 1 (px), current scale factor.
+  float cx = 0, cy = 0, base_w = 0, base_h = 0, scale = 1;
+  // Window (px at scale 1) resampled onto a template of grid * cell px.
+  float window_w = 0, window_h = 0;
+  int cell = 4, grid_h = 0, grid_w = 0, patch_rows = 0, patch_cols = 0;
+  int psr_exclude = 1;  // cells around the peak left out of the sidelobe
+  const FftPlan* plan = nullptr;
+
+  std::vector<float> cos_window, scale_factors;
+  AlignedBuffer<cfloat> yf, model_xf, model_alphaf;
+  float model_xx = 0;
+  float psr_mean = 0;  // running mean PSR of confident frames
+  int misses = 0;
+  bool lost = false;
+
+  // Scratch, reused every frame (sizes fixed at init).
+  std::vector<float> patch, feat;
+  AlignedBuffer<float> real, k, response, best_response;
+  AlignedBuffer<cfloat> zf, acc, kf;
+
+  int n() const { return grid_h * grid_w; }
+  int nf() const { return plan->freq_size(); }
+
+  void configure(const FrameView& frame, const Box& box) {
+    frame_h = frame.height;
+    frame_w = frame.width;
+    cx = box.x + 0.5f * box.w;
+    cy = box.y + 0.5f * box.h;
+    base_w = box.w;
+    base_h = box.h;
+    scale = 1;
+    window_w = base_w * (1 + p.padding);
+    window_h = base_h * (1 + p.padding);
+    cell = p.cell_size > 0 ? p.cell_size : (std::max(base_w, base_h) < 24.f ? 2 : 4);
+    // Grid side (geometric mean, cells): the window at native resolution, clamped to
+    // [min_grid, max_grid]: tiny targets are upsampled, large ones downsampled.
+    const float native = std::sqrt(window_w * window_h) / static_cast<float>(cell);
+    const float side = std::clamp(native, static_cast<float>(p.min_grid), static_cast<float>(p.max_grid));
+    const float aspect = std::sqrt(window_w / window_h);
+    // Even sizes keep the label's wrap symmetric; at least 8 cells per side.
+    auto even = [](float v) { return std::max(8, 2 * static_cast<int>(std::lround(v / 2.f))); };
+    grid_w = even(side * aspect);
+    grid_h = even(side / aspect);
+    patch_cols = grid_w * cell + 2;
+    patch_rows = grid_h * cell + 2;
+    const float target_cells = std::sqrt(base_w * base_h) * (grid_w * cell / window_w) / cell;
+    psr_exclude = std::max(1, static_cast<int>(std::lround(0.5f * target_cells)));
+    psr_exclude = std::min(psr_exclude, std::min(grid_h, grid_w) / 2 - 2);
+    psr_exclude = std::max(psr_exclude, 1);
+    plan = &plan_for(grid_h, grid_w);
+
+    cos_window.assign(n(), 0.f);
+    hann_window(grid_h, grid_w, cos_window.data());
+    // A window sharper than Hann (power > 1) weighs the target over its background:
+    // a cheap stand-in for the spatial regularisation of SRDCF/BACF on small targets.
+    if (p.window_power != 1.f)
+      for (float& v : cos_window) v = std::pow(v, p.window_power);
+    scale_factors.clear();
+    for (int s = 0; s < p.num_scales; ++s)
+      scale_factors.push_back(std::pow(p.scale_step, static_cast<float>(s - (p.num_scales - 1) / 2)));
+
+    patch.assign(static_cast<size_t>(kPlanes) * patch_rows * patch_cols, 0.f);
+    feat.assign(static_cast<size_t>(kChannels) * n(), 0.f);
+    real.resize(n());
+    k.resize(n());
+    response.resize(n());
+    best_response.resize(n());
+    zf.resize(static_cast<size_t>(kChannels) * nf());
+    acc.resize(nf());
+    kf.resize(nf());
+    yf.resize(nf());
+    model_xf.resize(static_cast<size_t>(kChannels) * nf());
+    model_alphaf.resize(nf());
+    const float sigma = std::max(0.25f, target_cells * p.output_sigma_factor);
+    gaussian_label(grid_h, grid_w, sigma, real.data());
+    plan->forward(real.data(), yf.data());
+  }
+
+  // Bilinear resample of the window centred at (x0, y0), `zoom` x the scale-1 size,
+  // onto the patch planes (with their one pixel border); edge pixels replicate.
+  void sample(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    const float sx = window_w * zoom / static_cast<float>(grid_w * cell);
+    const float sy = window_h * zoom / static_cast<float>(grid_h * cell);
+    const int fw = frame.width, fh = frame.height, ch = frame.channels;
+    const size_t frame_plane = static_cast<size_t>(fw) * fh;
+    const size_t patch_plane = static_cast<size_t>(patch_rows) * patch_cols;
+    auto at = [&](int yy, int xx, float* v) {
+      const size_t i = static_cast<size_t>(yy) * fw + xx;
+      if (planes) {
+        for (int q = 0; q < kPlanes; ++q) v[q] = planes[q * frame_plane + i];
+      } else {
+        pixel_planes(frame.data + i * ch, ch, v);
+      }
+    };
+    float v00[kPlanes], v01[kPlanes], v10[kPlanes], v11[kPlanes];
+    for (int r = 0; r < patch_rows; ++r) {
+      float fy = y0 + (static_cast<float>(r - 1) - 0.5f * (patch_rows - 2) + 0.5f) * sy - 0.5f;
+      fy = std::clamp(fy, 0.f, static_cast<float>(fh - 1));
+      const int y_lo = std::min(static_cast<int>(fy), fh - 1);
+      const int y_hi = std::min(y_lo + 1, fh - 1);
+      const float wy = fy - static_cast<float>(y_lo);
+      for (int c = 0; c < patch_cols; ++c) {
+        float fx = x0 + (static_cast<float>(c - 1) - 0.5f * (patch_cols - 2) + 0.5f) * sx - 0.5f;
+        fx = std::clamp(fx, 0.f, static_cast<float>(fw - 1));
+        const int x_lo = std::min(static_cast<int>(fx), fw - 1);
+        const int x_hi = std::min(x_lo + 1, fw - 1);
+        const float wx = fx - static_cast<float>(x_lo);
+        at(y_lo, x_lo, v00);
+        at(y_lo, x_hi, v01);
+        at(y_hi, x_lo, v10);
+        at(y_hi, x_hi, v11);
+        const size_t o = static_cast<size_t>(r) * patch_cols + c;
+        for (int q = 0; q < kPlanes; ++q) {
+          const float top = v00[q] * (1 - wx) + v01[q] * wx;
+          const float bottom = v10[q] * (1 - wx) + v11[q] * wx;
+          patch[q * patch_plane + o] = top * (1 - wy) + bottom * wy;
+        }
+      }
+    }
+  }
+
+  // Features of the window at (x0, y0, zoom) into `zf` (spectra); returns ||x||^2.
+  float features_spectrum(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    sample(frame, planes, x0, y0, zoom);
+    extract_features(patch.data(), patch_rows, patch_cols, cell, feat.data());
+    float energy = 0;
+    for (int l = 0; l < kChannels; ++l) {
+      const float* f = feat.data() + static_cast<size_t>(l) * n();
+      for (int i = 0; i < n(); ++i) {
+        real[i] = f[i] * cos_window[i];
+        energy += real[i] * real[i];
+      }
+      plan->forward(real.data(), zf.data() + static_cast<size_t>(l) * nf());
+    }
+    return energy;
+  }
+
+  // Detection response at (x0, y0, zoom) into `response`.
+  void detect(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    const float zz = features_spectrum(frame, planes, x0, y0, zoom);
+    kernel_correlation(*plan, zf.data(), model_xf.data(), zz, model_xx, kChannels, gaussian, p.kernel_sigma,
+                       acc.data(), k.data(), kf.data());
+    for (int i = 0; i < nf(); ++i) acc[i] = model_alphaf[i] * kf[i];
+    plan->inverse(acc.data(), response.data());
+    const float inv = 1.f / static_cast<float>(n());
+    for (int i = 0; i < n(); ++i) response[i] *= inv;
+  }
+
+  // Train on the window at the current state; rate 1 replaces the model.
+  void learn(const FrameView& frame, const float* planes, float rate) {
+    const float xx = features_spectrum(frame, planes, cx, cy, scale);
+    kernel_correlation(*plan, zf.data(), zf.data(), xx, xx, kChannels, gaussian, p.kernel_sigma, acc.data(),
+                       k.data(), kf.data());
+    const size_t total = static_cast<size_t>(kChannels) * nf();
+    for (size_t i = 0; i < total; ++i) model_xf[i] = (1 - rate) * model_xf[i] + rate * zf[i];
+    for (int i = 0; i < nf(); ++i) {
+      const cfloat alphaf = yf[i] / (kf[i] + p.lambda);
+      model_alphaf[i] = (1 - rate) * model_alphaf[i] + rate * alphaf;
+    }
+    model_xx = energy_from_half_spectrum(model_xf.data(), grid_h, grid_w);
+    for (int l = 1; l < kChannels; ++l)
+      model_xx += energy_from_half_spectrum(model_xf.data() + static_cast<size_t>(l) * nf(), grid_h, grid_w);
+  }
+
+  // Peak of `r` with sub-pixel (parabolic) refinement, as a cyclic displacement in cells.
+  void peak(const float* r, float& peak_value, float& dy, float& dx) const {
+    int best = 0;
+    for (int i = 1; i < n(); ++i)
+      if (r[i] > r[best]) best = i;
+    const int py = best / grid_w, px = best % grid_w;
+    peak_value = r[best];
+    auto refine = [](float lo, float mid, float hi) {
+      const float den = lo - 2 * mid + hi;
+      if (!(den < 0)) return 0.f;
+      return std::clamp(0.5f * (lo - hi) / den, -0.5f, 0.5f);
+    };
+    const float oy = refine(r[((py - 1 + grid_h) % grid_h) * grid_w + px], r[best], r[((py + 1) % grid_h) * grid_w + px]);
+    const float ox = refine(r[py * grid_w + (px - 1 + grid_w) % grid_w], r[best], r[py * grid_w + (px + 1) % grid_w]);
+    dy = static_cast<float>(py > grid_h / 2 ? py - grid_h : py) + oy;
+    dx = static_cast<float>(px > grid_w / 2 ? px - grid_w : px) + ox;
+  }
+
+  void move_by_cells(float dy, float dx, float zoom) {
+    cx += dx * cell * window_w * zoom / static_cast<float>(grid_w * cell);
+    cy += dy * cell * window_h * zoom / static_cast<float>(grid_h * cell);
+    cx = std::clamp(cx, 0.f, static_cast<float>(frame_w));
+    cy = std::clamp(cy, 0.f, static_cast<float>(frame_h));
+  }
+
+  Box box() const {
+    const float w = base_w * scale, h = base_h * scale;
+    return {cx - 0.5f * w, cy - 0.5f * h, w, h};
+  }
+
+  void init(const FrameView& frame, const float* planes, const Box& b) {
+    configure(frame, b);
+    misses = 0;
+    lost = false;
+    psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
+    learn(frame, planes, 1.f);
+    ready = true;
+  }
+
+  TrackState update(const FrameView& frame, const float* planes) {
+    TrackState st;
+    if (!lost) {
+      // Multi-scale search around the last position.
+      float best_score = -1e30f, best_dy = 0, best_dx = 0, best_zoom = scale;
+      for (float f : scale_factors) {
+        const float zoom = scale * f;
+        detect(frame, planes, cx, cy, zoom);
+        float pv, dy, dx;
+        peak(response.data(), pv, dy, dx);
+        if (f != 1.f) pv *= p.scale_penalty;
+        if (pv > best_score) {
+          best_score = pv;
+          best_dy = dy;
+          best_dx = dx;
+          best_zoom = zoom;
+          response.swap(best_response);
+        }
+      }
+      st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
+      const bool miss = st.score < miss_threshold();
+      // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
+      // be right for a fast, blurred target, or an occluder); only confident frames
+      // change the scale and the model.
+      const float follow = miss ? p.miss_motion : 1.f;
+      move_by_cells(follow * best_dy, follow * best_dx, miss ? scale : best_zoom);
+      if (!miss) {
+        const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
+        const float min_scale = kMinTargetPx / std::min(base_w, base_h);
+        scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
+        misses = 0;
+        learn(frame, planes, confident_rate(st.score));
+        psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
+      } else if (++misses >= p.lost_patience) {
+        lost = true;  // hold the box, freeze the model, search wider from the next frame
+      }
+    } else {
+      // Re-detection: the last window plus its 8 neighbours at +-spread windows.
+      float best_psr = -1e30f, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
+      const float step_x = p.redetect_spread * window_w * scale, step_y = p.redetect_spread * window_h * scale;
+      for (int oy = -1; oy <= 1; ++oy)
+        for (int ox = -1; ox <= 1; ++ox) {
+          const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
+          const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
+          detect(frame, planes, x0, y0, scale);
+          const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
+          if (psr > best_psr) {
+            float pv;
+            best_psr = psr;
+            peak(response.data(), pv, best_dy, best_dx);
+            best_x = x0;
+            best_y = y0;
+          }
+        }
+      st.score = best_psr;
+      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr())) {
+        cx = best_x;
+        cy = best_y;
+        move_by_cells(best_dy, best_dx, scale);
+        lost = false;
+        misses = 0;
+        st.recovered = true;
+        learn(frame, planes, confident_rate(best_psr));
+      }
+    }
+    st.lost = lost;
+    st.box = box();
+    return st;
+  }
+
+  // The mean PSR the relative thresholds use, capped: a very clean target (PSR 50+)
+  // must not turn ordinary dips into misses.
+  float reference_psr() const { return std::min(psr_mean, kPsrReferenceCap * p.good_psr); }
+  float miss_threshold() const { return std::max(p.lost_psr, p.miss_ratio * reference_psr()); }
+
+  // Learning rate scaled by confidence: 0 at the miss threshold, full at good_psr.
+  float confident_rate(float psr) const {
+    const float lo = miss_threshold();
+    const float hi = std::max({p.good_psr, lo + 1.f});
+    return p.learning_rate * std::clamp((psr - lo) / (hi - lo), 0.f, 1.f);
+  }
+};
+
+CorrelationTracker::CorrelationTracker(const TrackerParams& params) : impl_(std::make_unique<Impl>()) {
+  validate_params(params);
+  impl_->p = params;
+  impl_->gaussian = params.kernel == "gaussian";
+}
+CorrelationTracker::~CorrelationTracker() = default;
+
+void CorrelationTracker::init(const FrameView& frame, const float* planes, const Box& box) {
+  impl_->init(frame, planes, box);
+}
+
+TrackState CorrelationTracker::update(const FrameView& frame, const float* planes) {
+  return impl_->update(frame, planes);
+}
+
+bool CorrelationTracker::initialized() const { return impl_->ready; }
+
+}  // namespace tracking
+}  // namespace lanner
