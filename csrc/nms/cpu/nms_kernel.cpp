@@ -186,8 +186,6 @@ class KeptGrid {
     }
   }
 
-  bool usable() const { return !levels_.empty(); }
-
   // True when a kept box overlaps candidate k by more than thr.
   template <OverlapMode M>
   bool any_exceeds(const Candidates& c, size_t k, double thr) {
