@@ -477,7 +477,7 @@ def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
     assert "ToMixedPrecision" in m.target_info["build_notes"]["fp16"]
 
 
-def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
+def _conv_relu6(tmp_path: Path) -> Path:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
     lo = numpy_helper.from_array(np.array(0.0, np.float32), "lo")
@@ -488,8 +488,21 @@ def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "clip.onnx"))
+    return tmp_path / "clip.onnx"
+
+
+def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
     with pytest.raises(UnsupportedError, match="fp16 is not supported for the tvm backend on this graph"):
-        compile_model(tmp_path / "clip.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg")
+        compile_model(_conv_relu6(tmp_path), backend="tvm", precision="fp16", out=tmp_path / "pkg")
+
+
+def test_auto_backend_with_no_buildable_candidate(tmp_path):
+    import openvino as ov
+
+    if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU runs OpenVINO fp16, so an fp16 candidate can be built")
+    with pytest.raises(UnsupportedError, match=r"no candidate can be built for target 'x86':\n  openvino/fp16: unsupported"):
+        compile_model(_conv_relu6(tmp_path), backend="auto", precision="fp16", out=tmp_path / "pkg")
 
 
 def test_tvm_package_refused_on_another_cpu(packages, tmp_path):
