@@ -106,8 +106,11 @@ def compile_model(
     Raises:
         FileNotFoundError: missing model or calibration folder.
         ValueError: bad arguments (unknown target/backend/precision, int8 without calibration ...).
-        UnsupportedError (a ValueError): the backend cannot build this precision for this target.
+        UnsupportedError (a ValueError): the backend cannot build this precision for this target
+            (with ``auto``: no candidate can be built).
         FidelityError (a ValueError): no candidate passes fidelity; ``.report`` has the numbers.
+            With ``auto``, a candidate whose toolchain fails is recorded (status ``error``) and
+            skipped; with a single requested candidate the toolchain's error propagates.
         ImportError: a needed toolchain is missing.
     """
     say = progress or _silent
@@ -172,6 +175,15 @@ def compile_model(
                 say(f"candidate {b}/{p}: unsupported: {exc}")
                 results.append(record)
                 continue
+            except (RuntimeError, OSError, ValueError) as exc:
+                # A toolchain failing on one candidate (an operator it cannot import, a crash in
+                # quantization ...) must not sink the other candidates of an auto build.
+                if len(candidates) == 1:
+                    raise
+                record.update(status="error", reason=f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+                say(f"candidate {b}/{p}: build failed: {record['reason']}")
+                results.append(record)
+                continue
             # A provisional manifest: lanner.load needs one to measure the candidate.
             _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
                             selection={"reason": "requested"})
@@ -181,7 +193,15 @@ def compile_model(
                 built[(b, p)] = (cand_dir, result)
                 continue
             limits = _thresholds(p, thresholds)
-            fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
+            try:
+                fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
+            except (RuntimeError, OSError) as exc:
+                if len(candidates) == 1:
+                    raise
+                record.update(status="error", reason=f"running the artifact failed: {type(exc).__name__}: {str(exc).strip()[:500]}")
+                say(f"candidate {b}/{p}: {record['reason']}")
+                results.append(record)
+                continue
             problems = failures(fidelity, limits)
             fidelity = {**fidelity, "thresholds": dict(vars(limits)), "passed": not problems, "failures": problems,
                         "reference": "onnxruntime CPU fp32 on the original ONNX"}
@@ -199,11 +219,14 @@ def compile_model(
         if winner is None:
             report = {"target": tgt.name, "candidates": results}
             lines = [f"  {r['backend']}/{r['precision']}: {r['status']}: {r.get('reason', '')}" for r in results]
+            if all(r["status"] == "unsupported" for r in results):
+                raise UnsupportedError(f"no candidate can be built for target {tgt.name!r}:\n" + "\n".join(lines))
             raise FidelityError("no candidate passed for target " f"{tgt.name!r}:\n" + "\n".join(lines), report)
         chosen, reason = winner
         say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
         cand_dir, result = built[(chosen["backend"], chosen["precision"])]
-        selection = {"reason": reason if len(candidates) > 1 else "requested", "candidates": results}
+        requested = backend != "auto" and precision != "auto"
+        selection = {"reason": "requested" if requested else reason, "candidates": results}
         # The final manifest: the provisional one plus the measurements and the selection.
         (cand_dir / MANIFEST_FILENAME).unlink()
         final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
@@ -271,7 +294,10 @@ def _choose(results: Sequence[Mapping[str, Any]], runnable: bool) -> tuple[Mappi
         built = [r for r in results if r["status"] == "built"]
         if not built:
             return None
-        return built[0], "target cannot run on this host, so nothing was measured: first buildable candidate in preference order"
+        return built[0], (
+            "the target cannot run on this host, so nothing was measured: the first buildable backend in the "
+            "target's preference order, at fp32 unless requested (fp16/int8 are never chosen unmeasured)"
+        )
     passed = [r for r in results if r["status"] == "passed"]
     if not passed:
         return None
