@@ -70,7 +70,7 @@ class TrackerOptions:
         num_threads: :class:`MultiTracker` worker threads; 0 = all cores.
     """
 
-    padding: float = 2.0
+    padding: float = 2.5
     cell_size: int = 0
     min_grid: int = 24
     max_grid: int = 32

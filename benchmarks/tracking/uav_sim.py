@@ -31,14 +31,14 @@ SPLITS = {
         "backgrounds": ["cv:aero1.jpg", "cv:building.jpg", "sk:grass", "cv:home.jpg", "cv:leuvenA.jpg"],
         "targets": ["cv:apple.jpg", "cv:butterfly.jpg", "sk:coffee", "sk:chelsea"],
         "seed": 1000,
-        "count": 8,
+        "count": 16,
     },
     "report": {
         "backgrounds": ["cv:aero3.jpg", "cv:stuff.jpg", "sk:gravel", "sk:rocket", "cv:graf1.png", "cv:board.jpg"],
         "targets": ["cv:orange.jpg", "cv:HappyFish.jpg", "sk:astronaut", "cv:smarties.png", "cv:baboon.jpg",
                     "cv:squirrel_cls.jpg"],
         "seed": 2000,
-        "count": 12,
+        "count": 16,
     },
 }
 

@@ -22,7 +22,7 @@ namespace tracking {
 
 // Every tuned constant with its unit. Validated by validate_params().
 struct TrackerParams {
-  float padding = 2.0f;              // search window = target size * (1 + padding)
+  float padding = 2.5f;              // search window = target size * (1 + padding)
   int cell_size = 0;                 // HOG cell in template px; 0 = auto (2 below 24 px targets, else 4)
   int min_grid = 24;                 // feature grid side (cells, geometric mean) at least this
   int max_grid = 32;                 // ... and at most this (caps the cost of large targets)
