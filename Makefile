@@ -58,6 +58,7 @@ sanitize: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/nms/bench_nms.py
+	$(BIN)/python benchmarks/tracking/bench_tracking.py --split report --out benchmarks/tracking
 
 clean:
 	rm -rf build $(OUT) *.egg-info

@@ -28,6 +28,10 @@ constexpr float kHogClip = 0.5f;         // HOG bins clipped after normalisation
 constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/px of gradient per cell
 constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
+constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
+constexpr float kCoastDecay = 0.95f;      // per lost frame, the predicted motion decays by this
+constexpr float kSpreadGrowth = 0.1f;    // re-detection spread grows 10% per lost frame ...
+constexpr float kMaxSpreadGrowth = 1.5f; // ... up to 2.5x redetect_spread
 constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
 
 using cfloat = std::complex<float>;
@@ -315,6 +319,8 @@ struct CorrelationTracker::Impl {
   float psr_mean = 0;  // running mean PSR of confident frames
   int misses = 0;
   bool lost = false;
+  int lost_frames = 0;
+  float vx = 0, vy = 0;  // centre velocity (px/frame), EMA over confident frames
 
   // Scratch, reused every frame (sizes fixed at init).
   std::vector<float> patch, feat;
@@ -499,6 +505,8 @@ struct CorrelationTracker::Impl {
     configure(frame, b);
     misses = 0;
     lost = false;
+    lost_frames = 0;
+    vx = vy = 0;
     psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
     learn(frame, planes, 1.f);
     ready = true;
@@ -529,8 +537,11 @@ struct CorrelationTracker::Impl {
       // be right for a fast, blurred target, or an occluder); only confident frames
       // change the scale and the model.
       const float follow = miss ? p.miss_motion : 1.f;
+      const float px = cx, py = cy;
       move_by_cells(follow * best_dy, follow * best_dx, miss ? scale : best_zoom);
       if (!miss) {
+        vx = (1 - kVelocityRate) * vx + kVelocityRate * (cx - px);
+        vy = (1 - kVelocityRate) * vy + kVelocityRate * (cy - py);
         const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
         const float min_scale = kMinTargetPx / std::min(base_w, base_h);
         scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
@@ -538,12 +549,20 @@ struct CorrelationTracker::Impl {
         learn(frame, planes, confident_rate(st.score));
         psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
       } else if (++misses >= p.lost_patience) {
-        lost = true;  // hold the box, freeze the model, search wider from the next frame
+        lost = true;  // freeze the model, search wider from the next frame
+        lost_frames = 0;
       }
     } else {
-      // Re-detection: the last window plus its 8 neighbours at +-spread windows.
+      // Re-detection: the predicted window plus its 8 neighbours at +-spread windows.
+      // The prediction coasts on the last velocity, decaying (an occluded target
+      // usually keeps moving). Wider spacing of the windows was tried: it leaves holes.
+      ++lost_frames;
+      const float coast = std::pow(kCoastDecay, static_cast<float>(lost_frames));
+      cx = std::clamp(cx + coast * vx, 0.f, static_cast<float>(frame_w));
+      cy = std::clamp(cy + coast * vy, 0.f, static_cast<float>(frame_h));
       float best_psr = -1e30f, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
-      const float step_x = p.redetect_spread * window_w * scale, step_y = p.redetect_spread * window_h * scale;
+      const float step_x = p.redetect_spread * window_w * scale;
+      const float step_y = p.redetect_spread * window_h * scale;
       for (int oy = -1; oy <= 1; ++oy)
         for (int ox = -1; ox <= 1; ++ox) {
           const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
