@@ -29,9 +29,7 @@ constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/
 constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
 constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
-constexpr float kCoastDecay = 0.95f;      // per lost frame, the predicted motion decays by this
-constexpr float kSpreadGrowth = 0.1f;    // re-detection spread grows 10% per lost frame ...
-constexpr float kMaxSpreadGrowth = 1.5f; // ... up to 2.5x redetect_spread
+constexpr float kCoastDecay = 0.95f;     // per lost frame, the predicted motion decays by this
 constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
 
 using cfloat = std::complex<float>;
