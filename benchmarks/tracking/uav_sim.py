@@ -218,6 +218,8 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
             t0 = int(rng.integers(int((0.15 if kind == "partial" else 0.5) * n), int((0.35 if kind == "partial" else 0.75) * n)))
             dur = int(rng.integers(6, 14))
             tm = t0 + dur // 2
+            if tm >= n:  # too short a sequence for this event
+                continue
             vx = (tx[min(n - 1, tm + 3)] - tx[max(0, tm - 3)]) / 6
             vy = (ty[min(n - 1, tm + 3)] - ty[max(0, tm - 3)]) / 6
             along_x = abs(vx) >= abs(vy)
