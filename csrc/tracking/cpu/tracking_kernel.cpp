@@ -34,7 +34,7 @@ constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 
 
 using cfloat = std::complex<float>;
 
-// fftwf_malloc'ed array (SIMD-aligned like the arrays the plans were made with).
+// fftwf_malloc'ed (SIMD-aligned) array.
 template <typename T>
 class AlignedBuffer {
  public:
@@ -98,8 +98,11 @@ const FftPlan& plan_for(int h, int w) {
   p.h = h;
   p.w = w;
   auto* f = reinterpret_cast<fftwf_complex*>(freq.data());
-  p.r2c = fftwf_plan_dft_r2c_2d(h, w, real.data(), f, FFTW_ESTIMATE);
-  p.c2r = fftwf_plan_dft_c2r_2d(h, w, f, real.data(), FFTW_ESTIMATE);
+  // FFTW_UNALIGNED: the plans are executed on channel slices of larger buffers and
+  // on NumPy memory, whose alignment may differ from the planning arrays'.
+  const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+  p.r2c = fftwf_plan_dft_r2c_2d(h, w, real.data(), f, flags);
+  p.c2r = fftwf_plan_dft_c2r_2d(h, w, f, real.data(), flags);
   if (!p.r2c || !p.c2r) throw std::runtime_error("FFTW could not create a plan");
   return cache.emplace(std::make_pair(h, w), p).first->second;
 }
