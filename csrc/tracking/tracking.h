@@ -1,10 +1,12 @@
 // Correlation-filter tracker for small, blurred, low-resolution targets.
 //
 // Kernelized correlation filter (Henriques et al., "High-Speed Tracking with
-// Kernelized Correlation Filters", TPAMI 2015) on HOG + grayscale cells, with a
-// small multi-scale search (Li & Zhu, SAMF, ECCV-W 2014), a confidence from the
-// peak-to-sidelobe ratio (Bolme et al., MOSSE, CVPR 2010), a learning rate
-// scaled by that confidence and a lost / re-detection state machine. Tiny
+// Kernelized Correlation Filters", TPAMI 2015) on HOG + gray + opponent-colour
+// cells, with a small multi-scale search (Li & Zhu, SAMF, ECCV-W 2014), a
+// confidence from the peak-to-sidelobe ratio (Bolme et al., MOSSE, CVPR 2010)
+// judged against its running mean (Wang et al., LMCF, CVPR 2017), a learning rate
+// scaled by that confidence and a lost / re-detection state machine (the model is
+// frozen, 9 windows around a velocity-coasted prediction are searched). Tiny
 // targets (8 px) are resampled to a minimum working template size.
 //
 // Layout: this header declares the op; tracking.cpp validates and registers it
@@ -67,7 +69,7 @@ struct Box {
 struct TrackState {
   Box box;
   float score = 0;         // peak-to-sidelobe ratio of the chosen response
-  bool lost = false;       // confidence stayed below lost_psr for lost_patience frames
+  bool lost = false;       // lost_patience consecutive misses (PSR below the miss threshold)
   bool recovered = false;  // this frame re-acquired a lost target
 };
 
