@@ -42,6 +42,7 @@ struct TrackerParams {
   // Wang et al. CVPR 2017, does with APCE), with absolute floors.
   float lost_psr = 4.0f;             // below this PSR a frame always counts as a miss
   float miss_ratio = 0.45f;          // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
+  float peak_ratio = 0.3f;           // a peak below peak_ratio * mean peak is a miss too (0 = off)
   float good_psr = 10.0f;            // full learning rate at/above this PSR
   float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
   float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)

@@ -317,7 +317,8 @@ struct CorrelationTracker::Impl {
   std::vector<float> cos_window, scale_factors;
   AlignedBuffer<cfloat> yf, model_xf, model_alphaf;
   float model_xx = 0;
-  float psr_mean = 0;  // running mean PSR of confident frames
+  float psr_mean = 0;   // running mean PSR of confident frames
+  float peak_mean = 0;  // running mean response peak of confident frames (0 = none yet)
   int misses = 0;
   bool lost = false;
   int lost_frames = 0;
@@ -508,6 +509,7 @@ struct CorrelationTracker::Impl {
     lost = false;
     lost_frames = 0;
     vx = vy = 0;
+    peak_mean = 0;
     psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
     learn(frame, planes, 1.f);
     ready = true;
@@ -533,7 +535,11 @@ struct CorrelationTracker::Impl {
         }
       }
       st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
-      const bool miss = st.score < miss_threshold();
+      // A miss: the PSR falls below its threshold, or the peak itself collapses
+      // against its running mean (LMCF's second cue: occluders and clutter can keep a
+      // moderate PSR while the peak value drops).
+      const float peak_value = best_score;
+      const bool miss = st.score < miss_threshold() || (peak_mean > 0 && peak_value < p.peak_ratio * peak_mean);
       // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
       // be right for a fast, blurred target, or an occluder); only confident frames
       // change the scale and the model.
@@ -549,6 +555,7 @@ struct CorrelationTracker::Impl {
         misses = 0;
         learn(frame, planes, confident_rate(st.score));
         psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
+        peak_mean = peak_mean == 0 ? peak_value : (1 - kPsrMeanRate) * peak_mean + kPsrMeanRate * peak_value;
       } else if (++misses >= p.lost_patience) {
         lost = true;  // freeze the model, search wider from the next frame
         lost_frames = 0;
