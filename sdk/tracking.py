@@ -57,6 +57,8 @@ class TrackerOptions:
         miss_ratio: a frame whose PSR is below ``miss_ratio`` x the running mean PSR
             of confident frames (capped at 2 x ``good_psr``; it starts at ``good_psr``)
             is a miss too: a miss changes neither the scale nor the model; [0, 1).
+        peak_ratio: a frame whose response peak is below ``peak_ratio`` x the running
+            mean peak of confident frames is a miss too (0 disables this cue); [0, 1).
         good_psr: the full learning rate applies at or above this PSR; down to the
             miss threshold the rate falls linearly to 0.
         recover_psr: a lost target is re-acquired when a window scores at least this
@@ -70,7 +72,7 @@ class TrackerOptions:
         num_threads: :class:`MultiTracker` worker threads; 0 = all cores.
     """
 
-    padding: float = 2.0
+    padding: float = 2.5
     cell_size: int = 0
     min_grid: int = 24
     max_grid: int = 32
@@ -85,6 +87,7 @@ class TrackerOptions:
     scale_penalty: float = 0.985
     lost_psr: float = 4.0
     miss_ratio: float = 0.45
+    peak_ratio: float = 0.3
     good_psr: float = 10.0
     recover_psr: float = 6.0
     recover_ratio: float = 0.6

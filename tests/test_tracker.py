@@ -477,3 +477,31 @@ def test_cuda_batch_response_matches_cpu(kernel):
     for i in range(n):
         want = _C.tracker_kcf_response(z[i], x[i], a[i], kernel, 0.5)
         np.testing.assert_allclose(got[i], want, atol=1e-4 * np.abs(want).max() + 1e-6)
+
+
+# ---------------------------------------------------------------------------
+# The benchmark's generator (benchmarks/tracking/uav_sim.py): a short smoke sequence
+
+
+def test_uav_sim_smoke_sequence():
+    from dataclasses import replace
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "tracking"
+    sys.path.insert(0, str(root))
+    try:
+        import uav_sim
+    finally:
+        sys.path.remove(str(root))
+    if not (uav_sim.OPENCV_DATA / "aero1.jpg").exists():
+        pytest.skip("Debian package opencv-doc is not installed")
+    spec = replace(uav_sim.make_split("tune")[0], frames=12)
+    a, b = uav_sim.render_sequence(spec), uav_sim.render_sequence(spec)
+    assert len(a.frames) == 12 and a.frames[0].shape == (360, 480, 3) and a.frames[0].dtype == np.uint8
+    np.testing.assert_array_equal(a.frames[7], b.frames[7])  # seeded: reproducible
+    assert a.valid[0] and 8 <= a.boxes[0, 2:].max() <= 80
+    t = lanner.Tracker()
+    t.init(a.frames[0], tuple(a.boxes[0]))
+    for f in a.frames[1:]:
+        r = t.update(f)
+    assert centre_error(r.box, a.boxes[-1]) < 10

@@ -23,9 +23,14 @@ def main(argv: list[str]) -> int:
     for variant in ["", *argv]:
         overrides = eval(f"dict({variant})")  # developer tool: trusted input
         opts = lanner.TrackerOptions(**overrides)
-        ious, errs, secs, frames, per = [], [], 0.0, 0, []
+        ious, errs, secs, frames, per, flagged = [], [], 0.0, 0, [], []
         for seq in seqs:
-            pred, spent = bt.run_tracker(bt.LannerTracker(opts), seq)
+            tracker = bt.LannerTracker(opts)
+            pred, spent = bt.run_tracker(tracker, seq)
+            if seq.spec.full_occlusion:
+                occ = bt.occlusion_report(seq, tracker.log)
+                if occ:
+                    flagged.append((occ["flagged_lost"], occ["recovered"]))
             i, e = bt.score(pred, seq)
             ious.append(i)
             errs.append(e)
@@ -35,8 +40,10 @@ def main(argv: list[str]) -> int:
         i = np.concatenate(ious)
         e = np.concatenate(errs)
         auc = (i[:, None] > bt.THRESHOLDS[None]).mean()
+        lost_ok = sum(f for f, _ in flagged)
+        rec_ok = sum(r for _, r in flagged)
         print(f"{variant or 'defaults':45s} AUC {auc:.3f}  P@20 {(e <= 20).mean():.3f}  FPS {frames / secs:5.0f}  "
-              + " ".join(f"{p:.2f}" for p in per), flush=True)
+              f"occlusions lost {lost_ok}/{len(flagged)} recovered {rec_ok}  " + " ".join(f"{p:.2f}" for p in per), flush=True)
     return 0
 
 

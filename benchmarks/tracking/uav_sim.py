@@ -31,14 +31,14 @@ SPLITS = {
         "backgrounds": ["cv:aero1.jpg", "cv:building.jpg", "sk:grass", "cv:home.jpg", "cv:leuvenA.jpg"],
         "targets": ["cv:apple.jpg", "cv:butterfly.jpg", "sk:coffee", "sk:chelsea"],
         "seed": 1000,
-        "count": 8,
+        "count": 16,
     },
     "report": {
         "backgrounds": ["cv:aero3.jpg", "cv:stuff.jpg", "sk:gravel", "sk:rocket", "cv:graf1.png", "cv:board.jpg"],
         "targets": ["cv:orange.jpg", "cv:HappyFish.jpg", "sk:astronaut", "cv:smarties.png", "cv:baboon.jpg",
                     "cv:squirrel_cls.jpg"],
         "seed": 2000,
-        "count": 12,
+        "count": 16,
     },
 }
 
@@ -218,6 +218,8 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
             t0 = int(rng.integers(int((0.15 if kind == "partial" else 0.5) * n), int((0.35 if kind == "partial" else 0.75) * n)))
             dur = int(rng.integers(6, 14))
             tm = t0 + dur // 2
+            if tm >= n:  # too short a sequence for this event
+                continue
             vx = (tx[min(n - 1, tm + 3)] - tx[max(0, tm - 3)]) / 6
             vy = (ty[min(n - 1, tm + 3)] - ty[max(0, tm - 3)]) / 6
             along_x = abs(vx) >= abs(vy)

@@ -53,6 +53,8 @@ void validate_params(const TrackerParams& p) {
   check(finite(p.recover_psr) && p.recover_psr >= p.lost_psr, "recover_psr must be >= lost_psr, got ", p.recover_psr);
   check(finite(p.miss_ratio) && p.miss_ratio >= 0.f && p.miss_ratio < 1.f, "miss_ratio must be in [0, 1), got ",
         p.miss_ratio);
+  check(finite(p.peak_ratio) && p.peak_ratio >= 0.f && p.peak_ratio < 1.f, "peak_ratio must be in [0, 1), got ",
+        p.peak_ratio);
   check(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
         "recover_ratio must be in [0, 2], got ", p.recover_ratio);
   check(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
@@ -363,6 +365,7 @@ void register_tracking(py::module_& m) {
       .def_readwrite("good_psr", &TrackerParams::good_psr)
       .def_readwrite("recover_psr", &TrackerParams::recover_psr)
       .def_readwrite("miss_ratio", &TrackerParams::miss_ratio)
+      .def_readwrite("peak_ratio", &TrackerParams::peak_ratio)
       .def_readwrite("recover_ratio", &TrackerParams::recover_ratio)
       .def_readwrite("miss_motion", &TrackerParams::miss_motion)
       .def_readwrite("lost_patience", &TrackerParams::lost_patience)

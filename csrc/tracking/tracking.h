@@ -1,10 +1,12 @@
 // Correlation-filter tracker for small, blurred, low-resolution targets.
 //
 // Kernelized correlation filter (Henriques et al., "High-Speed Tracking with
-// Kernelized Correlation Filters", TPAMI 2015) on HOG + grayscale cells, with a
-// small multi-scale search (Li & Zhu, SAMF, ECCV-W 2014), a confidence from the
-// peak-to-sidelobe ratio (Bolme et al., MOSSE, CVPR 2010), a learning rate
-// scaled by that confidence and a lost / re-detection state machine. Tiny
+// Kernelized Correlation Filters", TPAMI 2015) on HOG + gray + opponent-colour
+// cells, with a small multi-scale search (Li & Zhu, SAMF, ECCV-W 2014), a
+// confidence from the peak-to-sidelobe ratio (Bolme et al., MOSSE, CVPR 2010)
+// judged against its running mean (Wang et al., LMCF, CVPR 2017), a learning rate
+// scaled by that confidence and a lost / re-detection state machine (the model is
+// frozen, 9 windows around a velocity-coasted prediction are searched). Tiny
 // targets (8 px) are resampled to a minimum working template size.
 //
 // Layout: this header declares the op; tracking.cpp validates and registers it
@@ -22,7 +24,7 @@ namespace tracking {
 
 // Every tuned constant with its unit. Validated by validate_params().
 struct TrackerParams {
-  float padding = 2.0f;              // search window = target size * (1 + padding)
+  float padding = 2.5f;              // search window = target size * (1 + padding)
   int cell_size = 0;                 // HOG cell in template px; 0 = auto (2 below 24 px targets, else 4)
   int min_grid = 24;                 // feature grid side (cells, geometric mean) at least this
   int max_grid = 32;                 // ... and at most this (caps the cost of large targets)
@@ -40,6 +42,7 @@ struct TrackerParams {
   // Wang et al. CVPR 2017, does with APCE), with absolute floors.
   float lost_psr = 4.0f;             // below this PSR a frame always counts as a miss
   float miss_ratio = 0.45f;          // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
+  float peak_ratio = 0.3f;           // a peak below peak_ratio * mean peak is a miss too (0 = off)
   float good_psr = 10.0f;            // full learning rate at/above this PSR
   float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
   float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
@@ -67,7 +70,7 @@ struct Box {
 struct TrackState {
   Box box;
   float score = 0;         // peak-to-sidelobe ratio of the chosen response
-  bool lost = false;       // confidence stayed below lost_psr for lost_patience frames
+  bool lost = false;       // lost_patience consecutive misses (PSR below the miss threshold)
   bool recovered = false;  // this frame re-acquired a lost target
 };
 

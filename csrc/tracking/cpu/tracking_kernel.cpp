@@ -28,11 +28,13 @@ constexpr float kHogClip = 0.5f;         // HOG bins clipped after normalisation
 constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/px of gradient per cell
 constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
+constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
+constexpr float kCoastDecay = 0.95f;     // per lost frame, the predicted motion decays by this
 constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
 
 using cfloat = std::complex<float>;
 
-// fftwf_malloc'ed array (SIMD-aligned like the arrays the plans were made with).
+// fftwf_malloc'ed (SIMD-aligned) array.
 template <typename T>
 class AlignedBuffer {
  public:
@@ -96,8 +98,11 @@ const FftPlan& plan_for(int h, int w) {
   p.h = h;
   p.w = w;
   auto* f = reinterpret_cast<fftwf_complex*>(freq.data());
-  p.r2c = fftwf_plan_dft_r2c_2d(h, w, real.data(), f, FFTW_ESTIMATE);
-  p.c2r = fftwf_plan_dft_c2r_2d(h, w, f, real.data(), FFTW_ESTIMATE);
+  // FFTW_UNALIGNED: the plans are executed on channel slices of larger buffers and
+  // on NumPy memory, whose alignment may differ from the planning arrays'.
+  const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+  p.r2c = fftwf_plan_dft_r2c_2d(h, w, real.data(), f, flags);
+  p.c2r = fftwf_plan_dft_c2r_2d(h, w, f, real.data(), flags);
   if (!p.r2c || !p.c2r) throw std::runtime_error("FFTW could not create a plan");
   return cache.emplace(std::make_pair(h, w), p).first->second;
 }
@@ -312,9 +317,12 @@ struct CorrelationTracker::Impl {
   std::vector<float> cos_window, scale_factors;
   AlignedBuffer<cfloat> yf, model_xf, model_alphaf;
   float model_xx = 0;
-  float psr_mean = 0;  // running mean PSR of confident frames
+  float psr_mean = 0;   // running mean PSR of confident frames
+  float peak_mean = 0;  // running mean response peak of confident frames (0 = none yet)
   int misses = 0;
   bool lost = false;
+  int lost_frames = 0;
+  float vx = 0, vy = 0;  // centre velocity (px/frame), EMA over confident frames
 
   // Scratch, reused every frame (sizes fixed at init).
   std::vector<float> patch, feat;
@@ -499,6 +507,9 @@ struct CorrelationTracker::Impl {
     configure(frame, b);
     misses = 0;
     lost = false;
+    lost_frames = 0;
+    vx = vy = 0;
+    peak_mean = 0;
     psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
     learn(frame, planes, 1.f);
     ready = true;
@@ -524,26 +535,42 @@ struct CorrelationTracker::Impl {
         }
       }
       st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
-      const bool miss = st.score < miss_threshold();
+      // A miss: the PSR falls below its threshold, or the peak itself collapses
+      // against its running mean (LMCF's second cue: occluders and clutter can keep a
+      // moderate PSR while the peak value drops).
+      const float peak_value = best_score;
+      const bool miss = st.score < miss_threshold() || (peak_mean > 0 && peak_value < p.peak_ratio * peak_mean);
       // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
       // be right for a fast, blurred target, or an occluder); only confident frames
       // change the scale and the model.
       const float follow = miss ? p.miss_motion : 1.f;
+      const float px = cx, py = cy;
       move_by_cells(follow * best_dy, follow * best_dx, miss ? scale : best_zoom);
       if (!miss) {
+        vx = (1 - kVelocityRate) * vx + kVelocityRate * (cx - px);
+        vy = (1 - kVelocityRate) * vy + kVelocityRate * (cy - py);
         const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
         const float min_scale = kMinTargetPx / std::min(base_w, base_h);
         scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
         misses = 0;
         learn(frame, planes, confident_rate(st.score));
         psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
+        peak_mean = peak_mean == 0 ? peak_value : (1 - kPsrMeanRate) * peak_mean + kPsrMeanRate * peak_value;
       } else if (++misses >= p.lost_patience) {
-        lost = true;  // hold the box, freeze the model, search wider from the next frame
+        lost = true;  // freeze the model, search wider from the next frame
+        lost_frames = 0;
       }
     } else {
-      // Re-detection: the last window plus its 8 neighbours at +-spread windows.
+      // Re-detection: the predicted window plus its 8 neighbours at +-spread windows.
+      // The prediction coasts on the last velocity, decaying (an occluded target
+      // usually keeps moving). Wider spacing of the windows was tried: it leaves holes.
+      ++lost_frames;
+      const float coast = std::pow(kCoastDecay, static_cast<float>(lost_frames));
+      cx = std::clamp(cx + coast * vx, 0.f, static_cast<float>(frame_w));
+      cy = std::clamp(cy + coast * vy, 0.f, static_cast<float>(frame_h));
       float best_psr = -1e30f, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
-      const float step_x = p.redetect_spread * window_w * scale, step_y = p.redetect_spread * window_h * scale;
+      const float step_x = p.redetect_spread * window_w * scale;
+      const float step_y = p.redetect_spread * window_h * scale;
       for (int oy = -1; oy <= 1; ++oy)
         for (int ox = -1; ox <= 1; ++ox) {
           const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
