@@ -41,7 +41,7 @@ def parse_address(address: str) -> tuple[str, int]:
 
 def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batches: tuple[int, ...] = (1,),
                       seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
-                      connect_timeout_s: float = 10.0,
+                      connect_timeout_s: float = 30.0,
                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Upload a TVM package to an RPC server and time it there.
 
@@ -90,7 +90,8 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
             time.sleep(0.2)
     connect_ns = time.perf_counter_ns() - t0
     t1 = time.perf_counter_ns()
-    remote.upload(str(library))
+    # A bytearray, not the path: TVM's upload(path) leaves the file open (a ResourceWarning).
+    remote.upload(bytearray(library.read_bytes()), target=library.name)
     upload_ns = time.perf_counter_ns() - t1
     t2 = time.perf_counter_ns()
     rmod = remote.load_module(library.name)
@@ -149,14 +150,15 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
 def rpc_report(package_dirs: list[str], address: str, *, policy: RunPolicy, options: dict[str, Any],
                batches: tuple[int, ...] = (1,), seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
                baseline: str | None = None, command: list[str] | None = None,
-               progress: Callable[[str, str, int, int], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[str, str, int, int], None] | None = None,
+               connect_timeout_s: float = 30.0) -> dict[str, Any]:
     """Benchmark TVM packages over RPC and return a full report (``remote`` is set)."""
     entries = []
     for pkg in package_dirs:
         name = Path(pkg).resolve().name
         cb = None if progress is None else (lambda label, d, n, name=name: progress(name, label, d, n))
         entries.append(bench_rpc_package(pkg, address, policy=policy, batches=batches, seed=seed, shapes=shapes,
-                                         progress=cb))
+                                         progress=cb, connect_timeout_s=connect_timeout_s))
     names = [e["name"] for e in entries]
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline!r} is not a variant; variants: {names}")

@@ -139,6 +139,7 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
         if p.is_dir():
             if not (p / "manifest.json").is_file():
                 raise ValueError(f"{src} is a directory without manifest.json; expected a package from `lanner compile`")
+            _check_runnable_here(p)
             planned.append(Planned(VariantJob(name=p.resolve().name, kind="package", source=str(p))))
         elif _is_onnx(p):
             if "int8" in opts.precisions and opts.calib is None:
@@ -151,6 +152,25 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
     if dup:
         raise ValueError(f"variant names must be unique, got duplicates {dup}; rename the package directories")
     return planned
+
+
+def _check_runnable_here(package_dir: Path) -> None:
+    """Refuse, before measuring anything, a package built for another machine.
+
+    Raises:
+        PackageError (a ValueError): malformed manifest or a target this host cannot run.
+    """
+    from ..manifest import Manifest, PackageError
+    from ..targets import get_target
+
+    manifest = Manifest.read(package_dir)
+    try:
+        target = get_target(manifest.target)
+    except ValueError as exc:
+        raise PackageError(f"{package_dir}: manifest names {exc}") from None
+    ok, reason = target.runnable_here()
+    if not ok:
+        raise PackageError(f"{package_dir}: {reason} (to measure on that device, use --rpc HOST:PORT)")
 
 
 def _compile_variants(model: Path, opts: BenchOptions, work_dir: Path, say: Say, prefix: str) -> list[Planned]:
@@ -187,8 +207,8 @@ def run_job(job: VariantJob, isolate: bool, on_progress: Callable[[str, int, int
     if not isolate:
         return run_variant(job, on_progress)
     cmd = [sys.executable, "-m", "lanner.benchmarking.worker"]
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+    with tempfile.TemporaryFile("w+") as err, \
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(job.to_dict()))
         proc.stdin.close()

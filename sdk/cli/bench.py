@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measure in this process (faster; cold start and memory are then not isolated)")
     p.add_argument("--keep-packages", metavar="DIR", help="keep packages compiled from ONNX here")
     p.add_argument("--rpc", metavar="HOST:PORT", help="run TVM packages on a remote tvm.exec.rpc_server")
+    p.add_argument("--rpc-timeout", type=float, default=30.0, metavar="S",
+                   help="keep trying to connect to the RPC server for S seconds (default: 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema_version 1)")
     p.add_argument("--md", metavar="FILE", help="write a Markdown table")
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         report = rpc_report(list(args.sources), args.rpc, options={**opts.to_dict(), "rpc": args.rpc},
                             policy=RunPolicy(warmup=opts.warmup, runs=opts.runs, budget_s=opts.budget_s),
                             batches=opts.batches, seed=opts.seed, shapes=shapes, baseline=opts.baseline,
-                            command=command, progress=bar.update)
+                            command=command, progress=bar.update, connect_timeout_s=args.rpc_timeout)
     else:
         report = benchmark(args.sources, opts, keep_packages=args.keep_packages, say=bar.say, progress=bar.update,
                            command=command)
