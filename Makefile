@@ -58,6 +58,7 @@ sanitize: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/nms/bench_nms.py
+	$(BIN)/python benchmarks/compile/bench_compile.py
 
 clean:
 	rm -rf build $(OUT) *.egg-info

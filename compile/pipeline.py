@@ -106,8 +106,11 @@ def compile_model(
     Raises:
         FileNotFoundError: missing model or calibration folder.
         ValueError: bad arguments (unknown target/backend/precision, int8 without calibration ...).
-        UnsupportedError (a ValueError): the backend cannot build this precision for this target.
+        UnsupportedError (a ValueError): the backend cannot build this precision for this target
+            (with ``auto``: no candidate can be built).
         FidelityError (a ValueError): no candidate passes fidelity; ``.report`` has the numbers.
+            With ``auto``, a candidate whose toolchain fails is recorded (status ``error``) and
+            skipped; with a single requested candidate the toolchain's error propagates.
         ImportError: a needed toolchain is missing.
     """
     say = progress or _silent
@@ -152,12 +155,12 @@ def compile_model(
         tmp_dir = Path(tmp)
         source = tmp_dir / "source.onnx"
         onnx_graph.save_model(onnx_model, source)
-        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out else []
+        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
         classifier = (task or "").lower() in CLASSIFIER_TASKS
         base = dict(name=name, task=task, target=tgt.name, inputs=inputs, outputs=outputs,
                     preprocessing=dict(preprocessing) if preprocessing else None)
         results: list[dict[str, Any]] = []
-        built: dict[tuple[str, str], tuple[Path, Manifest]] = {}
+        built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
         for b, p in candidates:
             say(f"candidate {b}/{p}: building for {tgt.name}")
             cand_dir = tmp_dir / f"{b}-{p}"
@@ -172,15 +175,33 @@ def compile_model(
                 say(f"candidate {b}/{p}: unsupported: {exc}")
                 results.append(record)
                 continue
-            manifest = _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
-                                       selection={"reason": "requested"})
+            except (RuntimeError, OSError, ValueError) as exc:
+                # A toolchain failing on one candidate (an operator it cannot import, a crash in
+                # quantization ...) must not sink the other candidates of an auto build.
+                if len(candidates) == 1:
+                    raise
+                record.update(status="error", reason=f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+                say(f"candidate {b}/{p}: build failed: {record['reason']}")
+                results.append(record)
+                continue
+            # A provisional manifest: lanner.load needs one to measure the candidate.
+            _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
+                            selection={"reason": "requested"})
             if not runnable:
                 record.update(status="built", reason=f"target {tgt.name!r} cannot run on this host: not measured")
                 results.append(record)
-                built[(b, p)] = (cand_dir, manifest)
+                built[(b, p)] = (cand_dir, result)
                 continue
             limits = _thresholds(p, thresholds)
-            fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
+            try:
+                fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
+            except (RuntimeError, OSError) as exc:
+                if len(candidates) == 1:
+                    raise
+                record.update(status="error", reason=f"running the artifact failed: {type(exc).__name__}: {str(exc).strip()[:500]}")
+                say(f"candidate {b}/{p}: {record['reason']}")
+                results.append(record)
+                continue
             problems = failures(fidelity, limits)
             fidelity = {**fidelity, "thresholds": dict(vars(limits)), "passed": not problems, "failures": problems,
                         "reference": "onnxruntime CPU fp32 on the original ONNX"}
@@ -192,23 +213,23 @@ def compile_model(
                 record.update(status="passed")
                 say(f"candidate {b}/{p}: passed fidelity, {latency['median']:.3f} ms median at batch 1")
             results.append(record)
-            built[(b, p)] = (cand_dir, manifest)
+            built[(b, p)] = (cand_dir, result)
 
         winner = _choose(results, runnable)
         if winner is None:
             report = {"target": tgt.name, "candidates": results}
             lines = [f"  {r['backend']}/{r['precision']}: {r['status']}: {r.get('reason', '')}" for r in results]
+            if all(r["status"] == "unsupported" for r in results):
+                raise UnsupportedError(f"no candidate can be built for target {tgt.name!r}:\n" + "\n".join(lines))
             raise FidelityError("no candidate passed for target " f"{tgt.name!r}:\n" + "\n".join(lines), report)
         chosen, reason = winner
         say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
-        cand_dir, manifest = built[(chosen["backend"], chosen["precision"])]
+        cand_dir, result = built[(chosen["backend"], chosen["precision"])]
         selection = {"reason": reason if len(candidates) > 1 else "requested", "candidates": results}
-        # Rebuild the manifest in place with the measurements and the selection.
+        # The final manifest: the provisional one plus the measurements and the selection.
         (cand_dir / MANIFEST_FILENAME).unlink()
-        result_dict = _read_build_result(manifest)
-        final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result_dict, tgt,
-                                fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection,
-                                num_threads=num_threads)
+        final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
+                                fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(cand_dir, out_dir)
@@ -295,7 +316,7 @@ def _toolchain(result: BuildResult) -> dict[str, str]:
 
 
 def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, precision: str, result: BuildResult,
-                    target: Target, *, fidelity, latency, selection, num_threads: int | None = None) -> Manifest:
+                    target: Target, *, fidelity, latency, selection) -> Manifest:
     target_info = {"machine": target.machine, "device": target.device, "cuda_arch": target.cuda_arch,
                    "description": target.description, **result.target_info}
     if result.notes:
@@ -316,10 +337,3 @@ def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, prec
     )
     return manifest.write(directory)
 
-
-def _read_build_result(manifest: Manifest) -> BuildResult:
-    """Recover the builder's result from a candidate manifest (to rewrite it with measurements)."""
-    info = {k: v for k, v in manifest.target_info.items() if k not in ("machine", "device", "cuda_arch", "description", "build_notes")}
-    toolchain = {k: v for k, v in manifest.toolchain.items() if k not in ("lanner", "python")}
-    return BuildResult(artifacts=manifest.artifacts, backend_options=manifest.backend_options, target_info=info,
-                       toolchain=toolchain, notes=manifest.target_info.get("build_notes", {}))

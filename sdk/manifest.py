@@ -57,8 +57,6 @@ BACKENDS = ("openvino", "onnxruntime", "tvm")
 PRECISIONS = ("fp32", "fp16", "int8")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
 
-Dim = "int | str | None"
-
 
 class PackageError(ValueError):
     """A package is malformed, corrupted, or cannot run on this machine."""

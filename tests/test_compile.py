@@ -477,7 +477,7 @@ def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
     assert "ToMixedPrecision" in m.target_info["build_notes"]["fp16"]
 
 
-def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
+def _conv_relu6(tmp_path: Path) -> Path:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
     lo = numpy_helper.from_array(np.array(0.0, np.float32), "lo")
@@ -488,8 +488,21 @@ def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "clip.onnx"))
+    return tmp_path / "clip.onnx"
+
+
+def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
     with pytest.raises(UnsupportedError, match="fp16 is not supported for the tvm backend on this graph"):
-        compile_model(tmp_path / "clip.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg")
+        compile_model(_conv_relu6(tmp_path), backend="tvm", precision="fp16", out=tmp_path / "pkg")
+
+
+def test_auto_backend_with_no_buildable_candidate(tmp_path):
+    import openvino as ov
+
+    if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU runs OpenVINO fp16, so an fp16 candidate can be built")
+    with pytest.raises(UnsupportedError, match=r"no candidate can be built for target 'x86':\n  openvino/fp16: unsupported"):
+        compile_model(_conv_relu6(tmp_path), backend="auto", precision="fp16", out=tmp_path / "pkg")
 
 
 def test_tvm_package_refused_on_another_cpu(packages, tmp_path):
@@ -509,3 +522,65 @@ def test_onnxruntime_cuda_package(workdir, tmp_path):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(ValueError, match="no CUDAExecutionProvider here"):
             lanner.load(tmp_path / "pkg")
+
+
+# -- MTCNN-shaped nets (for the face detector): P-Net dynamic H/W, R-Net dynamic batch ------
+
+def _mtcnn_nets():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    class PNet(nn.Module):  # facenet-pytorch's P-Net layout, random weights
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 10, 3), nn.PReLU(10), nn.MaxPool2d(2, 2, ceil_mode=True),
+                                      nn.Conv2d(10, 16, 3), nn.PReLU(16), nn.Conv2d(16, 32, 3), nn.PReLU(32))
+            self.prob, self.box = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
+
+        def forward(self, x):
+            x = self.body(x)
+            return torch.softmax(self.prob(x), dim=1), self.box(x)
+
+    class RNet(nn.Module):  # R-Net layout: ceil-mode pools, NHWC flatten, dense head
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 28, 3), nn.PReLU(28), nn.MaxPool2d(3, 2, ceil_mode=True),
+                                      nn.Conv2d(28, 48, 3), nn.PReLU(48), nn.MaxPool2d(3, 2, ceil_mode=True),
+                                      nn.Conv2d(48, 64, 2), nn.PReLU(64))
+            self.dense = nn.Sequential(nn.Linear(576, 128), nn.PReLU(128))
+            self.prob, self.box = nn.Linear(128, 2), nn.Linear(128, 4)
+
+        def forward(self, x):
+            x = self.body(x).permute(0, 3, 2, 1).contiguous()
+            x = self.dense(x.view(x.shape[0], -1))
+            return torch.softmax(self.prob(x), dim=1), self.box(x)
+
+    return torch, PNet, RNet
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", pytest.param("tvm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("net", ["pnet", "rnet"])
+def test_mtcnn_shaped_nets(tmp_path, backend, net):
+    torch, PNet, RNet = _mtcnn_nets()
+    from lanner.compile import export_torch
+
+    torch.manual_seed(0)
+    if net == "pnet":
+        module, example, axes = PNet().eval(), torch.randn(1, 3, 48, 48), {"image": {0: "batch", 2: "height", 3: "width"}}
+        sample_shapes, shapes = {"image": (1, 3, 60, 44)}, [(1, 3, 12, 12), (1, 3, 101, 77)]
+    else:
+        module, example = RNet().eval(), torch.randn(2, 3, 24, 24)
+        axes = {"image": {0: "batch"}, "prob": {0: "batch"}, "box": {0: "batch"}}
+        sample_shapes, shapes = None, [(1, 3, 24, 24), (9, 3, 24, 24)]
+    path = export_torch(module, example, tmp_path / f"{net}.onnx", input_names=["image"],
+                        output_names=["prob", "box"], dynamic_axes=axes)
+    compile_model(path, backend=backend, precision="fp32", out=tmp_path / "pkg", sample_shapes=sample_shapes)
+    rng = np.random.default_rng(0)
+    with lanner.load(tmp_path / "pkg") as model:
+        for shape in shapes:
+            x = rng.standard_normal(shape).astype(np.float32)
+            out = model.run({"image": x})
+            with torch.no_grad():
+                prob, box = module(torch.from_numpy(x))
+            np.testing.assert_allclose(out["prob"], prob.numpy(), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(out["box"], box.numpy(), rtol=1e-4, atol=1e-4)

@@ -3,7 +3,8 @@
 For each student model: export from torch (dynamic batch), compile for ``x86`` with every
 backend x precision (int8 calibrated on image crops from OpenCV's sample images, with 16
 held out for fidelity), then time every package that passed fidelity and torch eager fp32
-*in the same run*, round-robin, at batch 1 and batch 8 with the same thread count.
+*in the same run*, round-robin (each timing in a fresh process), at batch 1 and batch 8 with
+the same thread count.
 
     .venv/bin/python benchmarks/compile/bench_compile.py [--threads 2] [--rounds 3] [--json out.json]
 
@@ -11,11 +12,12 @@ Students (random init, seed 0; fidelity compares artifacts with the fp32 referen
 does not need trained weights):
 
 * ``mobileface112``: MobileNetV2-style face classifier at 112x112 (width 0.5, 128-d
-  embedding + 2-way face/non-face head), ~0.2 M parameters.
-* ``tinyface32``: a 32x32 low-resolution student (4 convs), ~25 k parameters.
+  embedding + 2-way face/non-face head), 0.42 M parameters.
+* ``tinyface32``: a 32x32 low-resolution student (4 convs), 47 k parameters.
 
-Hook for the face detector: add entries to ``STUDENTS`` (name -> builder returning a torch
-module, example input shape, output names); MTCNN's P/R/O-Net go here once they land.
+Hook for the face detector: add entries to ``STUDENTS`` (name -> function returning
+``(torch module, (C, H, W))`` or ``(module, (C, H, W), output names)``); MTCNN's P/R/O-Net go
+here once they land (P-Net at a fixed benchmark size, e.g. 3x532x768).
 """
 from __future__ import annotations
 
@@ -129,10 +131,12 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
     import torch
 
     torch.set_num_threads(threads)
-    net, chw = STUDENTS[name]()
-    net.eval()
+    spec = STUDENTS[name]()
+    net, chw = spec[0].eval(), spec[1]
+    output_names = list(spec[2]) if len(spec) > 2 else ["logits"]
     onnx_path = export_torch(net, torch.randn(1, *chw), work / f"{name}.onnx", input_names=["image"],
-                             output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+                             output_names=output_names,
+                             dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}})
     calib = work / f"{name}-calib"
     calib.mkdir()
     write_crops(calib, chw[1], 80)
@@ -155,30 +159,23 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
         packages[key] = work / f"{name}-{backend}-{precision}"
         log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {worst:.5f}")
 
-    rng = np.random.default_rng(1)
-    feeds = {b: rng.standard_normal((b, *chw)).astype(np.float32) for b in (1, 8)}
-    models = {k: lanner.load(p, num_threads=threads) for k, p in packages.items()}
-
-    def torch_run(x):
-        with torch.inference_mode():
-            return net(x)
-
-    torch_feeds = {b: torch.from_numpy(x) for b, x in feeds.items()}
-    timings: dict[str, dict[int, list[float]]] = {k: {1: [], 8: []} for k in ["torch/fp32", *models]}
+    timings: dict[str, dict[str, list[float]]] = {k: {"b1": [], "b8": [], "b1_min": []} for k in ["torch/fp32", *packages]}
     for r in range(rounds):  # round-robin so that drifting machine load hits every variant alike
-        for batch in (1, 8):
-            timings["torch/fp32"][batch].append(measure_latency(lambda: torch_run(torch_feeds[batch]), budget_s=0.5)["median"])
-            for key, model in models.items():
-                timings[key][batch].append(measure_latency(lambda: model.run({"image": feeds[batch]}), budget_s=0.5)["median"])
+        for key in timings:
+            # One fresh process per measurement: idle worker threads of one runtime (TVM's pool,
+            # ORT's spinning intra-op threads, OpenMP) must not steal the cores of another.
+            what = ["--time-torch", name] if key == "torch/fp32" else ["--time-package", str(packages[key])]
+            out = subprocess.run([sys.executable, __file__, *what, "--threads", str(threads)],
+                                 capture_output=True, text=True, check=True).stdout
+            for k, v in json.loads(out.strip().splitlines()[-1]).items():
+                timings[key][k].append(v)
         log(f"{name}: timing round {r + 1}/{rounds} done")
-    for model in models.values():
-        model.close()
     result = {"input": [1, *chw], "params": sum(p.numel() for p in net.parameters()), "variants": {}}
-    eager1 = statistics.median(timings["torch/fp32"][1])
+    eager1 = statistics.median(timings["torch/fp32"]["b1"])
     for key, t in timings.items():
         row = rows.get(key, {"status": "ok"})
-        b1, b8 = statistics.median(t[1]), statistics.median(t[8])
-        row.update(batch1_ms=b1, batch8_ms=b8, speedup_vs_torch_b1=eager1 / b1)
+        b1, b8 = statistics.median(t["b1"]), statistics.median(t["b8"])
+        row.update(batch1_ms=b1, batch8_ms=b8, batch1_min_ms=min(t["b1_min"]), speedup_vs_torch_b1=eager1 / b1)
         result["variants"][key] = row
     for key, row in rows.items():
         result["variants"].setdefault(key, row)
@@ -189,8 +186,8 @@ def markdown(results: dict, machine: str, threads: int) -> str:
     lines = [f"Machine: {machine}, {threads} threads. Batch-1 and batch-8 median latency (ms).", ""]
     for name, res in results.items():
         lines += [f"**{name}** (input {res['input']}, {res['params']:,} parameters)", "",
-                  "| variant | batch 1 ms | batch 8 ms | vs torch eager (b1) | min cosine | top-1 agree | note |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+                  "| variant | batch 1 ms (median) | batch 1 ms (min) | batch 8 ms | vs torch eager (b1) | min cosine | top-1 agree | note |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         ordered = ["torch/fp32"] + [f"{b}/{p}" for b, p in BUILDS]
         for key in ordered:
             row = res["variants"].get(key)
@@ -199,12 +196,44 @@ def markdown(results: dict, machine: str, threads: int) -> str:
             if "batch1_ms" in row:
                 cos = f"{row['cosine_min']:.5f}" if "cosine_min" in row else "ref"
                 top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
-                lines.append(f"| {key} | {row['batch1_ms']:.3f} | {row['batch8_ms']:.3f} | "
+                lines.append(f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {row['batch8_ms']:.3f} | "
                              f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | |")
             else:
-                lines.append(f"| {key} | - | - | - | - | - | {row['status']}: {row['reason'][:90]} |")
+                lines.append(f"| {key} | - | - | - | - | - | - | {row['status']}: {row['reason'][:90]} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def time_worker(args: argparse.Namespace) -> int:
+    """Time one variant at batch 1 and 8 in this (fresh) process; print one JSON line."""
+    if args.time_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        spec = STUDENTS[args.time_torch]()
+        net, chw = spec[0].eval(), spec[1]
+
+        def make_run(x):
+            t = torch.from_numpy(x)
+
+            def run():
+                with torch.inference_mode():
+                    net(t)
+            return run
+        model = None
+    else:
+        model = lanner.load(args.time_package, num_threads=args.threads)
+        chw = tuple(model.inputs[0].shape[1:])
+
+        def make_run(x):
+            return lambda: model.run({"image": x})
+    rng = np.random.default_rng(1)
+    b1 = measure_latency(make_run(rng.standard_normal((1, *chw)).astype(np.float32)), budget_s=1.0)
+    b8 = measure_latency(make_run(rng.standard_normal((8, *chw)).astype(np.float32)), budget_s=1.0)
+    if model is not None:
+        model.close()
+    print(json.dumps({"b1": b1["median"], "b8": b8["median"], "b1_min": b1["min"]}))
+    return 0
 
 
 def main() -> int:
@@ -213,7 +242,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
+    parser.add_argument("--time-torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_package or args.time_torch:
+        return time_worker(args)
 
     def log(line: str) -> None:
         print(f"[bench] {line}", file=sys.stderr, flush=True)

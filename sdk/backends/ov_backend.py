@@ -47,9 +47,8 @@ def compile_options(precision_hint: str | None, num_threads: int | None) -> dict
 class OpenVINOSession(Session):
     """An OpenVINO compiled model on the CPU plugin."""
 
-    def __init__(self, model: Any, output_names: list[str], config: dict[str, Any]) -> None:
-        ov = import_toolchain()
-        self._compiled = ov.Core().compile_model(model, "CPU", config)
+    def __init__(self, core: Any, model: Any, output_names: list[str], config: dict[str, Any]) -> None:
+        self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         by_name = {}
         for port in self._compiled.outputs:
@@ -78,8 +77,8 @@ def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_
     """Load ``model.xml``/``model.bin`` from a package on the CPU plugin."""
     if target.device != "cpu":
         raise ValueError(f"the OpenVINO backend runs on CPU targets only, the package targets {target.name!r}")
-    ov = import_toolchain()
-    model = ov.Core().read_model(str(manifest.artifact_path(package_dir, "model")),
-                                 str(manifest.artifact_path(package_dir, "weights")))
+    core = import_toolchain().Core()
+    model = core.read_model(str(manifest.artifact_path(package_dir, "model")),
+                            str(manifest.artifact_path(package_dir, "weights")))
     config = compile_options(manifest.backend_options.get("inference_precision"), num_threads)
-    return OpenVINOSession(model, [o.name for o in manifest.outputs], config)
+    return OpenVINOSession(core, model, [o.name for o in manifest.outputs], config)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..manifest import PackageError
 from .base import Session
 
 if TYPE_CHECKING:
@@ -112,8 +113,6 @@ def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_
         here = host_mcpu()
         if here != built_for:
             # LLVM code for one -mcpu may use instructions another CPU lacks (an illegal-instruction crash).
-            from ..manifest import PackageError
-
             raise PackageError(
                 f"this TVM package was compiled for CPU {built_for!r} (LLVM -mcpu) but this machine's CPU is "
                 f"{here!r}; rebuild it here (`lanner compile MODEL.onnx --target x86 --backend tvm`) or use an "
