@@ -39,8 +39,9 @@ install-dev: sysdeps venv
 	$(PIP) install -q --no-build-isolation ".[dev,compile,torch]"
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
 
+# The main job: detect faces in the bundled demo photo; writes the annotated image and JSON.
 run: install
-	$(BIN)/lanner info
+	$(BIN)/lanner detect --demo --out $(OUT)/astronaut_faces.jpg --json $(OUT)/astronaut_faces.json
 
 test: install-dev
 	$(BIN)/python -m pytest
@@ -59,6 +60,7 @@ sanitize: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/nms/bench_nms.py
 	$(BIN)/python benchmarks/compile/bench_compile.py
+	$(BIN)/python benchmarks/detection/bench_detection.py --json $(OUT)/bench_detection.json
 
 clean:
 	rm -rf build $(OUT) *.egg-info

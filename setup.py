@@ -66,9 +66,9 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.benchmarking", "lanner.compile"],
+    packages=["lanner", "lanner.cli", "lanner.backends", "lanner.benchmarking", "lanner.compile", "lanner.face", "lanner.models"],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
-    package_data={"lanner": ["py.typed", "*.pyi"]},
+    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"], "lanner.face": ["data/*.jpg"]},
     ext_modules=[CMakeExtension("lanner._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
@@ -76,6 +76,8 @@ setup(
         "opencv-contrib-python-headless>=4.8",
         "onnxruntime>=1.17",
         "openvino>=2024.0",
+        # lanner.compile builds the face detector's packages on first use (ONNX graph checks).
+        "onnx>=1.16",
     ],
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],

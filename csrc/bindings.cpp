@@ -5,6 +5,10 @@ namespace py = pybind11;
 
 namespace lanner {
 void register_device(py::module_& m);
+void register_nms(py::module_& m);
+namespace mtcnn {
+void register_mtcnn(py::module_& m);
+}  // namespace mtcnn
 }  // namespace lanner
 
 PYBIND11_MODULE(_C, m) {
@@ -15,4 +19,6 @@ PYBIND11_MODULE(_C, m) {
   m.attr("built_with_cuda") = false;
 #endif
   lanner::register_device(m);
+  lanner::register_nms(m);
+  lanner::mtcnn::register_mtcnn(m);
 }

@@ -11,5 +11,9 @@ from . import ops
 from .manifest import Manifest, PackageError, TensorSpec
 from .ops import has_cuda
 from .runtime import Model, load
+from .face import Detections, FaceDetector
 
-__all__ = ["__version__", "ops", "has_cuda", "load", "Model", "Manifest", "TensorSpec", "PackageError"]
+__all__ = [
+    "__version__", "ops", "has_cuda", "load", "Model", "Manifest", "TensorSpec", "PackageError",
+    "FaceDetector", "Detections",
+]

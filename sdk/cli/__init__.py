@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # One line per subcommand module; the order is the order of ``lanner --help``.
-SUBCOMMANDS: tuple[str, ...] = ("info", "compile", "inspect_cmd", "bench")
+SUBCOMMANDS: tuple[str, ...] = ("info", "compile", "inspect_cmd", "detect", "models", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

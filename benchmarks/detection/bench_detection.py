@@ -1,0 +1,209 @@
+"""Face detection benchmark: Lanner's compiled MTCNN vs facenet-pytorch's MTCNN (and OpenCV Haar).
+
+Measures, side by side in one run and on the same photos:
+  * parity with facenet-pytorch 2.6.0 MTCNN (same face count, matched IoU, landmark and score gaps);
+  * end-to-end ``detect`` time on the 1280x886 group photo and the 548x342 photo, 2 threads,
+    interleaved repetitions, medians; per-stage times; each backend x precision;
+  * OpenCV's Haar cascade (frontalface_default) for context;
+  * robustness: the fraction of clean-image faces still found under downscaling, blur,
+    JPEG quality 20 and a synthetic mask over the lower face.
+
+facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: ``pip install --no-deps
+facenet-pytorch==2.6.0`` plus the torchvision stand-in in ``reference/`` (vectorised pure-torch NMS).
+
+Usage: python benchmarks/detection/bench_detection.py [--reps 15] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "reference"))
+
+import cv2  # noqa: E402
+
+import images  # noqa: E402
+
+THREADS = 2
+HAAR = Path("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")
+CONFIGS = [("openvino", "fp32"), ("openvino", "fp16"), ("onnxruntime", "fp32")]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def parity(ours, ref) -> dict:
+    boxes, scores, landmarks = ref
+    out = {"faces_ref": len(scores), "faces_ours": len(ours)}
+    if len(ours) and len(scores):
+        m = iou_matrix(ours.boxes, boxes)
+        j = m.argmax(1)
+        out.update(min_iou=float(m.max(1).min()),
+                   max_landmark_px=float(np.abs(ours.landmarks - landmarks[j]).max()),
+                   max_score_diff=float(np.abs(ours.scores - scores[j]).max()))
+    return out
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
+
+
+def haar_detect(cascade, image: np.ndarray) -> np.ndarray:
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(20, 20))
+    return np.asarray(found, np.float32).reshape(-1, 4)
+
+
+def degrade(image: np.ndarray, kind: str, faces) -> tuple[np.ndarray, float]:
+    """Return the degraded image and the factor mapping its coordinates back to the original."""
+    if kind == "downscale x0.5":
+        return cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), 2.0
+    if kind == "downscale x0.25":
+        return cv2.resize(image, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA), 4.0
+    if kind == "gaussian blur s=3":
+        return cv2.GaussianBlur(image, (0, 0), 3.0), 1.0
+    if kind == "jpeg q=20":
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 20])
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), 1.0
+    if kind == "mask over lower face":
+        out = image.copy()
+        color = 200 if image.ndim == 2 else (215, 200, 170)  # light surgical-mask blue-grey (BGR)
+        for box, pts in zip(faces.boxes, faces.landmarks):
+            x1, y1, x2, y2 = box
+            nose_y = pts[2, 1]
+            poly = np.array([[x1, nose_y], [x2, nose_y], [x2 - 0.1 * (x2 - x1), y2], [x1 + 0.1 * (x2 - x1), y2]])
+            cv2.fillPoly(out, [np.round(poly).astype(np.int32)], color)
+        return out, 1.0
+    raise ValueError(kind)
+
+
+DEGRADATIONS = ["downscale x0.5", "downscale x0.25", "gaussian blur s=3", "jpeg q=20", "mask over lower face"]
+
+
+def found_fraction(clean, degraded_boxes: np.ndarray) -> tuple[int, int]:
+    if not len(clean):
+        return 0, 0
+    m = iou_matrix(clean.boxes, degraded_boxes)
+    return int((m.max(1) >= 0.5).sum()) if m.size else 0, len(clean)
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    import facenet_reference
+    import lanner
+
+    torch.set_num_threads(THREADS)
+    cv2.setNumThreads(THREADS)
+    photos = images.all_photos()
+    mtcnn = facenet_reference.load_mtcnn(num_threads=THREADS)
+    haar = cv2.CascadeClassifier(str(HAAR))
+    report: dict = {
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "threads": THREADS, "python": platform.python_version(),
+                    "loadavg_start": os.getloadavg()},
+        "parity": {}, "speed": {}, "robustness": {},
+    }
+
+    detectors = {}
+    for backend, precision in CONFIGS:
+        try:
+            detectors[f"{backend}/{precision}"] = lanner.FaceDetector(backend=backend, precision=precision,
+                                                                       num_threads=THREADS)
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal: a backend may not build here
+            report["speed"][f"{backend}/{precision}"] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
+    main_det = detectors["openvino/fp32"]
+
+    # Parity on every photo, for every configuration.
+    refs = {name: facenet_reference.detect(mtcnn, to_rgb(im)) for name, im in photos.items()}
+    for cfg, det in detectors.items():
+        report["parity"][cfg] = {name: parity(det.detect(im), refs[name]) for name, im in photos.items()}
+
+    # Speed: interleaved repetitions on the two benchmark photos.
+    for name in ("group", "messi"):
+        image, rgb = photos[name], to_rgb(photos[name])
+        runners = {"facenet-pytorch MTCNN": lambda: facenet_reference.detect(mtcnn, rgb),
+                   "OpenCV Haar (frontalface_default)": lambda: haar_detect(haar, image)}
+        for cfg, det in detectors.items():
+            runners[f"lanner {cfg}"] = (lambda d=det: d.detect(image))
+        for fn in runners.values():
+            fn()  # warm-up
+        samples: dict[str, list[float]] = {k: [] for k in runners}
+        stages = {cfg: [] for cfg in detectors}
+        for _ in range(args.reps):
+            for key, fn in runners.items():
+                samples[key].append(timed(fn))
+            for cfg, det in detectors.items():
+                stages[cfg].append(det.profile(image)[1])
+        ref_ms = statistics.median(samples["facenet-pytorch MTCNN"]) * 1e3
+        rows = {}
+        for key, values in samples.items():
+            ms = statistics.median(values) * 1e3
+            rows[key] = {"median_ms": round(ms, 2), "speedup_vs_facenet": round(ref_ms / ms, 2)}
+        for cfg, per in stages.items():
+            rows[f"lanner {cfg}"]["stages_ms"] = {s: round(statistics.median(p[s] for p in per) * 1e3, 2) for s in per[0]}
+        rows["OpenCV Haar (frontalface_default)"]["faces"] = len(haar_detect(haar, image))
+        report["speed"][f"{name} {image.shape[1]}x{image.shape[0]}"] = rows
+
+    # Robustness (default detector), as the fraction of clean-image faces still found.
+    for kind in DEGRADATIONS:
+        found = total = 0
+        per_photo = {}
+        for name, image in photos.items():
+            clean = main_det.detect(image)
+            degraded, back = degrade(image, kind, clean)
+            got = main_det.detect(degraded)
+            f, t = found_fraction(clean, got.boxes * back)
+            per_photo[name] = f"{f}/{t}"
+            found, total = found + f, total + t
+        report["robustness"][kind] = {"found": found, "of": total, "fraction": round(found / max(total, 1), 3),
+                                      "per_photo": per_photo}
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    for det in detectors.values():
+        det.close()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+// MTCNN pre/post-processing ops (Zhang et al., "Joint Face Detection and Alignment using
+// Multi-task Cascaded Convolutional Networks", IEEE SPL 2016), matching facenet-pytorch 2.6.0:
+//   * area resize + normalisation of the image pyramid and of candidate crops (torch's
+//     interpolate(mode="area") == adaptive average pooling, then (x - 127.5) * 0.0078125);
+//   * P-Net candidate generation from its probability and regression maps.
+// Validation lives in mtcnn.cpp; the kernels below assume validated, contiguous inputs.
+#pragma once
+
+#include <cstdint>
+
+namespace lanner::mtcnn {
+
+// Mean pixel value and scale applied after resizing: (x - 127.5) / 128.
+constexpr float kPixelMean = 127.5f;
+constexpr float kPixelScale = 0.0078125f;
+// P-Net geometry: 12x12 receptive field ("cell"), output stride 2 px.
+constexpr int kCellSize = 12;
+constexpr int kStride = 2;
+
+// Summed-area table of an interleaved 3-channel uint8 image (height x width x 3):
+// `table` is (height + 1) x (width + 1) x 3, table[y][x][c] = sum of image[<y][<x][c], kept
+// modulo 2^32 (unsigned wrap-around is well defined; a box sum is exact while the true sum is
+// below 2^32, i.e. for boxes under 16.8 Mpx).
+void integral_image_cpu(const uint8_t* image, int height, int width, uint32_t* table);
+
+// Area-resizes the rectangle [y0, y1) x [x0, x1) of the image behind `table` (row stride
+// (width + 1) * 3) to out_h x out_w -- each output pixel is the mean of its adaptive-average-
+// pooling bin -- and writes it normalised and planar (3 x out_h x out_w) to `out`.
+void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
+                               int out_w, float* out);
+
+// Writes one row per map cell with prob >= threshold, in row-major cell order:
+// x1, y1, x2, y2 (input-image pixels), score, reg0..reg3. Returns the number of rows.
+// `rows` has room for map_h * map_w * 9 floats.
+int64_t generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
+                                float threshold, float* rows);
+
+}  // namespace lanner::mtcnn

@@ -1,0 +1,210 @@
+"""The MTCNN cascade (P-Net -> R-Net -> O-Net) around three compiled nets.
+
+Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
+Networks", IEEE SPL 2016. The stage logic, constants and coordinate conventions follow
+facenet-pytorch 2.6.0 (``facenet_pytorch/models/utils/detect_face.py``) so results can be
+compared with it box for box; the hot loops that are not network inference (pyramid
+resize, candidate generation, crop-and-resize) run in C++ (``lanner._C.mtcnn_*``) and NMS
+is ``lanner.ops``'.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from .. import _C, ops
+
+__all__ = ["CascadeParams", "NetRunner", "run_cascade", "pyramid_scales", "STAGES"]
+
+# Per-stage timing keys, in cascade order.
+STAGES: tuple[str, ...] = ("pyramid", "pnet", "rnet", "onet", "nms", "other")
+
+_PNET_CELL = 12  # P-Net's receptive field, px: the smallest face it sees at scale 1
+_PER_SCALE_IOU = 0.5  # NMS within one pyramid scale
+_CROSS_SCALE_IOU = 0.7  # NMS across scales, and after R-Net
+_FINAL_MIN_OVERLAP = 0.7  # final NMS with intersection / min(area)
+
+
+class NetRunner(Protocol):
+    """What the cascade needs from a compiled net: ``run({"image": x}) -> {name: array}``
+    (the interface of ``lanner.load(...)``'s Model)."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class CascadeParams:
+    """Cascade parameters (facenet-pytorch's defaults).
+
+    Attributes:
+        min_face_size: smallest face searched for, px (sets the first pyramid scale 12/min_face_size).
+        thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
+        scale_factor: ratio between consecutive pyramid scales, in (0, 1).
+    """
+
+    min_face_size: float = 20.0
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    scale_factor: float = 0.709
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float) -> list[float]:
+    """Scales of the image pyramid: 12/min_face_size, times scale_factor, while the short side
+    stays at least 12 px (same float arithmetic as facenet-pytorch)."""
+    m = _PNET_CELL / min_face_size
+    minl = min(height, width) * m
+    scales = []
+    scale = m
+    while minl >= _PNET_CELL:
+        scales.append(scale)
+        scale *= scale_factor
+        minl *= scale_factor
+    return scales
+
+
+def _rerec(boxes: np.ndarray) -> np.ndarray:
+    """Square the boxes around their centres (side = the longer side), in place."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 1] = boxes[:, 1] + h * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply the nets' box regression (offsets in units of the 1-based box side), in place."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, 0] += reg[:, 0] * w
+    boxes[:, 1] += reg[:, 1] * h
+    boxes[:, 2] += reg[:, 2] * w
+    boxes[:, 3] += reg[:, 3] * h
+    return boxes
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+
+
+def run_cascade(
+    rgb: np.ndarray,
+    pnet: NetRunner,
+    rnet: NetRunner,
+    onet: NetRunner,
+    params: CascadeParams,
+    times: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect faces in one image.
+
+    Args:
+        rgb: (H, W, 3) uint8 C-contiguous RGB image (already validated).
+        pnet, rnet, onet: the three compiled nets.
+        params: cascade parameters.
+        times: when given, seconds spent per stage (keys ``STAGES``) are added to it.
+
+    Returns:
+        ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
+        by descending score.
+    """
+    clock = time.perf_counter
+    spent = dict.fromkeys(STAGES, 0.0)
+    t_start = clock()
+    h, w = rgb.shape[:2]
+    t0, t1, t2 = (float(t) for t in params.thresholds)
+
+    # Stage 1: P-Net over the pyramid.
+    t = clock()
+    scales = pyramid_scales(h, w, params.min_face_size, params.scale_factor)
+    sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
+    # One summed-area table serves every pyramid level and every crop (area resize = box means).
+    table = _C.mtcnn_integral(rgb)
+    levels = _C.mtcnn_pyramid(table, sizes) if sizes else []
+    spent["pyramid"] += clock() - t
+    per_scale = []
+    for scale, level in zip(scales, levels):
+        t = clock()
+        out = pnet.run({"image": level})
+        spent["pnet"] += clock() - t
+        t = clock()
+        cand = _C.mtcnn_generate_candidates(out["prob"], out["reg"], scale, t0)
+        spent["other"] += clock() - t
+        t = clock()
+        if len(cand):
+            per_scale.append(cand[ops.nms(cand[:, :4], cand[:, 4], _PER_SCALE_IOU)])
+        spent["nms"] += clock() - t
+    boxes = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
+    t = clock()
+    boxes = boxes[ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)]
+    spent["nms"] += clock() - t
+
+    result = _empty()
+    if len(boxes):
+        regw = boxes[:, 2] - boxes[:, 0]
+        regh = boxes[:, 3] - boxes[:, 1]
+        boxes = np.stack(
+            [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
+             boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], axis=1)
+        boxes = _rerec(boxes)
+
+        # Stage 2: R-Net on 24x24 crops, one batch.
+        t = clock()
+        crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 24)
+        boxes, crops = boxes[valid], crops[valid]
+        spent["other"] += clock() - t
+        if len(boxes):
+            t = clock()
+            out = rnet.run({"image": crops})
+            spent["rnet"] += clock() - t
+            score = out["prob"][:, 1]
+            keep = score > t1
+            boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
+            reg = out["reg"][keep]
+            t = clock()
+            pick = ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)
+            spent["nms"] += clock() - t
+            boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
+
+        # Stage 3: O-Net on 48x48 crops, one batch.
+        if len(boxes):
+            t = clock()
+            crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 48)
+            boxes, crops = boxes[valid], crops[valid]
+            spent["other"] += clock() - t
+        if len(boxes):
+            t = clock()
+            out = onet.run({"image": crops})
+            spent["onet"] += clock() - t
+            score = out["prob"][:, 1]
+            keep = score > t2
+            boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
+            points = out["landmarks"][keep]
+            reg = out["reg"][keep]
+            # Landmarks are relative to the (1-based) O-Net input box, before its regression.
+            bw = boxes[:, 2:3] - boxes[:, 0:1] + 1
+            bh = boxes[:, 3:4] - boxes[:, 1:2] + 1
+            px = bw * points[:, :5] + boxes[:, 0:1] - 1
+            py = bh * points[:, 5:10] + boxes[:, 1:2] - 1
+            landmarks = np.stack([px, py], axis=2)
+            boxes = _bbreg(boxes, reg)
+            t = clock()
+            # facenet-pytorch's final NMS counts pixels inclusively (width = x2 - x1 + 1).
+            inclusive = boxes[:, :4] + np.array([0, 0, 1, 1], np.float32)
+            pick = ops.nms(inclusive, boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
+            spent["nms"] += clock() - t
+            boxes, landmarks = boxes[pick], landmarks[pick]
+            result = (
+                np.ascontiguousarray(boxes[:, :4], dtype=np.float32),
+                np.ascontiguousarray(boxes[:, 4], dtype=np.float32),
+                np.ascontiguousarray(landmarks, dtype=np.float32),
+            )
+    if times is not None:
+        total = clock() - t_start
+        spent["other"] += total - sum(spent.values())
+        for key, value in spent.items():
+            times[key] = times.get(key, 0.0) + value
+    return result

@@ -1,0 +1,178 @@
+"""Lanner's model registry: every shipped model with its checksum, and the compiled packages
+built from it for this machine.
+
+Shipped models are ONNX files inside the wheel (``lanner/models/<family>/*.onnx``), recorded
+here with their sha256; they are never looked up by shape or guessed from a file name. At first
+use (or with ``lanner models build``) each is compiled by ``lanner.compile`` for the host into a
+user cache directory: ``$LANNER_CACHE`` when set, else ``$XDG_CACHE_HOME/lanner`` or
+``~/.cache/lanner``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ModelSpec",
+    "REGISTRY",
+    "MTCNN_NETS",
+    "BACKENDS",
+    "PRECISIONS",
+    "get_spec",
+    "onnx_path",
+    "cache_dir",
+    "package_dir",
+    "resolve",
+    "selected_auto",
+    "build_package",
+    "open_net",
+]
+
+_HERE = Path(__file__).resolve().parent
+
+BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "int8")
+# What "auto" resolves to until `lanner models build --select` has measured this machine
+# (benchmarks/detection/README.md): OpenVINO FP32 was the fastest cascade at parity on x86;
+# ONNX Runtime FP32 was 2-3x slower; OpenVINO FP16 is unsupported on CPUs without FP16 units;
+# INT8 P-Net broke parity (IoU 0.83) for <15% gain and INT8 R-Net failed fidelity.
+AUTO_BACKEND = "openvino"
+AUTO_PRECISION = "fp32"
+SELECTION_FILE = "mtcnn-auto.json"  # in cache_dir(): the measured choice for "auto"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One shipped model.
+
+    Attributes:
+        name: registry key, e.g. ``"mtcnn-pnet"``.
+        file: ONNX path relative to the ``lanner.models`` package folder.
+        sha256: checksum of that file; checked before every build.
+        inputs: ``{input name: shape}``, strings for dynamic axes.
+        outputs: output names, in order.
+        source: where the weights come from.
+    """
+
+    name: str
+    file: str
+    sha256: str
+    inputs: dict
+    outputs: tuple[str, ...]
+    source: str
+
+
+_FACENET = "facenet-pytorch 2.6.0 wheel, facenet_pytorch/data/{}.pt (MTCNN, Zhang et al. 2016)"
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("mtcnn-pnet", "mtcnn/pnet.onnx",
+                  "bea5e411220f2c5ae3341e6cc005ceb6db511f62d6870a02f55fc7e99a18e118",
+                  {"image": (1, 3, "height", "width")}, ("reg", "prob"), _FACENET.format("pnet")),
+        ModelSpec("mtcnn-rnet", "mtcnn/rnet.onnx",
+                  "bcdcac3b76fe763cc3244e00f03bdad76ec16237d7562def4b5dc195ab0d6eb6",
+                  {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _FACENET.format("rnet")),
+        ModelSpec("mtcnn-onet", "mtcnn/onet.onnx",
+                  "8c31d0435efd7fe499ae3615e44d3315658c13c96191764ebe97423c69e5fe07",
+                  {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _FACENET.format("onet")),
+    )
+}
+MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the registry entry for ``name``.
+
+    Raises:
+        ValueError: unknown model name (the message lists the known ones).
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(REGISTRY)}") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_path(name: str) -> Path:
+    """Path of the shipped ONNX file of ``name``, after checking its sha256.
+
+    Raises:
+        ValueError: unknown model, or the file's checksum differs from the registry.
+        FileNotFoundError: the file is missing from the installation.
+    """
+    spec = get_spec(name)
+    path = _HERE / spec.file
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} is missing from the Lanner installation")
+    actual = _sha256(path)
+    if actual != spec.sha256:
+        raise ValueError(f"checksum mismatch for {path}: expected sha256 {spec.sha256}, got {actual}")
+    return path
+
+
+def cache_dir() -> Path:
+    """The user cache directory for compiled packages ($LANNER_CACHE, else XDG cache/lanner)."""
+    env = os.environ.get("LANNER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "lanner"
+
+
+def resolve(backend: str, precision: str) -> tuple[str, str]:
+    """Resolve ``"auto"`` backend/precision to concrete ones.
+
+    Raises:
+        ValueError: unknown backend or precision.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision should be one of {PRECISIONS}, got {precision!r}")
+    if backend == "auto" and precision == "auto":
+        backend, precision = selected_auto()
+    elif backend == "auto":
+        backend = AUTO_BACKEND
+    elif precision == "auto":
+        precision = AUTO_PRECISION
+    if precision == "int8":
+        raise ValueError("precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
+                         "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
+                         "use 'fp32' or 'fp16'")
+    return backend, precision
+
+
+def selected_auto() -> tuple[str, str]:
+    """The (backend, precision) that ``"auto"`` means here: the fastest configuration measured by
+    ``lanner models build --select`` (recorded in the cache), else the registry default."""
+    path = cache_dir() / SELECTION_FILE
+    try:
+        choice = json.loads(path.read_text())
+        backend, precision = choice["backend"], choice["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return AUTO_BACKEND, AUTO_PRECISION
+    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16"):
+        return AUTO_BACKEND, AUTO_PRECISION
+    return backend, precision
+
+
+def package_dir(name: str, backend: str, precision: str) -> Path:
+    """Cache folder of the package of ``name`` compiled for this host with backend/precision
+    (keyed by the ONNX checksum, so a new model never reuses an old package)."""
+    backend, precision = resolve(backend, precision)
+    spec = get_spec(name)
+    return cache_dir() / "packages" / f"{name}-{spec.sha256[:12]}" / f"{platform.machine()}-{backend}-{precision}"
+
+
+from ._runtime import build_package, open_net  # noqa: E402  (needs the names above)

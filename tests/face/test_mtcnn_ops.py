@@ -1,0 +1,191 @@
+"""The MTCNN native ops (lanner._C.mtcnn_*) against NumPy reference oracles."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lanner import _C
+
+pytestmark = pytest.mark.native
+
+MEAN, SCALE = 127.5, 0.0078125
+
+
+# --- NumPy reference oracles ----------------------------------------------------------
+def integral_ref(image: np.ndarray) -> np.ndarray:
+    table = np.zeros((image.shape[0] + 1, image.shape[1] + 1, 3), np.uint64)
+    table[1:, 1:] = image.astype(np.uint64).cumsum(0).cumsum(1)
+    return (table % (1 << 32)).astype(np.uint32)
+
+
+def area_resize_ref(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """torch.nn.functional.interpolate(mode="area") == adaptive average pooling, then normalise."""
+    src = image.astype(np.float64)
+    in_h, in_w = src.shape[:2]
+    out = np.empty((3, out_h, out_w))
+    for i in range(out_h):
+        ys, ye = (i * in_h) // out_h, -(-((i + 1) * in_h) // out_h)
+        for j in range(out_w):
+            xs, xe = (j * in_w) // out_w, -(-((j + 1) * in_w) // out_w)
+            out[:, i, j] = src[ys:ye, xs:xe].reshape(-1, 3).mean(0)
+    return ((out - MEAN) * SCALE).astype(np.float32)
+
+
+def candidates_ref(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    p = prob[0, 1]
+    ys, xs = np.nonzero(p >= np.float32(threshold))
+    cell = np.stack([xs, ys], 1).astype(np.float32)
+    s = np.float32(scale)
+    q1 = np.floor((2 * cell + 1) / s)
+    q2 = np.floor((2 * cell + 12) / s)
+    return np.concatenate([q1, q2, p[ys, xs][:, None], reg[0][:, ys, xs].T], 1).astype(np.float32)
+
+
+def crop_resize_ref(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """facenet-pytorch's pad() + crop + imresample."""
+    h, w = image.shape[:2]
+    crops = np.zeros((len(boxes), 3, size, size), np.float32)
+    valid = np.zeros(len(boxes), bool)
+    for k, (x1, y1, x2, y2) in enumerate(np.trunc(boxes).astype(np.int64)):
+        x, y, ex, ey = max(x1, 1), max(y1, 1), min(x2, w), min(y2, h)
+        if ey > y - 1 and ex > x - 1:
+            valid[k] = True
+            crops[k] = area_resize_ref(image[y - 1:ey, x - 1:ex], size, size)
+    return crops, valid
+
+
+def _image(seed: int, h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# --- integral + pyramid -----------------------------------------------------------------
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (64, 48), (200, 301)])
+def test_integral_matches_cumsum(h, w):
+    image = _image(h * w, h, w)
+    np.testing.assert_array_equal(_C.mtcnn_integral(image), integral_ref(image))
+
+
+@pytest.mark.parametrize(
+    "h,w,sizes",
+    [
+        (40, 60, [(24, 36), (17, 25), (12, 18)]),  # downscaling, as in the pyramid
+        (13, 11, [(13, 11)]),  # identity
+        (10, 7, [(24, 24)]),  # upscaling (overlapping bins)
+        (1, 1, [(3, 2)]),
+        (97, 131, [(59, 79), (42, 56)]),
+    ],
+)
+def test_pyramid_matches_adaptive_average_pooling(h, w, sizes):
+    image = _image(h + w, h, w)
+    levels = _C.mtcnn_pyramid(_C.mtcnn_integral(image), sizes)
+    assert [lv.shape for lv in levels] == [(1, 3, oh, ow) for oh, ow in sizes]
+    for level, (oh, ow) in zip(levels, sizes):
+        np.testing.assert_allclose(level[0], area_resize_ref(image, oh, ow), atol=2e-6)
+
+
+def test_pyramid_matches_torch_interpolate_area():
+    torch = pytest.importorskip("torch")
+    image = _image(3, 120, 90)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(71, 53),
+                                          mode="area")
+    ref = ((ref - 127.5) * 0.0078125).numpy()
+    np.testing.assert_allclose(_C.mtcnn_pyramid(_C.mtcnn_integral(image), [(71, 53)])[0], ref, atol=2e-6)
+
+
+def test_integral_wraps_modulo_2_32_and_box_sums_stay_exact():
+    # 130k white pixels overflow uint32 in the table; box sums are still exact.
+    image = np.full((400, 330, 3), 255, np.uint8)
+    level = _C.mtcnn_pyramid(_C.mtcnn_integral(image), [(3, 3)])[0]
+    np.testing.assert_allclose(level, (255 - MEAN) * SCALE, atol=1e-6)
+
+
+# --- candidates ---------------------------------------------------------------------------
+@pytest.mark.parametrize("seed,scale,threshold", [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0)])
+def test_candidates_match_reference(seed, scale, threshold):
+    rng = np.random.default_rng(seed)
+    prob = rng.random((1, 2, 23, 31), dtype=np.float32)
+    reg = rng.normal(size=(1, 4, 23, 31)).astype(np.float32)
+    got = _C.mtcnn_generate_candidates(prob, reg, scale, threshold)
+    np.testing.assert_array_equal(got, candidates_ref(prob, reg, scale, threshold))
+
+
+def test_candidates_empty_map():
+    out = _C.mtcnn_generate_candidates(np.zeros((1, 2, 0, 5), np.float32), np.zeros((1, 4, 0, 5), np.float32), 1.0, 0.5)
+    assert out.shape == (0, 9)
+
+
+# --- crop + resize --------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [24, 48])
+def test_crop_resize_matches_reference(size):
+    image = _image(7, 90, 120)
+    boxes = np.array(
+        [[10.7, 5.2, 40.9, 35.1],  # inside
+         [-20.0, -15.5, 30.0, 34.0],  # clipped at the top-left
+         [100.0, 70.0, 150.0, 130.0],  # clipped at the bottom-right
+         [0.0, 0.0, 1.0, 1.0],  # one pixel
+         [130.0, 10.0, 160.0, 40.0],  # fully outside: invalid
+         [50.0, 50.0, 40.0, 60.0]],  # inverted: invalid
+        np.float32)
+    crops, valid = _C.mtcnn_crop_resize(_C.mtcnn_integral(image), boxes, size)
+    ref_crops, ref_valid = crop_resize_ref(image, boxes, size)
+    np.testing.assert_array_equal(valid, ref_valid)
+    np.testing.assert_allclose(crops, ref_crops, atol=2e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False, width=32)] * 4), max_size=8))
+def test_crop_resize_fuzz_any_finite_boxes(boxes):
+    image = _image(11, 17, 23)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    crops, valid = _C.mtcnn_crop_resize(_C.mtcnn_integral(image), boxes, 12)
+    ref_crops, ref_valid = crop_resize_ref(image, np.clip(boxes, -131072, 131072), 12)
+    np.testing.assert_array_equal(valid, ref_valid)
+    np.testing.assert_allclose(crops, ref_crops, atol=2e-6)
+
+
+# --- validation -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "image,match",
+    [
+        (np.zeros((4, 4, 3), np.float32), "dtype uint8, got float32"),
+        (np.zeros((4, 4), np.uint8), "3d array"),
+        (np.zeros((4, 4, 4), np.uint8), "3 channels"),
+        (np.zeros((0, 4, 3), np.uint8), "non-empty"),
+        (np.zeros((4, 8, 3), np.uint8)[:, ::2], "C-contiguous"),
+    ],
+)
+def test_integral_rejects_bad_images(image, match):
+    with pytest.raises(ValueError, match=match):
+        _C.mtcnn_integral(image)
+
+
+def test_pyramid_and_crop_reject_bad_arguments():
+    table = _C.mtcnn_integral(_image(0, 8, 8))
+    with pytest.raises(ValueError, match="pyramid sizes should be in"):
+        _C.mtcnn_pyramid(table, [(0, 4)])
+    with pytest.raises(ValueError, match="integral should have dtype uint32"):
+        _C.mtcnn_pyramid(table.astype(np.int64), [(4, 4)])
+    with pytest.raises(ValueError, match=r"integral should have shape \(H \+ 1, W \+ 1, 3\)"):
+        _C.mtcnn_pyramid(table[..., :2].copy(), [(4, 4)])
+    with pytest.raises(ValueError, match="boxes should be finite"):
+        _C.mtcnn_crop_resize(table, np.array([[0, 0, np.nan, 3]], np.float32), 24)
+    with pytest.raises(ValueError, match=r"boxes should have shape \(N, 4\)"):
+        _C.mtcnn_crop_resize(table, np.zeros((2, 3), np.float32), 24)
+    with pytest.raises(ValueError, match="boxes should have dtype float32"):
+        _C.mtcnn_crop_resize(table, np.zeros((2, 4), np.float64), 24)
+    with pytest.raises(ValueError, match="size should be in"):
+        _C.mtcnn_crop_resize(table, np.zeros((2, 4), np.float32), 0)
+
+
+def test_candidates_reject_bad_maps():
+    prob, reg = np.zeros((1, 2, 5, 6), np.float32), np.zeros((1, 4, 5, 6), np.float32)
+    with pytest.raises(ValueError, match="same height and width"):
+        _C.mtcnn_generate_candidates(prob, reg[:, :, :4].copy(), 1.0, 0.5)
+    with pytest.raises(ValueError, match=r"prob should have shape \(1, 2, h, w\)"):
+        _C.mtcnn_generate_candidates(np.zeros((1, 3, 5, 6), np.float32), reg, 1.0, 0.5)
+    with pytest.raises(ValueError, match="reg should have dtype float32"):
+        _C.mtcnn_generate_candidates(prob, reg.astype(np.float64), 1.0, 0.5)
+    with pytest.raises(ValueError, match="scale should be a positive finite number"):
+        _C.mtcnn_generate_candidates(prob, reg, 0.0, 0.5)
