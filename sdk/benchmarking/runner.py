@@ -198,6 +198,35 @@ def _compile_variants(model: Path, opts: BenchOptions, work_dir: Path, say: Say,
     return out
 
 
+def pipeline_jobs(pipeline: str, backends: Sequence[str] | None, precisions: Sequence[str],
+                  image: str | None = None) -> list[VariantJob]:
+    """Variants ``<pipeline>-<backend>-<precision>`` of a named pipeline (see ``PIPELINES``).
+
+    Args:
+        pipeline: a key of :data:`lanner.benchmarking.pipelines.PIPELINES` (``"face"``).
+        backends: backends to run it with (``None``: all it supports).
+        precisions: precisions to run it at.
+        image: input image for image pipelines (default: the pipeline's sample).
+
+    Raises:
+        ValueError: unknown pipeline, or a backend it does not support.
+    """
+    from .pipelines import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
+    spec, supported = PIPELINES[pipeline]
+    backends = tuple(backends) if backends else supported
+    bad = [b for b in backends if b not in supported]
+    if bad:
+        raise ValueError(f"pipeline {pipeline!r} runs on {', '.join(supported)}, not {', '.join(bad)}")
+    if image is not None and not Path(image).is_file():
+        raise FileNotFoundError(f"no such image: {image}")
+    return [VariantJob(name=f"{pipeline}-{b}-{p}", kind="factory", source=spec,
+                       factory_kwargs={"backend": b, "precision": p, **({"image": image} if image else {})})
+            for b in backends for p in precisions]
+
+
 def run_job(job: VariantJob, isolate: bool, on_progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
     """Run one variant, in a fresh worker process when ``isolate``.
 

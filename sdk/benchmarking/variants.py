@@ -262,7 +262,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
             if job.threads is not None:
                 kwargs.setdefault("num_threads", job.threads)
             model = _load_factory(job.source)(**kwargs)
-            for key in ("target", "backend", "precision", "fidelity"):
+            for key in ("target", "backend", "precision", "fidelity", "artifact_bytes"):
                 entry[key] = _jsonable(getattr(model, key, None))
     except Exception as exc:  # noqa: BLE001 -- one variant failing must not stop the others
         entry.update(status="error", error=f"load failed: {type(exc).__name__}: {exc}")
