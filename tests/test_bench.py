@@ -371,6 +371,45 @@ def test_missing_source_and_non_package_dir(tmp_path, capsys):
     assert "without manifest.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, match", [
+    (["--factory", "nameonly"], "--factory expects NAME=MODULE:FUNC"),
+    (["--factory", "a=m:f", "--factory-kwargs", "a=[1]"], "--factory-kwargs expects NAME={json object}"),
+    (["--factory", "a=m:f", "--factory-kwargs", "b={}"], "--factory-kwargs for unknown factories ['b']"),
+    (["--pipeline", "face", "--backends", "tvm"], "pipeline 'face' runs on openvino, onnxruntime, not tvm"),
+    (["--pipeline", "face", "--image", "/no/such.jpg"], "no such image"),
+    ([], "nothing to benchmark"),
+])
+def test_bad_factory_and_pipeline_arguments(capsys, argv, match):
+    assert cli_main(["bench", *argv, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err
+
+
+def test_factory_that_fails_to_load_is_an_error_row(tmp_path, capsys):
+    rc = cli_main(["bench", "--factory", "broken=no_such_module_xyz:make", "--runs", "3", "--in-process",
+                   "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert rc == 1  # every variant failed
+    (v,) = load_report(tmp_path / "r.json")["variants"]
+    assert v["status"] == "error" and "No module named 'no_such_module_xyz'" in v["error"]
+    out = capsys.readouterr().out
+    assert "error (below)" in out and "broken: load failed: ModuleNotFoundError" in out
+
+
+@pytest.mark.slow
+def test_face_pipeline_stage_breakdown(tmp_path, monkeypatch):
+    lanner = pytest.importorskip("lanner")
+    if not hasattr(lanner, "FaceDetector"):
+        pytest.skip("this build has no FaceDetector")
+    rc = cli_main(["bench", "--pipeline", "face", "--backends", "openvino", "--runs", "3", "--warmup", "1",
+                   "--threads", "1", "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert rc == 0
+    (v,) = load_report(tmp_path / "r.json")["variants"]
+    assert v["name"] == "face-openvino-fp32" and v["status"] == "ok", v["error"]
+    stages = v["batches"][0]["stages"]
+    assert list(stages) == ["pyramid", "pnet", "rnet", "onet", "nms", "other"]
+    assert v["artifact_bytes"] > 0 and v["fidelity"]["outputs"]
+
+
 # -- TVM RPC on loopback -----------------------------------------------------------------
 
 def _free_port() -> int:
@@ -379,6 +418,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_rpc_loopback_tvm_package(tiny_onnx, ort_package, tmp_path, capsys):
     pytest.importorskip("tvm")
     from lanner.compile import compile_model

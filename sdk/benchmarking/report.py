@@ -192,11 +192,11 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     for v in variants:
         if v["status"] != "ok":
             rows.append([v["name"], "-", *(["-"] * (len(COLUMNS) - 4)), _fmt_mb(v.get("artifact_bytes")),
-                         f"error: {_short(v.get('error'))}"])
+                         "error (below)"])
             continue
         for b in v["batches"]:
             if b["status"] != "ok":
-                rows.append([v["name"], str(b["batch"]), *(["-"] * (len(COLUMNS) - 3)), f"error: {_short(b.get('error'))}"])
+                rows.append([v["name"], str(b["batch"]), *(["-"] * (len(COLUMNS) - 3)), "error (below)"])
                 continue
             lat = b["latency_ms"]
             ref = _ok_batch(base, b["batch"]) if base is not None else None
@@ -215,9 +215,20 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _short(text: str | None, n: int = 70) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= n else text[: n - 3] + "..."
+def error_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per failed variant or batch: ``name [batch N]: message``."""
+    out = []
+    for v in report["variants"]:
+        if v["status"] != "ok":
+            out.append(f"{v['name']}: {_one_line(v.get('error'))}")
+            continue
+        out += [f"{v['name']} batch {b['batch']}: {_one_line(b.get('error'))}" for b in v.get("batches") or []
+                if b["status"] != "ok"]
+    return out
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "unknown error").split())
 
 
 def stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -252,6 +263,9 @@ def machine_line(report: Mapping[str, Any]) -> str:
 def render_table(report: Mapping[str, Any]) -> str:
     """The terminal table (speedup = baseline p50 / variant p50), stage breakdown, machine line."""
     out = [_grid(COLUMNS, table_rows(report))]
+    errors = error_lines(report)
+    if errors:
+        out += ["", "errors:", *(f"  {e}" for e in errors)]
     st = stage_rows(report)
     if st:
         out += ["", "per-stage breakdown:", _grid(("variant", "batch", "stage", "mean ms", "p50 ms", "share"), st)]
@@ -268,6 +282,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)]
 
     out = md(COLUMNS, table_rows(report))
+    errors = error_lines(report)
+    if errors:
+        out += ["", *(f"- {e}" for e in errors)]
     st = stage_rows(report)
     if st:
         out += ["", *md(("variant", "batch", "stage", "mean ms", "p50 ms", "share"), st)]

@@ -291,20 +291,27 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
     """
     say = say or (lambda _: None)
     opts.validate()
+    # Compilers may narrow this process's CPU affinity (TVM pins the thread that sizes its
+    # pool); workers inherit it. Snapshot the mask now, restore it after compiling, and give
+    # every variant the same mask explicitly so all of them run on the same CPUs.
+    affinity = tuple(sorted(os.sched_getaffinity(0)))
+    machine = machine_info()
+    pin = opts.pin if opts.pin is not None else affinity
     if not sources and not extra_jobs:
         raise ValueError("nothing to benchmark: give an .onnx model or package directories")
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
         work = Path(keep_packages) if keep_packages else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         planned = plan_variants(sources, opts, work, say)
+        os.sched_setaffinity(0, affinity)
         planned += [Planned(j) for j in extra_jobs]
         if opts.baseline is not None and opts.baseline not in [p.job.name for p in planned]:
             raise ValueError(f"--baseline {opts.baseline!r} is not a variant; variants: {[p.job.name for p in planned]}")
         entries = []
         for i, pl in enumerate(planned):
             job = replace(pl.job, batches=tuple(opts.batches), policy=opts.policy(), threads=opts.threads,
-                          pin=opts.pin, seed=opts.seed, shapes=dict(opts.shapes)) if pl.job.kind == "package" else \
-                replace(pl.job, policy=opts.policy(), threads=pl.job.threads or opts.threads, pin=opts.pin,
+                          pin=pin, seed=opts.seed, shapes=dict(opts.shapes)) if pl.job.kind == "package" else \
+                replace(pl.job, policy=opts.policy(), threads=pl.job.threads or opts.threads, pin=pin,
                         batches=tuple(opts.batches) if pl.job.batches == (1,) else pl.job.batches)
             if pl.error is not None:
                 entry = {"name": job.name, "kind": job.kind, "source": job.source, "status": "error",
@@ -313,6 +320,8 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
                 say(f"[{i + 1}/{len(planned)}] {job.name}")
                 cb = None if progress is None else (lambda label, d, n, name=job.name: progress(name, label, d, n))
                 entry = run_job(job, opts.isolate, cb)
+                if not opts.isolate:
+                    os.sched_setaffinity(0, affinity)
             entry["compile_s"] = pl.compile_s
             if entry.get("artifact_bytes") is None and job.kind == "package" and Path(job.source).exists():
                 entry["artifact_bytes"] = dir_size_bytes(job.source)
@@ -325,7 +334,7 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": list(command) if command is not None else None,
         "options": {**opts.to_dict(), "isolate": opts.isolate},
-        "machine": machine_info(),
+        "machine": machine,
         "baseline": baseline,
         "remote": None,
         "variants": entries,
