@@ -267,6 +267,21 @@ def test_compare_reports_change_and_verdicts():
     assert "+25.0%" in render_compare(a, b)
 
 
+def test_merge_rounds_pools_samples():
+    from lanner.benchmarking.runner import merge_rounds
+
+    a, b = _variant("ov", 2.0, [1.0, 2.0, 3.0]), _variant("ov", 2.0, [4.0, 5.0])
+    b["memory"]["peak_rss_bytes"] = 2**28
+    b["cold_start"]["total_ms"] = 20.0
+    m = merge_rounds([a, b])
+    (batch,) = m["batches"]
+    assert batch["samples_ms"] == [1.0, 2.0, 3.0, 4.0, 5.0] and batch["runs"] == 5 and batch["rounds"] == 2
+    assert batch["latency_ms"]["p50_ms"] == pytest.approx(3.0) and batch["warmup"] == 2
+    assert m["memory"]["peak_rss_bytes"] == 2**28 and m["cold_start"]["total_ms"] == pytest.approx(16.0)
+    failed = dict(b, status="error", error="boom", batches=[])
+    assert merge_rounds([a, failed])["error"] == "boom"
+
+
 def test_cli_compare(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_report([_variant("ov", 2.0, [2.0] * 4)])))
@@ -326,12 +341,13 @@ def test_end_to_end_onnx_two_backends_all_outputs(tiny_onnx, tmp_path, capsys):
 
 def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     cpu = min(os.sched_getaffinity(0))
-    rc = cli_main(["bench", str(ort_package), "--budget-s", "0.05", "--warmup", "1", "--pin", str(cpu),
+    rc = cli_main(["bench", str(ort_package), "--runs", "7", "--rounds", "2", "--warmup", "1", "--pin", str(cpu),
                    "--in-process", "--json", str(tmp_path / "r.json"), "--quiet"])
     assert rc == 0
     report = load_report(tmp_path / "r.json")
     (v,) = report["variants"]
-    assert v["backend"] == "onnxruntime" and v["kind"] == "package" and v["batches"][0]["runs"] >= 10
+    assert v["backend"] == "onnxruntime" and v["kind"] == "package"
+    assert (v["batches"][0]["runs"], v["batches"][0]["rounds"]) == (14, 2)
     assert report["options"]["pin"] == [cpu] and report["options"]["isolate"] is False
     assert os.sched_getaffinity(0)  # still usable
 

@@ -4,14 +4,14 @@ For each student of ``bench_compile.py`` (``tinyface32``, ``mobileface112``): ex
 ONNX with a dynamic batch, write int8 calibration crops, then run
 
     lanner bench STUDENT.onnx --backends openvino,onnxruntime,tvm --precisions fp32,int8
-        --calib CROPS --batch 1,8 --threads T --budget-s S
+        --calib CROPS --batch 1,8 --threads T --budget-s S --rounds R
         --factory torch-eager-fp32=THIS_FILE:torch_eager --baseline torch-eager-fp32
         --json/--md/--plot results/bench_STUDENT.*
 
 so torch eager (the default baseline when the model can run in torch) is measured in the
 same run, in its own process like every variant. Then ``lanner bench --pipeline face``.
 
-    .venv/bin/python benchmarks/compile/bench_lanner_bench.py [--threads 2] [--budget-s 3]
+    .venv/bin/python benchmarks/compile/bench_lanner_bench.py [--threads 1] [--budget-s 1] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def torch_eager(student: str, num_threads: int | None = None) -> TorchEager:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--budget-s", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--budget-s", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--students", default="tinyface32,mobileface112")
     ap.add_argument("--skip-face", action="store_true")
     args = ap.parse_args()
@@ -72,7 +73,9 @@ def main() -> int:
     from bench_compile import STUDENTS, write_crops
 
     RESULTS.mkdir(exist_ok=True)
-    common = ["--threads", str(args.threads), "--budget-s", str(args.budget_s), "--warmup", "10"]
+    common = ["--threads", str(args.threads), "--budget-s", str(args.budget_s), "--warmup", "10",
+              "--rounds", str(args.rounds)]
+    tag = f"_t{args.threads}"
     with tempfile.TemporaryDirectory(prefix="lanner-bench-students-") as tmp:
         work = Path(tmp)
         for name in args.students.split(","):
@@ -83,7 +86,7 @@ def main() -> int:
             calib = work / f"{name}-calib"
             calib.mkdir()
             write_crops(calib, chw[1], 96)
-            out = RESULTS / f"bench_{name}"
+            out = RESULTS / f"bench_{name}{tag}"
             rc = lanner(["bench", str(onnx_path), "--backends", "openvino,onnxruntime,tvm", "--precisions", "fp32,int8",
                          "--calib", str(calib), "--batch", "1,8", *common,
                          "--factory", f"torch-eager-fp32={Path(__file__).resolve()}:torch_eager",
@@ -93,7 +96,7 @@ def main() -> int:
             if rc:
                 return rc
     if not args.skip_face:
-        out = RESULTS / "bench_face"
+        out = RESULTS / f"bench_face{tag}"
         return lanner(["bench", "--pipeline", "face", "--backends", "openvino,onnxruntime", "--precisions", "fp32",
                        *common, "--json", f"{out}.json", "--md", f"{out}.md", "--plot", f"{out}.png"])
     return 0

@@ -11,7 +11,7 @@ readers must ignore unknown keys::
       "created_utc": "2026-11-23T19:00:00Z",
       "command": [str, ...] | null,             # argv of the run
       "options": {backends, precisions, target, batches, threads, pin, runs, budget_s,
-                  warmup, isolate, calib, baseline, seed, shapes},
+                  warmup, isolate, calib, baseline, seed, shapes, rounds},
       "machine": {hostname, os, arch, python, cpu_model, cpu_flags, cpu_key_flags,
                   logical_cores, usable_cores, mem_total_bytes, load_avg,
                   libraries: {dist: version | null}},
@@ -28,7 +28,8 @@ readers must ignore unknown keys::
         "memory": {"rss_before_load_bytes", "peak_rss_bytes"} | null,
         "batches": [{
           "batch": int, "status": "ok" | "error", "error": str (error only),
-          "runs": int, "warmup": int,
+          "runs": int, "warmup": int,          # totals over rounds
+          "rounds": int (only when options.rounds > 1),
           "latency_ms": {n, mean_ms, std_ms, min_ms, max_ms, p50_ms, p90_ms, p99_ms},
           "throughput_per_s": float,            # batch / mean latency
           "samples_ms": [float, ...],           # every timed run, in order
@@ -255,6 +256,8 @@ def machine_line(report: Mapping[str, Any]) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in (m.get("libraries") or {}).items()
                      if v and k in ("onnxruntime", "openvino", "apache-tvm", "torch"))
     runs = f"{o.get('runs')} runs" if o.get("runs") else f"budget {o.get('budget_s')} s/variant"
+    if (o.get("rounds") or 1) > 1:
+        runs += f" x {o['rounds']} rounds round-robin"
     return (f"{m.get('cpu_model')} ({m.get('usable_cores')}/{m.get('logical_cores')} cores, {flags}); "
             f"threads={o.get('threads') or 'default'}, pin={o.get('pin') or 'none'}, {runs}, "
             f"warm-up {o.get('warmup')}; load avg {m.get('load_avg')}; {libs}")

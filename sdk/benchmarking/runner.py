@@ -14,8 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .machine import machine_info
 from .report import SCHEMA_VERSION, validate_report
+from .timing import LatencyStats
 from .variants import VariantJob, dir_size_bytes, run_variant
 
 KNOWN_BACKENDS = ("openvino", "onnxruntime", "tvm")
@@ -45,6 +48,8 @@ class BenchOptions:
         baseline: name of the variant ratios are computed against (``None`` = first).
         seed: seed of the random inputs.
         shapes: full shapes for inputs with dynamic non-batch dims.
+        rounds: measure all variants this many times round-robin and pool the samples
+            (each round gets the full ``runs``/``budget_s``).
     """
 
     backends: tuple[str, ...] = ("openvino", "onnxruntime", "tvm")
@@ -61,6 +66,7 @@ class BenchOptions:
     baseline: str | None = None
     seed: int = 0
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    rounds: int = 1
 
     def validate(self) -> None:
         """Check the options before any work is done.
@@ -89,6 +95,8 @@ class BenchOptions:
             raise ValueError(f"--budget-s must be > 0, got {self.budget_s}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.rounds < 1:
+            raise ValueError(f"--rounds must be >= 1, got {self.rounds}")
         if self.pin is not None:
             usable = os.sched_getaffinity(0)
             missing = sorted(set(self.pin) - usable)
@@ -307,21 +315,31 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
         planned += [Planned(j) for j in extra_jobs]
         if opts.baseline is not None and opts.baseline not in [p.job.name for p in planned]:
             raise ValueError(f"--baseline {opts.baseline!r} is not a variant; variants: {[p.job.name for p in planned]}")
-        entries = []
-        for i, pl in enumerate(planned):
-            job = replace(pl.job, batches=tuple(opts.batches), policy=opts.policy(), threads=opts.threads,
-                          pin=pin, seed=opts.seed, shapes=dict(opts.shapes)) if pl.job.kind == "package" else \
-                replace(pl.job, policy=opts.policy(), threads=pl.job.threads or opts.threads, pin=pin,
-                        batches=tuple(opts.batches) if pl.job.batches == (1,) else pl.job.batches)
-            if pl.error is not None:
-                entry = {"name": job.name, "kind": job.kind, "source": job.source, "status": "error",
-                         "error": pl.error, **pl.extra}
-            else:
-                say(f"[{i + 1}/{len(planned)}] {job.name}")
+        jobs = []
+        for pl in planned:
+            jobs.append(replace(pl.job, batches=tuple(opts.batches), policy=opts.policy(), threads=opts.threads,
+                                pin=pin, seed=opts.seed, shapes=dict(opts.shapes)) if pl.job.kind == "package" else
+                        replace(pl.job, policy=opts.policy(), threads=pl.job.threads or opts.threads, pin=pin,
+                                batches=tuple(opts.batches) if pl.job.batches == (1,) else pl.job.batches))
+        # Round-robin: every variant once per round, so slow drift of a shared machine's load
+        # spreads over all variants instead of penalising whichever ran during a busy spell.
+        per_variant: list[list[dict[str, Any]]] = [[] for _ in planned]
+        for r in range(opts.rounds):
+            for i, (pl, job) in enumerate(zip(planned, jobs)):
+                if pl.error is not None:
+                    if r == 0:
+                        per_variant[i].append({"name": job.name, "kind": job.kind, "source": job.source,
+                                               "status": "error", "error": pl.error, **pl.extra})
+                    continue
+                rnd = f" round {r + 1}/{opts.rounds}" if opts.rounds > 1 else ""
+                say(f"[{i + 1}/{len(planned)}] {job.name}{rnd}")
                 cb = None if progress is None else (lambda label, d, n, name=job.name: progress(name, label, d, n))
-                entry = run_job(job, opts.isolate, cb)
+                per_variant[i].append(run_job(job, opts.isolate, cb))
                 if not opts.isolate:
                     os.sched_setaffinity(0, affinity)
+        entries = []
+        for pl, job, runs in zip(planned, jobs, per_variant):
+            entry = merge_rounds(runs)
             entry["compile_s"] = pl.compile_s
             if entry.get("artifact_bytes") is None and job.kind == "package" and Path(job.source).exists():
                 entry["artifact_bytes"] = dir_size_bytes(job.source)
@@ -341,6 +359,53 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
     }
     validate_report(report)
     return report
+
+
+def merge_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the entries of one variant measured in several rounds.
+
+    Timed samples are concatenated (in round order) and the statistics recomputed; cold
+    start takes the median over rounds of each field; peak memory the maximum; per-stage
+    summaries take the run-weighted mean of ``mean_ms``/``share`` and the median over rounds
+    of ``p50_ms``/``p90_ms``. A batch or variant that failed in any round is reported failed.
+    """
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    failed = [e for e in rounds if e["status"] != "ok"]
+    if failed:
+        return dict(failed[0])
+    merged = dict(rounds[0])
+    batches = []
+    for j, first in enumerate(rounds[0]["batches"]):
+        parts = [e["batches"][j] for e in rounds]
+        bad = [b for b in parts if b["status"] != "ok"]
+        if bad:
+            batches.append(dict(bad[0]))
+            continue
+        samples = [x for b in parts for x in b["samples_ms"]]
+        stats = LatencyStats.from_ns(np.asarray(samples) * 1e6)
+        stages = None
+        if first.get("stages"):
+            w = np.asarray([b["runs"] for b in parts], dtype=np.float64)
+            stages = {}
+            for name in first["stages"]:
+                vals = [b["stages"][name] for b in parts]
+                stages[name] = {"mean_ms": float(np.average([v["mean_ms"] for v in vals], weights=w)),
+                                "p50_ms": float(np.median([v["p50_ms"] for v in vals])),
+                                "p90_ms": float(np.median([v["p90_ms"] for v in vals])),
+                                "share": float(np.average([v["share"] for v in vals], weights=w))}
+        batches.append({**first, "runs": stats.n, "warmup": sum(b["warmup"] for b in parts),
+                        "latency_ms": stats.to_dict(), "samples_ms": samples, "stages": stages, "rounds": len(parts),
+                        "throughput_per_s": first["batch"] * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None})
+    merged["batches"] = batches
+    colds = [e["cold_start"] for e in rounds if e.get("cold_start")]
+    if colds:
+        merged["cold_start"] = {k: (float(np.median([c[k] for c in colds])) if k != "batch" else colds[0][k])
+                                for k in colds[0]}
+    peaks = [e["memory"]["peak_rss_bytes"] for e in rounds if e.get("memory")]
+    if peaks:
+        merged["memory"] = {**rounds[0]["memory"], "peak_rss_bytes": max(peaks)}
+    return merged
 
 
 _ENTRY_DEFAULTS: dict[str, Any] = {

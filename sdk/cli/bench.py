@@ -74,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--budget-s", type=float, default=2.0,
                    help="time budget per variant and batch; the run count adapts (default: 2 s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default: 5)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure all variants N times round-robin and pool the samples (default: 1); "
+                        "spreads a shared machine's load drift over every variant")
     p.add_argument("--baseline", help="variant name to compute speedups against (default: the first)")
     p.add_argument("--in-process", action="store_true",
                    help="measure in this process (faster; cold start and memory are then not isolated)")
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     opts = BenchOptions(backends=backends, precisions=tuple(args.precisions), target=args.target,
                         batches=tuple(args.batch), threads=args.threads, pin=args.pin, runs=args.runs,
                         budget_s=args.budget_s, warmup=args.warmup, isolate=not args.in_process, calib=args.calib,
-                        baseline=args.baseline, seed=args.seed, shapes=shapes)
+                        baseline=args.baseline, seed=args.seed, shapes=shapes, rounds=args.rounds)
     if args.rpc:
         from ..benchmarking.remote import parse_address, rpc_report
 
