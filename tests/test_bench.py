@@ -292,6 +292,12 @@ def test_cli_compare(tmp_path, capsys):
     assert "usage: lanner bench compare OLD.json NEW.json" in capsys.readouterr().err
 
 
+def test_importing_bench_loads_no_toolchain():
+    code = ("import sys, lanner.benchmarking, lanner.cli.bench; "
+            "bad = [m for m in ('torch', 'tvm', 'nncf', 'matplotlib') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # -- end to end --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
