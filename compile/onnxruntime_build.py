@@ -89,7 +89,6 @@ def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision:
     return BuildResult(
         artifacts={"model": "model.onnx"},
         backend_options={"execution_provider": "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"},
-        target_info={"device": target.device},
         toolchain=toolchain,
         notes=notes,
     )

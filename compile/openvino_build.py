@@ -77,7 +77,6 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
     return BuildResult(
         artifacts={"model": "model.xml", "weights": "model.bin"},
         backend_options={"device": "CPU", "inference_precision": hint},
-        target_info={"device": "CPU"},
         toolchain=toolchain,
         notes=notes,
     )

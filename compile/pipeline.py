@@ -225,7 +225,8 @@ def compile_model(
         chosen, reason = winner
         say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
         cand_dir, result = built[(chosen["backend"], chosen["precision"])]
-        selection = {"reason": reason if len(candidates) > 1 else "requested", "candidates": results}
+        requested = backend != "auto" and precision != "auto"
+        selection = {"reason": "requested" if requested else reason, "candidates": results}
         # The final manifest: the provisional one plus the measurements and the selection.
         (cand_dir / MANIFEST_FILENAME).unlink()
         final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
@@ -293,7 +294,10 @@ def _choose(results: Sequence[Mapping[str, Any]], runnable: bool) -> tuple[Mappi
         built = [r for r in results if r["status"] == "built"]
         if not built:
             return None
-        return built[0], "target cannot run on this host, so nothing was measured: first buildable candidate in preference order"
+        return built[0], (
+            "the target cannot run on this host, so nothing was measured: the first buildable backend in the "
+            "target's preference order, at fp32 unless requested (fp16/int8 are never chosen unmeasured)"
+        )
     passed = [r for r in results if r["status"] == "passed"]
     if not passed:
         return None

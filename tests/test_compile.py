@@ -294,6 +294,15 @@ def test_cross_compiled_artifact_format(cross_packages, target, machine, sm):
 
 
 @pytest.mark.slow
+def test_auto_for_a_target_that_cannot_run_here(workdir, tmp_path):
+    m = compile_model(workdir / "tiny.onnx", target="jetson-orin-nano", out=tmp_path / "pkg")
+    assert (m.backend, m.precision) == ("tvm", "fp32")
+    assert "cannot run on this host, so nothing was measured" in m.selection["reason"]
+    assert m.selection["candidates"] == [{"backend": "tvm", "precision": "fp32", "status": "built",
+                                          "reason": "target 'jetson-orin-nano' cannot run on this host: not measured"}]
+
+
+@pytest.mark.slow
 def test_jetson_package_refused_on_x86(cross_packages):
     with pytest.raises(PackageError, match=r"built for target 'jetson-orin-nano' .*aarch64.* this machine is x86_64"):
         lanner.load(cross_packages["jetson-orin-nano"])
