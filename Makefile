@@ -59,8 +59,8 @@ sanitize: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/nms/bench_nms.py
-	$(BIN)/python benchmarks/compile/bench_compile.py
 	$(BIN)/python benchmarks/detection/bench_detection.py --json $(OUT)/bench_detection.json
+	$(BIN)/python benchmarks/compile/bench_compile.py
 
 clean:
 	rm -rf build $(OUT) *.egg-info

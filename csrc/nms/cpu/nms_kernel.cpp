@@ -2,17 +2,21 @@
 //
 // Greedy NMS keeps a box iff no higher-ranked *kept* box overlaps it by more
 // than the threshold. We therefore test each candidate (in rank order) against
-// the kept boxes only, and find those through a uniform grid over the image:
-// a kept box is filed under every cell it covers, and a candidate looks only
-// in the cells it covers. Two boxes that share a region of positive area share
-// a cell (cell indices are monotone in the coordinates), and any overlap above
-// a threshold in [0, 1] needs a positive-area intersection, so the grid misses
-// nothing. The cost is O(N log N) for the sort plus O(N x kept boxes nearby),
-// instead of the O(N x kept) of the textbook loop (OpenCV's NMSBoxes).
+// the kept boxes only, and find those through a multi-level uniform grid over
+// the image (a "hierarchical grid", cf. Ericson, Real-Time Collision Detection,
+// sec. 7.2): level l has cells 2^l times the base cell, and a kept box is filed
+// under every cell it covers on the level where it covers at most ~3 x 3 cells.
+// A candidate looks in the cells it covers on every level. Two boxes that share
+// a region of positive area share a cell on each level (cell indices are
+// monotone in the coordinates), and any overlap above a threshold in [0, 1]
+// needs a positive-area intersection, so the grid misses nothing. For IoU, a
+// level whose kept boxes are all smaller than threshold x the candidate's area
+// is skipped (IoU <= smaller area / larger area). The cost is O(N log N) for
+// the sort plus O(N x kept boxes nearby), instead of the O(N x kept) of the
+// textbook loop (OpenCV's NMSBoxes), whatever the spread of box sizes.
 //
-// Boxes much larger than a cell would be filed many times: they go to a short
-// list that every candidate scans, and large candidates scan all kept boxes
-// (structure-of-arrays, a branch-free loop the compiler vectorises).
+// Below kGridMinCandidates candidates a linear scan over the kept boxes
+// (structure-of-arrays, a branch-free loop the compiler vectorises) is cheaper.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,12 +30,16 @@ namespace {
 
 // Below this many candidates the grid costs more than it saves.
 constexpr size_t kGridMinCandidates = 128;
-// Grid cell side as a fraction of the median box side (a typical box covers
-// about 3 x 3 cells), and the most cells per candidate box.
+// Base grid cell side as a fraction of the median box side (a typical box
+// covers about 3 x 3 cells on level 0), and the most level-0 cells per box.
 constexpr double kCellPerMedianSide = 0.5;
 constexpr double kCellsPerBox = 4.0;
-// A box covering more than this many grid cells is "large" (see above).
-constexpr int64_t kLargeBoxCells = 64;
+// A box is filed on the lowest level whose cell side is >= its longer side
+// divided by this (so it covers at most 3 x 3 cells there).
+constexpr double kSidesPerCell = 2.0;
+// Relative slack when skipping a level by the area bound: far above the few
+// ulps of rounding in box_overlap, far below any meaningful threshold change.
+constexpr double kAreaBoundSlack = 1e-9;
 // From this many rows on, radix sort beats std::sort.
 constexpr size_t kRadixSortMinRows = 1024;
 // Kept boxes are scanned in blocks of this many before testing for a hit:
@@ -137,107 +145,83 @@ struct KeptBoxes {
   }
 };
 
-// Uniform grid of kept boxes (see the file comment).
+// Multi-level grid of kept boxes (see the file comment).
 class KeptGrid {
  public:
-  // Sizes the grid from the positive-area candidates [begin, end).
+  // Sizes the levels from the positive-area candidates [begin, end).
   KeptGrid(const Candidates& c, size_t begin, size_t end) {
     double min_x = INFINITY, min_y = INFINITY, max_x = -INFINITY, max_y = -INFINITY;
-    std::vector<double> sizes;
-    sizes.reserve(end - begin);
+    std::vector<double> sides;
+    sides.reserve(end - begin);
     for (size_t k = begin; k < end; ++k) {
       if (!(c.area[k] > 0.0)) continue;
       min_x = std::min(min_x, c.x1[k]);
       min_y = std::min(min_y, c.y1[k]);
       max_x = std::max(max_x, c.x2[k]);
       max_y = std::max(max_y, c.y2[k]);
-      sizes.push_back(std::max(c.x2[k] - c.x1[k], c.y2[k] - c.y1[k]));
+      sides.push_back(std::max(c.x2[k] - c.x1[k], c.y2[k] - c.y1[k]));
     }
-    if (sizes.empty()) return;  // nothing can overlap anything
-    // Cell side: a fraction of the median box side, so that a typical box
-    // covers a few cells and a query meets few kept boxes that cannot overlap
-    // it; grown if needed to keep the cell count near kCellsPerBox per box.
-    auto q = sizes.begin() + static_cast<std::ptrdiff_t>(sizes.size() / 2);
-    std::nth_element(sizes.begin(), q, sizes.end());
+    if (sides.empty()) return;  // nothing can overlap anything
+    // Base cell: a fraction of the median box side, grown if needed to keep
+    // level 0 near kCellsPerBox cells per box.
+    auto median = sides.begin() + static_cast<std::ptrdiff_t>(sides.size() / 2);
+    std::nth_element(sides.begin(), median, sides.end());
     const double extent_x = max_x - min_x, extent_y = max_y - min_y;
-    const double max_cells = std::max<double>(64.0, kCellsPerBox * static_cast<double>(sizes.size()));
-    double cell = std::max(*q * kCellPerMedianSide, std::sqrt(extent_x * extent_y / max_cells));
+    const double max_cells = std::max<double>(64.0, kCellsPerBox * static_cast<double>(sides.size()));
+    double cell = std::max(*median * kCellPerMedianSide, std::sqrt(extent_x * extent_y / max_cells));
     cell = std::max({cell, extent_x / max_cells, extent_y / max_cells});
     origin_x_ = min_x;
     origin_y_ = min_y;
-    inv_cell_ = 1.0 / cell;
-    nx_ = std::min<int64_t>(static_cast<int64_t>(max_cells), static_cast<int64_t>(extent_x * inv_cell_) + 1);
-    ny_ = std::min<int64_t>(static_cast<int64_t>(max_cells), static_cast<int64_t>(extent_y * inv_cell_) + 1);
-    nx_ = std::max<int64_t>(nx_, 1);
-    ny_ = std::max<int64_t>(ny_, 1);
-    cells_.resize(static_cast<size_t>(nx_ * ny_));
+    // Levels up to one cell covering everything (at most ~log2(max_cells) + 1).
+    for (;;) {
+      Level level;
+      level.cell = cell;
+      level.inv_cell = 1.0 / cell;
+      level.nx = std::max<int64_t>(1, static_cast<int64_t>(std::min(max_cells, extent_x * level.inv_cell)) + 1);
+      level.ny = std::max<int64_t>(1, static_cast<int64_t>(std::min(max_cells, extent_y * level.inv_cell)) + 1);
+      const bool top = level.nx * level.ny == 1;
+      levels_.push_back(std::move(level));
+      if (top || !std::isfinite(cell * 2.0)) break;
+      cell *= 2.0;
+    }
   }
 
-  bool usable() const { return !cells_.empty(); }
-
-  struct Span {
-    int64_t cx0, cy0, cx1, cy1;
-    int64_t cells() const { return (cx1 - cx0 + 1) * (cy1 - cy0 + 1); }
-  };
-
-  Span span(const Candidates& c, size_t k) const {
-    return {cell_of(c.x1[k], origin_x_, nx_), cell_of(c.y1[k], origin_y_, ny_), cell_of(c.x2[k], origin_x_, nx_),
-            cell_of(c.y2[k], origin_y_, ny_)};
-  }
-
-  // True when a kept box filed in the cells of `s` overlaps candidate k by
-  // more than thr. The cell under the candidate's centre is searched first: a
-  // box that overlaps it enough to suppress it almost always covers it.
+  // True when a kept box overlaps candidate k by more than thr.
   template <OverlapMode M>
-  bool any_exceeds(const Candidates& c, size_t k, const Span& s, double thr) {
-    const double bx1 = c.x1[k], by1 = c.y1[k], bx2 = c.x2[k], by2 = c.y2[k], barea = c.area[k];
-    const auto fx1 = static_cast<float>(bx1), fy1 = static_cast<float>(by1), fx2 = static_cast<float>(bx2),
-               fy2 = static_cast<float>(by2);  // exact: the coordinates are float32
-    const int64_t ccx = cell_of(0.5 * (bx1 + bx2), origin_x_, nx_), ccy = cell_of(0.5 * (by1 + by2), origin_y_, ny_);
+  bool any_exceeds(const Candidates& c, size_t k, double thr) {
+    const Query q(c, k, thr);
     ++query_;  // stamps kept boxes already tested for this query (they sit in several cells)
-    auto exceeds = [&](const Entry& q) {
-      // Cheap float test first: most boxes met share no area with the candidate
-      // (both have positive area, so this is exactly box_overlap's "iw > 0 && ih > 0").
-      if (!(q.x1 < fx2 && fx1 < q.x2 && q.y1 < fy2 && fy1 < q.y2)) return false;
-      if (stamp_[q.id] == query_) return false;
-      stamp_[q.id] = query_;
-      return box_overlap(q.x1, q.y1, q.x2, q.y2, q.area, bx1, by1, bx2, by2, barea, M) > thr;
-    };
-    auto scan = [&](int64_t cx, int64_t cy) {
-      Cell& cell = cells_[static_cast<size_t>(cy * nx_ + cx)];
-      const size_t size = cell.entries.size();
-      // The box that last suppressed a candidate here is the likeliest to do
-      // it again: candidates of one object arrive one after the other.
-      if (size == 0) return false;
-      if (exceeds(cell.entries[cell.hint])) return true;
-      for (size_t e = 0; e < size; ++e) {
-        if (exceeds(cell.entries[e])) {
-          cell.hint = static_cast<uint32_t>(e);
-          return true;
-        }
+    const size_t own = level_of(c, k);
+    if (scan_level<M>(levels_[own], q, thr)) return true;
+    for (size_t l = 0; l < levels_.size(); ++l) {
+      if (l == own || levels_[l].count == 0) continue;
+      // IoU <= smaller area / larger area: a level of boxes all much smaller,
+      // or all much larger, than the candidate cannot reach thr.
+      if (M == OverlapMode::kUnion && (levels_[l].max_area < q.min_area || levels_[l].min_area > q.max_area)) {
+        continue;
       }
-      return false;
-    };
-    if (scan(ccx, ccy)) return true;
-    for (int64_t cy = s.cy0; cy <= s.cy1; ++cy) {
-      for (int64_t cx = s.cx0; cx <= s.cx1; ++cx) {
-        if ((cx != ccx || cy != ccy) && scan(cx, cy)) return true;
-      }
+      if (scan_level<M>(levels_[l], q, thr)) return true;
     }
     return false;
   }
 
-  // Files kept candidate k under every cell of `s` (in insertion order, so
-  // the highest-ranked kept boxes of a cell come first).
-  void insert(const Candidates& c, size_t k, const Span& s) {
+  // Files kept candidate k on its level, under every cell it covers.
+  void insert(const Candidates& c, size_t k) {
     const auto id = static_cast<int32_t>(stamp_.size());
     stamp_.push_back(0);
-    for (int64_t cy = s.cy0; cy <= s.cy1; ++cy) {
-      for (int64_t cx = s.cx0; cx <= s.cx1; ++cx) {
-        cells_[static_cast<size_t>(cy * nx_ + cx)].entries.push_back({static_cast<float>(c.x1[k]), static_cast<float>(c.y1[k]),
-                                                             static_cast<float>(c.x2[k]), static_cast<float>(c.y2[k]),
-                                                             id, c.area[k]});
-      }
+    Level& level = levels_[level_of(c, k)];
+    if (level.cells.empty()) level.cells.resize(static_cast<size_t>(level.nx * level.ny));
+    ++level.count;
+    level.max_area = std::max(level.max_area, c.area[k]);
+    level.min_area = std::min(level.min_area, c.area[k]);
+    const Entry e{static_cast<float>(c.x1[k]), static_cast<float>(c.y1[k]), static_cast<float>(c.x2[k]),
+                  static_cast<float>(c.y2[k]), id, c.area[k]};
+    const int64_t cx0 = cell_of(c.x1[k], origin_x_, level.inv_cell, level.nx);
+    const int64_t cx1 = cell_of(c.x2[k], origin_x_, level.inv_cell, level.nx);
+    const int64_t cy0 = cell_of(c.y1[k], origin_y_, level.inv_cell, level.ny);
+    const int64_t cy1 = cell_of(c.y2[k], origin_y_, level.inv_cell, level.ny);
+    for (int64_t cy = cy0; cy <= cy1; ++cy) {
+      for (int64_t cx = cx0; cx <= cx1; ++cx) level.cells[static_cast<size_t>(cy * level.nx + cx)].entries.push_back(e);
     }
   }
 
@@ -247,23 +231,96 @@ class KeptGrid {
     int32_t id;            // kept-box number, indexes stamp_
     double area;
   };
+  struct Cell {
+    std::vector<Entry> entries;  // kept boxes covering the cell, in rank order
+    uint32_t hint = 0;           // entry that last suppressed a candidate
+  };
+  struct Level {
+    double cell = 1.0, inv_cell = 1.0;
+    int64_t nx = 1, ny = 1;
+    size_t count = 0;       // kept boxes filed here
+    double max_area = 0.0;       // largest of their areas
+    double min_area = INFINITY;  // smallest of their areas
+    std::vector<Cell> cells;  // allocated on the first insertion
+  };
+  struct Query {
+    Query(const Candidates& c, size_t k, double thr)
+        : x1(c.x1[k]), y1(c.y1[k]), x2(c.x2[k]), y2(c.y2[k]), area(c.area[k]),
+          // exact: the coordinates are float32
+          fx1(static_cast<float>(x1)), fy1(static_cast<float>(y1)), fx2(static_cast<float>(x2)),
+          fy2(static_cast<float>(y2)),
+          // IoU <= smaller area / larger area, so an IoU above thr needs the other
+          // area in [thr * area, area / thr] (with slack for rounding).
+          min_area(thr * area * (1.0 - kAreaBoundSlack)),
+          max_area(thr > 0.0 ? area / (thr * (1.0 - kAreaBoundSlack)) : INFINITY) {}
+    double x1, y1, x2, y2, area;
+    float fx1, fy1, fx2, fy2;
+    double min_area, max_area;
+  };
+
+  // Lowest level whose cells are at least (longer side / kSidesPerCell).
+  size_t level_of(const Candidates& c, size_t k) const {
+    const double side = std::max(c.x2[k] - c.x1[k], c.y2[k] - c.y1[k]);
+    size_t l = 0;
+    while (l + 1 < levels_.size() && side > kSidesPerCell * levels_[l].cell) ++l;
+    return l;
+  }
+
+  // Scans the cells of `level` covered by the query box, the cell under its
+  // centre first: a box that overlaps it enough to suppress it almost always
+  // covers its centre.
+  template <OverlapMode M>
+  bool scan_level(Level& level, const Query& q, double thr) {
+    if (level.count == 0) return false;
+    auto exceeds = [&](const Entry& e) {
+      // Cheap float test first: most boxes met share no area with the candidate
+      // (both have positive area, so this is exactly box_overlap's "iw > 0 && ih > 0").
+      if (!(e.x1 < q.fx2 && q.fx1 < e.x2 && e.y1 < q.fy2 && q.fy1 < e.y2)) return false;
+      if (stamp_[e.id] == query_) return false;
+      stamp_[e.id] = query_;
+      return box_overlap(e.x1, e.y1, e.x2, e.y2, e.area, q.x1, q.y1, q.x2, q.y2, q.area, M) > thr;
+    };
+    auto scan_cell = [&](int64_t cx, int64_t cy) {
+      Cell& cell = level.cells[static_cast<size_t>(cy * level.nx + cx)];
+      const size_t size = cell.entries.size();
+      if (size == 0) return false;
+      // The box that last suppressed a candidate here is the likeliest to do
+      // it again: candidates of one object arrive one after the other.
+      if (exceeds(cell.entries[cell.hint])) return true;
+      for (size_t e = 0; e < size; ++e) {
+        if (exceeds(cell.entries[e])) {
+          cell.hint = static_cast<uint32_t>(e);
+          return true;
+        }
+      }
+      return false;
+    };
+    const int64_t cx0 = cell_of(q.x1, origin_x_, level.inv_cell, level.nx);
+    const int64_t cx1 = cell_of(q.x2, origin_x_, level.inv_cell, level.nx);
+    const int64_t cy0 = cell_of(q.y1, origin_y_, level.inv_cell, level.ny);
+    const int64_t cy1 = cell_of(q.y2, origin_y_, level.inv_cell, level.ny);
+    const int64_t ccx = cell_of(0.5 * (q.x1 + q.x2), origin_x_, level.inv_cell, level.nx);
+    const int64_t ccy = cell_of(0.5 * (q.y1 + q.y2), origin_y_, level.inv_cell, level.ny);
+    if (scan_cell(ccx, ccy)) return true;
+    for (int64_t cy = cy0; cy <= cy1; ++cy) {
+      for (int64_t cx = cx0; cx <= cx1; ++cx) {
+        if ((cx != ccx || cy != ccy) && scan_cell(cx, cy)) return true;
+      }
+    }
+    return false;
+  }
 
   // Monotone in v, clamped to [0, n - 1]; computed in double so that no
   // finite float32 coordinate can overflow the integer conversion.
-  int64_t cell_of(double v, double origin, int64_t n) const {
-    const double f = (v - origin) * inv_cell_;
+  static int64_t cell_of(double v, double origin, double inv_cell, int64_t n) {
+    const double f = (v - origin) * inv_cell;
     if (!(f > 0.0)) return 0;
     if (f >= static_cast<double>(n - 1)) return n - 1;
     return static_cast<int64_t>(f);  // truncation is floor here (f > 0), and cheaper than std::floor
   }
 
-  double origin_x_ = 0.0, origin_y_ = 0.0, inv_cell_ = 1.0;
-  int64_t nx_ = 0, ny_ = 0;
-  struct Cell {
-    std::vector<Entry> entries;  // kept boxes covering the cell, in rank order
-    uint32_t hint = 0;           // entry that last suppressed a candidate
-  };
-  std::vector<Cell> cells_;
+  double origin_x_ = 0.0, origin_y_ = 0.0;
+  std::vector<Level> levels_;
   std::vector<uint32_t> stamp_;  // per kept box: last query that tested it
   uint32_t query_ = 0;
 };
@@ -286,22 +343,10 @@ void greedy_nms(const Candidates& c, size_t begin, size_t end, double thr, size_
     return;
   }
   KeptGrid grid(c, begin, end);
-  KeptBoxes large_kept;  // kept boxes too large to file in the grid
   for (size_t k = begin; k < end && n_kept < limit; ++k) {
     if (c.area[k] > 0.0) {  // zero-area boxes overlap nothing: always kept
-      const KeptGrid::Span s = grid.span(c, k);
-      const bool large = s.cells() > kLargeBoxCells;
-      if (large) {
-        if (all_kept.any_exceeds<M>(c, k, thr)) continue;
-      } else {
-        if (grid.any_exceeds<M>(c, k, s, thr) || large_kept.any_exceeds<M>(c, k, thr)) continue;
-      }
-      all_kept.push(c, k);
-      if (large) {
-        large_kept.push(c, k);
-      } else {
-        grid.insert(c, k, s);
-      }
+      if (grid.any_exceeds<M>(c, k, thr)) continue;
+      grid.insert(c, k);
     }
     kept.push_back(k);
     ++n_kept;

@@ -121,7 +121,11 @@ __global__ void reduce_mask(const unsigned long long* mask, int m, int col_block
   int count = 0;  // identical in every thread
   for (int i = 0; i < m && count < limit; ++i) {
     const int word = i / kBitsPerWord;
-    if (removed[word] & (1ULL << (i % kBitsPerWord))) continue;  // uniform across the block
+    // Every thread reads the same bit, so the branch is uniform and `count`
+    // stays identical. A thread may run ahead into the next kept row's OR loop
+    // while others still read here: that row only sets bits of higher ranks,
+    // so the bits being read do not change (and 64-bit shared words do not tear).
+    if (removed[word] & (1ULL << (i % kBitsPerWord))) continue;
     if (threadIdx.x == 0) kept[count] = i;
     ++count;
     const unsigned long long* row = mask + static_cast<size_t>(i) * col_blocks;
