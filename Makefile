@@ -61,6 +61,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/nms/bench_nms.py
 	$(BIN)/python benchmarks/detection/bench_detection.py --json $(OUT)/bench_detection.json
 	$(BIN)/python benchmarks/compile/bench_compile.py
+	$(BIN)/python benchmarks/compile/bench_lanner_bench.py
 
 clean:
 	rm -rf build $(OUT) *.egg-info

@@ -363,6 +363,7 @@ def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     (["--precisions", "int4"], "unknown precision int4"),
     (["--precisions", "int8"], "int8 needs calibration data: pass --calib"),
     (["--target", "pdp11"], "pdp11"),
+    (["--target", "jetson-orin-nano"], "--target jetson-orin-nano packages cannot run on this machine"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--calib", "/no/such/dir", "--precisions", "int8"], "calibration data not found"),
     (["--rpc", "nohost"], "--rpc expects HOST:PORT"),

@@ -152,6 +152,13 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
         elif _is_onnx(p):
             if "int8" in opts.precisions and opts.calib is None:
                 raise ValueError("int8 needs calibration data: pass --calib DIR (images or .npy/.npz arrays)")
+            from ..targets import get_target
+
+            ok, _ = get_target(opts.target).runnable_here()
+            if not ok:
+                raise ValueError(f"--target {opts.target} packages cannot run on this machine; build them with "
+                                 f"`lanner compile MODEL.onnx --target {opts.target} --backend tvm` and measure "
+                                 "them on the device with --rpc HOST:PORT")
             planned.extend(_compile_variants(p, opts, work_dir, say, prefix=p.stem if len(sources) > 1 else ""))
         else:
             raise ValueError(f"{src}: expected an .onnx file or a package directory")
