@@ -290,6 +290,9 @@ def test_cli_compare(tmp_path, capsys):
     assert "faster" in capsys.readouterr().out
     assert cli_main(["bench", "compare", str(a)]) == 2
     assert "usage: lanner bench compare OLD.json NEW.json" in capsys.readouterr().err
+    md = tmp_path / "a.md"
+    assert cli_main(["bench", "show", str(a), "--md", str(md)]) == 0
+    assert "1.00x (base)" in capsys.readouterr().out and md.read_text().startswith("| variant |")
 
 
 def test_importing_bench_loads_no_toolchain():

@@ -7,6 +7,7 @@ several backends x precisions), side by side, with ratios, memory, size and fide
                  [--json F] [--md F] [--plot F] [--rpc HOST:PORT]
     lanner bench [SOURCES...] --pipeline face [--image IMG]     # MTCNN per-stage breakdown
     lanner bench compare OLD.json NEW.json [--threshold 0.05]
+    lanner bench show REPORT.json [--md F] [--plot F]            # re-render a saved report
 
 The default baseline for ratios is the first variant (for an ONNX model: the first
 backend x precision; an ONNX graph cannot be run in torch eager without onnx2torch,
@@ -159,11 +160,38 @@ def _factory_jobs(args: argparse.Namespace) -> list:
     return jobs
 
 
+def _show(args: argparse.Namespace) -> int:
+    from ..benchmarking.report import load_report, render_table
+
+    if len(args.sources) != 2:
+        raise ValueError(f"usage: lanner bench show REPORT.json [--md F] [--plot F] (got {len(args.sources) - 1} files)")
+    report = load_report(args.sources[1])
+    print(render_table(report))
+    _write_outputs(report, args)
+    return 0
+
+
+def _write_outputs(report: dict, args: argparse.Namespace) -> None:
+    from ..benchmarking.report import render_markdown, save_report
+
+    if args.json:
+        save_report(report, args.json)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(render_markdown(report))
+    if args.plot:
+        from ..benchmarking.plot import plot_report
+
+        plot_report(report, args.plot)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.sources[:1] == ["compare"]:
         return _compare(args)
+    if args.sources[:1] == ["show"]:
+        return _show(args)
     from ..benchmarking import BenchOptions, benchmark
-    from ..benchmarking.report import render_markdown, render_table, save_report
+    from ..benchmarking.report import render_table
     from ..benchmarking.timing import RunPolicy
 
     shapes = dict(args.shape)
@@ -197,14 +225,6 @@ def run(args: argparse.Namespace) -> int:
                            command=command, extra_jobs=extra)
     bar.clear()
     print(render_table(report))
-    if args.json:
-        save_report(report, args.json)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(render_markdown(report))
-    if args.plot:
-        from ..benchmarking.plot import plot_report
-
-        plot_report(report, args.plot)
+    _write_outputs(report, args)
     failed = [v["name"] for v in report["variants"] if v["status"] != "ok"]
     return 1 if failed and len(failed) == len(report["variants"]) else 0
