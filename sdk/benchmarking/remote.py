@@ -22,7 +22,7 @@ import numpy as np
 from .machine import machine_info
 from .report import SCHEMA_VERSION, validate_report
 from .timing import LatencyStats, RunPolicy
-from .variants import _stage_summary, dir_size_bytes, make_inputs, package_metadata
+from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600
 
@@ -138,7 +138,7 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
         batches_out.append({"batch": batch, "status": "ok", "runs": stats.n, "warmup": len(warm),
                             "latency_ms": stats.to_dict(),
                             "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
-                            "samples_ms": [round(v / 1e6, 6) for v in ns.tolist()], "stages": _stage_summary({}, ns) or None})
+                            "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in ns.tolist()], "stages": _stage_summary({}, ns) or None})
     entry["cold_start"] = cold
     entry["batches"] = batches_out
     if not any(b["status"] == "ok" for b in batches_out):

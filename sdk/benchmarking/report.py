@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,15 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     return report
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:,\s*-?[0-9][-0-9.eE+]*)*)\s*\]")
+
+
 def save_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Validate and write a report as indented JSON."""
+    """Validate and write a report as indented JSON (lists of numbers on one line)."""
     validate_report(report)
-    Path(path).write_text(json.dumps(report, indent=1) + "\n")
+    text = json.dumps(report, indent=1)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    Path(path).write_text(text + "\n")
 
 
 # -- rendering ----------------------------------------------------------------------------
