@@ -264,7 +264,11 @@ def test_compare_reports_change_and_verdicts():
     assert rows["ov"]["p50_change"] == pytest.approx(0.25) and rows["ov"]["verdict"] == "slower"
     assert rows["ort"]["verdict"] == "same"
     assert rows["old"]["verdict"] == "only in A" and rows["new"]["verdict"] == "only in B"
-    assert "+25.0%" in render_compare(a, b)
+    assert "+25.0%" in render_compare(a, b) and "setup differs" not in render_compare(a, b)
+    b["options"]["threads"] = 2
+    b["machine"] = dict(b["machine"], libraries={**b["machine"]["libraries"], "onnxruntime": "9.9"})
+    text = render_compare(a, b)
+    assert "setup differs: threads: None -> 2;" in text and "-> 9.9" in text
 
 
 def test_merge_rounds_pools_samples():

@@ -345,13 +345,34 @@ def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: fl
     return rows
 
 
+def setup_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two reports' setups (options, CPU, cores, library versions), as
+    ``"key: A -> B"`` strings, so a change in numbers can be told from a change in setup."""
+    out = []
+    for key in ("threads", "pin", "runs", "budget_s", "warmup", "rounds", "batches", "isolate"):
+        va, vb = a["options"].get(key), b["options"].get(key)
+        if va != vb:
+            out.append(f"{key}: {va} -> {vb}")
+    for key in ("cpu_model", "usable_cores", "arch"):
+        va, vb = a["machine"].get(key), b["machine"].get(key)
+        if va != vb:
+            out.append(f"{key}: {va} -> {vb}")
+    la, lb = a["machine"].get("libraries") or {}, b["machine"].get("libraries") or {}
+    out += [f"{k}: {la.get(k)} -> {lb.get(k)}" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
+    if (a.get("remote") or {}).get("rpc") != (b.get("remote") or {}).get("rpc"):
+        out.append(f"remote: {(a.get('remote') or {}).get('rpc')} -> {(b.get('remote') or {}).get('rpc')}")
+    return out
+
+
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float = 0.05) -> str:
     """Terminal table of :func:`compare_reports`, with both machines described."""
     pct = lambda c: "-" if c is None else f"{100 * c:+.1f}%"  # noqa: E731
     rows = [[r["variant"], str(r["batch"]), _fmt_ms(r["p50_a"]), _fmt_ms(r["p50_b"]), pct(r["p50_change"]),
              _fmt_ms(r["p99_a"]), _fmt_ms(r["p99_b"]), pct(r["p99_change"]), r["verdict"]]
             for r in compare_reports(a, b, threshold=threshold)]
+    diffs = setup_differences(a, b)
     return "\n".join([_grid(COMPARE_COLUMNS, rows), "",
                       f"change = B/A - 1 (positive = slower); verdict threshold ±{100 * threshold:.0f}% on p50",
+                      *([f"setup differs: {'; '.join(diffs)}"] if diffs else []),
                       f"A: {a.get('created_utc')} {machine_line(a)}",
                       f"B: {b.get('created_utc')} {machine_line(b)}"])
