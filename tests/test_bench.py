@@ -374,6 +374,7 @@ def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     (["--threads", "0"], "--threads must be >= 1"),
     (["--calib", "/no/such/dir", "--precisions", "int8"], "calibration data not found"),
     (["--rpc", "nohost"], "--rpc expects HOST:PORT"),
+    (["--baseline", "tvm-fp32", "--backends", "onnxruntime"], "--baseline 'tvm-fp32' is not a variant; variants: ['onnxruntime-fp32']"),
 ])
 def test_bad_arguments_one_line_nonzero(tiny_onnx, capsys, extra, match):
     assert cli_main(["bench", str(tiny_onnx), *extra, "--quiet"]) == 2

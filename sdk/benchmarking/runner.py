@@ -159,7 +159,7 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
                 raise ValueError(f"--target {opts.target} packages cannot run on this machine; build them with "
                                  f"`lanner compile MODEL.onnx --target {opts.target} --backend tvm` and measure "
                                  "them on the device with --rpc HOST:PORT")
-            planned.extend(_compile_variants(p, opts, work_dir, say, prefix=p.stem if len(sources) > 1 else ""))
+            planned.extend(_compile_variants(p, opts, work_dir, say, prefix=_prefix(p, sources)))
         else:
             raise ValueError(f"{src}: expected an .onnx file or a package directory")
     names = [pl.job.name for pl in planned]
@@ -167,6 +167,23 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
     if dup:
         raise ValueError(f"variant names must be unique, got duplicates {dup}; rename the package directories")
     return planned
+
+
+def _prefix(model: Path, sources: Sequence[str]) -> str:
+    return model.stem if len(sources) > 1 else ""
+
+
+def expected_names(sources: Sequence[str], opts: BenchOptions) -> list[str]:
+    """Variant names :func:`plan_variants` will produce, known before compiling anything."""
+    names = []
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            names.append(p.resolve().name)
+        else:
+            pre = _prefix(p, sources)
+            names += [f"{pre + '-' if pre else ''}{b}-{q}" for b in opts.backends for q in opts.precisions]
+    return names
 
 
 def _check_runnable_here(package_dir: Path) -> None:
@@ -194,7 +211,7 @@ def _compile_variants(model: Path, opts: BenchOptions, work_dir: Path, say: Say,
     out: list[Planned] = []
     for backend in opts.backends:
         for precision in opts.precisions:
-            name = f"{prefix + '-' if prefix else ''}{backend}-{precision}"
+            name = f"{prefix + '-' if prefix else ''}{backend}-{precision}"  # keep in sync with expected_names
             pkg = work_dir / name
             say(f"compiling {model.name} -> {name} for {opts.target}")
             t0 = time.perf_counter()
@@ -314,6 +331,10 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
     pin = opts.pin if opts.pin is not None else affinity
     if not sources and not extra_jobs:
         raise ValueError("nothing to benchmark: give an .onnx model or package directories")
+    if opts.baseline is not None:  # fail before spending minutes compiling
+        names = expected_names(sources, opts) + [j.name for j in extra_jobs]
+        if opts.baseline not in names:
+            raise ValueError(f"--baseline {opts.baseline!r} is not a variant; variants: {names}")
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
         work = Path(keep_packages) if keep_packages else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
