@@ -95,7 +95,9 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
     upload_ns = time.perf_counter_ns() - t1
     t2 = time.perf_counter_ns()
     rmod = remote.load_module(library.name)
-    dev = remote.cuda(0) if manifest.target_info.get("device", "cpu") == "cuda" or "cuda" in manifest.target else remote.cpu(0)
+    from ..targets import get_target
+
+    dev = remote.cuda(0) if get_target(manifest.target).device == "cuda" else remote.cpu(0)
     vm = tvm.relax.VirtualMachine(rmod, dev)
     load_ns = time.perf_counter_ns() - t2
     rng = np.random.default_rng(seed)
@@ -168,7 +170,8 @@ def rpc_report(package_dirs: list[str], address: str, *, policy: RunPolicy, opti
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command, "options": options, "machine": machine_info(),
         "baseline": baseline or (ok[0] if ok else names[0] if names else None),
-        "remote": {"rpc": address, "device": "cpu"}, "variants": entries,
+        "remote": {"rpc": address, "device": ",".join(sorted({str(e.get("target")) for e in entries}))},
+        "variants": entries,
     }
     validate_report(report)
     return report

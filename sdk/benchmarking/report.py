@@ -16,7 +16,7 @@ readers must ignore unknown keys::
                   logical_cores, usable_cores, mem_total_bytes, load_avg,
                   libraries: {dist: version | null}},
       "baseline": str | null,                   # variant name ratios are against
-      "remote": null | {"rpc": "HOST:PORT", "device": str},   # set for --rpc runs
+      "remote": null | {"rpc": "HOST:PORT", "device": str},   # --rpc runs; device = package target(s)
       "variants": [{
         "name": str, "kind": "package" | "factory" | "rpc", "source": str,
         "status": "ok" | "error", "error": str | null,
