@@ -62,6 +62,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/compile/bench_compile.py
 	$(BIN)/python benchmarks/detection/bench_detection.py --json $(OUT)/bench_detection.json
 	$(BIN)/python benchmarks/tracking/bench_tracking.py --split report --out benchmarks/tracking
+	$(BIN)/python benchmarks/compile/bench_lanner_bench.py
 
 clean:
 	rm -rf build $(OUT) *.egg-info

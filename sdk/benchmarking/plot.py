@@ -49,18 +49,22 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None
     ax1.grid(axis="x", alpha=0.3)
 
     plotted = 0
-    for label, b, v in series:
+    for v in report["variants"]:  # one point per variant: its smallest measured batch
+        ok = [b for b in v.get("batches") or [] if b["status"] == "ok"]
         score = fidelity_score(v.get("fidelity"))
-        if score is None:
+        if v["status"] != "ok" or not ok or score is None:
             continue
+        b = min(ok, key=lambda b: b["batch"])
         passed = (v.get("fidelity") or {}).get("passed", True)
         gap = max(1.0 - score, FIDELITY_FLOOR)
         ax2.scatter(b["latency_ms"]["p50_ms"], gap, marker="o" if passed else "x", s=40)
-        ax2.annotate(label, (b["latency_ms"]["p50_ms"], gap), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax2.annotate(f"{v['name']} b{b['batch']}", (b["latency_ms"]["p50_ms"], gap), fontsize=7, xytext=(3, 3),
+                     textcoords="offset points", rotation=20)
         plotted += 1
     if plotted:
         ax2.set_xlabel("p50 latency (ms)")
         ax2.set_yscale("log")
+        ax2.set_xscale("log")
         ax2.set_ylabel("1 - worst cosine vs fp32 reference (lower = closer)")
         ax2.set_title("latency vs fidelity (x = failed thresholds)")
         ax2.grid(alpha=0.3)

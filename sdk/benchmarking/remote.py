@@ -22,7 +22,7 @@ import numpy as np
 from .machine import machine_info
 from .report import SCHEMA_VERSION, validate_report
 from .timing import LatencyStats, RunPolicy
-from .variants import _stage_summary, dir_size_bytes, make_inputs, package_metadata
+from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600
 
@@ -41,7 +41,7 @@ def parse_address(address: str) -> tuple[str, int]:
 
 def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batches: tuple[int, ...] = (1,),
                       seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
-                      connect_timeout_s: float = 10.0,
+                      connect_timeout_s: float = 30.0,
                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Upload a TVM package to an RPC server and time it there.
 
@@ -90,11 +90,14 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
             time.sleep(0.2)
     connect_ns = time.perf_counter_ns() - t0
     t1 = time.perf_counter_ns()
-    remote.upload(str(library))
+    # A bytearray, not the path: TVM's upload(path) leaves the file open (a ResourceWarning).
+    remote.upload(bytearray(library.read_bytes()), target=library.name)
     upload_ns = time.perf_counter_ns() - t1
     t2 = time.perf_counter_ns()
     rmod = remote.load_module(library.name)
-    dev = remote.cuda(0) if manifest.target_info.get("device", "cpu") == "cuda" or "cuda" in manifest.target else remote.cpu(0)
+    from ..targets import get_target
+
+    dev = remote.cuda(0) if get_target(manifest.target).device == "cuda" else remote.cpu(0)
     vm = tvm.relax.VirtualMachine(rmod, dev)
     load_ns = time.perf_counter_ns() - t2
     rng = np.random.default_rng(seed)
@@ -137,7 +140,7 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
         batches_out.append({"batch": batch, "status": "ok", "runs": stats.n, "warmup": len(warm),
                             "latency_ms": stats.to_dict(),
                             "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
-                            "samples_ms": [round(v / 1e6, 6) for v in ns.tolist()], "stages": _stage_summary({}, ns) or None})
+                            "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in ns.tolist()], "stages": _stage_summary({}, ns) or None})
     entry["cold_start"] = cold
     entry["batches"] = batches_out
     if not any(b["status"] == "ok" for b in batches_out):
@@ -149,14 +152,15 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
 def rpc_report(package_dirs: list[str], address: str, *, policy: RunPolicy, options: dict[str, Any],
                batches: tuple[int, ...] = (1,), seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
                baseline: str | None = None, command: list[str] | None = None,
-               progress: Callable[[str, str, int, int], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[str, str, int, int], None] | None = None,
+               connect_timeout_s: float = 30.0) -> dict[str, Any]:
     """Benchmark TVM packages over RPC and return a full report (``remote`` is set)."""
     entries = []
     for pkg in package_dirs:
         name = Path(pkg).resolve().name
         cb = None if progress is None else (lambda label, d, n, name=name: progress(name, label, d, n))
         entries.append(bench_rpc_package(pkg, address, policy=policy, batches=batches, seed=seed, shapes=shapes,
-                                         progress=cb))
+                                         progress=cb, connect_timeout_s=connect_timeout_s))
     names = [e["name"] for e in entries]
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline!r} is not a variant; variants: {names}")
@@ -166,7 +170,8 @@ def rpc_report(package_dirs: list[str], address: str, *, policy: RunPolicy, opti
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command, "options": options, "machine": machine_info(),
         "baseline": baseline or (ok[0] if ok else names[0] if names else None),
-        "remote": {"rpc": address, "device": "cpu"}, "variants": entries,
+        "remote": {"rpc": address, "device": ",".join(sorted({str(e.get("target")) for e in entries}))},
+        "variants": entries,
     }
     validate_report(report)
     return report

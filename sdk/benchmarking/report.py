@@ -11,12 +11,12 @@ readers must ignore unknown keys::
       "created_utc": "2026-11-23T19:00:00Z",
       "command": [str, ...] | null,             # argv of the run
       "options": {backends, precisions, target, batches, threads, pin, runs, budget_s,
-                  warmup, isolate, calib, baseline, seed, shapes},
+                  warmup, isolate, calib, baseline, seed, shapes, rounds},
       "machine": {hostname, os, arch, python, cpu_model, cpu_flags, cpu_key_flags,
                   logical_cores, usable_cores, mem_total_bytes, load_avg,
                   libraries: {dist: version | null}},
       "baseline": str | null,                   # variant name ratios are against
-      "remote": null | {"rpc": "HOST:PORT", "device": str},   # set for --rpc runs
+      "remote": null | {"rpc": "HOST:PORT", "device": str},   # --rpc runs; device = package target(s)
       "variants": [{
         "name": str, "kind": "package" | "factory" | "rpc", "source": str,
         "status": "ok" | "error", "error": str | null,
@@ -28,7 +28,8 @@ readers must ignore unknown keys::
         "memory": {"rss_before_load_bytes", "peak_rss_bytes"} | null,
         "batches": [{
           "batch": int, "status": "ok" | "error", "error": str (error only),
-          "runs": int, "warmup": int,
+          "runs": int, "warmup": int,          # totals over rounds
+          "rounds": int (only when options.rounds > 1),
           "latency_ms": {n, mean_ms, std_ms, min_ms, max_ms, p50_ms, p90_ms, p99_ms},
           "throughput_per_s": float,            # batch / mean latency
           "samples_ms": [float, ...],           # every timed run, in order
@@ -45,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,10 +126,15 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     return report
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:,\s*-?[0-9][-0-9.eE+]*)*)\s*\]")
+
+
 def save_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Validate and write a report as indented JSON."""
+    """Validate and write a report as indented JSON (lists of numbers on one line)."""
     validate_report(report)
-    Path(path).write_text(json.dumps(report, indent=1) + "\n")
+    text = json.dumps(report, indent=1)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    Path(path).write_text(text + "\n")
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -192,11 +199,11 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     for v in variants:
         if v["status"] != "ok":
             rows.append([v["name"], "-", *(["-"] * (len(COLUMNS) - 4)), _fmt_mb(v.get("artifact_bytes")),
-                         f"error: {_short(v.get('error'))}"])
+                         "error (below)"])
             continue
         for b in v["batches"]:
             if b["status"] != "ok":
-                rows.append([v["name"], str(b["batch"]), *(["-"] * (len(COLUMNS) - 3)), f"error: {_short(b.get('error'))}"])
+                rows.append([v["name"], str(b["batch"]), *(["-"] * (len(COLUMNS) - 3)), "error (below)"])
                 continue
             lat = b["latency_ms"]
             ref = _ok_batch(base, b["batch"]) if base is not None else None
@@ -215,9 +222,20 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _short(text: str | None, n: int = 70) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= n else text[: n - 3] + "..."
+def error_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per failed variant or batch: ``name [batch N]: message``."""
+    out = []
+    for v in report["variants"]:
+        if v["status"] != "ok":
+            out.append(f"{v['name']}: {_one_line(v.get('error'))}")
+            continue
+        out += [f"{v['name']} batch {b['batch']}: {_one_line(b.get('error'))}" for b in v.get("batches") or []
+                if b["status"] != "ok"]
+    return out
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "unknown error").split())
 
 
 def stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -244,6 +262,8 @@ def machine_line(report: Mapping[str, Any]) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in (m.get("libraries") or {}).items()
                      if v and k in ("onnxruntime", "openvino", "apache-tvm", "torch"))
     runs = f"{o.get('runs')} runs" if o.get("runs") else f"budget {o.get('budget_s')} s/variant"
+    if (o.get("rounds") or 1) > 1:
+        runs += f" x {o['rounds']} rounds round-robin"
     return (f"{m.get('cpu_model')} ({m.get('usable_cores')}/{m.get('logical_cores')} cores, {flags}); "
             f"threads={o.get('threads') or 'default'}, pin={o.get('pin') or 'none'}, {runs}, "
             f"warm-up {o.get('warmup')}; load avg {m.get('load_avg')}; {libs}")
@@ -252,6 +272,9 @@ def machine_line(report: Mapping[str, Any]) -> str:
 def render_table(report: Mapping[str, Any]) -> str:
     """The terminal table (speedup = baseline p50 / variant p50), stage breakdown, machine line."""
     out = [_grid(COLUMNS, table_rows(report))]
+    errors = error_lines(report)
+    if errors:
+        out += ["", "errors:", *(f"  {e}" for e in errors)]
     st = stage_rows(report)
     if st:
         out += ["", "per-stage breakdown:", _grid(("variant", "batch", "stage", "mean ms", "p50 ms", "share"), st)]
@@ -268,6 +291,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)]
 
     out = md(COLUMNS, table_rows(report))
+    errors = error_lines(report)
+    if errors:
+        out += ["", *(f"- {e}" for e in errors)]
     st = stage_rows(report)
     if st:
         out += ["", *md(("variant", "batch", "stage", "mean ms", "p50 ms", "share"), st)]
@@ -319,13 +345,34 @@ def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: fl
     return rows
 
 
+def setup_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two reports' setups (options, CPU, cores, library versions), as
+    ``"key: A -> B"`` strings, so a change in numbers can be told from a change in setup."""
+    out = []
+    for key in ("threads", "pin", "runs", "budget_s", "warmup", "rounds", "batches", "isolate"):
+        va, vb = a["options"].get(key), b["options"].get(key)
+        if va != vb:
+            out.append(f"{key}: {va} -> {vb}")
+    for key in ("cpu_model", "usable_cores", "arch"):
+        va, vb = a["machine"].get(key), b["machine"].get(key)
+        if va != vb:
+            out.append(f"{key}: {va} -> {vb}")
+    la, lb = a["machine"].get("libraries") or {}, b["machine"].get("libraries") or {}
+    out += [f"{k}: {la.get(k)} -> {lb.get(k)}" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
+    if (a.get("remote") or {}).get("rpc") != (b.get("remote") or {}).get("rpc"):
+        out.append(f"remote: {(a.get('remote') or {}).get('rpc')} -> {(b.get('remote') or {}).get('rpc')}")
+    return out
+
+
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float = 0.05) -> str:
     """Terminal table of :func:`compare_reports`, with both machines described."""
     pct = lambda c: "-" if c is None else f"{100 * c:+.1f}%"  # noqa: E731
     rows = [[r["variant"], str(r["batch"]), _fmt_ms(r["p50_a"]), _fmt_ms(r["p50_b"]), pct(r["p50_change"]),
              _fmt_ms(r["p99_a"]), _fmt_ms(r["p99_b"]), pct(r["p99_change"]), r["verdict"]]
             for r in compare_reports(a, b, threshold=threshold)]
+    diffs = setup_differences(a, b)
     return "\n".join([_grid(COMPARE_COLUMNS, rows), "",
                       f"change = B/A - 1 (positive = slower); verdict threshold ±{100 * threshold:.0f}% on p50",
+                      *([f"setup differs: {'; '.join(diffs)}"] if diffs else []),
                       f"A: {a.get('created_utc')} {machine_line(a)}",
                       f"B: {b.get('created_utc')} {machine_line(b)}"])

@@ -29,6 +29,7 @@ from .stages import OTHER
 from .timing import LatencyStats, RunPolicy, measure
 
 Progress = Callable[[str, int, int], None]
+SAMPLE_DECIMALS = 4  # per-call samples kept in the report at 0.1 us (ms with 4 decimals)
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
             if job.threads is not None:
                 kwargs.setdefault("num_threads", job.threads)
             model = _load_factory(job.source)(**kwargs)
-            for key in ("target", "backend", "precision", "fidelity"):
+            for key in ("target", "backend", "precision", "fidelity", "artifact_bytes"):
                 entry[key] = _jsonable(getattr(model, key, None))
     except Exception as exc:  # noqa: BLE001 -- one variant failing must not stop the others
         entry.update(status="error", error=f"load failed: {type(exc).__name__}: {exc}")
@@ -306,7 +307,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
             "warmup": int(m.warmup_ns.size),
             "latency_ms": stats.to_dict(),
             "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
-            "samples_ms": [round(v / 1e6, 6) for v in m.samples_ns.tolist()],
+            "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in m.samples_ns.tolist()],
             "stages": _stage_summary(m.stage_samples_ns, m.samples_ns) or None,
         })
     entry["cold_start"] = cold
