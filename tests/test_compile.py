@@ -3,6 +3,7 @@ check fidelity, the cross-compiled artifact formats, and the error paths."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -399,6 +400,20 @@ def test_closed_model_and_bad_threads(packages):
         model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
     with pytest.raises(ValueError, match="num_threads must be a positive int"):
         lanner.load(packages[("openvino", "fp32")], num_threads=0)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores to see a narrowed mask")
+def test_tvm_thread_count_keeps_the_callers_cpu_affinity(packages):
+    # TVM's config_threadpool pins the calling thread to one core; the adapter must undo that.
+    code = (
+        "import os, numpy as np, lanner\n"
+        "before = os.sched_getaffinity(0)\n"
+        f"m = lanner.load({str(packages[('tvm', 'fp32')])!r}, num_threads=1)\n"
+        "m.run({'image': np.zeros((1, 3, 32, 32), np.float32)})\n"
+        "after = os.sched_getaffinity(0)\n"
+        "assert after == before, f'affinity narrowed from {sorted(before)} to {sorted(after)}'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
 
 # -- runtime imports only what it needs -----------------------------------------------------

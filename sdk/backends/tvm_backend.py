@@ -5,6 +5,7 @@ runtime-only install; :func:`import_toolchain` says so when it is missing.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,13 @@ def set_num_threads(num_threads: int | None) -> None:
     """Size TVM's CPU thread pool (process-wide; None leaves TVM's default: one per core)."""
     if num_threads:
         tvm = import_toolchain()
-        tvm.get_global_func("runtime.config_threadpool")(0, int(num_threads))
+        # config_threadpool also pins the *calling* thread to core 0, which every thread and
+        # child process then inherits; restore the caller's CPU mask so only TVM's pool is sized.
+        affinity = os.sched_getaffinity(0)
+        try:
+            tvm.get_global_func("runtime.config_threadpool")(0, int(num_threads))
+        finally:
+            os.sched_setaffinity(0, affinity)
 
 
 class TVMSession(Session):
