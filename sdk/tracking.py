@@ -190,6 +190,17 @@ def _check_box(box: Any) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _resolve_options(options: TrackerOptions | None, kwargs: dict[str, Any]) -> TrackerOptions:
+    """The options of a tracker given either as a TrackerOptions or as its fields by keyword."""
+    if options is not None and kwargs:
+        raise ValueError("pass either options=TrackerOptions(...) or keyword options, not both")
+    if options is None:
+        return TrackerOptions(**kwargs)
+    if not isinstance(options, TrackerOptions):
+        raise TypeError(f"options must be a TrackerOptions, got {type(options).__name__}")
+    return options
+
+
 class Tracker:
     """Single-target correlation-filter tracker.
 
@@ -202,14 +213,8 @@ class Tracker:
     """
 
     def __init__(self, options: TrackerOptions | None = None, **kwargs: Any) -> None:
-        if options is not None and kwargs:
-            raise ValueError("pass either options=TrackerOptions(...) or keyword options, not both")
-        if options is None:
-            options = TrackerOptions(**kwargs)
-        elif not isinstance(options, TrackerOptions):
-            raise TypeError(f"options must be a TrackerOptions, got {type(options).__name__}")
-        self.options = options
-        self._native = _C.CorrelationTracker(options.to_params())
+        self.options = _resolve_options(options, kwargs)
+        self._native = _C.CorrelationTracker(self.options.to_params())
         self._initialized = False
 
     def init(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> None:
@@ -271,14 +276,8 @@ class MultiTracker:
     """
 
     def __init__(self, options: TrackerOptions | None = None, **kwargs: Any) -> None:
-        if options is not None and kwargs:
-            raise ValueError("pass either options=TrackerOptions(...) or keyword options, not both")
-        if options is None:
-            options = TrackerOptions(**kwargs)
-        elif not isinstance(options, TrackerOptions):
-            raise TypeError(f"options must be a TrackerOptions, got {type(options).__name__}")
-        self.options = options
-        self._native = _C.MultiCorrelationTracker(options.to_params())
+        self.options = _resolve_options(options, kwargs)
+        self._native = _C.MultiCorrelationTracker(self.options.to_params())
         self._count = 0
         self._lock = threading.Lock()
 
