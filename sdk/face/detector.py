@@ -14,6 +14,11 @@ from .cascade import STAGES, CascadeParams, run_cascade
 __all__ = ["FaceDetector", "Detections"]
 
 _CHANNEL_ORDERS = ("bgr", "rgb")
+# Static-shape compiled copies kept per net (lanner.load's static_shape_cache). P-Net sees one
+# input shape per pyramid level, the same ones on every frame of a video: 32 covers the ~12
+# levels of two frame sizes. R-/O-Net batch sizes change from frame to frame and gained
+# nothing from static shapes (benchmarks/detection/README.md), so they stay dynamic.
+_STATIC_SHAPES = {"mtcnn-pnet": 32}
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,9 @@ class FaceDetector:
 
     Args:
         backend: ``"auto"`` (OpenVINO here, chosen by measurement), ``"openvino"`` or ``"onnxruntime"``.
-        precision: ``"auto"`` (fp32), ``"fp32"`` or ``"fp16"``.
+        precision: ``"auto"`` (fp32), ``"fp32"``, ``"fp16"`` (CPUs with FP16 units) or ``"bf16"``
+            (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
+            benchmarks/detection/README.md).
         min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
         thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1].
         scale_factor: ratio between pyramid scales, in (0, 1).
@@ -98,7 +105,9 @@ class FaceDetector:
         self.channel_order = channel_order
         self.num_threads = num_threads
         self._nets = tuple(
-            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in models.MTCNN_NETS
+            models.open_net(name, self.backend, self.precision, num_threads=num_threads,
+                            static_shape_cache=_STATIC_SHAPES.get(name, 0))
+            for name in models.MTCNN_NETS
         )
         self._closed = False
         self._lock = threading.Lock()
