@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -24,18 +24,12 @@ from .targets import get_target
 __all__ = ["load", "Model"]
 
 
-def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None,
-         static_shape_cache: int = 0) -> "Model":
+def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
     """Load a package: verify it, check it runs here, and open its backend.
 
     Args:
         package_dir: a directory written by ``lanner.compile.compile_model``.
         num_threads: CPU threads for inference (None = the backend's default, one per core).
-        static_shape_cache: for models with dynamic input axes on OpenVINO, keep up to this many
-            extra copies compiled for static input shapes, one per shape seen twice (least
-            recently used dropped). Pays off where a few shapes repeat (video frames): the CPU
-            plugin plans kernels and memory once per shape; each costs one compile (~0.1-0.2 s
-            for a small CNN). 0 (default) = always the dynamic model. Other backends ignore it.
 
     Returns:
         A :class:`Model` (a context manager; ``close()`` releases the backend).
@@ -44,10 +38,10 @@ def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None,
         FileNotFoundError: no such directory, or no ``manifest.json`` in it.
         PackageError (a ValueError): malformed manifest, checksum mismatch, or a package built for
             another target (e.g. a Jetson package on x86).
-        ValueError: ``num_threads`` is not a positive int, or ``static_shape_cache`` not an int >= 0.
+        ValueError: ``num_threads`` is not a positive int.
         ImportError: the backend's toolchain is missing (TVM packages need ``lanner[compile]``).
     """
-    return Model.open(package_dir, num_threads=num_threads, static_shape_cache=static_shape_cache)
+    return Model.open(package_dir, num_threads=num_threads)
 
 
 class Model:
@@ -67,13 +61,10 @@ class Model:
         self._session: Session | None = session
 
     @classmethod
-    def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None,
-             static_shape_cache: int = 0) -> "Model":
+    def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
         """Same as :func:`lanner.load`."""
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
-        if isinstance(static_shape_cache, bool) or not isinstance(static_shape_cache, int) or static_shape_cache < 0:
-            raise ValueError(f"static_shape_cache must be an int >= 0, got {static_shape_cache!r}")
         root = Path(package_dir)
         manifest = Manifest.read(root)
         target = _target_or_error(manifest.target)
@@ -81,8 +72,7 @@ class Model:
         if not ok:
             raise PackageError(reason)
         manifest.verify(root)
-        session = adapter(manifest.backend).open_session(root, manifest, target, num_threads,
-                                                         static_shape_cache=static_shape_cache)
+        session = adapter(manifest.backend).open_session(root, manifest, target, num_threads)
         return cls(root, manifest, session)
 
     # -- inference ---------------------------------------------------------------------
@@ -106,30 +96,6 @@ class Model:
         feed = self._validate(inputs)
         outputs = self._session.run(feed)
         return {spec.name: out for spec, out in zip(self.outputs, outputs)}
-
-    def run_many(self, batch: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Run the model on several independent inputs (shapes may differ between them).
-
-        Same results as ``[model.run(x) for x in batch]``; backends that can overlap the runs do
-        so (OpenVINO keeps two infer requests in flight, so that small inputs, which cannot keep
-        every thread of one request busy, fill each other's idle cores).
-
-        Args:
-            batch: a sequence of input dicts, each as for :meth:`run`.
-
-        Returns:
-            One ``{output name: array}`` per input dict, in order.
-
-        Raises:
-            ValueError, TypeError: as :meth:`run`, for the first bad input dict (nothing is run).
-        """
-        if self._session is None:
-            raise ValueError("this model is closed; load the package again")
-        if isinstance(batch, Mapping) or not isinstance(batch, Sequence):
-            raise TypeError(f"batch must be a sequence of input dicts, got {type(batch).__name__}")
-        feeds = [self._validate(inputs) for inputs in batch]
-        results = self._session.run_many(feeds) if feeds else []
-        return [{spec.name: out for spec, out in zip(self.outputs, outputs)} for outputs in results]
 
     def _validate(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(inputs, Mapping):

@@ -191,6 +191,8 @@ def test_int8_artifacts_are_quantized(packages):
 @pytest.mark.parametrize("backend,precision,match", [
     ("tvm", "int8", "int8 is not supported for the tvm backend"),
     ("onnxruntime", "fp16", "fp16 is not supported for the onnxruntime backend"),
+    ("onnxruntime", "bf16", "bf16 is not supported for the onnxruntime backend"),
+    ("tvm", "bf16", "bf16 is not supported for the tvm backend"),
 ])
 def test_unsupported_precision_is_refused(workdir, tmp_path, backend, precision, match):
     with pytest.raises(UnsupportedError, match=match):

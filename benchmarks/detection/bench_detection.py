@@ -37,7 +37,7 @@ import images  # noqa: E402
 
 THREADS = 2
 HAAR = Path("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")
-CONFIGS = [("openvino", "fp32"), ("openvino", "fp16"), ("onnxruntime", "fp32")]
+CONFIGS = [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "fp16"), ("onnxruntime", "fp32")]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ Each adapter module exposes:
 * ``import_toolchain()`` -- import and return the toolchain module, or raise ``ImportError``
   that says what to install;
 * ``toolchain_versions() -> dict[str, str]``;
-* ``open_session(package_dir, manifest, target, num_threads, *, static_shape_cache=0) -> Session``, where a
+* ``open_session(package_dir, manifest, target, num_threads) -> Session``, where a
   :class:`Session` runs the package's artifact.
 
 The compile pipeline reaches the toolchains through the same modules, so that each of

@@ -22,10 +22,5 @@ class Session(abc.ABC):
             The outputs in the manifest's output order.
         """
 
-    def run_many(self, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
-        """Run several independent inputs; backends that can overlap them (OpenVINO) override
-        this. Returns one output list per feed, in feed order."""
-        return [self.run(feed) for feed in feeds]
-
     def close(self) -> None:
         """Release the backend's resources (idempotent)."""

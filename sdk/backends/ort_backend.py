@@ -74,10 +74,8 @@ class OnnxRuntimeSession(Session):
         self._session = None
 
 
-def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None,
-                 *, static_shape_cache: int = 0) -> OnnxRuntimeSession:
-    """Load the package's ONNX model on the execution provider its target needs
-    (``static_shape_cache`` is an OpenVINO option, accepted and unused here)."""
+def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> OnnxRuntimeSession:
+    """Load the package's ONNX model on the execution provider its target needs."""
     path = manifest.artifact_path(package_dir, "model")
     return OnnxRuntimeSession(str(path), [o.name for o in manifest.outputs], device=target.device,
                               num_threads=num_threads)

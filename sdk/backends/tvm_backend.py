@@ -104,10 +104,8 @@ class TVMSession(Session):
         self._lib = None
 
 
-def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None,
-                 *, static_shape_cache: int = 0) -> TVMSession:
-    """Load the package's TVM shared library on the target's device (``static_shape_cache`` is
-    an OpenVINO option, accepted and unused here)."""
+def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> TVMSession:
+    """Load the package's TVM shared library on the target's device."""
     path = manifest.artifact_path(package_dir, "library")
     built_for = manifest.target_info.get("tvm_target", {})
     built_for = built_for.get("host", built_for).get("mcpu") if isinstance(built_for, dict) else None

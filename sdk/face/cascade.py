@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Protocol
 
 import numpy as np
 
@@ -29,27 +29,10 @@ _FINAL_MIN_OVERLAP = 0.7  # final NMS with intersection / min(area)
 
 
 class NetRunner(Protocol):
-    """What the cascade needs from a compiled net: ``run({"image": x}) -> {name: array}`` and
-    ``run_many([{"image": x}, ...]) -> [{name: array}, ...]`` (``lanner.load(...)``'s Model)."""
+    """What the cascade needs from a compiled net: ``run({"image": x}) -> {name: array}``
+    (the interface of ``lanner.load(...)``'s Model)."""
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-    def run_many(self, batch: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]: ...
-
-
-# R-/O-Net batches of at least this many crops are split in two halves run concurrently
-# (NetRunner.run_many): one infer request cannot keep 2 cores busy on 24x24/48x48 crops.
-# Each crop's result does not depend on its batch neighbours, so the split changes nothing.
-_SPLIT_BATCH_MIN = 8
-
-
-def _run_batch(net: NetRunner, crops: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``net`` on a batch of crops, as two concurrent halves when the batch is large enough."""
-    if len(crops) < _SPLIT_BATCH_MIN:
-        return net.run({"image": crops})
-    half = (len(crops) + 1) // 2
-    parts = net.run_many([{"image": crops[:half]}, {"image": crops[half:]}])
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 @dataclass(frozen=True)
@@ -143,11 +126,10 @@ def run_cascade(
     levels = _C.mtcnn_pyramid(table, sizes) if sizes else []
     spent["pyramid"] += clock() - t
     per_scale = []
-    t = clock()
-    # Independent levels: run_many overlaps them (two infer requests in flight).
-    outs = pnet.run_many([{"image": level} for level in levels]) if levels else []
-    spent["pnet"] += clock() - t
-    for scale, out in zip(scales, outs):
+    for scale, level in zip(scales, levels):
+        t = clock()
+        out = pnet.run({"image": level})
+        spent["pnet"] += clock() - t
         t = clock()
         cand = _C.mtcnn_generate_candidates(out["prob"], out["reg"], scale, t0)
         spent["other"] += clock() - t
@@ -176,7 +158,7 @@ def run_cascade(
         spent["other"] += clock() - t
         if len(boxes):
             t = clock()
-            out = _run_batch(rnet, crops)
+            out = rnet.run({"image": crops})
             spent["rnet"] += clock() - t
             score = out["prob"][:, 1]
             keep = score > t1
@@ -195,7 +177,7 @@ def run_cascade(
             spent["other"] += clock() - t
         if len(boxes):
             t = clock()
-            out = _run_batch(onet, crops)
+            out = onet.run({"image": crops})
             spent["onet"] += clock() - t
             score = out["prob"][:, 1]
             keep = score > t2

@@ -14,11 +14,6 @@ from .cascade import STAGES, CascadeParams, run_cascade
 __all__ = ["FaceDetector", "Detections"]
 
 _CHANNEL_ORDERS = ("bgr", "rgb")
-# Static-shape compiled copies kept per net (lanner.load's static_shape_cache). P-Net sees one
-# input shape per pyramid level, the same ones on every frame of a video: 32 covers the ~12
-# levels of two frame sizes. R-/O-Net batch sizes change from frame to frame and gained
-# nothing from static shapes (benchmarks/detection/README.md), so they stay dynamic.
-_STATIC_SHAPES = {"mtcnn-pnet": 32}
 
 
 @dataclass(frozen=True)
@@ -105,9 +100,7 @@ class FaceDetector:
         self.channel_order = channel_order
         self.num_threads = num_threads
         self._nets = tuple(
-            models.open_net(name, self.backend, self.precision, num_threads=num_threads,
-                            static_shape_cache=_STATIC_SHAPES.get(name, 0))
-            for name in models.MTCNN_NETS
+            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in models.MTCNN_NETS
         )
         self._closed = False
         self._lock = threading.Lock()

@@ -83,10 +83,8 @@ def build_package(name: str, backend: str = "auto", precision: str = "auto", *, 
     return out
 
 
-def open_net(name: str, backend: str = "auto", precision: str = "auto", *, num_threads: int | None = None,
-             static_shape_cache: int = 0):
-    """Open ``name`` for inference on this host, building its package first if needed
-    (``num_threads`` and ``static_shape_cache`` as in :func:`lanner.load`).
+def open_net(name: str, backend: str = "auto", precision: str = "auto", *, num_threads: int | None = None):
+    """Open ``name`` for inference on this host, building its package first if needed.
 
     Returns:
         A ``lanner.Model`` (``run({"image": array}) -> {output name: array}``, ``close()``).
@@ -97,5 +95,4 @@ def open_net(name: str, backend: str = "auto", precision: str = "auto", *, num_t
     get_spec(name)
     from ..runtime import load
 
-    return load(build_package(name, backend, precision), num_threads=num_threads,
-                static_shape_cache=static_shape_cache)
+    return load(build_package(name, backend, precision), num_threads=num_threads)
