@@ -53,7 +53,7 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
     if precision == "fp16" and "FP16" not in capabilities:
         raise UnsupportedError(
             f"fp16 is not supported by the OpenVINO CPU plugin on this CPU (capabilities {capabilities}); "
-            "it would run in another precision. Use fp32 or int8"
+            "it would run in another precision. Use fp32, int8, or bf16 where the plugin lists BF16"
         )
     if precision == "bf16" and "BF16" not in capabilities:
         raise UnsupportedError(

@@ -1,9 +1,11 @@
 """Face detection benchmark: Lanner's compiled MTCNN vs facenet-pytorch's MTCNN (and OpenCV Haar).
 
-Measures, side by side in one run and on the same photos:
+Measures, in one run and on the same photos:
   * parity with facenet-pytorch 2.6.0 MTCNN (same face count, matched IoU, landmark and score gaps);
   * end-to-end ``detect`` time on the 1280x886 group photo and the 548x342 photo, 2 threads,
-    interleaved repetitions, medians; per-stage times; each backend x precision;
+    each (detector, photo) timing in its own fresh process (so torch's and OpenVINO's thread
+    pools never compete), rounds interleaved, median of per-process medians; per-stage times;
+    each backend x precision;
   * OpenCV's Haar cascade (frontalface_default) for context;
   * robustness: the fraction of clean-image faces still found under downscaling, blur,
     JPEG quality 20 and a synthetic mask over the lower face.
@@ -11,7 +13,7 @@ Measures, side by side in one run and on the same photos:
 facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: ``pip install --no-deps
 facenet-pytorch==2.6.0`` plus the torchvision stand-in in ``reference/`` (vectorised pure-torch NMS).
 
-Usage: python benchmarks/detection/bench_detection.py [--reps 15] [--json out.json]
+Usage: python benchmarks/detection/bench_detection.py [--rounds 5] [--reps 10] [--json out.json]
 """
 from __future__ import annotations
 
@@ -205,6 +207,7 @@ def main() -> int:
         for name in SPEED_PHOTOS:
             for key in runners:
                 samples[name, key].append(_time_in_fresh_process(key, name, args.reps))
+        report["machine"].setdefault("loadavg_after_each_round", []).append(os.getloadavg())
         print(f"[bench] timing round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     for name in SPEED_PHOTOS:
         image = photos[name]
