@@ -61,6 +61,8 @@ class FidelityThresholds:
 DEFAULT_THRESHOLDS: dict[str, FidelityThresholds] = {
     "fp32": FidelityThresholds(min_cosine=0.9999, max_rel_error=0.01, min_top1=0.95),
     "fp16": FidelityThresholds(min_cosine=0.999, max_rel_error=0.05, min_top1=0.9),
+    # bf16 keeps fp32's range but only 8 mantissa bits (~2.4 significant digits), fp16 has 11.
+    "bf16": FidelityThresholds(min_cosine=0.999, max_rel_error=0.05, min_top1=0.9),
     "int8": FidelityThresholds(min_cosine=0.98, max_rel_error=0.25, min_top1=0.85),
 }
 

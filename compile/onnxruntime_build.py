@@ -49,6 +49,8 @@ def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision:
         shutil.copyfile(onnx_path, dest)
     elif precision == "fp16":
         raise UnsupportedError("fp16 is not supported for the onnxruntime backend (its CPU EP lacks fp16 kernels); use fp32 or int8")
+    elif precision == "bf16":
+        raise UnsupportedError("bf16 is not supported for the onnxruntime backend (no bf16 CPU kernels); use fp32 or int8")
     elif precision == "int8":
         if target.device != "cpu":
             raise UnsupportedError("int8 for the onnxruntime backend is supported on CPU targets only")

@@ -35,10 +35,12 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
     """Convert to IR in ``out_dir`` (``model.xml`` + ``model.bin``).
 
     fp32 runs with ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin would otherwise pick bf16 on
-    CPUs with AVX512-BF16); fp16 needs a CPU whose plugin lists FP16; int8 is NNCF PTQ.
+    CPUs with AVX512-BF16); fp16 needs a CPU whose plugin lists FP16; bf16 (fp32 weights and I/O,
+    ``INFERENCE_PRECISION_HINT=bf16``: bf16 convolutions/matmuls with fp32 accumulation) needs a
+    CPU whose plugin lists BF16 (AVX512-BF16 or AMX); int8 is NNCF PTQ.
 
     Raises:
-        UnsupportedError: a non-CPU target, or fp16 on a CPU without FP16 support.
+        UnsupportedError: a non-CPU target, or fp16/bf16 on a CPU without FP16/BF16 support.
         ValueError: int8 without calibration samples.
     """
     if target.device != "cpu":
@@ -51,7 +53,12 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
     if precision == "fp16" and "FP16" not in capabilities:
         raise UnsupportedError(
             f"fp16 is not supported by the OpenVINO CPU plugin on this CPU (capabilities {capabilities}); "
-            "it would run in another precision. Use fp32 or int8"
+            "it would run in another precision. Use fp32, int8, or bf16 where the plugin lists BF16"
+        )
+    if precision == "bf16" and "BF16" not in capabilities:
+        raise UnsupportedError(
+            f"bf16 is not supported by the OpenVINO CPU plugin on this CPU (capabilities {capabilities}); "
+            "it needs AVX512-BF16 or AMX. Use fp32 or int8"
         )
     progress(f"openvino: converting {onnx_path.name} to IR")
     model = ov.convert_model(str(onnx_path))
@@ -59,6 +66,10 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
         hint = "f32"
     elif precision == "fp16":
         hint = "f16"
+    elif precision == "bf16":
+        hint = "bf16"
+        notes["bf16"] = ("CPU plugin INFERENCE_PRECISION_HINT=bf16: bf16 multiplies with fp32 accumulation; "
+                         "fp32 weights in the IR, fp32 inputs and outputs")
     elif precision == "int8":
         if not calibration:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")

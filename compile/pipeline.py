@@ -75,6 +75,7 @@ def compile_model(
     ========= =========== ============= ========
     fp32      0.9999      0.01          0.95
     fp16      0.999       0.05          0.90
+    bf16      0.999       0.05          0.90
     int8      0.98        0.25          0.85
     ========= =========== ============= ========
 
@@ -84,7 +85,8 @@ def compile_model(
         model: path to an ``.onnx`` file.
         target: a key of ``lanner.targets.TARGETS`` (``x86``, ``cuda``, ``cuda-sm90``, ``jetson-orin-nano`` ...).
         backend: ``openvino``, ``onnxruntime``, ``tvm`` or ``auto``.
-        precision: ``fp32``, ``fp16``, ``int8`` or ``auto`` (int8 candidates need ``calib``).
+        precision: ``fp32``, ``fp16``, ``bf16`` (OpenVINO on BF16 CPUs only), ``int8`` or ``auto``
+            (int8 candidates need ``calib``; ``auto`` never tries bf16: request it explicitly).
         calib: calibration data: a folder of images (preprocessed with ``preprocessing``), of
             ``.npy``/``.npz`` arrays, or a list of feeds. The last ``min(16, n // 5)`` samples are
             held out for the fidelity check (with fewer than 5 samples all are reused).

@@ -80,6 +80,8 @@ def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
             "int8 is not supported for the tvm backend: TVM 0.27 imports QDQ models as float arithmetic, "
             "so the package would compute in fp32 under an int8 label. Use openvino or onnxruntime for int8"
         )
+    if precision == "bf16":
+        raise UnsupportedError("bf16 is not supported for the tvm backend; use fp32 or fp16")
     if precision not in ("fp32", "fp16"):
         raise UnsupportedError(f"unknown precision {precision!r}")
     notes: dict = {}

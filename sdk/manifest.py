@@ -14,7 +14,7 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
       "name": str, "task": str | null,
       "target": str,                      # a key of lanner.targets.TARGETS
       "backend": "openvino" | "onnxruntime" | "tvm",
-      "precision": "fp32" | "fp16" | "int8",
+      "precision": "fp32" | "fp16" | "bf16" | "int8",
       "inputs":  [{"name": str, "shape": [int | str | null, ...], "dtype": str}, ...],
       "outputs": [...same...],
       "preprocessing": dict | null,       # free-form, e.g. {"size": [112, 112], "mean": ..., "std": ...}
@@ -54,7 +54,7 @@ SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "manifest.json"
 FORMAT_NAME = "lanner-package"
 BACKENDS = ("openvino", "onnxruntime", "tvm")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
 
 

@@ -192,6 +192,8 @@ def test_int8_artifacts_are_quantized(packages):
 @pytest.mark.parametrize("backend,precision,match", [
     ("tvm", "int8", "int8 is not supported for the tvm backend"),
     ("onnxruntime", "fp16", "fp16 is not supported for the onnxruntime backend"),
+    ("onnxruntime", "bf16", "bf16 is not supported for the onnxruntime backend"),
+    ("tvm", "bf16", "bf16 is not supported for the tvm backend"),
 ])
 def test_unsupported_precision_is_refused(workdir, tmp_path, backend, precision, match):
     with pytest.raises(UnsupportedError, match=match):
@@ -493,6 +495,26 @@ def test_cli_compile_and_inspect(workdir, tmp_path):
 
 
 # -- more backend corners -------------------------------------------------------------------
+
+def _openvino_cpu_capabilities() -> list[str]:
+    from lanner.backends import ov_backend
+
+    return list(ov_backend.import_toolchain().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def test_openvino_bf16_is_recorded_as_bf16(workdir, tmp_path):
+    if "BF16" not in _openvino_cpu_capabilities():
+        with pytest.raises(UnsupportedError, match="bf16 is not supported by the OpenVINO CPU plugin on this CPU"):
+            compile_model(workdir / "tiny.onnx", backend="openvino", precision="bf16", out=tmp_path / "pkg")
+        return
+    m = compile_model(workdir / "tiny.onnx", backend="openvino", precision="bf16", out=tmp_path / "pkg",
+                      task="classification")
+    assert m.precision == "bf16" and m.backend_options["inference_precision"] == "bf16"
+    assert "INFERENCE_PRECISION_HINT=bf16" in m.target_info["build_notes"]["bf16"]
+    assert m.fidelity["passed"] and m.fidelity["outputs"]["logits"]["max_abs_error"] > 0  # really bf16
+    with lanner.load(tmp_path / "pkg") as model:
+        assert model._session.inference_precision in ("bf16", "bfloat16")
+
 
 def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
     m = compile_model(workdir / "tiny.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg",

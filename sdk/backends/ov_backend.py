@@ -65,7 +65,9 @@ class OpenVINOSession(Session):
         return str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower().replace("<type: '", "").rstrip("'>")
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self._request.infer(inputs)
+        # Inputs are C-contiguous (lanner.Model validates them) and the call is synchronous, so
+        # the plugin may read them in place; outputs are copied because the request is reused.
+        result = self._request.infer(inputs, share_inputs=True)
         return [np.array(result[port], copy=True) for port in self._ports]
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "a video), a folder for several")
     p.add_argument("--json", metavar="PATH", help="write detections as JSON")
     p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")

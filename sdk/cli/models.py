@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=run_list)
     b = msub.add_parser("build", help="compile the face detector's nets for this machine into the cache")
     b.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime"))
-    b.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"))
+    b.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     b.add_argument("--force", action="store_true", help="rebuild packages that exist")
     b.add_argument("--from-weights", action="store_true",
                    help="first re-export the ONNX files from facenet-pytorch's .pt weights (needs torch and "

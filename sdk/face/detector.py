@@ -66,7 +66,9 @@ class FaceDetector:
 
     Args:
         backend: ``"auto"`` (OpenVINO here, chosen by measurement), ``"openvino"`` or ``"onnxruntime"``.
-        precision: ``"auto"`` (fp32), ``"fp32"`` or ``"fp16"``.
+        precision: ``"auto"`` (fp32), ``"fp32"``, ``"fp16"`` (CPUs with FP16 units) or ``"bf16"``
+            (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
+            benchmarks/detection/README.md).
         min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
         thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1].
         scale_factor: ratio between pyramid scales, in (0, 1).

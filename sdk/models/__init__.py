@@ -35,7 +35,7 @@ __all__ = [
 _HERE = Path(__file__).resolve().parent
 
 BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "int8")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
 # What "auto" resolves to until `lanner models build --select` has measured this machine
 # (benchmarks/detection/README.md): OpenVINO FP32 was the fastest cascade at parity on x86;
 # ONNX Runtime FP32 was 2-3x slower; OpenVINO FP16 is unsupported on CPUs without FP16 units;
@@ -149,7 +149,7 @@ def resolve(backend: str, precision: str) -> tuple[str, str]:
     if precision == "int8":
         raise ValueError("precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
                          "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
-                         "use 'fp32' or 'fp16'")
+                         "use 'fp32', 'fp16' or 'bf16'")
     return backend, precision
 
 
@@ -162,7 +162,7 @@ def selected_auto() -> tuple[str, str]:
         backend, precision = choice["backend"], choice["precision"]
     except (OSError, ValueError, KeyError, TypeError):
         return AUTO_BACKEND, AUTO_PRECISION
-    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16"):
+    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16", "bf16"):
         return AUTO_BACKEND, AUTO_PRECISION
     return backend, precision
 

@@ -41,3 +41,34 @@ def test_same_faces_as_facenet_pytorch(detector, photos, reference, name):
     boxes, scores, landmarks = module.detect(mtcnn, rgb)
     # The parity bar: same count, IoU >= 0.9, landmarks within 2 px, scores within 0.02.
     assert_matches(detector.detect(image), boxes, scores, landmarks, min_iou=0.9, score_tol=0.02, px=2.0)
+
+
+def _cpu_has_bf16() -> bool:
+    from lanner.backends import ov_backend
+
+    return "BF16" in ov_backend.import_toolchain().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.fixture(scope="module")
+def bf16_detector(lanner_cache):
+    import lanner
+
+    if not _cpu_has_bf16():
+        pytest.skip("this CPU's OpenVINO plugin has no BF16 (needs AVX512-BF16 or AMX)")
+    with lanner.FaceDetector(backend="openvino", precision="bf16", num_threads=2) as det:
+        yield det
+
+
+@pytest.mark.parametrize("name", ["astronaut", "messi", "cameraman", "group"])
+def test_bf16_stays_within_the_parity_bar(bf16_detector, photos, reference, name):
+    import cv2
+
+    if name not in photos:
+        pytest.skip(f"{name} needs opencv-doc")
+    image = photos[name]
+    rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
+    module, mtcnn = reference
+    boxes, scores, landmarks = module.detect(mtcnn, rgb)
+    assert bf16_detector._nets[0].manifest.precision == "bf16"
+    # bf16 is not bit-exact (8 mantissa bits) but must hold the bar on every photo.
+    assert_matches(bf16_detector.detect(image), boxes, scores, landmarks, min_iou=0.9, score_tol=0.02, px=2.0)
