@@ -63,12 +63,21 @@ class TrackerOptions:
             miss threshold the rate falls linearly to 0.
         recover_psr: a lost target is re-acquired when a window scores at least this
             (>= ``lost_psr``: hysteresis) ...
-        recover_ratio: ... and at least ``recover_ratio`` x the (capped) mean PSR; [0, 2].
+        recover_ratio: ... and at least ``recover_ratio`` x the (capped) mean PSR; [0, 2] ...
+        recover_peak_ratio: ... and its response peak at least ``recover_peak_ratio`` x
+            the running mean peak (clutter gives sharp but weak peaks); 0 = off; [0, 2].
+        snapshot_ratio: a confident frame whose PSR is at least ``snapshot_ratio`` x the
+            (capped) mean PSR saves the model; when ``lost`` is raised the saved model
+            replaces the current one, so what was learned from a partly occluded target
+            just before does not steer the re-detection; 0 = off; [0, 4].
         miss_motion: on a miss, the fraction of the response peak's displacement the
             box follows (1 = follow, 0 = hold); [0, 1].
         lost_patience: consecutive misses before ``lost`` is raised; from then the
             model is frozen and 9 windows (the last one and 8 around it) are searched.
         redetect_spread: offset of those 8 windows, in window sizes; [0, 4].
+        redetect_radius: search farther while lost: rings of windows at
+            ``redetect_spread`` steps out to this many window sizes, 8 windows per frame
+            in turn (the cost per frame does not grow); 0 = the 8 neighbours; [0, 8].
         num_threads: :class:`MultiTracker` worker threads; 0 = all cores.
     """
 
@@ -87,13 +96,16 @@ class TrackerOptions:
     scale_penalty: float = 0.985
     lost_psr: float = 4.0
     miss_ratio: float = 0.45
-    peak_ratio: float = 0.3
+    peak_ratio: float = 0.4
     good_psr: float = 10.0
     recover_psr: float = 6.0
     recover_ratio: float = 0.6
+    recover_peak_ratio: float = 0.6
+    snapshot_ratio: float = 1.0
     miss_motion: float = 1.0
     lost_patience: int = 3
     redetect_spread: float = 0.6
+    redetect_radius: float = 0.0
     num_threads: int = 0
 
     def __post_init__(self) -> None:

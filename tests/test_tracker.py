@@ -224,12 +224,49 @@ def test_full_occlusion_lost_then_recovered():
 
 
 @pytest.mark.native
+def test_recovery_needs_a_strong_peak():
+    """recover_peak_ratio gates re-acquisition on the peak's strength: at 2 (twice the
+    target's usual peak, never reached) the hidden-then-visible target stays lost."""
+    frames, gt = make_sequence(seed=3, size=16, frames=80, occlude=(30, 42))
+    tracker = lanner.Tracker(recover_peak_ratio=2.0)
+    tracker.init(frames[0], tuple(gt[0]))
+    results = [tracker.update(f) for f in frames[1:]]
+    assert any(r.lost for r in results[29:41])
+    assert not any(r.recovered for r in results), "a recovery passed a peak gate it cannot pass"
+    assert all(r.lost for r in results[41:])
+
+
+@pytest.mark.native
+def test_wider_redetection_finds_a_target_that_moved_while_hidden():
+    """Hidden for 10 frames while moving ~6 px/frame, the target reappears ~45 px from
+    the coasted prediction and keeps moving away: the 8 neighbour windows do not find it
+    again, the rings of redetect_radius=2.4 (searched 8 windows per frame) do."""
+    frames, gt = make_sequence(seed=5, size=16, frames=90, occlude=(40, 50))
+
+    def first_recovery(**options):
+        tracker = lanner.Tracker(**options)
+        tracker.init(frames[0], tuple(gt[0]))
+        results = [tracker.update(f) for f in frames[1:]]
+        assert any(r.lost for r in results[39:49])
+        recovered = [i + 1 for i, r in enumerate(results) if r.recovered]
+        return (recovered[0] if recovered else None), results
+
+    near, _ = first_recovery()
+    wide, results = first_recovery(redetect_radius=2.4)
+    assert wide is not None and 50 <= wide <= 80, wide
+    assert near is None or near > wide, (near, wide)
+    assert centre_error(results[wide - 1].box, gt[wide]) < 3
+    assert centre_error(results[-1].box, gt[-1]) < 3
+
+
+@pytest.mark.native
 @pytest.mark.parametrize("threads", [1, 3])
-def test_multitracker_equals_single_trackers(threads):
+@pytest.mark.parametrize("targets", [1, 6])  # 1: each target converts its windows; 6: the frame once
+def test_multitracker_equals_single_trackers(threads, targets):
     frames, gt = make_sequence(seed=11, size=20, frames=25)
     rng = np.random.default_rng(0)
     boxes = np.array([gt[0]] + [(rng.uniform(0, 150), rng.uniform(0, 110), rng.uniform(8, 40), rng.uniform(8, 40))
-                                for _ in range(5)])
+                                for _ in range(targets - 1)])
     multi = lanner.MultiTracker(num_threads=threads)
     multi.init(frames[0], boxes)
     singles = [lanner.Tracker() for _ in boxes]
@@ -237,8 +274,8 @@ def test_multitracker_equals_single_trackers(threads):
         t.init(frames[0], tuple(b))
     for f in frames[1:]:
         m = multi.update(f)
-        assert m.boxes.shape == (6, 4) and m.boxes.dtype == np.float32
-        assert m.scores.shape == (6,) and m.lost.dtype == np.bool_
+        assert m.boxes.shape == (targets, 4) and m.boxes.dtype == np.float32
+        assert m.scores.shape == (targets,) and m.lost.dtype == np.bool_
         for i, t in enumerate(singles):
             s = t.update(f)
             np.testing.assert_array_equal(m.boxes[i], np.float32(s.box))
@@ -368,6 +405,9 @@ def test_multitracker_bad_boxes(frame):
         ({"num_scales": 3.0}, TypeError, "must be an int"),
         ({"padding": "2"}, TypeError, "must be a number"),
         ({"cell_size": True}, TypeError, "must be an int"),
+        ({"recover_peak_ratio": -0.1}, ValueError, "recover_peak_ratio must be in"),
+        ({"snapshot_ratio": 5.0}, ValueError, "snapshot_ratio must be in"),
+        ({"snapshot_ratio": float("nan")}, ValueError, "finite"),
     ],
 )
 def test_options_validated(kwargs, error, match):

@@ -60,6 +60,12 @@ void validate_params(const TrackerParams& p) {
   check(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
         p.miss_motion);
   check(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ", p.lost_patience);
+  check(finite(p.recover_peak_ratio) && p.recover_peak_ratio >= 0.f && p.recover_peak_ratio <= 2.f,
+        "recover_peak_ratio must be in [0, 2], got ", p.recover_peak_ratio);
+  check(finite(p.snapshot_ratio) && p.snapshot_ratio >= 0.f && p.snapshot_ratio <= 4.f,
+        "snapshot_ratio must be in [0, 4], got ", p.snapshot_ratio);
+  check(finite(p.redetect_radius) && p.redetect_radius >= 0.f && p.redetect_radius <= 8.f,
+        "redetect_radius must be in [0, 8], got ", p.redetect_radius);
   check(finite(p.redetect_spread) && p.redetect_spread >= 0.f && p.redetect_spread <= 4.f,
         "redetect_spread must be in [0, 4], got ", p.redetect_spread);
   check(p.num_threads >= 0 && p.num_threads <= 256, "num_threads must be in [0, 256], got ", p.num_threads);
@@ -147,8 +153,9 @@ class PyTracker {
   int height_ = 0, width_ = 0;
 };
 
-// N targets, one frame: the colour conversion is done once and shared; the targets
-// are spread over worker threads (each tracker's own state is touched by one thread).
+// N targets, one frame: the colour conversion is shared (once per frame when the
+// targets' windows cover more than the frame); the targets are spread over worker
+// threads (each tracker's own state is touched by one thread).
 class PyMultiTracker {
  public:
   explicit PyMultiTracker(const TrackerParams& p) : params_(p) { validate_params(p); }
@@ -171,8 +178,7 @@ class PyMultiTracker {
     states_.assign(parsed.size(), TrackState{});
     {
       py::gil_scoped_release release;
-      shared_planes(f.view);
-      for_each_target([&](size_t i) { trackers_[i]->init(f.view, planes_.data(), parsed[i]); });
+      for_each(trackers_.size(), [&](size_t i) { trackers_[i]->init(f.view, nullptr, parsed[i]); });
     }
     height_ = f.view.height;
     width_ = f.view.width;
@@ -186,8 +192,8 @@ class PyMultiTracker {
     std::lock_guard<std::mutex> lock(mutex_);
     {
       py::gil_scoped_release release;
-      shared_planes(f.view);
-      for_each_target([&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes_.data()); });
+      const float* planes = shared_planes(f.view);
+      for_each(trackers_.size(), [&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes); });
     }
     const py::ssize_t n = static_cast<py::ssize_t>(states_.size());
     py::array_t<float> boxes({n, static_cast<py::ssize_t>(4)});
@@ -213,20 +219,32 @@ class PyMultiTracker {
   size_t size() const { return trackers_.size(); }
 
  private:
-  // The frame's planes (gray, opponent colours), computed once for all targets.
-  void shared_planes(const FrameView& v) {
+  // The frame's planes (gray, opponent colours), converted once for all targets (in
+  // row bands over the worker threads) when the targets' windows together would
+  // convert more pixels than the frame holds; else null: each target converts its own
+  // windows. The values are the same either way (pixel_planes), so are the results.
+  const float* shared_planes(const FrameView& v) {
     const size_t n = static_cast<size_t>(v.height) * v.width;
+    double sampled = 0;
+    for (const auto& t : trackers_) sampled += t->sampled_pixels();
+    if (sampled < static_cast<double>(n)) return nullptr;
     planes_.resize(kPlanes * n);
-    float px[kPlanes];
-    for (size_t i = 0; i < n; ++i) {
-      pixel_planes(v.data + i * v.channels, v.channels, px);
-      for (int q = 0; q < kPlanes; ++q) planes_[q * n + i] = px[q];
-    }
+    constexpr size_t kBandRows = 32;
+    const size_t bands = (static_cast<size_t>(v.height) + kBandRows - 1) / kBandRows;
+    for_each(bands, [&](size_t band) {
+      const size_t y0 = band * kBandRows, y1 = std::min(y0 + kBandRows, static_cast<size_t>(v.height));
+      float px[kPlanes];
+      for (size_t i = y0 * v.width; i < y1 * v.width; ++i) {
+        pixel_planes(v.data + i * v.channels, v.channels, px);
+        for (int q = 0; q < kPlanes; ++q) planes_[q * n + i] = px[q];
+      }
+    });
+    return planes_.data();
   }
 
+  // fn(0..n-1) spread over the worker threads; the first exception is rethrown.
   template <typename Fn>
-  void for_each_target(Fn&& fn) {
-    const size_t n = trackers_.size();
+  void for_each(size_t n, Fn&& fn) {
     unsigned hw = std::thread::hardware_concurrency();
     size_t threads = params_.num_threads > 0 ? static_cast<size_t>(params_.num_threads) : (hw ? hw : 1);
     threads = std::min(threads, n);
@@ -367,9 +385,12 @@ void register_tracking(py::module_& m) {
       .def_readwrite("miss_ratio", &TrackerParams::miss_ratio)
       .def_readwrite("peak_ratio", &TrackerParams::peak_ratio)
       .def_readwrite("recover_ratio", &TrackerParams::recover_ratio)
+      .def_readwrite("recover_peak_ratio", &TrackerParams::recover_peak_ratio)
+      .def_readwrite("snapshot_ratio", &TrackerParams::snapshot_ratio)
       .def_readwrite("miss_motion", &TrackerParams::miss_motion)
       .def_readwrite("lost_patience", &TrackerParams::lost_patience)
       .def_readwrite("redetect_spread", &TrackerParams::redetect_spread)
+      .def_readwrite("redetect_radius", &TrackerParams::redetect_radius)
       .def_readwrite("num_threads", &TrackerParams::num_threads)
       .def("validate", &validate_params, "Raise ValueError when a parameter is out of range.");
 

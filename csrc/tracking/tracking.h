@@ -42,13 +42,18 @@ struct TrackerParams {
   // Wang et al. CVPR 2017, does with APCE), with absolute floors.
   float lost_psr = 4.0f;             // below this PSR a frame always counts as a miss
   float miss_ratio = 0.45f;          // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
-  float peak_ratio = 0.3f;           // a peak below peak_ratio * mean peak is a miss too (0 = off)
+  float peak_ratio = 0.4f;           // a peak below peak_ratio * mean peak is a miss too (0 = off)
   float good_psr = 10.0f;            // full learning rate at/above this PSR
   float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
   float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
+  float recover_peak_ratio = 0.6f;   // ... and its peak at/above this * mean peak (0 = off)
+  float snapshot_ratio = 1.0f;       // confident frames with PSR >= this * mean PSR save the model;
+                                     // a lost target is searched with the saved model (0 = off)
   float miss_motion = 1.0f;          // fraction of the peak displacement followed on a miss
   int lost_patience = 3;             // consecutive misses before the target is declared lost
   float redetect_spread = 0.6f;      // while lost, extra windows at +-spread * window size
+  float redetect_radius = 0.0f;      // ... in rings out to this many window sizes, 8 windows
+                                     // per frame in turn (0 or < spread: the 8 neighbours only)
   int num_threads = 0;               // MultiTracker worker threads; 0 = hardware concurrency
 };
 
@@ -112,6 +117,9 @@ class CorrelationTracker {
   void init(const FrameView& frame, const float* planes, const Box& box);
   TrackState update(const FrameView& frame, const float* planes);
   bool initialized() const;
+  // Frame pixels the next update() resamples (all its windows, a rough count): a
+  // MultiTracker converts the whole frame once only when that is cheaper.
+  double sampled_pixels() const;
 
  private:
   struct Impl;

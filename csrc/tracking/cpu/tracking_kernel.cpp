@@ -30,7 +30,8 @@ constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target 
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
 constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
 constexpr float kCoastDecay = 0.95f;     // per lost frame, the predicted motion decays by this
-constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
+constexpr float kPsrReferenceCap = 2.f;
+constexpr int kRedetectWindows = 8;      // re-detection windows per lost frame besides the prediction  // relative PSR thresholds use at most 2 x good_psr as the mean
 
 using cfloat = std::complex<float>;
 
@@ -317,15 +318,23 @@ struct CorrelationTracker::Impl {
   std::vector<float> cos_window, scale_factors;
   AlignedBuffer<cfloat> yf, model_xf, model_alphaf;
   float model_xx = 0;
+  // The model saved on the last very confident frame (snapshot_ratio): appearance
+  // learned just before an occlusion (partly occluded frames) does not reach it.
+  AlignedBuffer<cfloat> snap_xf, snap_alphaf;
+  float snap_xx = 0;
+  bool has_snapshot = false;
   float psr_mean = 0;   // running mean PSR of confident frames
   float peak_mean = 0;  // running mean response peak of confident frames (0 = none yet)
   int misses = 0;
   bool lost = false;
   int lost_frames = 0;
+  std::vector<std::pair<int, int>> redetect_offsets;  // re-detection windows, ring by ring
+  int redetect_cursor = 0;
   float vx = 0, vy = 0;  // centre velocity (px/frame), EMA over confident frames
 
   // Scratch, reused every frame (sizes fixed at init).
-  std::vector<float> patch, feat;
+  std::vector<float> patch, feat, region, col_wt, row_wt;
+  std::vector<int> col_lo, col_hi, row_lo, row_hi;
   AlignedBuffer<float> real, k, response, best_response;
   AlignedBuffer<cfloat> zf, acc, kf;
 
@@ -366,6 +375,13 @@ struct CorrelationTracker::Impl {
     // a cheap stand-in for the spatial regularisation of SRDCF/BACF on small targets.
     if (p.window_power != 1.f)
       for (float& v : cos_window) v = std::pow(v, p.window_power);
+    // Re-detection offsets (in steps of redetect_spread windows), ring 1 first.
+    const int rings = std::max(1, static_cast<int>(std::floor(p.redetect_radius / std::max(p.redetect_spread, 1e-6f) + 1e-4f)));
+    redetect_offsets.clear();
+    for (int ring = 1; ring <= rings; ++ring)
+      for (int oy = -ring; oy <= ring; ++oy)
+        for (int ox = -ring; ox <= ring; ++ox)
+          if (std::max(std::abs(ox), std::abs(oy)) == ring) redetect_offsets.emplace_back(ox, oy);
     scale_factors.clear();
     for (int s = 0; s < p.num_scales; ++s)
       scale_factors.push_back(std::pow(p.scale_step, static_cast<float>(s - (p.num_scales - 1) / 2)));
@@ -382,6 +398,9 @@ struct CorrelationTracker::Impl {
     yf.resize(nf());
     model_xf.resize(static_cast<size_t>(kChannels) * nf());
     model_alphaf.resize(nf());
+    snap_xf.resize(static_cast<size_t>(kChannels) * nf());
+    snap_alphaf.resize(nf());
+    has_snapshot = false;
     const float sigma = std::max(0.25f, target_cells * p.output_sigma_factor);
     gaussian_label(grid_h, grid_w, sigma, real.data());
     plan->forward(real.data(), yf.data());
@@ -389,42 +408,72 @@ struct CorrelationTracker::Impl {
 
   // Bilinear resample of the window centred at (x0, y0), `zoom` x the scale-1 size,
   // onto the patch planes (with their one pixel border); edge pixels replicate.
+  // The taps of each column and row are computed once per window. Without shared
+  // frame planes (a single Tracker) only the frame rectangle the taps touch is
+  // converted, once: the same pixel_planes() values, so results are bit-identical.
   void sample(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
     const float sx = window_w * zoom / static_cast<float>(grid_w * cell);
     const float sy = window_h * zoom / static_cast<float>(grid_h * cell);
     const int fw = frame.width, fh = frame.height, ch = frame.channels;
-    const size_t frame_plane = static_cast<size_t>(fw) * fh;
-    const size_t patch_plane = static_cast<size_t>(patch_rows) * patch_cols;
-    auto at = [&](int yy, int xx, float* v) {
-      const size_t i = static_cast<size_t>(yy) * fw + xx;
-      if (planes) {
-        for (int q = 0; q < kPlanes; ++q) v[q] = planes[q * frame_plane + i];
-      } else {
-        pixel_planes(frame.data + i * ch, ch, v);
+    auto taps = [](float origin, float step, int count, int limit, std::vector<int>& lo, std::vector<int>& hi,
+                   std::vector<float>& wt) {
+      lo.resize(count);
+      hi.resize(count);
+      wt.resize(count);
+      for (int i = 0; i < count; ++i) {
+        float f = origin + (static_cast<float>(i - 1) - 0.5f * (count - 2) + 0.5f) * step - 0.5f;
+        f = std::clamp(f, 0.f, static_cast<float>(limit - 1));
+        lo[i] = std::min(static_cast<int>(f), limit - 1);
+        hi[i] = std::min(lo[i] + 1, limit - 1);
+        wt[i] = f - static_cast<float>(lo[i]);
       }
     };
-    float v00[kPlanes], v01[kPlanes], v10[kPlanes], v11[kPlanes];
-    for (int r = 0; r < patch_rows; ++r) {
-      float fy = y0 + (static_cast<float>(r - 1) - 0.5f * (patch_rows - 2) + 0.5f) * sy - 0.5f;
-      fy = std::clamp(fy, 0.f, static_cast<float>(fh - 1));
-      const int y_lo = std::min(static_cast<int>(fy), fh - 1);
-      const int y_hi = std::min(y_lo + 1, fh - 1);
-      const float wy = fy - static_cast<float>(y_lo);
-      for (int c = 0; c < patch_cols; ++c) {
-        float fx = x0 + (static_cast<float>(c - 1) - 0.5f * (patch_cols - 2) + 0.5f) * sx - 0.5f;
-        fx = std::clamp(fx, 0.f, static_cast<float>(fw - 1));
-        const int x_lo = std::min(static_cast<int>(fx), fw - 1);
-        const int x_hi = std::min(x_lo + 1, fw - 1);
-        const float wx = fx - static_cast<float>(x_lo);
-        at(y_lo, x_lo, v00);
-        at(y_lo, x_hi, v01);
-        at(y_hi, x_lo, v10);
-        at(y_hi, x_hi, v11);
-        const size_t o = static_cast<size_t>(r) * patch_cols + c;
-        for (int q = 0; q < kPlanes; ++q) {
-          const float top = v00[q] * (1 - wx) + v01[q] * wx;
-          const float bottom = v10[q] * (1 - wx) + v11[q] * wx;
-          patch[q * patch_plane + o] = top * (1 - wy) + bottom * wy;
+    taps(x0, sx, patch_cols, fw, col_lo, col_hi, col_wt);
+    taps(y0, sy, patch_rows, fh, row_lo, row_hi, row_wt);
+    // Taps are monotonic: the first low and the last high tap bound the rectangle.
+    const int rx0 = col_lo.front(), rx1 = col_hi.back(), ry0 = row_lo.front(), ry1 = row_hi.back();
+    const float* src;
+    size_t stride, src_plane;
+    int ox = 0, oy = 0;
+    if (planes) {
+      src = planes;
+      stride = static_cast<size_t>(fw);
+      src_plane = static_cast<size_t>(fw) * fh;
+    } else {
+      const int rw = rx1 - rx0 + 1, rh = ry1 - ry0 + 1;
+      stride = static_cast<size_t>(rw);
+      src_plane = static_cast<size_t>(rw) * rh;
+      region.resize(kPlanes * src_plane);
+      float v[kPlanes];
+      for (int y = ry0; y <= ry1; ++y) {
+        const uint8_t* px = frame.data + (static_cast<size_t>(y) * fw + rx0) * ch;
+        const size_t o = static_cast<size_t>(y - ry0) * rw;
+        for (int x = 0; x < rw; ++x, px += ch) {
+          pixel_planes(px, ch, v);
+          for (int q = 0; q < kPlanes; ++q) region[q * src_plane + o + x] = v[q];
+        }
+      }
+      src = region.data();
+      ox = rx0;
+      oy = ry0;
+    }
+    for (int c = 0; c < patch_cols; ++c) {
+      col_lo[c] -= ox;
+      col_hi[c] -= ox;
+    }
+    const size_t patch_plane = static_cast<size_t>(patch_rows) * patch_cols;
+    for (int q = 0; q < kPlanes; ++q) {
+      const float* base = src + q * src_plane;
+      for (int r = 0; r < patch_rows; ++r) {
+        const float* top = base + static_cast<size_t>(row_lo[r] - oy) * stride;
+        const float* bottom = base + static_cast<size_t>(row_hi[r] - oy) * stride;
+        const float wy = row_wt[r];
+        float* out = patch.data() + q * patch_plane + static_cast<size_t>(r) * patch_cols;
+        for (int c = 0; c < patch_cols; ++c) {
+          const float wx = col_wt[c];
+          const float t = top[col_lo[c]] * (1 - wx) + top[col_hi[c]] * wx;
+          const float b = bottom[col_lo[c]] * (1 - wx) + bottom[col_hi[c]] * wx;
+          out[c] = t * (1 - wy) + b * wy;
         }
       }
     }
@@ -512,6 +561,7 @@ struct CorrelationTracker::Impl {
     peak_mean = 0;
     psr_mean = p.good_psr;  // neutral start: the first frames after init score unrealistically high
     learn(frame, planes, 1.f);
+    if (p.snapshot_ratio > 0) save_snapshot();
     ready = true;
   }
 
@@ -554,11 +604,14 @@ struct CorrelationTracker::Impl {
         scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
         misses = 0;
         learn(frame, planes, confident_rate(st.score));
+        if (p.snapshot_ratio > 0 && st.score >= p.snapshot_ratio * reference_psr()) save_snapshot();
         psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
         peak_mean = peak_mean == 0 ? peak_value : (1 - kPsrMeanRate) * peak_mean + kPsrMeanRate * peak_value;
       } else if (++misses >= p.lost_patience) {
         lost = true;  // freeze the model, search wider from the next frame
         lost_frames = 0;
+        redetect_cursor = 0;
+        if (has_snapshot) restore_snapshot();
       }
     } else {
       // Re-detection: the predicted window plus its 8 neighbours at +-spread windows.
@@ -568,25 +621,36 @@ struct CorrelationTracker::Impl {
       const float coast = std::pow(kCoastDecay, static_cast<float>(lost_frames));
       cx = std::clamp(cx + coast * vx, 0.f, static_cast<float>(frame_w));
       cy = std::clamp(cy + coast * vy, 0.f, static_cast<float>(frame_h));
-      float best_psr = -1e30f, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
+      float best_psr = -1e30f, best_peak = 0, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
       const float step_x = p.redetect_spread * window_w * scale;
       const float step_y = p.redetect_spread * window_h * scale;
-      for (int oy = -1; oy <= 1; ++oy)
-        for (int ox = -1; ox <= 1; ++ox) {
-          const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
-          const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
-          detect(frame, planes, x0, y0, scale);
-          const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
-          if (psr > best_psr) {
-            float pv;
-            best_psr = psr;
-            peak(response.data(), pv, best_dy, best_dx);
-            best_x = x0;
-            best_y = y0;
-          }
+      // The prediction itself, then kRedetectWindows offsets taken in turn from the
+      // rings around it (ring 1 = the 8 neighbours; redetect_radius adds outer rings,
+      // searched over successive frames at the same cost per frame).
+      auto search = [&](int ox, int oy) {
+        const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
+        const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
+        detect(frame, planes, x0, y0, scale);
+        const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
+        if (psr > best_psr) {
+          best_psr = psr;
+          peak(response.data(), best_peak, best_dy, best_dx);
+          best_x = x0;
+          best_y = y0;
         }
+      };
+      search(0, 0);
+      const int count = static_cast<int>(redetect_offsets.size());
+      for (int i = 0; i < std::min(kRedetectWindows, count); ++i) {
+        const auto& o = redetect_offsets[(redetect_cursor + i) % count];
+        search(o.first, o.second);
+      }
+      redetect_cursor = (redetect_cursor + kRedetectWindows) % std::max(count, 1);
       st.score = best_psr;
-      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr())) {
+      // Re-acquired: a sharp peak (PSR) that is also as strong as the target's usual
+      // peak (recover_peak_ratio): clutter can give a sharp but weak peak.
+      const bool strong = p.recover_peak_ratio == 0 || best_peak >= p.recover_peak_ratio * peak_mean;
+      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr()) && strong) {
         cx = best_x;
         cy = best_y;
         move_by_cells(best_dy, best_dx, scale);
@@ -599,6 +663,18 @@ struct CorrelationTracker::Impl {
     st.lost = lost;
     st.box = box();
     return st;
+  }
+
+  void save_snapshot() {
+    std::copy(model_xf.data(), model_xf.data() + model_xf.size(), snap_xf.data());
+    std::copy(model_alphaf.data(), model_alphaf.data() + model_alphaf.size(), snap_alphaf.data());
+    snap_xx = model_xx;
+    has_snapshot = true;
+  }
+  void restore_snapshot() {
+    std::copy(snap_xf.data(), snap_xf.data() + snap_xf.size(), model_xf.data());
+    std::copy(snap_alphaf.data(), snap_alphaf.data() + snap_alphaf.size(), model_alphaf.data());
+    model_xx = snap_xx;
   }
 
   // The mean PSR the relative thresholds use, capped: a very clean target (PSR 50+)
@@ -630,6 +706,14 @@ TrackState CorrelationTracker::update(const FrameView& frame, const float* plane
 }
 
 bool CorrelationTracker::initialized() const { return impl_->ready; }
+
+double CorrelationTracker::sampled_pixels() const {
+  const Impl& m = *impl_;
+  if (!m.ready) return 0;
+  const double zoom = m.scale * (m.scale_factors.empty() ? 1.0 : m.scale_factors.back());
+  const double windows = m.lost ? 1 + kRedetectWindows + 1 : static_cast<double>(m.scale_factors.size()) + 1;
+  return windows * (m.window_w * zoom + 2) * (m.window_h * zoom + 2);
+}
 
 }  // namespace tracking
 }  // namespace lanner
