@@ -87,6 +87,8 @@ setup(
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],
         "torch": [TORCH],
+        # cuFFT for the tracker's CUDA batch path, for CUDA 13 toolkits that lack it.
+        "cuda": ["nvidia-cufft>=12"],
         "dev": ["pytest>=8", "tqdm>=4",  # tqdm: imported by facenet-pytorch (the parity reference)
                 "hypothesis>=6.100", "scikit-image>=0.22", "matplotlib>=3.8"],
     },
