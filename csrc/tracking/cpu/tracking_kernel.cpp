@@ -10,6 +10,7 @@
 #include <fftw3.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <complex>
 #include <cstring>
@@ -189,36 +190,67 @@ void kernel_correlation(const FftPlan& plan, const cfloat* zf, const cfloat* xf,
 void extract_features(const float* planes, int rows, int cols, int cell, float* out) {
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
   const int ncell = gh * gw;
+  const int span = gw * cell;  // pixels per row that fall in cells
   const size_t plane = static_cast<size_t>(rows) * cols;
   const float* gray = planes;
   std::fill(out, out + static_cast<size_t>(kChannels) * ncell, 0.f);
   float* hist = out;                                          // bins 0..8: channel-major
   float* mean = out + static_cast<size_t>(kHogBins) * ncell;  // channel 9; 10, 11: colour
+  std::vector<float> w0(span), w1(span), cell_hist(static_cast<size_t>(ncell) * kHogBins, 0.f);
+  std::vector<int> bin0(span), bin1(span);
   const float bin_per_rad = kHogBins / kPi;
   for (int y = 1; y <= gh * cell; ++y) {
     const float* row = gray + static_cast<size_t>(y) * cols;
     const float* up = row - cols;
     const float* down = row + cols;
-    const int cy = (y - 1) / cell;
-    for (int x = 1; x <= gw * cell; ++x) {
+    // Gradient magnitude and orientation of the row, branch-free so that it
+    // vectorises; the same operations as orientation(), so the same floats.
+    for (int i = 0; i < span; ++i) {
+      const int x = i + 1;
       const float dx = row[x + 1] - row[x - 1];
       const float dy = down[x] - up[x];
       const float mag = std::sqrt(dx * dx + dy * dy);
+      const float ax = std::fabs(dx), ay = std::fabs(dy);
+      // num / den <= 1; both 0 (flat) gives 0 / FLT_MIN = 0, as orientation() does.
+      const float num = std::min(ax, ay), den = std::max(std::max(ax, ay), FLT_MIN);
+      const float t = atan_unit(num / den);
+      float angle = ay > ax ? 0.5f * kPi - t : t;  // [0, pi/2]
+      angle = ((dx < 0) != (dy < 0)) ? kPi - angle : angle;
+      angle = angle >= kPi ? angle - kPi : angle;
       // Bin centres at (b + 0.5) * pi / 9; the magnitude is split between the two
       // nearest centres (circularly), so the feature is continuous in the angle.
-      float pos = orientation(dy, dx) * bin_per_rad - 0.5f;
-      int b0 = static_cast<int>(std::floor(pos));
-      const float frac = pos - static_cast<float>(b0);
-      b0 = (b0 + kHogBins) % kHogBins;
-      const int b1 = (b0 + 1) % kHogBins;
-      const int ci = cy * gw + (x - 1) / cell;
-      hist[static_cast<size_t>(b0) * ncell + ci] += mag * (1.f - frac);
-      hist[static_cast<size_t>(b1) * ncell + ci] += mag * frac;
-      mean[ci] += row[x];
-      mean[ncell + ci] += planes[plane + static_cast<size_t>(y) * cols + x];
-      mean[2 * ncell + ci] += planes[2 * plane + static_cast<size_t>(y) * cols + x];
+      const float pos = angle * bin_per_rad - 0.5f;  // [-0.5, 8.5)
+      const int trunc = static_cast<int>(pos);
+      const int lo = trunc - (pos < static_cast<float>(trunc) ? 1 : 0);  // floor
+      const float frac = pos - static_cast<float>(lo);
+      bin0[i] = lo < 0 ? lo + kHogBins : lo;
+      bin1[i] = lo + 1 == kHogBins ? 0 : lo + 1;
+      w0[i] = mag * (1.f - frac);
+      w1[i] = mag * frac;
     }
+    // Votes into the cell-major histograms (the 9 bins of a cell side by side).
+    const int cy = (y - 1) / cell;
+    float* hist_row = cell_hist.data() + static_cast<size_t>(cy) * gw * kHogBins;
+    for (int i = 0; i < span; ++i) {
+      float* h = hist_row + (i / cell) * kHogBins;
+      h[bin0[i]] += w0[i];
+      h[bin1[i]] += w1[i];
+    }
+    const float* o1 = planes + plane + static_cast<size_t>(y) * cols;
+    const float* o2 = planes + 2 * plane + static_cast<size_t>(y) * cols;
+    float* m0 = mean + static_cast<size_t>(cy) * gw;
+    float* m1 = m0 + ncell;
+    float* m2 = m1 + ncell;
+    for (int k = 0; k < cell; ++k)
+      for (int c = 0; c < gw; ++c) {
+        const int x = c * cell + k + 1;
+        m0[c] += row[x];
+        m1[c] += o1[x];
+        m2[c] += o2[x];
+      }
   }
+  for (int ci = 0; ci < ncell; ++ci)
+    for (int b = 0; b < kHogBins; ++b) hist[static_cast<size_t>(b) * ncell + ci] = cell_hist[static_cast<size_t>(ci) * kHogBins + b];
   // Energy per cell, then each cell divided by the RMS energy of its 3x3 neighbourhood.
   std::vector<float> energy(ncell, 0.f);
   for (int b = 0; b < kHogBins; ++b)
