@@ -187,6 +187,9 @@ void kernel_correlation(const FftPlan& plan, const cfloat* zf, const cfloat* xf,
 // ---------------------------------------------------------------------------
 // Building blocks
 
+// An AVX2 clone next to the baseline one, picked at load time (no FMA contraction: the
+// same floats on both).
+__attribute__((target_clones("avx2", "default")))
 void extract_features(const float* planes, int rows, int cols, int cell, float* out) {
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
   const int ncell = gh * gw;
