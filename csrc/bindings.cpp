@@ -21,6 +21,11 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+#ifdef LANNER_WITH_CUFFT
+  m.attr("built_with_cufft") = true;  // the tracker's batched CUDA path
+#else
+  m.attr("built_with_cufft") = false;
+#endif
   lanner::register_device(m);
   lanner::register_nms(m);
   lanner::mtcnn::register_mtcnn(m);

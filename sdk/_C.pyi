@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 built_with_cuda: bool
+built_with_cufft: bool
 
 def cuda_device_count() -> int:
     """Number of usable CUDA devices (0 when built without CUDA or no driver/device)."""

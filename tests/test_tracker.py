@@ -519,6 +519,24 @@ def test_cuda_batch_response_matches_cpu(kernel):
         np.testing.assert_allclose(got[i], want, atol=1e-4 * np.abs(want).max() + 1e-6)
 
 
+@pytest.mark.native
+def test_cuda_batch_binding_follows_the_build():
+    """The batch op exists exactly when cuFFT was built in; its arguments are validated
+    before any CUDA call, and without a usable device it raises, never crashes."""
+    assert hasattr(_C, "tracker_kcf_response_batch_cuda") == _C.built_with_cufft
+    if not _C.built_with_cufft:
+        pytest.skip("built without cuFFT (pip install 'lanner[cuda]' before building adds it)")
+    z = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="same shape"):
+        _C.tracker_kcf_response_batch_cuda(z, np.zeros((2, 3, 8, 6), np.float32), np.zeros((2, 8, 8), np.float32),
+                                           "gaussian", 0.5)
+    with pytest.raises(ValueError, match="same number of targets"):
+        _C.tracker_kcf_response_batch_cuda(z, z, np.zeros((3, 8, 8), np.float32), "gaussian", 0.5)
+    if not lanner.has_cuda():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            _C.tracker_kcf_response_batch_cuda(z, z, np.zeros((2, 8, 8), np.float32), "linear", 0.5)
+
+
 # ---------------------------------------------------------------------------
 # The benchmark's generator (benchmarks/tracking/uav_sim.py): a short smoke sequence
 

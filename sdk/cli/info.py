@@ -15,7 +15,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__, _C, ops
 
     print(f"lanner {__version__} (python {platform.python_version()}, {platform.machine()})")
-    print(f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}")
+    print(f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}, "
+          f"tracker cuFFT batch path={bool(_C.built_with_cufft)}")
     for dist in ("numpy", "opencv-contrib-python-headless", "onnxruntime", "openvino", "apache-tvm", "nncf", "torch"):
         try:
             version = md.version(dist)
