@@ -525,7 +525,7 @@ def test_cuda_batch_binding_follows_the_build():
     before any CUDA call, and without a usable device it raises, never crashes."""
     assert hasattr(_C, "tracker_kcf_response_batch_cuda") == _C.built_with_cufft
     if not _C.built_with_cufft:
-        pytest.skip("built without cuFFT (pip install 'lanner[cuda]' before building adds it)")
+        pytest.skip("built without cuFFT (pip install '.[cuda]' before building adds it)")
     z = np.zeros((2, 3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="same shape"):
         _C.tracker_kcf_response_batch_cuda(z, np.zeros((2, 3, 8, 6), np.float32), np.zeros((2, 8, 8), np.float32),
