@@ -22,6 +22,19 @@ namespace {
 
 constexpr int64_t kMaxSide = 1 << 15;  // 32768 px: bounds every size product below int64 overflow
 
+// Area resizing reads box sums from the uint32 summed-area table; a box sum is exact
+// (modulo arithmetic undoes the table's wrap-around) while the box holds at most
+// (2^32 - 1) / 255 pixels. An output pixel averages a bin of at most
+// (ceil(in / out) + 1) pixels per side.
+constexpr int64_t kMaxBinPixels = 0xFFFFFFFFLL / 255;  // 16,843,009
+
+void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const char* what) {
+  const int64_t bin = ((in_h + out_h - 1) / out_h + 1) * ((in_w + out_w - 1) / out_w + 1);
+  check(bin <= kMaxBinPixels, what, " ", out_h, "x", out_w, " of a ", in_h, "x", in_w,
+        " image would average up to ", bin, " pixels per output pixel; at most ", kMaxBinPixels,
+        " fit the uint32 summed-area table: use a larger output size");
+}
+
 // An HxWx3 uint8 C-contiguous image; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
   check(image.dtype().is(py::dtype::of<uint8_t>()), "image should have dtype uint8, got ",
@@ -84,6 +97,7 @@ py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>&
   for (const auto& [oh, ow] : sizes) {
     check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide,
           "pyramid sizes should be in [1, ", kMaxSide, "], got ", oh, "x", ow);
+    check_bins(h, w, oh, ow, "pyramid level");
   }
   std::vector<py::array_t<float>> outs;
   outs.reserve(sizes.size());
@@ -134,6 +148,7 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size) 
   check(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
   check(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");
   check(size >= 1 && size <= 1024, "size should be in [1, 1024], got ", size);
+  check_bins(h, w, size, size, "crop size");  // the largest crop is the whole image
   const int64_t n = boxes.shape(0);
   const auto* b = static_cast<const float*>(boxes.data());
   for (int64_t i = 0; i < 4 * n; ++i) check(std::isfinite(b[i]), "boxes should be finite, got ", b[i]);

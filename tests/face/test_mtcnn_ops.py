@@ -101,6 +101,18 @@ def test_integral_wraps_modulo_2_32_and_box_sums_stay_exact():
     np.testing.assert_allclose(level, (255 - MEAN) * SCALE, atol=1e-6)
 
 
+def test_bins_too_large_for_the_uint32_table_are_refused():
+    # A 4200x4200 image resized to 1x1 would sum 17.6 Mpx x 255 > 2^32 in one box.
+    table = _C.mtcnn_integral(np.zeros((4200, 4200, 3), np.uint8))
+    with pytest.raises(ValueError, match="would average up to .* pixels per output pixel"):
+        _C.mtcnn_pyramid(table, [(1, 1)])
+    with pytest.raises(ValueError, match="crop size 1x1 of a 4200x4200 image"):
+        _C.mtcnn_crop_resize(table, np.zeros((1, 4), np.float32), 1)
+    # The cascade's own sizes are far below the limit: levels >= 12 px, crops 24 and 48 px.
+    assert _C.mtcnn_pyramid(table, [(12, 12)])[0].shape == (1, 3, 12, 12)
+    assert _C.mtcnn_crop_resize(table, np.array([[1, 1, 4200, 4200]], np.float32), 24)[0].shape == (1, 3, 24, 24)
+
+
 # --- candidates ---------------------------------------------------------------------------
 @pytest.mark.parametrize("seed,scale,threshold", [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0)])
 def test_candidates_match_reference(seed, scale, threshold):
