@@ -34,8 +34,12 @@ install: sysdeps venv
 	$(PIP) install -q --no-build-isolation .
 
 # Everything the tests and benchmarks use. facenet-pytorch is installed without its
-# (conflicting) pins: we only read the MTCNN weights shipped in its wheel.
+# (conflicting) pins: we only read the MTCNN weights shipped in its wheel. Where nvcc is
+# found, NVIDIA's cuFFT wheel (the `cuda` extra) is installed first, so that the build
+# compiles the tracker's CUDA batch path too (CUDA 13 toolkits come without cuFFT).
 install-dev: sysdeps venv
+	@if command -v nvcc >/dev/null 2>&1 || test -x /usr/local/cuda/bin/nvcc; then \
+	  $(PIP) install -q "nvidia-cufft>=12"; fi  # = setup.py's `cuda` extra
 	$(PIP) install -q --no-build-isolation ".[dev,compile,torch]"
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
 
