@@ -279,17 +279,36 @@ class MultiTracker:
     targets are spread over ``options.num_threads`` threads. Each target behaves
     exactly like its own :class:`Tracker` with the same options.
 
+    With ``device="cuda"`` the detection step of all tracked targets (their search
+    windows at every scale) runs as one batched cuFFT computation per frame and grid
+    size on the GPU; features, peaks, model updates and the re-detection of lost
+    targets stay on the CPU. Results agree with ``device="cpu"`` to float rounding, not
+    bit for bit.
+
     Args:
         options: a :class:`TrackerOptions`; or give its fields as keywords.
+        device: ``"cpu"`` or ``"cuda"`` (needs a build with cuFFT, see ``lanner info``,
+            and a usable CUDA device).
         **kwargs: fields of :class:`TrackerOptions`.
 
     Raises:
-        ValueError, TypeError: invalid options.
+        ValueError, TypeError: invalid options, or ``device="cuda"`` where it cannot run.
     """
 
-    def __init__(self, options: TrackerOptions | None = None, **kwargs: Any) -> None:
+    def __init__(self, options: TrackerOptions | None = None, *, device: str = "cpu", **kwargs: Any) -> None:
         self.options = _resolve_options(options, kwargs)
-        self._native = _C.MultiCorrelationTracker(self.options.to_params())
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            if not _C.built_with_cufft:
+                raise ValueError("device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
+                                 "before building; `lanner info` shows the build)")
+            from .ops import has_cuda
+
+            if not has_cuda():
+                raise ValueError("device='cuda' needs a usable CUDA device; none was found")
+        self.device = device
+        self._native = _C.MultiCorrelationTracker(self.options.to_params(), device)
         self._count = 0
         self._lock = threading.Lock()
 

@@ -284,6 +284,42 @@ def test_multitracker_equals_single_trackers(threads, targets):
 
 
 @pytest.mark.native
+@pytest.mark.parametrize("threads", [1, 3])
+def test_multitracker_batched_detection_matches_per_target(threads):
+    """The batched detection step (what device='cuda' runs on the GPU), here with the CPU
+    kcf_response as its backend: targets of several grid sizes, one of them hidden and
+    re-detected on its own path, agree with per-target tracking to float rounding."""
+    frames, gt = make_sequence(seed=11, size=20, frames=60, occlude=(30, 40))
+    rng = np.random.default_rng(0)
+    boxes = np.array([gt[0]] + [(rng.uniform(0, 150), rng.uniform(0, 110), rng.uniform(8, 40), rng.uniform(8, 40))
+                                for _ in range(7)])
+    params = lanner.TrackerOptions(num_threads=threads).to_params()
+    per_target = _C.MultiCorrelationTracker(params, "cpu")
+    batched = _C.MultiCorrelationTracker(params, "cpu-batch")
+    per_target.init(frames[0], boxes)
+    batched.init(frames[0], boxes)
+    lost_seen = False
+    for f in frames[1:]:
+        a, b = per_target.update(f), batched.update(f)
+        np.testing.assert_allclose(b[0], a[0], atol=1e-2)
+        np.testing.assert_allclose(b[1], a[1], rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(b[2], a[2])
+        np.testing.assert_array_equal(b[3], a[3])
+        lost_seen |= bool(a[2][0])
+    assert lost_seen, "target 0 is hidden for 10 frames: the lost path must have been taken"
+
+
+def test_multitracker_device_is_validated():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        lanner.MultiTracker(device="gpu")
+    with pytest.raises(ValueError, match="backend must be"):
+        _C.MultiCorrelationTracker(lanner.TrackerOptions().to_params(), "gpu")
+    if not (_C.built_with_cufft and lanner.has_cuda()):
+        with pytest.raises(ValueError, match="device='cuda' needs"):
+            lanner.MultiTracker(device="cuda")
+
+
+@pytest.mark.native
 def test_result_types_and_context_manager():
     frames, gt = make_sequence(seed=1, size=12, frames=3)
     with lanner.Tracker(lanner.TrackerOptions(num_scales=1, kernel="linear")) as t:
@@ -517,6 +553,24 @@ def test_cuda_batch_response_matches_cpu(kernel):
     for i in range(n):
         want = _C.tracker_kcf_response(z[i], x[i], a[i], kernel, 0.5)
         np.testing.assert_allclose(got[i], want, atol=1e-4 * np.abs(want).max() + 1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.native
+def test_cuda_multitracker_matches_cpu():
+    if not lanner.has_cuda() or not _C.built_with_cufft:
+        pytest.skip("needs a CUDA device and a build with cuFFT")
+    frames, gt = make_sequence(seed=11, size=20, frames=40, occlude=(20, 28))
+    rng = np.random.default_rng(1)
+    boxes = np.array([gt[0]] + [(rng.uniform(0, 150), rng.uniform(0, 110), rng.uniform(8, 40), rng.uniform(8, 40))
+                                for _ in range(9)])
+    cpu, gpu = lanner.MultiTracker(), lanner.MultiTracker(device="cuda")
+    cpu.init(frames[0], boxes)
+    gpu.init(frames[0], boxes)
+    for f in frames[1:]:
+        a, b = cpu.update(f), gpu.update(f)
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=0.05)
+        np.testing.assert_array_equal(b.lost, a.lost)
 
 
 @pytest.mark.native

@@ -11,6 +11,10 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -158,7 +162,18 @@ class PyTracker {
 // threads (each tracker's own state is touched by one thread).
 class PyMultiTracker {
  public:
-  explicit PyMultiTracker(const TrackerParams& p) : params_(p) { validate_params(p); }
+  // backend: "cpu" (each target searches on its own), "cuda" (the search windows of
+  // all targets go to the GPU in one batched cuFFT step per grid size; needs a build
+  // with cuFFT), or "cpu-batch" (the same batched step with the CPU kcf_response, which
+  // tests the batching without a GPU).
+  PyMultiTracker(const TrackerParams& p, const std::string& backend) : params_(p), backend_(backend) {
+    validate_params(p);
+    check(backend == "cpu" || backend == "cpu-batch" || backend == "cuda",
+          "backend must be 'cpu', 'cpu-batch' or 'cuda', got '", backend, "'");
+#ifndef LANNER_WITH_CUFFT
+    check(backend != "cuda", "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
+#endif
+  }
 
   void init(const py::handle& frame_obj, const py::handle& boxes_obj) {
     Frame f = to_frame(frame_obj);
@@ -193,7 +208,10 @@ class PyMultiTracker {
     {
       py::gil_scoped_release release;
       const float* planes = shared_planes(f.view);
-      for_each(trackers_.size(), [&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes); });
+      if (backend_ == "cpu")
+        for_each(trackers_.size(), [&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes); });
+      else
+        batched_update(f.view, planes);
     }
     const py::ssize_t n = static_cast<py::ssize_t>(states_.size());
     py::array_t<float> boxes({n, static_cast<py::ssize_t>(4)});
@@ -242,6 +260,54 @@ class PyMultiTracker {
     return planes_.data();
   }
 
+  // One frame with batched detection: targets that are searching (not lost) export
+  // their windows, grouped by grid size; each group's responses are computed in one
+  // batched call; the targets then finish the frame from them. Lost targets run their
+  // own re-detection.
+  void batched_update(const FrameView& v, const float* planes) {
+    std::map<std::pair<int, int>, std::vector<size_t>> groups;
+    std::vector<size_t> own;
+    for (size_t i = 0; i < trackers_.size(); ++i) {
+      if (trackers_[i]->searching())
+        groups[{trackers_[i]->grid_height(), trackers_[i]->grid_width()}].push_back(i);
+      else
+        own.push_back(i);
+    }
+    for_each(own.size(), [&](size_t j) { states_[own[j]] = trackers_[own[j]]->update(v, planes); });
+    const bool gaussian = params_.kernel == "gaussian";
+    for (const auto& [grid, members] : groups) {
+      const size_t hw = static_cast<size_t>(grid.first) * grid.second;
+      const size_t stack = kChannels * hw;
+      const size_t windows_per = static_cast<size_t>(trackers_[members[0]]->search_count());
+      const size_t windows = members.size() * windows_per;
+      std::vector<float> z(windows * stack), x(windows * stack), alpha(windows * hw), response(windows * hw);
+      for_each(members.size(), [&](size_t j) {
+        const size_t first = j * windows_per;
+        trackers_[members[j]]->search_windows(v, planes, z.data() + first * stack, x.data() + first * stack,
+                                              alpha.data() + first * hw);
+        for (size_t s = 1; s < windows_per; ++s) {  // the same model for every scale
+          std::copy(x.data() + first * stack, x.data() + (first + 1) * stack, x.data() + (first + s) * stack);
+          std::copy(alpha.data() + first * hw, alpha.data() + (first + 1) * hw, alpha.data() + (first + s) * hw);
+        }
+      });
+      if (backend_ == "cuda") {
+#ifdef LANNER_WITH_CUFFT
+        kcf_response_batch_cuda(z.data(), x.data(), alpha.data(), static_cast<int>(windows), kChannels, grid.first,
+                                grid.second, gaussian, params_.kernel_sigma, response.data());
+#endif
+      } else {
+        for_each(windows, [&](size_t w) {
+          kcf_response(z.data() + w * stack, x.data() + w * stack, alpha.data() + w * hw, kChannels, grid.first,
+                       grid.second, gaussian, params_.kernel_sigma, response.data() + w * hw);
+        });
+      }
+      for_each(members.size(), [&](size_t j) {
+        states_[members[j]] =
+            trackers_[members[j]]->update_from_responses(v, planes, response.data() + j * windows_per * hw);
+      });
+    }
+  }
+
   // fn(0..n-1) spread over the worker threads; the first exception is rethrown.
   template <typename Fn>
   void for_each(size_t n, Fn&& fn) {
@@ -267,6 +333,7 @@ class PyMultiTracker {
   }
 
   TrackerParams params_;
+  std::string backend_;
   std::vector<std::unique_ptr<CorrelationTracker>> trackers_;
   std::vector<TrackState> states_;
   std::vector<float> planes_;
@@ -401,7 +468,7 @@ void register_tracking(py::module_& m) {
            "Returns ((x, y, w, h), psr, lost, recovered).");
 
   py::class_<PyMultiTracker>(m, "MultiCorrelationTracker", "N targets updated per call (use lanner.MultiTracker).")
-      .def(py::init<const TrackerParams&>(), py::arg("params"))
+      .def(py::init<const TrackerParams&, const std::string&>(), py::arg("params"), py::arg("backend") = "cpu")
       .def("init", &PyMultiTracker::init, py::arg("frame"), py::arg("boxes"))
       .def("update", &PyMultiTracker::update, py::arg("frame"),
            "Returns (boxes (N, 4) float32, psr (N,) float32, lost (N,) bool, recovered (N,) bool).")

@@ -117,6 +117,17 @@ class CorrelationTracker {
   void init(const FrameView& frame, const float* planes, const Box& box);
   TrackState update(const FrameView& frame, const float* planes);
   bool initialized() const;
+  // A batched detection step (MultiTracker with a batch backend): while searching()
+  // (initialised, not lost), search_windows() writes the search_count() windows'
+  // features z (search_count x kChannels x h x w, h x w = grid_height() x grid_width())
+  // and the model x (kChannels x h x w) and alpha (h x w); update_from_responses()
+  // then finishes the frame from their kcf_response() maps (search_count x h x w).
+  bool searching() const;
+  int search_count() const;
+  int grid_height() const;
+  int grid_width() const;
+  void search_windows(const FrameView& frame, const float* planes, float* z, float* x, float* alpha);
+  TrackState update_from_responses(const FrameView& frame, const float* planes, const float* responses);
   // Frame pixels the next update() resamples (all its windows, a rough count): a
   // MultiTracker converts the whole frame once only when that is cheaper.
   double sampled_pixels() const;

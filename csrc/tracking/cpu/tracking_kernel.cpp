@@ -600,14 +600,45 @@ struct CorrelationTracker::Impl {
     ready = true;
   }
 
-  TrackState update(const FrameView& frame, const float* planes) {
+  // The search windows of a tracked (not lost) target for a batched detection step:
+  // for each scale, the windowed features z (kChannels x h x w), and the model x
+  // (kChannels x h x w) and alpha (h x w) in the spatial domain.
+  void search_windows(const FrameView& frame, const float* planes, float* z, float* x, float* alpha) {
+    const size_t stack = static_cast<size_t>(kChannels) * n();
+    for (size_t s = 0; s < scale_factors.size(); ++s) {
+      sample(frame, planes, cx, cy, scale * scale_factors[s]);
+      extract_features(patch.data(), patch_rows, patch_cols, cell, feat.data());
+      float* out = z + s * stack;
+      for (int l = 0; l < kChannels; ++l)
+        for (int i = 0; i < n(); ++i) out[static_cast<size_t>(l) * n() + i] = feat[static_cast<size_t>(l) * n() + i] * cos_window[i];
+    }
+    // The model's spectra back to space (c2r destroys its input: copies).
+    const float inv = 1.f / static_cast<float>(n());
+    for (int l = 0; l < kChannels; ++l) {
+      std::copy(model_xf.data() + static_cast<size_t>(l) * nf(), model_xf.data() + static_cast<size_t>(l + 1) * nf(),
+                acc.data());
+      plan->inverse(acc.data(), x + static_cast<size_t>(l) * n());
+      for (int i = 0; i < n(); ++i) x[static_cast<size_t>(l) * n() + i] *= inv;
+    }
+    std::copy(model_alphaf.data(), model_alphaf.data() + nf(), acc.data());
+    plan->inverse(acc.data(), alpha);
+    for (int i = 0; i < n(); ++i) alpha[i] *= inv;
+  }
+
+  // Update from precomputed responses (one h x w map per scale, as search_windows()
+  // ordered them); `responses` null: compute them here (the single-target path).
+  TrackState update(const FrameView& frame, const float* planes, const float* responses = nullptr) {
     TrackState st;
     if (!lost) {
       // Multi-scale search around the last position.
       float best_score = -1e30f, best_dy = 0, best_dx = 0, best_zoom = scale;
-      for (float f : scale_factors) {
+      for (size_t s = 0; s < scale_factors.size(); ++s) {
+        const float f = scale_factors[s];
         const float zoom = scale * f;
-        detect(frame, planes, cx, cy, zoom);
+        if (responses)
+          std::copy(responses + s * n(), responses + (s + 1) * n(), response.data());
+        else
+          detect(frame, planes, cx, cy, zoom);
         float pv, dy, dx;
         peak(response.data(), pv, dy, dx);
         if (f != 1.f) pv *= p.scale_penalty;
@@ -738,6 +769,20 @@ void CorrelationTracker::init(const FrameView& frame, const float* planes, const
 
 TrackState CorrelationTracker::update(const FrameView& frame, const float* planes) {
   return impl_->update(frame, planes);
+}
+
+bool CorrelationTracker::searching() const { return impl_->ready && !impl_->lost; }
+int CorrelationTracker::search_count() const { return static_cast<int>(impl_->scale_factors.size()); }
+int CorrelationTracker::grid_height() const { return impl_->grid_h; }
+int CorrelationTracker::grid_width() const { return impl_->grid_w; }
+
+void CorrelationTracker::search_windows(const FrameView& frame, const float* planes, float* z, float* x, float* alpha) {
+  impl_->search_windows(frame, planes, z, x, alpha);
+}
+
+TrackState CorrelationTracker::update_from_responses(const FrameView& frame, const float* planes,
+                                                     const float* responses) {
+  return impl_->update(frame, planes, responses);
 }
 
 bool CorrelationTracker::initialized() const { return impl_->ready; }
