@@ -13,11 +13,11 @@
 #include <exception>
 #include <map>
 #include <memory>
-#include <string>
-#include <vector>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 #include "common/check.h"
 
