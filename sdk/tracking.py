@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _C
+from .ops import has_cuda
 
 __all__ = ["TrackerOptions", "TrackResult", "MultiTrackResult", "Tracker", "MultiTracker"]
 
@@ -303,8 +304,6 @@ class MultiTracker:
             if not _C.built_with_cufft:
                 raise ValueError("device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
                                  "before building; `lanner info` shows the build)")
-            from .ops import has_cuda
-
             if not has_cuda():
                 raise ValueError("device='cuda' needs a usable CUDA device; none was found")
         self.device = device

@@ -31,8 +31,8 @@ constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target 
 constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
 constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
 constexpr float kCoastDecay = 0.95f;     // per lost frame, the predicted motion decays by this
-constexpr float kPsrReferenceCap = 2.f;
-constexpr int kRedetectWindows = 8;      // re-detection windows per lost frame besides the prediction  // relative PSR thresholds use at most 2 x good_psr as the mean
+constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
+constexpr int kRedetectWindows = 8;      // re-detection windows per lost frame besides the prediction
 
 using cfloat = std::complex<float>;
 
@@ -115,14 +115,16 @@ inline float atan_unit(float z) {
   return z * (0.9998660f + z2 * (-0.3302995f + z2 * (0.1801410f + z2 * (-0.0851330f + z2 * 0.0208351f))));
 }
 
-// Unsigned gradient orientation in [0, pi).
+// Unsigned gradient orientation in [0, pi); 0 for a flat pixel. Branch-free (selects
+// only), so that loops calling it vectorise.
 inline float orientation(float dy, float dx) {
   const float ax = std::fabs(dx), ay = std::fabs(dy);
-  if (ax == 0.f && ay == 0.f) return 0.f;
-  float a = ax >= ay ? atan_unit(ay / ax) : 0.5f * kPi - atan_unit(ax / ay);  // [0, pi/2]
-  if ((dx < 0) != (dy < 0)) a = kPi - a;                                        // 2nd/4th quadrant
-  if (a >= kPi) a -= kPi;
-  return a;
+  // num / den <= 1; both 0 (flat) gives 0 / FLT_MIN = 0.
+  const float num = std::min(ax, ay), den = std::max(std::max(ax, ay), FLT_MIN);
+  const float t = atan_unit(num / den);
+  float a = ay > ax ? 0.5f * kPi - t : t;     // [0, pi/2]
+  a = ((dx < 0) != (dy < 0)) ? kPi - a : a;  // 2nd/4th quadrant
+  return a >= kPi ? a - kPi : a;
 }
 
 // Label: Gaussian peak at (0, 0), wrapped (KCF), std `sigma` cells.
@@ -206,23 +208,15 @@ void extract_features(const float* planes, int rows, int cols, int cell, float* 
     const float* row = gray + static_cast<size_t>(y) * cols;
     const float* up = row - cols;
     const float* down = row + cols;
-    // Gradient magnitude and orientation of the row, branch-free so that it
-    // vectorises; the same operations as orientation(), so the same floats.
+    // Gradient magnitude, orientation and bin votes of the row (branch-free: vectorises).
     for (int i = 0; i < span; ++i) {
       const int x = i + 1;
       const float dx = row[x + 1] - row[x - 1];
       const float dy = down[x] - up[x];
       const float mag = std::sqrt(dx * dx + dy * dy);
-      const float ax = std::fabs(dx), ay = std::fabs(dy);
-      // num / den <= 1; both 0 (flat) gives 0 / FLT_MIN = 0, as orientation() does.
-      const float num = std::min(ax, ay), den = std::max(std::max(ax, ay), FLT_MIN);
-      const float t = atan_unit(num / den);
-      float angle = ay > ax ? 0.5f * kPi - t : t;  // [0, pi/2]
-      angle = ((dx < 0) != (dy < 0)) ? kPi - angle : angle;
-      angle = angle >= kPi ? angle - kPi : angle;
       // Bin centres at (b + 0.5) * pi / 9; the magnitude is split between the two
       // nearest centres (circularly), so the feature is continuous in the angle.
-      const float pos = angle * bin_per_rad - 0.5f;  // [-0.5, 8.5)
+      const float pos = orientation(dy, dx) * bin_per_rad - 0.5f;  // [-0.5, 8.5)
       const int trunc = static_cast<int>(pos);
       const int lo = trunc - (pos < static_cast<float>(trunc) ? 1 : 0);  // floor
       const float frac = pos - static_cast<float>(lo);
@@ -370,7 +364,7 @@ struct CorrelationTracker::Impl {
   // Scratch, reused every frame (sizes fixed at init).
   std::vector<float> patch, feat, region, col_wt, row_wt;
   std::vector<int> col_lo, col_hi, row_lo, row_hi;
-  AlignedBuffer<float> real, k, response, best_response;
+  AlignedBuffer<float> real, k, response, best_response, windowed;
   AlignedBuffer<cfloat> zf, acc, kf;
 
   int n() const { return grid_h * grid_w; }
@@ -423,6 +417,7 @@ struct CorrelationTracker::Impl {
 
     patch.assign(static_cast<size_t>(kPlanes) * patch_rows * patch_cols, 0.f);
     feat.assign(static_cast<size_t>(kChannels) * n(), 0.f);
+    windowed.resize(static_cast<size_t>(kChannels) * n());
     real.resize(n());
     k.resize(n());
     response.resize(n());
@@ -514,18 +509,24 @@ struct CorrelationTracker::Impl {
     }
   }
 
-  // Features of the window at (x0, y0, zoom) into `zf` (spectra); returns ||x||^2.
-  float features_spectrum(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+  // Features of the window at (x0, y0, zoom) times the cosine window, into `out`
+  // (kChannels x h x w).
+  void windowed_features(const FrameView& frame, const float* planes, float x0, float y0, float zoom, float* out) {
     sample(frame, planes, x0, y0, zoom);
     extract_features(patch.data(), patch_rows, patch_cols, cell, feat.data());
+    for (int l = 0; l < kChannels; ++l)
+      for (int i = 0; i < n(); ++i)
+        out[static_cast<size_t>(l) * n() + i] = feat[static_cast<size_t>(l) * n() + i] * cos_window[i];
+  }
+
+  // Windowed features of the window at (x0, y0, zoom) into `zf` (spectra); returns ||x||^2.
+  float features_spectrum(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
+    windowed_features(frame, planes, x0, y0, zoom, windowed.data());
     float energy = 0;
     for (int l = 0; l < kChannels; ++l) {
-      const float* f = feat.data() + static_cast<size_t>(l) * n();
-      for (int i = 0; i < n(); ++i) {
-        real[i] = f[i] * cos_window[i];
-        energy += real[i] * real[i];
-      }
-      plan->forward(real.data(), zf.data() + static_cast<size_t>(l) * nf());
+      const float* f = windowed.data() + static_cast<size_t>(l) * n();
+      for (int i = 0; i < n(); ++i) energy += f[i] * f[i];
+      plan->forward(f, zf.data() + static_cast<size_t>(l) * nf());
     }
     return energy;
   }
@@ -605,13 +606,8 @@ struct CorrelationTracker::Impl {
   // (kChannels x h x w) and alpha (h x w) in the spatial domain.
   void search_windows(const FrameView& frame, const float* planes, float* z, float* x, float* alpha) {
     const size_t stack = static_cast<size_t>(kChannels) * n();
-    for (size_t s = 0; s < scale_factors.size(); ++s) {
-      sample(frame, planes, cx, cy, scale * scale_factors[s]);
-      extract_features(patch.data(), patch_rows, patch_cols, cell, feat.data());
-      float* out = z + s * stack;
-      for (int l = 0; l < kChannels; ++l)
-        for (int i = 0; i < n(); ++i) out[static_cast<size_t>(l) * n() + i] = feat[static_cast<size_t>(l) * n() + i] * cos_window[i];
-    }
+    for (size_t s = 0; s < scale_factors.size(); ++s)
+      windowed_features(frame, planes, cx, cy, scale * scale_factors[s], z + s * stack);
     // The model's spectra back to space (c2r destroys its input: copies).
     const float inv = 1.f / static_cast<float>(n());
     for (int l = 0; l < kChannels; ++l) {
