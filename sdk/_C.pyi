@@ -50,11 +50,22 @@ def soft_nms(
     """Soft-NMS (CPU): (indices (K,) int64 in selection order, rescored scores (K,) float32)."""
 
 # --- MTCNN pre/post-processing (csrc/mtcnn; matches facenet-pytorch 2.6.0) ---------------
-def mtcnn_integral(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """Summed-area table of an (H, W, 3) uint8 image: (H + 1, W + 1, 3) uint32 (modulo 2^32)."""
+def mtcnn_integral(
+    image: npt.NDArray[np.uint8], channel_order: str = "rgb", out: npt.NDArray[np.uint32] | None = None
+) -> npt.NDArray[np.uint32]:
+    """Summed-area table of a uint8 image -- (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha ignored), any
+    strides, colours in ``channel_order`` ("rgb" or "bgr") -- as RGB: (H + 1, W + 1, 3) uint32 (modulo 2^32).
+    ``out``: a 1d workspace buffer to write into (the result is then a view of it)."""
 
-def mtcnn_pyramid(integral: npt.NDArray[np.uint32], sizes: list[Tuple[int, int]]) -> list[npt.NDArray[np.float32]]:
-    """Area-resize (torch interpolate mode="area") to each (h, w): [(1, 3, h, w) float32, (x - 127.5) / 128]."""
+def mtcnn_pyramid(
+    integral: npt.NDArray[np.uint32],
+    sizes: list[Tuple[int, int]],
+    out: npt.NDArray[np.float32] | None = None,
+    num_threads: int = 1,
+) -> list[npt.NDArray[np.float32]]:
+    """Area-resize (bit-identical to torch interpolate mode="area") to each (h, w): [(1, 3, h, w) float32,
+    (x - 127.5) / 128], views of one block (``out``: a 1d workspace buffer for it); rows spread over
+    ``num_threads`` threads (<= 0: one per core)."""
 
 def mtcnn_generate_candidates(
     prob: npt.NDArray[np.float32], reg: npt.NDArray[np.float32], scale: float, threshold: float
@@ -62,6 +73,9 @@ def mtcnn_generate_candidates(
     """P-Net maps (1, 2, h, w), (1, 4, h, w) -> (N, 9) rows x1, y1, x2, y2, score, reg0..3 (row-major cells)."""
 
 def mtcnn_crop_resize(
-    integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int
+    integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int,
+    out: npt.NDArray[np.float32] | None = None,
+    num_threads: int = 1,
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid)."""
+    """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid);
+    ``out``: a 1d workspace buffer for the crops; crops spread over ``num_threads`` threads (<= 0: one per core)."""

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "common/check.h"
+#include "common/parallel.h"
 
 namespace py = pybind11;
 
@@ -35,17 +37,20 @@ void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const 
         " fit the uint32 summed-area table: use a larger output size");
 }
 
-// An HxWx3 uint8 C-contiguous image; returns (height, width).
+// A uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), any strides; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
   check(image.dtype().is(py::dtype::of<uint8_t>()), "image should have dtype uint8, got ",
         std::string(py::str(image.dtype())));
-  check(image.ndim() == 3, "image should be a 3d array (H, W, 3), got ", image.ndim(), "D");
-  check(image.shape(2) == 3, "image should have 3 channels (H, W, 3), got ", image.shape(2));
+  check(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
+        image.ndim(), "D");
+  if (image.ndim() == 3) {
+    const auto c = image.shape(2);
+    check(c == 1 || c == 3 || c == 4, "image should have 1, 3 or 4 channels (H, W, C), got ", c);
+  }
   check(image.shape(0) >= 1 && image.shape(1) >= 1, "image should be non-empty, got ", image.shape(0), "x",
         image.shape(1));
   check(image.shape(0) <= kMaxSide && image.shape(1) <= kMaxSide, "image sides should be at most ", kMaxSide,
         ", got ", image.shape(0), "x", image.shape(1));
-  check(image.flags() & py::array::c_style, "image should be C-contiguous");
   return {static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1))};
 }
 
@@ -72,6 +77,50 @@ void check_float_map(const py::array& a, const char* name, int64_t channels) {
   check(a.flags() & py::array::c_style, name, " should be C-contiguous");
 }
 
+// The bytes an array spans, [first, last), whatever its strides.
+std::pair<const char*, const char*> byte_span(const py::array& a) {
+  const char* lo = static_cast<const char*>(a.data());
+  const char* hi = lo;
+  if (a.size() == 0) return {lo, lo};
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const auto reach = (a.shape(d) - 1) * a.strides(d);
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return {lo, hi + a.itemsize()};
+}
+
+// An op's output must not share memory with its input (the kernels read while they write).
+void check_disjoint(const py::array& result, const py::array& input, const char* what) {
+  const auto [a0, a1] = byte_span(result);
+  const auto [b0, b1] = byte_span(input);
+  check(a1 <= b0 || b1 <= a0, what, " out shares memory with the input; pass a separate buffer");
+}
+
+// Storage for an op's result: a new array, or -- when the caller passes a workspace
+// buffer (`out`: a writeable, C-contiguous 1-d array of the dtype with room for the result)
+// -- a view into it, so that repeated calls reuse memory instead of page-faulting in fresh
+// allocations. The view keeps the buffer alive.
+template <typename T>
+py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shape, const char* what) {
+  if (out.is_none()) return py::array_t<T>(shape);
+  check(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
+        std::string(py::str(py::type::of(out).attr("__name__"))));
+  auto buf = py::reinterpret_borrow<py::array>(out);
+  check(buf.dtype().is(py::dtype::of<T>()), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
+        ", got ", std::string(py::str(buf.dtype())));
+  check(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
+  check(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
+  check(buf.writeable(), what, " out should be writeable");
+  int64_t need = 1;
+  for (auto d : shape) need *= d;
+  check(buf.shape(0) >= need, what, " out holds ", buf.shape(0), " values, the result needs ", need);
+  return py::array_t<T>(shape, static_cast<T*>(buf.mutable_data()), buf);
+}
+
+void check_threads(int num_threads) {
+  check(num_threads <= 256, "num_threads should be at most 256 (<= 0: one per core), got ", num_threads);
+}
+
 // Truncates a float coordinate toward zero (torch's .trunc().int()), clamped to a safe range.
 int trunc_coord(float v) {
   const float lim = static_cast<float>(kMaxSide) * 4.0f;
@@ -80,36 +129,72 @@ int trunc_coord(float v) {
 
 }  // namespace
 
-py::array_t<uint32_t> integral(const py::array& image) {
+py::array_t<uint32_t> integral(const py::array& image, const std::string& channel_order, const py::object& out) {
   const auto [h, w] = check_image(image);
-  py::array_t<uint32_t> table(std::vector<py::ssize_t>{h + 1, w + 1, 3});
+  check(channel_order == "rgb" || channel_order == "bgr", "channel_order should be 'rgb' or 'bgr', got '",
+        channel_order, "'");
+  // Read the pixels in place through the array's strides (views, negative strides and all):
+  // no copy for BGR, grayscale or alpha input.
+  const int64_t row_stride = image.strides(0);
+  const int64_t pixel_stride = image.strides(1);
+  int64_t offset[3] = {0, 0, 0};
+  if (image.ndim() == 3 && image.shape(2) >= 3) {
+    const int64_t cs = image.strides(2);
+    const bool bgr = channel_order == "bgr";
+    for (int c = 0; c < 3; ++c) offset[c] = (bgr ? 2 - c : c) * cs;
+  }
+  auto table = result_array<uint32_t>(out, {h + 1, w + 1, 3}, "integral");
+  check_disjoint(table, image, "integral");
   uint32_t* dst = table.mutable_data();
   const auto* src = static_cast<const uint8_t*>(image.data());
   {
     py::gil_scoped_release release;
-    integral_image_cpu(src, h, w, dst);
+    integral_image_cpu(src, h, w, row_stride, pixel_stride, offset, dst);
   }
   return table;
 }
 
-py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>& sizes) {
+py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>& sizes, const py::object& out,
+                 int num_threads) {
   const auto [h, w] = check_integral(table);
+  check_threads(num_threads);
   for (const auto& [oh, ow] : sizes) {
     check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide,
           "pyramid sizes should be in [1, ", kMaxSide, "], got ", oh, "x", ow);
     check_bins(h, w, oh, ow, "pyramid level");
   }
+  // All levels in one block (back to back), each returned as a (1, 3, h, w) view of it.
+  int64_t total = 0;
+  for (const auto& [oh, ow] : sizes) total += int64_t{3} * oh * ow;
+  auto block = result_array<float>(out, {static_cast<py::ssize_t>(total)}, "pyramid");
+  check_disjoint(block, table, "pyramid");
   std::vector<py::array_t<float>> outs;
   outs.reserve(sizes.size());
-  for (const auto& [oh, ow] : sizes) outs.emplace_back(std::vector<py::ssize_t>{1, 3, oh, ow});
+  float* next = block.mutable_data();
+  for (const auto& [oh, ow] : sizes) {
+    outs.emplace_back(std::vector<py::ssize_t>{1, 3, oh, ow}, next, block);
+    next += int64_t{3} * oh * ow;
+  }
   std::vector<float*> ptrs;
   for (auto& o : outs) ptrs.push_back(o.mutable_data());
   const auto* src = static_cast<const uint32_t*>(table.data());
   {
     py::gil_scoped_release release;
+    // Work items: bands of output rows of every level.
+    constexpr int kBandRows = 32;
+    struct Band {
+      size_t level;
+      int begin, end;
+    };
+    std::vector<Band> bands;
     for (size_t s = 0; s < sizes.size(); ++s) {
-      area_resize_normalize_cpu(src, w, 0, h, 0, w, sizes[s].first, sizes[s].second, ptrs[s]);
+      for (int r = 0; r < sizes[s].first; r += kBandRows) bands.push_back({s, r, std::min(r + kBandRows, sizes[s].first)});
     }
+    parallel_for(bands.size(), num_threads, [&](size_t k) {
+      const Band& b = bands[k];
+      area_resize_normalize_cpu(src, w, 0, h, 0, w, sizes[b.level].first, sizes[b.level].second, b.begin, b.end,
+                                ptrs[b.level]);
+    });
   }
   py::list result;
   for (auto& o : outs) result.append(o);
@@ -126,23 +211,29 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
   const auto mh = static_cast<int>(prob.shape(2));
   const auto mw = static_cast<int>(prob.shape(3));
   check(int64_t{mh} <= kMaxSide && int64_t{mw} <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
-  std::vector<float> rows(static_cast<size_t>(mh) * mw * 9);
   // Channel 1 of prob is the face probability.
   const float* p = static_cast<const float*>(prob.data()) + int64_t{mh} * mw;
   const auto* r = static_cast<const float*>(reg.data());
+  const auto thr = static_cast<float>(threshold);
   int64_t n = 0;
   {
     py::gil_scoped_release release;
-    n = generate_candidates_cpu(p, r, mh, mw, static_cast<float>(scale), static_cast<float>(threshold),
-                                rows.data());
+    n = count_candidates_cpu(p, int64_t{mh} * mw, thr);
   }
   py::array_t<float> out(std::vector<py::ssize_t>{n, 9});
-  std::copy(rows.begin(), rows.begin() + n * 9, out.mutable_data());
+  float* rows = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    generate_candidates_cpu(p, r, mh, mw, static_cast<float>(scale), thr, rows);
+  }
   return out;
 }
 
-py::tuple crop_resize(const py::array& table, const py::array& boxes, int size) {
+py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, const py::object& out,
+                      int num_threads) {
   const auto [h, w] = check_integral(table);
+  check_threads(num_threads);
+  check_threads(num_threads);
   check(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
         std::string(py::str(boxes.dtype())));
   check(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
@@ -152,46 +243,56 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size) 
   const int64_t n = boxes.shape(0);
   const auto* b = static_cast<const float*>(boxes.data());
   for (int64_t i = 0; i < 4 * n; ++i) check(std::isfinite(b[i]), "boxes should be finite, got ", b[i]);
-  py::array_t<float> crops(std::vector<py::ssize_t>{n, 3, size, size});
+  auto crops = result_array<float>(out, {n, 3, size, size}, "crop_resize");
+  check_disjoint(crops, table, "crop_resize");
+  check_disjoint(crops, boxes, "crop_resize");
   py::array_t<bool> valid(std::vector<py::ssize_t>{n});
-  float* out = crops.mutable_data();
+  float* dst_all = crops.mutable_data();
   bool* ok = valid.mutable_data();
   const auto* src = static_cast<const uint32_t*>(table.data());
   {
     py::gil_scoped_release release;
     const int64_t per = int64_t{3} * size * size;
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(static_cast<size_t>(n), num_threads, [&](size_t k) {
+      const auto i = static_cast<int64_t>(k);
       // facenet-pytorch's pad(): truncate, clip to [1, w] x [1, h] (1-based), crop
       // rows [y - 1, ey) and columns [x - 1, ex).
       const int x = std::max(trunc_coord(b[4 * i + 0]), 1);
       const int y = std::max(trunc_coord(b[4 * i + 1]), 1);
       const int ex = std::min(trunc_coord(b[4 * i + 2]), w);
       const int ey = std::min(trunc_coord(b[4 * i + 3]), h);
-      float* dst = out + i * per;
+      float* dst = dst_all + i * per;
       ok[i] = ey > y - 1 && ex > x - 1;
       if (!ok[i]) {
         std::fill(dst, dst + per, 0.0f);
-        continue;
+        return;
       }
-      area_resize_normalize_cpu(src, w, y - 1, ey, x - 1, ex, size, size, dst);
-    }
+      area_resize_normalize_cpu(src, w, y - 1, ey, x - 1, ex, size, size, 0, size, dst);
+    });
   }
   return py::make_tuple(crops, valid);
 }
 
 void register_mtcnn(py::module_& m) {
-  m.def("mtcnn_integral", &integral, py::arg("image"),
-        "Summed-area table of an (H, W, 3) uint8 image: (H + 1, W + 1, 3) uint32 (modulo 2^32).");
-  m.def("mtcnn_pyramid", &pyramid, py::arg("integral"), py::arg("sizes"),
+  m.def("mtcnn_integral", &integral, py::arg("image"), py::arg("channel_order") = "rgb", py::arg("out") = py::none(),
+        "Summed-area table of a uint8 image -- (H, W) grayscale, (H, W, 1), (H, W, 3) or (H, W, 4) (alpha "
+        "ignored), any strides, colour channels in channel_order ('rgb' or 'bgr') -- as RGB: (H + 1, W + 1, 3) "
+        "uint32 (modulo 2^32). out: optional 1d uint32 workspace buffer to write into (the result is a view of it).");
+  m.def("mtcnn_pyramid", &pyramid, py::arg("integral"), py::arg("sizes"), py::arg("out") = py::none(),
+        py::arg("num_threads") = 1,
         "Area-resize the image behind an mtcnn_integral table to each (h, w) in sizes; returns "
-        "[(1, 3, h, w) float32] normalised (x - 127.5) / 128.");
+        "[(1, 3, h, w) float32] normalised (x - 127.5) / 128, bit-identical to torch's interpolate(mode='area'). "
+        "The levels are views of one block (out: optional 1d float32 workspace buffer for it). num_threads: "
+        "threads to spread the rows over (<= 0: one per core).");
   m.def("mtcnn_generate_candidates", &generate_candidates, py::arg("prob"), py::arg("reg"), py::arg("scale"),
         py::arg("threshold"),
         "P-Net maps (1, 2, h, w) and (1, 4, h, w) -> (N, 9) float32 rows x1, y1, x2, y2, score, reg0..3.");
   m.def("mtcnn_crop_resize", &crop_resize, py::arg("integral"), py::arg("boxes"), py::arg("size"),
+        py::arg("out") = py::none(), py::arg("num_threads") = 1,
         "Crop (N, 4) xyxy boxes (facenet-pytorch pad rules) from the image behind an mtcnn_integral table and "
         "area-resize to "
-        "size x size; returns ((N, 3, size, size) float32 normalised, (N,) bool valid).");
+        "size x size; returns ((N, 3, size, size) float32 normalised, (N,) bool valid). out: optional 1d float32 "
+        "workspace buffer for the crops. num_threads: threads to spread the crops over (<= 0: one per core).");
 }
 
 }  // namespace lanner::mtcnn

@@ -17,22 +17,30 @@ constexpr float kPixelScale = 0.0078125f;
 constexpr int kCellSize = 12;
 constexpr int kStride = 2;
 
-// Summed-area table of an interleaved 3-channel uint8 image (height x width x 3):
-// `table` is (height + 1) x (width + 1) x 3, table[y][x][c] = sum of image[<y][<x][c], kept
-// modulo 2^32 (unsigned wrap-around is well defined; a box sum is exact while the true sum is
-// below 2^32, i.e. for boxes under 16.8 Mpx).
-void integral_image_cpu(const uint8_t* image, int height, int width, uint32_t* table);
+// Summed-area table of a uint8 image with any strides: pixel (y, x) starts at
+// image + y * row_stride + x * pixel_stride and its red, green and blue values lie at
+// channel_offset[0..2] from there (all three 0 for grayscale; 2, 1, 0 for BGR). `table` is
+// (height + 1) x (width + 1) x 3 RGB, table[y][x][c] = sum of image[<y][<x][c], kept modulo
+// 2^32 (unsigned wrap-around is well defined; a box sum is exact while the true sum is below
+// 2^32, i.e. for boxes under 16.8 Mpx).
+void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row_stride, int64_t pixel_stride,
+                        const int64_t channel_offset[3], uint32_t* table);
 
 // Area-resizes the rectangle [y0, y1) x [x0, x1) of the image behind `table` (row stride
 // (width + 1) * 3) to out_h x out_w -- each output pixel is the mean of its adaptive-average-
-// pooling bin -- and writes it normalised and planar (3 x out_h x out_w) to `out`.
+// pooling bin, bit-identical to torch's interpolate(mode="area") on the float image -- and
+// writes output rows [row_begin, row_end) of it normalised and planar (3 x out_h x out_w) to
+// `out`. Calls on disjoint row ranges of one output may run concurrently.
 void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, float* out);
+                               int out_w, int row_begin, int row_end, float* out);
+
+// Number of map cells with prob >= threshold (the rows generate_candidates_cpu writes).
+int64_t count_candidates_cpu(const float* prob, int64_t cells, float threshold);
 
 // Writes one row per map cell with prob >= threshold, in row-major cell order:
-// x1, y1, x2, y2 (input-image pixels), score, reg0..reg3. Returns the number of rows.
-// `rows` has room for map_h * map_w * 9 floats.
-int64_t generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
-                                float threshold, float* rows);
+// x1, y1, x2, y2 (input-image pixels), score, reg0..reg3. `rows` has room for
+// count_candidates_cpu(...) * 9 floats.
+void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
+                             float threshold, float* rows);
 
 }  // namespace lanner::mtcnn

@@ -8,18 +8,16 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "common/check.h"
+#include "common/parallel.h"
 
 #ifndef LANNER_WITH_FFTW
 #error "the tracker needs FFTW3 single precision (Debian: libfftw3-dev); CMake did not find fftw3f"
@@ -311,25 +309,7 @@ class PyMultiTracker {
   // fn(0..n-1) spread over the worker threads; the first exception is rethrown.
   template <typename Fn>
   void for_each(size_t n, Fn&& fn) {
-    unsigned hw = std::thread::hardware_concurrency();
-    size_t threads = params_.num_threads > 0 ? static_cast<size_t>(params_.num_threads) : (hw ? hw : 1);
-    threads = std::min(threads, n);
-    std::atomic<size_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto work = [&]() {
-      try {
-        for (size_t i = next++; i < n; i = next++) fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    };
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
+    parallel_for(n, params_.num_threads, std::forward<Fn>(fn));
   }
 
   TrackerParams params_;

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _C, ops
 
-__all__ = ["CascadeParams", "NetRunner", "run_cascade", "pyramid_scales", "STAGES"]
+__all__ = ["CascadeParams", "NetRunner", "Workspace", "run_cascade", "pyramid_scales", "STAGES"]
 
 # Per-stage timing keys, in cascade order.
 STAGES: tuple[str, ...] = ("pyramid", "pnet", "rnet", "onet", "nms", "other")
@@ -48,6 +48,38 @@ class CascadeParams:
     min_face_size: float = 20.0
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     scale_factor: float = 0.709
+
+
+class Workspace:
+    """Buffers that the cascade's large intermediate arrays (the summed-area table, the
+    pyramid, the crop batches) are written into, kept from call to call.
+
+    Fresh arrays of these sizes (tens of MB for a 1280x886 photo) would be page-faulted in on
+    every ``detect``; reusing them saves that time on video. A buffer only grows (to the
+    largest image seen); :meth:`clear` releases them. One workspace serves one call at a time.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def buffer(self, name: str, size: int, dtype: type) -> np.ndarray:
+        """A 1-d buffer of ``dtype`` with room for at least ``size`` values."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            # Crop batches vary a little from frame to frame: grow with some headroom.
+            grown = 0 if buf is None or buf.dtype != dtype else buf.size + buf.size // 2
+            buf = np.empty(max(size, grown), dtype)
+            self._buffers[name] = buf
+        return buf
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return sum(b.nbytes for b in self._buffers.values())
+
+    def clear(self) -> None:
+        """Release every buffer."""
+        self._buffers.clear()
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float) -> list[float]:
@@ -87,25 +119,40 @@ def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def _crop(table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace,
+          num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crops of ``boxes[:, :4]`` resized to size x size, into the workspace's buffer for that size."""
+    out = ws.buffer(f"crops{size}", len(boxes) * 3 * size * size, np.float32)
+    return _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), size, out=out, num_threads=num_threads)
+
+
 def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
 
 
 def run_cascade(
-    rgb: np.ndarray,
+    image: np.ndarray,
     pnet: NetRunner,
     rnet: NetRunner,
     onet: NetRunner,
     params: CascadeParams,
     times: dict[str, float] | None = None,
+    *,
+    channel_order: str = "rgb",
+    workspace: Workspace | None = None,
+    num_threads: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect faces in one image.
 
     Args:
-        rgb: (H, W, 3) uint8 C-contiguous RGB image (already validated).
+        image: (H, W) grayscale or (H, W, 1|3|4) uint8 image, any strides (already
+            validated); read in place, never copied.
         pnet, rnet, onet: the three compiled nets.
         params: cascade parameters.
         times: when given, seconds spent per stage (keys ``STAGES``) are added to it.
+        channel_order: ``"rgb"`` or ``"bgr"``, the order of a colour image's channels.
+        workspace: buffers to reuse for the large intermediate arrays (a new set otherwise).
+        num_threads: threads for the pyramid and crop resizing (0: one per core).
 
     Returns:
         ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
@@ -114,16 +161,20 @@ def run_cascade(
     clock = time.perf_counter
     spent = dict.fromkeys(STAGES, 0.0)
     t_start = clock()
-    h, w = rgb.shape[:2]
+    h, w = image.shape[:2]
     t0, t1, t2 = (float(t) for t in params.thresholds)
+    ws = workspace if workspace is not None else Workspace()
 
     # Stage 1: P-Net over the pyramid.
     t = clock()
     scales = pyramid_scales(h, w, params.min_face_size, params.scale_factor)
     sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
-    # One summed-area table serves every pyramid level and every crop (area resize = box means).
-    table = _C.mtcnn_integral(rgb)
-    levels = _C.mtcnn_pyramid(table, sizes) if sizes else []
+    # One summed-area table serves every pyramid level and every crop (area resize = box
+    # means); it reads the image in place in its channel order.
+    table = _C.mtcnn_integral(image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32))
+    total = sum(3 * lh * lw for lh, lw in sizes)
+    levels = (_C.mtcnn_pyramid(table, sizes, out=ws.buffer("pyramid", total, np.float32), num_threads=num_threads)
+              if sizes else [])
     spent["pyramid"] += clock() - t
     per_scale = []
     for scale, level in zip(scales, levels):
@@ -153,8 +204,9 @@ def run_cascade(
 
         # Stage 2: R-Net on 24x24 crops, one batch.
         t = clock()
-        crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 24)
-        boxes, crops = boxes[valid], crops[valid]
+        crops, valid = _crop(table, boxes, 24, ws, num_threads)
+        if not valid.all():
+            boxes, crops = boxes[valid], crops[valid]
         spent["other"] += clock() - t
         if len(boxes):
             t = clock()
@@ -172,8 +224,9 @@ def run_cascade(
         # Stage 3: O-Net on 48x48 crops, one batch.
         if len(boxes):
             t = clock()
-            crops, valid = _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), 48)
-            boxes, crops = boxes[valid], crops[valid]
+            crops, valid = _crop(table, boxes, 48, ws, num_threads)
+            if not valid.all():
+                boxes, crops = boxes[valid], crops[valid]
             spent["other"] += clock() - t
         if len(boxes):
             t = clock()

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .. import models
-from .cascade import STAGES, CascadeParams, run_cascade
+from .cascade import STAGES, CascadeParams, Workspace, run_cascade
 
 __all__ = ["FaceDetector", "Detections"]
 
@@ -72,7 +72,8 @@ class FaceDetector:
         min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
         thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1].
         scale_factor: ratio between pyramid scales, in (0, 1).
-        num_threads: CPU threads per net (None: the backend's default).
+        num_threads: CPU threads per net, and for the pyramid and crop resizing (None: the
+            backend's default for the nets, one per core for the resizing).
         channel_order: ``"bgr"`` (OpenCV's convention, default) or ``"rgb"`` for 3/4-channel inputs.
 
     Raises:
@@ -104,6 +105,7 @@ class FaceDetector:
         )
         self._closed = False
         self._lock = threading.Lock()
+        self._workspace = Workspace()  # buffers reused from call to call (guarded by _lock)
 
     # -- inference ---------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> Detections:
@@ -136,17 +138,20 @@ class FaceDetector:
     def _detect(self, image: np.ndarray, times: dict[str, float] | None) -> Detections:
         if self._closed:
             raise ValueError("this FaceDetector is closed; create a new one")
-        rgb = _to_rgb(image, self.channel_order)
+        image = _check_image(image)
         with self._lock:  # a compiled net's infer request serves one call at a time
             if self._closed:
                 raise ValueError("this FaceDetector is closed; create a new one")
-            boxes, scores, landmarks = run_cascade(rgb, *self._nets, self.params, times)
+            boxes, scores, landmarks = run_cascade(image, *self._nets, self.params, times,
+                                                   channel_order=self.channel_order, workspace=self._workspace,
+                                                   num_threads=self.num_threads or 0)
         return Detections(_frozen(boxes), _frozen(scores), _frozen(landmarks))
 
     # -- resources ---------------------------------------------------------------------
     def close(self) -> None:
-        """Release the compiled nets. Idempotent."""
+        """Release the compiled nets and the reusable buffers. Idempotent."""
         with self._lock:
+            self._workspace.clear()
             for net in self._nets:
                 close = getattr(net, "close", None)
                 if close is not None:
@@ -190,23 +195,18 @@ def _check_params(min_face_size, thresholds, scale_factor) -> CascadeParams:
     return CascadeParams(min_face_size, thresholds, scale_factor)
 
 
-def _to_rgb(image: np.ndarray, channel_order: str) -> np.ndarray:
-    """Validate an input image and return it as (H, W, 3) uint8 C-contiguous RGB."""
+def _check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an input image: uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). It is read in
+    place (views and any strides included): the summed-area table takes the channel order and
+    skips alpha, so nothing is copied."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image should be a numpy.ndarray, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise ValueError(f"image should have dtype uint8, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        _check_nonempty(image)
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f"image should be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
     _check_nonempty(image)
-    if channel_order == "bgr":
-        return np.ascontiguousarray(image[:, :, 2::-1])
-    return np.ascontiguousarray(image[:, :, :3])
+    return image
 
 
 def _check_nonempty(image: np.ndarray) -> None:

@@ -21,16 +21,19 @@ def integral_ref(image: np.ndarray) -> np.ndarray:
 
 
 def area_resize_ref(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """torch.nn.functional.interpolate(mode="area") == adaptive average pooling, then normalise."""
-    src = image.astype(np.float64)
+    """torch.nn.functional.interpolate(mode="area") == adaptive average pooling, then normalise,
+    with torch's float32 arithmetic: the (exact) bin sum divided by the bin height, then by its
+    width, then (x - 127.5) * 0.0078125."""
+    src = image.astype(np.int64)
     in_h, in_w = src.shape[:2]
-    out = np.empty((3, out_h, out_w))
+    out = np.empty((3, out_h, out_w), np.float32)
     for i in range(out_h):
         ys, ye = (i * in_h) // out_h, -(-((i + 1) * in_h) // out_h)
         for j in range(out_w):
             xs, xe = (j * in_w) // out_w, -(-((j + 1) * in_w) // out_w)
-            out[:, i, j] = src[ys:ye, xs:xe].reshape(-1, 3).mean(0)
-    return ((out - MEAN) * SCALE).astype(np.float32)
+            total = src[ys:ye, xs:xe].reshape(-1, 3).sum(0).astype(np.float32)
+            out[:, i, j] = total / np.float32(ye - ys) / np.float32(xe - xs)
+    return (out - np.float32(MEAN)) * np.float32(SCALE)
 
 
 def candidates_ref(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
@@ -67,6 +70,38 @@ def test_integral_matches_cumsum(h, w):
     np.testing.assert_array_equal(_C.mtcnn_integral(image), integral_ref(image))
 
 
+def _layouts(rgb: np.ndarray):
+    """The same picture as every input form the integral reads in place: (image, channel_order)."""
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    bgra = np.concatenate([bgr, np.full(rgb.shape[:2] + (1,), 77, np.uint8)], axis=2)
+    wide = np.zeros((rgb.shape[0] * 2, rgb.shape[1] * 3, 3), np.uint8)
+    wide[::2, ::3] = rgb
+    yield rgb, "rgb"
+    yield bgr, "bgr"
+    yield rgb[:, :, ::-1], "bgr"  # a negative-stride view
+    yield bgr[::-1, ::-1][::-1, ::-1], "bgr"
+    yield bgra, "bgr"  # alpha ignored
+    yield np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]]), "rgb"
+    yield wide[::2, ::3], "rgb"  # strided rows and pixels
+    yield np.asfortranarray(rgb), "rgb"
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (9, 14), (57, 40)])
+def test_integral_reads_any_layout_in_place(h, w):
+    rgb = _image(h + 5 * w, h, w)
+    want = integral_ref(rgb)
+    for image, order in _layouts(rgb):
+        np.testing.assert_array_equal(_C.mtcnn_integral(image, order), want, err_msg=f"{order} {image.strides}")
+
+
+@pytest.mark.parametrize("shape", [(6, 9), (6, 9, 1)])
+def test_integral_of_grayscale_repeats_the_channel(shape):
+    gray = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)
+    want = integral_ref(np.repeat(gray.reshape(6, 9, 1), 3, axis=2))
+    for order in ("rgb", "bgr"):
+        np.testing.assert_array_equal(_C.mtcnn_integral(gray, order), want)
+
+
 @pytest.mark.parametrize(
     "h,w,sizes",
     [
@@ -82,16 +117,70 @@ def test_pyramid_matches_adaptive_average_pooling(h, w, sizes):
     levels = _C.mtcnn_pyramid(_C.mtcnn_integral(image), sizes)
     assert [lv.shape for lv in levels] == [(1, 3, oh, ow) for oh, ow in sizes]
     for level, (oh, ow) in zip(levels, sizes):
-        np.testing.assert_allclose(level[0], area_resize_ref(image, oh, ow), atol=2e-6)
+        np.testing.assert_array_equal(level[0], area_resize_ref(image, oh, ow))
 
 
-def test_pyramid_matches_torch_interpolate_area():
+@pytest.mark.parametrize("seed", range(6))
+def test_pyramid_is_bit_identical_to_torch_interpolate_area(seed):
     torch = pytest.importorskip("torch")
-    image = _image(3, 120, 90)
-    ref = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(71, 53),
-                                          mode="area")
-    ref = ((ref - 127.5) * 0.0078125).numpy()
-    np.testing.assert_allclose(_C.mtcnn_pyramid(_C.mtcnn_integral(image), [(71, 53)])[0], ref, atol=2e-6)
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(12, 260, 2))
+    sizes = [tuple(int(v) for v in rng.integers(1, 140, 2)) for _ in range(3)]
+    image = _image(seed, h, w)
+    levels = _C.mtcnn_pyramid(_C.mtcnn_integral(image), sizes)
+    for level, size in zip(levels, sizes):
+        ref = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=size,
+                                              mode="area")
+        np.testing.assert_array_equal(level, ((ref - 127.5) * 0.0078125).numpy())
+
+
+def test_workspace_buffers_are_filled_and_returned_as_views():
+    image = _image(5, 41, 67)
+    sizes = [(30, 49), (21, 35), (15, 25)]
+    table_buf = np.full(42 * 68 * 3 + 10, 7, np.uint32)
+    table = _C.mtcnn_integral(image, out=table_buf)
+    assert np.shares_memory(table, table_buf) and table.shape == (42, 68, 3)
+    np.testing.assert_array_equal(table, integral_ref(image))
+    level_buf = np.full(sum(3 * h * w for h, w in sizes) + 5, np.nan, np.float32)
+    levels = _C.mtcnn_pyramid(table, sizes, out=level_buf)
+    for level, (oh, ow) in zip(levels, sizes):
+        assert np.shares_memory(level, level_buf) and level.shape == (1, 3, oh, ow)
+        np.testing.assert_array_equal(level[0], area_resize_ref(image, oh, ow))
+    boxes = np.array([[3, 4, 30, 33], [10, 2, 60, 40]], np.float32)
+    crop_buf = np.full(2 * 3 * 24 * 24, np.nan, np.float32)
+    crops, valid = _C.mtcnn_crop_resize(table, boxes, 24, out=crop_buf)
+    assert np.shares_memory(crops, crop_buf) and valid.all()
+    np.testing.assert_array_equal(crops, crop_resize_ref(image, boxes, 24)[0])
+
+
+def test_workspace_buffers_are_validated():
+    image = _image(6, 8, 8)
+    table = _C.mtcnn_integral(image)
+    with pytest.raises(ValueError, match="integral out holds 10 values, the result needs 243"):
+        _C.mtcnn_integral(image, out=np.zeros(10, np.uint32))
+    with pytest.raises(ValueError, match="integral out should have dtype uint32, got float32"):
+        _C.mtcnn_integral(image, out=np.zeros(243, np.float32))
+    with pytest.raises(ValueError, match="pyramid out should be a 1d buffer, got 2D"):
+        _C.mtcnn_pyramid(table, [(4, 4)], out=np.zeros((3, 16), np.float32))
+    with pytest.raises(ValueError, match="pyramid out should be C-contiguous"):
+        _C.mtcnn_pyramid(table, [(4, 4)], out=np.zeros(96, np.float32)[::2])
+    readonly = np.zeros(48, np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="pyramid out should be writeable"):
+        _C.mtcnn_pyramid(table, [(4, 4)], out=readonly)
+    with pytest.raises(ValueError, match="crop_resize out should be a numpy array or None, got list"):
+        _C.mtcnn_crop_resize(table, np.zeros((1, 4), np.float32), 4, out=[0.0] * 48)
+    # Writing over the input while reading it would be garbage: refused.
+    shared = np.zeros(243 + 48, np.uint32)
+    big = _C.mtcnn_integral(image, out=shared[:243])
+    with pytest.raises(ValueError, match="pyramid out shares memory with the input"):
+        _C.mtcnn_pyramid(big, [(4, 4)], out=shared.view(np.float32))
+    boxes = np.zeros(4 + 48, np.float32)
+    with pytest.raises(ValueError, match="crop_resize out shares memory with the input"):
+        _C.mtcnn_crop_resize(table, boxes[:4].reshape(1, 4), 4, out=boxes)
+    pixels = np.zeros(4 * 300, np.uint8)
+    with pytest.raises(ValueError, match="integral out shares memory with the input"):
+        _C.mtcnn_integral(pixels[:192].reshape(8, 8, 3), out=pixels.view(np.uint32))
 
 
 def test_integral_wraps_modulo_2_32_and_box_sums_stay_exact():
@@ -143,7 +232,7 @@ def test_crop_resize_matches_reference(size):
     crops, valid = _C.mtcnn_crop_resize(_C.mtcnn_integral(image), boxes, size)
     ref_crops, ref_valid = crop_resize_ref(image, boxes, size)
     np.testing.assert_array_equal(valid, ref_valid)
-    np.testing.assert_allclose(crops, ref_crops, atol=2e-6)
+    np.testing.assert_array_equal(crops, ref_crops)
 
 
 @settings(max_examples=60, deadline=None)
@@ -154,7 +243,7 @@ def test_crop_resize_fuzz_any_finite_boxes(boxes):
     crops, valid = _C.mtcnn_crop_resize(_C.mtcnn_integral(image), boxes, 12)
     ref_crops, ref_valid = crop_resize_ref(image, np.clip(boxes, -131072, 131072), 12)
     np.testing.assert_array_equal(valid, ref_valid)
-    np.testing.assert_allclose(crops, ref_crops, atol=2e-6)
+    np.testing.assert_array_equal(crops, ref_crops)
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -162,15 +251,18 @@ def test_crop_resize_fuzz_any_finite_boxes(boxes):
     "image,match",
     [
         (np.zeros((4, 4, 3), np.float32), "dtype uint8, got float32"),
-        (np.zeros((4, 4), np.uint8), "3d array"),
-        (np.zeros((4, 4, 4), np.uint8), "3 channels"),
+        (np.zeros((4,), np.uint8), r"2d \(H, W\) or 3d \(H, W, C\) array, got 1D"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "got 4D"),
+        (np.zeros((4, 4, 2), np.uint8), "1, 3 or 4 channels"),
         (np.zeros((0, 4, 3), np.uint8), "non-empty"),
-        (np.zeros((4, 8, 3), np.uint8)[:, ::2], "C-contiguous"),
+        (np.zeros((4, 0), np.uint8), "non-empty"),
     ],
 )
 def test_integral_rejects_bad_images(image, match):
     with pytest.raises(ValueError, match=match):
         _C.mtcnn_integral(image)
+    with pytest.raises(ValueError, match="channel_order should be 'rgb' or 'bgr', got 'bgra'"):
+        _C.mtcnn_integral(np.zeros((4, 4, 3), np.uint8), "bgra")
 
 
 def test_pyramid_and_crop_reject_bad_arguments():
@@ -201,3 +293,31 @@ def test_candidates_reject_bad_maps():
         _C.mtcnn_generate_candidates(prob, reg.astype(np.float64), 1.0, 0.5)
     with pytest.raises(ValueError, match="scale should be a positive finite number"):
         _C.mtcnn_generate_candidates(prob, reg, 0.0, 0.5)
+
+
+@pytest.mark.parametrize("num_threads", [0, 2, 3, 7])
+def test_threads_give_the_same_bits_as_one(num_threads):
+    image = _image(21, 150, 211)
+    table = _C.mtcnn_integral(image)
+    sizes = [(90, 127), (64, 90), (45, 64), (12, 17), (1, 1)]
+    one = _C.mtcnn_pyramid(table, sizes, num_threads=1)
+    many = _C.mtcnn_pyramid(table, sizes, num_threads=num_threads)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(num_threads)
+    xy = rng.uniform(-20, 220, (300, 2))
+    side = rng.uniform(1, 90, (300, 1))
+    boxes = np.concatenate([xy, xy + side], 1).astype(np.float32)
+    for size in (24, 48):
+        c1, v1 = _C.mtcnn_crop_resize(table, boxes, size, num_threads=1)
+        cn, vn = _C.mtcnn_crop_resize(table, boxes, size, num_threads=num_threads)
+        np.testing.assert_array_equal(v1, vn)
+        np.testing.assert_array_equal(c1, cn)
+
+
+def test_thread_count_is_validated():
+    table = _C.mtcnn_integral(_image(0, 8, 8))
+    with pytest.raises(ValueError, match="num_threads should be at most 256"):
+        _C.mtcnn_pyramid(table, [(4, 4)], num_threads=257)
+    with pytest.raises(ValueError, match="num_threads should be at most 256"):
+        _C.mtcnn_crop_resize(table, np.zeros((1, 4), np.float32), 4, num_threads=1000)

@@ -9,65 +9,156 @@ namespace lanner::mtcnn {
 
 namespace {
 
-// Adaptive-average-pooling bins, as in PyTorch's AdaptiveAveragePooling:
-// output cell i averages input [floor(i*in/out), ceil((i+1)*in/out)). Integer arithmetic,
-// so the bins match torch exactly; the bins overlap when upsampling (out > in).
-inline int bin_start(int i, int in, int out) { return static_cast<int>((int64_t{i} * in) / out); }
-inline int bin_end(int i, int in, int out) {
-  return static_cast<int>(((int64_t{i} + 1) * in + out - 1) / out);
+// Adaptive-average-pooling bins, as in PyTorch's AdaptiveAveragePooling: output cell i
+// averages input [floor(i * in / out), ceil((i + 1) * in / out)) (the bins overlap when the
+// division is not exact, and when upsampling). Computed for every i at once with one
+// division, by carrying the remainder: exactly torch's integer bins.
+void bins(int in, int out, int offset, int* start, int* end) {
+  const int64_t step = in / out, rem = in % out;
+  int64_t q = 0, r = 0;  // floor(i * in / out) and the remainder (i * in) % out
+  for (int i = 0; i < out; ++i) {
+    start[i] = offset + static_cast<int>(q);
+    q += step;
+    r += rem;
+    if (r >= out) {
+      ++q;
+      r -= out;
+    }
+    end[i] = offset + static_cast<int>(q + (r > 0 ? 1 : 0));  // ceil((i + 1) * in / out)
+  }
 }
 
 }  // namespace
 
-void integral_image_cpu(const uint8_t* image, int height, int width, uint32_t* table) {
+void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row_stride, int64_t pixel_stride,
+                        const int64_t channel_offset[3], uint32_t* table) {
   const int64_t stride = (int64_t{width} + 1) * 3;
   std::fill(table, table + stride, 0u);
+  // Column sums first (one vectorisable add per byte for packed rows), then each table row is
+  // the running sum of the column sums along the row: three independent scalar chains.
+  // Packed 3- or 4-channel rows (OpenCV's BGR/BGRA, RGB) are summed in their own layout and
+  // the channel order applied when reading the column sums; other layouts (grayscale, views
+  // with gaps) are gathered pixel by pixel into RGB column sums.
+  const bool packed = (pixel_stride == 3 || pixel_stride == 4) && channel_offset[0] < pixel_stride &&
+                      channel_offset[1] < pixel_stride && channel_offset[2] < pixel_stride &&
+                      channel_offset[0] >= 0 && channel_offset[1] >= 0 && channel_offset[2] >= 0 &&
+                      channel_offset[0] != channel_offset[1];
+  const int64_t per_pixel = packed ? pixel_stride : 3;
+  const int64_t r0 = packed ? channel_offset[0] : 0;
+  const int64_t r1 = packed ? channel_offset[1] : 1;
+  const int64_t r2 = packed ? channel_offset[2] : 2;
+  const int64_t row_values = int64_t{width} * per_pixel;
+  thread_local std::vector<uint32_t> column;
+  column.assign(static_cast<size_t>(row_values), 0u);
+  uint32_t* col = column.data();
   for (int y = 0; y < height; ++y) {
-    const uint8_t* row = image + int64_t{y} * width * 3;
-    const uint32_t* above = table + int64_t{y} * stride;
+    const uint8_t* row = image + int64_t{y} * row_stride;
+    if (packed) {
+      for (int64_t k = 0; k < row_values; ++k) col[k] += row[k];
+    } else {
+      for (int x = 0; x < width; ++x) {
+        const uint8_t* px = row + int64_t{x} * pixel_stride;
+        col[3 * int64_t{x}] += px[channel_offset[0]];
+        col[3 * int64_t{x} + 1] += px[channel_offset[1]];
+        col[3 * int64_t{x} + 2] += px[channel_offset[2]];
+      }
+    }
     uint32_t* cur = table + (int64_t{y} + 1) * stride;
-    uint32_t run[3] = {0u, 0u, 0u};
+    uint32_t s0 = 0u, s1 = 0u, s2 = 0u;
     cur[0] = cur[1] = cur[2] = 0u;
     for (int x = 0; x < width; ++x) {
-      for (int c = 0; c < 3; ++c) {
-        run[c] += row[int64_t{x} * 3 + c];
-        cur[(int64_t{x} + 1) * 3 + c] = above[(int64_t{x} + 1) * 3 + c] + run[c];
-      }
+      const uint32_t* c = col + int64_t{x} * per_pixel;
+      s0 += c[r0];
+      s1 += c[r1];
+      s2 += c[r2];
+      uint32_t* dst = cur + (int64_t{x} + 1) * 3;
+      dst[0] = s0;
+      dst[1] = s1;
+      dst[2] = s2;
     }
   }
 }
 
+// Cloned per instruction set (picked at load time): the division pass vectorises to 16, 8
+// or 4 lanes; every clone computes the same floats.
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, float* out) {
-  const int in_h = y1 - y0;
-  const int in_w = x1 - x0;
+                               int out_w, int row_begin, int row_end, float* out) {
   const int64_t stride = (int64_t{width} + 1) * 3;
   const int64_t plane = int64_t{out_h} * out_w;
-  std::vector<int> xs(out_w), xe(out_w);
+  // Per output column: the bin's table offsets and width; per output row: its bin rows;
+  // per row being written: the channel sums.
+  thread_local std::vector<int> cs, ce, rs, re;
+  thread_local std::vector<int64_t> xa, xb;
+  thread_local std::vector<float> kw;
+  thread_local std::vector<uint32_t> sums;
+  cs.resize(out_w);
+  ce.resize(out_w);
+  rs.resize(out_h);
+  re.resize(out_h);
+  xa.resize(out_w);
+  xb.resize(out_w);
+  kw.resize(out_w);
+  sums.resize(size_t{3} * out_w);
+  bins(x1 - x0, out_w, x0, cs.data(), ce.data());
+  bins(y1 - y0, out_h, y0, rs.data(), re.data());
   for (int j = 0; j < out_w; ++j) {
-    xs[j] = x0 + bin_start(j, in_w, out_w);
-    xe[j] = x0 + bin_end(j, in_w, out_w);
+    xa[j] = int64_t{cs[j]} * 3;
+    xb[j] = int64_t{ce[j]} * 3;
+    kw[j] = static_cast<float>(ce[j] - cs[j]);
   }
-  for (int i = 0; i < out_h; ++i) {
-    const int ys = y0 + bin_start(i, in_h, out_h);
-    const int ye = y0 + bin_end(i, in_h, out_h);
-    const uint32_t* top = table + int64_t{ys} * stride;
-    const uint32_t* bottom = table + int64_t{ye} * stride;
+  uint32_t* s0 = sums.data();
+  uint32_t* s1 = s0 + out_w;
+  uint32_t* s2 = s1 + out_w;
+  const float* kwp = kw.data();
+  // The table rows of a small output (a crop) are far apart in a large table, so each
+  // corner read would miss the cache: prefetch the corners of the bin rows ahead.
+  constexpr int kAhead = 2;
+  const bool small = out_w <= 64;
+  const auto prefetch_row = [&](int table_row) {
+    const uint32_t* r = table + int64_t{table_row} * stride;
     for (int j = 0; j < out_w; ++j) {
-      const auto area = static_cast<float>(int64_t{ye - ys} * (xe[j] - xs[j]));
-      const int64_t a = int64_t{xs[j]} * 3;
-      const int64_t b = int64_t{xe[j]} * 3;
-      for (int c = 0; c < 3; ++c) {
-        // Box sum from four corners; modular arithmetic undoes any wrap-around.
-        const uint32_t sum = bottom[b + c] - bottom[a + c] - top[b + c] + top[a + c];
-        out[c * plane + int64_t{i} * out_w + j] = (static_cast<float>(sum) / area - kPixelMean) * kPixelScale;
-      }
+      __builtin_prefetch(r + xa[j]);
+      __builtin_prefetch(r + xb[j] + 2);
     }
+  };
+  if (small) {
+    for (int i = row_begin; i < std::min(row_end, row_begin + kAhead); ++i) {
+      prefetch_row(rs[i]);
+      prefetch_row(re[i]);
+    }
+  }
+  for (int i = row_begin; i < row_end; ++i) {
+    if (small && i + kAhead < row_end) prefetch_row(re[i + kAhead]);
+    const float kh = static_cast<float>(re[i] - rs[i]);
+    const uint32_t* top = table + int64_t{rs[i]} * stride;
+    const uint32_t* bottom = table + int64_t{re[i]} * stride;
+    for (int j = 0; j < out_w; ++j) {
+      // Box sums from four corners; modular arithmetic undoes any wrap-around.
+      const int64_t a = xa[j], b = xb[j];
+      s0[j] = bottom[b] - bottom[a] - top[b] + top[a];
+      s1[j] = bottom[b + 1] - bottom[a + 1] - top[b + 1] + top[a + 1];
+      s2[j] = bottom[b + 2] - bottom[a + 2] - top[b + 2] + top[a + 2];
+    }
+    // torch's adaptive average pooling divides the float sum by the bin height, then by its
+    // width (sum / kh / kw): the same two float divisions give bit-identical means.
+    float* o0 = out + int64_t{i} * out_w;
+    float* o1 = o0 + plane;
+    float* o2 = o1 + plane;
+    for (int j = 0; j < out_w; ++j) o0[j] = (static_cast<float>(s0[j]) / kh / kwp[j] - kPixelMean) * kPixelScale;
+    for (int j = 0; j < out_w; ++j) o1[j] = (static_cast<float>(s1[j]) / kh / kwp[j] - kPixelMean) * kPixelScale;
+    for (int j = 0; j < out_w; ++j) o2[j] = (static_cast<float>(s2[j]) / kh / kwp[j] - kPixelMean) * kPixelScale;
   }
 }
 
-int64_t generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
-                                float threshold, float* rows) {
+int64_t count_candidates_cpu(const float* prob, int64_t cells, float threshold) {
+  int64_t n = 0;
+  for (int64_t k = 0; k < cells; ++k) n += prob[k] >= threshold ? 1 : 0;
+  return n;
+}
+
+void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
+                             float threshold, float* rows) {
   const int64_t plane = int64_t{map_h} * map_w;
   int64_t n = 0;
   for (int y = 0; y < map_h; ++y) {
@@ -87,7 +178,6 @@ int64_t generate_candidates_cpu(const float* prob, const float* reg, int map_h, 
       ++n;
     }
   }
-  return n;
 }
 
 }  // namespace lanner::mtcnn
