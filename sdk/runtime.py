@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -76,12 +76,15 @@ class Model:
         return cls(root, manifest, session)
 
     # -- inference ---------------------------------------------------------------------
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray], *, copy: bool = True) -> dict[str, np.ndarray]:
         """Run the model once.
 
         Args:
             inputs: one array per input name; shapes must match the specs (any size on dynamic
                 axes, equal sizes on axes that share a name) and dtypes must match exactly.
+            copy: False lets a backend return read-only views of its own output buffers
+                (OpenVINO does), valid until the next ``run`` or :meth:`run_many`: for a caller
+                that consumes the outputs at once and wants to skip the copy.
 
         Returns:
             ``{output name: array}`` in the spec order.
@@ -94,8 +97,29 @@ class Model:
         if self._session is None:
             raise ValueError("this model is closed; load the package again")
         feed = self._validate(inputs)
-        outputs = self._session.run(feed)
+        outputs = self._session.run(feed, copy=copy)
         return {spec.name: out for spec, out in zip(self.outputs, outputs)}
+
+    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
+                 copy: bool = True) -> list[dict[str, np.ndarray]]:
+        """Run the model on several inputs (of any sizes the specs allow) back to back.
+
+        Same result as ``[run(x) for x in inputs]``. A backend may run them without returning
+        to Python in between and, with ``copy=False``, hand back read-only views of one output
+        buffer set per input (OpenVINO keeps one infer request per input), valid until the next
+        ``run`` or ``run_many``: cheaper than running, copying and post-processing one at a
+        time (MTCNN's P-Net runs its pyramid levels this way).
+
+        Raises:
+            ValueError, TypeError: as :meth:`run`, for any of the inputs.
+        """
+        if self._session is None:
+            raise ValueError("this model is closed; load the package again")
+        if isinstance(inputs, Mapping) or not isinstance(inputs, Sequence):
+            raise TypeError(f"inputs must be a sequence of dicts of name -> numpy array, got {type(inputs).__name__}")
+        feeds = [self._validate(x) for x in inputs]
+        return [{spec.name: out for spec, out in zip(self.outputs, outputs)}
+                for outputs in self._session.run_many(feeds, copy=copy)]
 
     def _validate(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(inputs, Mapping):

@@ -263,6 +263,35 @@ def test_dynamic_height_width(tmp_path, backend):
                 np.testing.assert_allclose(out[name], ref[name], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_run_many_and_uncopied_outputs_match_run(tmp_path, backend):
+    src = make_fully_convolutional(tmp_path / "fcn.onnx")
+    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg",
+                  sample_shapes={"image": (1, 3, 24, 40)})
+    rng = np.random.default_rng(5)
+    feeds = [{"image": rng.standard_normal((1, 3, h, w)).astype(np.float32)} for h, w in [(40, 60), (28, 42), (12, 12)]]
+    with lanner.load(tmp_path / "pkg") as model:
+        want = [model.run(f) for f in feeds]
+        for copy in (True, False):
+            got = model.run_many(feeds, copy=copy)
+            assert len(got) == len(feeds)
+            for g, w in zip(got, want):  # every input's outputs still intact after the later ones ran
+                assert list(g) == list(w)
+                for name in w:
+                    np.testing.assert_array_equal(g[name], w[name])
+                    if not copy and backend == "openvino":
+                        assert not g[name].flags.writeable
+        view = model.run(feeds[0], copy=False)["prob"]
+        np.testing.assert_array_equal(view, want[0]["prob"])
+        assert model.run_many([]) == []
+        with pytest.raises(TypeError, match="inputs must be a sequence of dicts"):
+            model.run_many(feeds[0])
+        with pytest.raises(ValueError, match="expected dtype float32, got float64"):
+            model.run_many([feeds[0], {"image": np.zeros((1, 3, 12, 12))}])
+    with pytest.raises(ValueError, match="model is closed"):
+        model.run_many(feeds)
+
+
 def test_dynamic_axes_need_sample_shapes(tmp_path):
     src = make_fully_convolutional(tmp_path / "fcn.onnx")
     with pytest.raises(ValueError, match="dynamic axis 2 .*sample_shapes"):

@@ -67,7 +67,7 @@ class OnnxRuntimeSession(Session):
         self._session = ort.InferenceSession(model_path, sess_options=options, providers=providers)
         self._output_names = output_names
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
         return list(self._session.run(self._output_names, inputs))
 
     def close(self) -> None:

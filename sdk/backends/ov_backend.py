@@ -50,6 +50,7 @@ class OpenVINOSession(Session):
     def __init__(self, core: Any, model: Any, output_names: list[str], config: dict[str, Any]) -> None:
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
+        self._pool: list[Any] = []  # extra requests for run_many, one per input, grown on demand
         by_name = {}
         for port in self._compiled.outputs:
             for name in port.get_names():
@@ -64,14 +65,30 @@ class OpenVINOSession(Session):
         """The precision the CPU plugin actually executes in (e.g. ``"f32"``, ``"bf16"``)."""
         return str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower().replace("<type: '", "").rstrip("'>")
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
         # Inputs are C-contiguous (lanner.Model validates them) and the call is synchronous, so
-        # the plugin may read them in place; outputs are copied because the request is reused.
-        result = self._request.infer(inputs, share_inputs=True)
-        return [np.array(result[port], copy=True) for port in self._ports]
+        # the plugin may read them in place; outputs are copied because the request is reused,
+        # unless the caller takes read-only views valid until the next run.
+        return self._infer(self._request, inputs, copy)
+
+    def run_many(self, inputs: list[dict[str, np.ndarray]], copy: bool = True) -> list[list[np.ndarray]]:
+        # One request per input, so that every input's outputs stay valid until the next call.
+        while len(self._pool) < len(inputs):
+            self._pool.append(self._compiled.create_infer_request())
+        return [self._infer(request, feed, copy) for request, feed in zip(self._pool, inputs)]
+
+    def _infer(self, request: Any, inputs: dict[str, np.ndarray], copy: bool) -> list[np.ndarray]:
+        result = request.infer(inputs, share_inputs=True, share_outputs=not copy)
+        if copy:
+            return [np.array(result[port], copy=True) for port in self._ports]
+        views = [result[port] for port in self._ports]
+        for view in views:
+            view.flags.writeable = False
+        return views
 
     def close(self) -> None:
         self._request = None
+        self._pool = []
         self._compiled = None
 
 

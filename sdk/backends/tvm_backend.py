@@ -98,7 +98,7 @@ class TVMSession(Session):
         self._main = self._vm["main"]
         self._input_names = input_names
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
         args = [self._tvm.runtime.tensor(inputs[name], self._dev) for name in self._input_names]
         result: Any = self._main(*args)
         if isinstance(result, self._tvm.runtime.Tensor):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -29,10 +29,15 @@ _FINAL_MIN_OVERLAP = 0.7  # final NMS with intersection / min(area)
 
 
 class NetRunner(Protocol):
-    """What the cascade needs from a compiled net: ``run({"image": x}) -> {name: array}``
-    (the interface of ``lanner.load(...)``'s Model)."""
+    """What the cascade needs from a compiled net: ``run({"image": x}, copy=False) -> {name: array}``
+    and ``run_many([...], copy=False)`` (the interface of ``lanner.load(...)``'s Model; the
+    cascade reads the outputs before the net runs again, so it lets the backend skip copying
+    them)."""
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def run(self, inputs: Mapping[str, np.ndarray], *, copy: bool = True) -> dict[str, np.ndarray]: ...
+
+    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
+                 copy: bool = True) -> list[dict[str, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -176,11 +181,13 @@ def run_cascade(
     levels = (_C.mtcnn_pyramid(table, sizes, out=ws.buffer("pyramid", total, np.float32), num_threads=num_threads)
               if sizes else [])
     spent["pyramid"] += clock() - t
+    # All levels through P-Net back to back (OpenVINO's threads stay busy; one output set
+    # per level), then candidates and per-scale NMS.
+    t = clock()
+    maps = pnet.run_many([{"image": level} for level in levels], copy=False) if levels else []
+    spent["pnet"] += clock() - t
     per_scale = []
-    for scale, level in zip(scales, levels):
-        t = clock()
-        out = pnet.run({"image": level})
-        spent["pnet"] += clock() - t
+    for scale, out in zip(scales, maps):
         t = clock()
         cand = _C.mtcnn_generate_candidates(out["prob"], out["reg"], scale, t0)
         spent["other"] += clock() - t
@@ -210,7 +217,7 @@ def run_cascade(
         spent["other"] += clock() - t
         if len(boxes):
             t = clock()
-            out = rnet.run({"image": crops})
+            out = rnet.run({"image": crops}, copy=False)
             spent["rnet"] += clock() - t
             score = out["prob"][:, 1]
             keep = score > t1
@@ -230,7 +237,7 @@ def run_cascade(
             spent["other"] += clock() - t
         if len(boxes):
             t = clock()
-            out = onet.run({"image": crops})
+            out = onet.run({"image": crops}, copy=False)
             spent["onet"] += clock() - t
             score = out["prob"][:, 1]
             keep = score > t2
