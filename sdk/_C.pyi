@@ -51,11 +51,15 @@ def soft_nms(
 
 # --- MTCNN pre/post-processing (csrc/mtcnn; matches facenet-pytorch 2.6.0) ---------------
 def mtcnn_integral(
-    image: npt.NDArray[np.uint8], channel_order: str = "rgb", out: npt.NDArray[np.uint32] | None = None
+    image: npt.NDArray[np.uint8],
+    channel_order: str = "rgb",
+    out: npt.NDArray[np.uint32] | None = None,
+    num_threads: int = 1,
 ) -> npt.NDArray[np.uint32]:
     """Summed-area table of a uint8 image -- (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha ignored), any
     strides, colours in ``channel_order`` ("rgb" or "bgr") -- as RGB: (H + 1, W + 1, 3) uint32 (modulo 2^32).
-    ``out``: a 1d workspace buffer to write into (the result is then a view of it)."""
+    ``out``: a 1d workspace buffer to write into (the result is then a view of it); bands of rows over
+    ``num_threads`` threads (<= 0: one per core)."""
 
 def mtcnn_pyramid(
     integral: npt.NDArray[np.uint32],

@@ -129,8 +129,10 @@ int trunc_coord(float v) {
 
 }  // namespace
 
-py::array_t<uint32_t> integral(const py::array& image, const std::string& channel_order, const py::object& out) {
+py::array_t<uint32_t> integral(const py::array& image, const std::string& channel_order, const py::object& out,
+                               int num_threads) {
   const auto [h, w] = check_image(image);
+  check_threads(num_threads);
   check(channel_order == "rgb" || channel_order == "bgr", "channel_order should be 'rgb' or 'bgr', got '",
         channel_order, "'");
   // Read the pixels in place through the array's strides (views, negative strides and all):
@@ -149,7 +151,35 @@ py::array_t<uint32_t> integral(const py::array& image, const std::string& channe
   const auto* src = static_cast<const uint8_t*>(image.data());
   {
     py::gil_scoped_release release;
-    integral_image_cpu(src, h, w, row_stride, pixel_stride, offset, dst);
+    // Bands of rows summed concurrently, then each band after the first shifted by the
+    // table row above it (the carries are chained band to band, one row each).
+    constexpr int kMinBandRows = 64;
+    const int bands = static_cast<int>(resolve_threads(num_threads, std::max(1, h / kMinBandRows)));
+    std::vector<int> edge(bands + 1);
+    for (int b = 0; b <= bands; ++b) edge[b] = static_cast<int>(int64_t{h} * b / bands);
+    parallel_for(bands, bands, [&](size_t b) {
+      integral_image_cpu(src, w, row_stride, pixel_stride, offset, edge[b], edge[b + 1], dst);
+    });
+    if (bands > 1) {
+      const int64_t stride = (int64_t{w} + 1) * 3;
+      std::vector<uint32_t> carry(static_cast<size_t>(bands) * stride, 0u);  // carry[b]: true row edge[b]
+      for (int b = 1; b < bands; ++b) {
+        const uint32_t* local = dst + int64_t{edge[b]} * stride;  // band b - 1's last row, before its shift
+        for (int64_t k = 0; k < stride; ++k) carry[b * stride + k] = carry[(b - 1) * stride + k] + local[k];
+      }
+      constexpr int kChunkRows = 32;
+      struct Chunk {
+        int band, begin, end;
+      };
+      std::vector<Chunk> chunks;
+      for (int b = 1; b < bands; ++b) {
+        for (int r = edge[b]; r < edge[b + 1]; r += kChunkRows) chunks.push_back({b, r, std::min(r + kChunkRows, edge[b + 1])});
+      }
+      parallel_for(chunks.size(), num_threads, [&](size_t k) {
+        const Chunk& c = chunks[k];
+        integral_add_row_cpu(carry.data() + c.band * stride, w, c.begin, c.end, dst);
+      });
+    }
   }
   return table;
 }
@@ -275,9 +305,11 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
 
 void register_mtcnn(py::module_& m) {
   m.def("mtcnn_integral", &integral, py::arg("image"), py::arg("channel_order") = "rgb", py::arg("out") = py::none(),
+        py::arg("num_threads") = 1,
         "Summed-area table of a uint8 image -- (H, W) grayscale, (H, W, 1), (H, W, 3) or (H, W, 4) (alpha "
         "ignored), any strides, colour channels in channel_order ('rgb' or 'bgr') -- as RGB: (H + 1, W + 1, 3) "
-        "uint32 (modulo 2^32). out: optional 1d uint32 workspace buffer to write into (the result is a view of it).");
+        "uint32 (modulo 2^32). out: optional 1d uint32 workspace buffer to write into (the result is a view of it). "
+        "num_threads: threads for bands of rows (<= 0: one per core).");
   m.def("mtcnn_pyramid", &pyramid, py::arg("integral"), py::arg("sizes"), py::arg("out") = py::none(),
         py::arg("num_threads") = 1,
         "Area-resize the image behind an mtcnn_integral table to each (h, w) in sizes; returns "

@@ -157,7 +157,7 @@ def run_cascade(
         times: when given, seconds spent per stage (keys ``STAGES``) are added to it.
         channel_order: ``"rgb"`` or ``"bgr"``, the order of a colour image's channels.
         workspace: buffers to reuse for the large intermediate arrays (a new set otherwise).
-        num_threads: threads for the pyramid and crop resizing (0: one per core).
+        num_threads: threads for the summed-area table, the pyramid and crop resizing (0: one per core).
 
     Returns:
         ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
@@ -176,7 +176,8 @@ def run_cascade(
     sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
     # One summed-area table serves every pyramid level and every crop (area resize = box
     # means); it reads the image in place in its channel order.
-    table = _C.mtcnn_integral(image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32))
+    table = _C.mtcnn_integral(image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32),
+                              num_threads=num_threads)
     total = sum(3 * lh * lw for lh, lw in sizes)
     levels = (_C.mtcnn_pyramid(table, sizes, out=ws.buffer("pyramid", total, np.float32), num_threads=num_threads)
               if sizes else [])

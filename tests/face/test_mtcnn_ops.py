@@ -299,6 +299,9 @@ def test_candidates_reject_bad_maps():
 def test_threads_give_the_same_bits_as_one(num_threads):
     image = _image(21, 150, 211)
     table = _C.mtcnn_integral(image)
+    for tall in (image, _image(22, 700, 9)):  # bands of rows
+        np.testing.assert_array_equal(_C.mtcnn_integral(tall[:, ::-1], "bgr", num_threads=num_threads),
+                                      integral_ref(np.ascontiguousarray(tall[:, ::-1, ::-1])))
     sizes = [(90, 127), (64, 90), (45, 64), (12, 17), (1, 1)]
     one = _C.mtcnn_pyramid(table, sizes, num_threads=1)
     many = _C.mtcnn_pyramid(table, sizes, num_threads=num_threads)
@@ -317,6 +320,8 @@ def test_threads_give_the_same_bits_as_one(num_threads):
 
 def test_thread_count_is_validated():
     table = _C.mtcnn_integral(_image(0, 8, 8))
+    with pytest.raises(ValueError, match="num_threads should be at most 256"):
+        _C.mtcnn_integral(_image(0, 8, 8), num_threads=300)
     with pytest.raises(ValueError, match="num_threads should be at most 256"):
         _C.mtcnn_pyramid(table, [(4, 4)], num_threads=257)
     with pytest.raises(ValueError, match="num_threads should be at most 256"):

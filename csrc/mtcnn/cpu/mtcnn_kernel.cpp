@@ -30,10 +30,10 @@ void bins(int in, int out, int offset, int* start, int* end) {
 
 }  // namespace
 
-void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row_stride, int64_t pixel_stride,
-                        const int64_t channel_offset[3], uint32_t* table) {
+void integral_image_cpu(const uint8_t* image, int width, int64_t row_stride, int64_t pixel_stride,
+                        const int64_t channel_offset[3], int row_begin, int row_end, uint32_t* table) {
   const int64_t stride = (int64_t{width} + 1) * 3;
-  std::fill(table, table + stride, 0u);
+  if (row_begin == 0) std::fill(table, table + stride, 0u);
   // Column sums first (one vectorisable add per byte for packed rows), then each table row is
   // the running sum of the column sums along the row: three independent scalar chains.
   // Packed 3- or 4-channel rows (OpenCV's BGR/BGRA, RGB) are summed in their own layout and
@@ -51,7 +51,7 @@ void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row
   thread_local std::vector<uint32_t> column;
   column.assign(static_cast<size_t>(row_values), 0u);
   uint32_t* col = column.data();
-  for (int y = 0; y < height; ++y) {
+  for (int y = row_begin; y < row_end; ++y) {
     const uint8_t* row = image + int64_t{y} * row_stride;
     if (packed) {
       for (int64_t k = 0; k < row_values; ++k) col[k] += row[k];
@@ -76,6 +76,14 @@ void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row
       dst[1] = s1;
       dst[2] = s2;
     }
+  }
+}
+
+void integral_add_row_cpu(const uint32_t* carry, int width, int row_begin, int row_end, uint32_t* table) {
+  const int64_t stride = (int64_t{width} + 1) * 3;
+  for (int y = row_begin; y < row_end; ++y) {
+    uint32_t* row = table + (int64_t{y} + 1) * stride;
+    for (int64_t k = 0; k < stride; ++k) row[k] += carry[k];
   }
 }
 
