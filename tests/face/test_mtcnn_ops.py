@@ -94,6 +94,21 @@ def test_integral_reads_any_layout_in_place(h, w):
         np.testing.assert_array_equal(_C.mtcnn_integral(image, order), want, err_msg=f"{order} {image.strides}")
 
 
+def test_integral_reads_no_byte_past_a_view():
+    # Colour bytes of BGRx pixels whose buffer ends right after the last pixel's red byte:
+    # a packed-row read must stop there (the sanitizer build would flag one byte more).
+    h, w = 5, 7
+    rgb = _image(9, h, w)
+    buf = np.zeros(h * w * 4 - 1, np.uint8)
+    full = np.zeros((h, w, 4), np.uint8)
+    full[..., :3] = rgb[..., ::-1]
+    buf[:] = full.reshape(-1)[:-1]
+    view = np.lib.stride_tricks.as_strided(buf, shape=(h, w, 3), strides=(4 * w, 4, 1))
+    np.testing.assert_array_equal(_C.mtcnn_integral(view, "bgr"), integral_ref(rgb))
+    gray = np.lib.stride_tricks.as_strided(buf, shape=(h, w), strides=(4 * w, 4))
+    np.testing.assert_array_equal(_C.mtcnn_integral(gray), integral_ref(np.repeat(rgb[..., 2:3], 3, axis=2)))
+
+
 @pytest.mark.parametrize("shape", [(6, 9), (6, 9, 1)])
 def test_integral_of_grayscale_repeats_the_channel(shape):
     gray = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)

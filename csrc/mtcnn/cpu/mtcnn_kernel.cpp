@@ -39,22 +39,28 @@ void integral_image_cpu(const uint8_t* image, int width, int64_t row_stride, int
   // Packed 3- or 4-channel rows (OpenCV's BGR/BGRA, RGB) are summed in their own layout and
   // the channel order applied when reading the column sums; other layouts (grayscale, views
   // with gaps) are gathered pixel by pixel into RGB column sums.
-  const bool packed = (pixel_stride == 3 || pixel_stride == 4) && channel_offset[0] < pixel_stride &&
-                      channel_offset[1] < pixel_stride && channel_offset[2] < pixel_stride &&
-                      channel_offset[0] >= 0 && channel_offset[1] >= 0 && channel_offset[2] >= 0 &&
-                      channel_offset[0] != channel_offset[1];
+  int64_t max_offset = 0;
+  bool in_pixel = true;
+  for (int c = 0; c < 3; ++c) {
+    in_pixel = in_pixel && channel_offset[c] >= 0 && channel_offset[c] < pixel_stride;
+    max_offset = std::max(max_offset, channel_offset[c]);
+  }
+  const bool packed = (pixel_stride == 3 || pixel_stride == 4) && in_pixel;
   const int64_t per_pixel = packed ? pixel_stride : 3;
   const int64_t r0 = packed ? channel_offset[0] : 0;
   const int64_t r1 = packed ? channel_offset[1] : 1;
   const int64_t r2 = packed ? channel_offset[2] : 2;
   const int64_t row_values = int64_t{width} * per_pixel;
+  // A packed row is read as one run of bytes, up to the last colour byte of its last pixel
+  // (never an alpha or padding byte past it, which the array need not own).
+  const int64_t row_read = packed ? (int64_t{width} - 1) * pixel_stride + max_offset + 1 : 0;
   thread_local std::vector<uint32_t> column;
   column.assign(static_cast<size_t>(row_values), 0u);
   uint32_t* col = column.data();
   for (int y = row_begin; y < row_end; ++y) {
     const uint8_t* row = image + int64_t{y} * row_stride;
     if (packed) {
-      for (int64_t k = 0; k < row_values; ++k) col[k] += row[k];
+      for (int64_t k = 0; k < row_read; ++k) col[k] += row[k];
     } else {
       for (int x = 0; x < width; ++x) {
         const uint8_t* px = row + int64_t{x} * pixel_stride;
