@@ -293,7 +293,9 @@ class MultiTracker:
         **kwargs: fields of :class:`TrackerOptions`.
 
     Raises:
-        ValueError, TypeError: invalid options, or ``device="cuda"`` where it cannot run.
+        ValueError, TypeError: invalid options or an unknown device.
+        RuntimeError: ``device="cuda"`` where it cannot run (no cuFFT in the build, or no usable
+            CUDA device), as :func:`lanner.ops.nms` raises for ``device="cuda"``.
     """
 
     def __init__(self, options: TrackerOptions | None = None, *, device: str = "cpu", **kwargs: Any) -> None:
@@ -302,10 +304,10 @@ class MultiTracker:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
             if not _C.built_with_cufft:
-                raise ValueError("device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
-                                 "before building; `lanner info` shows the build)")
+                raise RuntimeError("device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
+                                   "before building; `lanner info` shows the build)")
             if not has_cuda():
-                raise ValueError("device='cuda' needs a usable CUDA device; none was found")
+                raise RuntimeError("device='cuda' needs a usable CUDA device; none was found")
         self.device = device
         self._native = _C.MultiCorrelationTracker(self.options.to_params(), device)
         self._count = 0

@@ -315,7 +315,7 @@ def test_multitracker_device_is_validated():
     with pytest.raises(ValueError, match="backend must be"):
         _C.MultiCorrelationTracker(lanner.TrackerOptions().to_params(), "gpu")
     if not (_C.built_with_cufft and lanner.has_cuda()):
-        with pytest.raises(ValueError, match="device='cuda' needs"):
+        with pytest.raises(RuntimeError, match="device='cuda' needs"):
             lanner.MultiTracker(device="cuda")
 
 
