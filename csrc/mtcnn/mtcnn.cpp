@@ -7,8 +7,10 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -222,8 +224,8 @@ py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>&
     }
     parallel_for(bands.size(), num_threads, [&](size_t k) {
       const Band& b = bands[k];
-      area_resize_normalize_cpu(src, w, 0, h, 0, w, sizes[b.level].first, sizes[b.level].second, b.begin, b.end,
-                                ptrs[b.level]);
+      const auto [oh, ow] = sizes[b.level];
+      area_resize_normalize_cpu(src, w, 0, h, 0, w, oh, ow, b.begin, b.end, ptrs[b.level], ow, int64_t{oh} * ow);
     });
   }
   py::list result;
@@ -231,30 +233,131 @@ py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>&
   return result;
 }
 
-py::array_t<float> generate_candidates(const py::array& prob, const py::array& reg, double scale, double threshold) {
+// The levels of a P-Net pyramid packed into one (1, 3, canvas_h, canvas_w) image, so that
+// P-Net runs once instead of once per level. Where P-Net's maps of the canvas equal its maps
+// of each level (the caller's packing must ensure it, and this op checks): every level starts
+// at even coordinates (P-Net's 2x2 pool pairs align), levels do not overlap, and a level with
+// an odd width (height) ends at the canvas's right (bottom) edge, where the ceil-mode pool's
+// last, partial window is partial in the canvas too. Cells outside the levels are 0.
+py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std::pair<int, int>>& sizes,
+                                  const std::vector<std::pair<int, int>>& offsets, std::pair<int, int> canvas,
+                                  const py::object& out, int num_threads) {
+  const auto [h, w] = check_integral(table);
+  check_threads(num_threads);
+  const auto [ch, cw] = canvas;
+  check(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide, "], got ",
+        ch, "x", cw);
+  check(offsets.size() == sizes.size(), "offsets should give one (y, x) per size, got ", offsets.size(), " for ",
+        sizes.size(), " sizes");
+  constexpr size_t kMaxLevels = 1024;
+  check(sizes.size() <= kMaxLevels, "a canvas holds at most ", kMaxLevels, " levels, got ", sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto [lh, lw] = sizes[i];
+    const auto [oy, ox] = offsets[i];
+    check(lh >= 1 && lw >= 1 && lh <= kMaxSide && lw <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
+          "], got ", lh, "x", lw);
+    check_bins(h, w, lh, lw, "pyramid level");
+    check(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
+          " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
+    check(oy % 2 == 0 && ox % 2 == 0, "level ", i, " should start at even coordinates (P-Net's 2x2 pooling), got y=",
+          oy, ", x=", ox);
+    check(lw % 2 == 0 || ox + lw == cw, "level ", i, " has an odd width (", lw,
+          ") and should end at the canvas's right edge (P-Net's partial pool window), got x=", ox);
+    check(lh % 2 == 0 || oy + lh == ch, "level ", i, " has an odd height (", lh,
+          ") and should end at the canvas's bottom edge (P-Net's partial pool window), got y=", oy);
+    for (size_t j = 0; j < i; ++j) {
+      const auto [jy, jx] = offsets[j];
+      const bool apart = jy >= oy + lh || oy >= jy + sizes[j].first || jx >= ox + lw || ox >= jx + sizes[j].second;
+      check(apart, "levels ", j, " and ", i, " overlap in the canvas");
+    }
+  }
+  auto image = result_array<float>(out, {1, 3, ch, cw}, "pyramid_canvas");
+  check_disjoint(image, table, "pyramid_canvas");
+  float* dst = image.mutable_data();
+  const auto* src = static_cast<const uint32_t*>(table.data());
+  {
+    py::gil_scoped_release release;
+    const int64_t plane = int64_t{ch} * cw;
+    constexpr int kBandRows = 32;
+    struct Band {
+      int level;  // -1: the gaps of canvas rows [begin, end)
+      int begin, end;
+    };
+    std::vector<Band> bands;
+    for (int r = 0; r < ch; r += kBandRows) bands.push_back({-1, r, std::min(r + kBandRows, ch)});
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      for (int r = 0; r < sizes[s].first; r += kBandRows) {
+        bands.push_back({static_cast<int>(s), r, std::min(r + kBandRows, sizes[s].first)});
+      }
+    }
+    parallel_for(bands.size(), num_threads, [&](size_t k) {
+      const Band& b = bands[k];
+      if (b.level >= 0) {
+        const auto [lh, lw] = sizes[b.level];
+        const auto [oy, ox] = offsets[b.level];
+        area_resize_normalize_cpu(src, w, 0, h, 0, w, lh, lw, b.begin, b.end, dst + int64_t{oy} * cw + ox, cw, plane);
+        return;
+      }
+      std::vector<std::pair<int, int>> spans;  // the level columns [x0, x1) of a row
+      for (int y = b.begin; y < b.end; ++y) {
+        spans.clear();
+        for (size_t s = 0; s < sizes.size(); ++s) {
+          const auto [oy, ox] = offsets[s];
+          if (y >= oy && y < oy + sizes[s].first) spans.emplace_back(ox, ox + sizes[s].second);
+        }
+        std::sort(spans.begin(), spans.end());
+        spans.emplace_back(cw, cw);
+        int x = 0;
+        for (const auto& [x0, x1] : spans) {
+          for (int c = 0; c < 3; ++c) {
+            float* row = dst + c * plane + int64_t{y} * cw;
+            std::fill(row + x, row + x0, 0.0f);
+          }
+          x = x1;
+        }
+      }
+    });
+  }
+  return image;
+}
+
+py::array_t<float> generate_candidates(const py::array& prob, const py::array& reg, double scale, double threshold,
+                                       const std::optional<std::array<int64_t, 4>>& window) {
   check_float_map(prob, "prob", 2);
   check_float_map(reg, "reg", 4);
   check(prob.shape(2) == reg.shape(2) && prob.shape(3) == reg.shape(3), "prob and reg maps should have the same ",
         "height and width, got ", prob.shape(2), "x", prob.shape(3), " and ", reg.shape(2), "x", reg.shape(3));
   check(std::isfinite(scale) && scale > 0.0, "scale should be a positive finite number, got ", scale);
   check(std::isfinite(threshold), "threshold should be finite, got ", threshold);
+  check(prob.shape(2) <= kMaxSide && prob.shape(3) <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
   const auto mh = static_cast<int>(prob.shape(2));
   const auto mw = static_cast<int>(prob.shape(3));
-  check(int64_t{mh} <= kMaxSide && int64_t{mw} <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
+  // The window of the map to read: one pyramid level's cells in a packed canvas's maps.
+  int64_t y0 = 0, x0 = 0, wh = mh, ww = mw;
+  if (window) {
+    y0 = (*window)[0];
+    x0 = (*window)[1];
+    wh = (*window)[2];
+    ww = (*window)[3];
+    check(y0 >= 0 && x0 >= 0 && wh >= 0 && ww >= 0 && y0 + wh <= mh && x0 + ww <= mw,
+          "window (y0, x0, h, w) should lie inside the ", mh, "x", mw, " map, got (", y0, ", ", x0, ", ", wh, ", ", ww,
+          ")");
+  }
   // Channel 1 of prob is the face probability.
   const float* p = static_cast<const float*>(prob.data()) + int64_t{mh} * mw;
   const auto* r = static_cast<const float*>(reg.data());
   const auto thr = static_cast<float>(threshold);
+  const int iy = static_cast<int>(y0), ix = static_cast<int>(x0), ih = static_cast<int>(wh), iw = static_cast<int>(ww);
   int64_t n = 0;
   {
     py::gil_scoped_release release;
-    n = count_candidates_cpu(p, int64_t{mh} * mw, thr);
+    n = count_candidates_cpu(p, mw, iy, ix, ih, iw, thr);
   }
   py::array_t<float> out(std::vector<py::ssize_t>{n, 9});
   float* rows = out.mutable_data();
   {
     py::gil_scoped_release release;
-    generate_candidates_cpu(p, r, mh, mw, static_cast<float>(scale), thr, rows);
+    generate_candidates_cpu(p, r, mh, mw, iy, ix, ih, iw, static_cast<float>(scale), thr, rows);
   }
   return out;
 }
@@ -297,7 +400,7 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
         std::fill(dst, dst + per, 0.0f);
         return;
       }
-      area_resize_normalize_cpu(src, w, y - 1, ey, x - 1, ex, size, size, 0, size, dst);
+      area_resize_normalize_cpu(src, w, y - 1, ey, x - 1, ex, size, size, 0, size, dst, size, int64_t{size} * size);
     });
   }
   return py::make_tuple(crops, valid);
@@ -316,9 +419,17 @@ void register_mtcnn(py::module_& m) {
         "[(1, 3, h, w) float32] normalised (x - 127.5) / 128, bit-identical to torch's interpolate(mode='area'). "
         "The levels are views of one block (out: optional 1d float32 workspace buffer for it). num_threads: "
         "threads to spread the rows over (<= 0: one per core).");
+  m.def("mtcnn_pyramid_canvas", &pyramid_canvas, py::arg("integral"), py::arg("sizes"), py::arg("offsets"),
+        py::arg("canvas"), py::arg("out") = py::none(), py::arg("num_threads") = 1,
+        "The pyramid levels of `sizes` (as mtcnn_pyramid) written into one (1, 3, canvas_h, canvas_w) float32 image "
+        "at `offsets` (y, x), 0 elsewhere, for one P-Net run whose maps equal the per-level maps: offsets even, "
+        "levels disjoint, a level of odd width (height) ending at the canvas's right (bottom) edge -- checked. "
+        "out: optional 1d float32 workspace buffer; num_threads: threads (<= 0: one per core).");
   m.def("mtcnn_generate_candidates", &generate_candidates, py::arg("prob"), py::arg("reg"), py::arg("scale"),
-        py::arg("threshold"),
-        "P-Net maps (1, 2, h, w) and (1, 4, h, w) -> (N, 9) float32 rows x1, y1, x2, y2, score, reg0..3.");
+        py::arg("threshold"), py::arg("window") = py::none(),
+        "P-Net maps (1, 2, h, w) and (1, 4, h, w) -> (N, 9) float32 rows x1, y1, x2, y2, score, reg0..3; "
+        "window=(y0, x0, h, w) reads only that part of the maps (one level of a packed canvas), cells "
+        "counted from its corner.");
   m.def("mtcnn_crop_resize", &crop_resize, py::arg("integral"), py::arg("boxes"), py::arg("size"),
         py::arg("out") = py::none(), py::arg("num_threads") = 1,
         "Crop (N, 4) xyxy boxes (facenet-pytorch pad rules) from the image behind an mtcnn_integral table and "

@@ -35,18 +35,23 @@ void integral_add_row_cpu(const uint32_t* carry, int width, int row_begin, int r
 // Area-resizes the rectangle [y0, y1) x [x0, x1) of the image behind `table` (row stride
 // (width + 1) * 3) to out_h x out_w -- each output pixel is the mean of its adaptive-average-
 // pooling bin, bit-identical to torch's interpolate(mode="area") on the float image -- and
-// writes output rows [row_begin, row_end) of it normalised and planar (3 x out_h x out_w) to
-// `out`. Calls on disjoint row ranges of one output may run concurrently.
+// writes output rows [row_begin, row_end) of it normalised and planar to `out`: value (c, i, j)
+// at out[c * out_plane_stride + i * out_row_stride + j] (out_h * out_w and out_w for a dense
+// 3 x out_h x out_w block; larger to write into a canvas). Calls on disjoint row ranges, or
+// disjoint rectangles of one canvas, may run concurrently.
 void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, int row_begin, int row_end, float* out);
+                               int out_w, int row_begin, int row_end, float* out, int64_t out_row_stride,
+                               int64_t out_plane_stride);
 
-// Number of map cells with prob >= threshold (the rows generate_candidates_cpu writes).
-int64_t count_candidates_cpu(const float* prob, int64_t cells, float threshold);
+// Number of cells with prob >= threshold in the window [y0, y0 + win_h) x [x0, x0 + win_w)
+// of a map_w-wide map (the rows generate_candidates_cpu writes).
+int64_t count_candidates_cpu(const float* prob, int map_w, int y0, int x0, int win_h, int win_w, float threshold);
 
-// Writes one row per map cell with prob >= threshold, in row-major cell order:
-// x1, y1, x2, y2 (input-image pixels), score, reg0..reg3. `rows` has room for
+// Writes one row per cell of the window with prob >= threshold, in row-major cell order:
+// x1, y1, x2, y2 (input-image pixels, from the cell's position in the window), score,
+// reg0..reg3 (`reg` has 4 planes of map_h x map_w). `rows` has room for
 // count_candidates_cpu(...) * 9 floats.
-void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
-                             float threshold, float* rows);
+void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, int y0, int x0, int win_h,
+                             int win_w, float scale, float threshold, float* rows);
 
 }  // namespace lanner::mtcnn

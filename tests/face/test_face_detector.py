@@ -41,6 +41,29 @@ def assert_matches(got: lanner.Detections, boxes, scores, landmarks, *, min_iou=
     np.testing.assert_allclose(got.landmarks, landmarks[match], atol=px)
 
 
+# --- the packed pyramid ---------------------------------------------------------------
+@pytest.mark.parametrize("h,w", [(342, 548), (886, 1280), (480, 640), (257, 191)])
+def test_pnet_maps_of_the_packed_canvas_equal_each_levels_maps(detector, h, w):
+    """The canvas P-Net runs once holds every packed level's own P-Net maps, bit for bit."""
+    from lanner import _C
+    from lanner.face.cascade import pack_pyramid, pnet_map_size, pyramid_scales
+
+    image = np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    sizes = [(int(h * s + 1), int(w * s + 1)) for s in pyramid_scales(h, w, 20.0, 0.709)]
+    layout = pack_pyramid(tuple(sizes))
+    assert len(layout.packed) >= len(sizes) // 2
+    table = _C.mtcnn_integral(image)
+    pnet = detector._nets[0]
+    packed = [sizes[i] for i in layout.packed]
+    maps = pnet.run({"image": _C.mtcnn_pyramid_canvas(table, packed, list(layout.offsets), layout.canvas)})
+    for (lh, lw), (y, x), level in zip(packed, layout.offsets, _C.mtcnn_pyramid(table, packed)):
+        own = pnet.run({"image": level})
+        window = np.s_[:, :, y // 2:y // 2 + pnet_map_size(lh), x // 2:x // 2 + pnet_map_size(lw)]
+        for name in ("prob", "reg"):
+            assert own[name].shape[2:] == (pnet_map_size(lh), pnet_map_size(lw))
+            np.testing.assert_array_equal(maps[name][window], own[name])
+
+
 # --- goldens -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["astronaut", "messi", "cameraman", "group"])
 def test_goldens_on_package_photos(detector, photos, name):

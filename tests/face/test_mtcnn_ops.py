@@ -341,3 +341,85 @@ def test_thread_count_is_validated():
         _C.mtcnn_pyramid(table, [(4, 4)], num_threads=257)
     with pytest.raises(ValueError, match="num_threads should be at most 256"):
         _C.mtcnn_crop_resize(table, np.zeros((1, 4), np.float32), 4, num_threads=1000)
+
+
+# --- packed pyramid canvas ------------------------------------------------------------------
+def test_canvas_holds_each_level_bit_for_bit_and_zeros_elsewhere():
+    image = _image(31, 97, 131)
+    table = _C.mtcnn_integral(image)
+    # Canvas 101 x 107: odd widths (79, 27) end at the right edge, odd heights (29, 27) at the bottom.
+    sizes = [(58, 79), (42, 26), (29, 40), (27, 27)]
+    offsets = [(0, 28), (0, 0), (72, 38), (74, 80)]
+    canvas = _C.mtcnn_pyramid_canvas(table, sizes, offsets, (101, 107))
+    assert canvas.shape == (1, 3, 101, 107)
+    levels = _C.mtcnn_pyramid(table, sizes)
+    covered = np.zeros((101, 107), bool)
+    for level, (lh, lw), (oy, ox) in zip(levels, sizes, offsets):
+        np.testing.assert_array_equal(canvas[:, :, oy:oy + lh, ox:ox + lw], level)
+        covered[oy:oy + lh, ox:ox + lw] = True
+    assert (canvas[0][:, ~covered] == 0).all()
+    buf = np.full(3 * 101 * 107, np.nan, np.float32)  # a reused buffer gets its gaps zeroed too
+    again = _C.mtcnn_pyramid_canvas(table, sizes, offsets, (101, 107), out=buf, num_threads=3)
+    assert np.shares_memory(again, buf)
+    np.testing.assert_array_equal(again, canvas)
+
+
+@pytest.mark.parametrize(
+    "sizes,offsets,canvas,match",
+    [
+        ([(10, 10)], [(1, 0)], (20, 20), "should start at even coordinates"),
+        ([(10, 10)], [(12, 0)], (20, 20), r"should lie inside the 20x20 canvas"),
+        ([(10, 11)], [(0, 0)], (20, 21), "odd width .* should end at the canvas's right edge"),
+        ([(11, 10)], [(0, 0)], (21, 20), "odd height .* should end at the canvas's bottom edge"),
+        ([(10, 10), (10, 10)], [(0, 0), (8, 8)], (20, 20), "levels 0 and 1 overlap"),
+        ([(10, 10)], [(0, 0), (0, 10)], (20, 20), "one \\(y, x\\) per size"),
+        ([(10, 10)], [(0, 0)], (0, 20), "canvas size should be in"),
+        ([(0, 10)], [(0, 0)], (20, 20), "pyramid sizes should be in"),
+    ],
+)
+def test_canvas_placement_is_validated(sizes, offsets, canvas, match):
+    table = _C.mtcnn_integral(_image(3, 30, 30))
+    with pytest.raises(ValueError, match=match):
+        _C.mtcnn_pyramid_canvas(table, sizes, offsets, canvas)
+
+
+@pytest.mark.parametrize("h,w", [(342, 548), (886, 1280), (480, 640), (512, 512), (720, 1280), (1080, 1920),
+                                 (100, 100), (31, 2000), (3000, 40), (12, 12), (11, 50)])
+def test_packing_places_every_level_once_by_the_rules(h, w):
+    from lanner.face.cascade import pack_pyramid, pyramid_scales
+
+    sizes = tuple((int(h * s + 1), int(w * s + 1)) for s in pyramid_scales(h, w, 20.0, 0.709))
+    layout = pack_pyramid(sizes)
+    assert sorted(layout.packed + layout.alone) == list(range(len(sizes)))
+    assert len(layout.packed) == len(layout.offsets)
+    assert sum(1 for i in layout.packed if sizes[i][0] % 2 and sizes[i][1] % 2) <= 1
+    if layout.packed:  # the op checks the rules (even starts, no overlap, odd edges at the canvas edges)
+        table = _C.mtcnn_integral(_image(1, 4, 4))
+        _C.mtcnn_pyramid_canvas(table, [sizes[i] for i in layout.packed], list(layout.offsets), layout.canvas)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(12, 2500), st.integers(12, 2500), st.floats(6, 60), st.floats(0.3, 0.9))
+def test_packing_fuzz_any_image_size(h, w, min_face, factor):
+    from lanner.face.cascade import pack_pyramid, pyramid_scales
+
+    sizes = tuple((int(h * s + 1), int(w * s + 1)) for s in pyramid_scales(h, w, min_face, factor))
+    layout = pack_pyramid(sizes)
+    assert sorted(layout.packed + layout.alone) == list(range(len(sizes)))
+    if layout.packed:
+        table = _C.mtcnn_integral(_image(1, 4, 4))
+        _C.mtcnn_pyramid_canvas(table, [sizes[i] for i in layout.packed], list(layout.offsets), layout.canvas)
+
+
+def test_candidates_in_a_window_match_the_sliced_maps():
+    rng = np.random.default_rng(8)
+    prob = rng.random((1, 2, 40, 50), dtype=np.float32)
+    reg = rng.normal(size=(1, 4, 40, 50)).astype(np.float32)
+    for window in [(0, 0, 40, 50), (3, 7, 11, 20), (39, 49, 1, 1), (5, 5, 0, 3)]:
+        y, x, h, w = window
+        want = candidates_ref(np.ascontiguousarray(prob[:, :, y:y + h, x:x + w]),
+                              np.ascontiguousarray(reg[:, :, y:y + h, x:x + w]), 0.37, 0.6)
+        np.testing.assert_array_equal(_C.mtcnn_generate_candidates(prob, reg, 0.37, 0.6, window), want)
+    for bad in [(0, 0, 41, 50), (-1, 0, 2, 2), (0, 45, 1, 6)]:
+        with pytest.raises(ValueError, match="window .* should lie inside the 40x50 map"):
+            _C.mtcnn_generate_candidates(prob, reg, 0.37, 0.6, bad)

@@ -97,9 +97,10 @@ void integral_add_row_cpu(const uint32_t* carry, int width, int row_begin, int r
 // or 4 lanes; every clone computes the same floats.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, int row_begin, int row_end, float* out) {
+                               int out_w, int row_begin, int row_end, float* out, int64_t out_row_stride,
+                               int64_t out_plane_stride) {
   const int64_t stride = (int64_t{width} + 1) * 3;
-  const int64_t plane = int64_t{out_h} * out_w;
+  const int64_t plane = out_plane_stride;
   // Per output column: the bin's table offsets and width; per output row: its bin rows;
   // per row being written: the channel sums.
   thread_local std::vector<int> cs, ce, rs, re;
@@ -156,7 +157,7 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
     }
     // torch's adaptive average pooling divides the float sum by the bin height, then by its
     // width (sum / kh / kw): the same two float divisions give bit-identical means.
-    float* o0 = out + int64_t{i} * out_w;
+    float* o0 = out + int64_t{i} * out_row_stride;
     float* o1 = o0 + plane;
     float* o2 = o1 + plane;
     for (int j = 0; j < out_w; ++j) o0[j] = (static_cast<float>(s0[j]) / kh / kwp[j] - kPixelMean) * kPixelScale;
@@ -165,19 +166,22 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
   }
 }
 
-int64_t count_candidates_cpu(const float* prob, int64_t cells, float threshold) {
+int64_t count_candidates_cpu(const float* prob, int map_w, int y0, int x0, int win_h, int win_w, float threshold) {
   int64_t n = 0;
-  for (int64_t k = 0; k < cells; ++k) n += prob[k] >= threshold ? 1 : 0;
+  for (int y = y0; y < y0 + win_h; ++y) {
+    const float* row = prob + int64_t{y} * map_w + x0;
+    for (int x = 0; x < win_w; ++x) n += row[x] >= threshold ? 1 : 0;
+  }
   return n;
 }
 
-void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, float scale,
-                             float threshold, float* rows) {
+void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, int y0, int x0, int win_h,
+                             int win_w, float scale, float threshold, float* rows) {
   const int64_t plane = int64_t{map_h} * map_w;
   int64_t n = 0;
-  for (int y = 0; y < map_h; ++y) {
-    for (int x = 0; x < map_w; ++x) {
-      const int64_t k = int64_t{y} * map_w + x;
+  for (int y = 0; y < win_h; ++y) {
+    for (int x = 0; x < win_w; ++x) {
+      const int64_t k = (int64_t{y0} + y) * map_w + x0 + x;
       const float p = prob[k];
       if (!(p >= threshold)) continue;
       float* row = rows + n * 9;
