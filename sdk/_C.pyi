@@ -71,10 +71,27 @@ def mtcnn_pyramid(
     (x - 127.5) / 128], views of one block (``out``: a 1d workspace buffer for it); rows spread over
     ``num_threads`` threads (<= 0: one per core)."""
 
-def mtcnn_generate_candidates(
-    prob: npt.NDArray[np.float32], reg: npt.NDArray[np.float32], scale: float, threshold: float
+def mtcnn_pyramid_canvas(
+    integral: npt.NDArray[np.uint32],
+    sizes: list[Tuple[int, int]],
+    offsets: list[Tuple[int, int]],
+    canvas: Tuple[int, int],
+    out: npt.NDArray[np.float32] | None = None,
+    num_threads: int = 1,
 ) -> npt.NDArray[np.float32]:
-    """P-Net maps (1, 2, h, w), (1, 4, h, w) -> (N, 9) rows x1, y1, x2, y2, score, reg0..3 (row-major cells)."""
+    """The levels of ``sizes`` (as mtcnn_pyramid) in one (1, 3, canvas_h, canvas_w) image at ``offsets`` (y, x), 0
+    elsewhere, placed so that one P-Net run gives each level's own maps (even offsets, no overlap, odd widths /
+    heights ending at the canvas's right / bottom edge: checked)."""
+
+def mtcnn_generate_candidates(
+    prob: npt.NDArray[np.float32],
+    reg: npt.NDArray[np.float32],
+    scale: float,
+    threshold: float,
+    window: Optional[Tuple[int, int, int, int]] = None,
+) -> npt.NDArray[np.float32]:
+    """P-Net maps (1, 2, h, w), (1, 4, h, w) -> (N, 9) rows x1, y1, x2, y2, score, reg0..3 (row-major cells);
+    ``window`` (y0, x0, h, w): only that part of the maps (one level of a packed canvas)."""
 
 def mtcnn_crop_resize(
     integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int,
