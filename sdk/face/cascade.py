@@ -79,11 +79,6 @@ class Workspace:
             self._buffers[name] = buf
         return buf
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held."""
-        return sum(b.nbytes for b in self._buffers.values())
-
     def clear(self) -> None:
         """Release every buffer."""
         self._buffers.clear()
