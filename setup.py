@@ -6,6 +6,7 @@ Environment variables:
     LANNER_BUILD_TYPE Release (default) | Debug | RelWithDebInfo.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,13 @@ class CMakeBuild(build_ext):
         tag = f"{build_type}-cuda_{cuda}" + (f"-san_{sanitize.replace(',', '_')}" if sanitize else "")
         build_dir = ROOT / "build" / f"cmake-{tag}"
         build_dir.mkdir(parents=True, exist_ok=True)
+        # The library is linked inside the configuration's own folder and copied to where
+        # setuptools packs it: configurations sharing one output path would let an
+        # up-to-date build skip relinking and ship the other configuration's library (a
+        # sanitizer build's, say).
+        lib_dir = build_dir / "lib"
         args = [
-            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={ext_dir}",
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={lib_dir}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_BUILD_TYPE={build_type}",
@@ -55,6 +61,11 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
         subprocess.run(["cmake", "--build", ".", "-j", jobs], cwd=build_dir, check=True)
+        built = lib_dir / Path(self.get_ext_fullpath(ext.name)).name
+        if not built.is_file():
+            raise RuntimeError(f"CMake did not produce {built}")
+        ext_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built, ext_dir / built.name)
 
 
 TORCH = "torch==2.13.0"  # pinned: an unpinned torch pulls several GB of CUDA wheels
