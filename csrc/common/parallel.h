@@ -46,4 +46,15 @@ void parallel_for(size_t n, int requested_threads, Fn&& fn) {
   if (error) std::rethrow_exception(error);
 }
 
+// A work item for parallel_for: rows [begin, end) of item `item` (an image, a pyramid level).
+struct RowBand {
+  int item;
+  int begin, end;
+};
+
+// Appends the rows [begin, end) of `item` to `bands`, cut into bands of `rows` rows.
+inline void append_row_bands(std::vector<RowBand>& bands, int item, int begin, int end, int rows = 32) {
+  for (int r = begin; r < end; r += rows) bands.push_back({item, r, std::min(r + rows, end)});
+}
+
 }  // namespace lanner

@@ -119,6 +119,20 @@ py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shap
   return py::array_t<T>(shape, static_cast<T*>(buf.mutable_data()), buf);
 }
 
+// A pyramid level's size, in [1, kMaxSide] per side and small enough bins for the table.
+void check_level(int64_t h, int64_t w, int oh, int ow) {
+  check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
+        "], got ", oh, "x", ow);
+  check_bins(h, w, oh, ow, "pyramid level");
+}
+
+// Bands of output rows of every level: parallel_for's work items for a pyramid.
+std::vector<RowBand> level_bands(const std::vector<std::pair<int, int>>& sizes) {
+  std::vector<RowBand> bands;
+  for (size_t s = 0; s < sizes.size(); ++s) append_row_bands(bands, static_cast<int>(s), 0, sizes[s].first);
+  return bands;
+}
+
 void check_threads(int num_threads) {
   check(num_threads <= 256, "num_threads should be at most 256 (<= 0: one per core), got ", num_threads);
 }
@@ -153,35 +167,7 @@ py::array_t<uint32_t> integral(const py::array& image, const std::string& channe
   const auto* src = static_cast<const uint8_t*>(image.data());
   {
     py::gil_scoped_release release;
-    // Bands of rows summed concurrently, then each band after the first shifted by the
-    // table row above it (the carries are chained band to band, one row each).
-    constexpr int kMinBandRows = 64;
-    const int bands = static_cast<int>(resolve_threads(num_threads, std::max(1, h / kMinBandRows)));
-    std::vector<int> edge(bands + 1);
-    for (int b = 0; b <= bands; ++b) edge[b] = static_cast<int>(int64_t{h} * b / bands);
-    parallel_for(bands, bands, [&](size_t b) {
-      integral_image_cpu(src, w, row_stride, pixel_stride, offset, edge[b], edge[b + 1], dst);
-    });
-    if (bands > 1) {
-      const int64_t stride = (int64_t{w} + 1) * 3;
-      std::vector<uint32_t> carry(static_cast<size_t>(bands) * stride, 0u);  // carry[b]: true row edge[b]
-      for (int b = 1; b < bands; ++b) {
-        const uint32_t* local = dst + int64_t{edge[b]} * stride;  // band b - 1's last row, before its shift
-        for (int64_t k = 0; k < stride; ++k) carry[b * stride + k] = carry[(b - 1) * stride + k] + local[k];
-      }
-      constexpr int kChunkRows = 32;
-      struct Chunk {
-        int band, begin, end;
-      };
-      std::vector<Chunk> chunks;
-      for (int b = 1; b < bands; ++b) {
-        for (int r = edge[b]; r < edge[b + 1]; r += kChunkRows) chunks.push_back({b, r, std::min(r + kChunkRows, edge[b + 1])});
-      }
-      parallel_for(chunks.size(), num_threads, [&](size_t k) {
-        const Chunk& c = chunks[k];
-        integral_add_row_cpu(carry.data() + c.band * stride, w, c.begin, c.end, dst);
-      });
-    }
+    integral_image_cpu(src, h, w, row_stride, pixel_stride, offset, num_threads, dst);
   }
   return table;
 }
@@ -190,11 +176,7 @@ py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>&
                  int num_threads) {
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
-  for (const auto& [oh, ow] : sizes) {
-    check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide,
-          "pyramid sizes should be in [1, ", kMaxSide, "], got ", oh, "x", ow);
-    check_bins(h, w, oh, ow, "pyramid level");
-  }
+  for (const auto& [oh, ow] : sizes) check_level(h, w, oh, ow);
   // All levels in one block (back to back), each returned as a (1, 3, h, w) view of it.
   int64_t total = 0;
   for (const auto& [oh, ow] : sizes) total += int64_t{3} * oh * ow;
@@ -212,20 +194,11 @@ py::list pyramid(const py::array& table, const std::vector<std::pair<int, int>>&
   const auto* src = static_cast<const uint32_t*>(table.data());
   {
     py::gil_scoped_release release;
-    // Work items: bands of output rows of every level.
-    constexpr int kBandRows = 32;
-    struct Band {
-      size_t level;
-      int begin, end;
-    };
-    std::vector<Band> bands;
-    for (size_t s = 0; s < sizes.size(); ++s) {
-      for (int r = 0; r < sizes[s].first; r += kBandRows) bands.push_back({s, r, std::min(r + kBandRows, sizes[s].first)});
-    }
+    const std::vector<RowBand> bands = level_bands(sizes);
     parallel_for(bands.size(), num_threads, [&](size_t k) {
-      const Band& b = bands[k];
-      const auto [oh, ow] = sizes[b.level];
-      area_resize_normalize_cpu(src, w, 0, h, 0, w, oh, ow, b.begin, b.end, ptrs[b.level], ow, int64_t{oh} * ow);
+      const RowBand& b = bands[k];
+      const auto [oh, ow] = sizes[b.item];
+      area_resize_normalize_cpu(src, w, 0, h, 0, w, oh, ow, b.begin, b.end, ptrs[b.item], ow, int64_t{oh} * ow);
     });
   }
   py::list result;
@@ -254,9 +227,7 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   for (size_t i = 0; i < sizes.size(); ++i) {
     const auto [lh, lw] = sizes[i];
     const auto [oy, ox] = offsets[i];
-    check(lh >= 1 && lw >= 1 && lh <= kMaxSide && lw <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
-          "], got ", lh, "x", lw);
-    check_bins(h, w, lh, lw, "pyramid level");
+    check_level(h, w, lh, lw);
     check(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
           " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
     check(oy % 2 == 0 && ox % 2 == 0, "level ", i, " should start at even coordinates (P-Net's 2x2 pooling), got y=",
@@ -278,23 +249,13 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   {
     py::gil_scoped_release release;
     const int64_t plane = int64_t{ch} * cw;
-    constexpr int kBandRows = 32;
-    struct Band {
-      int level;  // -1: the gaps of canvas rows [begin, end)
-      int begin, end;
-    };
-    std::vector<Band> bands;
-    for (int r = 0; r < ch; r += kBandRows) bands.push_back({-1, r, std::min(r + kBandRows, ch)});
-    for (size_t s = 0; s < sizes.size(); ++s) {
-      for (int r = 0; r < sizes[s].first; r += kBandRows) {
-        bands.push_back({static_cast<int>(s), r, std::min(r + kBandRows, sizes[s].first)});
-      }
-    }
+    std::vector<RowBand> bands = level_bands(sizes);
+    append_row_bands(bands, -1, 0, ch);  // item -1: the gaps of canvas rows
     parallel_for(bands.size(), num_threads, [&](size_t k) {
-      const Band& b = bands[k];
-      if (b.level >= 0) {
-        const auto [lh, lw] = sizes[b.level];
-        const auto [oy, ox] = offsets[b.level];
+      const RowBand& b = bands[k];
+      if (b.item >= 0) {
+        const auto [lh, lw] = sizes[b.item];
+        const auto [oy, ox] = offsets[b.item];
         area_resize_normalize_cpu(src, w, 0, h, 0, w, lh, lw, b.begin, b.end, dst + int64_t{oy} * cw + ox, cw, plane);
         return;
       }
@@ -365,7 +326,6 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
 py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, const py::object& out,
                       int num_threads) {
   const auto [h, w] = check_integral(table);
-  check_threads(num_threads);
   check_threads(num_threads);
   check(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
         std::string(py::str(boxes.dtype())));

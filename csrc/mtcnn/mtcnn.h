@@ -24,13 +24,9 @@ constexpr int kStride = 2;
 // 2^32 (unsigned wrap-around is well defined; a box sum is exact while the true sum is below
 // 2^32, i.e. for boxes under 16.8 Mpx).
 //
-// integral_image_cpu fills table rows row_begin + 1 .. row_end (and row 0 when row_begin is
-// 0) from image rows [row_begin, row_end) as if the image started at row_begin; bands of
-// rows can so run concurrently, then integral_add_row_cpu adds to each later band's rows the
-// true table row above the band (`carry`, (width + 1) * 3 values), row by row.
-void integral_image_cpu(const uint8_t* image, int width, int64_t row_stride, int64_t pixel_stride,
-                        const int64_t channel_offset[3], int row_begin, int row_end, uint32_t* table);
-void integral_add_row_cpu(const uint32_t* carry, int width, int row_begin, int row_end, uint32_t* table);
+// Bands of rows are summed over num_threads threads (<= 0: one per core).
+void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row_stride, int64_t pixel_stride,
+                        const int64_t channel_offset[3], int num_threads, uint32_t* table);
 
 // Area-resizes the rectangle [y0, y1) x [x0, x1) of the image behind `table` (row stride
 // (width + 1) * 3) to out_h x out_w -- each output pixel is the mean of its adaptive-average-

@@ -245,10 +245,10 @@ class PyMultiTracker {
     for (const auto& t : trackers_) sampled += t->sampled_pixels();
     if (sampled < static_cast<double>(n)) return nullptr;
     planes_.resize(kPlanes * n);
-    constexpr size_t kBandRows = 32;
-    const size_t bands = (static_cast<size_t>(v.height) + kBandRows - 1) / kBandRows;
-    for_each(bands, [&](size_t band) {
-      const size_t y0 = band * kBandRows, y1 = std::min(y0 + kBandRows, static_cast<size_t>(v.height));
+    std::vector<RowBand> bands;
+    append_row_bands(bands, 0, 0, v.height);
+    for_each(bands.size(), [&](size_t k) {
+      const size_t y0 = static_cast<size_t>(bands[k].begin), y1 = static_cast<size_t>(bands[k].end);
       float px[kPlanes];
       for (size_t i = y0 * v.width; i < y1 * v.width; ++i) {
         pixel_planes(v.data + i * v.channels, v.channels, px);

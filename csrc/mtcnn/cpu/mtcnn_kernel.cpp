@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include "common/parallel.h"
+
 namespace lanner::mtcnn {
 
 namespace {
@@ -30,8 +32,10 @@ void bins(int in, int out, int offset, int* start, int* end) {
 
 }  // namespace
 
-void integral_image_cpu(const uint8_t* image, int width, int64_t row_stride, int64_t pixel_stride,
-                        const int64_t channel_offset[3], int row_begin, int row_end, uint32_t* table) {
+// Table rows row_begin + 1 .. row_end (and row 0 when row_begin is 0) from image rows
+// [row_begin, row_end), as if the image started at row_begin.
+void integral_band(const uint8_t* image, int width, int64_t row_stride, int64_t pixel_stride,
+                   const int64_t channel_offset[3], int row_begin, int row_end, uint32_t* table) {
   const int64_t stride = (int64_t{width} + 1) * 3;
   if (row_begin == 0) std::fill(table, table + stride, 0u);
   // Column sums first (one vectorisable add per byte for packed rows), then each table row is
@@ -85,12 +89,36 @@ void integral_image_cpu(const uint8_t* image, int width, int64_t row_stride, int
   }
 }
 
-void integral_add_row_cpu(const uint32_t* carry, int width, int row_begin, int row_end, uint32_t* table) {
+void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row_stride, int64_t pixel_stride,
+                        const int64_t channel_offset[3], int num_threads, uint32_t* table) {
+  // Bands of rows summed concurrently as if each started the image, then every row of a
+  // later band shifted by the true table row above its band (the carries chain band to
+  // band, one row each).
+  constexpr int kMinBandRows = 64;
+  const auto most = static_cast<size_t>(std::max(1, height / kMinBandRows));
+  const int bands = static_cast<int>(resolve_threads(num_threads, most));
+  std::vector<int> edge(bands + 1);
+  for (int b = 0; b <= bands; ++b) edge[b] = static_cast<int>(int64_t{height} * b / bands);
+  parallel_for(bands, bands, [&](size_t b) {
+    integral_band(image, width, row_stride, pixel_stride, channel_offset, edge[b], edge[b + 1], table);
+  });
+  if (bands == 1) return;
   const int64_t stride = (int64_t{width} + 1) * 3;
-  for (int y = row_begin; y < row_end; ++y) {
-    uint32_t* row = table + (int64_t{y} + 1) * stride;
-    for (int64_t k = 0; k < stride; ++k) row[k] += carry[k];
+  std::vector<uint32_t> carry(static_cast<size_t>(bands) * stride, 0u);  // carry[b]: the true row edge[b]
+  for (int b = 1; b < bands; ++b) {
+    const uint32_t* local = table + int64_t{edge[b]} * stride;  // band b - 1's last row, before its shift
+    for (int64_t k = 0; k < stride; ++k) carry[b * stride + k] = carry[(b - 1) * stride + k] + local[k];
   }
+  std::vector<RowBand> chunks;
+  for (int b = 1; b < bands; ++b) append_row_bands(chunks, b, edge[b], edge[b + 1]);
+  parallel_for(chunks.size(), num_threads, [&](size_t k) {
+    const RowBand& c = chunks[k];
+    const uint32_t* add = carry.data() + c.item * stride;
+    for (int y = c.begin; y < c.end; ++y) {
+      uint32_t* row = table + (int64_t{y} + 1) * stride;
+      for (int64_t i = 0; i < stride; ++i) row[i] += add[i];
+    }
+  });
 }
 
 // Cloned per instruction set (picked at load time): the division pass vectorises to 16, 8
