@@ -94,11 +94,8 @@ class Model:
                 vs actual), or the model was closed.
             TypeError: an input is not a NumPy array.
         """
-        if self._session is None:
-            raise ValueError("this model is closed; load the package again")
-        feed = self._validate(inputs)
-        outputs = self._session.run(feed, copy=copy)
-        return {spec.name: out for spec, out in zip(self.outputs, outputs)}
+        session = self._open_session()
+        return self._named(session.run(self._validate(inputs), copy=copy))
 
     def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
                  copy: bool = True) -> list[dict[str, np.ndarray]]:
@@ -113,13 +110,19 @@ class Model:
         Raises:
             ValueError, TypeError: as :meth:`run`, for any of the inputs.
         """
-        if self._session is None:
-            raise ValueError("this model is closed; load the package again")
+        session = self._open_session()
         if isinstance(inputs, Mapping) or not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a sequence of dicts of name -> numpy array, got {type(inputs).__name__}")
         feeds = [self._validate(x) for x in inputs]
-        return [{spec.name: out for spec, out in zip(self.outputs, outputs)}
-                for outputs in self._session.run_many(feeds, copy=copy)]
+        return [self._named(outputs) for outputs in session.run_many(feeds, copy=copy)]
+
+    def _open_session(self) -> Session:
+        if self._session is None:
+            raise ValueError("this model is closed; load the package again")
+        return self._session
+
+    def _named(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {spec.name: out for spec, out in zip(self.outputs, outputs)}
 
     def _validate(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(inputs, Mapping):

@@ -205,10 +205,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"image should have dtype uint8, got {image.dtype}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f"image should be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    _check_nonempty(image)
-    return image
-
-
-def _check_nonempty(image: np.ndarray) -> None:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image should be non-empty, got shape {image.shape}")
+    return image
