@@ -34,49 +34,49 @@ constexpr int64_t kMaxBinPixels = 0xFFFFFFFFLL / 255;  // 16,843,009
 
 void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const char* what) {
   const int64_t bin = ((in_h + out_h - 1) / out_h + 1) * ((in_w + out_w - 1) / out_w + 1);
-  check(bin <= kMaxBinPixels, what, " ", out_h, "x", out_w, " of a ", in_h, "x", in_w,
+  LANNER_CHECK(bin <= kMaxBinPixels, what, " ", out_h, "x", out_w, " of a ", in_h, "x", in_w,
         " image would average up to ", bin, " pixels per output pixel; at most ", kMaxBinPixels,
         " fit the uint32 summed-area table: use a larger output size");
 }
 
 // A uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), any strides; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
-  check(image.dtype().is(py::dtype::of<uint8_t>()), "image should have dtype uint8, got ",
+  LANNER_CHECK(image.dtype().is(py::dtype::of<uint8_t>()), "image should have dtype uint8, got ",
         std::string(py::str(image.dtype())));
-  check(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
+  LANNER_CHECK(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
         image.ndim(), "D");
   if (image.ndim() == 3) {
     const auto c = image.shape(2);
-    check(c == 1 || c == 3 || c == 4, "image should have 1, 3 or 4 channels (H, W, C), got ", c);
+    LANNER_CHECK(c == 1 || c == 3 || c == 4, "image should have 1, 3 or 4 channels (H, W, C), got ", c);
   }
-  check(image.shape(0) >= 1 && image.shape(1) >= 1, "image should be non-empty, got ", image.shape(0), "x",
+  LANNER_CHECK(image.shape(0) >= 1 && image.shape(1) >= 1, "image should be non-empty, got ", image.shape(0), "x",
         image.shape(1));
-  check(image.shape(0) <= kMaxSide && image.shape(1) <= kMaxSide, "image sides should be at most ", kMaxSide,
+  LANNER_CHECK(image.shape(0) <= kMaxSide && image.shape(1) <= kMaxSide, "image sides should be at most ", kMaxSide,
         ", got ", image.shape(0), "x", image.shape(1));
   return {static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1))};
 }
 
 // A (H + 1, W + 1, 3) uint32 summed-area table from mtcnn_integral; returns (H, W).
 std::pair<int, int> check_integral(const py::array& table) {
-  check(table.dtype().is(py::dtype::of<uint32_t>()), "integral should have dtype uint32 (from mtcnn_integral), got ",
+  LANNER_CHECK(table.dtype().is(py::dtype::of<uint32_t>()), "integral should have dtype uint32 (from mtcnn_integral), got ",
         std::string(py::str(table.dtype())));
-  check(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
+  LANNER_CHECK(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
         table.ndim(), "D");
-  check(table.shape(0) >= 2 && table.shape(1) >= 2, "integral should come from a non-empty image, got shape (",
+  LANNER_CHECK(table.shape(0) >= 2 && table.shape(1) >= 2, "integral should come from a non-empty image, got shape (",
         table.shape(0), ", ", table.shape(1), ", 3)");
-  check(table.shape(0) <= kMaxSide + 1 && table.shape(1) <= kMaxSide + 1, "integral sides should be at most ",
+  LANNER_CHECK(table.shape(0) <= kMaxSide + 1 && table.shape(1) <= kMaxSide + 1, "integral sides should be at most ",
         kMaxSide + 1);
-  check(table.flags() & py::array::c_style, "integral should be C-contiguous");
+  LANNER_CHECK(table.flags() & py::array::c_style, "integral should be C-contiguous");
   return {static_cast<int>(table.shape(0) - 1), static_cast<int>(table.shape(1) - 1)};
 }
 
 void check_float_map(const py::array& a, const char* name, int64_t channels) {
-  check(a.dtype().is(py::dtype::of<float>()), name, " should have dtype float32, got ",
+  LANNER_CHECK(a.dtype().is(py::dtype::of<float>()), name, " should have dtype float32, got ",
         std::string(py::str(a.dtype())));
-  check(a.ndim() == 4, name, " should be a 4d array (1, ", channels, ", h, w), got ", a.ndim(), "D");
-  check(a.shape(0) == 1 && a.shape(1) == channels, name, " should have shape (1, ", channels, ", h, w), got (",
+  LANNER_CHECK(a.ndim() == 4, name, " should be a 4d array (1, ", channels, ", h, w), got ", a.ndim(), "D");
+  LANNER_CHECK(a.shape(0) == 1 && a.shape(1) == channels, name, " should have shape (1, ", channels, ", h, w), got (",
         a.shape(0), ", ", a.shape(1), ", ...)");
-  check(a.flags() & py::array::c_style, name, " should be C-contiguous");
+  LANNER_CHECK(a.flags() & py::array::c_style, name, " should be C-contiguous");
 }
 
 // The bytes an array spans, [first, last), whatever its strides.
@@ -95,7 +95,7 @@ std::pair<const char*, const char*> byte_span(const py::array& a) {
 void check_disjoint(const py::array& result, const py::array& input, const char* what) {
   const auto [a0, a1] = byte_span(result);
   const auto [b0, b1] = byte_span(input);
-  check(a1 <= b0 || b1 <= a0, what, " out shares memory with the input; pass a separate buffer");
+  LANNER_CHECK(a1 <= b0 || b1 <= a0, what, " out shares memory with the input; pass a separate buffer");
 }
 
 // Storage for an op's result: a new array, or -- when the caller passes a workspace
@@ -105,23 +105,23 @@ void check_disjoint(const py::array& result, const py::array& input, const char*
 template <typename T>
 py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shape, const char* what) {
   if (out.is_none()) return py::array_t<T>(shape);
-  check(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
+  LANNER_CHECK(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
         std::string(py::str(py::type::of(out).attr("__name__"))));
   auto buf = py::reinterpret_borrow<py::array>(out);
-  check(buf.dtype().is(py::dtype::of<T>()), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
+  LANNER_CHECK(buf.dtype().is(py::dtype::of<T>()), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
         ", got ", std::string(py::str(buf.dtype())));
-  check(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
-  check(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
-  check(buf.writeable(), what, " out should be writeable");
+  LANNER_CHECK(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
+  LANNER_CHECK(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
+  LANNER_CHECK(buf.writeable(), what, " out should be writeable");
   int64_t need = 1;
   for (auto d : shape) need *= d;
-  check(buf.shape(0) >= need, what, " out holds ", buf.shape(0), " values, the result needs ", need);
+  LANNER_CHECK(buf.shape(0) >= need, what, " out holds ", buf.shape(0), " values, the result needs ", need);
   return py::array_t<T>(shape, static_cast<T*>(buf.mutable_data()), buf);
 }
 
 // A pyramid level's size, in [1, kMaxSide] per side and small enough bins for the table.
 void check_level(int64_t h, int64_t w, int oh, int ow) {
-  check(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
+  LANNER_CHECK(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
         "], got ", oh, "x", ow);
   check_bins(h, w, oh, ow, "pyramid level");
 }
@@ -134,7 +134,7 @@ std::vector<RowBand> level_bands(const std::vector<std::pair<int, int>>& sizes) 
 }
 
 void check_threads(int num_threads) {
-  check(num_threads <= 256, "num_threads should be at most 256 (<= 0: one per core), got ", num_threads);
+  LANNER_CHECK(num_threads <= 256, "num_threads should be at most 256 (<= 0: one per core), got ", num_threads);
 }
 
 // Truncates a float coordinate toward zero (torch's .trunc().int()), clamped to a safe range.
@@ -149,7 +149,7 @@ py::array_t<uint32_t> integral(const py::array& image, const std::string& channe
                                int num_threads) {
   const auto [h, w] = check_image(image);
   check_threads(num_threads);
-  check(channel_order == "rgb" || channel_order == "bgr", "channel_order should be 'rgb' or 'bgr', got '",
+  LANNER_CHECK(channel_order == "rgb" || channel_order == "bgr", "channel_order should be 'rgb' or 'bgr', got '",
         channel_order, "'");
   // Read the pixels in place through the array's strides (views, negative strides and all):
   // no copy for BGR, grayscale or alpha input.
@@ -218,28 +218,28 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
   const auto [ch, cw] = canvas;
-  check(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide, "], got ",
+  LANNER_CHECK(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide, "], got ",
         ch, "x", cw);
-  check(offsets.size() == sizes.size(), "offsets should give one (y, x) per size, got ", offsets.size(), " for ",
+  LANNER_CHECK(offsets.size() == sizes.size(), "offsets should give one (y, x) per size, got ", offsets.size(), " for ",
         sizes.size(), " sizes");
   constexpr size_t kMaxLevels = 1024;
-  check(sizes.size() <= kMaxLevels, "a canvas holds at most ", kMaxLevels, " levels, got ", sizes.size());
+  LANNER_CHECK(sizes.size() <= kMaxLevels, "a canvas holds at most ", kMaxLevels, " levels, got ", sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) {
     const auto [lh, lw] = sizes[i];
     const auto [oy, ox] = offsets[i];
     check_level(h, w, lh, lw);
-    check(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
+    LANNER_CHECK(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
           " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
-    check(oy % 2 == 0 && ox % 2 == 0, "level ", i, " should start at even coordinates (P-Net's 2x2 pooling), got y=",
+    LANNER_CHECK(oy % 2 == 0 && ox % 2 == 0, "level ", i, " should start at even coordinates (P-Net's 2x2 pooling), got y=",
           oy, ", x=", ox);
-    check(lw % 2 == 0 || ox + lw == cw, "level ", i, " has an odd width (", lw,
+    LANNER_CHECK(lw % 2 == 0 || ox + lw == cw, "level ", i, " has an odd width (", lw,
           ") and should end at the canvas's right edge (P-Net's partial pool window), got x=", ox);
-    check(lh % 2 == 0 || oy + lh == ch, "level ", i, " has an odd height (", lh,
+    LANNER_CHECK(lh % 2 == 0 || oy + lh == ch, "level ", i, " has an odd height (", lh,
           ") and should end at the canvas's bottom edge (P-Net's partial pool window), got y=", oy);
     for (size_t j = 0; j < i; ++j) {
       const auto [jy, jx] = offsets[j];
       const bool apart = jy >= oy + lh || oy >= jy + sizes[j].first || jx >= ox + lw || ox >= jx + sizes[j].second;
-      check(apart, "levels ", j, " and ", i, " overlap in the canvas");
+      LANNER_CHECK(apart, "levels ", j, " and ", i, " overlap in the canvas");
     }
   }
   auto image = result_array<float>(out, {1, 3, ch, cw}, "pyramid_canvas");
@@ -286,11 +286,11 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
                                        const std::optional<std::array<int64_t, 4>>& window) {
   check_float_map(prob, "prob", 2);
   check_float_map(reg, "reg", 4);
-  check(prob.shape(2) == reg.shape(2) && prob.shape(3) == reg.shape(3), "prob and reg maps should have the same ",
+  LANNER_CHECK(prob.shape(2) == reg.shape(2) && prob.shape(3) == reg.shape(3), "prob and reg maps should have the same ",
         "height and width, got ", prob.shape(2), "x", prob.shape(3), " and ", reg.shape(2), "x", reg.shape(3));
-  check(std::isfinite(scale) && scale > 0.0, "scale should be a positive finite number, got ", scale);
-  check(std::isfinite(threshold), "threshold should be finite, got ", threshold);
-  check(prob.shape(2) <= kMaxSide && prob.shape(3) <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
+  LANNER_CHECK(std::isfinite(scale) && scale > 0.0, "scale should be a positive finite number, got ", scale);
+  LANNER_CHECK(std::isfinite(threshold), "threshold should be finite, got ", threshold);
+  LANNER_CHECK(prob.shape(2) <= kMaxSide && prob.shape(3) <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
   const auto mh = static_cast<int>(prob.shape(2));
   const auto mw = static_cast<int>(prob.shape(3));
   // The window of the map to read: one pyramid level's cells in a packed canvas's maps.
@@ -300,7 +300,7 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
     x0 = (*window)[1];
     wh = (*window)[2];
     ww = (*window)[3];
-    check(y0 >= 0 && x0 >= 0 && wh >= 0 && ww >= 0 && y0 + wh <= mh && x0 + ww <= mw,
+    LANNER_CHECK(y0 >= 0 && x0 >= 0 && wh >= 0 && ww >= 0 && y0 + wh <= mh && x0 + ww <= mw,
           "window (y0, x0, h, w) should lie inside the ", mh, "x", mw, " map, got (", y0, ", ", x0, ", ", wh, ", ", ww,
           ")");
   }
@@ -327,15 +327,15 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
                       int num_threads) {
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
-  check(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
+  LANNER_CHECK(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
         std::string(py::str(boxes.dtype())));
-  check(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
-  check(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");
-  check(size >= 1 && size <= 1024, "size should be in [1, 1024], got ", size);
+  LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
+  LANNER_CHECK(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");
+  LANNER_CHECK(size >= 1 && size <= 1024, "size should be in [1, 1024], got ", size);
   check_bins(h, w, size, size, "crop size");  // the largest crop is the whole image
   const int64_t n = boxes.shape(0);
   const auto* b = static_cast<const float*>(boxes.data());
-  for (int64_t i = 0; i < 4 * n; ++i) check(std::isfinite(b[i]), "boxes should be finite, got ", b[i]);
+  for (int64_t i = 0; i < 4 * n; ++i) LANNER_CHECK(std::isfinite(b[i]), "boxes should be finite, got ", b[i]);
   auto crops = result_array<float>(out, {n, 3, size, size}, "crop_resize");
   check_disjoint(crops, table, "crop_resize");
   check_disjoint(crops, boxes, "crop_resize");

@@ -47,9 +47,9 @@ py::array require_array(py::handle obj, const char* name, const char* dtype_name
                          type_name(obj));
   }
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  check(py::isinstance<py::array_t<T>>(arr), name, " should have dtype ", dtype_name, ", got ",
+  LANNER_CHECK(py::isinstance<py::array_t<T>>(arr), name, " should have dtype ", dtype_name, ", got ",
         py::str(arr.dtype()).cast<std::string>());
-  check((arr.flags() & py::array::c_style) != 0, name, " should be C-contiguous (use numpy.ascontiguousarray)");
+  LANNER_CHECK((arr.flags() & py::array::c_style) != 0, name, " should be C-contiguous (use numpy.ascontiguousarray)");
   return arr;
 }
 

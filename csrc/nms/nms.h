@@ -120,19 +120,19 @@ inline std::string shape_str(int ndim, const int64_t* shape) {
 
 // boxes: (N, 4), N < 2^31 (indices are int32 inside the kernels).
 inline int64_t check_boxes_shape(int ndim, const int64_t* shape) {
-  check(ndim == 2, "boxes should be a 2-D array of shape (N, 4), got ", ndim, "-D shape ",
+  LANNER_CHECK(ndim == 2, "boxes should be a 2-D array of shape (N, 4), got ", ndim, "-D shape ",
         shape_str(ndim, shape));
-  check(shape[1] == 4, "boxes should have shape (N, 4), got ", shape_str(ndim, shape));
-  check(shape[0] <= std::numeric_limits<int32_t>::max(), "boxes should have at most 2^31 - 1 rows, got ",
+  LANNER_CHECK(shape[1] == 4, "boxes should have shape (N, 4), got ", shape_str(ndim, shape));
+  LANNER_CHECK(shape[0] <= std::numeric_limits<int32_t>::max(), "boxes should have at most 2^31 - 1 rows, got ",
         shape[0]);
   return shape[0];
 }
 
 // A per-box vector (scores, class_ids): shape (n,).
 inline void check_per_box_shape(const char* name, int ndim, const int64_t* shape, int64_t n) {
-  check(ndim == 1, name, " should be a 1-D array of shape (N,) = (", n, ",), got ", ndim, "-D shape ",
+  LANNER_CHECK(ndim == 1, name, " should be a 1-D array of shape (N,) = (", n, ",), got ", ndim, "-D shape ",
         shape_str(ndim, shape));
-  check(shape[0] == n, name, " should have shape (N,) = (", n, ",) to match boxes, got ",
+  LANNER_CHECK(shape[0] == n, name, " should have shape (N,) = (", n, ",) to match boxes, got ",
         shape_str(ndim, shape));
 }
 
@@ -151,7 +151,7 @@ inline void check_finite_scores(const float* scores, int64_t n) {
 }
 
 inline void check_unit_interval(const char* name, double value) {
-  check(value >= 0.0 && value <= 1.0, name, " should be in [0, 1], got ", value);
+  LANNER_CHECK(value >= 0.0 && value <= 1.0, name, " should be in [0, 1], got ", value);
 }
 
 inline OverlapMode parse_overlap_mode(const std::string& mode) {
@@ -169,11 +169,11 @@ inline SoftNmsMethod parse_soft_nms_method(const std::string& method) {
 inline void check_nms_params(const NmsParams& p) {
   check_unit_interval("iou_threshold", p.iou_threshold);
   if (p.score_threshold) check_unit_interval("score_threshold", *p.score_threshold);
-  if (p.max_output) check(*p.max_output >= 0, "max_output should be >= 0 or None, got ", *p.max_output);
+  if (p.max_output) LANNER_CHECK(*p.max_output >= 0, "max_output should be >= 0 or None, got ", *p.max_output);
 }
 
 inline void check_soft_nms_params(const SoftNmsParams& p) {
-  check(std::isfinite(p.sigma) && p.sigma > 0.0, "sigma should be a finite number > 0, got ", p.sigma);
+  LANNER_CHECK(std::isfinite(p.sigma) && p.sigma > 0.0, "sigma should be a finite number > 0, got ", p.sigma);
   check_unit_interval("iou_threshold", p.iou_threshold);
   check_unit_interval("score_threshold", p.score_threshold);
 }

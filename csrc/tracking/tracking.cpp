@@ -30,47 +30,47 @@ namespace tracking {
 
 void validate_params(const TrackerParams& p) {
   auto finite = [](float v) { return std::isfinite(v); };
-  check(finite(p.padding) && p.padding >= 0.5f && p.padding <= 6.f, "padding must be in [0.5, 6], got ", p.padding);
-  check(p.cell_size == 0 || (p.cell_size >= 1 && p.cell_size <= 8), "cell_size must be 0 (auto) or in [1, 8], got ",
+  LANNER_CHECK(finite(p.padding) && p.padding >= 0.5f && p.padding <= 6.f, "padding must be in [0.5, 6], got ", p.padding);
+  LANNER_CHECK(p.cell_size == 0 || (p.cell_size >= 1 && p.cell_size <= 8), "cell_size must be 0 (auto) or in [1, 8], got ",
         p.cell_size);
-  check(p.min_grid >= 8 && p.min_grid <= 128, "min_grid must be in [8, 128], got ", p.min_grid);
-  check(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
-  check(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
+  LANNER_CHECK(p.min_grid >= 8 && p.min_grid <= 128, "min_grid must be in [8, 128], got ", p.min_grid);
+  LANNER_CHECK(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
+  LANNER_CHECK(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
         "window_power must be in [0.25, 8], got ", p.window_power);
-  check(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", p.kernel, "'");
-  check(finite(p.kernel_sigma) && p.kernel_sigma > 0.f, "kernel_sigma must be > 0, got ", p.kernel_sigma);
-  check(finite(p.lambda) && p.lambda > 0.f, "lambda must be > 0, got ", p.lambda);
-  check(finite(p.output_sigma_factor) && p.output_sigma_factor > 0.f && p.output_sigma_factor <= 1.f,
+  LANNER_CHECK(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", p.kernel, "'");
+  LANNER_CHECK(finite(p.kernel_sigma) && p.kernel_sigma > 0.f, "kernel_sigma must be > 0, got ", p.kernel_sigma);
+  LANNER_CHECK(finite(p.lambda) && p.lambda > 0.f, "lambda must be > 0, got ", p.lambda);
+  LANNER_CHECK(finite(p.output_sigma_factor) && p.output_sigma_factor > 0.f && p.output_sigma_factor <= 1.f,
         "output_sigma_factor must be in (0, 1], got ", p.output_sigma_factor);
-  check(finite(p.learning_rate) && p.learning_rate > 0.f && p.learning_rate <= 1.f,
+  LANNER_CHECK(finite(p.learning_rate) && p.learning_rate > 0.f && p.learning_rate <= 1.f,
         "learning_rate must be in (0, 1], got ", p.learning_rate);
-  check(p.num_scales >= 1 && p.num_scales <= 15 && p.num_scales % 2 == 1,
+  LANNER_CHECK(p.num_scales >= 1 && p.num_scales <= 15 && p.num_scales % 2 == 1,
         "num_scales must be odd and in [1, 15], got ", p.num_scales);
-  check(finite(p.scale_step) && p.scale_step > 1.f && p.scale_step <= 1.5f, "scale_step must be in (1, 1.5], got ",
+  LANNER_CHECK(finite(p.scale_step) && p.scale_step > 1.f && p.scale_step <= 1.5f, "scale_step must be in (1, 1.5], got ",
         p.scale_step);
-  check(finite(p.scale_penalty) && p.scale_penalty > 0.f && p.scale_penalty <= 1.f,
+  LANNER_CHECK(finite(p.scale_penalty) && p.scale_penalty > 0.f && p.scale_penalty <= 1.f,
         "scale_penalty must be in (0, 1], got ", p.scale_penalty);
-  check(finite(p.lost_psr) && finite(p.good_psr) && p.good_psr > p.lost_psr,
+  LANNER_CHECK(finite(p.lost_psr) && finite(p.good_psr) && p.good_psr > p.lost_psr,
         "good_psr must be greater than lost_psr, got good_psr=", p.good_psr, " lost_psr=", p.lost_psr);
-  check(finite(p.recover_psr) && p.recover_psr >= p.lost_psr, "recover_psr must be >= lost_psr, got ", p.recover_psr);
-  check(finite(p.miss_ratio) && p.miss_ratio >= 0.f && p.miss_ratio < 1.f, "miss_ratio must be in [0, 1), got ",
+  LANNER_CHECK(finite(p.recover_psr) && p.recover_psr >= p.lost_psr, "recover_psr must be >= lost_psr, got ", p.recover_psr);
+  LANNER_CHECK(finite(p.miss_ratio) && p.miss_ratio >= 0.f && p.miss_ratio < 1.f, "miss_ratio must be in [0, 1), got ",
         p.miss_ratio);
-  check(finite(p.peak_ratio) && p.peak_ratio >= 0.f && p.peak_ratio < 1.f, "peak_ratio must be in [0, 1), got ",
+  LANNER_CHECK(finite(p.peak_ratio) && p.peak_ratio >= 0.f && p.peak_ratio < 1.f, "peak_ratio must be in [0, 1), got ",
         p.peak_ratio);
-  check(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
+  LANNER_CHECK(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
         "recover_ratio must be in [0, 2], got ", p.recover_ratio);
-  check(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
+  LANNER_CHECK(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
         p.miss_motion);
-  check(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ", p.lost_patience);
-  check(finite(p.recover_peak_ratio) && p.recover_peak_ratio >= 0.f && p.recover_peak_ratio <= 2.f,
+  LANNER_CHECK(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ", p.lost_patience);
+  LANNER_CHECK(finite(p.recover_peak_ratio) && p.recover_peak_ratio >= 0.f && p.recover_peak_ratio <= 2.f,
         "recover_peak_ratio must be in [0, 2], got ", p.recover_peak_ratio);
-  check(finite(p.snapshot_ratio) && p.snapshot_ratio >= 0.f && p.snapshot_ratio <= 4.f,
+  LANNER_CHECK(finite(p.snapshot_ratio) && p.snapshot_ratio >= 0.f && p.snapshot_ratio <= 4.f,
         "snapshot_ratio must be in [0, 4], got ", p.snapshot_ratio);
-  check(finite(p.redetect_radius) && p.redetect_radius >= 0.f && p.redetect_radius <= 8.f,
+  LANNER_CHECK(finite(p.redetect_radius) && p.redetect_radius >= 0.f && p.redetect_radius <= 8.f,
         "redetect_radius must be in [0, 8], got ", p.redetect_radius);
-  check(finite(p.redetect_spread) && p.redetect_spread >= 0.f && p.redetect_spread <= 4.f,
+  LANNER_CHECK(finite(p.redetect_spread) && p.redetect_spread >= 0.f && p.redetect_spread <= 4.f,
         "redetect_spread must be in [0, 4], got ", p.redetect_spread);
-  check(p.num_threads >= 0 && p.num_threads <= 256, "num_threads must be in [0, 256], got ", p.num_threads);
+  LANNER_CHECK(p.num_threads >= 0 && p.num_threads <= 256, "num_threads must be in [0, 256], got ", p.num_threads);
 }
 
 namespace {
@@ -82,18 +82,18 @@ struct Frame {
 };
 
 Frame to_frame(const py::handle& obj) {
-  check(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ", std::string(py::str(obj.get_type().attr("__name__"))));
+  LANNER_CHECK(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ", std::string(py::str(obj.get_type().attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  check(a.dtype().is(py::dtype::of<uint8_t>()), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
-  check(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
+  LANNER_CHECK(a.dtype().is(py::dtype::of<uint8_t>()), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
+  LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
         "frame must be HxW (gray) or HxWx3 (BGR), got shape with ndim=", a.ndim(),
         a.ndim() == 3 ? " and last dim " + std::to_string(a.shape(2)) : std::string());
-  check(a.shape(0) > 0 && a.shape(1) > 0, "frame must not be empty, got ", a.shape(0), "x", a.shape(1));
-  check(a.shape(0) <= 32768 && a.shape(1) <= 32768, "frame side must be <= 32768 px, got ", a.shape(0), "x",
+  LANNER_CHECK(a.shape(0) > 0 && a.shape(1) > 0, "frame must not be empty, got ", a.shape(0), "x", a.shape(1));
+  LANNER_CHECK(a.shape(0) <= 32768 && a.shape(1) <= 32768, "frame side must be <= 32768 px, got ", a.shape(0), "x",
         a.shape(1));
   Frame f;
   f.array = py::array_t<uint8_t, py::array::c_style>::ensure(a);  // copies only if strided
-  check(static_cast<bool>(f.array), "frame could not be made contiguous");
+  LANNER_CHECK(static_cast<bool>(f.array), "frame could not be made contiguous");
   f.view.data = f.array.data();
   f.view.height = static_cast<int>(a.shape(0));
   f.view.width = static_cast<int>(a.shape(1));
@@ -102,14 +102,14 @@ Frame to_frame(const py::handle& obj) {
 }
 
 Box to_box(const std::vector<double>& b, const FrameView& frame) {
-  check(b.size() == 4, "box must be (x, y, w, h), got ", b.size(), " values");
-  for (double v : b) check(std::isfinite(v), "box values must be finite, got a non-finite value");
-  check(b[2] >= 1 && b[3] >= 1, "box width and height must be >= 1 px, got w=", b[2], " h=", b[3]);
-  check(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height, "box must not be larger than 4x the frame, got w=",
+  LANNER_CHECK(b.size() == 4, "box must be (x, y, w, h), got ", b.size(), " values");
+  for (double v : b) LANNER_CHECK(std::isfinite(v), "box values must be finite, got a non-finite value");
+  LANNER_CHECK(b[2] >= 1 && b[3] >= 1, "box width and height must be >= 1 px, got w=", b[2], " h=", b[3]);
+  LANNER_CHECK(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height, "box must not be larger than 4x the frame, got w=",
         b[2], " h=", b[3], " for a ", frame.width, "x", frame.height, " frame");
   const double ix = std::min(b[0] + b[2], static_cast<double>(frame.width)) - std::max(b[0], 0.0);
   const double iy = std::min(b[1] + b[3], static_cast<double>(frame.height)) - std::max(b[1], 0.0);
-  check(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ", frame.width,
+  LANNER_CHECK(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ", frame.width,
         "x", frame.height, " frame");
   return {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])};
 }
@@ -136,9 +136,9 @@ class PyTracker {
   }
 
   py::tuple update(const py::handle& frame_obj) {
-    check(tracker_.initialized(), "update() called before init(frame, box)");
+    LANNER_CHECK(tracker_.initialized(), "update() called before init(frame, box)");
     Frame f = to_frame(frame_obj);
-    check(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
+    LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
           " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
     std::lock_guard<std::mutex> lock(mutex_);
     TrackState s;
@@ -166,20 +166,20 @@ class PyMultiTracker {
   // tests the batching without a GPU).
   PyMultiTracker(const TrackerParams& p, const std::string& backend) : params_(p), backend_(backend) {
     validate_params(p);
-    check(backend == "cpu" || backend == "cpu-batch" || backend == "cuda",
+    LANNER_CHECK(backend == "cpu" || backend == "cpu-batch" || backend == "cuda",
           "backend must be 'cpu', 'cpu-batch' or 'cuda', got '", backend, "'");
 #ifndef LANNER_WITH_CUFFT
-    check(backend != "cuda", "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
+    LANNER_CHECK(backend != "cuda", "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
 #endif
   }
 
   void init(const py::handle& frame_obj, const py::handle& boxes_obj) {
     Frame f = to_frame(frame_obj);
-    check(py::isinstance<py::array>(boxes_obj), "boxes must be a numpy.ndarray of shape (N, 4)");
+    LANNER_CHECK(py::isinstance<py::array>(boxes_obj), "boxes must be a numpy.ndarray of shape (N, 4)");
     auto boxes = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(boxes_obj);
-    check(static_cast<bool>(boxes), "boxes must be numeric");
-    check(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must have shape (N, 4), got ndim=", boxes.ndim());
-    check(boxes.shape(0) >= 1 && boxes.shape(0) <= 4096, "boxes must hold 1..4096 targets, got ", boxes.shape(0));
+    LANNER_CHECK(static_cast<bool>(boxes), "boxes must be numeric");
+    LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must have shape (N, 4), got ndim=", boxes.ndim());
+    LANNER_CHECK(boxes.shape(0) >= 1 && boxes.shape(0) <= 4096, "boxes must hold 1..4096 targets, got ", boxes.shape(0));
     std::vector<Box> parsed;
     for (py::ssize_t i = 0; i < boxes.shape(0); ++i) {
       const double* r = boxes.data(i, 0);
@@ -198,9 +198,9 @@ class PyMultiTracker {
   }
 
   py::tuple update(const py::handle& frame_obj) {
-    check(!trackers_.empty(), "update() called before init(frame, boxes)");
+    LANNER_CHECK(!trackers_.empty(), "update() called before init(frame, boxes)");
     Frame f = to_frame(frame_obj);
-    check(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
+    LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
           " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
     std::lock_guard<std::mutex> lock(mutex_);
     {
@@ -322,24 +322,24 @@ class PyMultiTracker {
 };
 
 py::array_t<float> check_stack(const py::handle& obj, const char* name, int ndim) {
-  check(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray");
+  LANNER_CHECK(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray");
   auto a = py::reinterpret_borrow<py::array>(obj);
-  check(a.dtype().is(py::dtype::of<float>()), name, " must have dtype float32, got ", std::string(py::str(a.dtype())));
-  check(a.ndim() == ndim, name, " must have ", ndim, " dimensions, got ", a.ndim());
-  for (int d = 0; d < ndim; ++d) check(a.shape(d) > 0, name, " must not be empty");
+  LANNER_CHECK(a.dtype().is(py::dtype::of<float>()), name, " must have dtype float32, got ", std::string(py::str(a.dtype())));
+  LANNER_CHECK(a.ndim() == ndim, name, " must have ", ndim, " dimensions, got ", a.ndim());
+  for (int d = 0; d < ndim; ++d) LANNER_CHECK(a.shape(d) > 0, name, " must not be empty");
   return py::array_t<float, py::array::c_style>::ensure(a);
 }
 
 py::array_t<float> features_py(const py::handle& patch_obj, int cell) {
-  check(py::isinstance<py::array>(patch_obj), "patch must be a numpy.ndarray");
+  LANNER_CHECK(py::isinstance<py::array>(patch_obj), "patch must be a numpy.ndarray");
   const int nd = py::reinterpret_borrow<py::array>(patch_obj).ndim();
-  check(nd == 2 || nd == 3, "patch must be (rows, cols) gray or (3, rows, cols) planes, got ndim=", nd);
+  LANNER_CHECK(nd == 2 || nd == 3, "patch must be (rows, cols) gray or (3, rows, cols) planes, got ndim=", nd);
   auto g = check_stack(patch_obj, "patch", nd);
-  if (nd == 3) check(g.shape(0) == kPlanes, "patch planes must be 3 (gray, o1, o2), got ", g.shape(0));
-  check(cell >= 1 && cell <= 8, "cell must be in [1, 8], got ", cell);
+  if (nd == 3) LANNER_CHECK(g.shape(0) == kPlanes, "patch planes must be 3 (gray, o1, o2), got ", g.shape(0));
+  LANNER_CHECK(cell >= 1 && cell <= 8, "cell must be in [1, 8], got ", cell);
   const int rows = static_cast<int>(g.shape(nd - 2)), cols = static_cast<int>(g.shape(nd - 1));
-  check(rows >= cell + 2 && cols >= cell + 2, "patch must be at least (cell + 2) px on each side, got ", rows, "x", cols);
-  check(rows <= 4096 && cols <= 4096, "patch must be at most 4096 px on each side, got ", rows, "x", cols);
+  LANNER_CHECK(rows >= cell + 2 && cols >= cell + 2, "patch must be at least (cell + 2) px on each side, got ", rows, "x", cols);
+  LANNER_CHECK(rows <= 4096 && cols <= 4096, "patch must be at most 4096 px on each side, got ", rows, "x", cols);
   std::vector<float> planes(static_cast<size_t>(kPlanes) * rows * cols, 0.f);
   std::copy(g.data(), g.data() + static_cast<size_t>(nd == 3 ? kPlanes : 1) * rows * cols, planes.begin());
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
@@ -354,7 +354,7 @@ py::array_t<float> features_py(const py::handle& patch_obj, int cell) {
 
 float psr_py(const py::handle& r_obj, int exclude) {
   auto r = check_stack(r_obj, "response", 2);
-  check(exclude >= 0, "exclude must be >= 0, got ", exclude);
+  LANNER_CHECK(exclude >= 0, "exclude must be >= 0, got ", exclude);
   return peak_to_sidelobe(r.data(), static_cast<int>(r.shape(0)), static_cast<int>(r.shape(1)), exclude);
 }
 
@@ -365,16 +365,16 @@ struct StackShape {
 StackShape check_response_args(const py::array_t<float>& z, const py::array_t<float>& x, const py::array_t<float>& a,
                                const std::string& kernel, float sigma, bool batched) {
   const int off = batched ? 1 : 0;
-  check(z.ndim() == x.ndim() && z.ndim() == 3 + off, "z and x must have ", 3 + off, " dimensions");
-  for (int d = 0; d < z.ndim(); ++d) check(z.shape(d) == x.shape(d), "z and x must have the same shape");
-  check(a.ndim() == 2 + off, "alpha must have ", 2 + off, " dimensions, got ", a.ndim());
-  if (batched) check(a.shape(0) == z.shape(0), "alpha and z must hold the same number of targets");
-  check(a.shape(off) == z.shape(off + 1) && a.shape(off + 1) == z.shape(off + 2),
+  LANNER_CHECK(z.ndim() == x.ndim() && z.ndim() == 3 + off, "z and x must have ", 3 + off, " dimensions");
+  for (int d = 0; d < z.ndim(); ++d) LANNER_CHECK(z.shape(d) == x.shape(d), "z and x must have the same shape");
+  LANNER_CHECK(a.ndim() == 2 + off, "alpha must have ", 2 + off, " dimensions, got ", a.ndim());
+  if (batched) LANNER_CHECK(a.shape(0) == z.shape(0), "alpha and z must hold the same number of targets");
+  LANNER_CHECK(a.shape(off) == z.shape(off + 1) && a.shape(off + 1) == z.shape(off + 2),
         "alpha must be h x w like the feature maps");
-  check(z.shape(off + 1) <= 512 && z.shape(off + 2) <= 512 && z.shape(off) <= 256,
+  LANNER_CHECK(z.shape(off + 1) <= 512 && z.shape(off + 2) <= 512 && z.shape(off) <= 256,
         "feature maps must be at most 256 channels of 512 x 512");
-  check(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel, "'");
-  check(std::isfinite(sigma) && sigma > 0, "sigma must be > 0, got ", sigma);
+  LANNER_CHECK(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel, "'");
+  LANNER_CHECK(std::isfinite(sigma) && sigma > 0, "sigma must be > 0, got ", sigma);
   return {batched ? static_cast<int>(z.shape(0)) : 1, static_cast<int>(z.shape(off)), static_cast<int>(z.shape(off + 1)),
           static_cast<int>(z.shape(off + 2))};
 }
@@ -397,7 +397,7 @@ py::array_t<float> response_batch_cuda_py(const py::handle& zo, const py::handle
                                           const std::string& kernel, float sigma) {
   auto z = check_stack(zo, "z", 4), x = check_stack(xo, "x", 4), a = check_stack(ao, "alpha", 3);
   const StackShape s = check_response_args(z, x, a, kernel, sigma, true);
-  check(s.n <= 4096, "at most 4096 targets per batch, got ", s.n);
+  LANNER_CHECK(s.n <= 4096, "at most 4096 targets per batch, got ", s.n);
   py::array_t<float> out({s.n, s.h, s.w});
   float* o = out.mutable_data();
   {
