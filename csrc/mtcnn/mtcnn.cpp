@@ -282,17 +282,15 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   return image;
 }
 
-py::array_t<float> generate_candidates(const py::array& prob, const py::array& reg, double scale, double threshold,
+py::array_t<float> generate_candidates(const py::array& maps, double scale, double threshold,
                                        const std::optional<std::array<int64_t, 4>>& window) {
-  check_float_map(prob, "prob", 2);
-  check_float_map(reg, "reg", 4);
-  LANNER_CHECK(prob.shape(2) == reg.shape(2) && prob.shape(3) == reg.shape(3), "prob and reg maps should have the same ",
-        "height and width, got ", prob.shape(2), "x", prob.shape(3), " and ", reg.shape(2), "x", reg.shape(3));
+  check_float_map(maps, "maps", 6);
   LANNER_CHECK(std::isfinite(scale) && scale > 0.0, "scale should be a positive finite number, got ", scale);
   LANNER_CHECK(std::isfinite(threshold), "threshold should be finite, got ", threshold);
-  LANNER_CHECK(prob.shape(2) <= kMaxSide && prob.shape(3) <= kMaxSide, "maps should be at most ", kMaxSide, " per side");
-  const auto mh = static_cast<int>(prob.shape(2));
-  const auto mw = static_cast<int>(prob.shape(3));
+  LANNER_CHECK(maps.shape(2) <= kMaxSide && maps.shape(3) <= kMaxSide, "maps should be at most ", kMaxSide,
+               " per side");
+  const auto mh = static_cast<int>(maps.shape(2));
+  const auto mw = static_cast<int>(maps.shape(3));
   // The window of the map to read: one pyramid level's cells in a packed canvas's maps.
   int64_t y0 = 0, x0 = 0, wh = mh, ww = mw;
   if (window) {
@@ -301,24 +299,22 @@ py::array_t<float> generate_candidates(const py::array& prob, const py::array& r
     wh = (*window)[2];
     ww = (*window)[3];
     LANNER_CHECK(y0 >= 0 && x0 >= 0 && wh >= 0 && ww >= 0 && y0 + wh <= mh && x0 + ww <= mw,
-          "window (y0, x0, h, w) should lie inside the ", mh, "x", mw, " map, got (", y0, ", ", x0, ", ", wh, ", ", ww,
-          ")");
+                 "window (y0, x0, h, w) should lie inside the ", mh, "x", mw, " map, got (", y0, ", ", x0, ", ", wh,
+                 ", ", ww, ")");
   }
-  // Channel 1 of prob is the face probability.
-  const float* p = static_cast<const float*>(prob.data()) + int64_t{mh} * mw;
-  const auto* r = static_cast<const float*>(reg.data());
+  const auto* m = static_cast<const float*>(maps.data());
   const auto thr = static_cast<float>(threshold);
   const int iy = static_cast<int>(y0), ix = static_cast<int>(x0), ih = static_cast<int>(wh), iw = static_cast<int>(ww);
   int64_t n = 0;
   {
     py::gil_scoped_release release;
-    n = count_candidates_cpu(p, mw, iy, ix, ih, iw, thr);
+    n = count_candidates_cpu(m, mh, mw, iy, ix, ih, iw, thr);
   }
   py::array_t<float> out(std::vector<py::ssize_t>{n, 9});
   float* rows = out.mutable_data();
   {
     py::gil_scoped_release release;
-    generate_candidates_cpu(p, r, mh, mw, iy, ix, ih, iw, static_cast<float>(scale), thr, rows);
+    generate_candidates_cpu(m, mh, mw, iy, ix, ih, iw, static_cast<float>(scale), thr, rows);
   }
   return out;
 }
@@ -385,11 +381,12 @@ void register_mtcnn(py::module_& m) {
         "at `offsets` (y, x), 0 elsewhere, for one P-Net run whose maps equal the per-level maps: offsets even, "
         "levels disjoint, a level of odd width (height) ending at the canvas's right (bottom) edge -- checked. "
         "out: optional 1d float32 workspace buffer; num_threads: threads (<= 0: one per core).");
-  m.def("mtcnn_generate_candidates", &generate_candidates, py::arg("prob"), py::arg("reg"), py::arg("scale"),
-        py::arg("threshold"), py::arg("window") = py::none(),
-        "P-Net maps (1, 2, h, w) and (1, 4, h, w) -> (N, 9) float32 rows x1, y1, x2, y2, score, reg0..3; "
-        "window=(y0, x0, h, w) reads only that part of the maps (one level of a packed canvas), cells "
-        "counted from its corner.");
+  m.def("mtcnn_generate_candidates", &generate_candidates, py::arg("maps"), py::arg("scale"), py::arg("threshold"),
+        py::arg("window") = py::none(),
+        "P-Net maps (1, 6, h, w) -- face logits (not face, face), then 4 box regressions -- to (N, 9) float32 rows "
+        "x1, y1, x2, y2, score, reg0..3 for the cells whose face probability (softmax of the logits) is >= "
+        "threshold; window=(y0, x0, h, w) reads only that part of the maps (one level of a packed canvas), "
+        "cells counted from its corner.");
   m.def("mtcnn_crop_resize", &crop_resize, py::arg("integral"), py::arg("boxes"), py::arg("size"),
         py::arg("out") = py::none(), py::arg("num_threads") = 1,
         "Crop (N, 4) xyxy boxes (facenet-pytorch pad rules) from the image behind an mtcnn_integral table and "

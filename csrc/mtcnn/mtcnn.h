@@ -2,7 +2,7 @@
 // Multi-task Cascaded Convolutional Networks", IEEE SPL 2016), matching facenet-pytorch 2.6.0:
 //   * area resize + normalisation of the image pyramid and of candidate crops (torch's
 //     interpolate(mode="area") == adaptive average pooling, then (x - 127.5) * 0.0078125);
-//   * P-Net candidate generation from its probability and regression maps.
+//   * P-Net candidate generation from its logit and regression maps (the softmax on candidates only).
 // Validation lives in mtcnn.cpp; the kernels below assume validated, contiguous inputs.
 #pragma once
 
@@ -39,15 +39,18 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
                                int out_w, int row_begin, int row_end, float* out, int64_t out_row_stride,
                                int64_t out_plane_stride);
 
-// Number of cells with prob >= threshold in the window [y0, y0 + win_h) x [x0, x0 + win_w)
-// of a map_w-wide map (the rows generate_candidates_cpu writes).
-int64_t count_candidates_cpu(const float* prob, int map_w, int y0, int x0, int win_h, int win_w, float threshold);
+// P-Net's maps: (6, map_h, map_w) planes -- the two face logits (not face, face), then the
+// four box regressions. Candidates are the cells of the window [y0, y0 + win_h) x
+// [x0, x0 + win_w) whose face probability (softmax of the logits) is >= threshold.
 
-// Writes one row per cell of the window with prob >= threshold, in row-major cell order:
-// x1, y1, x2, y2 (input-image pixels, from the cell's position in the window), score,
-// reg0..reg3 (`reg` has 4 planes of map_h x map_w). `rows` has room for
+// Number of candidates (the rows generate_candidates_cpu writes).
+int64_t count_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                             float threshold);
+
+// Writes one row per candidate, in row-major cell order: x1, y1, x2, y2 (input-image pixels,
+// from the cell's position in the window), probability, reg0..reg3. `rows` has room for
 // count_candidates_cpu(...) * 9 floats.
-void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, int y0, int x0, int win_h,
-                             int win_w, float scale, float threshold, float* rows);
+void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                             float scale, float threshold, float* rows);
 
 }  // namespace lanner::mtcnn

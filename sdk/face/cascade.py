@@ -309,6 +309,8 @@ def run_cascade(
     t = clock()
     maps = pnet.run_many(feeds, copy=False) if feeds else []
     spent["pnet"] += clock() - t
+    # P-Net's "maps": its two face logits and four box regressions per cell (the softmax is
+    # taken in the candidate pass, on the cells that can pass the threshold).
     source: dict[int, tuple[dict[str, np.ndarray], tuple[int, int, int, int] | None]] = {}
     for i, (y, x) in zip(layout.packed, layout.offsets):
         source[i] = (maps[0], (y // 2, x // 2, pnet_map_size(sizes[i][0]), pnet_map_size(sizes[i][1])))
@@ -318,7 +320,7 @@ def run_cascade(
     for i, scale in enumerate(scales):
         out, window = source[i]
         t = clock()
-        cand = _C.mtcnn_generate_candidates(out["prob"], out["reg"], scale, t0, window)
+        cand = _C.mtcnn_generate_candidates(out["maps"], scale, t0, window)
         spent["other"] += clock() - t
         t = clock()
         if len(cand):

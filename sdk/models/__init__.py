@@ -72,13 +72,13 @@ REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("mtcnn-pnet", "mtcnn/pnet.onnx",
-                  "bea5e411220f2c5ae3341e6cc005ceb6db511f62d6870a02f55fc7e99a18e118",
-                  {"image": (1, 3, "height", "width")}, ("reg", "prob"), _FACENET.format("pnet")),
+                  "cbc2bc662ea6b2051cd172afb0738b1191c4234477cf1a3ce269b986190d25f3",
+                  {"image": (1, 3, "height", "width")}, ("maps",), _FACENET.format("pnet")),
         ModelSpec("mtcnn-rnet", "mtcnn/rnet.onnx",
-                  "bcdcac3b76fe763cc3244e00f03bdad76ec16237d7562def4b5dc195ab0d6eb6",
+                  "f8baaf5e13a5436a4fed864d38d50203ff65206c8d21a8ae04a978fa1cb734ca",
                   {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _FACENET.format("rnet")),
         ModelSpec("mtcnn-onet", "mtcnn/onet.onnx",
-                  "8c31d0435efd7fe499ae3615e44d3315658c13c96191764ebe97423c69e5fe07",
+                  "2588a18a550ee1ecf2792a33715de694d573012c5d021b6b6ecb3b4a9db6cebe",
                   {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _FACENET.format("onet")),
     )
 }

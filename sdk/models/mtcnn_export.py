@@ -45,8 +45,20 @@ def _build_nets():
     import torch
     from torch import nn
 
+    def caffe_flatten_linear(x, dense, side):
+        """``dense`` on the (N, C, side, side) ``x`` flattened in Caffe's (W, H, C) order, as
+        facenet-pytorch does with ``x.permute(0, 3, 2, 1).flatten(1)``, but with the weight's
+        columns permuted instead of the activations (a constant, folded at export): the graph
+        then has no Transpose, which OpenVINO runs as a separate, slow layer."""
+        rows = dense.weight.shape[0]
+        weight = dense.weight.view(rows, side, side, -1).permute(0, 3, 2, 1).reshape(rows, -1)
+        return torch.nn.functional.linear(x.flatten(1), weight, dense.bias)
+
     class PNet(nn.Module):
-        """12x12 proposal net, fully convolutional: (1,3,H,W) -> reg (1,4,h,w), prob (1,2,h,w)."""
+        """12x12 proposal net, fully convolutional: (1,3,H,W) -> maps (1,6,h,w): the two face
+        logits (not face, face) of conv4_1 and the four box regressions of conv4_2, as one 1x1
+        convolution (the softmax is left to the candidate pass, which needs it only on the few
+        cells near the threshold: one output instead of two and no softmax over the whole map)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -58,7 +70,6 @@ def _build_nets():
             self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
             self.prelu3 = nn.PReLU(32)
             self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
-            self.softmax4_1 = nn.Softmax(dim=1)
             self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
         def forward(self, x):
@@ -66,7 +77,9 @@ def _build_nets():
             x = self.pool1(x)
             x = self.prelu2(self.conv2(x))
             x = self.prelu3(self.conv3(x))
-            return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
+            weight = torch.cat([self.conv4_1.weight, self.conv4_2.weight])
+            bias = torch.cat([self.conv4_1.bias, self.conv4_2.bias])
+            return torch.nn.functional.conv2d(x, weight, bias)
 
     class RNet(nn.Module):
         """24x24 refine net: (N,3,24,24) -> reg (N,4), prob (N,2)."""
@@ -91,9 +104,7 @@ def _build_nets():
             x = self.pool1(self.prelu1(self.conv1(x)))
             x = self.pool2(self.prelu2(self.conv2(x)))
             x = self.prelu3(self.conv3(x))
-            # Caffe flattens in (W, H, C) order: the dense weights expect that layout.
-            x = x.permute(0, 3, 2, 1).contiguous().flatten(1)
-            x = self.prelu4(self.dense4(x))
+            x = self.prelu4(caffe_flatten_linear(x, self.dense4, 3))
             return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
 
     class ONet(nn.Module):
@@ -124,18 +135,15 @@ def _build_nets():
             x = self.pool2(self.prelu2(self.conv2(x)))
             x = self.pool3(self.prelu3(self.conv3(x)))
             x = self.prelu4(self.conv4(x))
-            x = x.permute(0, 3, 2, 1).contiguous().flatten(1)
-            x = self.prelu5(self.dense5(x))
+            x = self.prelu5(caffe_flatten_linear(x, self.dense5, 3))
             return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
 
-    del torch
     return {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
 
 # name -> (example input shape, output names, dynamic axes)
 _EXPORT_SPECS = {
-    "pnet": ((1, 3, 64, 48), ("reg", "prob"),
-             {"image": {2: "height", 3: "width"}, "reg": {2: "map_h", 3: "map_w"}, "prob": {2: "map_h", 3: "map_w"}}),
+    "pnet": ((1, 3, 64, 48), ("maps",), {"image": {2: "height", 3: "width"}, "maps": {2: "map_h", 3: "map_w"}}),
     "rnet": ((2, 3, 24, 24), ("reg", "prob"), {"image": {0: "n"}, "reg": {0: "n"}, "prob": {0: "n"}}),
     "onet": ((2, 3, 48, 48), ("reg", "landmarks", "prob"),
              {"image": {0: "n"}, "reg": {0: "n"}, "landmarks": {0: "n"}, "prob": {0: "n"}}),

@@ -59,9 +59,8 @@ def test_pnet_maps_of_the_packed_canvas_equal_each_levels_maps(detector, h, w):
     for (lh, lw), (y, x), level in zip(packed, layout.offsets, _C.mtcnn_pyramid(table, packed)):
         own = pnet.run({"image": level})
         window = np.s_[:, :, y // 2:y // 2 + pnet_map_size(lh), x // 2:x // 2 + pnet_map_size(lw)]
-        for name in ("prob", "reg"):
-            assert own[name].shape[2:] == (pnet_map_size(lh), pnet_map_size(lw))
-            np.testing.assert_array_equal(maps[name][window], own[name])
+        assert own["maps"].shape[2:] == (pnet_map_size(lh), pnet_map_size(lw))
+        np.testing.assert_array_equal(maps["maps"][window], own["maps"])
 
 
 # --- goldens -------------------------------------------------------------------------

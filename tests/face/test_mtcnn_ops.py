@@ -36,14 +36,37 @@ def area_resize_ref(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return (out - np.float32(MEAN)) * np.float32(SCALE)
 
 
-def candidates_ref(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
-    p = prob[0, 1]
+def face_probability_ref(maps: np.ndarray) -> np.ndarray:
+    """Softmax of P-Net's two logits (not face, face), float32, as torch computes it."""
+    logits = maps[0, :2]
+    e = np.exp(logits - logits.max(0))
+    return (e[1] / (e[0] + e[1])).astype(np.float32)
+
+
+def candidates_ref(maps: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    p = face_probability_ref(maps)
     ys, xs = np.nonzero(p >= np.float32(threshold))
     cell = np.stack([xs, ys], 1).astype(np.float32)
     s = np.float32(scale)
     q1 = np.floor((2 * cell + 1) / s)
     q2 = np.floor((2 * cell + 12) / s)
-    return np.concatenate([q1, q2, p[ys, xs][:, None], reg[0][:, ys, xs].T], 1).astype(np.float32)
+    return np.concatenate([q1, q2, p[ys, xs][:, None], maps[0, 2:][:, ys, xs].T], 1).astype(np.float32)
+
+
+def assert_candidates_equal(got: np.ndarray, want: np.ndarray) -> None:
+    """Same cells, boxes and regressions; probabilities within float rounding (C's expf and
+    NumPy's exp may differ in the last ulp)."""
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got[:, :4], want[:, :4])
+    np.testing.assert_array_equal(got[:, 5:], want[:, 5:])
+    np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=1e-6, atol=0)
+
+
+def _maps(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """P-Net-like maps: logits spread over [-4, 4] (probabilities over (0, 1)), regressions."""
+    maps = rng.normal(size=(1, 6, h, w)).astype(np.float32)
+    maps[0, :2] *= 2.0
+    return maps
 
 
 def crop_resize_ref(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,17 +241,30 @@ def test_bins_too_large_for_the_uint32_table_are_refused():
 
 
 # --- candidates ---------------------------------------------------------------------------
-@pytest.mark.parametrize("seed,scale,threshold", [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0)])
+@pytest.mark.parametrize("seed,scale,threshold", [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0),
+                                                  (4, 0.5, 0.999), (5, 0.8, 0.02)])
 def test_candidates_match_reference(seed, scale, threshold):
-    rng = np.random.default_rng(seed)
-    prob = rng.random((1, 2, 23, 31), dtype=np.float32)
-    reg = rng.normal(size=(1, 4, 23, 31)).astype(np.float32)
-    got = _C.mtcnn_generate_candidates(prob, reg, scale, threshold)
-    np.testing.assert_array_equal(got, candidates_ref(prob, reg, scale, threshold))
+    maps = _maps(np.random.default_rng(seed), 23, 31)
+    got = _C.mtcnn_generate_candidates(maps, scale, threshold)
+    assert_candidates_equal(got, candidates_ref(maps, scale, threshold))
+
+
+def test_candidates_at_the_threshold_and_at_extreme_logits():
+    # Equal logits give exactly 0.5 (kept at threshold 0.5: the test is >=); margins far beyond
+    # float range saturate to 0 and 1 as torch's softmax does; NaN logits are never candidates.
+    maps = np.zeros((1, 6, 1, 6), np.float32)
+    maps[0, 0, 0] = [0.0, 200.0, -200.0, np.nan, 1.0, 0.0]
+    maps[0, 1, 0] = [0.0, -200.0, 200.0, 1.0, np.nan, np.log(3.0)]
+    got = _C.mtcnn_generate_candidates(maps, 1.0, 0.5)
+    np.testing.assert_array_equal(got[:, 0], [1, 5, 11])  # cells 0, 2 and 5
+    np.testing.assert_allclose(got[:, 4], [0.5, 1.0, 0.75], rtol=1e-6)
+    assert got[0, 4] == 0.5 and got[1, 4] == 1.0
+    assert len(_C.mtcnn_generate_candidates(maps, 1.0, 1.0)) == 1
+    assert len(_C.mtcnn_generate_candidates(maps, 1.0, 0.0)) == 4
 
 
 def test_candidates_empty_map():
-    out = _C.mtcnn_generate_candidates(np.zeros((1, 2, 0, 5), np.float32), np.zeros((1, 4, 0, 5), np.float32), 1.0, 0.5)
+    out = _C.mtcnn_generate_candidates(np.zeros((1, 6, 0, 5), np.float32), 1.0, 0.5)
     assert out.shape == (0, 9)
 
 
@@ -299,15 +335,19 @@ def test_pyramid_and_crop_reject_bad_arguments():
 
 
 def test_candidates_reject_bad_maps():
-    prob, reg = np.zeros((1, 2, 5, 6), np.float32), np.zeros((1, 4, 5, 6), np.float32)
-    with pytest.raises(ValueError, match="same height and width"):
-        _C.mtcnn_generate_candidates(prob, reg[:, :, :4].copy(), 1.0, 0.5)
-    with pytest.raises(ValueError, match=r"prob should have shape \(1, 2, h, w\)"):
-        _C.mtcnn_generate_candidates(np.zeros((1, 3, 5, 6), np.float32), reg, 1.0, 0.5)
-    with pytest.raises(ValueError, match="reg should have dtype float32"):
-        _C.mtcnn_generate_candidates(prob, reg.astype(np.float64), 1.0, 0.5)
+    maps = np.zeros((1, 6, 5, 6), np.float32)
+    with pytest.raises(ValueError, match=r"maps should have shape \(1, 6, h, w\)"):
+        _C.mtcnn_generate_candidates(maps[:, :4].copy(), 1.0, 0.5)
+    with pytest.raises(ValueError, match=r"maps should be a 4d array"):
+        _C.mtcnn_generate_candidates(maps[0], 1.0, 0.5)
+    with pytest.raises(ValueError, match="maps should have dtype float32"):
+        _C.mtcnn_generate_candidates(maps.astype(np.float64), 1.0, 0.5)
+    with pytest.raises(ValueError, match="maps should be C-contiguous"):
+        _C.mtcnn_generate_candidates(np.zeros((1, 6, 5, 12), np.float32)[..., ::2], 1.0, 0.5)
     with pytest.raises(ValueError, match="scale should be a positive finite number"):
-        _C.mtcnn_generate_candidates(prob, reg, 0.0, 0.5)
+        _C.mtcnn_generate_candidates(maps, 0.0, 0.5)
+    with pytest.raises(ValueError, match="threshold should be finite"):
+        _C.mtcnn_generate_candidates(maps, 1.0, float("nan"))
 
 
 @pytest.mark.parametrize("num_threads", [0, 2, 3, 7])
@@ -412,14 +452,11 @@ def test_packing_fuzz_any_image_size(h, w, min_face, factor):
 
 
 def test_candidates_in_a_window_match_the_sliced_maps():
-    rng = np.random.default_rng(8)
-    prob = rng.random((1, 2, 40, 50), dtype=np.float32)
-    reg = rng.normal(size=(1, 4, 40, 50)).astype(np.float32)
+    maps = _maps(np.random.default_rng(8), 40, 50)
     for window in [(0, 0, 40, 50), (3, 7, 11, 20), (39, 49, 1, 1), (5, 5, 0, 3)]:
         y, x, h, w = window
-        want = candidates_ref(np.ascontiguousarray(prob[:, :, y:y + h, x:x + w]),
-                              np.ascontiguousarray(reg[:, :, y:y + h, x:x + w]), 0.37, 0.6)
-        np.testing.assert_array_equal(_C.mtcnn_generate_candidates(prob, reg, 0.37, 0.6, window), want)
+        want = candidates_ref(np.ascontiguousarray(maps[:, :, y:y + h, x:x + w]), 0.37, 0.6)
+        assert_candidates_equal(_C.mtcnn_generate_candidates(maps, 0.37, 0.6, window), want)
     for bad in [(0, 0, 41, 50), (-1, 0, 2, 2), (0, 45, 1, 6)]:
         with pytest.raises(ValueError, match="window .* should lie inside the 40x50 map"):
-            _C.mtcnn_generate_candidates(prob, reg, 0.37, 0.6, bad)
+            _C.mtcnn_generate_candidates(maps, 0.37, 0.6, bad)

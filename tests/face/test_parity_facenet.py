@@ -72,3 +72,32 @@ def test_bf16_stays_within_the_parity_bar(bf16_detector, photos, reference, name
     assert bf16_detector._nets[0].manifest.precision == "bf16"
     # bf16 is not bit-exact (8 mantissa bits) but must hold the issue's bar on every photo.
     assert_matches(bf16_detector.detect(image), boxes, scores, landmarks, min_iou=0.9, score_tol=0.02, px=2.0)
+
+
+@pytest.mark.parametrize("net,shape", [("pnet", (1, 3, 67, 45)), ("pnet", (1, 3, 12, 12)), ("rnet", (7, 3, 24, 24)),
+                                       ("onet", (7, 3, 48, 48))])
+def test_shipped_onnx_nets_compute_facenet_pytorchs_nets(reference, net, shape):
+    """The shipped graphs are facenet-pytorch's nets, rearranged: P-Net's two heads as one
+    6-channel convolution (logits, then box regression; the softmax is taken in the candidate
+    pass), R-/O-Net's Caffe-order flatten folded into their dense weights."""
+    import onnxruntime as ort
+    import torch
+    from facenet_pytorch.models import mtcnn as facenet_mtcnn
+
+    from lanner import models
+
+    torch_net = getattr(facenet_mtcnn, net.upper()[0] + "Net")().eval()  # loads the wheel's weights
+    session = ort.InferenceSession(str(models.onnx_path(f"mtcnn-{net}")), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(len(net) + shape[0] + shape[2]).uniform(-1, 1, shape).astype(np.float32)
+    with torch.no_grad():
+        want = [t.numpy() for t in torch_net(torch.from_numpy(x))]
+    got = session.run(None, {"image": x})
+    if net == "pnet":
+        (maps,) = got
+        logits = maps[:, :2]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        got = [maps[:, 2:], e / e.sum(1, keepdims=True)]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=5e-6)

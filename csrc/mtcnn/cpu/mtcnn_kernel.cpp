@@ -181,36 +181,70 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
   }
 }
 
-int64_t count_candidates_cpu(const float* prob, int map_w, int y0, int x0, int win_h, int win_w, float threshold) {
-  int64_t n = 0;
-  for (int y = y0; y < y0 + win_h; ++y) {
-    const float* row = prob + int64_t{y} * map_w + x0;
-    for (int x = 0; x < win_w; ++x) n += row[x] >= threshold ? 1 : 0;
+namespace {
+
+// P-Net's face probability: the softmax of its two logits (not face, face), as torch computes
+// it (the larger logit subtracted, the exponentials, their sum).
+inline float face_probability(float not_face, float face) {
+  const float m = std::max(not_face, face);
+  const float e0 = std::exp(not_face - m);
+  const float e1 = std::exp(face - m);
+  return e1 / (e0 + e1);
+}
+
+// The softmax is 1 / (1 + exp(-margin)) with margin = face - not_face, increasing in the
+// margin, so a cell whose margin is below the margin of probability (threshold - 1e-6) cannot
+// reach the threshold: the float softmax is within a few ulps (< 1e-6) of the exact one. The
+// cheap margin test skips the exponentials on all but the candidate cells.
+inline float margin_bound(float threshold) {
+  const double t = std::min(static_cast<double>(threshold), 1.0) - 1e-6;
+  if (!(t > 0.0)) return -INFINITY;
+  return static_cast<float>(std::log(t / (1.0 - t)));
+}
+
+// Calls fn(cell index k, column x, row y, probability) for the cells of the window whose face
+// probability is >= threshold, in row-major order (x, y counted from the window's corner).
+template <typename Fn>
+void for_each_candidate(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                        float threshold, Fn&& fn) {
+  const int64_t plane = int64_t{map_h} * map_w;
+  const float bound = margin_bound(threshold);
+  for (int y = 0; y < win_h; ++y) {
+    const int64_t row = (int64_t{y0} + y) * map_w + x0;
+    const float* l0 = maps + row;
+    const float* l1 = maps + plane + row;
+    for (int x = 0; x < win_w; ++x) {
+      if (!(l1[x] - l0[x] >= bound)) continue;
+      const float p = face_probability(l0[x], l1[x]);
+      if (p >= threshold) fn(row + x, x, y, p);
+    }
   }
+}
+
+}  // namespace
+
+int64_t count_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                             float threshold) {
+  int64_t n = 0;
+  for_each_candidate(maps, map_h, map_w, y0, x0, win_h, win_w, threshold, [&](int64_t, int, int, float) { ++n; });
   return n;
 }
 
-void generate_candidates_cpu(const float* prob, const float* reg, int map_h, int map_w, int y0, int x0, int win_h,
-                             int win_w, float scale, float threshold, float* rows) {
+void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                             float scale, float threshold, float* rows) {
   const int64_t plane = int64_t{map_h} * map_w;
-  int64_t n = 0;
-  for (int y = 0; y < win_h; ++y) {
-    for (int x = 0; x < win_w; ++x) {
-      const int64_t k = (int64_t{y0} + y) * map_w + x0 + x;
-      const float p = prob[k];
-      if (!(p >= threshold)) continue;
-      float* row = rows + n * 9;
-      // Cell (x, y) of the map covers input pixels [stride*x + 1, stride*x + cell] at this
-      // scale (facenet-pytorch's 1-based convention); divide by scale for image pixels.
-      row[0] = std::floor((kStride * static_cast<float>(x) + 1.0f) / scale);
-      row[1] = std::floor((kStride * static_cast<float>(y) + 1.0f) / scale);
-      row[2] = std::floor((kStride * static_cast<float>(x) + kCellSize) / scale);
-      row[3] = std::floor((kStride * static_cast<float>(y) + kCellSize) / scale);
-      row[4] = p;
-      for (int c = 0; c < 4; ++c) row[5 + c] = reg[c * plane + k];
-      ++n;
-    }
-  }
+  const float* reg = maps + 2 * plane;
+  for_each_candidate(maps, map_h, map_w, y0, x0, win_h, win_w, threshold, [&](int64_t k, int x, int y, float p) {
+    // Cell (x, y) of the map covers input pixels [stride*x + 1, stride*x + cell] at this
+    // scale (facenet-pytorch's 1-based convention); divide by scale for image pixels.
+    rows[0] = std::floor((kStride * static_cast<float>(x) + 1.0f) / scale);
+    rows[1] = std::floor((kStride * static_cast<float>(y) + 1.0f) / scale);
+    rows[2] = std::floor((kStride * static_cast<float>(x) + kCellSize) / scale);
+    rows[3] = std::floor((kStride * static_cast<float>(y) + kCellSize) / scale);
+    rows[4] = p;
+    for (int c = 0; c < 4; ++c) rows[5 + c] = reg[c * plane + k];
+    rows += 9;
+  });
 }
 
 }  // namespace lanner::mtcnn
