@@ -223,9 +223,10 @@ def test_degenerate_boxes_many_use_the_grid_path():
     boxes, scores = clustered_boxes(1000, seed=11)
     boxes[::3, 2] = boxes[::3, 0]  # a third get zero width
     boxes[1::7, 3] = boxes[1::7, 1] - 5  # some negative height
-    keep = ops.nms(boxes, scores, 0.3)
-    np.testing.assert_array_equal(keep, nms_reference(boxes, scores, 0.3))
-    assert set(range(0, 1000, 3)) <= set(keep.tolist())
+    for b, s in [(boxes, scores), with_many_kept(boxes, scores)]:
+        keep = ops.nms(b, s, 0.3)
+        np.testing.assert_array_equal(keep, nms_reference(b, s, 0.3))
+    assert set(range(0, 1000, 3)) <= set(ops.nms(boxes, scores, 0.3).tolist())
 
 
 def test_empty_input_returns_empty_int64():
@@ -241,11 +242,24 @@ def test_empty_input_returns_empty_int64():
 # --- grid edge cases (large, elongated, far-apart and identical boxes) ------------------
 
 
+def with_many_kept(boxes: np.ndarray, scores: np.ndarray, count: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Prepends `count` disjoint 1x1 boxes, ranked first, in a row just left of the boxes'
+    extent: all are kept, so the kernel files the following candidates in its grid (it scans
+    the kept boxes linearly while at most 256 are kept)."""
+    finite = np.isfinite(boxes).all(1) & (np.abs(boxes) < 1e6).all(1)
+    x0 = float(boxes[finite, 0].min()) if finite.any() else 0.0
+    y0 = float(boxes[finite, 1].min()) if finite.any() else 0.0
+    xs = x0 - 2.0 * (np.arange(count) + 1)
+    filler = np.stack([xs, np.full(count, y0), xs + 1, np.full(count, y0 + 1)], 1).astype(np.float32)
+    return np.concatenate([filler, boxes]), np.concatenate([np.full(count, 2.0, np.float32), scores])
+
+
 @pytest.mark.parametrize(
     "layout", ["identical", "huge_and_small", "elongated", "outlier_far_away", "tiny_and_huge_coordinates", "grid"]
 )
 @pytest.mark.parametrize("iou_threshold", [0.0, 0.3, 0.6])
-def test_grid_layouts_match_reference(layout, iou_threshold):
+@pytest.mark.parametrize("path", ["linear", "grid"])
+def test_grid_layouts_match_reference(layout, iou_threshold, path):
     rng = np.random.default_rng(5)
     n = 600
     boxes, scores = clustered_boxes(n, seed=9)
@@ -267,9 +281,13 @@ def test_grid_layouts_match_reference(layout, iou_threshold):
         xs, ys = np.meshgrid(np.arange(25) * 10.0, np.arange(24) * 10.0)
         boxes = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 15, ys.ravel() + 15], 1).astype(np.float32)
         scores = np.full(len(boxes), 0.5, np.float32)  # all tied
+    if path == "grid":
+        boxes, scores = with_many_kept(boxes, scores)
     for mode in MODES:
         keep = ops.nms(boxes, scores, iou_threshold, mode=mode)
         np.testing.assert_array_equal(keep, nms_reference(boxes, scores, iou_threshold, mode=mode))
+        if path == "grid":
+            assert set(range(300)) <= set(keep.tolist())
 
 
 @pytest.mark.parametrize("iou_threshold", [0.0, 0.2, 0.5, 0.7, 0.9, 0.99, 1.0])

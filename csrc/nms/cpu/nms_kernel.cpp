@@ -15,12 +15,14 @@
 // the sort plus O(N x kept boxes nearby), instead of the O(N x kept) of the
 // textbook loop (OpenCV's NMSBoxes), whatever the spread of box sizes.
 //
-// Below kGridMinCandidates candidates a linear scan over the kept boxes
-// (structure-of-arrays, a branch-free loop the compiler vectorises) is cheaper.
+// While few boxes are kept, a linear scan over them (structure-of-arrays, a
+// branch-free loop vectorised per instruction set) is cheaper than the grid:
+// the grid is built once more than kLinearMaxKept boxes are kept.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "nms/nms.h"
@@ -28,8 +30,9 @@
 namespace lanner {
 namespace {
 
-// Below this many candidates the grid costs more than it saves.
-constexpr size_t kGridMinCandidates = 128;
+// Up to this many kept boxes a vectorised linear scan beats the grid (measured
+// on clustered detector boxes and on benchmarks/nms' uniform ones).
+constexpr size_t kLinearMaxKept = 256;
 // Base grid cell side as a fraction of the median box side (a typical box
 // covers about 3 x 3 cells on level 0), and the most level-0 cells per box.
 constexpr double kCellPerMedianSide = 0.5;
@@ -44,7 +47,7 @@ constexpr double kAreaBoundSlack = 1e-9;
 constexpr size_t kRadixSortMinRows = 1024;
 // Kept boxes are scanned in blocks of this many before testing for a hit:
 // long enough to vectorise, short enough to exit early.
-constexpr size_t kScanBlock = 16;
+constexpr size_t kScanBlock = 32;
 
 // Sort key of a score: unsigned order == descending score order. Scores are
 // finite; -0.0 is folded into +0.0 so that the two tie, like the float compare.
@@ -115,6 +118,39 @@ struct Candidates {
   size_t size() const { return index.size(); }
 };
 
+// True when one of the n boxes (structure-of-arrays) overlaps box b by more than
+// thr: box_overlap() written branch-free, so that the block loop vectorises (8, 4
+// or 2 doubles per instruction, cloned per instruction set). IEEE division and no
+// contraction (-ffp-contract=off): every clone decides exactly as box_overlap.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+bool scan_exceeds(const double* x1, const double* y1, const double* x2, const double* y2, const double* area,
+                  size_t n, double bx1, double by1, double bx2, double by2, double barea, bool min_mode,
+                  double thr) {
+  for (size_t start = 0; start < n; start += kScanBlock) {
+    const size_t stop = std::min(n, start + kScanBlock);
+    int64_t hits = 0;  // 64-bit, like the doubles, so that the loop vectorises
+    if (min_mode) {
+      for (size_t j = start; j < stop; ++j) {
+        const double iw = (x2[j] < bx2 ? x2[j] : bx2) - (x1[j] > bx1 ? x1[j] : bx1);
+        const double ih = (y2[j] < by2 ? y2[j] : by2) - (y1[j] > by1 ? y1[j] : by1);
+        const double inter = iw * ih;
+        const double overlap = inter / (area[j] < barea ? area[j] : barea);
+        hits |= int64_t{iw > 0.0} & int64_t{ih > 0.0} & int64_t{overlap > thr};
+      }
+    } else {
+      for (size_t j = start; j < stop; ++j) {
+        const double iw = (x2[j] < bx2 ? x2[j] : bx2) - (x1[j] > bx1 ? x1[j] : bx1);
+        const double ih = (y2[j] < by2 ? y2[j] : by2) - (y1[j] > by1 ? y1[j] : by1);
+        const double inter = iw * ih;
+        const double overlap = inter / ((area[j] + barea) - inter);
+        hits |= int64_t{iw > 0.0} & int64_t{ih > 0.0} & int64_t{overlap > thr};
+      }
+    }
+    if (hits != 0) return true;
+  }
+  return false;
+}
+
 // Kept boxes, structure-of-arrays, for the linear scans.
 struct KeptBoxes {
   std::vector<double> x1, y1, x2, y2, area;
@@ -131,17 +167,8 @@ struct KeptBoxes {
   // True when any kept box overlaps candidate k by more than thr.
   template <OverlapMode M>
   bool any_exceeds(const Candidates& c, size_t k, double thr) const {
-    const double bx1 = c.x1[k], by1 = c.y1[k], bx2 = c.x2[k], by2 = c.y2[k], barea = c.area[k];
-    const size_t n = size();
-    for (size_t start = 0; start < n; start += kScanBlock) {
-      const size_t stop = std::min(n, start + kScanBlock);
-      bool hit = false;
-      for (size_t j = start; j < stop; ++j) {
-        hit |= box_overlap(x1[j], y1[j], x2[j], y2[j], area[j], bx1, by1, bx2, by2, barea, M) > thr;
-      }
-      if (hit) return true;
-    }
-    return false;
+    return scan_exceeds(x1.data(), y1.data(), x2.data(), y2.data(), area.data(), size(), c.x1[k], c.y1[k], c.x2[k],
+                        c.y2[k], c.area[k], M == OverlapMode::kMin, thr);
   }
 };
 
@@ -326,30 +353,32 @@ class KeptGrid {
 };
 
 // Greedy NMS over candidates [begin, end) (rank order). Appends the positions
-// (into `c`) of kept candidates to `kept`, at most `limit` of them.
+// (into `c`) of kept candidates to `kept`, at most `limit` of them. Kept boxes
+// are scanned linearly until more than kLinearMaxKept are kept, then filed in
+// the grid (all of them, and every later one).
 template <OverlapMode M>
 void greedy_nms(const Candidates& c, size_t begin, size_t end, double thr, size_t limit, std::vector<size_t>& kept) {
-  size_t n_kept = 0;
-  KeptBoxes all_kept;  // every kept positive-area box (linear-scan path)
-  if (end - begin < kGridMinCandidates) {
-    for (size_t k = begin; k < end && n_kept < limit; ++k) {
-      if (c.area[k] > 0.0) {
-        if (all_kept.any_exceeds<M>(c, k, thr)) continue;
-        all_kept.push(c, k);
-      }
-      kept.push_back(k);
-      ++n_kept;
-    }
-    return;
-  }
-  KeptGrid grid(c, begin, end);
-  for (size_t k = begin; k < end && n_kept < limit; ++k) {
+  const size_t first = kept.size();  // this segment's entries in `kept`
+  KeptBoxes linear;                  // kept positive-area boxes, until the grid takes over
+  std::optional<KeptGrid> grid;
+  for (size_t k = begin; k < end && kept.size() - first < limit; ++k) {
     if (c.area[k] > 0.0) {  // zero-area boxes overlap nothing: always kept
-      if (grid.any_exceeds<M>(c, k, thr)) continue;
-      grid.insert(c, k);
+      if (grid) {
+        if (grid->any_exceeds<M>(c, k, thr)) continue;
+        grid->insert(c, k);
+      } else {
+        if (linear.any_exceeds<M>(c, k, thr)) continue;
+        linear.push(c, k);
+        if (linear.size() > kLinearMaxKept) {
+          grid.emplace(c, begin, end);
+          for (size_t i = first; i < kept.size(); ++i) {
+            if (c.area[kept[i]] > 0.0) grid->insert(c, kept[i]);
+          }
+          grid->insert(c, k);
+        }
+      }
     }
     kept.push_back(k);
-    ++n_kept;
   }
 }
 
