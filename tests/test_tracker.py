@@ -420,6 +420,26 @@ def test_native_boundary_validates_too(frame):
 
 
 @pytest.mark.native
+def test_frames_that_went_through_pickle_are_accepted():
+    """A frame sent through a multiprocessing queue has a dtype equal to, not the same object
+    as, NumPy's uint8: the native checks compare dtypes by value (a byte-swapped float32
+    patch is still refused)."""
+    import pickle
+
+    frames, gt = make_sequence(seed=3, size=20, frames=6, color=True, shape=(120, 160))
+    plain, pickled = lanner.Tracker(), lanner.Tracker()
+    plain.init(frames[0], tuple(gt[0]))
+    pickled.init(pickle.loads(pickle.dumps(frames[0])), tuple(gt[0]))
+    for f in frames[1:]:
+        assert pickled.update(pickle.loads(pickle.dumps(f))).box == plain.update(f).box
+    patch = np.zeros((3, 16, 16), np.float32)
+    np.testing.assert_array_equal(_C.tracker_features(pickle.loads(pickle.dumps(patch)), 4),
+                                  _C.tracker_features(patch, 4))
+    with pytest.raises(ValueError, match="must have dtype float32, got >f4"):
+        _C.tracker_features(patch.astype(">f4"), 4)
+
+
+@pytest.mark.native
 def test_multitracker_bad_boxes(frame):
     m = lanner.MultiTracker()
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):

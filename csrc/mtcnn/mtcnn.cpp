@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "common/check.h"
 #include "common/parallel.h"
+#include "common/py_array.h"
 
 namespace py = pybind11;
 
@@ -41,7 +43,7 @@ void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const 
 
 // A uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), any strides; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
-  LANNER_CHECK(image.dtype().is(py::dtype::of<uint8_t>()), "image should have dtype uint8, got ",
+  LANNER_CHECK(has_dtype<uint8_t>(image), "image should have dtype uint8, got ",
         std::string(py::str(image.dtype())));
   LANNER_CHECK(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
         image.ndim(), "D");
@@ -58,7 +60,7 @@ std::pair<int, int> check_image(const py::array& image) {
 
 // A (H + 1, W + 1, 3) uint32 summed-area table from mtcnn_integral; returns (H, W).
 std::pair<int, int> check_integral(const py::array& table) {
-  LANNER_CHECK(table.dtype().is(py::dtype::of<uint32_t>()), "integral should have dtype uint32 (from mtcnn_integral), got ",
+  LANNER_CHECK(has_dtype<uint32_t>(table), "integral should have dtype uint32 (from mtcnn_integral), got ",
         std::string(py::str(table.dtype())));
   LANNER_CHECK(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
         table.ndim(), "D");
@@ -71,7 +73,7 @@ std::pair<int, int> check_integral(const py::array& table) {
 }
 
 void check_float_map(const py::array& a, const char* name, int64_t channels) {
-  LANNER_CHECK(a.dtype().is(py::dtype::of<float>()), name, " should have dtype float32, got ",
+  LANNER_CHECK(has_dtype<float>(a), name, " should have dtype float32, got ",
         std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 4, name, " should be a 4d array (1, ", channels, ", h, w), got ", a.ndim(), "D");
   LANNER_CHECK(a.shape(0) == 1 && a.shape(1) == channels, name, " should have shape (1, ", channels, ", h, w), got (",
@@ -108,7 +110,7 @@ py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shap
   LANNER_CHECK(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
         std::string(py::str(py::type::of(out).attr("__name__"))));
   auto buf = py::reinterpret_borrow<py::array>(out);
-  LANNER_CHECK(buf.dtype().is(py::dtype::of<T>()), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
+  LANNER_CHECK(has_dtype<T>(buf), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
         ", got ", std::string(py::str(buf.dtype())));
   LANNER_CHECK(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
   LANNER_CHECK(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
@@ -305,17 +307,13 @@ py::array_t<float> generate_candidates(const py::array& maps, double scale, doub
   const auto* m = static_cast<const float*>(maps.data());
   const auto thr = static_cast<float>(threshold);
   const int iy = static_cast<int>(y0), ix = static_cast<int>(x0), ih = static_cast<int>(wh), iw = static_cast<int>(ww);
-  int64_t n = 0;
-  {
-    py::gil_scoped_release release;
-    n = count_candidates_cpu(m, mh, mw, iy, ix, ih, iw, thr);
-  }
-  py::array_t<float> out(std::vector<py::ssize_t>{n, 9});
-  float* rows = out.mutable_data();
+  std::vector<float> rows;
   {
     py::gil_scoped_release release;
     generate_candidates_cpu(m, mh, mw, iy, ix, ih, iw, static_cast<float>(scale), thr, rows);
   }
+  py::array_t<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(rows.size() / 9), 9});
+  if (!rows.empty()) std::memcpy(out.mutable_data(), rows.data(), rows.size() * sizeof(float));
   return out;
 }
 
@@ -323,7 +321,7 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
                       int num_threads) {
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
-  LANNER_CHECK(boxes.dtype().is(py::dtype::of<float>()), "boxes should have dtype float32, got ",
+  LANNER_CHECK(has_dtype<float>(boxes), "boxes should have dtype float32, got ",
         std::string(py::str(boxes.dtype())));
   LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
   LANNER_CHECK(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace lanner::mtcnn {
 
@@ -43,14 +44,9 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
 // four box regressions. Candidates are the cells of the window [y0, y0 + win_h) x
 // [x0, x0 + win_w) whose face probability (softmax of the logits) is >= threshold.
 
-// Number of candidates (the rows generate_candidates_cpu writes).
-int64_t count_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float threshold);
-
-// Writes one row per candidate, in row-major cell order: x1, y1, x2, y2 (input-image pixels,
-// from the cell's position in the window), probability, reg0..reg3. `rows` has room for
-// count_candidates_cpu(...) * 9 floats.
+// Appends one row of 9 floats per candidate to `rows`, in row-major cell order: x1, y1, x2, y2
+// (input-image pixels, from the cell's position in the window), probability, reg0..reg3.
 void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float scale, float threshold, float* rows);
+                             float scale, float threshold, std::vector<float>& rows);
 
 }  // namespace lanner::mtcnn

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "common/py_array.h"
+
 namespace py = pybind11;
 
 namespace lanner {
@@ -47,7 +49,7 @@ py::array require_array(py::handle obj, const char* name, const char* dtype_name
                          type_name(obj));
   }
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(py::isinstance<py::array_t<T>>(arr), name, " should have dtype ", dtype_name, ", got ",
+  LANNER_CHECK(has_dtype<T>(arr), name, " should have dtype ", dtype_name, ", got ",
         py::str(arr.dtype()).cast<std::string>());
   LANNER_CHECK((arr.flags() & py::array::c_style) != 0, name, " should be C-contiguous (use numpy.ascontiguousarray)");
   return arr;

@@ -18,6 +18,7 @@
 
 #include "common/check.h"
 #include "common/parallel.h"
+#include "common/py_array.h"
 
 #ifndef LANNER_WITH_FFTW
 #error "the tracker needs FFTW3 single precision (Debian: libfftw3-dev); CMake did not find fftw3f"
@@ -84,7 +85,7 @@ struct Frame {
 Frame to_frame(const py::handle& obj) {
   LANNER_CHECK(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ", std::string(py::str(obj.get_type().attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(a.dtype().is(py::dtype::of<uint8_t>()), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
+  LANNER_CHECK(has_dtype<uint8_t>(a), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
         "frame must be HxW (gray) or HxWx3 (BGR), got shape with ndim=", a.ndim(),
         a.ndim() == 3 ? " and last dim " + std::to_string(a.shape(2)) : std::string());
@@ -324,7 +325,7 @@ class PyMultiTracker {
 py::array_t<float> check_stack(const py::handle& obj, const char* name, int ndim) {
   LANNER_CHECK(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray");
   auto a = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(a.dtype().is(py::dtype::of<float>()), name, " must have dtype float32, got ", std::string(py::str(a.dtype())));
+  LANNER_CHECK(has_dtype<float>(a), name, " must have dtype float32, got ", std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == ndim, name, " must have ", ndim, " dimensions, got ", a.ndim());
   for (int d = 0; d < ndim; ++d) LANNER_CHECK(a.shape(d) > 0, name, " must not be empty");
   return py::array_t<float, py::array::c_style>::ensure(a);

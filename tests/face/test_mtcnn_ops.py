@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanner import _C
+from lanner import _C, ops
 
 pytestmark = pytest.mark.native
 
@@ -460,3 +460,27 @@ def test_candidates_in_a_window_match_the_sliced_maps():
     for bad in [(0, 0, 41, 50), (-1, 0, 2, 2), (0, 45, 1, 6)]:
         with pytest.raises(ValueError, match="window .* should lie inside the 40x50 map"):
             _C.mtcnn_generate_candidates(maps, 0.37, 0.6, bad)
+
+
+def test_arrays_that_went_through_pickle_are_accepted():
+    """An unpickled array's dtype equals NumPy's but is another object: the ops compare dtypes
+    by value (and still refuse other byte orders)."""
+    import pickle
+
+    def again(a):
+        return pickle.loads(pickle.dumps(a))
+
+    image = _image(3, 40, 50)
+    table = _C.mtcnn_integral(image)
+    np.testing.assert_array_equal(_C.mtcnn_integral(again(image)), table)
+    boxes = np.array([[2, 3, 30, 35]], np.float32)
+    np.testing.assert_array_equal(_C.mtcnn_crop_resize(again(table), again(boxes), 24)[0],
+                                  _C.mtcnn_crop_resize(table, boxes, 24)[0])
+    np.testing.assert_array_equal(_C.mtcnn_pyramid(again(table), [(10, 12)])[0], _C.mtcnn_pyramid(table, [(10, 12)])[0])
+    maps = _maps(np.random.default_rng(2), 9, 11)
+    assert_candidates_equal(_C.mtcnn_generate_candidates(again(maps), 0.5, 0.6), candidates_ref(maps, 0.5, 0.6))
+    np.testing.assert_array_equal(ops.nms(again(boxes), again(np.ones(1, np.float32)), 0.5), [0])
+    with pytest.raises(ValueError, match="maps should have dtype float32, got >f4"):
+        _C.mtcnn_generate_candidates(maps.astype(">f4"), 0.5, 0.6)
+    with pytest.raises(ValueError, match="image should have dtype uint8"):
+        _C.mtcnn_integral(image.astype(">u2"))

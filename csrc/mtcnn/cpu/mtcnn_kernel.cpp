@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/parallel.h"
@@ -202,49 +203,42 @@ inline float margin_bound(float threshold) {
   return static_cast<float>(std::log(t / (1.0 - t)));
 }
 
-// Calls fn(cell index k, column x, row y, probability) for the cells of the window whose face
-// probability is >= threshold, in row-major order (x, y counted from the window's corner).
-template <typename Fn>
-void for_each_candidate(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                        float threshold, Fn&& fn) {
+}  // namespace
+
+void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
+                             float scale, float threshold, std::vector<float>& rows) {
   const int64_t plane = int64_t{map_h} * map_w;
+  const float* reg = maps + 2 * plane;
   const float bound = margin_bound(threshold);
+  // Per row: the margin test for every cell (a vectorised pass into a byte mask, zero-padded
+  // to whole 8-byte words), then the softmax on the cells that pass it, skipping empty words.
+  thread_local std::vector<uint8_t> pass;
+  pass.assign(static_cast<size_t>(win_w) + 8, 0);
+  uint8_t* m = pass.data();
   for (int y = 0; y < win_h; ++y) {
     const int64_t row = (int64_t{y0} + y) * map_w + x0;
     const float* l0 = maps + row;
     const float* l1 = maps + plane + row;
-    for (int x = 0; x < win_w; ++x) {
-      if (!(l1[x] - l0[x] >= bound)) continue;
-      const float p = face_probability(l0[x], l1[x]);
-      if (p >= threshold) fn(row + x, x, y, p);
+    for (int x = 0; x < win_w; ++x) m[x] = l1[x] - l0[x] >= bound ? 1 : 0;
+    for (int x8 = 0; x8 < win_w; x8 += 8) {
+      uint64_t word;
+      std::memcpy(&word, m + x8, sizeof word);
+      if (word == 0) continue;
+      for (int x = x8; x < std::min(x8 + 8, win_w); ++x) {
+        if (!m[x]) continue;
+        const float p = face_probability(l0[x], l1[x]);
+        if (!(p >= threshold)) continue;
+        // Cell (x, y) of the map covers input pixels [stride*x + 1, stride*x + cell] at this
+        // scale (facenet-pytorch's 1-based convention); divide by scale for image pixels.
+        const int64_t k = row + x;
+        rows.insert(rows.end(), {std::floor((kStride * static_cast<float>(x) + 1.0f) / scale),
+                                 std::floor((kStride * static_cast<float>(y) + 1.0f) / scale),
+                                 std::floor((kStride * static_cast<float>(x) + kCellSize) / scale),
+                                 std::floor((kStride * static_cast<float>(y) + kCellSize) / scale), p,
+                                 reg[k], reg[plane + k], reg[2 * plane + k], reg[3 * plane + k]});
+      }
     }
   }
-}
-
-}  // namespace
-
-int64_t count_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float threshold) {
-  int64_t n = 0;
-  for_each_candidate(maps, map_h, map_w, y0, x0, win_h, win_w, threshold, [&](int64_t, int, int, float) { ++n; });
-  return n;
-}
-
-void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float scale, float threshold, float* rows) {
-  const int64_t plane = int64_t{map_h} * map_w;
-  const float* reg = maps + 2 * plane;
-  for_each_candidate(maps, map_h, map_w, y0, x0, win_h, win_w, threshold, [&](int64_t k, int x, int y, float p) {
-    // Cell (x, y) of the map covers input pixels [stride*x + 1, stride*x + cell] at this
-    // scale (facenet-pytorch's 1-based convention); divide by scale for image pixels.
-    rows[0] = std::floor((kStride * static_cast<float>(x) + 1.0f) / scale);
-    rows[1] = std::floor((kStride * static_cast<float>(y) + 1.0f) / scale);
-    rows[2] = std::floor((kStride * static_cast<float>(x) + kCellSize) / scale);
-    rows[3] = std::floor((kStride * static_cast<float>(y) + kCellSize) / scale);
-    rows[4] = p;
-    for (int c = 0; c < 4; ++c) rows[5 + c] = reg[c * plane + k];
-    rows += 9;
-  });
 }
 
 }  // namespace lanner::mtcnn
