@@ -37,47 +37,47 @@ constexpr int64_t kMaxBinPixels = 0xFFFFFFFFLL / 255;  // 16,843,009
 void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const char* what) {
   const int64_t bin = ((in_h + out_h - 1) / out_h + 1) * ((in_w + out_w - 1) / out_w + 1);
   LANNER_CHECK(bin <= kMaxBinPixels, what, " ", out_h, "x", out_w, " of a ", in_h, "x", in_w,
-        " image would average up to ", bin, " pixels per output pixel; at most ", kMaxBinPixels,
-        " fit the uint32 summed-area table: use a larger output size");
+               " image would average up to ", bin, " pixels per output pixel; at most ", kMaxBinPixels,
+               " fit the uint32 summed-area table: use a larger output size");
 }
 
 // A uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), any strides; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
   LANNER_CHECK(has_dtype<uint8_t>(image), "image should have dtype uint8, got ",
-        std::string(py::str(image.dtype())));
+               std::string(py::str(image.dtype())));
   LANNER_CHECK(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
-        image.ndim(), "D");
+               image.ndim(), "D");
   if (image.ndim() == 3) {
     const auto c = image.shape(2);
     LANNER_CHECK(c == 1 || c == 3 || c == 4, "image should have 1, 3 or 4 channels (H, W, C), got ", c);
   }
   LANNER_CHECK(image.shape(0) >= 1 && image.shape(1) >= 1, "image should be non-empty, got ", image.shape(0), "x",
-        image.shape(1));
+               image.shape(1));
   LANNER_CHECK(image.shape(0) <= kMaxSide && image.shape(1) <= kMaxSide, "image sides should be at most ", kMaxSide,
-        ", got ", image.shape(0), "x", image.shape(1));
+               ", got ", image.shape(0), "x", image.shape(1));
   return {static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1))};
 }
 
 // A (H + 1, W + 1, 3) uint32 summed-area table from mtcnn_integral; returns (H, W).
 std::pair<int, int> check_integral(const py::array& table) {
   LANNER_CHECK(has_dtype<uint32_t>(table), "integral should have dtype uint32 (from mtcnn_integral), got ",
-        std::string(py::str(table.dtype())));
+               std::string(py::str(table.dtype())));
   LANNER_CHECK(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
-        table.ndim(), "D");
+               table.ndim(), "D");
   LANNER_CHECK(table.shape(0) >= 2 && table.shape(1) >= 2, "integral should come from a non-empty image, got shape (",
-        table.shape(0), ", ", table.shape(1), ", 3)");
+               table.shape(0), ", ", table.shape(1), ", 3)");
   LANNER_CHECK(table.shape(0) <= kMaxSide + 1 && table.shape(1) <= kMaxSide + 1, "integral sides should be at most ",
-        kMaxSide + 1);
+               kMaxSide + 1);
   LANNER_CHECK(table.flags() & py::array::c_style, "integral should be C-contiguous");
   return {static_cast<int>(table.shape(0) - 1), static_cast<int>(table.shape(1) - 1)};
 }
 
 void check_float_map(const py::array& a, const char* name, int64_t channels) {
   LANNER_CHECK(has_dtype<float>(a), name, " should have dtype float32, got ",
-        std::string(py::str(a.dtype())));
+               std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 4, name, " should be a 4d array (1, ", channels, ", h, w), got ", a.ndim(), "D");
   LANNER_CHECK(a.shape(0) == 1 && a.shape(1) == channels, name, " should have shape (1, ", channels, ", h, w), got (",
-        a.shape(0), ", ", a.shape(1), ", ...)");
+               a.shape(0), ", ", a.shape(1), ", ...)");
   LANNER_CHECK(a.flags() & py::array::c_style, name, " should be C-contiguous");
 }
 
@@ -108,10 +108,10 @@ template <typename T>
 py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shape, const char* what) {
   if (out.is_none()) return py::array_t<T>(shape);
   LANNER_CHECK(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
-        std::string(py::str(py::type::of(out).attr("__name__"))));
+               std::string(py::str(py::type::of(out).attr("__name__"))));
   auto buf = py::reinterpret_borrow<py::array>(out);
   LANNER_CHECK(has_dtype<T>(buf), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
-        ", got ", std::string(py::str(buf.dtype())));
+               ", got ", std::string(py::str(buf.dtype())));
   LANNER_CHECK(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
   LANNER_CHECK(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
   LANNER_CHECK(buf.writeable(), what, " out should be writeable");
@@ -124,7 +124,7 @@ py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shap
 // A pyramid level's size, in [1, kMaxSide] per side and small enough bins for the table.
 void check_level(int64_t h, int64_t w, int oh, int ow) {
   LANNER_CHECK(oh >= 1 && ow >= 1 && oh <= kMaxSide && ow <= kMaxSide, "pyramid sizes should be in [1, ", kMaxSide,
-        "], got ", oh, "x", ow);
+               "], got ", oh, "x", ow);
   check_bins(h, w, oh, ow, "pyramid level");
 }
 
@@ -152,7 +152,7 @@ py::array_t<uint32_t> integral(const py::array& image, const std::string& channe
   const auto [h, w] = check_image(image);
   check_threads(num_threads);
   LANNER_CHECK(channel_order == "rgb" || channel_order == "bgr", "channel_order should be 'rgb' or 'bgr', got '",
-        channel_order, "'");
+               channel_order, "'");
   // Read the pixels in place through the array's strides (views, negative strides and all):
   // no copy for BGR, grayscale or alpha input.
   const int64_t row_stride = image.strides(0);
@@ -220,10 +220,11 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
   const auto [ch, cw] = canvas;
-  LANNER_CHECK(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide, "], got ",
-        ch, "x", cw);
+  LANNER_CHECK(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide,
+               "], got ",
+               ch, "x", cw);
   LANNER_CHECK(offsets.size() == sizes.size(), "offsets should give one (y, x) per size, got ", offsets.size(), " for ",
-        sizes.size(), " sizes");
+               sizes.size(), " sizes");
   constexpr size_t kMaxLevels = 1024;
   LANNER_CHECK(sizes.size() <= kMaxLevels, "a canvas holds at most ", kMaxLevels, " levels, got ", sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -231,13 +232,14 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
     const auto [oy, ox] = offsets[i];
     check_level(h, w, lh, lw);
     LANNER_CHECK(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
-          " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
-    LANNER_CHECK(oy % 2 == 0 && ox % 2 == 0, "level ", i, " should start at even coordinates (P-Net's 2x2 pooling), got y=",
-          oy, ", x=", ox);
+                 " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
+    LANNER_CHECK(oy % 2 == 0 && ox % 2 == 0, "level ", i,
+                 " should start at even coordinates (P-Net's 2x2 pooling), got y=",
+                 oy, ", x=", ox);
     LANNER_CHECK(lw % 2 == 0 || ox + lw == cw, "level ", i, " has an odd width (", lw,
-          ") and should end at the canvas's right edge (P-Net's partial pool window), got x=", ox);
+                 ") and should end at the canvas's right edge (P-Net's partial pool window), got x=", ox);
     LANNER_CHECK(lh % 2 == 0 || oy + lh == ch, "level ", i, " has an odd height (", lh,
-          ") and should end at the canvas's bottom edge (P-Net's partial pool window), got y=", oy);
+                 ") and should end at the canvas's bottom edge (P-Net's partial pool window), got y=", oy);
     for (size_t j = 0; j < i; ++j) {
       const auto [jy, jx] = offsets[j];
       const bool apart = jy >= oy + lh || oy >= jy + sizes[j].first || jx >= ox + lw || ox >= jx + sizes[j].second;
@@ -322,7 +324,7 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
   LANNER_CHECK(has_dtype<float>(boxes), "boxes should have dtype float32, got ",
-        std::string(py::str(boxes.dtype())));
+               std::string(py::str(boxes.dtype())));
   LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
   LANNER_CHECK(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");
   LANNER_CHECK(size >= 1 && size <= 1024, "size should be in [1, 1024], got ", size);

@@ -50,7 +50,7 @@ py::array require_array(py::handle obj, const char* name, const char* dtype_name
   }
   auto arr = py::reinterpret_borrow<py::array>(obj);
   LANNER_CHECK(has_dtype<T>(arr), name, " should have dtype ", dtype_name, ", got ",
-        py::str(arr.dtype()).cast<std::string>());
+               py::str(arr.dtype()).cast<std::string>());
   LANNER_CHECK((arr.flags() & py::array::c_style) != 0, name, " should be C-contiguous (use numpy.ascontiguousarray)");
   return arr;
 }

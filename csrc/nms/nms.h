@@ -121,19 +121,19 @@ inline std::string shape_str(int ndim, const int64_t* shape) {
 // boxes: (N, 4), N < 2^31 (indices are int32 inside the kernels).
 inline int64_t check_boxes_shape(int ndim, const int64_t* shape) {
   LANNER_CHECK(ndim == 2, "boxes should be a 2-D array of shape (N, 4), got ", ndim, "-D shape ",
-        shape_str(ndim, shape));
+               shape_str(ndim, shape));
   LANNER_CHECK(shape[1] == 4, "boxes should have shape (N, 4), got ", shape_str(ndim, shape));
   LANNER_CHECK(shape[0] <= std::numeric_limits<int32_t>::max(), "boxes should have at most 2^31 - 1 rows, got ",
-        shape[0]);
+               shape[0]);
   return shape[0];
 }
 
 // A per-box vector (scores, class_ids): shape (n,).
 inline void check_per_box_shape(const char* name, int ndim, const int64_t* shape, int64_t n) {
   LANNER_CHECK(ndim == 1, name, " should be a 1-D array of shape (N,) = (", n, ",), got ", ndim, "-D shape ",
-        shape_str(ndim, shape));
+               shape_str(ndim, shape));
   LANNER_CHECK(shape[0] == n, name, " should have shape (N,) = (", n, ",) to match boxes, got ",
-        shape_str(ndim, shape));
+               shape_str(ndim, shape));
 }
 
 inline void check_finite_boxes(const float* boxes, int64_t n) {

@@ -31,46 +31,53 @@ namespace tracking {
 
 void validate_params(const TrackerParams& p) {
   auto finite = [](float v) { return std::isfinite(v); };
-  LANNER_CHECK(finite(p.padding) && p.padding >= 0.5f && p.padding <= 6.f, "padding must be in [0.5, 6], got ", p.padding);
-  LANNER_CHECK(p.cell_size == 0 || (p.cell_size >= 1 && p.cell_size <= 8), "cell_size must be 0 (auto) or in [1, 8], got ",
-        p.cell_size);
+  LANNER_CHECK(finite(p.padding) && p.padding >= 0.5f && p.padding <= 6.f, "padding must be in [0.5, 6], got ",
+               p.padding);
+  LANNER_CHECK(p.cell_size == 0 || (p.cell_size >= 1 && p.cell_size <= 8),
+               "cell_size must be 0 (auto) or in [1, 8], got ",
+               p.cell_size);
   LANNER_CHECK(p.min_grid >= 8 && p.min_grid <= 128, "min_grid must be in [8, 128], got ", p.min_grid);
   LANNER_CHECK(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
   LANNER_CHECK(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
-        "window_power must be in [0.25, 8], got ", p.window_power);
-  LANNER_CHECK(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", p.kernel, "'");
+               "window_power must be in [0.25, 8], got ", p.window_power);
+  LANNER_CHECK(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '",
+               p.kernel, "'");
   LANNER_CHECK(finite(p.kernel_sigma) && p.kernel_sigma > 0.f, "kernel_sigma must be > 0, got ", p.kernel_sigma);
   LANNER_CHECK(finite(p.lambda) && p.lambda > 0.f, "lambda must be > 0, got ", p.lambda);
   LANNER_CHECK(finite(p.output_sigma_factor) && p.output_sigma_factor > 0.f && p.output_sigma_factor <= 1.f,
-        "output_sigma_factor must be in (0, 1], got ", p.output_sigma_factor);
+               "output_sigma_factor must be in (0, 1], got ", p.output_sigma_factor);
   LANNER_CHECK(finite(p.learning_rate) && p.learning_rate > 0.f && p.learning_rate <= 1.f,
-        "learning_rate must be in (0, 1], got ", p.learning_rate);
+               "learning_rate must be in (0, 1], got ", p.learning_rate);
   LANNER_CHECK(p.num_scales >= 1 && p.num_scales <= 15 && p.num_scales % 2 == 1,
-        "num_scales must be odd and in [1, 15], got ", p.num_scales);
-  LANNER_CHECK(finite(p.scale_step) && p.scale_step > 1.f && p.scale_step <= 1.5f, "scale_step must be in (1, 1.5], got ",
-        p.scale_step);
+               "num_scales must be odd and in [1, 15], got ", p.num_scales);
+  LANNER_CHECK(finite(p.scale_step) && p.scale_step > 1.f && p.scale_step <= 1.5f,
+               "scale_step must be in (1, 1.5], got ",
+               p.scale_step);
   LANNER_CHECK(finite(p.scale_penalty) && p.scale_penalty > 0.f && p.scale_penalty <= 1.f,
-        "scale_penalty must be in (0, 1], got ", p.scale_penalty);
+               "scale_penalty must be in (0, 1], got ", p.scale_penalty);
   LANNER_CHECK(finite(p.lost_psr) && finite(p.good_psr) && p.good_psr > p.lost_psr,
-        "good_psr must be greater than lost_psr, got good_psr=", p.good_psr, " lost_psr=", p.lost_psr);
-  LANNER_CHECK(finite(p.recover_psr) && p.recover_psr >= p.lost_psr, "recover_psr must be >= lost_psr, got ", p.recover_psr);
+               "good_psr must be greater than lost_psr, got good_psr=", p.good_psr, " lost_psr=", p.lost_psr);
+  LANNER_CHECK(finite(p.recover_psr) && p.recover_psr >= p.lost_psr, "recover_psr must be >= lost_psr, got ",
+               p.recover_psr);
   LANNER_CHECK(finite(p.miss_ratio) && p.miss_ratio >= 0.f && p.miss_ratio < 1.f, "miss_ratio must be in [0, 1), got ",
-        p.miss_ratio);
+               p.miss_ratio);
   LANNER_CHECK(finite(p.peak_ratio) && p.peak_ratio >= 0.f && p.peak_ratio < 1.f, "peak_ratio must be in [0, 1), got ",
-        p.peak_ratio);
+               p.peak_ratio);
   LANNER_CHECK(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
-        "recover_ratio must be in [0, 2], got ", p.recover_ratio);
-  LANNER_CHECK(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f, "miss_motion must be in [0, 1], got ",
-        p.miss_motion);
-  LANNER_CHECK(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ", p.lost_patience);
+               "recover_ratio must be in [0, 2], got ", p.recover_ratio);
+  LANNER_CHECK(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f,
+               "miss_motion must be in [0, 1], got ",
+               p.miss_motion);
+  LANNER_CHECK(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ",
+               p.lost_patience);
   LANNER_CHECK(finite(p.recover_peak_ratio) && p.recover_peak_ratio >= 0.f && p.recover_peak_ratio <= 2.f,
-        "recover_peak_ratio must be in [0, 2], got ", p.recover_peak_ratio);
+               "recover_peak_ratio must be in [0, 2], got ", p.recover_peak_ratio);
   LANNER_CHECK(finite(p.snapshot_ratio) && p.snapshot_ratio >= 0.f && p.snapshot_ratio <= 4.f,
-        "snapshot_ratio must be in [0, 4], got ", p.snapshot_ratio);
+               "snapshot_ratio must be in [0, 4], got ", p.snapshot_ratio);
   LANNER_CHECK(finite(p.redetect_radius) && p.redetect_radius >= 0.f && p.redetect_radius <= 8.f,
-        "redetect_radius must be in [0, 8], got ", p.redetect_radius);
+               "redetect_radius must be in [0, 8], got ", p.redetect_radius);
   LANNER_CHECK(finite(p.redetect_spread) && p.redetect_spread >= 0.f && p.redetect_spread <= 4.f,
-        "redetect_spread must be in [0, 4], got ", p.redetect_spread);
+               "redetect_spread must be in [0, 4], got ", p.redetect_spread);
   LANNER_CHECK(p.num_threads >= 0 && p.num_threads <= 256, "num_threads must be in [0, 256], got ", p.num_threads);
 }
 
@@ -83,15 +90,16 @@ struct Frame {
 };
 
 Frame to_frame(const py::handle& obj) {
-  LANNER_CHECK(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ", std::string(py::str(obj.get_type().attr("__name__"))));
+  LANNER_CHECK(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ",
+               std::string(py::str(obj.get_type().attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
   LANNER_CHECK(has_dtype<uint8_t>(a), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
-        "frame must be HxW (gray) or HxWx3 (BGR), got shape with ndim=", a.ndim(),
-        a.ndim() == 3 ? " and last dim " + std::to_string(a.shape(2)) : std::string());
+               "frame must be HxW (gray) or HxWx3 (BGR), got shape with ndim=", a.ndim(),
+               a.ndim() == 3 ? " and last dim " + std::to_string(a.shape(2)) : std::string());
   LANNER_CHECK(a.shape(0) > 0 && a.shape(1) > 0, "frame must not be empty, got ", a.shape(0), "x", a.shape(1));
   LANNER_CHECK(a.shape(0) <= 32768 && a.shape(1) <= 32768, "frame side must be <= 32768 px, got ", a.shape(0), "x",
-        a.shape(1));
+               a.shape(1));
   Frame f;
   f.array = py::array_t<uint8_t, py::array::c_style>::ensure(a);  // copies only if strided
   LANNER_CHECK(static_cast<bool>(f.array), "frame could not be made contiguous");
@@ -106,12 +114,14 @@ Box to_box(const std::vector<double>& b, const FrameView& frame) {
   LANNER_CHECK(b.size() == 4, "box must be (x, y, w, h), got ", b.size(), " values");
   for (double v : b) LANNER_CHECK(std::isfinite(v), "box values must be finite, got a non-finite value");
   LANNER_CHECK(b[2] >= 1 && b[3] >= 1, "box width and height must be >= 1 px, got w=", b[2], " h=", b[3]);
-  LANNER_CHECK(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height, "box must not be larger than 4x the frame, got w=",
-        b[2], " h=", b[3], " for a ", frame.width, "x", frame.height, " frame");
+  LANNER_CHECK(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height,
+               "box must not be larger than 4x the frame, got w=",
+               b[2], " h=", b[3], " for a ", frame.width, "x", frame.height, " frame");
   const double ix = std::min(b[0] + b[2], static_cast<double>(frame.width)) - std::max(b[0], 0.0);
   const double iy = std::min(b[1] + b[3], static_cast<double>(frame.height)) - std::max(b[1], 0.0);
-  LANNER_CHECK(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ", frame.width,
-        "x", frame.height, " frame");
+  LANNER_CHECK(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ",
+               frame.width,
+               "x", frame.height, " frame");
   return {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])};
 }
 
@@ -140,7 +150,7 @@ class PyTracker {
     LANNER_CHECK(tracker_.initialized(), "update() called before init(frame, box)");
     Frame f = to_frame(frame_obj);
     LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
-          " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
+                 " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
     std::lock_guard<std::mutex> lock(mutex_);
     TrackState s;
     {
@@ -168,9 +178,10 @@ class PyMultiTracker {
   PyMultiTracker(const TrackerParams& p, const std::string& backend) : params_(p), backend_(backend) {
     validate_params(p);
     LANNER_CHECK(backend == "cpu" || backend == "cpu-batch" || backend == "cuda",
-          "backend must be 'cpu', 'cpu-batch' or 'cuda', got '", backend, "'");
+                 "backend must be 'cpu', 'cpu-batch' or 'cuda', got '", backend, "'");
 #ifndef LANNER_WITH_CUFFT
-    LANNER_CHECK(backend != "cuda", "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
+    LANNER_CHECK(backend != "cuda",
+                 "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
 #endif
   }
 
@@ -180,7 +191,8 @@ class PyMultiTracker {
     auto boxes = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(boxes_obj);
     LANNER_CHECK(static_cast<bool>(boxes), "boxes must be numeric");
     LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must have shape (N, 4), got ndim=", boxes.ndim());
-    LANNER_CHECK(boxes.shape(0) >= 1 && boxes.shape(0) <= 4096, "boxes must hold 1..4096 targets, got ", boxes.shape(0));
+    LANNER_CHECK(boxes.shape(0) >= 1 && boxes.shape(0) <= 4096, "boxes must hold 1..4096 targets, got ",
+                 boxes.shape(0));
     std::vector<Box> parsed;
     for (py::ssize_t i = 0; i < boxes.shape(0); ++i) {
       const double* r = boxes.data(i, 0);
@@ -202,7 +214,7 @@ class PyMultiTracker {
     LANNER_CHECK(!trackers_.empty(), "update() called before init(frame, boxes)");
     Frame f = to_frame(frame_obj);
     LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
-          " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
+                 " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
     std::lock_guard<std::mutex> lock(mutex_);
     {
       py::gil_scoped_release release;
@@ -339,7 +351,8 @@ py::array_t<float> features_py(const py::handle& patch_obj, int cell) {
   if (nd == 3) LANNER_CHECK(g.shape(0) == kPlanes, "patch planes must be 3 (gray, o1, o2), got ", g.shape(0));
   LANNER_CHECK(cell >= 1 && cell <= 8, "cell must be in [1, 8], got ", cell);
   const int rows = static_cast<int>(g.shape(nd - 2)), cols = static_cast<int>(g.shape(nd - 1));
-  LANNER_CHECK(rows >= cell + 2 && cols >= cell + 2, "patch must be at least (cell + 2) px on each side, got ", rows, "x", cols);
+  LANNER_CHECK(rows >= cell + 2 && cols >= cell + 2, "patch must be at least (cell + 2) px on each side, got ", rows,
+               "x", cols);
   LANNER_CHECK(rows <= 4096 && cols <= 4096, "patch must be at most 4096 px on each side, got ", rows, "x", cols);
   std::vector<float> planes(static_cast<size_t>(kPlanes) * rows * cols, 0.f);
   std::copy(g.data(), g.data() + static_cast<size_t>(nd == 3 ? kPlanes : 1) * rows * cols, planes.begin());
@@ -371,12 +384,13 @@ StackShape check_response_args(const py::array_t<float>& z, const py::array_t<fl
   LANNER_CHECK(a.ndim() == 2 + off, "alpha must have ", 2 + off, " dimensions, got ", a.ndim());
   if (batched) LANNER_CHECK(a.shape(0) == z.shape(0), "alpha and z must hold the same number of targets");
   LANNER_CHECK(a.shape(off) == z.shape(off + 1) && a.shape(off + 1) == z.shape(off + 2),
-        "alpha must be h x w like the feature maps");
+               "alpha must be h x w like the feature maps");
   LANNER_CHECK(z.shape(off + 1) <= 512 && z.shape(off + 2) <= 512 && z.shape(off) <= 256,
-        "feature maps must be at most 256 channels of 512 x 512");
+               "feature maps must be at most 256 channels of 512 x 512");
   LANNER_CHECK(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel, "'");
   LANNER_CHECK(std::isfinite(sigma) && sigma > 0, "sigma must be > 0, got ", sigma);
-  return {batched ? static_cast<int>(z.shape(0)) : 1, static_cast<int>(z.shape(off)), static_cast<int>(z.shape(off + 1)),
+  return {batched ? static_cast<int>(z.shape(0)) : 1, static_cast<int>(z.shape(off)),
+  static_cast<int>(z.shape(off + 1)),
           static_cast<int>(z.shape(off + 2))};
 }
 
