@@ -1,9 +1,11 @@
 """Pick the face detector's backend/precision for this machine by measurement.
 
-Used by ``lanner models build --select``: every fp32/fp16/bf16 configuration that builds here
-runs the full cascade on the bundled demo photo; the fastest whose detections agree with OpenVINO
+Used by ``lanner models build --select``: every candidate configuration that builds here runs
+the full cascade on the bundled demo photo; the fastest whose detections agree with OpenVINO
 FP32's (same count, IoU >= 0.9, landmarks within 2 px, scores within 0.02: the parity bar with
-facenet-pytorch) is recorded as what ``"auto"`` means.
+facenet-pytorch) is recorded as what ``"auto"`` means. OpenVINO FP16 is not a candidate: it
+passes on the demo photo but misses the bar on the benchmark's group photo and messi5 (IoU 0.89,
+benchmarks/detection), which one photo cannot reveal; it stays available explicitly.
 The cost is bounded: a few seconds of compiling and a handful of timed runs.
 """
 from __future__ import annotations
@@ -19,8 +21,7 @@ from .detector import FaceDetector
 
 __all__ = ["select_auto"]
 
-CANDIDATES: tuple[tuple[str, str], ...] = (("openvino", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp16"),
-                                            ("openvino", "bf16"))
+CANDIDATES: tuple[tuple[str, str], ...] = (("openvino", "fp32"), ("onnxruntime", "fp32"), ("openvino", "bf16"))
 
 
 def _agree(a, b) -> bool:
