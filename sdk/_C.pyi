@@ -84,14 +84,15 @@ def mtcnn_pyramid_canvas(
     heights ending at the canvas's right / bottom edge: checked)."""
 
 def mtcnn_generate_candidates(
-    prob: npt.NDArray[np.float32],
-    reg: npt.NDArray[np.float32],
+    maps: npt.NDArray[np.float32],
     scale: float,
     threshold: float,
     window: Optional[Tuple[int, int, int, int]] = None,
 ) -> npt.NDArray[np.float32]:
-    """P-Net maps (1, 2, h, w), (1, 4, h, w) -> (N, 9) rows x1, y1, x2, y2, score, reg0..3 (row-major cells);
-    ``window`` (y0, x0, h, w): only that part of the maps (one level of a packed canvas)."""
+    """P-Net maps (1, 6, h, w) -- face logits (not face, face), then 4 box regressions -- to (N, 9) rows
+    x1, y1, x2, y2, score, reg0..3 (row-major cells) for the cells whose face probability (softmax of
+    the logits) is >= threshold; ``window`` (y0, x0, h, w): only that part of the maps (one level of a
+    packed canvas)."""
 
 def mtcnn_crop_resize(
     integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int,

@@ -221,8 +221,7 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
   check_threads(num_threads);
   const auto [ch, cw] = canvas;
   LANNER_CHECK(ch >= 1 && cw >= 1 && ch <= kMaxSide && cw <= kMaxSide, "canvas size should be in [1, ", kMaxSide,
-               "], got ",
-               ch, "x", cw);
+               "], got ", ch, "x", cw);
   LANNER_CHECK(offsets.size() == sizes.size(), "offsets should give one (y, x) per size, got ", offsets.size(), " for ",
                sizes.size(), " sizes");
   constexpr size_t kMaxLevels = 1024;
@@ -234,8 +233,7 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
     LANNER_CHECK(oy >= 0 && ox >= 0 && int64_t{oy} + lh <= ch && int64_t{ox} + lw <= cw, "level ", i, " (", lh, "x", lw,
                  " at y=", oy, ", x=", ox, ") should lie inside the ", ch, "x", cw, " canvas");
     LANNER_CHECK(oy % 2 == 0 && ox % 2 == 0, "level ", i,
-                 " should start at even coordinates (P-Net's 2x2 pooling), got y=",
-                 oy, ", x=", ox);
+                 " should start at even coordinates (P-Net's 2x2 pooling), got y=", oy, ", x=", ox);
     LANNER_CHECK(lw % 2 == 0 || ox + lw == cw, "level ", i, " has an odd width (", lw,
                  ") and should end at the canvas's right edge (P-Net's partial pool window), got x=", ox);
     LANNER_CHECK(lh % 2 == 0 || oy + lh == ch, "level ", i, " has an odd height (", lh,

@@ -34,8 +34,7 @@ void validate_params(const TrackerParams& p) {
   LANNER_CHECK(finite(p.padding) && p.padding >= 0.5f && p.padding <= 6.f, "padding must be in [0.5, 6], got ",
                p.padding);
   LANNER_CHECK(p.cell_size == 0 || (p.cell_size >= 1 && p.cell_size <= 8),
-               "cell_size must be 0 (auto) or in [1, 8], got ",
-               p.cell_size);
+               "cell_size must be 0 (auto) or in [1, 8], got ", p.cell_size);
   LANNER_CHECK(p.min_grid >= 8 && p.min_grid <= 128, "min_grid must be in [8, 128], got ", p.min_grid);
   LANNER_CHECK(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
   LANNER_CHECK(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
@@ -120,8 +119,7 @@ Box to_box(const std::vector<double>& b, const FrameView& frame) {
   const double ix = std::min(b[0] + b[2], static_cast<double>(frame.width)) - std::max(b[0], 0.0);
   const double iy = std::min(b[1] + b[3], static_cast<double>(frame.height)) - std::max(b[1], 0.0);
   LANNER_CHECK(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ",
-               frame.width,
-               "x", frame.height, " frame");
+               frame.width, "x", frame.height, " frame");
   return {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])};
 }
 
@@ -390,8 +388,7 @@ StackShape check_response_args(const py::array_t<float>& z, const py::array_t<fl
   LANNER_CHECK(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel, "'");
   LANNER_CHECK(std::isfinite(sigma) && sigma > 0, "sigma must be > 0, got ", sigma);
   return {batched ? static_cast<int>(z.shape(0)) : 1, static_cast<int>(z.shape(off)),
-  static_cast<int>(z.shape(off + 1)),
-          static_cast<int>(z.shape(off + 2))};
+          static_cast<int>(z.shape(off + 1)), static_cast<int>(z.shape(off + 2))};
 }
 
 py::array_t<float> response_py(const py::handle& zo, const py::handle& xo, const py::handle& ao,
