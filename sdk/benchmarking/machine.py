@@ -2,7 +2,6 @@
 and the process's peak resident memory (Linux ``VmHWM``)."""
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import resource
@@ -10,18 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Distributions whose versions every report records (absent ones as ``None``).
-LIBRARIES: tuple[str, ...] = (
-    "lanner",
-    "numpy",
-    "onnxruntime",
-    "openvino",
-    "apache-tvm",
-    "nncf",
-    "onnx",
-    "torch",
-    "opencv-contrib-python-headless",
-)
+from ..names import DISTRIBUTIONS, package_versions
 
 #: CPU flags that matter for inference kernels; the full list is kept too.
 KEY_CPU_FLAGS: tuple[str, ...] = (
@@ -58,17 +46,6 @@ def _mem_total_bytes(path: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
-    """Installed version of each distribution, ``None`` when not installed."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def machine_info() -> dict[str, Any]:
     """Describe this machine for a benchmark report.
 
@@ -99,7 +76,7 @@ def machine_info() -> dict[str, Any]:
         "usable_cores": usable,
         "mem_total_bytes": _mem_total_bytes(),
         "load_avg": load,
-        "libraries": library_versions(),
+        "libraries": package_versions(DISTRIBUTIONS),
     }
 
 

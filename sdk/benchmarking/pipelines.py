@@ -1,5 +1,5 @@
 """Pipelines ``lanner bench`` knows by name, adapted to the stage protocol
-(:mod:`lanner.benchmarking.stages`). Each entry is a factory usable as a ``factory``
+(:mod:`lanner.timing`). Each entry is a factory usable as a ``factory``
 variant (``--pipeline face`` on the command line, or
 ``--factory NAME=lanner.benchmarking.pipelines:face_detector``).
 """
@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ..names import FACE_BACKENDS
+
 #: ``--pipeline`` name -> (factory spec, backends the pipeline supports).
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "face": ("lanner.benchmarking.pipelines:face_detector", ("openvino", "onnxruntime")),
+    "face": ("lanner.benchmarking.pipelines:face_detector", FACE_BACKENDS),
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .machine import machine_info
 from .report import SCHEMA_VERSION, validate_report
-from .timing import LatencyStats, RunPolicy
+from ..timing import LatencyStats, RunPolicy
 from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ..names import BACKENDS, MANIFEST_FILENAME, PRECISIONS
 from .machine import machine_info
 from .report import SCHEMA_VERSION, validate_report
-from .timing import LatencyStats
+from ..timing import LatencyStats
 from .variants import VariantJob, dir_size_bytes, run_variant
 
-KNOWN_BACKENDS = ("openvino", "onnxruntime", "tvm")
-KNOWN_PRECISIONS = ("fp32", "fp16", "int8")
 WORKER_TIMEOUT_S = 1800  # one variant; a hung backend must not hang the whole run
 
 Say = Callable[[str], None]
@@ -52,7 +51,7 @@ class BenchOptions:
             (each round gets the full ``runs``/``budget_s``).
     """
 
-    backends: tuple[str, ...] = ("openvino", "onnxruntime", "tvm")
+    backends: tuple[str, ...] = BACKENDS
     precisions: tuple[str, ...] = ("fp32",)
     target: str = "x86"
     batches: tuple[int, ...] = (1,)
@@ -76,12 +75,12 @@ class BenchOptions:
                 requested without calibration data.
             FileNotFoundError: the calibration path does not exist.
         """
-        bad = [b for b in self.backends if b not in KNOWN_BACKENDS]
+        bad = [b for b in self.backends if b not in BACKENDS]
         if bad or not self.backends:
-            raise ValueError(f"unknown backend {', '.join(bad) or '(none)'}; expected some of {', '.join(KNOWN_BACKENDS)}")
-        bad = [p for p in self.precisions if p not in KNOWN_PRECISIONS]
+            raise ValueError(f"unknown backend {', '.join(bad) or '(none)'}; expected some of {', '.join(BACKENDS)}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
-            raise ValueError(f"unknown precision {', '.join(bad) or '(none)'}; expected some of {', '.join(KNOWN_PRECISIONS)}")
+            raise ValueError(f"unknown precision {', '.join(bad) or '(none)'}; expected some of {', '.join(PRECISIONS)}")
         from ..targets import get_target
 
         get_target(self.target)  # raises ValueError naming the known targets
@@ -145,8 +144,8 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
         if not p.exists():
             raise FileNotFoundError(f"no such model or package: {src}")
         if p.is_dir():
-            if not (p / "manifest.json").is_file():
-                raise ValueError(f"{src} is a directory without manifest.json; expected a package from `lanner compile`")
+            if not (p / MANIFEST_FILENAME).is_file():
+                raise ValueError(f"{src} is a directory without {MANIFEST_FILENAME}; expected a package from `lanner compile`")
             _check_runnable_here(p)
             planned.append(Planned(VariantJob(name=p.resolve().name, kind="package", source=str(p))))
         elif _is_onnx(p):

@@ -9,7 +9,7 @@ boundary:
 * ``kind="factory"``: ``"module:function"`` or ``"/path/file.py:function"`` returning an
   object with ``run(inputs)`` and either ``inputs`` (specs with name/shape/dtype) or
   ``example_inputs(batch, rng)``; it may implement the stage protocol
-  (:mod:`lanner.benchmarking.stages`). Used for eager baselines and pipelines.
+  (:mod:`lanner.timing`). Used for eager baselines and pipelines.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from .machine import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from .stages import OTHER
-from .timing import LatencyStats, RunPolicy, measure
+from ..timing import OTHER, LatencyStats, RunPolicy, measure
 
 Progress = Callable[[str, int, int], None]
 SAMPLE_DECIMALS = 4  # per-call samples kept in the report at 0.1 us (ms with 4 decimals)

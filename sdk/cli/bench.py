@@ -20,6 +20,9 @@ import argparse
 import sys
 import time
 
+from ..benchmarking.pipelines import PIPELINES
+from ..names import BACKENDS
+
 
 def _csv(kind: type, what: str):
     def parse(text: str):
@@ -57,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="x86", help="compile target for ONNX models (default: x86)")
     p.add_argument("--calib", help="calibration data for int8 (folder of images or .npy/.npz)")
     p.add_argument("--batch", type=_csv(int, "--batch"), default=(1,), help="batch sizes, e.g. 1,8 (default: 1)")
-    p.add_argument("--pipeline", choices=("face",),
+    p.add_argument("--pipeline", choices=tuple(PIPELINES),
                    help="also time a pipeline per backend x precision, with a per-stage breakdown "
                         "(face: lanner.FaceDetector, MTCNN)")
     p.add_argument("--image", help="input image for --pipeline (default: its bundled sample)")
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     from ..benchmarking import BenchOptions, benchmark
     from ..benchmarking.report import render_table
-    from ..benchmarking.timing import RunPolicy
+    from ..timing import RunPolicy
 
     shapes = dict(args.shape)
     bar = _ProgressBar(not args.quiet)
@@ -202,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         from ..benchmarking.runner import pipeline_jobs
 
         extra += pipeline_jobs(args.pipeline, args.backends, args.precisions, args.image)
-    backends = tuple(args.backends) if args.backends else ("openvino", "onnxruntime", "tvm")
+    backends = tuple(args.backends) if args.backends else BACKENDS
     opts = BenchOptions(backends=backends, precisions=tuple(args.precisions), target=args.target,
                         batches=tuple(args.batch), threads=args.threads, pin=args.pin, runs=args.runs,
                         budget_s=args.budget_s, warmup=args.warmup, isolate=not args.in_process, calib=args.calib,

@@ -7,6 +7,7 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..names import AUTO, BACKENDS, PRECISIONS
     from ..targets import TARGETS
 
     p = sub.add_parser(
@@ -17,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="path to the .onnx model")
     p.add_argument("--target", default="x86", choices=sorted(TARGETS), help="deployment target (default: x86)")
-    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime", "tvm"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"))
+    p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS),
+                   help="backend, or auto: every one the target supports and is installed, fastest passing kept")
+    p.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS))
     p.add_argument("--calib", metavar="DIR", help="calibration folder: images or .npy/.npz arrays (needed for int8)")
     p.add_argument("--out", required=True, metavar="PACKAGE_DIR", help="package directory to write")
     p.add_argument("--name", help="model name (default: the file stem)")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import platform
 
 
@@ -13,14 +12,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import __version__, _C, ops
+    from ..names import DISTRIBUTIONS, package_versions
 
     print(f"lanner {__version__} (python {platform.python_version()}, {platform.machine()})")
     print(f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}, "
           f"tracker cuFFT batch path={bool(_C.built_with_cufft)}")
-    for dist in ("numpy", "opencv-contrib-python-headless", "onnxruntime", "openvino", "apache-tvm", "nncf", "torch"):
-        try:
-            version = md.version(dist)
-        except md.PackageNotFoundError:
-            version = "not installed"
-        print(f"  {dist}: {version}")
+    for dist, version in package_versions(DISTRIBUTIONS).items():
+        print(f"  {dist}: {version or 'not installed'}")
     return 0

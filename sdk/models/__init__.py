@@ -9,19 +9,18 @@ user cache directory: ``$LANNER_CACHE`` when set, else ``$XDG_CACHE_HOME/lanner`
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..names import AUTO, FACE_BACKENDS, FACE_PRECISIONS, sha256_file
+
 __all__ = [
     "ModelSpec",
     "REGISTRY",
     "MTCNN_NETS",
-    "BACKENDS",
-    "PRECISIONS",
     "get_spec",
     "onnx_path",
     "cache_dir",
@@ -30,12 +29,15 @@ __all__ = [
     "selected_auto",
     "build_package",
     "open_net",
+    "package_status",
+    "REPAIR_COMMAND",
 ]
 
 _HERE = Path(__file__).resolve().parent
 
-BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
+# What FaceDetector(backend=..., precision=...) accepts; int8 is refused with a reason.
+BACKENDS: tuple[str, ...] = (AUTO, *FACE_BACKENDS)
+PRECISIONS: tuple[str, ...] = (AUTO, *FACE_PRECISIONS, "int8")
 # What "auto" resolves to until `lanner models build --select` has measured this machine
 # (benchmarks/detection/README.md): OpenVINO FP32 was the fastest cascade at parity on x86;
 # ONNX Runtime FP32 was 2-3x slower; OpenVINO FP16 is unsupported on CPUs without FP16 units;
@@ -96,14 +98,6 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(REGISTRY)}") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def onnx_path(name: str) -> Path:
     """Path of the shipped ONNX file of ``name``, after checking its sha256.
 
@@ -115,7 +109,7 @@ def onnx_path(name: str) -> Path:
     path = _HERE / spec.file
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} is missing from the Lanner installation")
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != spec.sha256:
         raise ValueError(f"checksum mismatch for {path}: expected sha256 {spec.sha256}, got {actual}")
     return path
@@ -162,7 +156,7 @@ def selected_auto() -> tuple[str, str]:
         backend, precision = choice["backend"], choice["precision"]
     except (OSError, ValueError, KeyError, TypeError):
         return AUTO_BACKEND, AUTO_PRECISION
-    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16", "bf16"):
+    if backend not in FACE_BACKENDS or precision not in FACE_PRECISIONS:
         return AUTO_BACKEND, AUTO_PRECISION
     return backend, precision
 
@@ -175,4 +169,4 @@ def package_dir(name: str, backend: str, precision: str) -> Path:
     return cache_dir() / "packages" / f"{name}-{spec.sha256[:12]}" / f"{platform.machine()}-{backend}-{precision}"
 
 
-from ._runtime import build_package, open_net  # noqa: E402  (needs the names above)
+from ._runtime import REPAIR_COMMAND, build_package, open_net, package_status  # noqa: E402  (needs the names above)

@@ -5,8 +5,8 @@ Convolutional Networks", IEEE SPL 2016. The layer layout and weights are those o
 facenet-pytorch 2.6.0 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, converted from the
 authors' Caffe models by davidsandberg/facenet).
 
-This is the only Lanner module that imports torch, and only inside its functions: the runtime
-never needs it. facenet-pytorch is located without being imported (its import needs
+It belongs to the compiler side (``lanner.compile.exporters``) and imports torch only inside its
+functions: the runtime never needs it. facenet-pytorch is located without being imported (its import needs
 torchvision); only its ``data/*.pt`` state dicts are read.
 """
 from __future__ import annotations

@@ -1,0 +1,6 @@
+"""Exporters: turn a model's original weights into the ONNX files Lanner ships or compiles.
+
+Compile-time only (they need the ``torch`` extra and the model's own package); the runtime
+never imports them. ``mtcnn``: the face detector's three nets from facenet-pytorch's weights
+(``lanner models build --from-weights`` re-exports them and checks the registry's checksums).
+"""
