@@ -11,14 +11,15 @@ Metrics per output, over held-out samples (flattened per sample, then aggregated
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FidelityThresholds", "DEFAULT_THRESHOLDS", "FidelityError", "compare", "failures", "measure_latency"]
+from lanner.timing import LatencyStats, RunPolicy, measure
+
+__all__ = ["FidelityThresholds", "DEFAULT_THRESHOLDS", "FidelityError", "compare", "failures", "measure_latency",
+           "latency_summary"]
 
 
 class FidelityError(ValueError):
@@ -130,24 +131,19 @@ def failures(report: Mapping[str, Any], thresholds: FidelityThresholds) -> list[
 
 def measure_latency(run: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, max_runs: int = 200,
                     budget_s: float = 1.0) -> dict[str, float]:
-    """Time ``run()``: ``warmup`` untimed calls, then at least ``min_runs`` timed calls and more
-    until ``budget_s`` seconds or ``max_runs`` calls.
+    """Time ``run()`` with :func:`lanner.timing.measure`: ``warmup`` untimed calls, then as many
+    timed calls as fit in ``budget_s`` seconds (estimated from the warm-up), at least
+    ``min_runs`` and at most ``max_runs``. The statistics are :class:`lanner.timing.LatencyStats`
+    (the percentile definition ``lanner bench`` reports), so a manifest's latency and a bench
+    report's agree on the same sample.
 
     Returns:
         ``{"median": ms, "p90": ms, "min": ms, "runs": n}``.
     """
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {
-        "median": statistics.median(times),
-        "p90": times[min(len(times) - 1, int(0.9 * len(times)))],
-        "min": times[0],
-        "runs": len(times),
-    }
+    policy = RunPolicy(warmup=warmup, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs)
+    return latency_summary(measure(run, policy).stats)
+
+
+def latency_summary(stats: LatencyStats) -> dict[str, float]:
+    """The manifest's ``latency_ms`` keys from latency statistics (median is the p50)."""
+    return {"median": stats.p50_ms, "p90": stats.p90_ms, "min": stats.min_ms, "runs": stats.n}

@@ -11,12 +11,11 @@ The cost is bounded: a few seconds of compiling and a handful of timed runs.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import numpy as np
 
 from .. import models
+from ..timing import RunPolicy, measure
 from .detector import FaceDetector
 
 __all__ = ["select_auto"]
@@ -57,12 +56,8 @@ def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = N
         key = f"{backend}/{precision}"
         try:
             with FaceDetector(backend=backend, precision=precision, num_threads=num_threads) as det:
-                faces = det.detect(image)
-                times = []
-                for _ in range(reps):
-                    start = time.perf_counter()
-                    det.detect(image)
-                    times.append(time.perf_counter() - start)
+                faces = det.detect(image)  # also the warm-up
+                stats = measure(lambda: det.detect(image), RunPolicy(warmup=0, runs=reps)).stats
         except Exception as exc:  # noqa: BLE001 - a configuration that cannot build here is skipped
             results[key] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             continue
@@ -71,7 +66,7 @@ def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = N
         elif not _agree(faces, reference):
             results[key] = "rejected: detections differ from openvino/fp32"
             continue
-        ms = statistics.median(times) * 1e3
+        ms = stats.p50_ms
         results[key] = round(ms, 2)
         if best is None or ms < best[0]:
             best = (ms, backend, precision)
