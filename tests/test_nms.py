@@ -1,4 +1,4 @@
-"""Tests of lanner.ops.nms / batched_nms / soft_nms against the NumPy oracle (lanner.ops_reference)."""
+"""Tests of lanner.ops.nms / batched_nms / soft_nms against the NumPy oracle (tests/support/ops_reference.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import lanner
 from lanner import _C, ops
-from lanner.ops_reference import (
+from ops_reference import (
     batched_nms_reference,
     box_areas,
     nms_reference,

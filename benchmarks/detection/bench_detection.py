@@ -10,8 +10,11 @@ Measures, in one run and on the same photos:
   * robustness: the fraction of clean-image faces still found under downscaling, blur,
     JPEG quality 20 and a synthetic mask over the lower face.
 
-facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: ``pip install --no-deps
-facenet-pytorch==2.6.0`` plus the torchvision stand-in in ``reference/`` (vectorised pure-torch NMS).
+facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2 and no CPU torchvision wheel exists for our
+torch, so it is installed with ``pip install --no-deps facenet-pytorch==2.6.0`` and run with the
+small ``torchvision`` stand-in (vectorised pure-torch NMS, ``to_tensor``) and ``requests``
+stand-in from tests/support/standins, which this script puts on its own ``sys.path``.
+The photos and the reference wrapper are the tests' (tests/support/photos.py, facenet_reference.py).
 
 Usage: python benchmarks/detection/bench_detection.py [--rounds 5] [--reps 10] [--json out.json]
 """
@@ -30,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "reference"))
+SUPPORT = HERE.parents[1] / "tests" / "support"
+sys.path.insert(0, str(SUPPORT))
+sys.path.insert(0, str(SUPPORT / "standins"))  # this process only: facenet-pytorch's stand-ins
 
 import cv2  # noqa: E402
-
-import images  # noqa: E402
+import photos as images  # noqa: E402
 
 THREADS = 2
 HAAR = Path("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,32 +14,11 @@ import pytest
 import lanner
 from lanner import models
 
-from .conftest import DATA
+from detection_checks import assert_matches
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 GOLDENS = json.loads((DATA / "face_goldens.json").read_text())["photos"]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) -> (N, M) IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
-def assert_matches(got: lanner.Detections, boxes, scores, landmarks, *, min_iou=0.98, score_tol=5e-3, px=1.0):
-    boxes, scores, landmarks = (np.asarray(x, np.float32).reshape(s) for x, s in
-                                ((boxes, (-1, 4)), (scores, (-1,)), (landmarks, (-1, 5, 2))))
-    assert len(got) == len(scores)
-    if not len(scores):
-        return
-    overlap = iou(got.boxes, boxes)
-    match = overlap.argmax(1)
-    assert len(set(match.tolist())) == len(match), "two detections matched one golden face"
-    assert overlap.max(1).min() >= min_iou
-    np.testing.assert_allclose(got.scores, scores[match], atol=score_tol)
-    np.testing.assert_allclose(got.landmarks, landmarks[match], atol=px)
 
 
 # --- the packed pyramid ---------------------------------------------------------------

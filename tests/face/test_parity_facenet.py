@@ -1,19 +1,18 @@
 """Parity with facenet-pytorch 2.6.0's MTCNN on package-shipped photos.
 
-facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: installed with --no-deps, with the
-small torchvision stand-in from benchmarks/detection/reference on sys.path. Skipped when torch
-or facenet-pytorch is not installed (they are dev/torch extras, never runtime dependencies).
+facenet-pytorch 2.6.0 is installed with ``--no-deps`` (its pins conflict with ours) and runs with
+small ``torchvision``/``requests`` stand-ins that are importable only while this module's
+reference fixture is alive (tests/support/facenet_reference.py). Skipped when torch or
+facenet-pytorch is not installed (they are dev/torch extras, never runtime dependencies).
 """
 from __future__ import annotations
 
 import importlib.util
-import sys
 
+import facenet_reference
 import numpy as np
 import pytest
-
-from .conftest import BENCH
-from .test_face_detector import assert_matches
+from detection_checks import assert_matches
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("facenet_pytorch") is None,
@@ -23,10 +22,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def reference():
-    sys.path.insert(0, str(BENCH / "reference"))
-    import facenet_reference
-
-    return facenet_reference, facenet_reference.load_mtcnn(num_threads=2)
+    with facenet_reference.standins():
+        yield facenet_reference, facenet_reference.load_mtcnn(num_threads=2)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "messi", "cameraman", "group"])
