@@ -11,12 +11,13 @@ Metrics per output, over held-out samples (flattened per sample, then aggregated
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from lanner.timing import LatencyStats, RunPolicy, measure
+from lanner.timing import Clock, LatencyStats, RunPolicy, measure
 
 __all__ = ["FidelityThresholds", "DEFAULT_THRESHOLDS", "FidelityError", "compare", "failures", "measure_latency",
            "latency_summary"]
@@ -130,18 +131,23 @@ def failures(report: Mapping[str, Any], thresholds: FidelityThresholds) -> list[
 
 
 def measure_latency(run: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, max_runs: int = 200,
-                    budget_s: float = 1.0) -> dict[str, float]:
+                    budget_s: float = 1.0, clock: Clock = time.perf_counter_ns) -> dict[str, float]:
     """Time ``run()`` with :func:`lanner.timing.measure`: ``warmup`` untimed calls, then as many
     timed calls as fit in ``budget_s`` seconds (estimated from the warm-up), at least
     ``min_runs`` and at most ``max_runs``. The statistics are :class:`lanner.timing.LatencyStats`
     (the percentile definition ``lanner bench`` reports), so a manifest's latency and a bench
     report's agree on the same sample.
 
+    Args:
+        run: the call to time.
+        warmup, min_runs, max_runs, budget_s: the run policy (see :class:`lanner.timing.RunPolicy`).
+        clock: monotonic integer-nanosecond clock (injectable for tests).
+
     Returns:
         ``{"median": ms, "p90": ms, "min": ms, "runs": n}``.
     """
     policy = RunPolicy(warmup=warmup, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs)
-    return latency_summary(measure(run, policy).stats)
+    return latency_summary(measure(run, policy, clock=clock).stats)
 
 
 def latency_summary(stats: LatencyStats) -> dict[str, float]:

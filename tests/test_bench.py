@@ -61,6 +61,20 @@ def test_percentiles_on_fake_clock_exclude_warmup():
     assert s.std_ms == pytest.approx(np.std(np.arange(1, 101), ddof=1))
 
 
+def test_manifest_latency_and_bench_report_agree_on_one_sample():
+    """The compiler's manifest latency and lanner bench's report use one percentile definition."""
+    from lanner.compile.fidelity import measure_latency
+
+    durations = [k * MS for k in (5, 1, 9, 3, 7, 2, 10, 4, 8, 6)]  # 1..10 ms, shuffled
+    clock = FakeClock()
+    manifest = measure_latency(scripted([MS] * 3 + durations, clock), warmup=3, min_runs=10, max_runs=10,
+                               clock=clock)
+    clock = FakeClock()
+    bench = measure(scripted([MS] * 3 + durations, clock), RunPolicy(warmup=3, runs=10), clock=clock).stats
+    assert manifest == {"median": bench.p50_ms, "p90": bench.p90_ms, "min": bench.min_ms, "runs": bench.n}
+    assert manifest["p90"] == pytest.approx(9.1)  # interpolated (nearest-rank would say 10)
+
+
 @pytest.mark.parametrize("samples, p50, p99", [([5 * MS], 5.0, 5.0), ([2 * MS, 4 * MS], 3.0, 3.98)])
 def test_percentiles_small_samples(samples, p50, p99):
     s = LatencyStats.from_ns(samples)
@@ -363,6 +377,26 @@ def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     assert (v["batches"][0]["runs"], v["batches"][0]["rounds"]) == (14, 2)
     assert report["options"]["pin"] == [cpu] and report["options"]["isolate"] is False
     assert os.sched_getaffinity(0)  # still usable
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
+def test_every_precision_lanner_compile_accepts_is_accepted(precision, tmp_path):
+    """One list of precisions: bench accepts whatever compile accepts (bf16 was refused once)."""
+    from lanner.compile import PRECISION_CHOICES
+
+    assert precision in PRECISION_CHOICES
+    BenchOptions(precisions=(precision,), calib=str(tmp_path)).validate()
+
+
+def test_bench_cli_accepts_bf16(tiny_onnx, tmp_path, capsys):
+    rc = cli_main(["bench", str(tiny_onnx), "--backends", "openvino", "--precisions", "bf16", "--runs", "2",
+                   "--warmup", "0", "--in-process", "--json", str(tmp_path / "r.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert "unknown precision" not in err
+    (variant,) = load_report(tmp_path / "r.json")["variants"]
+    assert variant["name"] == "openvino-bf16"
+    # Built and measured where the CPU has BF16; otherwise refused by the builder, with the reason.
+    assert rc == 0 or "bf16 is not supported by the OpenVINO CPU plugin" in (variant["error"] or "")
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -18,7 +18,7 @@ pytest.importorskip("nncf")
 
 import lanner  # noqa: E402
 from lanner.compile import FidelityError, UnsupportedError, compile_model  # noqa: E402
-from lanner.manifest import MANIFEST_FILENAME, Manifest, PackageError  # noqa: E402
+from lanner.manifest import MANIFEST_FILENAME, Manifest, PackageError, sha256_file  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -659,3 +659,107 @@ def test_mtcnn_shaped_nets(tmp_path, backend, net):
                 prob, box = module(torch.from_numpy(x))
             np.testing.assert_allclose(out["prob"], prob.numpy(), rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(out["box"], box.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# -- packages never read outside themselves (symlinks) ----------------------------------------
+
+def _inspect(pkg: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lanner.cli", "inspect", str(pkg)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_symlinked_package_files_are_refused(packages, tmp_path, link):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(pkg / "model.onnx", outside / "model.onnx")  # the same bytes: the checksum would pass
+    if link == "file":
+        (pkg / "model.onnx").symlink_to(outside / "model.onnx")
+        listed = "model.onnx"
+    else:
+        (pkg / "sub").symlink_to(outside, target_is_directory=True)
+        listed = "sub/model.onnx"
+        data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+        data["files"][listed] = data["files"].pop("model.onnx")
+        data["artifacts"]["model"] = listed
+        (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(PackageError, match=f"package file '{listed}' goes through a symlink"):
+        lanner.load(pkg)
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "integrity FAILED" in shown.stdout and "symlink" in shown.stdout
+
+
+def test_no_hash_of_an_outside_file_is_printed(packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (pkg / "model.onnx").unlink()
+    (pkg / "model.onnx").symlink_to(secret)
+    with pytest.raises(PackageError) as info:
+        lanner.load(pkg)
+    digest = sha256_file(secret)
+    assert digest[:8] not in str(info.value)
+    assert digest[:8] not in _inspect(pkg).stdout
+
+
+# -- manifests validated against one schema ---------------------------------------------------
+
+@pytest.mark.parametrize("change,match", [
+    ({"files": ["model.onnx"]}, r"manifest files must be an object, got \[.model.onnx.\]"),
+    ({"files": {"model.onnx": "abc"}}, r"files\['model.onnx'\] must be a sha256 hex digest"),
+    ({"artifacts": None}, r"manifest artifacts must be an object"),
+    ({"target_info": None}, r"manifest target_info must be an object"),
+    ({"fidelity": "garbage"}, r"manifest fidelity must be an object or null"),
+    ({"fidelity": {"samples": 8, "passed": True, "outputs": {"logits": {"cosine_min": "high"}}}},
+     r"fidelity.outputs.logits.cosine_min must be a number"),
+    ({"latency_ms": {"median": None, "runs": 3}}, r"latency_ms.median must be a number"),
+    ({"schema_version": True}, r"schema_version must be an int, got True"),
+    ({"selection": {"candidates": [1]}}, r"selection.candidates must be a list of objects"),
+    ({"toolchain": {"openvino": 2024}}, r"toolchain\['openvino'\] must be a version string"),
+    ({"inputs": [{"name": "image", "shape": "1x3", "dtype": "float32"}]}, r"inputs\[\].shape must be a list"),
+    ({"preprocessing": {"deep": json.loads("[" * 40 + "]" * 40)}}, r"must nest at most 16 levels"),
+])
+def test_malformed_manifest_is_a_package_error(packages, tmp_path, change, match):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    _edit_manifest(pkg, **change)
+    with pytest.raises(PackageError, match=match):
+        lanner.load(pkg)
+    shown = _inspect(pkg)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+
+
+def test_manifest_nested_beyond_the_json_parser_is_a_package_error(packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    (pkg / MANIFEST_FILENAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PackageError, match="nest"):
+        lanner.load(pkg)
+
+
+def test_inspect_reports_unknown_and_foreign_targets_and_unlisted_files(packages, cross_packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    (pkg / "extra.bin").write_bytes(b"x")
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "files in the package but not in the manifest: ['extra.bin']" in shown.stdout
+    (pkg / "extra.bin").unlink()
+    _edit_manifest(pkg, target="quantum")
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "quantum (UNKNOWN target" in shown.stdout
+    jetson = _inspect(cross_packages["jetson-orin-nano"])
+    assert jetson.returncode == 0 and "does NOT run on this machine" in jetson.stdout and "aarch64" in jetson.stdout
+
+
+# -- auto skips a backend whose toolchain is not installed --------------------------------------
+
+@pytest.mark.slow
+def test_compile_auto_without_tvm_skips_it_with_a_note(workdir, tmp_path):
+    from import_blocker import run_without
+
+    code = ("from lanner.cli import main\n"
+            f"raise SystemExit(main(['compile', {str(workdir / 'tiny.onnx')!r}, '--backend', 'auto', "
+            f"'--precision', 'fp32', '--out', {str(tmp_path / 'pkg')!r}]))\n")
+    done = run_without(("tvm",), code)
+    assert done.returncode == 0, done.stderr
+    assert "candidate tvm/fp32: skipped: toolchain not installed" in done.stderr
+    manifest = lanner.Manifest.read(tmp_path / "pkg")
+    statuses = {c["backend"]: c["status"] for c in manifest.selection["candidates"]}
+    assert statuses["tvm"] == "skipped" and manifest.backend in ("openvino", "onnxruntime")
