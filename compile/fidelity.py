@@ -8,19 +8,28 @@ Metrics per output, over held-out samples (flattened per sample, then aggregated
 * ``top1_agreement`` (classifiers only: ``task="classification"``): the fraction of rows
   whose arg-max over the last axis agrees with the reference.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from lanner.timing import Clock, LatencyStats, RunPolicy, measure
 
-__all__ = ["FidelityThresholds", "DEFAULT_THRESHOLDS", "FidelityError", "compare", "failures", "measure_latency",
-           "latency_summary"]
+__all__ = [
+    "FidelityThresholds",
+    "DEFAULT_THRESHOLDS",
+    "FidelityError",
+    "compare",
+    "failures",
+    "measure_latency",
+    "latency_summary",
+]
 
 
 class FidelityError(ValueError):
@@ -45,7 +54,7 @@ class FidelityThresholds:
     max_rel_error: float | None = 0.01
     min_top1: float | None = 0.95
 
-    def replace(self, overrides: Mapping[str, float | None]) -> "FidelityThresholds":
+    def replace(self, overrides: Mapping[str, float | None]) -> FidelityThresholds:
         """A copy with some fields replaced.
 
         Raises:
@@ -69,8 +78,13 @@ DEFAULT_THRESHOLDS: dict[str, FidelityThresholds] = {
 }
 
 
-def compare(references: Sequence[Sequence[np.ndarray]], outputs: Sequence[Sequence[np.ndarray]],
-            output_names: Sequence[str], *, classifier: bool) -> dict[str, Any]:
+def compare(
+    references: Sequence[Sequence[np.ndarray]],
+    outputs: Sequence[Sequence[np.ndarray]],
+    output_names: Sequence[str],
+    *,
+    classifier: bool,
+) -> dict[str, Any]:
     """Compare artifact outputs with reference outputs.
 
     Args:
@@ -130,8 +144,15 @@ def failures(report: Mapping[str, Any], thresholds: FidelityThresholds) -> list[
     return problems
 
 
-def measure_latency(run: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, max_runs: int = 200,
-                    budget_s: float = 1.0, clock: Clock = time.perf_counter_ns) -> dict[str, float]:
+def measure_latency(
+    run: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    min_runs: int = 10,
+    max_runs: int = 200,
+    budget_s: float = 1.0,
+    clock: Clock = time.perf_counter_ns,
+) -> dict[str, float]:
     """Time ``run()`` with :func:`lanner.timing.measure`: ``warmup`` untimed calls, then as many
     timed calls as fit in ``budget_s`` seconds (estimated from the warm-up), at least
     ``min_runs`` and at most ``max_runs``. The statistics are :class:`lanner.timing.LatencyStats`

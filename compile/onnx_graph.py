@@ -4,11 +4,13 @@
 dependency) instead, so that compiling an unchanged model for OpenVINO or ONNX Runtime (what
 the model cache does) needs no ``onnx`` package.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +20,15 @@ from lanner.manifest import TensorSpec
 __all__ = ["import_onnx", "read_model", "read_specs", "io_specs", "with_input_shapes", "save_model", "opset"]
 
 # ONNX Runtime's type strings for the tensor types a package may have (TensorSpec dtypes).
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-               "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
 
 
 def import_onnx() -> ModuleType:

@@ -1,4 +1,5 @@
 """``compile_model``: build, verify and package a model for a target."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,9 +8,10 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -130,11 +132,29 @@ def compile_model(
         calibration, held_out = _samples(calib, inputs, preprocessing, sample_shapes, runnable, say)
         candidates = _candidates(tgt, backend, _precisions(precision, calibration is not None, runnable), runnable)
         reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
-        base = dict(name=name or Path(model).stem, task=task, target=tgt.name, inputs=inputs, outputs=outputs,
-                    preprocessing=dict(preprocessing) if preprocessing else None)
-        trial = _Trial(source=source, target=tgt, calibration=calibration, held_out=held_out, reference=reference,
-                       outputs=outputs, classifier=(task or "").lower() in CLASSIFIER_TASKS, thresholds=thresholds,
-                       num_threads=num_threads, base=base, runnable=runnable, single=len(candidates) == 1, say=say)
+        base = dict(
+            name=name or Path(model).stem,
+            task=task,
+            target=tgt.name,
+            inputs=inputs,
+            outputs=outputs,
+            preprocessing=dict(preprocessing) if preprocessing else None,
+        )
+        trial = _Trial(
+            source=source,
+            target=tgt,
+            calibration=calibration,
+            held_out=held_out,
+            reference=reference,
+            outputs=outputs,
+            classifier=(task or "").lower() in CLASSIFIER_TASKS,
+            thresholds=thresholds,
+            num_threads=num_threads,
+            base=base,
+            runnable=runnable,
+            single=len(candidates) == 1,
+            say=say,
+        )
         results: list[dict[str, Any]] = []
         built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
         for b, p in candidates:
@@ -146,8 +166,15 @@ def compile_model(
         say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
         cand_dir, result = built[(chosen["backend"], chosen["precision"])]
         requested = backend != AUTO and precision != AUTO
-        final = _package(cand_dir, out_dir, base, chosen, result, tgt,
-                         selection={"reason": "requested" if requested else reason, "candidates": results})
+        final = _package(
+            cand_dir,
+            out_dir,
+            base,
+            chosen,
+            result,
+            tgt,
+            selection={"reason": "requested" if requested else reason, "candidates": results},
+        )
     say(f"wrote package {out_dir}")
     return final
 
@@ -164,8 +191,9 @@ def _check_request(target: str, backend: str, precision: str) -> Target:
     return tgt
 
 
-def _read_source(model_path: Path, input_shapes: Mapping[str, Sequence[int | str | None]] | None,
-                 dest: Path) -> tuple[Path, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def _read_source(
+    model_path: Path, input_shapes: Mapping[str, Sequence[int | str | None]] | None, dest: Path
+) -> tuple[Path, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Step 2: the source model, at ``dest``, with its input/output specs.
 
     Without ``input_shapes`` the file is used as it is and read by ONNX Runtime (a runtime
@@ -182,8 +210,9 @@ def _read_source(model_path: Path, input_shapes: Mapping[str, Sequence[int | str
     return dest, inputs, outputs
 
 
-def _samples(calib, inputs: Sequence[TensorSpec], preprocessing, sample_shapes, runnable: bool,
-             say: Progress) -> tuple[list[Feed] | None, list[Feed]]:
+def _samples(
+    calib, inputs: Sequence[TensorSpec], preprocessing, sample_shapes, runnable: bool, say: Progress
+) -> tuple[list[Feed] | None, list[Feed]]:
     """Step 3: calibration samples (minus the held-out ones) and held-out samples for fidelity."""
     if calib is None:
         held_out = random_samples(inputs, RANDOM_SAMPLES, seed=0, sample_shapes=sample_shapes) if runnable else []
@@ -234,13 +263,25 @@ class _Trial:
         try:
             result = _build(backend, self.source, cand_dir, self.target, precision, self.calibration, self.say)
             # A provisional manifest: lanner.load needs one to measure the candidate.
-            _write_manifest(cand_dir, self.base, backend, precision, result, self.target, fidelity=None,
-                            latency=None, selection={"reason": "requested"})
+            _write_manifest(
+                cand_dir,
+                self.base,
+                backend,
+                precision,
+                result,
+                self.target,
+                fidelity=None,
+                latency=None,
+                selection={"reason": "requested"},
+            )
             if not self.runnable:
-                record.update(status="built", reason=f"target {self.target.name!r} cannot run on this host: not measured")
+                record.update(
+                    status="built", reason=f"target {self.target.name!r} cannot run on this host: not measured"
+                )
                 return record, result
-            fidelity, latency = _measure(cand_dir, self.held_out, self.reference, self.outputs, self.classifier,
-                                         self.num_threads)
+            fidelity, latency = _measure(
+                cand_dir, self.held_out, self.reference, self.outputs, self.classifier, self.num_threads
+            )
         except (ImportError, RuntimeError, OSError, ValueError) as exc:
             if self.single:
                 raise
@@ -249,8 +290,13 @@ class _Trial:
             return record, None
         limits = _thresholds(precision, self.thresholds)
         problems = failures(fidelity, limits)
-        fidelity = {**fidelity, "thresholds": dict(vars(limits)), "passed": not problems, "failures": problems,
-                    "reference": "onnxruntime CPU fp32 on the original ONNX"}
+        fidelity = {
+            **fidelity,
+            "thresholds": dict(vars(limits)),
+            "passed": not problems,
+            "failures": problems,
+            "reference": "onnxruntime CPU fp32 on the original ONNX",
+        }
         record.update(fidelity=fidelity, latency_ms=latency)
         if problems:
             record.update(status="failed fidelity", reason="; ".join(problems))
@@ -280,16 +326,33 @@ def _select(results: Sequence[Mapping[str, Any]], tgt: Target, runnable: bool) -
     lines = [f"  {r['backend']}/{r['precision']}: {r['status']}: {r.get('reason', '')}" for r in results]
     if all(r["status"] in ("unsupported", "skipped") for r in results):
         raise UnsupportedError(f"no candidate can be built for target {tgt.name!r}:\n" + "\n".join(lines))
-    raise FidelityError("no candidate passed for target " f"{tgt.name!r}:\n" + "\n".join(lines), report)
+    raise FidelityError(f"no candidate passed for target {tgt.name!r}:\n" + "\n".join(lines), report)
 
 
-def _package(cand_dir: Path, out_dir: Path, base: Mapping[str, Any], chosen: Mapping[str, Any], result: BuildResult,
-             tgt: Target, *, selection: Mapping[str, Any]) -> Manifest:
+def _package(
+    cand_dir: Path,
+    out_dir: Path,
+    base: Mapping[str, Any],
+    chosen: Mapping[str, Any],
+    result: BuildResult,
+    tgt: Target,
+    *,
+    selection: Mapping[str, Any],
+) -> Manifest:
     """Step 7: the final manifest (the provisional one plus the measurements and the selection),
     and the package copied to ``out_dir``."""
     (cand_dir / MANIFEST_FILENAME).unlink()
-    final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
-                            fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection)
+    final = _write_manifest(
+        cand_dir,
+        base,
+        chosen["backend"],
+        chosen["precision"],
+        result,
+        tgt,
+        fidelity=chosen.get("fidelity"),
+        latency=chosen.get("latency_ms"),
+        selection=selection,
+    )
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(cand_dir, out_dir)
@@ -301,7 +364,9 @@ def _check_out_dir(out_dir: Path) -> None:
         if not out_dir.is_dir():
             raise ValueError(f"out {str(out_dir)!r} exists and is not a directory")
         if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILENAME).is_file():
-            raise ValueError(f"out {str(out_dir)!r} is a non-empty directory that is not a lanner package; pick another")
+            raise ValueError(
+                f"out {str(out_dir)!r} is a non-empty directory that is not a lanner package; pick another"
+            )
 
 
 def _precisions(precision: str, have_calib: bool, runnable: bool) -> tuple[str, ...]:
@@ -312,21 +377,31 @@ def _precisions(precision: str, have_calib: bool, runnable: bool) -> tuple[str, 
     return ("fp32", "fp16", "int8") if have_calib else ("fp32", "fp16")
 
 
-def _thresholds(precision: str, overrides: Mapping[str, float | None] | FidelityThresholds | None) -> FidelityThresholds:
+def _thresholds(
+    precision: str, overrides: Mapping[str, float | None] | FidelityThresholds | None
+) -> FidelityThresholds:
     if isinstance(overrides, FidelityThresholds):
         return overrides
     return DEFAULT_THRESHOLDS[precision].replace(overrides or {})
 
 
-def _build(backend: str, source: Path, out_dir: Path, target: Target, precision: str,
-           calibration: Sequence[Feed] | None, progress: Progress) -> BuildResult:
+def _build(
+    backend: str,
+    source: Path,
+    out_dir: Path,
+    target: Target,
+    precision: str,
+    calibration: Sequence[Feed] | None,
+    progress: Progress,
+) -> BuildResult:
     module_name, func_name = _BUILDERS[backend]
     module = importlib.import_module(f"{__package__}.{module_name}")
     return getattr(module, func_name)(source, out_dir, target, precision, calibration, progress)
 
 
-def _reference_outputs(source: Path, samples: Sequence[Feed], outputs: Sequence[TensorSpec],
-                       num_threads: int | None) -> list[list[np.ndarray]]:
+def _reference_outputs(
+    source: Path, samples: Sequence[Feed], outputs: Sequence[TensorSpec], num_threads: int | None
+) -> list[list[np.ndarray]]:
     session = ort_backend.OnnxRuntimeSession(str(source), [o.name for o in outputs], num_threads=num_threads)
     try:
         return [session.run(feed) for feed in samples]
@@ -334,8 +409,14 @@ def _reference_outputs(source: Path, samples: Sequence[Feed], outputs: Sequence[
         session.close()
 
 
-def _measure(package: Path, samples: Sequence[Feed], reference: Sequence[Sequence[np.ndarray]],
-             outputs: Sequence[TensorSpec], classifier: bool, num_threads: int | None) -> tuple[dict, dict]:
+def _measure(
+    package: Path,
+    samples: Sequence[Feed],
+    reference: Sequence[Sequence[np.ndarray]],
+    outputs: Sequence[TensorSpec],
+    classifier: bool,
+    num_threads: int | None,
+) -> tuple[dict, dict]:
     """Fidelity and batch-1 latency of a built package, through ``lanner.load`` (the real runtime path)."""
     with lanner.load(package, num_threads=num_threads) as model:
         got = [[model.run(feed)[o.name] for o in outputs] for feed in samples]
@@ -377,10 +458,25 @@ def _toolchain(result: BuildResult) -> dict[str, str]:
     return versions
 
 
-def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, precision: str, result: BuildResult,
-                    target: Target, *, fidelity, latency, selection) -> Manifest:
-    target_info = {"machine": target.machine, "device": target.device, "cuda_arch": target.cuda_arch,
-                   "description": target.description, **result.target_info}
+def _write_manifest(
+    directory: Path,
+    base: Mapping[str, Any],
+    backend: str,
+    precision: str,
+    result: BuildResult,
+    target: Target,
+    *,
+    fidelity,
+    latency,
+    selection,
+) -> Manifest:
+    target_info = {
+        "machine": target.machine,
+        "device": target.device,
+        "cuda_arch": target.cuda_arch,
+        "description": target.description,
+        **result.target_info,
+    }
     if result.notes:
         target_info["build_notes"] = dict(result.notes)
     manifest = Manifest(
@@ -398,4 +494,3 @@ def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, prec
         lanner_version=lanner.__version__,
     )
     return manifest.write(directory)
-

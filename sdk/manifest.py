@@ -29,6 +29,7 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
       "created_utc": str, "lanner_version": str
     }
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +37,10 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .names import BACKENDS, MANIFEST_FILENAME, PRECISIONS, sha256_file
 
@@ -84,7 +86,9 @@ class TensorSpec:
         if not isinstance(self.name, str) or not self.name:
             raise PackageError(f"tensor name must be a non-empty string, got {self.name!r}")
         for dim in self.shape:
-            if not (dim is None or isinstance(dim, str) or (isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0)):
+            if not (
+                dim is None or isinstance(dim, str) or (isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0)
+            ):
                 raise PackageError(f"tensor {self.name!r}: each dim must be an int >= 0, a str or null, got {dim!r}")
         if self.dtype not in DTYPES:
             raise PackageError(f"tensor {self.name!r}: dtype must be one of {DTYPES}, got {self.dtype!r}")
@@ -98,7 +102,7 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
         try:
             return cls(name=data["name"], shape=tuple(data["shape"]), dtype=data["dtype"])
         except (KeyError, TypeError) as exc:
@@ -106,9 +110,26 @@ class TensorSpec:
 
 
 _REQUIRED = (
-    "schema_version", "format", "name", "task", "target", "backend", "precision", "inputs", "outputs",
-    "preprocessing", "artifacts", "files", "backend_options", "target_info", "toolchain", "fidelity",
-    "latency_ms", "selection", "created_utc", "lanner_version",
+    "schema_version",
+    "format",
+    "name",
+    "task",
+    "target",
+    "backend",
+    "precision",
+    "inputs",
+    "outputs",
+    "preprocessing",
+    "artifacts",
+    "files",
+    "backend_options",
+    "target_info",
+    "toolchain",
+    "fidelity",
+    "latency_ms",
+    "selection",
+    "created_utc",
+    "lanner_version",
 )
 # Deepest nesting of JSON containers a manifest may have (the real ones reach 6: selection ->
 # candidates -> a candidate -> fidelity -> outputs -> one output's metrics).
@@ -134,8 +155,12 @@ def _expect(key: str, ok: bool, what: str, value: Any) -> None:
 
 
 def _object(key: str, value: Any, *, nullable: bool = False) -> None:
-    _expect(key, isinstance(value, Mapping) or (nullable and value is None),
-            "an object or null" if nullable else "an object", value)
+    _expect(
+        key,
+        isinstance(value, Mapping) or (nullable and value is None),
+        "an object or null" if nullable else "an object",
+        value,
+    )
 
 
 def _str_map(key: str, value: Any, check_value: Callable[[Any], bool], what: str) -> None:
@@ -156,8 +181,15 @@ def _check_fidelity(value: Any) -> None:
     _object("fidelity", value, nullable=True)
     if value is None:
         return
-    _fields("fidelity", value, {"samples": (_is_int, "an int"), "passed": (lambda v: isinstance(v, bool), "a bool"),
-                                "outputs": (lambda v: isinstance(v, Mapping) and bool(v), "a non-empty object")})
+    _fields(
+        "fidelity",
+        value,
+        {
+            "samples": (_is_int, "an int"),
+            "passed": (lambda v: isinstance(v, bool), "a bool"),
+            "outputs": (lambda v: isinstance(v, Mapping) and bool(v), "a non-empty object"),
+        },
+    )
     for name, metrics in value["outputs"].items():
         _object(f"fidelity.outputs.{name}", metrics)
         _fields(f"fidelity.outputs.{name}", metrics, _OUTPUT_METRICS)
@@ -174,16 +206,24 @@ def _check_latency(key: str, value: Any) -> None:
 def _check_selection(value: Any) -> None:
     _object("selection", value)
     candidates = value.get("candidates", [])
-    _expect("selection.candidates", isinstance(candidates, list) and all(isinstance(c, Mapping) for c in candidates),
-            "a list of objects", candidates)
+    _expect(
+        "selection.candidates",
+        isinstance(candidates, list) and all(isinstance(c, Mapping) for c in candidates),
+        "a list of objects",
+        candidates,
+    )
     for c in candidates:
         _fields("selection.candidates[]", c, {k: (_is_str, "a string") for k in ("backend", "precision", "status")})
         _check_latency("selection.candidates[].latency_ms", c.get("latency_ms"))
 
 
 def _check_tensors(key: str, value: Any) -> None:
-    _expect(key, isinstance(value, list) and bool(value) and all(isinstance(s, Mapping) for s in value),
-            "a non-empty list of tensor specs", value)
+    _expect(
+        key,
+        isinstance(value, list) and bool(value) and all(isinstance(s, Mapping) for s in value),
+        "a non-empty list of tensor specs",
+        value,
+    )
     for spec in value:
         _expect(f"{key}[].shape", isinstance(spec.get("shape"), list), "a list", spec.get("shape"))
 
@@ -209,8 +249,9 @@ _SCHEMA: dict[str, Callable[[str, Any], None]] = {
     "outputs": _check_tensors,
     "preprocessing": _nullable_object,
     "artifacts": lambda key, v: _str_map(key, v, _is_str, "a relative path"),
-    "files": lambda key, v: _str_map(key, v, lambda h: isinstance(h, str) and bool(_SHA256_HEX.fullmatch(h)),
-                                     "a sha256 hex digest"),
+    "files": lambda key, v: _str_map(
+        key, v, lambda h: isinstance(h, str) and bool(_SHA256_HEX.fullmatch(h)), "a sha256 hex digest"
+    ),
     "backend_options": _object,
     "target_info": _object,
     "toolchain": lambda key, v: _str_map(key, v, _is_str, "a version string"),
@@ -286,8 +327,10 @@ def package_file(package_dir: str | os.PathLike[str], rel: str) -> Path:
         except FileNotFoundError:
             break  # a missing file is the caller's to report
         if stat.S_ISLNK(mode):
-            raise PackageError(f"package file {rel!r} goes through a symlink ({path.relative_to(root).as_posix()!r}); "
-                               "a package never reads outside itself: rebuild or copy it without links")
+            raise PackageError(
+                f"package file {rel!r} goes through a symlink ({path.relative_to(root).as_posix()!r}); "
+                "a package never reads outside itself: rebuild or copy it without links"
+            )
     if not (root / rel).resolve().is_relative_to(root.resolve()):
         raise PackageError(f"package file {rel!r} resolves outside the package {str(root)!r}")
     return root / rel
@@ -346,7 +389,7 @@ class Manifest:
         return {key: _plain(data[key]) for key in _REQUIRED}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """Parse a manifest dict, validated against the schema (:func:`validate_manifest`).
 
         Raises:
@@ -360,7 +403,7 @@ class Manifest:
         return cls(**kwargs)
 
     @classmethod
-    def read(cls, package_dir: str | os.PathLike[str]) -> "Manifest":
+    def read(cls, package_dir: str | os.PathLike[str]) -> Manifest:
         """Read ``package_dir/manifest.json`` (no checksum verification; see :meth:`verify`).
 
         Raises:
@@ -380,7 +423,7 @@ class Manifest:
             raise PackageError(f"{path} nests deeper than a manifest may ({MAX_NESTING} levels)") from None
         return cls.from_dict(data)
 
-    def write(self, package_dir: str | os.PathLike[str]) -> "Manifest":
+    def write(self, package_dir: str | os.PathLike[str]) -> Manifest:
         """Hash every file in ``package_dir`` and write ``manifest.json`` there.
 
         Returns:

@@ -5,6 +5,7 @@ installed versions of packages).
 Validators, CLI choices and reports import these; the deployment targets are the keys of
 :data:`lanner.targets.TARGETS`. Nothing here imports a toolchain.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,14 @@ FACE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 MANIFEST_FILENAME = "manifest.json"
 #: The distributions whose versions ``lanner info`` shows and every benchmark report records.
 DISTRIBUTIONS: tuple[str, ...] = (
-    "lanner", "numpy", "onnxruntime", "openvino", "apache-tvm", "nncf", "onnx", "torch",
+    "lanner",
+    "numpy",
+    "onnxruntime",
+    "openvino",
+    "apache-tvm",
+    "nncf",
+    "onnx",
+    "torch",
     "opencv-contrib-python-headless",
 )
 

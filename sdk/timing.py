@@ -41,6 +41,7 @@ Rules the benchmark relies on:
 
 Objects without ``stage_times_ns`` are timed as one block.
 """
+
 from __future__ import annotations
 
 import math
@@ -127,7 +128,7 @@ class LatencyStats:
     p99_ms: float
 
     @classmethod
-    def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> "LatencyStats":
+    def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> LatencyStats:
         """Summarise per-run latencies given in nanoseconds.
 
         Args:

@@ -2,12 +2,13 @@ import importlib.util
 import subprocess
 import sys
 
-import facenet_reference
 import pytest
-from import_blocker import run_without
 
 import lanner
 from lanner import names
+
+import facenet_reference
+from import_blocker import run_without
 
 COMPILE_TIME = ("onnx", "torch", "tvm", "nncf")
 

@@ -18,6 +18,7 @@ The photos and the reference wrapper are the tests' (tests/support/photos.py, fa
 
 Usage: python benchmarks/detection/bench_detection.py [--rounds 5] [--reps 10] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ sys.path.insert(0, str(SUPPORT))
 sys.path.insert(0, str(SUPPORT / "standins"))  # this process only: facenet-pytorch's stand-ins
 
 import cv2  # noqa: E402
+
 import photos as images  # noqa: E402
 
 THREADS = 2
@@ -61,9 +63,11 @@ def parity(ours, ref) -> dict:
     if len(ours) and len(scores):
         m = iou_matrix(ours.boxes, boxes)
         j = m.argmax(1)
-        out.update(min_iou=float(m.max(1).min()),
-                   max_landmark_px=float(np.abs(ours.landmarks - landmarks[j]).max()),
-                   max_score_diff=float(np.abs(ours.scores - scores[j]).max()))
+        out.update(
+            min_iou=float(m.max(1).min()),
+            max_landmark_px=float(np.abs(ours.landmarks - landmarks[j]).max()),
+            max_score_diff=float(np.abs(ours.scores - scores[j]).max()),
+        )
     return out
 
 
@@ -115,8 +119,12 @@ SPEED_PHOTOS = ("group", "messi")
 
 def _time_in_fresh_process(detector: str, photo: str, reps: int) -> dict:
     """Run :func:`time_worker` in a new interpreter and return its JSON line."""
-    out = subprocess.run([sys.executable, __file__, "--time-worker", detector, photo, "--reps", str(reps)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--time-worker", detector, photo, "--reps", str(reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -174,8 +182,9 @@ def main() -> int:
 
     import torch
 
-    import facenet_reference
     import lanner
+
+    import facenet_reference
 
     torch.set_num_threads(THREADS)
     cv2.setNumThreads(THREADS)
@@ -183,16 +192,24 @@ def main() -> int:
     mtcnn = facenet_reference.load_mtcnn(num_threads=THREADS)
     haar = cv2.CascadeClassifier(str(HAAR))
     report: dict = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "threads": THREADS, "python": platform.python_version(),
-                    "loadavg_start": os.getloadavg()},
-        "parity": {}, "speed": {}, "robustness": {},
+        "machine": {
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "threads": THREADS,
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "parity": {},
+        "speed": {},
+        "robustness": {},
     }
 
     detectors = {}
     for backend, precision in CONFIGS:
         try:
-            detectors[f"{backend}/{precision}"] = lanner.FaceDetector(backend=backend, precision=precision,
-                                                                       num_threads=THREADS)
+            detectors[f"{backend}/{precision}"] = lanner.FaceDetector(
+                backend=backend, precision=precision, num_threads=THREADS
+            )
         except Exception as exc:  # noqa: BLE001 - reported, not fatal: a backend may not build here
             report["speed"][f"{backend}/{precision}"] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
@@ -211,7 +228,11 @@ def main() -> int:
             for key in runners:
                 samples[name, key].append(_time_in_fresh_process(key, name, args.reps))
         report["machine"].setdefault("loadavg_after_each_round", []).append(os.getloadavg())
-        print(f"[bench] timing round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        print(
+            f"[bench] timing round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
     for name in SPEED_PHOTOS:
         image = photos[name]
         ref_ms = statistics.median(s["median_ms"] for s in samples[name, "facenet-pytorch MTCNN"])
@@ -219,12 +240,16 @@ def main() -> int:
         for key in runners:
             runs = samples[name, key]
             ms = statistics.median(s["median_ms"] for s in runs)
-            rows[key] = {"median_ms": round(ms, 2), "min_ms": round(min(s["min_ms"] for s in runs), 2),
-                         "speedup_vs_facenet": round(ref_ms / ms, 2),
-                         "per_process_medians_ms": [round(s["median_ms"], 2) for s in runs]}
+            rows[key] = {
+                "median_ms": round(ms, 2),
+                "min_ms": round(min(s["min_ms"] for s in runs), 2),
+                "speedup_vs_facenet": round(ref_ms / ms, 2),
+                "per_process_medians_ms": [round(s["median_ms"], 2) for s in runs],
+            }
             if "stages_ms" in runs[0]:
-                rows[key]["stages_ms"] = {st: round(statistics.median(s["stages_ms"][st] for s in runs), 2)
-                                          for st in runs[0]["stages_ms"]}
+                rows[key]["stages_ms"] = {
+                    st: round(statistics.median(s["stages_ms"][st] for s in runs), 2) for st in runs[0]["stages_ms"]
+                }
         rows["OpenCV Haar (frontalface_default)"]["faces"] = len(haar_detect(haar, image))
         report["speed"][f"{name} {image.shape[1]}x{image.shape[0]}"] = rows
 
@@ -239,8 +264,12 @@ def main() -> int:
             f, t = found_fraction(clean, got.boxes * back)
             per_photo[name] = f"{f}/{t}"
             found, total = found + f, total + t
-        report["robustness"][kind] = {"found": found, "of": total, "fraction": round(found / max(total, 1), 3),
-                                      "per_photo": per_photo}
+        report["robustness"][kind] = {
+            "found": found,
+            "of": total,
+            "fraction": round(found / max(total, 1), 3),
+            "per_photo": per_photo,
+        }
     report["machine"]["loadavg_end"] = os.getloadavg()
     for det in detectors.values():
         det.close()

@@ -1,5 +1,6 @@
 """What a benchmark ran on: CPU model and flags, cores, memory, library versions;
 and the process's peak resident memory (Linux ``VmHWM``)."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,23 @@ from ..names import DISTRIBUTIONS, package_versions
 
 #: CPU flags that matter for inference kernels; the full list is kept too.
 KEY_CPU_FLAGS: tuple[str, ...] = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-    "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "asimd",
-    "asimddp", "sve",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "neon",
+    "asimd",
+    "asimddp",
+    "sve",
 )
 
 

@@ -3,6 +3,7 @@
 variant (``--pipeline face`` on the command line, or
 ``--factory NAME=lanner.benchmarking.pipelines:face_detector``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -82,8 +83,14 @@ def _net_packages(backend: str, precision: str) -> tuple[int | None, dict[str, A
     return size, ({"outputs": outputs, "passed": passed, "top1_agreement": None} if outputs else None)
 
 
-def face_detector(*, backend: str = "auto", precision: str = "auto", image: str | None = None,
-                  num_threads: int | None = None, **options: Any) -> FaceDetectorBench:
+def face_detector(
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    image: str | None = None,
+    num_threads: int | None = None,
+    **options: Any,
+) -> FaceDetectorBench:
     """Factory: a :class:`FaceDetectorBench` around ``lanner.FaceDetector``.
 
     Args:

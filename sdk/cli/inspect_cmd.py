@@ -2,6 +2,7 @@
 
 (The module is not called ``inspect`` so that it cannot shadow the standard library module.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if m.fidelity:
         worst = min(o["cosine_min"] for o in m.fidelity["outputs"].values())
         top1 = m.fidelity.get("top1_agreement")
-        print(f"fidelity  {'passed' if m.fidelity.get('passed') else 'FAILED'}: min cosine {worst:.6f}"
-              + (f", top-1 agreement {top1:.3f}" if top1 is not None else "") + f" on {m.fidelity['samples']} samples")
+        print(
+            f"fidelity  {'passed' if m.fidelity.get('passed') else 'FAILED'}: min cosine {worst:.6f}"
+            + (f", top-1 agreement {top1:.3f}" if top1 is not None else "")
+            + f" on {m.fidelity['samples']} samples"
+        )
     else:
         print("fidelity  not measured (target cannot run on the build host)")
     if m.latency_ms:
@@ -81,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"selection {m.selection.get('reason')}")
         for c in candidates:
             lat = c.get("latency_ms")
-            print(f"  {c['backend']:<12}{c['precision']:<6}{c['status']:<16}"
-                  + (f"{lat['median']:.3f} ms" if lat else c.get("reason", "")[:90]))
+            print(
+                f"  {c['backend']:<12}{c['precision']:<6}{c['status']:<16}"
+                + (f"{lat['median']:.3f} ms" if lat else c.get("reason", "")[:90])
+            )
     print(f"integrity {integrity}")
     return status

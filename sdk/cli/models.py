@@ -1,4 +1,5 @@
 """``lanner models``: list the model registry and build its packages for this machine."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--backend", default=AUTO, choices=(AUTO, *FACE_BACKENDS))
     b.add_argument("--precision", default=AUTO, choices=(AUTO, *FACE_PRECISIONS))
     b.add_argument("--force", action="store_true", help="rebuild packages that exist (corrupt ones are always rebuilt)")
-    b.add_argument("--from-weights", action="store_true",
-                   help="first re-export the ONNX files from facenet-pytorch's .pt weights (needs torch and "
-                        "facenet-pytorch) and check they match the registry")
-    b.add_argument("--select", action="store_true",
-                   help="measure each backend/precision on the demo photo and record the fastest as 'auto'")
+    b.add_argument(
+        "--from-weights",
+        action="store_true",
+        help="first re-export the ONNX files from facenet-pytorch's .pt weights (needs torch and "
+        "facenet-pytorch) and check they match the registry",
+    )
+    b.add_argument(
+        "--select",
+        action="store_true",
+        help="measure each backend/precision on the demo photo and record the fastest as 'auto'",
+    )
     b.set_defaults(func=run_build)
 
 
@@ -33,8 +40,10 @@ def run_list(args: argparse.Namespace) -> int:
     for spec in models.REGISTRY.values():
         status = models.package_status(spec.name, backend, precision)
         corrupt = corrupt or status.startswith("corrupt")
-        print(f"{spec.name}: {spec.file} sha256={spec.sha256[:16]}... {status} ({backend}/{precision})\n"
-              f"  source: {spec.source}")
+        print(
+            f"{spec.name}: {spec.file} sha256={spec.sha256[:16]}... {status} ({backend}/{precision})\n"
+            f"  source: {spec.source}"
+        )
     if corrupt:
         print(f"repair corrupt packages with `{models.REPAIR_COMMAND}`")
     return 0
@@ -54,13 +63,15 @@ def run_build(args: argparse.Namespace) -> int:
         choice = select_auto(cv2.imread(str(demo_image_path())))
         for config, result in choice["median_ms"].items():
             print(f"  {config}: {result if isinstance(result, str) else f'{result:.1f} ms'}")
-        print(f"auto = {choice['backend']}/{choice['precision']} (recorded in {models.cache_dir() / models.SELECTION_FILE})")
+        recorded = models.cache_dir() / models.SELECTION_FILE
+        print(f"auto = {choice['backend']}/{choice['precision']} (recorded in {recorded})")
     for name in models.MTCNN_NETS:
         status = models.package_status(name, args.backend, args.precision)
         if status.startswith("corrupt"):
             print(f"{name}: {status}; rebuilding")
-        path = models.build_package(name, args.backend, args.precision,
-                                    force=args.force or status.startswith("corrupt"))
+        path = models.build_package(
+            name, args.backend, args.precision, force=args.force or status.startswith("corrupt")
+        )
         print(f"{name}: {path}")
     return 0
 
@@ -85,6 +96,8 @@ def verify_export() -> None:
             spec = models.get_spec(f"mtcnn-{net}")
             digest = sha256_file(path)
             if digest != spec.sha256:
-                raise ValueError(f"re-exported {net}.onnx has sha256 {digest}, the registry expects {spec.sha256} "
-                                 "(different torch version?)")
+                raise ValueError(
+                    f"re-exported {net}.onnx has sha256 {digest}, the registry expects {spec.sha256} "
+                    "(different torch version?)"
+                )
             print(f"mtcnn-{net}: re-exported from weights, sha256 matches the registry")

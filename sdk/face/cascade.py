@@ -7,20 +7,34 @@ compared with it box for box; the hot loops that are not network inference (pyra
 resize, candidate generation, crop-and-resize) run in C++ (``lanner._C.mtcnn_*``) and NMS
 is ``lanner.ops``'.
 """
+
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from .. import _C, ops
 from ..timing import OTHER, StageTimer
 
-__all__ = ["CascadeParams", "NetRunner", "PyramidLayout", "Workspace", "pack_pyramid", "run_cascade", "pyramid_scales",
-           "RefineStage", "RNET", "ONET", "refine", "STAGES"]
+__all__ = [
+    "CascadeParams",
+    "NetRunner",
+    "PyramidLayout",
+    "Workspace",
+    "pack_pyramid",
+    "run_cascade",
+    "pyramid_scales",
+    "RefineStage",
+    "RNET",
+    "ONET",
+    "refine",
+    "STAGES",
+]
 
 # Per-stage timing keys, in cascade order (timed with lanner.timing.StageTimer; "other" is the rest).
 STAGES: tuple[str, ...] = ("pyramid", "pnet", "rnet", "onet", "nms", OTHER)
@@ -39,8 +53,9 @@ class NetRunner(Protocol):
 
     def run(self, inputs: Mapping[str, np.ndarray], *, copy: bool = True) -> dict[str, np.ndarray]: ...
 
-    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
-                 copy: bool = True) -> list[dict[str, np.ndarray]]: ...
+    def run_many(
+        self, inputs: Sequence[Mapping[str, np.ndarray]], *, copy: bool = True
+    ) -> list[dict[str, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -148,8 +163,11 @@ def pack_pyramid(sizes: tuple[tuple[int, int], ...]) -> PyramidLayout:
     for k in range(n):
         layout = _pack(sizes, range(k, n))
         runs = len(layout.alone) + (1 if layout.packed else 0)
-        cost = (layout.canvas[0] * layout.canvas[1] + sum(sizes[i][0] * sizes[i][1] for i in layout.alone)
-                + _RUN_COST_PX * runs)
+        cost = (
+            layout.canvas[0] * layout.canvas[1]
+            + sum(sizes[i][0] * sizes[i][1] for i in layout.alone)
+            + _RUN_COST_PX * runs
+        )
         if cost < best_cost:
             best, best_cost = layout, cost
     return best
@@ -236,8 +254,9 @@ def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _crop(table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace,
-          num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _crop(
+    table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace, num_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Crops of ``boxes[:, :4]`` resized to size x size, into the workspace's buffer for that size."""
     out = ws.buffer(f"crops{size}", len(boxes) * 3 * size * size, np.float32)
     return _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), size, out=out, num_threads=num_threads)
@@ -282,8 +301,16 @@ RNET = RefineStage("rnet", 24, _CROSS_SCALE_IOU)
 ONET = RefineStage("onet", 48, _FINAL_MIN_OVERLAP, nms_mode="min", regress_first=True)
 
 
-def refine(table: np.ndarray, boxes: np.ndarray, net: NetRunner, stage: RefineStage, threshold: float,
-           timer: StageTimer, workspace: Workspace, num_threads: int) -> tuple[np.ndarray, np.ndarray | None]:
+def refine(
+    table: np.ndarray,
+    boxes: np.ndarray,
+    net: NetRunner,
+    stage: RefineStage,
+    threshold: float,
+    timer: StageTimer,
+    workspace: Workspace,
+    num_threads: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Run one refinement stage: crop -> run -> threshold -> NMS.
 
     Args:
@@ -321,16 +348,23 @@ def refine(table: np.ndarray, boxes: np.ndarray, net: NetRunner, stage: RefineSt
     return boxes, (landmarks[pick] if landmarks is not None else None)
 
 
-def _pyramid(table: np.ndarray, sizes: list[tuple[int, int]], ws: Workspace,
-             num_threads: int) -> tuple[PyramidLayout, list[dict[str, np.ndarray]]]:
+def _pyramid(
+    table: np.ndarray, sizes: list[tuple[int, int]], ws: Workspace, num_threads: int
+) -> tuple[PyramidLayout, list[dict[str, np.ndarray]]]:
     """P-Net's inputs: most levels packed into one canvas (P-Net's maps of it hold each level's
     maps exactly, see :func:`pack_pyramid`), the rest as levels of their own."""
     layout = pack_pyramid(tuple(sizes))
     feeds = []
     if layout.packed:
         ch, cw = layout.canvas
-        canvas = _C.mtcnn_pyramid_canvas(table, [sizes[i] for i in layout.packed], list(layout.offsets), layout.canvas,
-                                         out=ws.buffer("canvas", 3 * ch * cw, np.float32), num_threads=num_threads)
+        canvas = _C.mtcnn_pyramid_canvas(
+            table,
+            [sizes[i] for i in layout.packed],
+            list(layout.offsets),
+            layout.canvas,
+            out=ws.buffer("canvas", 3 * ch * cw, np.float32),
+            num_threads=num_threads,
+        )
         feeds.append({"image": canvas})
     if layout.alone:
         alone = [sizes[i] for i in layout.alone]
@@ -340,8 +374,14 @@ def _pyramid(table: np.ndarray, sizes: list[tuple[int, int]], ws: Workspace,
     return layout, feeds
 
 
-def _pnet_candidates(maps: list[dict[str, np.ndarray]], layout: PyramidLayout, sizes: list[tuple[int, int]],
-                     scales: list[float], threshold: float, timer: StageTimer) -> np.ndarray:
+def _pnet_candidates(
+    maps: list[dict[str, np.ndarray]],
+    layout: PyramidLayout,
+    sizes: list[tuple[int, int]],
+    scales: list[float],
+    threshold: float,
+    timer: StageTimer,
+) -> np.ndarray:
     """P-Net's face candidates over all scales, after per-scale and cross-scale NMS, regressed
     and squared: (N, 5) float32 xyxy + score."""
     # P-Net's "maps": its two face logits and four box regressions per cell (the softmax is
@@ -366,8 +406,15 @@ def _pnet_candidates(maps: list[dict[str, np.ndarray]], layout: PyramidLayout, s
     regw = boxes[:, 2] - boxes[:, 0]
     regh = boxes[:, 3] - boxes[:, 1]
     boxes = np.stack(
-        [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
-         boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], axis=1)
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ],
+        axis=1,
+    )
     return _rerec(boxes)
 
 
@@ -402,8 +449,9 @@ def run_cascade(
     timer = StageTimer()
     start = time.perf_counter_ns()
     with timer.run():
-        result = _cascade(image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads,
-                          timer)
+        result = _cascade(
+            image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads, timer
+        )
     if times is not None:
         spent = {stage: timer.last.get(stage, 0) / 1e9 for stage in STAGES if stage != OTHER}
         spent[OTHER] = (time.perf_counter_ns() - start) / 1e9 - sum(spent.values())
@@ -412,9 +460,15 @@ def run_cascade(
     return result
 
 
-def _cascade(image: np.ndarray, nets: tuple[NetRunner, NetRunner, NetRunner], params: CascadeParams,
-             channel_order: str, ws: Workspace, num_threads: int,
-             timer: StageTimer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cascade(
+    image: np.ndarray,
+    nets: tuple[NetRunner, NetRunner, NetRunner],
+    params: CascadeParams,
+    channel_order: str,
+    ws: Workspace,
+    num_threads: int,
+    timer: StageTimer,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pnet, rnet, onet = nets
     h, w = image.shape[:2]
     t0, t1, t2 = (float(t) for t in params.thresholds)
@@ -423,8 +477,9 @@ def _cascade(image: np.ndarray, nets: tuple[NetRunner, NetRunner, NetRunner], pa
         sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
         # One summed-area table serves every pyramid level and every crop (area resize = box
         # means); it reads the image in place in its channel order.
-        table = _C.mtcnn_integral(image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32),
-                                  num_threads=num_threads)
+        table = _C.mtcnn_integral(
+            image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32), num_threads=num_threads
+        )
         layout, feeds = _pyramid(table, sizes, ws, num_threads)
     # All inputs through P-Net back to back (one output set each), then candidates and NMS.
     with timer.stage("pnet"):

@@ -8,6 +8,7 @@ passes on the demo photo but misses the bar on the benchmark's group photo and m
 benchmarks/detection), which one photo cannot reveal; it stays available explicitly.
 The cost is bounded: a few seconds of compiling and a handful of timed runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def _agree(a, b) -> bool:
     area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
     iou = inter / (area(a.boxes)[:, None] + area(b.boxes)[None, :] - inter)
     match = iou.argmax(1)
-    return bool(iou.max(1).min() >= 0.9 and np.abs(a.scores - b.scores[match]).max() <= 0.02
-                and np.abs(a.landmarks - b.landmarks[match]).max() <= 2.0)
+    return bool(
+        iou.max(1).min() >= 0.9
+        and np.abs(a.scores - b.scores[match]).max() <= 0.02
+        and np.abs(a.landmarks - b.landmarks[match]).max() <= 2.0
+    )
 
 
 def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = None) -> dict:

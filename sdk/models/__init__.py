@@ -7,6 +7,7 @@ use (or with ``lanner models build``) each is compiled by ``lanner.compile`` for
 user cache directory: ``$LANNER_CACHE`` when set, else ``$XDG_CACHE_HOME/lanner`` or
 ``~/.cache/lanner``.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,18 +74,34 @@ _FACENET = "facenet-pytorch 2.6.0 wheel, facenet_pytorch/data/{}.pt (MTCNN, Zhan
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("mtcnn-pnet", "mtcnn/pnet.onnx",
-                  "cbc2bc662ea6b2051cd172afb0738b1191c4234477cf1a3ce269b986190d25f3",
-                  {"image": (1, 3, "height", "width")}, ("maps",), _FACENET.format("pnet")),
-        ModelSpec("mtcnn-rnet", "mtcnn/rnet.onnx",
-                  "f8baaf5e13a5436a4fed864d38d50203ff65206c8d21a8ae04a978fa1cb734ca",
-                  {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _FACENET.format("rnet")),
-        ModelSpec("mtcnn-onet", "mtcnn/onet.onnx",
-                  "2588a18a550ee1ecf2792a33715de694d573012c5d021b6b6ecb3b4a9db6cebe",
-                  {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _FACENET.format("onet")),
+        ModelSpec(
+            "mtcnn-pnet",
+            "mtcnn/pnet.onnx",
+            "cbc2bc662ea6b2051cd172afb0738b1191c4234477cf1a3ce269b986190d25f3",
+            {"image": (1, 3, "height", "width")},
+            ("maps",),
+            _FACENET.format("pnet"),
+        ),
+        ModelSpec(
+            "mtcnn-rnet",
+            "mtcnn/rnet.onnx",
+            "f8baaf5e13a5436a4fed864d38d50203ff65206c8d21a8ae04a978fa1cb734ca",
+            {"image": ("n", 3, 24, 24)},
+            ("reg", "prob"),
+            _FACENET.format("rnet"),
+        ),
+        ModelSpec(
+            "mtcnn-onet",
+            "mtcnn/onet.onnx",
+            "2588a18a550ee1ecf2792a33715de694d573012c5d021b6b6ecb3b4a9db6cebe",
+            {"image": ("n", 3, 48, 48)},
+            ("reg", "landmarks", "prob"),
+            _FACENET.format("onet"),
+        ),
     )
 }
 MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
+
 
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.
@@ -141,9 +158,11 @@ def resolve(backend: str, precision: str) -> tuple[str, str]:
     elif precision == "auto":
         precision = AUTO_PRECISION
     if precision == "int8":
-        raise ValueError("precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
-                         "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
-                         "use 'fp32', 'fp16' or 'bf16'")
+        raise ValueError(
+            "precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
+            "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
+            "use 'fp32', 'fp16' or 'bf16'"
+        )
     return backend, precision
 
 

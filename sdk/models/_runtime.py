@@ -10,6 +10,7 @@ Several processes may share the cache: a build holds an exclusive ``fcntl.flock`
 file beside the package, writes into a temporary folder and renames it into place, so a
 package is built once and no process ever sees half of one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,9 @@ def _host_target() -> str:
 
     machine = host_machine()
     if machine != "x86_64":
-        raise ValueError(f"building the face detector for this host ({machine}) is not supported yet; "
-                         "expected an x86_64 CPU")
+        raise ValueError(
+            f"building the face detector for this host ({machine}) is not supported yet; expected an x86_64 CPU"
+        )
     return "x86"
 
 
@@ -77,8 +79,9 @@ def package_status(name: str, backend: str = "auto", precision: str = "auto") ->
     return "built"
 
 
-def build_package(name: str, backend: str = "auto", precision: str = "auto", *, force: bool = False,
-                  quiet: bool = False) -> Path:
+def build_package(
+    name: str, backend: str = "auto", precision: str = "auto", *, force: bool = False, quiet: bool = False
+) -> Path:
     """Compile ``name`` for this host into the cache; a no-op when the package exists.
 
     Args:
@@ -111,9 +114,16 @@ def build_package(name: str, backend: str = "auto", precision: str = "auto", *, 
         # Build aside and rename, so that no process ever sees a half-built package.
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
         try:
-            compile_model(str(source), target=_host_target(), backend=backend, precision=precision,
-                          out=str(staging / "pkg"), name=name, task="face-detection",
-                          sample_shapes=_SAMPLE_SHAPES.get(name))
+            compile_model(
+                str(source),
+                target=_host_target(),
+                backend=backend,
+                precision=precision,
+                out=str(staging / "pkg"),
+                name=name,
+                task="face-detection",
+                sample_shapes=_SAMPLE_SHAPES.get(name),
+            )
             if out.exists():
                 out.rename(staging / "old")  # replaced in two renames: never a half package at ``out``
             (staging / "pkg").rename(out)
@@ -141,5 +151,7 @@ def open_net(name: str, backend: str = "auto", precision: str = "auto", *, num_t
     try:
         return load(path, num_threads=num_threads)
     except PackageError as exc:
-        raise PackageError(f"the cached package {path} is corrupt: {exc}. Rebuild it with "
-                           f"`{REPAIR_COMMAND} --backend {backend} --precision {precision}`") from exc
+        raise PackageError(
+            f"the cached package {path} is corrupt: {exc}. Rebuild it with "
+            f"`{REPAIR_COMMAND} --backend {backend} --precision {precision}`"
+        ) from exc

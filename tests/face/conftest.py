@@ -4,6 +4,7 @@ The detector's compiled packages are built once per test session into one cache 
 ``$LANNER_TEST_CACHE`` when set (CI points it at a cached folder, so packages are built once
 per CI run), else a session temp dir. Subprocesses (CLI tests) inherit it via LANNER_CACHE.
 """
+
 from __future__ import annotations
 
 import os

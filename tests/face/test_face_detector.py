@@ -1,5 +1,6 @@
 """lanner.FaceDetector: goldens on package-shipped photos, input handling, bad input,
 thread safety, the model registry and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def test_pnet_maps_of_the_packed_canvas_equal_each_levels_maps(detector, h, w):
     maps = pnet.run({"image": _C.mtcnn_pyramid_canvas(table, packed, list(layout.offsets), layout.canvas)})
     for (lh, lw), (y, x), level in zip(packed, layout.offsets, _C.mtcnn_pyramid(table, packed)):
         own = pnet.run({"image": level})
-        window = np.s_[:, :, y // 2:y // 2 + pnet_map_size(lh), x // 2:x // 2 + pnet_map_size(lw)]
+        window = np.s_[:, :, y // 2 : y // 2 + pnet_map_size(lh), x // 2 : x // 2 + pnet_map_size(lw)]
         assert own["maps"].shape[2:] == (pnet_map_size(lh), pnet_map_size(lw))
         np.testing.assert_array_equal(maps["maps"][window], own["maps"])
 
@@ -77,9 +78,18 @@ def test_channel_orders_and_alpha_agree(detector, photos, lanner_cache):
     bgr = photos["astronaut"]
     base = detector.detect(bgr)
     bgra = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 7, np.uint8)], axis=2)
-    assert_matches(detector.detect(bgra), base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-6, px=1e-3)
-    assert_matches(detector.detect(bgr[:, ::-1][:, ::-1]), base.boxes, base.scores, base.landmarks,
-                   min_iou=0.999, score_tol=1e-6, px=1e-3)  # non-contiguous view
+    assert_matches(
+        detector.detect(bgra), base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-6, px=1e-3
+    )
+    assert_matches(
+        detector.detect(bgr[:, ::-1][:, ::-1]),
+        base.boxes,
+        base.scores,
+        base.landmarks,
+        min_iou=0.999,
+        score_tol=1e-6,
+        px=1e-3,
+    )  # non-contiguous view
     with lanner.FaceDetector(channel_order="rgb", num_threads=1) as rgb_detector:
         got = rgb_detector.detect(np.ascontiguousarray(bgr[:, :, ::-1]))
     assert_matches(got, base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-5, px=1e-2)
@@ -121,7 +131,11 @@ def test_very_large_image(detector, photos):
     [
         (np.zeros((50, 50, 3), np.float32), ValueError, "dtype uint8, got float32"),
         (np.zeros((50, 50, 3), np.uint16), ValueError, "dtype uint8, got uint16"),
-        (np.zeros((50,), np.uint8), ValueError, r"\(H, W\), \(H, W, 1\), \(H, W, 3\) or \(H, W, 4\), got shape \(50,\)"),
+        (
+            np.zeros((50,), np.uint8),
+            ValueError,
+            r"\(H, W\), \(H, W, 1\), \(H, W, 3\) or \(H, W, 4\), got shape \(50,\)",
+        ),
         (np.zeros((2, 50, 50, 3), np.uint8), ValueError, "got shape"),
         (np.zeros((50, 50, 2), np.uint8), ValueError, "got shape"),
         (np.zeros((0, 50, 3), np.uint8), ValueError, "non-empty"),
@@ -183,7 +197,7 @@ def test_two_detectors_in_two_threads_match_one(detector, photos, lanner_cache):
     for t in threads:
         t.join()
     assert not errors, errors
-    for (k, n), got in results.items():
+    for (_, n), got in results.items():
         e = expected[n]
         assert_matches(got, e.boxes, e.scores, e.landmarks, min_iou=0.999, score_tol=1e-5, px=1e-2)
 
@@ -221,16 +235,22 @@ def test_packages_are_cached_with_manifests(detector, lanner_cache):
 
 
 def test_runtime_imports_no_torch_tvm_nncf(detector, lanner_cache):
-    code = ("import sys, numpy as np, lanner; d = lanner.FaceDetector(); d.detect(np.zeros((64, 64, 3), np.uint8)); "
-            "bad = [m for m in ('torch', 'tvm', 'nncf') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, numpy as np, lanner; d = lanner.FaceDetector(); d.detect(np.zeros((64, 64, 3), np.uint8)); "
+        "bad = [m for m in ('torch', 'tvm', 'nncf') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
 def test_cli_detect_demo_writes_image_and_json(detector, lanner_cache, tmp_path):
     out, js = tmp_path / "demo.jpg", tmp_path / "demo.json"
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", "--demo", "--out", str(out), "--json", str(js)],
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", "--demo", "--out", str(out), "--json", str(js)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "1 face(s)" in proc.stdout
     assert out.stat().st_size > 10_000
     faces = json.loads(js.read_text())["inputs"][0]["faces"]
@@ -247,15 +267,20 @@ def test_cli_detect_video_with_progress(detector, lanner_cache, tmp_path):
         writer.write(f)
     writer.release()
     js = tmp_path / "clip.json"
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", str(video), "--out", str(tmp_path / "o.mp4"),
-                           "--json", str(js)], check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", str(video), "--out", str(tmp_path / "o.mp4"), "--json", str(js)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "3 frames" in proc.stdout and "3/3" in proc.stderr
     assert len(json.loads(js.read_text())["inputs"][0]["frames"]) == 3
 
 
 def test_cli_detect_missing_file_is_a_clean_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", str(tmp_path / "nope.jpg")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", str(tmp_path / "nope.jpg")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 

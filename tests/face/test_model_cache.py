@@ -1,5 +1,6 @@
 """The model cache shared by processes: built once under a file lock, never seen half built;
 corrupt packages listed, rebuilt by `lanner models build`, and named in the load error."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ BUILD_PNET = "from lanner import models; print(models.build_package('mtcnn-pnet'
 @pytest.mark.slow
 def test_concurrent_processes_build_once_on_a_cold_cache(tmp_path):
     env = {**os.environ, "LANNER_CACHE": str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, "-c", BUILD_PNET], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD_PNET], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 1  # one package folder
@@ -40,8 +45,13 @@ def _corrupt(package) -> None:
 
 
 def _cli(*args: str, cache) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lanner.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "LANNER_CACHE": str(cache)}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lanner.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LANNER_CACHE": str(cache)},
+        timeout=600,
+    )
 
 
 @pytest.mark.slow

@@ -5,13 +5,15 @@ small ``torchvision``/``requests`` stand-ins that are importable only while this
 reference fixture is alive (tests/support/facenet_reference.py). Skipped when torch or
 facenet-pytorch is not installed (they are dev/torch extras, never runtime dependencies).
 """
+
 from __future__ import annotations
 
 import importlib.util
 
-import facenet_reference
 import numpy as np
 import pytest
+
+import facenet_reference
 from detection_checks import assert_matches
 
 pytestmark = pytest.mark.skipif(
@@ -71,8 +73,10 @@ def test_bf16_stays_within_the_parity_bar(bf16_detector, photos, reference, name
     assert_matches(bf16_detector.detect(image), boxes, scores, landmarks, min_iou=0.9, score_tol=0.02, px=2.0)
 
 
-@pytest.mark.parametrize("net,shape", [("pnet", (1, 3, 67, 45)), ("pnet", (1, 3, 12, 12)), ("rnet", (7, 3, 24, 24)),
-                                       ("onet", (7, 3, 48, 48))])
+@pytest.mark.parametrize(
+    "net,shape",
+    [("pnet", (1, 3, 67, 45)), ("pnet", (1, 3, 12, 12)), ("rnet", (7, 3, 24, 24)), ("onet", (7, 3, 48, 48))],
+)
 def test_shipped_onnx_nets_compute_facenet_pytorchs_nets(reference, net, shape):
     """The shipped graphs are facenet-pytorch's nets, rearranged: P-Net's two heads as one
     6-channel convolution (logits, then box regression; the softmax is taken in the candidate

@@ -1,4 +1,5 @@
 """Comparing face detections with expected ones (goldens, facenet-pytorch, another configuration)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def assert_matches(got, boxes, scores, landmarks, *, min_iou=0.98, score_tol=5e-3, px=1.0) -> None:
     """Assert ``got`` (a ``lanner.Detections``) holds the same faces: same count, each matched to a
     different expected face with IoU >= ``min_iou``, scores within ``score_tol``, landmarks within ``px``."""
-    boxes, scores, landmarks = (np.asarray(x, np.float32).reshape(s) for x, s in
-                                ((boxes, (-1, 4)), (scores, (-1,)), (landmarks, (-1, 5, 2))))
+    boxes, scores, landmarks = (
+        np.asarray(x, np.float32).reshape(s) for x, s in ((boxes, (-1, 4)), (scores, (-1,)), (landmarks, (-1, 5, 2)))
+    )
     assert len(got) == len(scores)
     if not len(scores):
         return

@@ -11,6 +11,7 @@ the reference is in use and takes them (and the facenet-pytorch modules bound to
 defaults (min_face_size 20, thresholds [0.6, 0.7, 0.7], factor 0.709).
 Never part of the package.
 """
+
 from __future__ import annotations
 
 import contextlib
