@@ -31,6 +31,7 @@ from lanner.benchmarking.machine import machine_info, peak_rss_bytes
 from lanner.benchmarking.report import SCHEMA_VERSION, render_compare
 from lanner.benchmarking.variants import make_inputs
 from lanner.cli import main as cli_main
+from lanner.names import MANIFEST_FILENAME, PRECISIONS
 
 MS = 1_000_000  # ns per ms
 
@@ -484,7 +485,7 @@ def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     assert os.sched_getaffinity(0)  # still usable
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_every_precision_lanner_compile_accepts_is_accepted(precision, tmp_path):
     """One list of precisions: bench accepts whatever compile accepts (bf16 was refused once)."""
     from lanner.compile import PRECISION_CHOICES
@@ -548,9 +549,9 @@ def test_package_for_another_target_is_refused(ort_package, tmp_path, capsys):
 
     pkg = tmp_path / "jetson-pkg"
     shutil.copytree(ort_package, pkg)
-    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest = json.loads((pkg / MANIFEST_FILENAME).read_text())
     manifest["target"] = "jetson-orin-nano"
-    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    (pkg / MANIFEST_FILENAME).write_text(json.dumps(manifest))
     assert cli_main(["bench", str(pkg), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "jetson-orin-nano" in err and "aarch64" in err

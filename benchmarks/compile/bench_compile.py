@@ -37,6 +37,7 @@ import numpy as np
 import lanner
 from lanner.compile import FidelityError, UnsupportedError, compile_model, export_torch
 from lanner.compile.fidelity import measure_latency
+from lanner.names import BACKENDS
 
 SAMPLE_IMAGES = Path("/usr/share/doc/opencv-doc/examples/data")
 IMAGE_NAMES = (
@@ -49,7 +50,7 @@ IMAGE_NAMES = (
     "aero1.jpg",
     "butterfly.jpg",
 )
-BUILDS = [(b, p) for b in ("openvino", "onnxruntime", "tvm") for p in ("fp32", "fp16", "int8")]
+BUILDS = [(b, p) for b in BACKENDS for p in ("fp32", "fp16", "int8")]  # bf16: CPUs with BF16 only
 PREPROCESSING = {"color": "rgb", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "layout": "nchw"}
 
 

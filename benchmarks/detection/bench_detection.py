@@ -28,7 +28,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -155,14 +154,10 @@ def time_worker(detector: str, photo: str, reps: int) -> int:
         backend, precision = detector.removeprefix("lanner ").split("/")
         det = lanner.FaceDetector(backend=backend, precision=precision, num_threads=THREADS)
         run, profile = (lambda: det.detect(image)), (lambda: det.profile(image)[1])
-    for _ in range(2):
-        run()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    result = {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
+    from lanner.timing import RunPolicy, measure
+
+    stats = measure(run, RunPolicy(warmup=2, runs=reps)).stats
+    result = {"median_ms": stats.p50_ms, "min_ms": stats.min_ms}
     if profile is not None:
         per = [profile() for _ in range(max(3, reps // 2))]
         result["stages_ms"] = {k: statistics.median(p[k] for p in per) * 1e3 for k in per[0]}

@@ -14,6 +14,7 @@ import pytest
 
 import lanner
 from lanner import models
+from lanner.names import MANIFEST_FILENAME
 
 from detection_checks import assert_matches
 
@@ -229,7 +230,7 @@ def test_registry_rejects_unknown_model():
 
 def test_packages_are_cached_with_manifests(detector, lanner_cache):
     for name in models.MTCNN_NETS:
-        manifest = json.loads((models.package_dir(name, "auto", "auto") / "manifest.json").read_text())
+        manifest = json.loads((models.package_dir(name, "auto", "auto") / MANIFEST_FILENAME).read_text())
         assert manifest["backend"] == "openvino" and manifest["precision"] == "fp32"
         assert str(models.package_dir(name, "auto", "auto")).startswith(str(lanner_cache))
 
