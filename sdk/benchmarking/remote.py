@@ -23,7 +23,7 @@ import numpy as np
 
 from ..timing import LatencyStats, RunPolicy
 from .machine import machine_info
-from .report import SCHEMA_VERSION, validate_report
+from .report import SCHEMA_VERSION, new_entry, validate_report
 from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600
@@ -85,16 +85,7 @@ def bench_rpc_package(
     manifest.verify(root)
     library = manifest.artifact_path(root, "library")
     tvm = import_toolchain()
-    entry: dict[str, Any] = {
-        "name": root.resolve().name,
-        "kind": "rpc",
-        "source": str(package_dir),
-        "status": "ok",
-        "error": None,
-        **package_metadata(root, manifest),
-        "compile_s": None,
-        "memory": None,
-    }
+    entry = {**new_entry(root.resolve().name, "rpc", str(package_dir)), **package_metadata(root, manifest)}
     entry["artifact_bytes"] = dir_size_bytes(root)
 
     t0 = time.perf_counter_ns()

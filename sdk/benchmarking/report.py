@@ -72,6 +72,25 @@ _VARIANT_KEYS = (
     "memory",
     "batches",
 )
+
+
+def new_entry(name: str, kind: str, source: str | None) -> dict[str, Any]:
+    """A variant entry with every schema key: status ``ok``, nothing known or measured yet
+    (``None``; no batches). Runs fill it in; one place keeps entries complete.
+
+    Args:
+        name: the variant's name.
+        kind: ``package``, ``factory`` or ``rpc``.
+        source: the package folder, factory spec or model it came from.
+
+    Returns:
+        A new dict, keys in schema order.
+    """
+    entry: dict[str, Any] = dict.fromkeys(_VARIANT_KEYS)
+    entry.update(name=name, kind=kind, source=source, status="ok", batches=[])
+    return entry
+
+
 _BATCH_OK_KEYS = ("batch", "status", "runs", "warmup", "latency_ms", "throughput_per_s", "samples_ms", "stages")
 _LATENCY_KEYS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms")
 _MACHINE_KEYS = ("cpu_model", "cpu_flags", "logical_cores", "usable_cores", "mem_total_bytes", "libraries")

@@ -20,7 +20,7 @@ import numpy as np
 from ..names import BACKENDS, MANIFEST_FILENAME, PRECISIONS
 from ..timing import LatencyStats
 from .machine import machine_info
-from .report import SCHEMA_VERSION, validate_report
+from .report import SCHEMA_VERSION, new_entry, validate_report
 from .variants import VariantJob, dir_size_bytes, run_variant
 
 WORKER_TIMEOUT_S = 1800  # one variant; a hung backend must not hang the whole run
@@ -513,24 +513,6 @@ def merge_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-_ENTRY_DEFAULTS: dict[str, Any] = {
-    "kind": "package",
-    "source": None,
-    "status": "ok",
-    "error": None,
-    "target": None,
-    "backend": None,
-    "precision": None,
-    "fidelity": None,
-    "toolchain": None,
-    "artifact_bytes": None,
-    "compile_s": None,
-    "cold_start": None,
-    "memory": None,
-    "batches": [],
-}
-
-
 def _complete_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """Fill absent optional keys with ``None``/``[]`` so every entry has every schema key."""
-    return {**_ENTRY_DEFAULTS, **entry}
+    return {**new_entry(entry["name"], "package", None), **entry}

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..timing import OTHER, LatencyStats, RunPolicy, measure
 from .machine import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from .report import new_entry
 
 Progress = Callable[[str, int, int], None]
 SAMPLE_DECIMALS = 4  # per-call samples kept in the report at 0.1 us (ms with 4 decimals)
@@ -251,19 +252,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
         ``status="ok"`` with measurements, or ``status="error"`` with ``error`` text when
         loading or running failed (per-batch failures are recorded per batch).
     """
-    entry: dict[str, Any] = {
-        "name": job.name,
-        "kind": job.kind,
-        "source": job.source,
-        "status": "ok",
-        "error": None,
-        "target": None,
-        "backend": None,
-        "precision": None,
-        "fidelity": None,
-        "toolchain": None,
-        "artifact_bytes": None,
-    }
+    entry = new_entry(job.name, job.kind, job.source)
     if job.pin is not None:
         os.sched_setaffinity(0, set(job.pin))
     policy = RunPolicy(**job.policy)
