@@ -342,6 +342,10 @@ class Manifest:
 
     Create with :meth:`read` (from a package directory) or :meth:`from_dict`; write with
     :meth:`write`, which also records the sha256 of every file in the package.
+
+    Thread safety: frozen, safe to share between threads (as is :class:`TensorSpec`);
+    :meth:`verify` and :meth:`write` read or write the package folder, which callers must not
+    change meanwhile.
     """
 
     name: str

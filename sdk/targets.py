@@ -29,7 +29,7 @@ _AARCH64_HOST = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neo
 
 @dataclass(frozen=True)
 class Target:
-    """A deployment target.
+    """A deployment target (frozen: safe to share between threads).
 
     Attributes:
         name: the ``--target`` value.

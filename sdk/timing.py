@@ -259,6 +259,10 @@ class StageTimer:
     ``last`` holds the stage times of the most recently *finished* call (a call is
     bracketed by :meth:`run`); stages timed outside :meth:`run` accumulate into the
     current record until the next :meth:`run` starts.
+
+    Thread safety: not thread-safe; one timer per pipeline call in flight (``run_cascade``
+    makes one per call). ``RunPolicy``, ``LatencyStats`` and ``Measurement`` are frozen
+    and safe to share.
     """
 
     def __init__(self) -> None:

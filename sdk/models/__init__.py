@@ -50,7 +50,7 @@ SELECTION_FILE = "mtcnn-auto.json"  # in cache_dir(): the measured choice for "a
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One shipped model.
+    """One shipped model (frozen: safe to share between threads).
 
     Attributes:
         name: registry key, e.g. ``"mtcnn-pnet"``.
