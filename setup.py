@@ -94,6 +94,8 @@ setup(
         "openvino>=2024.0",
         # lanner.compile builds the face detector's packages on first use (ONNX graph checks).
         "onnx>=1.16",
+        # lanner.FacePipeline associates detections with tracks (Hungarian algorithm).
+        "scipy>=1.10",
     ],
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],
