@@ -77,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out and --json name the same file: {out}")
     recognizer, gallery = _load_gallery(args.gallery) if args.gallery else (None, None)
 
-    detector = FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads)
-    pipeline = FacePipeline(detector, recognizer, gallery, detect_every=args.detect_every, num_threads=args.threads)
+    source = VideoSource(args.source)  # first: a source that cannot be read fails before anything is built
     try:
-        source = VideoSource(args.source)
+        detector = FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads)
+        pipeline = FacePipeline(detector, recognizer, gallery, detect_every=args.detect_every,
+                                num_threads=args.threads)
     except BaseException:
-        pipeline.close()
-        detector.close()
+        source.close()
         raise
     video = _AtomicVideo(out, source.fps or 25.0) if out is not None else None
     frames_json = _FrameLog(json_path, source, repr(pipeline)) if json_path is not None else None
