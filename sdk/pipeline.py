@@ -21,6 +21,7 @@ is identified from their mean; it is identified again whenever a better face arr
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
@@ -215,7 +216,7 @@ class FacePipeline:
         gallery: Any | None = None,
         *,
         detect_every: int | str = "auto",
-        max_interval: int = 10,
+        max_interval: int = 15,
         redetect_psr: float = 6.0,
         scene_change: float = 0.1,
         match_iou: float = 0.3,
@@ -248,8 +249,7 @@ class FacePipeline:
             raise TypeError(f"detector should have detect(image) -> Detections, got {type(detector).__name__}")
         if tracker_options is not None and not isinstance(tracker_options, TrackerOptions):
             raise TypeError(f"tracker_options should be a TrackerOptions, got {type(tracker_options).__name__}")
-        options = TrackerOptions(**{**(tracker_options.__dict__ if tracker_options else {}),
-                                    "num_threads": num_threads})
+        options = dataclasses.replace(tracker_options or TrackerOptions(), num_threads=num_threads)
         self._owns_detector = detector is None
         self.detector = FaceDetector(num_threads=num_threads) if detector is None else detector
         self.recognizer = recognizer
@@ -273,8 +273,9 @@ class FacePipeline:
 
         Args:
             frame: ``HxWx3`` BGR or ``HxW`` gray ``uint8``. When the frame size changes (a
-                stream switching resolution), the tracks are rescaled to the new size, the
-                detector runs on this frame and the trackers are re-initialised.
+                stream switching resolution) or the frame turns from colour to gray or back,
+                the tracks are rescaled to the new size, the detector runs on this frame and the
+                trackers are re-initialised.
 
         Returns:
             The current tracks by ascending ``track_id``, lost ones included (``lost=True``).
@@ -288,7 +289,8 @@ class FacePipeline:
             if self._closed:
                 raise ValueError("this FacePipeline is closed; create a new one")
             self.frames += 1
-            resized = self._frame_shape is not None and frame.shape[:2] != self._frame_shape[:2]
+            # a new size (or gray <-> colour): the trackers cannot continue on it
+            resized = self._frame_shape is not None and frame.shape != self._frame_shape
             if resized:
                 self._rescale_tracks(frame.shape)
             elif self._tracks:

@@ -230,6 +230,17 @@ def test_frame_size_change_rescales_tracks_and_detects():
         assert [t.track_id for t in tracks] == [1] and not tracks[0].detected
 
 
+def test_colour_to_gray_switch_restarts_the_trackers():
+    box = [(40, 40, 80, 90)]
+    det = ScriptedDetector([box, box])
+    frame = textured_scene(box)
+    with lanner.FacePipeline(det, detect_every=10, num_threads=1) as pipeline:
+        pipeline.process(frame)
+        tracks = pipeline.process(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        assert len(det.calls) == 2 and det.calls[1] == (240, 320)
+        assert [t.track_id for t in tracks] == [1] and tracks[0].detected
+
+
 def test_gray_frames_and_a_face_leaving_the_frame():
     boxes = [[(260 + 20 * i, 100, 300 + 20 * i, 150)] if 260 + 20 * i < 320 else [] for i in range(8)]
     det = ScriptedDetector(boxes)
