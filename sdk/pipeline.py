@@ -54,6 +54,8 @@ class Track:
             gallery returns for an unknown face.
         name_score: the gallery's score for ``name`` (``None`` when ``name`` is).
         frames: frames since the track started (1 on its first frame).
+
+    Thread-safety: immutable (a frozen dataclass with a read-only landmarks array); share freely.
     """
 
     track_id: int

@@ -470,6 +470,14 @@ def test_cli_watch_live_stream_writes_json_lines_and_keeps_them_when_it_stops(la
     assert rc == 1
     assert "stream rtsp://camera.test/stream stopped (no more frames) after 12 frames; kept" in capsys.readouterr().err
     lines = [json.loads(line) for line in js.read_text().splitlines()]
-    assert [r["frame"] for r in lines] == list(range(12))
+    assert [r["frame"] for r in lines] == list(range(12)) and all(r["dropped"] == 0 for r in lines)
     assert all([t["id"] for t in r["tracks"]] == [1] for r in lines)
     assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["live.avi", "live.jsonl"]
+
+
+def test_pipeline_owns_the_detector_it_creates(lanner_cache):
+    frame = astronaut_clip(1)[0]
+    with lanner.FacePipeline(num_threads=1) as pipeline:
+        assert [t.track_id for t in pipeline.process(frame)] == [1]
+    with pytest.raises(ValueError, match="closed"):
+        pipeline.detector.detect(frame)

@@ -8,7 +8,7 @@ not timed; it costs every row the same):
   (not ``lost``) covers with IoU >= 0.5 on the same frame (one-to-one, Hungarian);
 * **composed scenes**: faces from the celeba-faces folder (``--data``), pasted with a feathered
   mask onto a face-free photo from opencv-doc and moved along known paths, at face widths down to
-  24 px; recall against the ground-truth boxes, and identity switches: a ground-truth face whose
+  24 px (every third scene with two faces crossing, one hiding the other); recall against the ground-truth boxes, and identity switches: a ground-truth face whose
   matching track id differs from the one it last matched, per 100 matched face-frames (as in
   CLEAR-MOT's IDSW).
 
@@ -80,10 +80,13 @@ def load_faces(data: Path) -> dict[str, list[dict]]:
     return by_identity
 
 
-def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames: int) -> Clip:
+def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames: int, crossing: bool) -> Clip:
     """Faces of ``len(SCENE_FACE_WIDTHS)`` identities (chosen by a hash of the scene number) moving over a
     face-free photo, each in its own lane: across the frame and back at 1.5-4 px per frame, bobbing up and
-    down. The ground truth is each crop's face box (faces.csv), scaled and moved with it."""
+    down. With ``crossing``, the two largest faces share the top lane, start at opposite sides and pass
+    each other (the smaller one in front, hiding the larger one for a few frames, every crossing). The
+    ground truth is each crop's face box (faces.csv), scaled and moved with it; a hidden face stays in
+    the ground truth (every row misses it alike)."""
     rng = np.random.default_rng(1000 + scene)
     background = cv2.imread(str(OPENCV_DATA / SCENE_BACKGROUNDS[scene % len(SCENE_BACKGROUNDS)]))
     if background is None:
@@ -92,7 +95,7 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
     identities = sorted(faces, key=lambda k: zlib.crc32(f"{scene}:{k}".encode()))[:len(SCENE_FACE_WIDTHS)]
     sprites = []
     lane_top = 10
-    for identity, width in zip(identities, SCENE_FACE_WIDTHS):
+    for k, (identity, width) in enumerate(zip(identities, SCENE_FACE_WIDTHS)):
         row = faces[identity][0]
         crop = cv2.imread(str(data / "images" / row["file"]))
         box = np.array([float(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")])
@@ -101,11 +104,18 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
         sprite = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / side - 0.5
         alpha = np.clip((0.5 - np.hypot(xx, yy)) / 0.12, 0, 1)[..., None]  # feathered disc, no square edges
-        sprites.append(dict(identity=identity, sprite=sprite, alpha=alpha, box=box * scale, side=side,
-                            top=lane_top, speed=rng.uniform(1.5, 4.0) * rng.choice([-1, 1]),
-                            x=rng.uniform(0, SCENE_SIZE[0] - side), phase=rng.uniform(0, 2 * np.pi),
-                            bob=min(12.0, 0.15 * side)))
-        lane_top += side + 8
+        sprite_def = dict(identity=identity, sprite=sprite, alpha=alpha, box=box * scale, side=side,
+                          top=lane_top, speed=rng.uniform(1.5, 4.0) * rng.choice([-1, 1]),
+                          x=rng.uniform(0, SCENE_SIZE[0] - side), phase=rng.uniform(0, 2 * np.pi),
+                          bob=min(12.0, 0.15 * side))
+        if crossing and k == 1:  # the second face shares the first one's lane, coming the other way
+            first = sprites[0]
+            sprite_def.update(top=first["top"] + (first["side"] - side) / 2, x=SCENE_SIZE[0] - side,
+                              speed=-abs(sprite_def["speed"]))
+            first.update(x=0.0, speed=abs(first["speed"]))
+        else:
+            lane_top += side + 8
+        sprites.append(sprite_def)
     frames, truth_boxes, truth_ids = [], [], []
     for t in range(n_frames):
         frame = background.astype(np.float32)
@@ -114,7 +124,8 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
             x0 = s["x"] + s["speed"] * t
             span = SCENE_SIZE[0] - s["side"]
             x0 = span - abs((x0 % (2 * span)) - span)  # bounce between the edges
-            y0 = s["top"] + s["bob"] * (1 + np.sin(2 * np.pi * t / 60 + s["phase"]))
+            y0 = s["top"] + s["bob"] * (1 + np.sin(2 * np.pi * t / 60 + s["phase"])) - (s["bob"] if crossing else 0)
+            y0 = min(max(y0, 0), SCENE_SIZE[1] - s["side"])
             xi, yi = int(round(x0)), int(round(y0))
             region = frame[yi:yi + s["side"], xi:xi + s["side"]]
             region[:] = region * (1 - s["alpha"]) + s["sprite"] * s["alpha"]
@@ -122,7 +133,7 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
         truth_boxes.append(np.array(boxes, np.float32))
         truth_ids.append(np.array([s["identity"] for s in sprites]))
-    return Clip(f"composed-{scene}", frames, truth_boxes, truth_ids)
+    return Clip(f"composed-{scene}" + ("-crossing" if crossing else ""), frames, truth_boxes, truth_ids)
 
 
 # -- measuring -------------------------------------------------------------------------------------
@@ -225,7 +236,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="the celeba-faces folder (composed scenes; skipped without it)")
     parser.add_argument("--frames", type=int, default=300, help="frames per real video at most")
     parser.add_argument("--scene-frames", type=int, default=150, help="frames per composed scene")
-    parser.add_argument("--scenes", type=int, default=2)
+    parser.add_argument("--scenes", type=int, default=3, help="composed scenes; every third has crossing faces")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
@@ -236,7 +247,7 @@ def main() -> None:
     if args.data is not None:
         faces = load_faces(args.data)
         for s in range(args.scenes):
-            clips.append(compose_scene(args.data, faces, s, args.scene_frames))
+            clips.append(compose_scene(args.data, faces, s, args.scene_frames, crossing=s % 3 == 2))
     for name in SCENE_BACKGROUNDS if args.data is not None else ():
         found = len(detector.detect(cv2.resize(cv2.imread(str(OPENCV_DATA / name)), SCENE_SIZE)))
         print(f"background {name}: {found} face(s) found by the detector (should be 0)")

@@ -85,19 +85,23 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    video = _AtomicVideo(out, source.fps or 25.0) if out is not None else None
-    frames_json = _FrameLog(json_path, source, repr(pipeline)) if json_path is not None else None
+    video: _AtomicVideo | None = None
+    frames_json: _FrameLog | None = None
     progress = _Progress(source.name, source.frame_count, args.max_frames) if not args.no_progress else None
     interrupted = False
     start = time.perf_counter()
     track_ids: set[int] = set()
     try:
+        video = _AtomicVideo(out, source.fps or 25.0) if out is not None else None
+        frames_json = _FrameLog(json_path, source, repr(pipeline)) if json_path is not None else None
         for index, frame in enumerate(source):
             tracks = pipeline.process(frame)
             track_ids.update(t.track_id for t in tracks)
             if frames_json is not None:
-                frames_json.add({"frame": index, "time": round(time.perf_counter() - start, 4),
-                                 "tracks": [t.to_dict() for t in tracks]})
+                record = {"frame": index, "time": round(time.perf_counter() - start, 4)}
+                if source.live:  # frames the source dropped so far: "frame" counts the frames processed
+                    record["dropped"] = source.dropped
+                frames_json.add({**record, "tracks": [t.to_dict() for t in tracks]})
             if video is not None:
                 video.write(draw_tracks(frame, tracks))
             if progress is not None:
