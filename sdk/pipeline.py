@@ -343,8 +343,8 @@ class FacePipeline:
         boxes = [t.box for t in self._tracks] + list(self._detection_boxes)
         for x0, y0, x1, y1 in boxes:
             pad_x, pad_y = 0.25 * (x1 - x0), 0.25 * (y1 - y0)  # tracks move: leave a margin around them
-            changed[max(0, int((y0 - pad_y) * scale)):max(0, int(math.ceil((y1 + pad_y) * scale))),
-                    max(0, int((x0 - pad_x) * scale)):max(0, int(math.ceil((x1 + pad_x) * scale)))] = False
+            changed[max(0, int((y0 - pad_y) * scale)):max(0, math.ceil((y1 + pad_y) * scale)),
+                    max(0, int((x0 - pad_x) * scale)):max(0, math.ceil((x1 + pad_x) * scale))] = False
         return float(changed.mean())
 
     def _detect(self, frame: np.ndarray) -> None:
@@ -465,7 +465,7 @@ class FacePipeline:
             if self._owns_detector:
                 self.detector.close()
 
-    def __enter__(self) -> "FacePipeline":
+    def __enter__(self) -> FacePipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:

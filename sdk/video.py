@@ -22,15 +22,17 @@ Example::
 from __future__ import annotations
 
 import collections
+import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["VideoSource", "FrameQueue", "Capture", "is_stream_url"]
+__all__ = ["Capture", "FrameQueue", "VideoSource", "is_stream_url"]
 
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
@@ -38,11 +40,11 @@ _STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp
 class Capture(Protocol):
     """What :class:`VideoSource` needs from a capture: the part of ``cv2.VideoCapture`` it uses."""
 
-    def read(self) -> tuple[bool, Any]: ...  # noqa: D102
+    def read(self) -> tuple[bool, Any]: ...
 
-    def get(self, prop_id: int) -> float: ...  # noqa: D102
+    def get(self, prop_id: int) -> float: ...
 
-    def release(self) -> None: ...  # noqa: D102
+    def release(self) -> None: ...
 
 
 def is_stream_url(source: str) -> bool:
@@ -122,6 +124,17 @@ class FrameQueue:
             return len(self._frames)
 
 
+def _check_options(queue_size: object, stall_timeout: object) -> None:
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int):
+        raise TypeError(f"queue_size should be an int, got {type(queue_size).__name__}")
+    if queue_size < 1:
+        raise ValueError(f"queue_size should be >= 1, got {queue_size}")
+    if isinstance(stall_timeout, bool) or not isinstance(stall_timeout, (int, float)):
+        raise TypeError(f"stall_timeout should be a number of seconds, got {type(stall_timeout).__name__}")
+    if not (math.isfinite(stall_timeout) and stall_timeout > 0):
+        raise ValueError(f"stall_timeout should be > 0 s, got {stall_timeout}")
+
+
 class VideoSource:
     """Frames from a video file, a camera or a network stream.
 
@@ -146,6 +159,7 @@ class VideoSource:
                  stall_timeout: float = 10.0) -> None:
         import cv2
 
+        _check_options(queue_size, stall_timeout)
         if isinstance(source, bool) or not isinstance(source, (str, os.PathLike, int)):
             raise TypeError(f"source should be a file path, camera index or stream URL, got {type(source).__name__}")
         if isinstance(source, os.PathLike):
@@ -159,7 +173,10 @@ class VideoSource:
             capture = cv2.VideoCapture(source)
         elif is_stream_url(source):
             name, live = source, True
-            capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+            timeout_ms = int(1000 * stall_timeout)
+            # FFmpeg gives up on an unreachable server or a silent stream after stall_timeout, not its default 30 s
+            capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+                                                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
         else:
             name, live = source, False
             if not Path(source).is_file():
@@ -167,12 +184,13 @@ class VideoSource:
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             capture.release()
-            raise ValueError(f"cannot open {name} as a video source (OpenCV found no backend that reads it)")
+            raise ValueError(f"cannot open {name} as a video source (OpenCV could not open it: not a video, "
+                             "unreachable, or a format this OpenCV build cannot read)")
         self._init(capture, name=name, live=live, queue_size=queue_size, stall_timeout=stall_timeout)
 
     @classmethod
     def from_capture(cls, capture: Capture, *, name: str, live: bool, queue_size: int = 4,
-                     stall_timeout: float = 10.0) -> "VideoSource":
+                     stall_timeout: float = 10.0) -> VideoSource:
         """Wrap an already open capture (a ``cv2.VideoCapture`` on a GStreamer pipeline, say).
 
         Args:
@@ -193,6 +211,7 @@ class VideoSource:
             if not callable(getattr(capture, method, None)):
                 raise TypeError(f"capture should have a {method}() method like cv2.VideoCapture, "
                                 f"got {type(capture).__name__}")
+        _check_options(queue_size, stall_timeout)
         self = cls.__new__(cls)
         self._init(capture, name=name, live=live, queue_size=queue_size, stall_timeout=stall_timeout)
         return self
@@ -200,10 +219,6 @@ class VideoSource:
     def _init(self, capture: Capture, *, name: str, live: bool, queue_size: int, stall_timeout: float) -> None:
         import cv2
 
-        if isinstance(stall_timeout, bool) or not isinstance(stall_timeout, (int, float)):
-            raise TypeError(f"stall_timeout should be a number of seconds, got {type(stall_timeout).__name__}")
-        if not stall_timeout > 0:
-            raise ValueError(f"stall_timeout should be > 0 s, got {stall_timeout}")
         self.name = name
         self.live = live
         self._capture = capture
@@ -303,7 +318,7 @@ class VideoSource:
             self._capture = None
         self._first = None
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

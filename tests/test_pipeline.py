@@ -14,10 +14,9 @@ import threading
 from pathlib import Path
 
 import cv2
+import lanner
 import numpy as np
 import pytest
-
-import lanner
 from lanner.cli import main as cli_main
 from lanner.pipeline import box_iou, match_boxes
 from lanner.video import FrameQueue, VideoSource
@@ -256,9 +255,8 @@ def test_gray_frames_and_a_face_leaving_the_frame():
     (np.zeros((0, 8, 3), np.uint8), ValueError, "non-empty"),
 ])
 def test_bad_frames_are_refused(frame, error, match):
-    with lanner.FacePipeline(ScriptedDetector([[]]), num_threads=1) as pipeline:
-        with pytest.raises(error, match=match):
-            pipeline.process(frame)
+    with lanner.FacePipeline(ScriptedDetector([[]]), num_threads=1) as pipeline, pytest.raises(error, match=match):
+        pipeline.process(frame)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -374,9 +372,9 @@ def test_file_source_reads_every_frame_in_order(tmp_path):
 
 def test_stalled_stream_ends_with_a_message():
     capture = FakeCapture(2, hang=True)
-    source = VideoSource.from_capture(capture, name="cam", live=True, stall_timeout=0.2)
+    source = VideoSource.from_capture(capture, name="cam", live=True, stall_timeout=1.0)
     assert len(list(source)) == 2
-    assert "stalled: no frame for 0.2 s" in source.stop_reason
+    assert "stalled: no frame for 1 s" in source.stop_reason
     capture.release_hang.set()
     source.close()
 
@@ -394,6 +392,10 @@ def test_unreadable_sources(tmp_path):
         VideoSource.from_capture(FakeCapture(0), name="empty", live=True)
     with pytest.raises(TypeError, match="read"):
         VideoSource.from_capture(object(), name="x", live=False)
+    with pytest.raises(ValueError, match="queue_size should be >= 1, got 0"):
+        VideoSource(tmp_path / "missing.mp4", queue_size=0)
+    with pytest.raises(ValueError, match="stall_timeout should be > 0 s, got -1"):
+        VideoSource.from_capture(FakeCapture(3), name="x", live=True, stall_timeout=-1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
-
 import lanner
+import numpy as np
 from lanner.pipeline import match_boxes
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian package opencv-doc

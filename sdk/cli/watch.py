@@ -149,13 +149,13 @@ def draw_tracks(frame: Any, tracks: list) -> Any:
     thickness = max(1, round(max(frame.shape[:2]) / 400))
     for t in tracks:
         color = _LOST_COLOR if t.lost else _PALETTE[t.track_id % len(_PALETTE)]
-        x0, y0, x1, y1 = (int(round(v)) for v in t.box)
+        x0, y0, x1, y1 = (round(v) for v in t.box)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), color, thickness)
         label = f"#{t.track_id}" + (f" {t.name} {t.name_score:.2f}" if t.name is not None else "")
         cv2.putText(canvas, label, (x0, max(0, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thickness, color, thickness)
         if not t.lost:
             for x, y in t.landmarks:
-                cv2.circle(canvas, (int(round(float(x))), int(round(float(y)))), thickness, color, -1)
+                cv2.circle(canvas, (round(float(x)), round(float(y))), thickness, color, -1)
     return canvas
 
 
