@@ -1,7 +1,8 @@
 # The two commands a newcomer needs (both do all set-up on a fresh machine):
 #   make run    -- create .venv, install Lanner, run the main job on an embedded image
 #   make test   -- install with the test extras and run the test suite
-# Plus: make sanitize (native-op tests under ASan+UBSan), make bench (benchmarks/).
+# Plus: make sanitize (native-op tests under ASan+UBSan), make bench (benchmarks/;
+# CELEBA_FACES=DIR, the celeba-faces folder, adds the composed scenes of benchmarks/pipeline).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -67,6 +68,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/detection/bench_detection.py --json $(OUT)/bench_detection.json
 	$(BIN)/python benchmarks/tracking/bench_tracking.py --split report --out benchmarks/tracking
 	$(BIN)/python benchmarks/compile/bench_lanner_bench.py
+	$(BIN)/python benchmarks/pipeline/bench_pipeline.py $(if $(CELEBA_FACES),--data $(CELEBA_FACES)) --json $(OUT)/bench_pipeline.json
 
 clean:
 	rm -rf build $(OUT) *.egg-info

@@ -95,6 +95,8 @@ setup(
         # The face detector's packages are built on first use by OpenVINO / ONNX Runtime reading
         # the shipped ONNX themselves: no onnx package at run time (tests/test_package.py proves it).
         "openvino>=2024.0",
+        # lanner.FacePipeline associates detections with tracks (Hungarian algorithm).
+        "scipy>=1.10",
     ],
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],

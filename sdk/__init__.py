@@ -13,6 +13,8 @@ from .ops import has_cuda
 from .runtime import Model, load
 from .face import Detections, FaceDetector
 from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
+from . import video
+from .pipeline import FacePipeline, Track
 
 __all__ = [
     "__version__",
@@ -30,4 +32,7 @@ __all__ = [
     "TrackResult",
     "MultiTracker",
     "MultiTrackResult",
+    "video",
+    "FacePipeline",
+    "Track",
 ]
