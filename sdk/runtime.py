@@ -11,12 +11,15 @@ Only the backend the package needs is imported (OpenVINO, ONNX Runtime, or TVM).
 """
 from __future__ import annotations
 
+import math
 import os
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._resources import Closeable
 from .backends import Session, adapter
 from .manifest import Manifest, PackageError, TensorSpec
 from .targets import get_target
@@ -44,8 +47,13 @@ def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None)
     return Model.open(package_dir, num_threads=num_threads)
 
 
-class Model:
+class Model(Closeable):
     """A loaded package. Create with :func:`lanner.load` (or :meth:`Model.open`).
+
+    Thread safety: a Model may be shared between threads; :meth:`run` and :meth:`run_many`
+    calls are serialised (one at a time per Model: the backend's request is reused). Views
+    returned with ``copy=False`` are overwritten by the next call from any thread, so threads
+    that share a Model should keep the default ``copy=True``.
 
     Attributes:
         manifest: the package's :class:`~lanner.manifest.Manifest`.
@@ -59,6 +67,7 @@ class Model:
         self.inputs: tuple[TensorSpec, ...] = manifest.inputs
         self.outputs: tuple[TensorSpec, ...] = manifest.outputs
         self._session: Session | None = session
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
@@ -91,11 +100,13 @@ class Model:
 
         Raises:
             ValueError: wrong/missing input names, shapes or dtypes (the message names expected
-                vs actual), or the model was closed.
+                vs actual), NaN or infinite values in a floating-point input (every backend
+                refuses them alike), or the model was closed.
             TypeError: an input is not a NumPy array.
         """
-        session = self._open_session()
-        return self._named(session.run(self._validate(inputs), copy=copy))
+        feed = self._validate(inputs)
+        with self._lock:
+            return self._named(self._open_session().run(feed, copy=copy))
 
     def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
                  copy: bool = True) -> list[dict[str, np.ndarray]]:
@@ -110,16 +121,21 @@ class Model:
         Raises:
             ValueError, TypeError: as :meth:`run`, for any of the inputs.
         """
-        session = self._open_session()
+        self._open_session()
         if isinstance(inputs, Mapping) or not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a sequence of dicts of name -> numpy array, got {type(inputs).__name__}")
         feeds = [self._validate(x) for x in inputs]
-        return [self._named(outputs) for outputs in session.run_many(feeds, copy=copy)]
+        with self._lock:
+            return [self._named(outputs) for outputs in self._open_session().run_many(feeds, copy=copy)]
+
+    _closed_message = "this model is closed; load the package again"
 
     def _open_session(self) -> Session:
-        if self._session is None:
-            raise ValueError("this model is closed; load the package again")
-        return self._session
+        self._ensure_open()
+        session = self._session
+        if session is None:
+            raise ValueError(self._closed_message)
+        return session
 
     def _named(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {spec.name: out for spec, out in zip(self.outputs, outputs)}
@@ -157,21 +173,21 @@ class Model:
                         )
                 if got == 0:
                     raise ValueError(f"input {spec.name!r}: axis {axis} is empty, shape {tuple(array.shape)}")
+            if array.dtype.kind == "f" and not math.isfinite(float(array.sum(dtype=np.float64))):
+                # One pass in float64 (no overflow for any finite float32/float16 input): the
+                # sum is finite exactly when every value is.
+                bad = int(np.count_nonzero(~np.isfinite(array)))
+                raise ValueError(f"input {spec.name!r}: expected finite values, got {bad} NaN or infinite "
+                                 f"value(s) of {array.size}")
             feed[spec.name] = np.ascontiguousarray(array)
         return feed
 
     # -- resources ---------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the backend session (idempotent)."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _release(self) -> None:
+        with self._lock:  # a run in another thread finishes first
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
 
     def __repr__(self) -> str:
         m = self.manifest
