@@ -62,12 +62,12 @@ def _as_array(name: str, value: object, dtype: type, kinds: str) -> np.ndarray:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:  # ragged sequences, unconvertible objects
         raise TypeError(f"{name} should be an array-like of numbers, got {type(value).__name__}: {exc}") from None
-    if array.ndim == 0:  # ascontiguousarray would make it 1-d, and the message would show a shape it never had
-        expected = "(N, 4)" if name == "boxes" else "(N,)"
-        raise ValueError(f"{name} should have shape {expected}, got a 0-d {type(value).__name__} (shape ())")
     if array.dtype.kind not in kinds:
         expected = "an integer dtype" if kinds == "iu" else "a real numeric dtype (float or integer)"
         raise TypeError(f"{name} should have {expected}, got dtype {array.dtype}")
+    if array.ndim == 0:  # ascontiguousarray would make it 1-d, and the message would show a shape it never had
+        expected = "(N, 4)" if name == "boxes" else "(N,)"
+        raise ValueError(f"{name} should have shape {expected}, got a 0-d {type(value).__name__} (shape ())")
     if array.dtype.kind == "u" and array.dtype.itemsize == 8 and dtype == np.int64 and array.size:
         if int(array.max()) > np.iinfo(np.int64).max:
             raise ValueError(f"{name} should fit in int64, got a value of {int(array.max())}")

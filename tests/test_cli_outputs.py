@@ -77,7 +77,8 @@ def test_track_refuses_to_write_over_its_input(tmp_path):
     # The same file under another name (a symlink) is refused too.
     link = tmp_path / "link.avi"
     link.symlink_to(video)
-    assert lanner_cli("track", video, "--box", "50,40,20,20", "--json", tmp_path / "t.json", "--out", link).returncode == 2
+    proc = lanner_cli("track", video, "--box", "50,40,20,20", "--json", tmp_path / "t.json", "--out", link)
+    assert proc.returncode == 2
     assert video.read_bytes() == before and not (tmp_path / "t.json").exists()
 
 
@@ -106,8 +107,8 @@ def test_detect_refuses_to_write_over_an_input(tmp_path, cache_env):
         ("--json", lambda d: (d / "folder").mkdir() or d / "folder", "is an existing folder; expected a json file"),
         ("--json", lambda d: d / "faces.txt", r"unsupported json extension '.txt'; supported: .json"),
         ("--out", lambda d: d / "faces.xyz", r"unsupported image extension '.xyz'; supported: .jpg .jpeg .png"),
-        ("--out", lambda d: (d / "afile").write_text("x") and d / "afile" / "faces.jpg", r"afile is a file, not a folder"),
-        ("--json", lambda d: (d / "afile").write_text("x") and d / "afile" / "sub" / "f.json", "is a file, not a folder"),
+        ("--out", lambda d: (d / "afile").write_text("x") and d / "afile" / "faces.jpg", "afile is a file, not"),
+        ("--json", lambda d: (d / "afile").write_text("x") and d / "afile" / "s" / "f.json", "is a file, not a folder"),
     ],
 )
 def test_detect_bad_output_paths_are_clear_errors_before_any_work(tmp_path, option, make, match):

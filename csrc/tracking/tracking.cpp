@@ -88,9 +88,14 @@ struct Frame {
   FrameView view;
 };
 
+std::string type_name(const py::handle& obj) {
+  return std::string(py::str(py::type::handle_of(obj).attr("__name__")));
+}
+
+// Not an array: TypeError (as NumPy raises); a wrong array: ValueError.
 Frame to_frame(const py::handle& obj) {
   if (!py::isinstance<py::array>(obj))
-    throw py::type_error("frame must be a numpy.ndarray, got " + std::string(py::str(obj.get_type().attr("__name__"))));
+    throw py::type_error("frame must be a numpy.ndarray, got " + type_name(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
   LANNER_CHECK(has_dtype<uint8_t>(a), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
@@ -190,8 +195,7 @@ class PyMultiTracker {
   void init(const py::handle& frame_obj, const py::handle& boxes_obj) {
     Frame f = to_frame(frame_obj);
     if (!py::isinstance<py::array>(boxes_obj))
-      throw py::type_error("boxes must be a numpy.ndarray of shape (N, 4), got " +
-                           std::string(py::str(boxes_obj.get_type().attr("__name__"))));
+      throw py::type_error("boxes must be a numpy.ndarray of shape (N, 4), got " + type_name(boxes_obj));
     auto boxes = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(boxes_obj);
     LANNER_CHECK(static_cast<bool>(boxes), "boxes must be numeric");
     LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must have shape (N, 4), got ndim=", boxes.ndim());

@@ -267,9 +267,9 @@ class ProgressBar:
             rate = done / max(now - self._start, 1e-9)
         if self._total:
             filled = int(30 * min(done, self._total) / self._total)
-            text = f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self._total} {rate:.1f} fps"
+            text = f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self._total} frames, {rate:.1f} fps"
         else:
-            text = f"\r{self._label} {done} frames {rate:.1f} fps"
+            text = f"\r{self._label} {done} frames, {rate:.1f} fps"
         sys.stderr.write(text)
         sys.stderr.flush()
 
@@ -343,8 +343,8 @@ def process_video(path: Path, step: FrameStep, *, out: Path | None = None, progr
                 annotated = step(done, frame)
                 if temp is not None and annotated is not None:
                     if writer is None:
-                        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*VIDEO_OUTPUT_CODECS[out.suffix.lower()]),
-                                                 fps, size)
+                        codec = cv2.VideoWriter_fourcc(*VIDEO_OUTPUT_CODECS[out.suffix.lower()])
+                        writer = cv2.VideoWriter(str(temp), codec, fps, size)
                         if not writer.isOpened():
                             raise ValueError(f"cannot write video {out}")
                     writer.write(annotated)
