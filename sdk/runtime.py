@@ -26,6 +26,8 @@ from .targets import get_target
 
 __all__ = ["load", "Model"]
 
+_MAX_THREADS = 256  # as FaceDetector's and the native ops' bound
+
 
 def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
     """Load a package: verify it, check it runs here, and open its backend.
@@ -41,7 +43,8 @@ def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None)
         FileNotFoundError: no such directory, or no ``manifest.json`` in it.
         PackageError (a ValueError): malformed manifest, checksum mismatch, or a package built for
             another target (e.g. a Jetson package on x86).
-        ValueError: ``num_threads`` is not a positive int.
+        ValueError: ``num_threads`` is not in [1, 256].
+        TypeError: ``num_threads`` is not an int.
         ImportError: the backend's toolchain is missing (TVM packages need ``lanner[compile]``).
     """
     return Model.open(package_dir, num_threads=num_threads)
@@ -72,8 +75,12 @@ class Model(Closeable):
     @classmethod
     def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
         """Same as :func:`lanner.load`."""
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+                raise TypeError(f"num_threads must be a positive int or None, got {type(num_threads).__name__}")
+            if not 1 <= num_threads <= _MAX_THREADS:
+                raise ValueError(f"num_threads must be a positive int or None, at most {_MAX_THREADS}, got {num_threads}")
+            num_threads = int(num_threads)
         root = Path(package_dir)
         manifest = Manifest.read(root)
         target = _target_or_error(manifest.target)

@@ -233,3 +233,19 @@ def test_model_is_closeable_once_and_says_so(cache):
     with pytest.raises(ValueError, match="model is closed"):
         with model:
             pass
+
+
+def test_load_refuses_absurd_or_wrong_typed_thread_counts(cache):
+    pkg = models.package_dir("mtcnn-rnet", "openvino", "fp32")
+    with pytest.raises(ValueError, match="at most 256, got 1000"):
+        lanner.load(pkg, num_threads=1000)
+    with pytest.raises(TypeError, match="num_threads must be a positive int or None, got str"):
+        lanner.load(pkg, num_threads="2")
+
+
+def test_large_finite_inputs_are_not_taken_for_infinite(cache):
+    """The finiteness check sums the input: a sum that overflows float32 must not refuse finite values."""
+    x = np.full((1, 3, 24, 24), 3e38, np.float32)
+    with lanner.load(models.package_dir("mtcnn-rnet", "onnxruntime", "fp32")) as model:
+        with np.errstate(all="ignore"):
+            assert set(model.run({"image": x})) == {o.name for o in model.outputs}
