@@ -24,7 +24,13 @@ void MultiTracker::init(const FrameView& frame, const std::vector<Box>& boxes) {
   trackers_.clear();
   for (size_t i = 0; i < boxes.size(); ++i) trackers_.push_back(std::make_unique<CorrelationTracker>(params_));
   states_.assign(boxes.size(), TrackState{});
-  for_each(trackers_.size(), [&](size_t i) { trackers_[i]->init(frame, nullptr, boxes[i]); });
+  try {
+    for_each(trackers_.size(), [&](size_t i) { trackers_[i]->init(frame, nullptr, boxes[i]); });
+  } catch (...) {
+    trackers_.clear();  // never half initialised: update() then says "before init"
+    states_.clear();
+    throw;
+  }
   height_ = frame.height;
   width_ = frame.width;
 }
