@@ -79,7 +79,8 @@ class Model(Closeable):
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
                 raise TypeError(f"num_threads must be a positive int or None, got {type(num_threads).__name__}")
             if not 1 <= num_threads <= _MAX_THREADS:
-                raise ValueError(f"num_threads must be a positive int or None, at most {_MAX_THREADS}, got {num_threads}")
+                raise ValueError(f"num_threads must be a positive int or None, at most {_MAX_THREADS}, "
+                                 f"got {num_threads}")
             num_threads = int(num_threads)
         root = Path(package_dir)
         manifest = Manifest.read(root)
