@@ -135,3 +135,47 @@ def test_native_multitracker_length_is_safe_without_python_lock():
     assert len(m) == 0
     m.init(np.zeros((60, 80), np.uint8), np.array([[10.0, 10, 8, 8], [30, 30, 8, 8]]))
     assert len(m) == 2
+
+
+@pytest.fixture(scope="module")
+def rnet_package(tmp_path_factory):
+    import os
+
+    from lanner import models
+
+    cache = os.environ.get("LANNER_TEST_CACHE") or str(tmp_path_factory.mktemp("lanner-cache"))
+    previous = os.environ.get("LANNER_CACHE")
+    os.environ["LANNER_CACHE"] = cache
+    try:
+        yield models.build_package("mtcnn-rnet", "openvino", "fp32", quiet=True)
+    finally:
+        if previous is None:
+            os.environ.pop("LANNER_CACHE", None)
+        else:
+            os.environ["LANNER_CACHE"] = previous
+
+
+def test_one_model_shared_by_threads_gives_the_serial_results(rnet_package):
+    """Model.run calls are serialised: a backend request reused by two threads at once would
+    mix their outputs."""
+    import threading
+
+    rng = np.random.default_rng(3)
+    inputs = [rng.standard_normal((4, 3, 24, 24)).astype(np.float32) for _ in range(2)]
+    with lanner.load(rnet_package, num_threads=1) as model:
+        expected = [model.run({"image": x}) for x in inputs]
+        mismatches: list[int] = []
+
+        def run(k: int) -> None:
+            for _ in range(100):
+                out = model.run({"image": inputs[k]})
+                if any(not np.array_equal(out[name], expected[k][name]) for name in out):
+                    mismatches.append(k)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=_TIMEOUT_S)
+        assert not any(t.is_alive() for t in threads)
+    assert mismatches == []
