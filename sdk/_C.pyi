@@ -101,3 +101,83 @@ def mtcnn_crop_resize(
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid);
     ``out``: a 1d workspace buffer for the crops; crops spread over ``num_threads`` threads (<= 0: one per core)."""
+
+# --- Correlation-filter tracker (csrc/tracking; use lanner.Tracker / lanner.MultiTracker) --------
+# Objects may be shared between threads: calls on one object are serialised, with the GIL
+# released while they wait and work.
+class TrackerParams:
+    """Tracker parameters (fields as lanner.TrackerOptions; ``lambda_`` for lambda)."""
+
+    padding: float
+    cell_size: int
+    min_grid: int
+    max_grid: int
+    window_power: float
+    kernel: str
+    kernel_sigma: float
+    lambda_: float
+    output_sigma_factor: float
+    learning_rate: float
+    num_scales: int
+    scale_step: float
+    scale_penalty: float
+    lost_psr: float
+    good_psr: float
+    recover_psr: float
+    miss_ratio: float
+    peak_ratio: float
+    recover_ratio: float
+    recover_peak_ratio: float
+    snapshot_ratio: float
+    miss_motion: float
+    lost_patience: int
+    redetect_spread: float
+    redetect_radius: float
+    num_threads: int
+    def __init__(self) -> None: ...
+    def validate(self) -> None:
+        """Raise ValueError when a parameter is out of range."""
+
+class CorrelationTracker:
+    """One target (use lanner.Tracker)."""
+
+    def __init__(self, params: TrackerParams) -> None: ...
+    def init(self, frame: npt.NDArray[np.uint8], box: list[float]) -> None:
+        """frame (H, W) gray or (H, W, 3) BGR uint8; box [x, y, w, h] px."""
+    def update(self, frame: npt.NDArray[np.uint8]) -> Tuple[Tuple[float, float, float, float], float, bool, bool]:
+        """((x, y, w, h), psr, lost, recovered)."""
+
+class MultiCorrelationTracker:
+    """N targets per call (use lanner.MultiTracker); backend "cpu" or "cuda" (a build with cuFFT)."""
+
+    def __init__(self, params: TrackerParams, backend: str = "cpu") -> None: ...
+    def init(self, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64]) -> None:
+        """boxes (N, 4) x, y, w, h px, 1 <= N <= 4096."""
+    def update(self, frame: npt.NDArray[np.uint8]) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
+                                                            npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(boxes (N, 4) float32, psr (N,) float32, lost (N,) bool, recovered (N,) bool)."""
+    def __len__(self) -> int: ...
+
+def tracker_features(patch: npt.NDArray[np.float32], cell: int) -> npt.NDArray[np.float32]:
+    """HOG (9 bins) + gray + 2 opponent-colour cell features of a patch with a 1 px border, (rows, cols) gray
+    or (3, rows, cols) [gray, o1, o2] -> (12, gh, gw)."""
+
+def tracker_psr(response: npt.NDArray[np.float32], exclude: int) -> float:
+    """Peak-to-sidelobe ratio of a (h, w) response."""
+
+def tracker_kcf_response(z: npt.NDArray[np.float32], x: npt.NDArray[np.float32], alpha: npt.NDArray[np.float32],
+                         kernel: str, sigma: float) -> npt.NDArray[np.float32]:
+    """KCF detection response of z (c, h, w) against model x (c, h, w), alpha (h, w)."""
+
+def tracker_kcf_response_batch_cuda(z: npt.NDArray[np.float32], x: npt.NDArray[np.float32],
+                                    alpha: npt.NDArray[np.float32], kernel: str,
+                                    sigma: float) -> npt.NDArray[np.float32]:
+    """Batched KCF responses (n, c, h, w) on the GPU with cuFFT (only in builds with cuFFT)."""
+
+class testing:
+    """Test hooks of the native ops (a submodule); not part of Lanner's API."""
+
+    @staticmethod
+    def batched_cpu_multi_tracker(params: TrackerParams) -> MultiCorrelationTracker:
+        """A MultiCorrelationTracker whose detection step takes the batched path (as backend "cuda") with the
+        CPU kcf_response."""

@@ -18,6 +18,9 @@ Non-maximum suppression (NMS) conventions, shared by :func:`nms`, :func:`batched
 * Corners are continuous coordinates (width = x2 - x1). To reproduce the pixel-inclusive
   convention of some MTCNN ports (facenet-pytorch's ``nms_numpy``: width = x2 - x1 + 1), pass
   ``x2 + 1, y2 + 1``; the overlaps are then identical.
+
+Thread safety: the ops are stateless functions of their arguments; any number of threads may
+call them at once (each call works on its own buffers).
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ def _as_array(name: str, value: object, dtype: type, kinds: str) -> np.ndarray:
 
     Raises:
         TypeError: when ``value`` does not convert to a numeric array of an allowed kind.
+        ValueError: a 0-d value (a scalar): the ops take (N, 4) boxes and (N,) scores.
     """
-    if isinstance(value, np.ndarray) and value.dtype == dtype and value.flags.c_contiguous:
+    if isinstance(value, np.ndarray) and value.dtype == dtype and value.flags.c_contiguous and value.ndim:
         return value
     try:
         array = np.asarray(value)
@@ -61,6 +65,9 @@ def _as_array(name: str, value: object, dtype: type, kinds: str) -> np.ndarray:
     if array.dtype.kind not in kinds:
         expected = "an integer dtype" if kinds == "iu" else "a real numeric dtype (float or integer)"
         raise TypeError(f"{name} should have {expected}, got dtype {array.dtype}")
+    if array.ndim == 0:  # ascontiguousarray would make it 1-d, and the message would show a shape it never had
+        expected = "(N, 4)" if name == "boxes" else "(N,)"
+        raise ValueError(f"{name} should have shape {expected}, got a 0-d {type(value).__name__} (shape ())")
     if array.dtype.kind == "u" and array.dtype.itemsize == 8 and dtype == np.int64 and array.size:
         if int(array.max()) > np.iinfo(np.int64).max:
             raise ValueError(f"{name} should fit in int64, got a value of {int(array.max())}")
@@ -68,6 +75,48 @@ def _as_array(name: str, value: object, dtype: type, kinds: str) -> np.ndarray:
     # native check as non-finite, with a ValueError instead of a cast warning.
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _real(name: str, value: object, *, optional: bool = False) -> Optional[float]:
+    """A Python float from a real number (bool refused); None passes when ``optional``.
+
+    Raises:
+        TypeError: not a real number.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        expected = "a number or None" if optional else "a number"
+        raise TypeError(f"{name} should be {expected}, got {type(value).__name__}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> Optional[int]:
+    """A Python int from an integer or None (bool and floats refused).
+
+    Raises:
+        TypeError: not an integer.
+        ValueError: out of the int64 range.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} should be an int or None, got {type(value).__name__}")
+    value = int(value)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} should fit in int64, got {value}")
+    return value
+
+
+def _name(name: str, value: object) -> str:
+    """``value`` when it is a str.
+
+    Raises:
+        TypeError: not a str.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} should be a str, got {type(value).__name__}")
+    return value
 
 
 def nms(
@@ -99,19 +148,21 @@ def nms(
         ``(K,)`` int64 indices into ``boxes`` of the kept boxes, by descending score.
 
     Raises:
-        TypeError: ``boxes``/``scores`` are not numeric array-likes (strings, objects, ...).
-        ValueError: wrong rank or shape, length mismatch, non-finite values, a threshold
+        TypeError: ``boxes``/``scores`` are not numeric array-likes (strings, objects, ...); a
+            threshold that is not a number, ``max_output`` that is not an int (``True`` is
+            not taken as 1), or ``mode``/``device`` that are not strings.
+        ValueError: wrong rank or shape (a scalar is reported as 0-d), length mismatch, non-finite values, a threshold
             outside [0, 1], ``max_output < 0``, or an unknown ``mode``/``device``.
         RuntimeError: ``device="cuda"`` but CUDA is unavailable (``has_cuda()`` is False).
     """
     return _C.nms(
         _as_array("boxes", boxes, np.float32, _REAL_KINDS),
         _as_array("scores", scores, np.float32, _REAL_KINDS),
-        iou_threshold,
-        score_threshold,
-        max_output,
-        mode,
-        device,
+        _real("iou_threshold", iou_threshold),
+        _real("score_threshold", score_threshold, optional=True),
+        _count("max_output", max_output),
+        _name("mode", mode),
+        _name("device", device),
     )
 
 
@@ -151,11 +202,11 @@ def batched_nms(
         _as_array("boxes", boxes, np.float32, _REAL_KINDS),
         _as_array("scores", scores, np.float32, _REAL_KINDS),
         _as_array("class_ids", class_ids, np.int64, "iu"),
-        iou_threshold,
-        score_threshold,
-        max_output,
-        mode,
-        device,
+        _real("iou_threshold", iou_threshold),
+        _real("score_threshold", score_threshold, optional=True),
+        _count("max_output", max_output),
+        _name("mode", mode),
+        _name("device", device),
     )
 
 
@@ -211,9 +262,9 @@ def soft_nms(
     indices, rescored = _C.soft_nms(
         _as_array("boxes", boxes, np.float32, _REAL_KINDS),
         _as_array("scores", scores, np.float32, _REAL_KINDS),
-        method,
-        sigma,
-        iou_threshold,
-        score_threshold,
+        _name("method", method),
+        _real("sigma", sigma),
+        _real("iou_threshold", iou_threshold),
+        _real("score_threshold", score_threshold),
     )
     return SoftNMSResult(indices=indices, scores=rescored)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _C
+from ._resources import Closeable
 from .ops import has_cuda
 
 __all__ = ["TrackerOptions", "TrackResult", "MultiTrackResult", "Tracker", "MultiTracker"]
@@ -179,7 +179,7 @@ class MultiTrackResult:
 
 def _check_frame(frame: Any) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
-        raise ValueError(f"frame must be a numpy.ndarray, got {type(frame).__name__}")
+        raise TypeError(f"frame must be a numpy.ndarray, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise ValueError(f"frame must have dtype uint8, got {frame.dtype}")
     if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
@@ -214,8 +214,28 @@ def _resolve_options(options: TrackerOptions | None, kwargs: dict[str, Any]) -> 
     return options
 
 
-class Tracker:
+class _NativeTracker(Closeable):
+    """What Tracker and MultiTracker share: the native object, released by close()."""
+
+    _native: Any = None
+
+    def _native_or_closed(self) -> Any:
+        native = self._native  # read once: a close() in another thread cannot pull it away mid-call
+        if native is None:
+            raise ValueError(self._closed_message)
+        return native
+
+    def _release(self) -> None:
+        self._native = None
+
+
+class Tracker(_NativeTracker):
     """Single-target correlation-filter tracker.
+
+    Thread safety: a Tracker may be shared between threads; calls on it are serialised (one
+    ``init``/``update`` at a time, the others wait with the GIL released). Frames from several
+    threads interleave in whatever order the threads arrive, so one video per Tracker is the
+    useful pattern; trackers of different videos run in parallel.
 
     Args:
         options: a :class:`TrackerOptions`; or give its fields as keywords.
@@ -227,8 +247,9 @@ class Tracker:
 
     def __init__(self, options: TrackerOptions | None = None, **kwargs: Any) -> None:
         self.options = _resolve_options(options, kwargs)
-        self._native = _C.CorrelationTracker(self.options.to_params())
-        self._initialized = False
+        self._native: Any = _C.CorrelationTracker(self.options.to_params())
+
+    _closed_message = "the tracker is closed; create a new Tracker"
 
     def init(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> None:
         """Start tracking ``box`` in ``frame`` (again, if called a second time).
@@ -238,12 +259,12 @@ class Tracker:
             box: ``(x, y, w, h)`` pixels, w and h >= 1; must overlap the frame.
 
         Raises:
-            ValueError: bad frame, empty/zero-size box or a box fully outside the frame.
+            TypeError: frame is not a NumPy array.
+            ValueError: bad frame, empty/zero-size box, a box fully outside the frame, or a
+                closed tracker.
         """
-        if self._native is None:
-            raise ValueError("the tracker is closed; create a new Tracker")
-        self._native.init(_check_frame(frame), list(_check_box(box)))
-        self._initialized = True
+        native = self._native_or_closed()
+        native.init(_check_frame(frame), list(_check_box(box)))
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """Track the target into ``frame``.
@@ -255,30 +276,22 @@ class Tracker:
             The :class:`TrackResult` of this frame.
 
         Raises:
-            ValueError: called before :meth:`init`, a bad frame, or a frame whose size
-                differs from the one at :meth:`init`.
+            TypeError: frame is not a NumPy array.
+            ValueError: called before :meth:`init` or after :meth:`close`, a bad frame, or a
+                frame whose size differs from the one at :meth:`init`.
         """
-        if not self._initialized:
-            raise ValueError("update() called before init(frame, box)")
-        box, score, lost, recovered = self._native.update(_check_frame(frame))
+        native = self._native_or_closed()
+        box, score, lost, recovered = native.update(_check_frame(frame))
         return TrackResult(tuple(float(v) for v in box), float(score), bool(lost), bool(recovered))  # type: ignore[arg-type]
 
-    def close(self) -> None:
-        """Release the native tracker. The object is unusable afterwards."""
-        self._native = None
-        self._initialized = False
-
-    def __enter__(self) -> "Tracker":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class MultiTracker:
+class MultiTracker(_NativeTracker):
     """N targets tracked in one call: the frame is converted to gray once and the
     targets are spread over ``options.num_threads`` threads. Each target behaves
     exactly like its own :class:`Tracker` with the same options.
+
+    Thread safety: as :class:`Tracker`: may be shared, calls are serialised.
 
     With ``device="cuda"`` the detection step of all tracked targets (their search
     windows at every scale) runs as one batched cuFFT computation per frame and grid
@@ -309,12 +322,13 @@ class MultiTracker:
             if not has_cuda():
                 raise RuntimeError("device='cuda' needs a usable CUDA device; none was found")
         self.device = device
-        self._native = _C.MultiCorrelationTracker(self.options.to_params(), device)
-        self._count = 0
-        self._lock = threading.Lock()
+        self._native: Any = _C.MultiCorrelationTracker(self.options.to_params(), device)
+
+    _closed_message = "the tracker is closed; create a new MultiTracker"
 
     def __len__(self) -> int:
-        return self._count
+        native = self._native
+        return 0 if native is None else len(native)
 
     def init(self, frame: np.ndarray, boxes: np.ndarray) -> None:
         """Start tracking every row of ``boxes`` in ``frame`` (replaces earlier targets).
@@ -324,18 +338,19 @@ class MultiTracker:
             boxes: ``(N, 4)`` ``(x, y, w, h)`` pixels, 1 <= N <= 4096.
 
         Raises:
-            ValueError: bad frame or any bad box (the message names it).
+            TypeError: frame is not a NumPy array, or boxes are not numbers.
+            ValueError: bad frame, any bad box (the message names it), or a closed tracker.
         """
-        arr = np.asarray(boxes, dtype=np.float64)
+        native = self._native_or_closed()
+        try:
+            arr = np.asarray(boxes, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"boxes must be an (N, 4) array of numbers, got {type(boxes).__name__}") from None
         if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0:
             raise ValueError(f"boxes must have shape (N, 4) with N >= 1, got {arr.shape}")
         for row in arr:
             _check_box(row)
-        if self._native is None:
-            raise ValueError("the tracker is closed; create a new MultiTracker")
-        with self._lock:
-            self._native.init(_check_frame(frame), np.ascontiguousarray(arr))
-            self._count = int(arr.shape[0])
+        native.init(_check_frame(frame), np.ascontiguousarray(arr))
 
     def update(self, frame: np.ndarray) -> MultiTrackResult:
         """Track every target into ``frame``.
@@ -344,23 +359,13 @@ class MultiTracker:
             A :class:`MultiTrackResult` with ``(N, 4)`` boxes and ``(N,)`` scores/flags.
 
         Raises:
-            ValueError: called before :meth:`init`, bad frame, or a changed frame size.
+            TypeError: frame is not a NumPy array.
+            ValueError: called before :meth:`init` or after :meth:`close`, bad frame, or a
+                changed frame size.
         """
-        if self._count == 0:
-            raise ValueError("update() called before init(frame, boxes)")
-        with self._lock:
-            arrays = self._native.update(_check_frame(frame))
+        native = self._native_or_closed()
+        arrays = native.update(_check_frame(frame))
         for a in arrays:
             a.flags.writeable = False
         return MultiTrackResult(*arrays)
 
-    def close(self) -> None:
-        """Release the native trackers."""
-        self._native = None
-        self._count = 0
-
-    def __enter__(self) -> "MultiTracker":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,7 +1,9 @@
 // Boundary of the tracker op: validation of every argument that crosses from
-// Python, dispatch (single tracker, multi-target over threads, CUDA batch), and
-// the pybind11 registration.
+// Python, dispatch to the kernels (CorrelationTracker, MultiTracker in
+// multi_tracker.h), and the pybind11 registration.
 #include "tracking/tracking.h"
+
+#include "tracking/multi_tracker.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -9,7 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,7 +18,6 @@
 #include <vector>
 
 #include "common/check.h"
-#include "common/parallel.h"
 #include "common/py_array.h"
 
 #ifndef LANNER_WITH_FFTW
@@ -88,9 +88,14 @@ struct Frame {
   FrameView view;
 };
 
+std::string type_name(const py::handle& obj) {
+  return std::string(py::str(py::type::handle_of(obj).attr("__name__")));
+}
+
+// Not an array: TypeError (as NumPy raises); a wrong array: ValueError.
 Frame to_frame(const py::handle& obj) {
-  LANNER_CHECK(py::isinstance<py::array>(obj), "frame must be a numpy.ndarray, got ",
-               std::string(py::str(obj.get_type().attr("__name__"))));
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error("frame must be a numpy.ndarray, got " + type_name(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
   LANNER_CHECK(has_dtype<uint8_t>(a), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
   LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
@@ -123,11 +128,21 @@ Box to_box(const std::vector<double>& b, const FrameView& frame) {
   return {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])};
 }
 
+// The frame of an update() must have the size of the frame given to init().
+void check_frame_size(const FrameView& v, int height, int width) {
+  LANNER_CHECK(v.height == height && v.width == width, "frame size changed from ", width, "x", height,
+               " (at init) to ", v.width, "x", v.height, "; call init() again for a new video");
+}
+
 py::tuple state_tuple(const TrackState& s) {
   return py::make_tuple(py::make_tuple(s.box.x, s.box.y, s.box.w, s.box.h), s.score, s.lost, s.recovered);
 }
 
-// One target. Calls are serialised by a mutex: the GIL is released while it works.
+// Threads: every call validates its Python arguments while holding the GIL, then releases
+// the GIL and only then takes the object's mutex, so that calls on one object from several
+// Python threads are serialised and never wait for the mutex while holding the GIL (the
+// thread that holds the mutex may need the GIL back: a deadlock). State read or written
+// under the mutex only.
 class PyTracker {
  public:
   explicit PyTracker(const TrackerParams& p) : tracker_(p) {}
@@ -135,57 +150,52 @@ class PyTracker {
   void init(const py::handle& frame_obj, const std::vector<double>& box) {
     Frame f = to_frame(frame_obj);
     const Box b = to_box(box, f.view);
+    py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    {
-      py::gil_scoped_release release;
-      tracker_.init(f.view, nullptr, b);
-    }
+    tracker_.init(f.view, nullptr, b);
     height_ = f.view.height;
     width_ = f.view.width;
   }
 
   py::tuple update(const py::handle& frame_obj) {
-    LANNER_CHECK(tracker_.initialized(), "update() called before init(frame, box)");
+    if (!initialized()) fail("update() called before init(frame, box)");
     Frame f = to_frame(frame_obj);
-    LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
-                 " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
-    std::lock_guard<std::mutex> lock(mutex_);
     TrackState s;
     {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      check_frame_size(f.view, height_, width_);
       s = tracker_.update(f.view, nullptr);
     }
     return state_tuple(s);
   }
 
  private:
+  bool initialized() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return tracker_.initialized();
+  }
+
   CorrelationTracker tracker_;
   std::mutex mutex_;
   int height_ = 0, width_ = 0;
 };
 
-// N targets, one frame: the colour conversion is shared (once per frame when the
-// targets' windows cover more than the frame); the targets are spread over worker
-// threads (each tracker's own state is touched by one thread).
+// N targets (the algorithm: multi_tracker.h). Threads as PyTracker.
 class PyMultiTracker {
  public:
-  // backend: "cpu" (each target searches on its own), "cuda" (the search windows of
-  // all targets go to the GPU in one batched cuFFT step per grid size; needs a build
-  // with cuFFT), or "cpu-batch" (the same batched step with the CPU kcf_response, which
-  // tests the batching without a GPU).
-  PyMultiTracker(const TrackerParams& p, const std::string& backend) : params_(p), backend_(backend) {
-    validate_params(p);
-    LANNER_CHECK(backend == "cpu" || backend == "cpu-batch" || backend == "cuda",
-                 "backend must be 'cpu', 'cpu-batch' or 'cuda', got '", backend, "'");
-#ifndef LANNER_WITH_CUFFT
-    LANNER_CHECK(backend != "cuda",
-                 "backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
-#endif
-  }
+  // backend: "cpu" (each target searches on its own) or "cuda" (the search windows of all
+  // targets go to the GPU in one batched cuFFT step per grid size; needs a build with cuFFT).
+  PyMultiTracker(const TrackerParams& p, const std::string& backend) : tracker_(p, batch_response_for(backend)) {}
+
+  // A MultiTracker with a given batched detection step (the test hook in lanner._C.testing).
+  PyMultiTracker(const TrackerParams& p, BatchResponseFn batch_response) : tracker_(p, std::move(batch_response)) {}
 
   void init(const py::handle& frame_obj, const py::handle& boxes_obj) {
     Frame f = to_frame(frame_obj);
-    LANNER_CHECK(py::isinstance<py::array>(boxes_obj), "boxes must be a numpy.ndarray of shape (N, 4)");
+    if (!py::isinstance<py::array>(boxes_obj))
+      throw py::type_error("boxes must be a numpy.ndarray of shape (N, 4), got " + type_name(boxes_obj));
     auto boxes = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(boxes_obj);
     LANNER_CHECK(static_cast<bool>(boxes), "boxes must be numeric");
     LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must have shape (N, 4), got ndim=", boxes.ndim());
@@ -196,33 +206,22 @@ class PyMultiTracker {
       const double* r = boxes.data(i, 0);
       parsed.push_back(to_box({r[0], r[1], r[2], r[3]}, f.view));
     }
+    py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
-    trackers_.clear();
-    for (size_t i = 0; i < parsed.size(); ++i) trackers_.push_back(std::make_unique<CorrelationTracker>(params_));
-    states_.assign(parsed.size(), TrackState{});
-    {
-      py::gil_scoped_release release;
-      for_each(trackers_.size(), [&](size_t i) { trackers_[i]->init(f.view, nullptr, parsed[i]); });
-    }
-    height_ = f.view.height;
-    width_ = f.view.width;
+    tracker_.init(f.view, parsed);
   }
 
   py::tuple update(const py::handle& frame_obj) {
-    LANNER_CHECK(!trackers_.empty(), "update() called before init(frame, boxes)");
+    if (size() == 0) fail("update() called before init(frame, boxes)");
     Frame f = to_frame(frame_obj);
-    LANNER_CHECK(f.view.height == height_ && f.view.width == width_, "frame size changed from ", width_, "x", height_,
-                 " (at init) to ", f.view.width, "x", f.view.height, "; call init() again for a new video");
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<TrackState> states;
     {
       py::gil_scoped_release release;
-      const float* planes = shared_planes(f.view);
-      if (backend_ == "cpu")
-        for_each(trackers_.size(), [&](size_t i) { states_[i] = trackers_[i]->update(f.view, planes); });
-      else
-        batched_update(f.view, planes);
+      std::lock_guard<std::mutex> lock(mutex_);
+      check_frame_size(f.view, tracker_.frame_height(), tracker_.frame_width());
+      states = tracker_.update(f.view);
     }
-    const py::ssize_t n = static_cast<py::ssize_t>(states_.size());
+    const py::ssize_t n = static_cast<py::ssize_t>(states.size());
     py::array_t<float> boxes({n, static_cast<py::ssize_t>(4)});
     py::array_t<float> scores(n);
     py::array_t<bool> lost(n), recovered(n);
@@ -231,7 +230,7 @@ class PyMultiTracker {
     auto l = lost.mutable_unchecked<1>();
     auto r = recovered.mutable_unchecked<1>();
     for (py::ssize_t i = 0; i < n; ++i) {
-      const TrackState& st = states_[i];
+      const TrackState& st = states[i];
       b(i, 0) = st.box.x;
       b(i, 1) = st.box.y;
       b(i, 2) = st.box.w;
@@ -243,93 +242,25 @@ class PyMultiTracker {
     return py::make_tuple(boxes, scores, lost, recovered);
   }
 
-  size_t size() const { return trackers_.size(); }
+  size_t size() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return tracker_.size();
+  }
 
  private:
-  // The frame's planes (gray, opponent colours), converted once for all targets (in
-  // row bands over the worker threads) when the targets' windows together would
-  // convert more pixels than the frame holds; else null: each target converts its own
-  // windows. The values are the same either way (pixel_planes), so are the results.
-  const float* shared_planes(const FrameView& v) {
-    const size_t n = static_cast<size_t>(v.height) * v.width;
-    double sampled = 0;
-    for (const auto& t : trackers_) sampled += t->sampled_pixels();
-    if (sampled < static_cast<double>(n)) return nullptr;
-    planes_.resize(kPlanes * n);
-    std::vector<RowBand> bands;
-    append_row_bands(bands, 0, 0, v.height);
-    for_each(bands.size(), [&](size_t k) {
-      const size_t y0 = static_cast<size_t>(bands[k].begin), y1 = static_cast<size_t>(bands[k].end);
-      float px[kPlanes];
-      for (size_t i = y0 * v.width; i < y1 * v.width; ++i) {
-        pixel_planes(v.data + i * v.channels, v.channels, px);
-        for (int q = 0; q < kPlanes; ++q) planes_[q * n + i] = px[q];
-      }
-    });
-    return planes_.data();
-  }
-
-  // One frame with batched detection: targets that are searching (not lost) export
-  // their windows, grouped by grid size; each group's responses are computed in one
-  // batched call; the targets then finish the frame from them. Lost targets run their
-  // own re-detection.
-  void batched_update(const FrameView& v, const float* planes) {
-    std::map<std::pair<int, int>, std::vector<size_t>> groups;
-    std::vector<size_t> own;
-    for (size_t i = 0; i < trackers_.size(); ++i) {
-      if (trackers_[i]->searching())
-        groups[{trackers_[i]->grid_height(), trackers_[i]->grid_width()}].push_back(i);
-      else
-        own.push_back(i);
-    }
-    for_each(own.size(), [&](size_t j) { states_[own[j]] = trackers_[own[j]]->update(v, planes); });
-    const bool gaussian = params_.kernel == "gaussian";
-    for (const auto& [grid, members] : groups) {
-      const size_t hw = static_cast<size_t>(grid.first) * grid.second;
-      const size_t stack = kChannels * hw;
-      const size_t windows_per = static_cast<size_t>(trackers_[members[0]]->search_count());
-      const size_t windows = members.size() * windows_per;
-      std::vector<float> z(windows * stack), x(windows * stack), alpha(windows * hw), response(windows * hw);
-      for_each(members.size(), [&](size_t j) {
-        const size_t first = j * windows_per;
-        trackers_[members[j]]->search_windows(v, planes, z.data() + first * stack, x.data() + first * stack,
-                                              alpha.data() + first * hw);
-        for (size_t s = 1; s < windows_per; ++s) {  // the same model for every scale
-          std::copy(x.data() + first * stack, x.data() + (first + 1) * stack, x.data() + (first + s) * stack);
-          std::copy(alpha.data() + first * hw, alpha.data() + (first + 1) * hw, alpha.data() + (first + s) * hw);
-        }
-      });
-      if (backend_ == "cuda") {
+  static BatchResponseFn batch_response_for(const std::string& backend) {
+    LANNER_CHECK(backend == "cpu" || backend == "cuda", "backend must be 'cpu' or 'cuda', got '", backend, "'");
+    if (backend == "cpu") return {};
 #ifdef LANNER_WITH_CUFFT
-        kcf_response_batch_cuda(z.data(), x.data(), alpha.data(), static_cast<int>(windows), kChannels, grid.first,
-                                grid.second, gaussian, params_.kernel_sigma, response.data());
+    return kcf_response_batch_cuda;
+#else
+    fail("backend 'cuda' needs a build with cuFFT (nvcc and the nvidia-cufft wheel at build time)");
 #endif
-      } else {
-        for_each(windows, [&](size_t w) {
-          kcf_response(z.data() + w * stack, x.data() + w * stack, alpha.data() + w * hw, kChannels, grid.first,
-                       grid.second, gaussian, params_.kernel_sigma, response.data() + w * hw);
-        });
-      }
-      for_each(members.size(), [&](size_t j) {
-        states_[members[j]] =
-            trackers_[members[j]]->update_from_responses(v, planes, response.data() + j * windows_per * hw);
-      });
-    }
   }
 
-  // fn(0..n-1) spread over the worker threads; the first exception is rethrown.
-  template <typename Fn>
-  void for_each(size_t n, Fn&& fn) {
-    parallel_for(n, params_.num_threads, std::forward<Fn>(fn));
-  }
-
-  TrackerParams params_;
-  std::string backend_;
-  std::vector<std::unique_ptr<CorrelationTracker>> trackers_;
-  std::vector<TrackState> states_;
-  std::vector<float> planes_;
+  MultiTracker tracker_;
   std::mutex mutex_;
-  int height_ = 0, width_ = 0;
 };
 
 py::array_t<float> check_stack(const py::handle& obj, const char* name, int ndim) {
@@ -465,6 +396,15 @@ void register_tracking(py::module_& m) {
       .def("update", &PyMultiTracker::update, py::arg("frame"),
            "Returns (boxes (N, 4) float32, psr (N,) float32, lost (N,) bool, recovered (N,) bool).")
       .def("__len__", &PyMultiTracker::size);
+
+  // Test hooks: not part of the API (lanner never calls them).
+  py::module_ testing = m.def_submodule("testing", "Test hooks of the native ops; not part of Lanner's API.");
+  testing.def(
+      "batched_cpu_multi_tracker",
+      [](const TrackerParams& p) { return std::make_unique<PyMultiTracker>(p, cpu_batch_response(p.num_threads)); },
+      py::arg("params"),
+      "A MultiCorrelationTracker whose detection step takes the batched path (as device='cuda' does) with the CPU "
+      "kcf_response: checks the batching without a GPU.");
 
   m.def("tracker_features", &features_py, py::arg("patch"), py::arg("cell"),
         "HOG (9 bins) + gray + 2 opponent-colour cell features of a float32 patch with a 1 px border, "

@@ -11,6 +11,7 @@
 //
 // Layout: this header declares the op; tracking.cpp validates and registers it
 // with pybind11; cpu/tracking_kernel.cpp holds the CPU kernels (FFTW3f);
+// multi_tracker.h / cpu/multi_tracker.cpp track many targets per frame;
 // cuda/tracking_kernel.cu the batched cuFFT response for many targets.
 #pragma once
 

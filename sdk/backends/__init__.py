@@ -9,7 +9,8 @@ Each adapter module exposes:
   :class:`Session` runs the package's artifact.
 
 The compile pipeline reaches the toolchains through the same modules, so that each of
-OpenVINO, ONNX Runtime and TVM is imported in exactly one place.
+OpenVINO, ONNX Runtime and TVM is imported in exactly one place. Their telemetry is turned
+off first (:mod:`lanner.backends.telemetry`): Lanner makes no network connection at run time.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import importlib
 from types import ModuleType
 
 from .base import Session
+from .telemetry import disable_env_telemetry
+
+disable_env_telemetry()  # before any toolchain's native library loads
 
 __all__ = ["Session", "adapter"]
 

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..manifest import PackageError
 from .base import Session
+from .telemetry import disable_onnxruntime_events
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -26,6 +28,7 @@ def import_toolchain() -> ModuleType:
         import onnxruntime
     except ImportError as exc:  # pragma: no cover - it is a runtime dependency
         raise ImportError("the ONNX Runtime backend needs onnxruntime: pip install onnxruntime") from exc
+    disable_onnxruntime_events(onnxruntime)
     return onnxruntime
 
 
@@ -65,6 +68,11 @@ class OnnxRuntimeSession(Session):
         else:
             providers = ["CPUExecutionProvider"]
         self._session = ort.InferenceSession(model_path, sess_options=options, providers=providers)
+        has = [o.name for o in self._session.get_outputs()]
+        missing = [n for n in output_names if n not in has]
+        if missing:
+            raise PackageError(f"the package's manifest lists outputs {output_names} but its ONNX model has no "
+                               f"output named {missing}; it has {has}: rebuild the package")
         self._output_names = output_names
 
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Session
+from .telemetry import decline_openvino_telemetry
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -22,6 +23,7 @@ def import_toolchain() -> ModuleType:
     Raises:
         ImportError: OpenVINO is not installed (``pip install openvino``).
     """
+    decline_openvino_telemetry()  # before the import: `import openvino` reports usage otherwise
     try:
         import openvino
     except ImportError as exc:  # pragma: no cover - it is a runtime dependency

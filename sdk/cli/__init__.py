@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # OSError: missing files, permissions
         # User errors: one clear line, non-zero exit, no traceback.
         print(f"lanner {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,12 +1,19 @@
-"""``lanner detect``: find faces in images and videos, write annotated copies and JSON."""
+"""``lanner detect``: find faces in images and videos, write annotated copies and JSON.
+
+Outputs are checked before any work and written atomically (:mod:`lanner.cli.media`). With
+several inputs, ``--out`` is a folder and each input gets ``NAME_faces.jpg`` (``.mp4`` for a
+video); two inputs with the same name get ``NAME_faces.jpg`` and ``NAME_faces_2.jpg``. An
+input that cannot be read or processed is reported on stderr and skipped; the JSON then lists
+it under ``"failed"`` and the command exits with status 1.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
+
 _BOX_COLOR = (0, 255, 0)  # BGR
 _LANDMARK_COLOR = (0, 0, 255)
 
@@ -16,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Detect faces; print a summary, optionally write annotated media and JSON.")
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_VIDEO", help="image or video files")
     p.add_argument("--demo", action="store_true", help="run on the bundled demo photo (NASA astronaut portrait)")
-    p.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4 for "
-                   "a video), a folder for several")
-    p.add_argument("--json", metavar="PATH", help="write detections as JSON")
+    p.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4/.avi "
+                   "for a video), a folder for several (NAME_faces.jpg each; NAME_faces_2.jpg for a repeated name)")
+    p.add_argument("--json", metavar="PATH", help="write detections as JSON (.json)")
     p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
@@ -33,42 +40,54 @@ def demo_image_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..face import FaceDetector
 
-    inputs = [Path(p) for p in args.inputs]
+    inputs = check_inputs(args.inputs)
     if args.demo:
         inputs.insert(0, demo_image_path())
     if not inputs:
         raise ValueError("give at least one IMAGE_OR_VIDEO, or --demo")
-    for path in inputs:
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-    out_paths = _output_paths(inputs, args.out)
-    records = []
+    outputs = OutputPaths(inputs)
+    out_paths = _output_paths(inputs, args.out, outputs)
+    json_path = outputs.file(args.json, "json", "--json") if args.json else None
+    records: list[dict] = []
+    failed: list[dict] = []
     with FaceDetector(backend=args.backend, precision=args.precision, min_face_size=args.min_face_size,
                       num_threads=args.threads) as detector:
         for path, out in zip(inputs, out_paths):
-            if path.suffix.lower() in _VIDEO_SUFFIXES:
-                records.append(_detect_video(detector, path, out, not args.no_progress))
-            else:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise ValueError(f"cannot read {path} as an image")
-                faces = detector.detect(image)
-                print(f"{path}: {len(faces)} face(s)" + "".join(
-                    f"\n  box=({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) score={s:.3f}"
-                    for b, s in zip(faces.boxes, faces.scores)))
-                if out is not None:
-                    _write_image(out, draw(image, faces))
-                    print(f"  wrote {out}")
-                records.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], **faces.to_dict()})
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"detector": repr(detector), "inputs": records}, indent=1))
-        print(f"wrote {args.json}")
+            try:
+                if is_video(path):
+                    records.append(_detect_video(detector, path, out, not args.no_progress))
+                else:
+                    records.append(_detect_image(detector, path, out))
+            except (ValueError, TypeError, OSError) as exc:
+                print(f"lanner detect: error: {path}: {exc}", file=sys.stderr)
+                failed.append({"path": str(path), "error": str(exc)})
+        summary = repr(detector)
+    if json_path is not None:
+        write_json(json_path, {"detector": summary, "inputs": records, "failed": failed})
+        print(f"wrote {json_path}")
+    if failed:
+        print(f"lanner detect: {len(failed)} of {len(inputs)} input(s) failed", file=sys.stderr)
+        return 1
     return 0
+
+
+def _detect_image(detector, path: Path, out: Path | None) -> dict:
+    image, warnings = read_image(path)
+    for w in warnings:
+        print(f"lanner detect: warning: {path}: {w}", file=sys.stderr)
+    faces = detector.detect(image)
+    print(f"{path}: {len(faces)} face(s)" + "".join(
+        f"\n  box=({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) score={s:.3f}"
+        for b, s in zip(faces.boxes, faces.scores)))
+    if out is not None:
+        write_image(out, draw(image, faces))
+        print(f"  wrote {out}")
+    record = {"path": str(path), "width": image.shape[1], "height": image.shape[0], **faces.to_dict()}
+    if warnings:
+        record["warnings"] = warnings
+    return record
 
 
 def draw(image, faces):
@@ -87,86 +106,30 @@ def draw(image, faces):
     return canvas
 
 
-def _output_paths(inputs: list[Path], out: str | None) -> list[Path | None]:
+def _output_paths(inputs: list[Path], out: str | None, outputs: OutputPaths) -> list[Path | None]:
+    """One output per input: ``--out`` itself for a single input when it names a file (has an
+    extension and is not an existing folder), else files in the ``--out`` folder."""
     if out is None:
         return [None] * len(inputs)
     target = Path(out)
-    if len(inputs) == 1 and target.suffix:
-        return [target]
-    target.mkdir(parents=True, exist_ok=True)
-    return [target / (p.stem + "_faces" + (".mp4" if p.suffix.lower() in _VIDEO_SUFFIXES else ".jpg")) for p in inputs]
-
-
-def _write_image(path: Path, image) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise ValueError(f"cannot write {path}: unsupported image extension {path.suffix!r}")
+    if len(inputs) == 1 and target.suffix and not target.is_dir():
+        return [outputs.file(target, "video" if is_video(inputs[0]) else "image", "--out")]
+    if target.suffix and not target.is_dir() and len(inputs) > 1:
+        raise ValueError(f"--out {target} looks like a file name but there are {len(inputs)} inputs; "
+                         "give a folder for several inputs")
+    folder = outputs.folder(target, "--out")
+    return [outputs.in_folder(folder, p.stem + "_faces", ".mp4" if is_video(p) else ".jpg", "--out") for p in inputs]
 
 
 def _detect_video(detector, path: Path, out: Path | None, progress: bool) -> dict:
-    import cv2
+    frames: list[dict] = []
 
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ValueError(f"cannot open {path} as a video")
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    frames = []
-    bar = _ProgressBar(path.name, total) if progress else None
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            faces = detector.detect(frame)
-            frames.append({"index": len(frames), **faces.to_dict()})
-            if out is not None:
-                if writer is None:
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (frame.shape[1], frame.shape[0]))
-                    if not writer.isOpened():
-                        raise ValueError(f"cannot write video {out}")
-                writer.write(draw(frame, faces))
-            if bar is not None:
-                bar.update(len(frames))
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-        if bar is not None:
-            bar.close()
+    def step(index, frame):
+        faces = detector.detect(frame)
+        frames.append({"index": index, **faces.to_dict()})
+        return draw(frame, faces) if out is not None else None
+
+    video = process_video(path, step, out=out, progress=progress)
     n_faces = sum(len(f["faces"]) for f in frames)
-    print(f"{path}: {len(frames)} frames, {n_faces} face detections" + (f"; wrote {out}" if out else ""))
-    return {"path": str(path), "fps": fps, "frames": frames}
-
-
-class _ProgressBar:
-    """A one-line progress bar on stderr (frames done / total, rate)."""
-
-    def __init__(self, label: str, total: int | None) -> None:
-        import time
-
-        self._label, self._total, self._start, self._clock = label, total, time.perf_counter(), time.perf_counter
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = self._clock()
-        if now - self._last < 0.1 and done != self._total:
-            return
-        self._last = now
-        rate = done / max(now - self._start, 1e-9)
-        if self._total:
-            filled = int(30 * done / self._total)
-            text = f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self._total} {rate:.1f} fps"
-        else:
-            text = f"\r{self._label} {done} frames {rate:.1f} fps"
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+    print(f"{path}: {video.frames} frames, {n_faces} face detections" + (f"; wrote {out}" if out else ""))
+    return {"path": str(path), "fps": video.fps, "frames": frames}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Iterable
@@ -9,11 +10,20 @@ from typing import Iterable
 import numpy as np
 
 from .. import models
-from .cascade import STAGES, CascadeParams, Workspace, run_cascade
+from .._resources import Closeable
+from .cascade import STAGES, CascadeParams, Workspace, pyramid_scales, run_cascade
 
 __all__ = ["FaceDetector", "Detections"]
 
 _CHANNEL_ORDERS = ("bgr", "rgb")
+MAX_THREADS = 256  # num_threads above this is refused (the native ops' bound too)
+# The cascade's working memory per call, measured on 1.5-12 MP photos (peak RSS, OpenVINO fp32):
+# about 16 bytes per image pixel (summed-area table, image) and 110 bytes per pyramid pixel
+# (pyramid, canvas, P-Net activations and maps).
+_BYTES_PER_IMAGE_PIXEL = 16
+_BYTES_PER_PYRAMID_PIXEL = 110
+DEFAULT_MAX_MEMORY_MB = 4096
+MAX_MEMORY_ENV = "LANNER_MAX_MEMORY_MB"
 
 
 @dataclass(frozen=True)
@@ -50,12 +60,36 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class FaceDetector:
+def estimate_cascade_memory_mb(height: int, width: int, min_face_size: float = 20.0,
+                               scale_factor: float = 0.709) -> float:
+    """Working memory of one :meth:`FaceDetector.detect` call on an image of this size, in MiB.
+
+    An estimate (within ~20% of the measured peak on 1.5-12 MP photos): the image pyramid
+    grows as (12 / min_face_size)^2 x the image's pixels, so a small ``min_face_size`` on a
+    large photo needs the most.
+
+    Args:
+        height, width: image size, px.
+        min_face_size: as :class:`FaceDetector`'s.
+        scale_factor: as :class:`FaceDetector`'s.
+
+    Returns:
+        Estimated MiB.
+    """
+    pyramid = sum(int(height * s) * int(width * s) for s in pyramid_scales(height, width, min_face_size, scale_factor))
+    return (_BYTES_PER_IMAGE_PIXEL * height * width + _BYTES_PER_PYRAMID_PIXEL * pyramid) / 2**20
+
+
+class FaceDetector(Closeable):
     """MTCNN face detector (P-, R-, O-Net cascade) running compiled nets on the CPU.
 
     The nets are facenet-pytorch's pretrained MTCNN weights, shipped as ONNX in the wheel and
     compiled for this machine on first use into the user cache (see ``lanner models build``).
     Defaults match facenet-pytorch's ``MTCNN`` so results can be compared box for box.
+
+    Thread safety: a FaceDetector may be shared between threads; ``detect`` calls are
+    serialised (one image at a time per detector; the compiled nets run multi-threaded
+    themselves). For parallel images, use one detector per thread.
 
     Example::
 
@@ -72,9 +106,12 @@ class FaceDetector:
         min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
         thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1].
         scale_factor: ratio between pyramid scales, in (0, 1).
-        num_threads: CPU threads per net, and for the pyramid and crop resizing (None: the
-            backend's default for the nets, one per core for the resizing).
+        num_threads: CPU threads per net, and for the pyramid and crop resizing, 1 to 256 (None:
+            the backend's default for the nets, one per core for the resizing).
         channel_order: ``"bgr"`` (OpenCV's convention, default) or ``"rgb"`` for 3/4-channel inputs.
+        max_memory_mb: refuse an image whose cascade would need more working memory than this
+            (:func:`estimate_cascade_memory_mb`), with a ValueError, instead of exhausting the
+            machine's memory. None: ``$LANNER_MAX_MEMORY_MB``, else 4096.
 
     Raises:
         ValueError: an option is out of range.
@@ -91,19 +128,25 @@ class FaceDetector:
         scale_factor: float = 0.709,
         num_threads: int | None = None,
         channel_order: str = "bgr",
+        max_memory_mb: float | None = None,
     ) -> None:
         self.params = _check_params(min_face_size, thresholds, scale_factor)
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads should be a positive int or None, got {num_threads!r}")
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+                raise TypeError(f"num_threads should be a positive int or None, got {type(num_threads).__name__}")
+            if not 1 <= num_threads <= MAX_THREADS:
+                raise ValueError(f"num_threads should be a positive int or None, at most {MAX_THREADS}, "
+                                 f"got {num_threads}")
+            num_threads = int(num_threads)
         if channel_order not in _CHANNEL_ORDERS:
             raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
+        self.max_memory_mb = _check_memory_limit(max_memory_mb)
         self.backend, self.precision = models.resolve(backend, precision)
         self.channel_order = channel_order
         self.num_threads = num_threads
         self._nets = tuple(
             models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in models.MTCNN_NETS
         )
-        self._closed = False
         self._lock = threading.Lock()
         self._workspace = Workspace()  # buffers reused from call to call (guarded by _lock)
 
@@ -121,7 +164,8 @@ class FaceDetector:
 
         Raises:
             TypeError: image is not a NumPy array.
-            ValueError: wrong dtype, rank or channel count; an empty image; a closed detector.
+            ValueError: wrong dtype, rank or channel count; an empty image; an image whose
+                cascade would need more than ``max_memory_mb``; a closed detector.
         """
         return self._detect(image, None)
 
@@ -132,24 +176,49 @@ class FaceDetector:
         return self._detect(image, times), times
 
     def detect_batch(self, images: Iterable[np.ndarray]) -> list[Detections]:
-        """:meth:`detect` on each image (sizes may differ); returns one :class:`Detections` per image."""
+        """:meth:`detect` on each image (sizes may differ).
+
+        Args:
+            images: a list (or any iterable) of images as :meth:`detect` takes them.
+
+        Returns:
+            One :class:`Detections` per image, in order.
+
+        Raises:
+            TypeError: ``images`` is a single NumPy array (wrap one image in a list: an
+                (N, H, W, C) stack is not taken either, as its rows would pass for images).
+            ValueError, TypeError: as :meth:`detect`, for any image.
+        """
+        if isinstance(images, np.ndarray):
+            raise TypeError(f"detect_batch takes a list of images, got one numpy.ndarray of shape {images.shape}; "
+                            "use detect(image) for one image, or detect_batch([image, ...])")
         return [self.detect(image) for image in images]
 
+    _closed_message = "this FaceDetector is closed; create a new one"
+
     def _detect(self, image: np.ndarray, times: dict[str, float] | None) -> Detections:
-        if self._closed:
-            raise ValueError("this FaceDetector is closed; create a new one")
+        self._ensure_open()
         image = _check_image(image)
+        self._check_memory(image.shape[0], image.shape[1])
         with self._lock:  # a compiled net's infer request serves one call at a time
-            if self._closed:
-                raise ValueError("this FaceDetector is closed; create a new one")
+            self._ensure_open()
             boxes, scores, landmarks = run_cascade(image, *self._nets, self.params, times,
                                                    channel_order=self.channel_order, workspace=self._workspace,
                                                    num_threads=self.num_threads or 0)
         return Detections(_frozen(boxes), _frozen(scores), _frozen(landmarks))
 
+    def _check_memory(self, height: int, width: int) -> None:
+        p = self.params
+        need = estimate_cascade_memory_mb(height, width, p.min_face_size, p.scale_factor)
+        if need > self.max_memory_mb:
+            raise ValueError(
+                f"a {width}x{height} image with min_face_size={p.min_face_size:g} needs about {need:.0f} MiB of "
+                f"working memory, above the limit of {self.max_memory_mb:g} MiB; downscale the image, raise "
+                f"min_face_size, or raise the limit (FaceDetector(max_memory_mb=...) or ${MAX_MEMORY_ENV})")
+
     # -- resources ---------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the compiled nets and the reusable buffers. Idempotent."""
+    def _release(self) -> None:
+        """Release the compiled nets and the reusable buffers (after a running detect)."""
         with self._lock:
             self._workspace.clear()
             for net in self._nets:
@@ -157,13 +226,6 @@ class FaceDetector:
                 if close is not None:
                     close()
             self._nets = ()
-            self._closed = True
-
-    def __enter__(self) -> "FaceDetector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         p = self.params
@@ -193,6 +255,24 @@ def _check_params(min_face_size, thresholds, scale_factor) -> CascadeParams:
     if any(not 0 <= t <= 1 for t in thresholds):
         raise ValueError(f"thresholds should be in [0, 1], got {thresholds}")
     return CascadeParams(min_face_size, thresholds, scale_factor)
+
+
+def _check_memory_limit(max_memory_mb: float | None) -> float:
+    source = "max_memory_mb"
+    if max_memory_mb is None:
+        text = os.environ.get(MAX_MEMORY_ENV)
+        if not text:
+            return float(DEFAULT_MAX_MEMORY_MB)
+        source = f"${MAX_MEMORY_ENV}"
+        try:
+            max_memory_mb = float(text)
+        except ValueError:
+            raise ValueError(f"{source} should be a number of MiB, got {text!r}") from None
+    if isinstance(max_memory_mb, bool) or not isinstance(max_memory_mb, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{source} should be a number of MiB, got {type(max_memory_mb).__name__}")
+    if not (math.isfinite(max_memory_mb) and max_memory_mb > 0):
+        raise ValueError(f"{source} should be a positive number of MiB, got {max_memory_mb}")
+    return float(max_memory_mb)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

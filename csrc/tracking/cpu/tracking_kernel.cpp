@@ -621,110 +621,162 @@ struct CorrelationTracker::Impl {
     for (int i = 0; i < n(); ++i) alpha[i] *= inv;
   }
 
-  // Update from precomputed responses (one h x w map per scale, as search_windows()
-  // ordered them); `responses` null: compute them here (the single-target path).
+  // One frame: follow the target while it is tracked, search for it while it is lost.
+  // `responses`: precomputed detection responses (one h x w map per scale, as
+  // search_windows() ordered them), or null: computed here (the single-target path).
   TrackState update(const FrameView& frame, const float* planes, const float* responses = nullptr) {
-    TrackState st;
-    if (!lost) {
-      // Multi-scale search around the last position.
-      float best_score = -1e30f, best_dy = 0, best_dx = 0, best_zoom = scale;
-      for (size_t s = 0; s < scale_factors.size(); ++s) {
-        const float f = scale_factors[s];
-        const float zoom = scale * f;
-        if (responses)
-          std::copy(responses + s * n(), responses + (s + 1) * n(), response.data());
-        else
-          detect(frame, planes, cx, cy, zoom);
-        float pv, dy, dx;
-        peak(response.data(), pv, dy, dx);
-        if (f != 1.f) pv *= p.scale_penalty;
-        if (pv > best_score) {
-          best_score = pv;
-          best_dy = dy;
-          best_dx = dx;
-          best_zoom = zoom;
-          response.swap(best_response);
-        }
-      }
-      st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
-      // A miss: the PSR falls below its threshold, or the peak itself collapses
-      // against its running mean (LMCF's second cue: occluders and clutter can keep a
-      // moderate PSR while the peak value drops).
-      const float peak_value = best_score;
-      const bool miss = st.score < miss_threshold() || (peak_mean > 0 && peak_value < p.peak_ratio * peak_mean);
-      // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
-      // be right for a fast, blurred target, or an occluder); only confident frames
-      // change the scale and the model.
-      const float follow = miss ? p.miss_motion : 1.f;
-      const float px = cx, py = cy;
-      move_by_cells(follow * best_dy, follow * best_dx, miss ? scale : best_zoom);
-      if (!miss) {
-        vx = (1 - kVelocityRate) * vx + kVelocityRate * (cx - px);
-        vy = (1 - kVelocityRate) * vy + kVelocityRate * (cy - py);
-        const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
-        const float min_scale = kMinTargetPx / std::min(base_w, base_h);
-        scale = std::clamp(best_zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
-        misses = 0;
-        learn(frame, planes, confident_rate(st.score));
-        if (p.snapshot_ratio > 0 && st.score >= p.snapshot_ratio * reference_psr()) save_snapshot();
-        psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * st.score;
-        peak_mean = peak_mean == 0 ? peak_value : (1 - kPsrMeanRate) * peak_mean + kPsrMeanRate * peak_value;
-      } else if (++misses >= p.lost_patience) {
-        lost = true;  // freeze the model, search wider from the next frame
-        lost_frames = 0;
-        redetect_cursor = 0;
-        if (has_snapshot) restore_snapshot();
-      }
-    } else {
-      // Re-detection: the predicted window plus its 8 neighbours at +-spread windows.
-      // The prediction coasts on the last velocity, decaying (an occluded target
-      // usually keeps moving). Wider spacing of the windows was tried: it leaves holes.
-      ++lost_frames;
-      const float coast = std::pow(kCoastDecay, static_cast<float>(lost_frames));
-      cx = std::clamp(cx + coast * vx, 0.f, static_cast<float>(frame_w));
-      cy = std::clamp(cy + coast * vy, 0.f, static_cast<float>(frame_h));
-      float best_psr = -1e30f, best_peak = 0, best_dy = 0, best_dx = 0, best_x = cx, best_y = cy;
-      const float step_x = p.redetect_spread * window_w * scale;
-      const float step_y = p.redetect_spread * window_h * scale;
-      // The prediction itself, then kRedetectWindows offsets taken in turn from the
-      // rings around it (ring 1 = the 8 neighbours; redetect_radius adds outer rings,
-      // searched over successive frames at the same cost per frame).
-      auto search = [&](int ox, int oy) {
-        const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
-        const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
-        detect(frame, planes, x0, y0, scale);
-        const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
-        if (psr > best_psr) {
-          best_psr = psr;
-          peak(response.data(), best_peak, best_dy, best_dx);
-          best_x = x0;
-          best_y = y0;
-        }
-      };
-      search(0, 0);
-      const int count = static_cast<int>(redetect_offsets.size());
-      for (int i = 0; i < std::min(kRedetectWindows, count); ++i) {
-        const auto& o = redetect_offsets[(redetect_cursor + i) % count];
-        search(o.first, o.second);
-      }
-      redetect_cursor = (redetect_cursor + kRedetectWindows) % std::max(count, 1);
-      st.score = best_psr;
-      // Re-acquired: a sharp peak (PSR) that is also as strong as the target's usual
-      // peak (recover_peak_ratio): clutter can give a sharp but weak peak.
-      const bool strong = p.recover_peak_ratio == 0 || best_peak >= p.recover_peak_ratio * peak_mean;
-      if (best_psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr()) && strong) {
-        cx = best_x;
-        cy = best_y;
-        move_by_cells(best_dy, best_dx, scale);
-        lost = false;
-        misses = 0;
-        st.recovered = true;
-        learn(frame, planes, confident_rate(best_psr));
-      }
-    }
+    TrackState st = lost ? redetect(frame, planes) : track(frame, planes, responses);
     st.lost = lost;
     st.box = box();
     return st;
+  }
+
+  // -- tracking: a multi-scale search around the last position -------------------------
+
+  struct ScalePeak {
+    float value = -1e30f;  // response peak (times scale_penalty off scale 1)
+    float dy = 0, dx = 0;  // its displacement, cells
+    float zoom = 1;        // window zoom it was found at
+  };
+
+  TrackState track(const FrameView& frame, const float* planes, const float* responses) {
+    TrackState st;
+    const ScalePeak best = search_scales(frame, planes, responses);
+    st.score = peak_to_sidelobe(best_response.data(), grid_h, grid_w, psr_exclude);
+    const bool miss = is_miss(st.score, best.value);
+    // On a miss follow only `miss_motion` of the peak's displacement (a weak peak may
+    // be right for a fast, blurred target, or an occluder); only confident frames
+    // change the scale and the model.
+    const float follow = miss ? p.miss_motion : 1.f;
+    const float px = cx, py = cy;
+    move_by_cells(follow * best.dy, follow * best.dx, miss ? scale : best.zoom);
+    if (miss)
+      count_miss();
+    else
+      confirm(frame, planes, best, px, py, st.score);
+    return st;
+  }
+
+  // The best peak over the scales; its response is left in best_response.
+  ScalePeak search_scales(const FrameView& frame, const float* planes, const float* responses) {
+    ScalePeak best;
+    best.zoom = scale;
+    for (size_t s = 0; s < scale_factors.size(); ++s) {
+      const float f = scale_factors[s];
+      const float zoom = scale * f;
+      if (responses)
+        std::copy(responses + s * n(), responses + (s + 1) * n(), response.data());
+      else
+        detect(frame, planes, cx, cy, zoom);
+      float pv, dy, dx;
+      peak(response.data(), pv, dy, dx);
+      if (f != 1.f) pv *= p.scale_penalty;
+      if (pv > best.value) {
+        best = {pv, dy, dx, zoom};
+        response.swap(best_response);
+      }
+    }
+    return best;
+  }
+
+  // A miss: the PSR falls below its threshold, or the peak itself collapses against its
+  // running mean (LMCF's second cue: occluders and clutter can keep a moderate PSR while
+  // the peak value drops).
+  bool is_miss(float psr, float peak_value) const {
+    return psr < miss_threshold() || (peak_mean > 0 && peak_value < p.peak_ratio * peak_mean);
+  }
+
+  // A confident frame: velocity, scale, model, snapshot and running means move on.
+  // (px, py): the centre before this frame's move.
+  void confirm(const FrameView& frame, const float* planes, const ScalePeak& best, float px, float py, float psr) {
+    vx = (1 - kVelocityRate) * vx + kVelocityRate * (cx - px);
+    vy = (1 - kVelocityRate) * vy + kVelocityRate * (cy - py);
+    const float max_scale = std::max(static_cast<float>(frame_w) / base_w, static_cast<float>(frame_h) / base_h);
+    const float min_scale = kMinTargetPx / std::min(base_w, base_h);
+    scale = std::clamp(best.zoom, std::min(min_scale, 1.f), std::max(max_scale, 1.f));
+    misses = 0;
+    learn(frame, planes, confident_rate(psr));
+    if (p.snapshot_ratio > 0 && psr >= p.snapshot_ratio * reference_psr()) save_snapshot();
+    psr_mean = (1 - kPsrMeanRate) * psr_mean + kPsrMeanRate * psr;
+    peak_mean = peak_mean == 0 ? best.value : (1 - kPsrMeanRate) * peak_mean + kPsrMeanRate * best.value;
+  }
+
+  // lost_patience misses in a row: freeze the model, search wider from the next frame.
+  void count_miss() {
+    if (++misses < p.lost_patience) return;
+    lost = true;
+    lost_frames = 0;
+    redetect_cursor = 0;
+    if (has_snapshot) restore_snapshot();
+  }
+
+  // -- re-detection: the predicted window and windows around it ------------------------
+
+  struct Candidate {
+    float psr = -1e30f, peak = 0;  // PSR and peak of the best window's response
+    float dy = 0, dx = 0;          // the peak's displacement in that window, cells
+    float x = 0, y = 0;            // that window's centre, px
+  };
+
+  TrackState redetect(const FrameView& frame, const float* planes) {
+    TrackState st;
+    coast();
+    const Candidate best = search_around(frame, planes);
+    st.score = best.psr;
+    // Re-acquired: a sharp peak (PSR) that is also as strong as the target's usual
+    // peak (recover_peak_ratio): clutter can give a sharp but weak peak.
+    const bool strong = p.recover_peak_ratio == 0 || best.peak >= p.recover_peak_ratio * peak_mean;
+    if (best.psr >= std::max(p.recover_psr, p.recover_ratio * reference_psr()) && strong) {
+      cx = best.x;
+      cy = best.y;
+      move_by_cells(best.dy, best.dx, scale);
+      lost = false;
+      misses = 0;
+      st.recovered = true;
+      learn(frame, planes, confident_rate(best.psr));
+    }
+    return st;
+  }
+
+  // The prediction coasts on the last velocity, decaying (an occluded target usually
+  // keeps moving).
+  void coast() {
+    ++lost_frames;
+    const float decay = std::pow(kCoastDecay, static_cast<float>(lost_frames));
+    cx = std::clamp(cx + decay * vx, 0.f, static_cast<float>(frame_w));
+    cy = std::clamp(cy + decay * vy, 0.f, static_cast<float>(frame_h));
+  }
+
+  // The predicted window, then kRedetectWindows offsets taken in turn from the rings around
+  // it (ring 1 = the 8 neighbours at +-redetect_spread windows; redetect_radius adds outer
+  // rings, searched over successive frames at the same cost per frame). Wider spacing of
+  // the windows was tried: it leaves holes.
+  Candidate search_around(const FrameView& frame, const float* planes) {
+    Candidate best;
+    best.x = cx;
+    best.y = cy;
+    const float step_x = p.redetect_spread * window_w * scale;
+    const float step_y = p.redetect_spread * window_h * scale;
+    auto search = [&](int ox, int oy) {
+      const float x0 = std::clamp(cx + ox * step_x, 0.f, static_cast<float>(frame_w));
+      const float y0 = std::clamp(cy + oy * step_y, 0.f, static_cast<float>(frame_h));
+      detect(frame, planes, x0, y0, scale);
+      const float psr = peak_to_sidelobe(response.data(), grid_h, grid_w, psr_exclude);
+      if (psr > best.psr) {
+        best.psr = psr;
+        peak(response.data(), best.peak, best.dy, best.dx);
+        best.x = x0;
+        best.y = y0;
+      }
+    };
+    search(0, 0);
+    const int count = static_cast<int>(redetect_offsets.size());
+    for (int i = 0; i < std::min(kRedetectWindows, count); ++i) {
+      const auto& o = redetect_offsets[(redetect_cursor + i) % count];
+      search(o.first, o.second);
+    }
+    redetect_cursor = (redetect_cursor + kRedetectWindows) % std::max(count, 1);
+    return best;
   }
 
   void save_snapshot() {

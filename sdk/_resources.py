@@ -1,0 +1,52 @@
+"""The close / context-manager protocol shared by Lanner's objects that hold native or backend
+resources (:class:`~lanner.FaceDetector`, :class:`~lanner.Tracker`, :class:`~lanner.MultiTracker`,
+:class:`~lanner.Model`)."""
+from __future__ import annotations
+
+from typing import TypeVar
+
+__all__ = ["Closeable"]
+
+_Self = TypeVar("_Self", bound="Closeable")
+
+
+class Closeable:
+    """Mixin: ``close()`` (idempotent), ``closed``, and ``with obj: ...`` closing on exit.
+
+    A subclass implements :meth:`_release` (free its resources; called once, by the first
+    ``close()``) and calls :meth:`_ensure_open` at the top of every method that needs the
+    resources. ``_closed_message`` is the text of the ``ValueError`` raised on use after close.
+
+    Thread safety: ``close()`` may be called from any thread; a call already running in another
+    thread keeps its own reference to the resources and finishes (the subclass serialises its
+    calls); calls that start after ``close()`` raise ``ValueError``.
+    """
+
+    _closed_message = "this object is closed"
+    _closed = False
+
+    def _release(self) -> None:
+        """Free the resources (called once, by the first :meth:`close`)."""
+
+    def close(self) -> None:
+        """Release the resources. Idempotent; the object is unusable afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def _ensure_open(self) -> None:
+        """Raise ``ValueError(_closed_message)`` after :meth:`close`."""
+        if self._closed:
+            raise ValueError(self._closed_message)
+
+    def __enter__(self: _Self) -> _Self:
+        self._ensure_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
