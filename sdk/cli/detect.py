@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
+from ..names import AUTO, FACE_BACKENDS, FACE_PRECISIONS
 
 _BOX_COLOR = (0, 255, 0)  # BGR
 _LANDMARK_COLOR = (0, 0, 255)
@@ -26,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4/.avi "
                    "for a video), a folder for several (NAME_faces.jpg each; NAME_faces_2.jpg for a repeated name)")
     p.add_argument("--json", metavar="PATH", help="write detections as JSON (.json)")
-    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--backend", default="auto", choices=(AUTO, *FACE_BACKENDS))
+    p.add_argument("--precision", default="auto", choices=(AUTO, *FACE_PRECISIONS))
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
