@@ -438,7 +438,7 @@ def test_frames_that_went_through_pickle_are_accepted():
     patch = np.zeros((3, 16, 16), np.float32)
     np.testing.assert_array_equal(_C.tracker_features(pickle.loads(pickle.dumps(patch)), 4),
                                   _C.tracker_features(patch, 4))
-    with pytest.raises(ValueError, match="must have dtype float32, got >f4"):
+    with pytest.raises(ValueError, match="should have dtype float32, got >f4"):
         _C.tracker_features(patch.astype(">f4"), 4)
 
 

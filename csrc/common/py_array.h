@@ -45,16 +45,24 @@ inline void require_c_contiguous(const pybind11::array& a, const char* name) {
                " should be C-contiguous (use numpy.ascontiguousarray)");
 }
 
-// `obj` as a C-contiguous numpy.ndarray of element type T: TypeError when it is not an
-// ndarray, ValueError for another dtype or a non-contiguous layout.
+// `obj` as a numpy.ndarray of element type T in any layout: TypeError when it is not an
+// ndarray, ValueError for another dtype. For bindings that copy strided input themselves.
 template <typename T>
-inline pybind11::array require_array(pybind11::handle obj, const char* name) {
+inline pybind11::array require_typed_array(pybind11::handle obj, const char* name) {
   if (!pybind11::isinstance<pybind11::array>(obj)) {
     throw pybind11::type_error(std::string(name) + " should be a numpy.ndarray of " + dtype_name<T>() + ", got " +
                                type_name(obj));
   }
   auto arr = pybind11::reinterpret_borrow<pybind11::array>(obj);
   require_dtype<T>(arr, name);
+  return arr;
+}
+
+// `obj` as a C-contiguous numpy.ndarray of element type T: TypeError when it is not an
+// ndarray, ValueError for another dtype or a non-contiguous layout.
+template <typename T>
+inline pybind11::array require_array(pybind11::handle obj, const char* name) {
+  auto arr = require_typed_array<T>(obj, name);
   require_c_contiguous(arr, name);
   return arr;
 }

@@ -88,16 +88,9 @@ struct Frame {
   FrameView view;
 };
 
-std::string type_name(const py::handle& obj) {
-  return std::string(py::str(py::type::handle_of(obj).attr("__name__")));
-}
-
 // Not an array: TypeError (as NumPy raises); a wrong array: ValueError.
 Frame to_frame(const py::handle& obj) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error("frame must be a numpy.ndarray, got " + type_name(obj));
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(has_dtype<uint8_t>(a), "frame must have dtype uint8, got ", std::string(py::str(a.dtype())));
+  auto a = require_typed_array<uint8_t>(obj, "frame");
   LANNER_CHECK(a.ndim() == 2 || (a.ndim() == 3 && a.shape(2) == 3),
                "frame must be HxW (gray) or HxWx3 (BGR), got shape with ndim=", a.ndim(),
                a.ndim() == 3 ? " and last dim " + std::to_string(a.shape(2)) : std::string());
@@ -264,17 +257,14 @@ class PyMultiTracker {
 };
 
 py::array_t<float> check_stack(const py::handle& obj, const char* name, int ndim) {
-  LANNER_CHECK(py::isinstance<py::array>(obj), name, " must be a numpy.ndarray");
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(has_dtype<float>(a), name, " must have dtype float32, got ", std::string(py::str(a.dtype())));
+  auto a = require_typed_array<float>(obj, name);
   LANNER_CHECK(a.ndim() == ndim, name, " must have ", ndim, " dimensions, got ", a.ndim());
   for (int d = 0; d < ndim; ++d) LANNER_CHECK(a.shape(d) > 0, name, " must not be empty");
   return py::array_t<float, py::array::c_style>::ensure(a);
 }
 
 py::array_t<float> features_py(const py::handle& patch_obj, int cell) {
-  LANNER_CHECK(py::isinstance<py::array>(patch_obj), "patch must be a numpy.ndarray");
-  const int nd = py::reinterpret_borrow<py::array>(patch_obj).ndim();
+  const int nd = require_typed_array<float>(patch_obj, "patch").ndim();
   LANNER_CHECK(nd == 2 || nd == 3, "patch must be (rows, cols) gray or (3, rows, cols) planes, got ndim=", nd);
   auto g = check_stack(patch_obj, "patch", nd);
   if (nd == 3) LANNER_CHECK(g.shape(0) == kPlanes, "patch planes must be 3 (gray, o1, o2), got ", g.shape(0));

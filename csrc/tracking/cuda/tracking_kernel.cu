@@ -9,28 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_util.cuh"
 #include "tracking/tracking.h"
 
 namespace lanner {
 namespace tracking {
 namespace {
 
-void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
-}
 void cufft_check(cufftResult r, const char* what) {
   if (r != CUFFT_SUCCESS) throw std::runtime_error(std::string("cuFFT error in ") + what + ": " + std::to_string(r));
 }
-
-// RAII device buffer.
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  explicit DeviceBuffer(size_t n) { cuda_check(cudaMalloc(&ptr, sizeof(T) * (n ? n : 1)), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
 
 struct PlanGuard {
   cufftHandle h = 0;
@@ -109,9 +97,9 @@ void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha,
   DeviceBuffer<float> dz(feat), dx(feat), dalpha(static_cast<size_t>(n) * hw), dk(static_cast<size_t>(n) * hw);
   DeviceBuffer<float> dzz(n), dxx(n);
   DeviceBuffer<cufftComplex> dzf(feat_f), dxf(feat_f), dacc(static_cast<size_t>(n) * nf), dkf(static_cast<size_t>(n) * nf);
-  cuda_check(cudaMemcpy(dz.ptr, z, feat * sizeof(float), cudaMemcpyHostToDevice), "copy z");
-  cuda_check(cudaMemcpy(dx.ptr, x, feat * sizeof(float), cudaMemcpyHostToDevice), "copy x");
-  cuda_check(cudaMemcpy(dalpha.ptr, alpha, static_cast<size_t>(n) * hw * sizeof(float), cudaMemcpyHostToDevice),
+  cuda_check(cudaMemcpy(dz.get(), z, feat * sizeof(float), cudaMemcpyHostToDevice), "copy z");
+  cuda_check(cudaMemcpy(dx.get(), x, feat * sizeof(float), cudaMemcpyHostToDevice), "copy x");
+  cuda_check(cudaMemcpy(dalpha.get(), alpha, static_cast<size_t>(n) * hw * sizeof(float), cudaMemcpyHostToDevice),
              "copy alpha");
 
   PlanGuard fwd_feat, fwd_one, inv_one;
@@ -119,24 +107,24 @@ void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha,
   make_plan(fwd_one, h, w, n, CUFFT_R2C);
   make_plan(inv_one, h, w, n, CUFFT_C2R);
 
-  energy_kernel<<<n, 256>>>(dz.ptr, c * hw, dzz.ptr);
-  energy_kernel<<<n, 256>>>(dx.ptr, c * hw, dxx.ptr);
-  cufft_check(cufftExecR2C(fwd_feat.h, dz.ptr, dzf.ptr), "r2c z");
-  cufft_check(cufftExecR2C(fwd_feat.h, dx.ptr, dxf.ptr), "r2c x");
+  energy_kernel<<<n, 256>>>(dz.get(), c * hw, dzz.get());
+  energy_kernel<<<n, 256>>>(dx.get(), c * hw, dxx.get());
+  cufft_check(cufftExecR2C(fwd_feat.h, dz.get(), dzf.get()), "r2c z");
+  cufft_check(cufftExecR2C(fwd_feat.h, dx.get(), dxf.get()), "r2c x");
   const float scale = gaussian ? 1.f : 1.f / (static_cast<float>(hw) * c);
-  cross_spectrum_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dzf.ptr, dxf.ptr, n, c, nf, scale, dacc.ptr);
+  cross_spectrum_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dzf.get(), dxf.get(), n, c, nf, scale, dacc.get());
   if (gaussian) {
-    cufft_check(cufftExecC2R(inv_one.h, dacc.ptr, dk.ptr), "c2r xy");
-    gaussian_kernel<<<blocks(static_cast<size_t>(n) * hw), 256>>>(dk.ptr, dzz.ptr, dxx.ptr, n, hw, c, sigma);
-    cufft_check(cufftExecR2C(fwd_one.h, dk.ptr, dacc.ptr), "r2c k");
+    cufft_check(cufftExecC2R(inv_one.h, dacc.get(), dk.get()), "c2r xy");
+    gaussian_kernel<<<blocks(static_cast<size_t>(n) * hw), 256>>>(dk.get(), dzz.get(), dxx.get(), n, hw, c, sigma);
+    cufft_check(cufftExecR2C(fwd_one.h, dk.get(), dacc.get()), "r2c k");
   }
   // dacc now holds kzf; alphaf into dkf, product, inverse.
-  cufft_check(cufftExecR2C(fwd_one.h, dalpha.ptr, dkf.ptr), "r2c alpha");
-  multiply_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dacc.ptr, dkf.ptr, n * nf);
-  cufft_check(cufftExecC2R(inv_one.h, dacc.ptr, dk.ptr), "c2r response");
-  scale_kernel<<<blocks(static_cast<size_t>(n) * hw), 256>>>(dk.ptr, n * hw, 1.f / hw);
+  cufft_check(cufftExecR2C(fwd_one.h, dalpha.get(), dkf.get()), "r2c alpha");
+  multiply_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dacc.get(), dkf.get(), n * nf);
+  cufft_check(cufftExecC2R(inv_one.h, dacc.get(), dk.get()), "c2r response");
+  scale_kernel<<<blocks(static_cast<size_t>(n) * hw), 256>>>(dk.get(), n * hw, 1.f / hw);
   cuda_check(cudaGetLastError(), "kernel launch");
-  cuda_check(cudaMemcpy(response, dk.ptr, static_cast<size_t>(n) * hw * sizeof(float), cudaMemcpyDeviceToHost),
+  cuda_check(cudaMemcpy(response, dk.get(), static_cast<size_t>(n) * hw * sizeof(float), cudaMemcpyDeviceToHost),
              "copy response");
 }
 
