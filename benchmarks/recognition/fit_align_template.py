@@ -55,7 +55,7 @@ def main() -> None:
     detector = dlib.get_frontal_face_detector()
     rows = [r for r in csv.DictReader(open(args.data / "faces.csv")) if not is_test_identity(r["identity"])]
     lm_cols = [f"lm{i}_{a}" for i in range(5) for a in "xy"]
-    in_chip, in_box, dlib_mats, landmarks, checked = [], [], [], [], False
+    in_chip, in_box, dlib_mats, landmarks, box_widths, checked = [], [], [], [], [], False
     for row in rows:
         image = cv2.imread(str(args.data / "images" / row["file"]))[:, :, ::-1].copy()
         box = np.array([float(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")])
@@ -84,6 +84,7 @@ def main() -> None:
         in_box.append((lm - box[:2]) / (box[2:] - box[:2]))
         dlib_mats.append(m)
         landmarks.append(lm)
+        box_widths.append(box[2] - box[0])
     in_chip, in_box, dlib_mats, landmarks = map(np.array, (in_chip, in_box, dlib_mats, landmarks))
     template = (np.median(in_chip, axis=0) + 0.5) / CHIP
     box_template = np.median(in_box, axis=0)
@@ -101,6 +102,8 @@ def main() -> None:
     mapped = np.einsum("nij,nkj->nki", ours[:, :, :2], landmarks) + ours[:, None, :, 2]
     rms = np.sqrt(((mapped - (template * CHIP - 0.5)) ** 2).sum(-1).mean(-1))
     print(f"chip corner shift vs dlib (150 px chip): median {np.median(shift):.2f} px, p90 {np.percentile(shift, 90):.2f}")
+    unit_scale = np.hypot(ours[:, 0, 0], ours[:, 1, 0]) / CHIP
+    print(f"FACE_WIDTH_IN_CHIP = {np.median(np.array(box_widths) * unit_scale):.3f} (box width in unit chip, median)")
     print(f"landmark RMS residual after fit: median {np.median(rms):.2f} px, p90 {np.percentile(rms, 90):.2f}")
 
 

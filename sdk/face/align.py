@@ -28,7 +28,7 @@ by a median of 6.0 px (90th percentile 13.7 px) from dlib's own chip (MTCNN's an
 landmark detectors disagree by that much); the landmarks' RMS residual from the template after
 the fit is a median of 4.2 px (90th percentile 7.2 px) on the 150-px chip.
 :data:`BOX_TEMPLATE_5PT` (where MTCNN puts the landmarks inside its box, as fractions of the
-box) is the per-coordinate median over the same faces; aligning from a box alone is coarser (it
+box) and :data:`FACE_WIDTH_IN_CHIP` are medians over the same faces; aligning from a box alone is coarser (it
 ignores the face's roll and the landmark detector's precision).
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["TEMPLATE_5PT", "BOX_TEMPLATE_5PT", "align_faces", "similarity_to_template", "landmarks_from_boxes"]
+__all__ = ["TEMPLATE_5PT", "BOX_TEMPLATE_5PT", "FACE_WIDTH_IN_CHIP", "align_faces", "similarity_to_template",
+           "landmarks_from_boxes", "face_widths"]
 
 #: (5, 2) float32: left eye, right eye, nose, left and right mouth corner in unit chip
 #: coordinates (x right, y down), fitted so that MTCNN-landmark alignment reproduces dlib's
@@ -62,6 +63,10 @@ BOX_TEMPLATE_5PT = np.array([
     [0.718508, 0.750000],
 ], np.float32)
 BOX_TEMPLATE_5PT.setflags(write=False)
+
+#: MTCNN's face-box width in unit chip coordinates (median over the same faces; 10th-90th
+#: percentile 0.729-0.817): a face ``w`` px wide in the image spans ``w / 0.773`` image px of chip.
+FACE_WIDTH_IN_CHIP = 0.773
 
 MIN_CHIP_SIZE = 8  # px: smallest chip side align_faces makes
 MAX_CHIP_SIZE = 1024  # px: largest chip side
@@ -176,6 +181,26 @@ def landmarks_from_boxes(boxes: np.ndarray) -> np.ndarray:
         i = int(np.argmax((wh <= 0).any(axis=1)))
         raise ValueError(f"boxes should have x2 > x1 and y2 > y1 (xyxy), face {i} is {b[i].tolist()}")
     return (b[:, None, :2] + BOX_TEMPLATE_5PT[None].astype(np.float64) * wh[:, None, :]).astype(np.float32)
+
+
+def face_widths(landmarks: np.ndarray) -> np.ndarray:
+    """Each face's width in image pixels, as MTCNN's box would measure it, from its landmarks.
+
+    The width is the scale of the alignment transform times :data:`FACE_WIDTH_IN_CHIP`: it uses
+    all five points, so it does not change with the face's roll.
+
+    Args:
+        landmarks: (N, 5, 2) float image pixels (as in :class:`lanner.Detections`).
+
+    Returns:
+        (N,) float32 widths, px.
+
+    Raises:
+        TypeError, ValueError: as :func:`similarity_to_template`.
+    """
+    m = similarity_to_template(landmarks, MIN_CHIP_SIZE)
+    scale = np.hypot(m[:, 0, 0], m[:, 1, 0]) / MIN_CHIP_SIZE  # unit chip per image px
+    return (FACE_WIDTH_IN_CHIP / scale).astype(np.float32)
 
 
 def _chip_region(m: np.ndarray, chip: int) -> tuple[float, float, float, float]:

@@ -170,3 +170,12 @@ def test_bad_input_raises(image, landmarks, size, error, match):
 def test_bad_boxes_raise(boxes, error, match):
     with pytest.raises(error, match=match):
         landmarks_from_boxes(boxes)
+
+
+def test_face_widths_follow_scale_not_roll():
+    from lanner.face.align import FACE_WIDTH_IN_CHIP, face_widths
+
+    base = TEMPLATE_5PT.astype(np.float64) * 100 + 50  # a 100 px chip: the face is FACE_WIDTH_IN_CHIP * 100 wide
+    rolled = (base - 100) @ similarity(1.0, 30.0, 0, 0)[:, :2].T + 100
+    widths = face_widths(np.stack([base, rolled, base * 0.08]).astype(np.float32))
+    np.testing.assert_allclose(widths, [FACE_WIDTH_IN_CHIP * 100] * 2 + [FACE_WIDTH_IN_CHIP * 8], rtol=1e-4)
