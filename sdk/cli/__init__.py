@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # One line per subcommand module; the order is the order of ``lanner --help``.
-SUBCOMMANDS: tuple[str, ...] = ("info", "detect", "track", "compile", "inspect_cmd", "bench", "models")
+SUBCOMMANDS: tuple[str, ...] = ("info", "detect", "track", "compile", "inspect_cmd", "bench", "models", "recognition")
 
 
 def build_parser() -> argparse.ArgumentParser:
