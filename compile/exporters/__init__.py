@@ -1,0 +1,1 @@
+"""Exporters that turn real pretrained weights into the ONNX models Lanner ships (the ``torch`` extra)."""
