@@ -306,7 +306,8 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         optimizer.step()
         step += 1
         for name, value in terms.items():
-            running[name] = 0.98 * running.get(name, float(value)) + 0.02 * float(value)
+            value = float(value.detach())
+            running[name] = 0.98 * running.get(name, value) + 0.02 * value
         if validation is not None and (step % config.evaluate_every == 0 or step == config.steps):
             g, g_labels, probe_chips, p_labels = validation
             result = identification_metrics(g, g_labels, _embed(model, probe_chips), p_labels)
