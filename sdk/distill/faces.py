@@ -3,7 +3,7 @@
 A training sample is made the way a deployed student meets a face: the photo is shrunk so that
 the face is ``W`` px wide (``W`` drawn from the configured range), degraded (blur, noise, JPEG ...),
 and aligned from its 5 MTCNN landmarks into a ``size`` x ``size`` chip with the teacher's chip
-geometry. Its target is the teacher's embedding of the clean face. Every draw comes from a
+geometry by :func:`lanner.face.align.align_faces`, exactly as :class:`lanner.FaceRecognizer` aligns. Its target is the teacher's embedding of the clean face. Every draw comes from a
 generator seeded by ``(seed, sample index)``: runs repeat exactly, and resume where they stopped.
 """
 from __future__ import annotations
@@ -15,13 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..face.align import align_faces
 from .degrade import Degradations, downsample_face
-from .teacher import TEACHER_CHIP_SIZE, FaceTargets
+from .teacher import FaceTargets
 
 __all__ = [
     "MIRROR_LANDMARKS",
-    "fit_chip_template",
-    "align_to_template",
     "load_crops",
     "FaceSampler",
     "to_tensor_layout",
@@ -31,74 +30,6 @@ __all__ = [
 
 # Landmark order after a horizontal flip: left eye <-> right eye, left <-> right mouth corner.
 MIRROR_LANDMARKS = (1, 0, 2, 4, 3)
-
-
-def fit_chip_template(targets: FaceTargets) -> np.ndarray:
-    """Where MTCNN's 5 landmarks fall in the teacher's chip, in unit chip coordinates (0..1).
-
-    The mean over the training crops of each landmark mapped through the inverse of dlib's measured
-    chip geometry (``targets.chip_to_image``), so that a similarity fit of MTCNN landmarks to this
-    template reproduces dlib's own chips.
-
-    Args:
-        targets: teacher targets with chip geometries.
-
-    Returns:
-        (5, 2) float64 template.
-    """
-    points = []
-    for m, lm in zip(targets.chip_to_image[~targets.test], targets.landmarks[~targets.test]):
-        full = np.vstack([m, [0, 0, 1]])
-        inv = np.linalg.inv(full)
-        chip = (inv[:2, :2] @ lm.T.astype(np.float64)).T + inv[:2, 2]
-        points.append((chip + 0.5) / TEACHER_CHIP_SIZE)  # pixel centres -> unit coordinates
-    return np.mean(points, axis=0)
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama 1991) mapping ``src`` points onto ``dst``: (2, 3) matrix."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    rot = u @ np.diag([1.0, d]) @ vt
-    scale = (sig * [1.0, d]).sum() / (a ** 2).sum() * len(src)
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
-
-
-def align_to_template(image: np.ndarray, landmarks: np.ndarray, size: int, template: np.ndarray,
-                      perturb: np.ndarray | None = None) -> np.ndarray:
-    """Align a face into a ``size`` x ``size`` chip by a 5-point similarity transform, area-correct.
-
-    When the chip is smaller than the face in the image, the image is first shrunk with area
-    interpolation to (about) the chip's scale, so that small chips average the pixels they cover
-    instead of aliasing.
-
-    Args:
-        image: (H, W, 3) uint8.
-        landmarks: (5, 2) float landmarks in image pixels.
-        size: chip side in px.
-        template: (5, 2) landmark positions in unit chip coordinates.
-        perturb: optional (2, 3) similarity applied in chip pixels after the fit (crop jitter).
-
-    Returns:
-        (size, size, 3) uint8 chip.
-    """
-    dst = np.asarray(template, np.float64) * size - 0.5
-    m = _similarity(landmarks, dst)
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    if scale < 0.9:  # the chip is coarser than the image: shrink first (area) so warping does not alias
-        h, w = image.shape[:2]
-        new = (max(1, round(w * scale)), max(1, round(h * scale)))
-        sx, sy = new[0] / w, new[1] / h
-        image = cv2.resize(image, new, interpolation=cv2.INTER_AREA)
-        m = _similarity((np.asarray(landmarks, np.float64) + 0.5) * [sx, sy] - 0.5, dst)
-    if perturb is not None:
-        m = np.vstack([perturb, [0, 0, 1]])[:2] @ np.vstack([m, [0, 0, 1]])
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def load_crops(data_dir: str | Path, files: np.ndarray) -> np.ndarray:
@@ -132,12 +63,12 @@ class FaceSampler:
         landmarks: (N, 5, 2) float32 landmarks in crop pixels.
         face_widths: (N,) float32 face box widths in crop pixels.
         targets: (N, 128) float32 unit teacher embeddings of the clean crops.
-        template: (5, 2) unit chip template.
         size: chip side in px.
         width_range: face widths drawn uniformly (px) for training samples.
         degradations: seeded pixel degradations.
         flip: mirror half the samples (target unchanged: see the model card).
-        jitter: crop jitter, as a fraction of the chip: shift +-jitter, scale 1 +- jitter, rotation +-jitter rad * 2.
+        jitter: crop jitter: the landmarks move by a random similarity (shift +-jitter of the face width,
+            scale 1 +- jitter, rotation +-2 jitter rad) before alignment; the target is unchanged.
         colour: brightness/contrast/saturation jitter amplitude.
     """
 
@@ -145,7 +76,6 @@ class FaceSampler:
     landmarks: np.ndarray
     face_widths: np.ndarray
     targets: np.ndarray
-    template: np.ndarray
     size: int
     width_range: tuple[float, float]
     degradations: Degradations
@@ -169,7 +99,7 @@ class FaceSampler:
         if self.colour > 0:
             small = self._colour(small, rng)
         small = self.degradations(small, rng)
-        return align_to_template(small, small_lm, self.size, self.template, self._perturbation(rng))
+        return align_faces(small, self._jitter(small_lm, width, rng)[None], self.size)[0]
 
     def probe(self, crop_index: int, width: float) -> np.ndarray:
         """The clean probe of the evaluation protocol: the crop shrunk to a ``width`` px face, aligned.
@@ -179,7 +109,7 @@ class FaceSampler:
         """
         small, small_lm = downsample_face(self.crops[crop_index], self.landmarks[crop_index], width,
                                           float(self.face_widths[crop_index]))
-        return align_to_template(small, small_lm, self.size, self.template)
+        return align_faces(small, small_lm[None], self.size)[0]
 
     def batch(self, crop_indices: np.ndarray, first_sample_index: int) -> np.ndarray:
         """Training chips for ``crop_indices`` as a float32 (N, 3, size, size) RGB array in [0, 1]."""
@@ -195,15 +125,15 @@ class FaceSampler:
         x = (x - x.mean()) * contrast + x.mean() + brightness
         return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
-    def _perturbation(self, rng: np.random.Generator) -> np.ndarray | None:
+    def _jitter(self, landmarks: np.ndarray, width: float, rng: np.random.Generator) -> np.ndarray:
         if self.jitter <= 0:
-            return None
-        j, c = self.jitter, self.size / 2 - 0.5
-        scale = 1 + rng.uniform(-j, j)
-        angle = rng.uniform(-2 * j, 2 * j)
-        shift = rng.uniform(-j, j, 2) * self.size
+            return landmarks
+        j = self.jitter
+        scale, angle = 1 + rng.uniform(-j, j), rng.uniform(-2 * j, 2 * j)
+        shift = rng.uniform(-j, j, 2) * width
         rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        return np.hstack([rot, (np.array([c, c]) - rot @ [c, c] + shift)[:, None]])
+        centre = landmarks.mean(axis=0)
+        return ((landmarks - centre) @ rot.T + centre + shift).astype(np.float32)
 
 
 def to_tensor_layout(chips: np.ndarray) -> np.ndarray:
@@ -256,6 +186,5 @@ def celeba_training_data(data_dir: str | Path, targets: FaceTargets, validation_
     crops = load_crops(data_dir, targets.files)
     return TrainData(crops=crops, landmarks=targets.landmarks,
                      face_widths=(targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32),
-                     identities=targets.identities, targets=targets.embeddings(),
-                     template=fit_chip_template(targets), train=~targets.test,
+                     identities=targets.identities, targets=targets.embeddings(), train=~targets.test,
                      validation=validation_split(targets.identities, targets.test, validation_identities))

@@ -84,9 +84,9 @@ class TrainConfig:
         """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
         warmup = max(1, int(self.warmup_fraction * self.steps))
         if step < warmup:
-            return self.learning_rate * (step + 1) / warmup
+            return float(self.learning_rate * (step + 1) / warmup)
         progress = (step - warmup) / max(1, self.steps - warmup)
-        return 0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0)))
+        return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -112,7 +112,6 @@ class TrainData:
         face_widths: (N,) float32 face widths in crop pixels.
         identities: (N,) identity names.
         targets: (N, 128) float32 unit teacher embeddings of the clean crops.
-        template: (5, 2) unit chip template of the landmarks.
         train: (N,) bool, crops to train on (never the test identities).
         validation: (N,) bool, held-out training-identity crops for validation (may be all False).
     """
@@ -122,7 +121,6 @@ class TrainData:
     face_widths: np.ndarray
     identities: np.ndarray
     targets: np.ndarray
-    template: np.ndarray
     train: np.ndarray
     validation: np.ndarray
 
@@ -157,7 +155,7 @@ def validation_split(identities: np.ndarray, excluded: np.ndarray, count: int) -
 
 def _sampler(data: TrainData, config: TrainConfig) -> FaceSampler:
     return FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
-                       targets=data.targets, template=data.template, size=config.resolution,
+                       targets=data.targets, size=config.resolution,
                        width_range=config.width_range, degradations=default_degradations(config.seed))
 
 

@@ -13,7 +13,6 @@ from skimage import data as skdata
 
 # Landmarks of the lfw_subset crops (left eye, right eye, nose, mouth corners), in 25x25 pixels.
 LFW_SUBSET_LANDMARKS = np.array([[8.0, 9.5], [16.0, 9.5], [12.0, 13.5], [9.0, 17.5], [15.0, 17.5]], np.float32)
-TEMPLATE = np.array([[0.326, 0.31], [0.689, 0.308], [0.504, 0.536], [0.345, 0.699], [0.67, 0.697]])
 
 
 @pytest.fixture(scope="session")
@@ -32,4 +31,4 @@ def tiny_train_data():
     validation[32:] = True  # four identities held out
     return TrainData(crops=crops, landmarks=np.repeat(LFW_SUBSET_LANDMARKS[None], n, 0),
                      face_widths=np.full(n, 14.0, np.float32), identities=identities, targets=targets,
-                     template=TEMPLATE, train=np.ones(n, bool), validation=validation)
+                     train=np.ones(n, bool), validation=validation)

@@ -27,7 +27,7 @@ def _one_thread():
 
 def _cosine_loss(model: FaceStudent, data, config: TrainConfig) -> float:
     sampler = FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
-                          targets=data.targets, template=data.template, size=16, width_range=config.width_range,
+                          targets=data.targets, size=16, width_range=config.width_range,
                           degradations=default_degradations(123))
     idx = np.flatnonzero(~data.validation)
     with torch.no_grad():
