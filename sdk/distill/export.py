@@ -8,7 +8,6 @@ checks fidelity against the fp32 model on held-out calibration samples.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -10,7 +10,6 @@ import json
 import platform
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,9 +94,7 @@ class FaceEmbeddingRun:
         data = celeba_training_data(self.data_dir, targets, config.validation_identities)
         _say(f"step 2/5: training {config.steps} steps on {int((data.train & ~data.validation).sum())} crops "
              f"of {len(set(data.identities[data.train & ~data.validation]))} identities")
-        started = time.perf_counter()
         result = train(config, data, self.out_dir / "train", workers=self.workers)
-        train_seconds = time.perf_counter() - started
         model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
         sampler = FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
                               targets=data.targets, size=config.resolution,
@@ -124,7 +121,7 @@ class FaceEmbeddingRun:
         _say("step 4/5: cross-quality identification on the TEST identities")
         report = {
             "config": asdict(config),
-            "train_seconds_this_process": train_seconds,
+            "train_seconds": result.seconds,
             "history": result.history,
             "onnx_parity_max_abs": parity,
             "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),

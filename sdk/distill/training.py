@@ -133,7 +133,7 @@ class TrainResult:
         model: the trained student (eval mode).
         config: its configuration.
         history: one dict per validation measurement (step, rank1, loss, seconds).
-        seconds: training wall time of this process (excludes time before a resume).
+        seconds: training wall time, summed over the processes of a resumed run.
     """
 
     model: FaceStudent
@@ -262,6 +262,7 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
     config_json = json.dumps(asdict(config), sort_keys=True)
     history: list = []
     step = 0
+    earlier_seconds = 0.0  # training time of the processes before a resume
     checkpoint = out_dir / CHECKPOINT
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -270,6 +271,7 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), json.loads(state["history"])
+        earlier_seconds = float(state.get("seconds", 0.0))
     sampler = _sampler(data, config)
     validation = _validation_set(data, sampler, config.validation_width)
     last = config.steps if stop_after is None else min(stop_after, config.steps)
@@ -284,7 +286,8 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
 
     def save() -> None:
         _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "step": step, "history": json.dumps(history)})
+                           "step": step, "history": json.dumps(history),
+                           "seconds": earlier_seconds + time.perf_counter() - started_at})
 
     for batch, chips in loader:
         batch = torch.as_tensor(batch)
@@ -325,4 +328,5 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
                   flush=True)
     if progress:
         print(file=sys.stderr)
-    return TrainResult(model=model.eval(), config=config, history=history, seconds=time.perf_counter() - started_at)
+    return TrainResult(model=model.eval(), config=config, history=history,
+                       seconds=earlier_seconds + time.perf_counter() - started_at)
