@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="teacher-target cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)")
     f.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--stop-after", type=int, default=None,
+                   help="end training at this step (a checkpoint must exist there when resuming) and go on")
     f.add_argument("--channels", default=None,
                    help="student widths: stem and four blocks, e.g. 32,64,128,128,256 (default: the config's)")
     f.add_argument("--orl", default=None,
@@ -44,7 +46,7 @@ def run_face_embedding(args: argparse.Namespace) -> int:
     run = FaceEmbeddingRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache,
                            resolution=args.resolution, steps=args.steps, seed=args.seed, threads=args.threads,
                            channels=tuple(int(c) for c in args.channels.split(",")) if args.channels else None,
-                           orl_wheel=Path(args.orl) if args.orl else None,
+                           orl_wheel=Path(args.orl) if args.orl else None, stop_after=args.stop_after,
                            workers=args.workers, teacher_workers=args.teacher_workers,
                            baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()))
     run.execute()

