@@ -15,7 +15,7 @@ __all__ = ["IdentificationResult", "identification_metrics", "gallery_split"]
 
 @dataclass(frozen=True)
 class IdentificationResult:
-    """Rank-1 identification and verification figures of one probe set.
+    """Rank-1 identification and verification figures of one probe set. Immutable (thread-safe).
 
     Attributes:
         rank1: fraction of probes whose best-scoring gallery identity is their own.

@@ -3,8 +3,9 @@
 A training sample is made the way a deployed student meets a face: the photo is shrunk so that
 the face is ``W`` px wide (``W`` drawn from the configured range), degraded (blur, noise, JPEG ...),
 and aligned from its 5 MTCNN landmarks into a ``size`` x ``size`` chip with the teacher's chip
-geometry by :func:`lanner.face.align.align_faces`, exactly as :class:`lanner.FaceRecognizer` aligns. Its target is the teacher's embedding of the clean face. Every draw comes from a
-generator seeded by ``(seed, sample index)``: runs repeat exactly, and resume where they stopped.
+geometry by :func:`lanner.face.align.align_faces`, exactly as :class:`lanner.FaceRecognizer`
+aligns. Its target is the teacher's embedding of the clean face. Every draw comes from a generator
+seeded by ``(seed, sample index)``: runs repeat exactly, and resume where they stopped.
 """
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ class FaceSampler:
 
     def _colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         a = self.colour
-        brightness, contrast, saturation = rng.uniform(-a, a) * 255 * 0.5, 1 + rng.uniform(-a, a), 1 + rng.uniform(-a, a)
+        brightness = rng.uniform(-a, a) * 255 * 0.5
+        contrast, saturation = 1 + rng.uniform(-a, a), 1 + rng.uniform(-a, a)
         x = image.astype(np.float32)
         grey = x.mean(axis=2, keepdims=True)
         x = grey + (x - grey) * saturation

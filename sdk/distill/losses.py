@@ -2,7 +2,10 @@
 
 All take student outputs ``s`` (B, D) and teacher embeddings ``t`` (B, D) (unit norm, the shared
 space ``normalize(d - mu)``); an optional per-sample ``weight`` (B,) comes from
-:class:`SelectiveDistillation`.
+:class:`SelectiveDistillation`. Each ``forward`` returns a scalar tensor.
+
+Thread-safety: the modules hold no state that a call changes (only constant buffers), so one
+instance may serve several threads.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class EmbeddingDistillationLoss(nn.Module):
         self.kind = kind
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean (weighted) loss of student outputs (B, D) against unit teacher embeddings (B, D)."""
         s = F.normalize(student, dim=1)
         if self.kind == "cosine":
             per_sample = 1.0 - (s * teacher).sum(dim=1)
@@ -78,6 +82,7 @@ class HintonDistillationLoss(nn.Module):
         self.scale = float(scale)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean (weighted) ``T^2 KL`` of the identity distributions of teacher (B, D) and student (B, D)."""
         t_logits = self.scale * teacher @ self.centres.T / self.temperature
         s_logits = self.scale * F.normalize(student, dim=1) @ self.centres.T / self.temperature
         kl = (F.softmax(t_logits, dim=1) * (F.log_softmax(t_logits, dim=1) - F.log_softmax(s_logits, dim=1))).sum(1)
@@ -94,6 +99,7 @@ class SimilarityPreservingLoss(nn.Module):
     """
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``||G_t - G_s||_F^2 / B^2`` for student (B, D) and teacher (B, D) features; ``weight`` is ignored."""
         b = student.shape[0]
         g_s = F.normalize(student @ student.T, dim=1)
         g_t = F.normalize(teacher @ teacher.T, dim=1)

@@ -119,7 +119,8 @@ class FaceEmbeddingRun:
         parity = float(np.abs(reference - exported).max())
         if parity > PARITY_ATOL:
             raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
-        shutil.copyfile(packages["onnxruntime-int8"] / "model.onnx", self.out_dir / f"student{config.resolution}-int8.onnx")
+        shutil.copyfile(packages["onnxruntime-int8"] / "model.onnx",
+                        self.out_dir / f"student{config.resolution}-int8.onnx")
         _say("step 4/5: cross-quality identification on the TEST identities")
         report = {
             "config": asdict(config),

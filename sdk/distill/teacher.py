@@ -29,6 +29,7 @@ __all__ = [
     "is_test_identity",
     "compute_face_targets",
     "load_face_targets",
+    "warp_chip",
 ]
 
 TEACHER_CHIP_SIZE = 150  # px, dlib's face_recognition_model_v1 input
@@ -130,7 +131,16 @@ class DlibTeacher:
 
 
 def warp_chip(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.ndarray:
-    """Sample a ``size`` x ``size`` chip with the geometry of the 150 px teacher chip ``chip_to_image``."""
+    """Sample a ``size`` x ``size`` chip with the geometry of a 150 px teacher chip (bilinear).
+
+    Args:
+        image: (H, W, 3) uint8.
+        chip_to_image: (2, 3) map of 150 px chip pixels to image pixels (:meth:`DlibTeacher.chip`).
+        size: chip side in px.
+
+    Returns:
+        (size, size, 3) uint8 chip.
+    """
     scale = TEACHER_CHIP_SIZE / size
     # chip_S pixel centre (u + 0.5) * scale - 0.5 in chip_150 pixels, then into the image.
     to150 = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
@@ -142,6 +152,8 @@ def warp_chip(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.nda
 @dataclass(frozen=True)
 class FaceTargets:
     """Teacher targets for every crop of a celeba-faces folder (one row per crop, in faces.csv order).
+
+    Immutable (thread-safe).
 
     Attributes:
         files: (N,) crop paths relative to ``images/``.

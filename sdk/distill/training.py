@@ -32,7 +32,7 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run.
+    """Everything that defines a training run. Immutable (thread-safe); stored in every checkpoint.
 
     Attributes:
         resolution: student chip side (px).
@@ -106,6 +106,8 @@ class TrainConfig:
 class TrainData:
     """Training material, independent of where it came from (celeba-faces or a test fixture).
 
+    Immutable fields (thread-safe as long as nobody writes into the arrays).
+
     Attributes:
         crops: (N, H, W, 3) uint8 RGB crops.
         landmarks: (N, 5, 2) float32 landmarks in crop pixels.
@@ -127,7 +129,7 @@ class TrainData:
 
 @dataclass
 class TrainResult:
-    """What a run produced.
+    """What a run produced. Not thread-safe (holds a torch module).
 
     Attributes:
         model: the trained student (eval mode).
