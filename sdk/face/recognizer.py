@@ -1,0 +1,224 @@
+"""``lanner.FaceRecognizer``: faces -> unit embeddings in one space, each face by the model made for its size."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import models
+from ..models import face_embedders
+from .align import align_faces, face_widths, landmarks_from_boxes
+from .detector import Detections
+
+__all__ = ["FaceRecognizer"]
+
+_CHANNEL_ORDERS = ("bgr", "rgb")
+MAX_BATCH = 64  # faces per model run
+
+
+class FaceRecognizer:
+    """Embeds faces into issue 14's shared 128-d space, routing each face by its width.
+
+    Each face is aligned from its five landmarks (:func:`lanner.face.align.align_faces`) into
+    the chip its model reads and embedded; the embedding is ``normalize(d - mu)`` for the teacher
+    (dlib's ResNet, descriptor ``d``) and the normalised output for a student trained to match
+    it, so embeddings from different models compare directly (cosine similarity). The routing
+    table is :func:`lanner.models.face_embedders.routing_table`: a face ``w`` px wide (MTCNN box
+    width) goes to the embedder with the smallest ``max_face_width >= w``; with no student
+    installed, every face goes to the teacher. Models are compiled for this CPU on first use
+    (see ``lanner models build``) and opened lazily, when a face first needs them.
+
+    Thread-safe: one lock serialises model runs (a compiled model serves one call at a time);
+    use one recognizer per thread for parallel throughput.
+
+    Example::
+
+        with lanner.FaceDetector() as detector, lanner.FaceRecognizer() as recognizer:
+            faces = detector.detect(image)
+            embeddings = recognizer.embed(image, faces)        # (N, 128) float32, unit norm
+
+    Args:
+        embedders: registry names to route between (default: all of
+            ``lanner.models.face_embedders.FACE_EMBEDDERS``); must include one with unbounded
+            ``max_face_width`` (the teacher) so that every face has a model.
+        backend: ``"auto"``, ``"openvino"`` or ``"onnxruntime"``.
+        num_threads: CPU threads per model (None: the backend's default).
+        channel_order: ``"bgr"`` (OpenCV's, default) or ``"rgb"`` for 3/4-channel images.
+
+    Raises:
+        ValueError: an unknown embedder, no unbounded embedder, or a bad option.
+    """
+
+    def __init__(self, *, embedders: tuple[str, ...] | list[str] | None = None, backend: str = "auto",
+                 num_threads: int | None = None, channel_order: str = "bgr") -> None:
+        names = tuple(face_embedders.FACE_EMBEDDERS) if embedders is None else tuple(embedders)
+        unknown = [n for n in names if n not in face_embedders.FACE_EMBEDDERS]
+        if unknown or not names:
+            raise ValueError(f"embedders should be names from {sorted(face_embedders.FACE_EMBEDDERS)}, got {names}")
+        self._routes = sorted((face_embedders.FACE_EMBEDDERS[n] for n in names), key=lambda s: s.max_face_width)
+        if not np.isinf(self._routes[-1].max_face_width):
+            raise ValueError(f"embedders {names} leave large faces without a model: include one with unbounded "
+                             f"max_face_width (the teacher, {face_embedders.TEACHER!r})")
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                        or num_threads < 1):
+            raise ValueError(f"num_threads should be a positive int or None, got {num_threads!r}")
+        if channel_order not in _CHANNEL_ORDERS:
+            raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
+        self.backend, _ = models.resolve(backend, "fp32")
+        self.num_threads = num_threads
+        self.channel_order = channel_order
+        self._spaces = {spec.model: face_embedders.read_space(spec) for spec in self._routes}
+        self._nets: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def embedders(self) -> tuple[str, ...]:
+        """Registry names of the embedders, by increasing ``max_face_width``."""
+        return tuple(spec.model for spec in self._routes)
+
+    @property
+    def threshold(self) -> float:
+        """The teacher's identification threshold (cosine similarity at FAR 1e-3 on training identities)."""
+        return float(self._spaces[self._routes[-1].model]["threshold"])
+
+    def route(self, widths: np.ndarray) -> list[str]:
+        """The embedder each face width (px) is routed to.
+
+        Args:
+            widths: (N,) face widths, px.
+
+        Returns:
+            N registry names.
+        """
+        limits = np.array([spec.max_face_width for spec in self._routes])
+        index = np.searchsorted(limits, np.asarray(widths, np.float64), side="left")
+        return [self._routes[i].model for i in index]
+
+    def embed(self, image: np.ndarray, faces) -> np.ndarray:
+        """Embed the faces of one image.
+
+        Args:
+            image: uint8 (H, W, 3) BGR (or RGB with ``channel_order="rgb"``), (H, W) or (H, W, 1)
+                grey, or (H, W, 4) with alpha (dropped).
+            faces: where the faces are, in image pixels: a :class:`lanner.Detections` (its
+                landmarks are used), an (N, 5, 2) float array of landmarks (left eye, right eye,
+                nose, left and right mouth corner), or an (N, 4) float array of ``x1, y1, x2, y2``
+                boxes (aligned by the box alone: coarser, see
+                :func:`lanner.face.align.landmarks_from_boxes`).
+
+        Returns:
+            (N, 128) float32 embeddings, unit L2 norm, one row per face in input order.
+
+        Raises:
+            TypeError: image or faces of the wrong type or dtype.
+            ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
+                face, or a closed recognizer.
+        """
+        image = self._rgb(image)
+        if isinstance(faces, Detections):
+            landmarks = faces.landmarks
+            widths = face_widths(landmarks) if len(faces) else np.zeros(0, np.float32)
+        elif isinstance(faces, np.ndarray) and faces.ndim == 2 and faces.shape[1:] == (4,):
+            landmarks = landmarks_from_boxes(faces)
+            widths = (faces[:, 2] - faces[:, 0]).astype(np.float32)
+        elif isinstance(faces, np.ndarray) and faces.ndim == 3:
+            landmarks = faces
+            widths = face_widths(landmarks) if len(faces) else np.zeros(0, np.float32)
+        elif isinstance(faces, np.ndarray):
+            raise ValueError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, got shape {faces.shape}")
+        else:
+            raise TypeError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
+                            f"got {type(faces).__name__}")
+        out = np.zeros((len(landmarks), face_embedders.EMBEDDING_DIM), np.float32)
+        if len(landmarks) == 0:
+            align_faces(image, landmarks, 8)  # validates the landmarks' shape and dtype
+            return out
+        routes = np.array(self.route(widths))
+        for spec in self._routes:
+            chosen = np.flatnonzero(routes == spec.model)
+            if chosen.size:
+                chips = align_faces(image, landmarks[chosen], spec.chip_size)
+                out[chosen] = self._embed_chips(spec, chips)
+        return out
+
+    def embed_chips(self, chips: np.ndarray, embedder: str | None = None) -> np.ndarray:
+        """Embed already aligned RGB chips with one embedder (no routing).
+
+        Args:
+            chips: (N, S, S, 3) uint8 RGB, aligned by :func:`lanner.face.align.align_faces` at the
+                embedder's chip size S.
+            embedder: registry name (default: the teacher).
+
+        Returns:
+            (N, 128) float32 unit embeddings.
+
+        Raises:
+            TypeError: chips not a uint8 array.
+            ValueError: unknown embedder, wrong chip shape, or a closed recognizer.
+        """
+        name = embedder or self._routes[-1].model
+        spec = next((s for s in self._routes if s.model == name), None)
+        if spec is None:
+            raise ValueError(f"embedder should be one of {self.embedders}, got {name!r}")
+        if not isinstance(chips, np.ndarray) or chips.dtype != np.uint8:
+            raise TypeError(f"chips should be a uint8 numpy array, got {getattr(chips, 'dtype', type(chips).__name__)}")
+        size = spec.chip_size
+        if chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
+            raise ValueError(f"chips should have shape (N, {size}, {size}, 3) for {name}, got {chips.shape}")
+        return self._embed_chips(spec, chips)
+
+    def _embed_chips(self, spec, chips: np.ndarray) -> np.ndarray:
+        vectors = []
+        with self._lock:
+            if self._closed:
+                raise ValueError("this FaceRecognizer is closed; create a new one")
+            net = self._nets.get(spec.model)
+            if net is None:
+                net = models.open_net(spec.model, self.backend, "fp32", num_threads=self.num_threads)
+                self._nets[spec.model] = net
+            for start in range(0, len(chips), MAX_BATCH):
+                x = np.ascontiguousarray(chips[start:start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
+                x *= np.float32(1.0 / 255.0)
+                vectors.append(np.asarray(net.run({"image": x})[spec.output], np.float32))
+        v = np.concatenate(vectors)
+        if spec.centred:
+            v = v - self._spaces[spec.model]["mu"]
+        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        return (v / np.maximum(norm, 1e-12)).astype(np.float32)
+
+    def _rgb(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image should be a numpy array, got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise TypeError(f"image should have dtype uint8, got {image.dtype}")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.size else image
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"image should be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+        image = image[:, :, :3]
+        return np.ascontiguousarray(image[:, :, ::-1] if self.channel_order == "bgr" else image)
+
+    # -- resources ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the compiled models. Idempotent."""
+        with self._lock:
+            for net in self._nets.values():
+                close = getattr(net, "close", None)
+                if close is not None:
+                    close()
+            self._nets = {}
+            self._closed = True
+
+    def __enter__(self) -> "FaceRecognizer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FaceRecognizer(embedders={self.embedders}, backend={self.backend!r})"

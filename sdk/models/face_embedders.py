@@ -1,0 +1,95 @@
+"""The face-recognition routing table: which registry model embeds a face of which size.
+
+Every entry is a registry model (``lanner.models.REGISTRY``, checksummed ONNX) that maps an
+aligned ``chip_size`` chip (:func:`lanner.face.align.align_faces`, RGB, float32 in [0, 1],
+``(N, 3, S, S)``) into issue 14's one embedding space, ``e = normalize(d - mu)`` with ``d`` the
+descriptor of dlib's ResNet (the teacher) and ``mu`` its mean over clean training faces:
+
+* the teacher outputs ``d`` itself (``centre_file`` names the JSON holding ``mu``);
+* a student outputs a vector whose direction approximates ``e`` (no centre).
+
+:class:`lanner.FaceRecognizer` sends each face to the entry with the smallest
+``max_face_width`` that is at least the face's width (MTCNN box width, px), so students serve
+small faces and the teacher (``max_face_width = inf``) everything larger. A student ships by
+adding its registry model and one entry here; nothing else changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FaceEmbedderSpec", "FACE_EMBEDDERS", "TEACHER", "EMBEDDING_DIM", "routing_table", "read_space"]
+
+_HERE = Path(__file__).resolve().parent
+EMBEDDING_DIM = 128  # the shared space's dimension (dlib's descriptor)
+
+
+@dataclass(frozen=True)
+class FaceEmbedderSpec:
+    """One face embedder.
+
+    Attributes:
+        model: registry name of its ONNX (``lanner.models.get_spec(model)``).
+        chip_size: side of the aligned chip it reads, px.
+        output: name of its output tensor ((N, 128) float32).
+        max_face_width: faces up to this wide (px, MTCNN box width) may be routed here.
+        space_file: JSON beside the weights (relative to the ``lanner.models`` folder) with the
+            identification ``threshold`` at FAR 1e-3 (and, for the teacher, ``mu``).
+        space_sha256: checksum of that JSON.
+        centred: True when the output is the raw teacher descriptor ``d`` (``mu`` is subtracted).
+    """
+
+    model: str
+    chip_size: int
+    output: str
+    max_face_width: float
+    space_file: str
+    space_sha256: str
+    centred: bool
+
+
+TEACHER = "dlib-resnet"
+
+FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
+    spec.model: spec
+    for spec in (
+        FaceEmbedderSpec(TEACHER, 150, "descriptor", math.inf, "dlib_resnet/dlib_resnet.json",
+                         "3a362266428ec480f14e66ac1993b7d9823f17effa1a871aaa32b60876f550aa", True),
+    )
+}
+
+
+def routing_table() -> list[FaceEmbedderSpec]:
+    """All embedders by increasing ``max_face_width`` (the teacher, unbounded, last)."""
+    return sorted(FACE_EMBEDDERS.values(), key=lambda spec: spec.max_face_width)
+
+
+def read_space(spec: FaceEmbedderSpec) -> dict:
+    """The embedder's JSON (``threshold``, ``far``, and ``mu`` as a (128,) float32 array when centred).
+
+    Raises:
+        FileNotFoundError: the file is missing from the installation.
+        ValueError: checksum mismatch or a malformed file.
+    """
+    path = _HERE / spec.space_file
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding-space file {path} is missing from the Lanner installation")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != spec.space_sha256:
+        raise ValueError(f"checksum mismatch for {path}: expected sha256 {spec.space_sha256}, got {actual}")
+    space = json.loads(data)
+    threshold = space.get("threshold")
+    if not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"{path}: threshold should be a cosine similarity in [-1, 1], got {threshold!r}")
+    if spec.centred:
+        mu = np.asarray(space.get("mu"), np.float32)
+        if mu.shape != (EMBEDDING_DIM,) or not np.isfinite(mu).all():
+            raise ValueError(f"{path}: mu should be {EMBEDDING_DIM} finite numbers, got shape {mu.shape}")
+        space["mu"] = mu
+    return space

@@ -1,0 +1,181 @@
+"""lanner.face.align: 5-point similarity alignment onto TEMPLATE_5PT, area-correct down to 8 px faces."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from lanner.face.align import (BOX_TEMPLATE_5PT, TEMPLATE_5PT, align_faces, landmarks_from_boxes,
+                               similarity_to_template)
+
+
+def smooth_texture(size: int, seed: int = 0, channels: int = 3, cells: int = 12) -> np.ndarray:
+    """A seeded, band-limited texture (random cells x cells grid, cubic-upsampled): interpolation barely changes it."""
+    grid = np.random.default_rng(seed).integers(0, 256, (cells, cells, channels)).astype(np.uint8)
+    return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, channels)
+
+
+def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    c, s = scale * math.cos(a), scale * math.sin(a)
+    return np.array([[c, -s, tx], [s, c, ty]])
+
+
+def place_face(chip: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Put a chip (template geometry) into an image by chip->image similarity m; returns image and its landmarks."""
+    image = cv2.warpAffine(chip, m, (shape[1], shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    points = TEMPLATE_5PT.astype(np.float64) * chip.shape[0] - 0.5
+    return image.reshape(shape[0], shape[1], -1), (points @ m[:, :2].T + m[:, 2])[None].astype(np.float32)
+
+
+def test_template_is_a_plausible_frontal_face():
+    t = TEMPLATE_5PT
+    assert t.shape == (5, 2) and t.dtype == np.float32 and not t.flags.writeable
+    assert ((t > 0.1) & (t < 0.9)).all()
+    assert abs((t[0, 0] + t[1, 0]) / 2 - 0.5) < 0.01 and abs((t[3, 0] + t[4, 0]) / 2 - 0.5) < 0.01  # symmetric
+    assert t[0, 1] < t[2, 1] < t[3, 1]  # eyes above nose above mouth
+
+
+@pytest.mark.parametrize("scale, angle", [(1.0, 0.0), (1.7, 23.0), (0.8, -35.0)])
+def test_known_similarity_aligns_back(scale, angle):
+    chip = smooth_texture(128, seed=1)
+    m = similarity(scale, angle, 90.0, 60.0)
+    image, lms = place_face(chip, m, (400, 380))
+    got = align_faces(image, lms, 128)
+    assert got.shape == (1, 128, 128, 3) and got.dtype == np.uint8
+    err = np.abs(got[0, 8:-8, 8:-8].astype(int) - chip[8:-8, 8:-8])
+    assert err.mean() < 2.0, err.mean()
+    # The transform itself is exact.
+    mat = similarity_to_template(lms, 128)[0]
+    mapped = lms[0].astype(np.float64) @ mat[:, :2].T + mat[:, 2]
+    np.testing.assert_allclose(mapped, TEMPLATE_5PT * 128 - 0.5, atol=1e-3)
+
+
+def test_chip_sizes_share_one_geometry():
+    image, lms = place_face(smooth_texture(128, seed=2, cells=6), similarity(1.5, 10.0, 80.0, 40.0), (360, 360))
+    big = align_faces(image, lms, 128)[0]
+    for size in (16, 32, 64):
+        small = align_faces(image, lms, size)[0]
+        reference = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+        assert np.abs(small.astype(int) - reference).mean() < 2.5, size
+
+
+def shrink_scene(image: np.ndarray, lms: np.ndarray, face_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downsample a whole scene until the face (MTCNN box width) is face_px wide; landmarks follow."""
+    eye_distance = np.linalg.norm(lms[0, 1] - lms[0, 0])
+    box_width = eye_distance / (BOX_TEMPLATE_5PT[1, 0] - BOX_TEMPLATE_5PT[0, 0])
+    side = int(round(image.shape[1] * face_px / box_width))
+    factor = image.shape[1] / side
+    small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    return small.reshape(side, side, -1), ((lms.astype(np.float64) + 0.5) / factor - 0.5).astype(np.float32)
+
+
+@pytest.mark.parametrize("face_px", [8, 12])
+def test_tiny_faces_align_like_their_high_res_original(face_px):
+    """A scene area-downsampled until the face is 8 px wide aligns to the chip of the full-res scene."""
+    image, lms = place_face(smooth_texture(128, seed=3, cells=6), similarity(3.0, 15.0, 100.0, 120.0), (640, 640))
+    small, small_lms = shrink_scene(image, lms, face_px)
+    got = align_faces(small, small_lms, 8)[0].astype(int)
+    assert np.abs(got - align_faces(image, lms, 8)[0]).mean() < (5.0 if face_px == 8 else 2.0)
+
+
+@pytest.mark.parametrize("face_px", [8, 12])
+@pytest.mark.parametrize("size", [16, 32])
+def test_tiny_faces_land_on_the_template(face_px, size):
+    """A blob on the nose of an 8 px face lands on the template's nose in an upsampled chip."""
+    yy, xx = np.mgrid[0:128, 0:128]
+    nose = TEMPLATE_5PT[2] * 128 - 0.5
+    blob = (255 * np.exp(-((xx - nose[0]) ** 2 + (yy - nose[1]) ** 2) / (2 * 6.0 ** 2))).astype(np.uint8)
+    image, lms = place_face(blob, similarity(3.0, 25.0, 150.0, 90.0), (640, 640))
+    small, small_lms = shrink_scene(image, lms, face_px)
+    chip = align_faces(small, small_lms, size)[0, :, :, 0].astype(np.float64)
+    centre = np.array([(chip.sum(0) * np.arange(size)).sum(), (chip.sum(1) * np.arange(size)).sum()]) / chip.sum()
+    np.testing.assert_allclose((centre + 0.5) / size, TEMPLATE_5PT[2], atol=0.005)  # a half-pixel slip at 16 px is 0.03
+
+
+def test_small_chips_are_area_correct():
+    """A 1-px checkerboard averages to flat grey in a 16 px chip; a plain bilinear warp would alias it."""
+    board = ((np.indices((400, 400)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    points = TEMPLATE_5PT.astype(np.float64) * 300 + 50  # the face spans ~300 px
+    lms = points[None].astype(np.float32)
+    chip = align_faces(board, lms, 16)
+    assert chip.shape == (1, 16, 16, 1)
+    assert abs(chip.mean() - 127.5) < 3 and chip.std() < 4, (chip.mean(), chip.std())
+    naive = cv2.warpAffine(board, similarity_to_template(lms, 16)[0], (16, 16), flags=cv2.INTER_LINEAR)
+    assert naive.std() > 20  # the test above can fail
+
+
+def test_huge_faces_take_the_pre_reduction_path():
+    image, lms = place_face(smooth_texture(128, seed=4, cells=6), similarity(6.0, -8.0, 60.0, 50.0), (900, 900))
+    reference = cv2.resize(align_faces(image, lms, 128)[0], (16, 16), interpolation=cv2.INTER_AREA)
+    assert np.abs(align_faces(image, lms, 16)[0].astype(int) - reference).mean() < 2.5
+
+
+def test_many_faces_channels_and_border():
+    image = smooth_texture(200, seed=5)
+    lms = np.stack([TEMPLATE_5PT * 60 + 20, TEMPLATE_5PT * 90 + 100, TEMPLATE_5PT * 300 - 50]).astype(np.float32)
+    chips = align_faces(image, lms, 32)
+    assert chips.shape == (3, 32, 32, 3)
+    assert chips[2, 0, 0].tolist() == [0, 0, 0]  # the chip reaches past the image: black there, as in dlib
+    bgra = np.dstack([image, np.full((200, 200), 7, np.uint8)])
+    assert align_faces(bgra, lms, 32).shape == (3, 32, 32, 4)
+    assert align_faces(image[:, :, 0], lms, 32).shape == (3, 32, 32, 1)
+    np.testing.assert_array_equal(align_faces(image[:, :, :1], lms, 32), align_faces(image[:, :, 0], lms, 32))
+    assert align_faces(image, np.zeros((0, 5, 2), np.float32), 32).shape == (0, 32, 32, 3)
+
+
+def test_landmarks_from_boxes():
+    boxes = np.array([[10, 20, 110, 140], [0, 0, 8, 8]], np.float32)
+    lms = landmarks_from_boxes(boxes)
+    assert lms.shape == (2, 5, 2) and lms.dtype == np.float32
+    np.testing.assert_allclose(lms[0], BOX_TEMPLATE_5PT * [100, 120] + [10, 20], atol=1e-4)
+    assert align_faces(np.zeros((150, 150, 3), np.uint8), lms, 16).shape == (2, 16, 16, 3)
+
+
+IMAGE = np.zeros((100, 100, 3), np.uint8)
+GOOD = (TEMPLATE_5PT * 50 + 20)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("image, landmarks, size, error, match", [
+    (IMAGE, GOOD[0], 16, ValueError, r"shape \(N, 5, 2\), got \(5, 2\)"),
+    (IMAGE, GOOD[:, :4], 16, ValueError, r"shape \(N, 5, 2\), got \(1, 4, 2\)"),
+    (IMAGE, GOOD.tolist(), 16, TypeError, "landmarks should be a numpy array, got list"),
+    (IMAGE, GOOD.astype(str), 16, TypeError, "float or integer array, got dtype <U"),
+    (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 3, np.nan, GOOD), 16, ValueError, "face 0 has NaN"),
+    (IMAGE, GOOD + 60, 16, ValueError, r"face 0 is partly outside the 100x100 image: landmark \d"),
+    (IMAGE, GOOD - 40, 16, ValueError, "partly outside"),
+    (IMAGE, np.full((1, 5, 2), 40.0, np.float32), 16, ValueError, "face 0 has zero size"),
+    (IMAGE.astype(np.float32), GOOD, 16, TypeError, "image should have dtype uint8, got float32"),
+    (IMAGE[:, :, :2], GOOD, 16, ValueError, r"C in 1, 3, 4, got shape \(100, 100, 2\)"),
+    (IMAGE[:0], np.zeros((0, 5, 2), np.float32), 16, ValueError, "non-empty"),
+    ([[0]], GOOD, 16, TypeError, "image should be a numpy array, got list"),
+    (IMAGE, GOOD, 7, ValueError, r"size should be in \[8, 1024\] px, got 7"),
+    (IMAGE, GOOD, 4096, ValueError, "got 4096"),
+    (IMAGE, GOOD, 16.0, TypeError, "size should be an int, got float"),
+    (IMAGE, GOOD, True, TypeError, "got bool"),
+])
+def test_bad_input_raises(image, landmarks, size, error, match):
+    with pytest.raises(error, match=match):
+        align_faces(image, landmarks, size)
+
+
+@pytest.mark.parametrize("boxes, error, match", [
+    (np.zeros((2, 5), np.float32), ValueError, r"shape \(N, 4\), got \(2, 5\)"),
+    (np.array([[10, 10, 10, 30]], np.float32), ValueError, "x2 > x1 and y2 > y1"),
+    (np.array([[10, 10, np.inf, 30]], np.float32), ValueError, "finite"),
+    ([[0, 0, 1, 1]], TypeError, "numpy array, got list"),
+])
+def test_bad_boxes_raise(boxes, error, match):
+    with pytest.raises(error, match=match):
+        landmarks_from_boxes(boxes)
+
+
+def test_face_widths_follow_scale_not_roll():
+    from lanner.face.align import FACE_WIDTH_IN_CHIP, face_widths
+
+    base = TEMPLATE_5PT.astype(np.float64) * 100 + 50  # a 100 px chip: the face is FACE_WIDTH_IN_CHIP * 100 wide
+    rolled = (base - 100) @ similarity(1.0, 30.0, 0, 0)[:, :2].T + 100
+    widths = face_widths(np.stack([base, rolled, base * 0.08]).astype(np.float32))
+    np.testing.assert_allclose(widths, [FACE_WIDTH_IN_CHIP * 100] * 2 + [FACE_WIDTH_IN_CHIP * 8], rtol=1e-4)

@@ -1,0 +1,69 @@
+"""``lanner enroll`` / ``lanner identify`` on real photos: the astronaut is found again in the group photo."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from lanner import FaceGallery
+from lanner.cli import main
+from lanner.cli.detect import demo_image_path
+
+
+@pytest.fixture(scope="module")
+def gallery_file(lanner_cache, tmp_path_factory):
+    path = tmp_path_factory.mktemp("gallery") / "people.npz"
+    assert main(["enroll", "collins", str(demo_image_path()), "--gallery", str(path)]) == 0
+    return path
+
+
+def test_enroll_writes_a_gallery(gallery_file, capsys, tmp_path):
+    gallery = FaceGallery.load(gallery_file)
+    assert gallery.names == ("collins",) and len(gallery) == 1
+    flipped = tmp_path / "flipped.jpg"
+    cv2.imwrite(str(flipped), cv2.imread(str(demo_image_path()))[:, ::-1])
+    copy = tmp_path / "people.npz"
+    copy.write_bytes(gallery_file.read_bytes())
+    assert main(["enroll", "collins", str(flipped), "--gallery", str(copy)]) == 0  # appends
+    assert len(FaceGallery.load(copy)) == 2
+
+
+def test_identify_names_the_enrolled_face_in_a_group(gallery_file, group_photo, tmp_path, capsys):
+    photo = tmp_path / "group.jpg"
+    cv2.imwrite(str(photo), group_photo)
+    out, js = tmp_path / "named.jpg", tmp_path / "named.json"
+    assert main(["identify", str(photo), "--gallery", str(gallery_file), "--out", str(out), "--json", str(js)]) == 0
+    faces = json.loads(js.read_text())["inputs"][0]["faces"]
+    names = [f["name"] for f in faces]
+    assert names.count("collins") == 1 and names.count("unknown") == len(faces) - 1 >= 7
+    collins = faces[names.index("collins")]
+    assert collins["similarity"] > 0.9 and set(collins) >= {"box", "score", "landmarks", "name", "similarity"}
+    assert cv2.imread(str(out)).shape == group_photo.shape
+    assert "collins (" in capsys.readouterr().out
+
+
+def test_identify_video(gallery_file, tmp_path):
+    frame = cv2.imread(str(demo_image_path()))
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frame.shape[1], frame.shape[0]))
+    for shift in range(3):
+        writer.write(np.roll(frame, 4 * shift, axis=1))
+    writer.release()
+    js = tmp_path / "clip.json"
+    assert main(["identify", str(video), "--gallery", str(gallery_file), "--json", str(js), "--no-progress"]) == 0
+    frames = json.loads(js.read_text())["inputs"][0]["frames"]
+    assert len(frames) == 3 and all([f["name"] for f in fr["faces"]] == ["collins"] for fr in frames)
+
+
+def test_cli_errors_are_one_line(gallery_file, tmp_path, capsys):
+    assert main(["identify", str(tmp_path / "missing.jpg"), "--gallery", str(gallery_file)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    assert main(["identify", str(demo_image_path()), "--gallery", str(tmp_path / "bad.npz")]) == 2
+    assert "not a Lanner face gallery" in capsys.readouterr().err
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
+    assert main(["enroll", "nobody", str(blank), "--gallery", str(tmp_path / "g.npz")]) == 2
+    assert "nothing enrolled" in capsys.readouterr().err and not (tmp_path / "g.npz").exists()
