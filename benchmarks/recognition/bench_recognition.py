@@ -262,7 +262,7 @@ def faces_per_second(embed, images, landmarks, batch: int) -> float:
 
 
 def dlib_reference():
-    """("dlib ResNet (dlib-bin)", embed, KB): dlib's own implementation on our chips, for speed only; None without dlib."""
+    """(name, embed, KB) of dlib's own implementation on our chips, for speed only; None without dlib."""
     try:
         import dlib
     except ImportError:

@@ -52,6 +52,10 @@ def run_build(args: argparse.Namespace) -> int:
     for name in models.MTCNN_NETS:
         path = models.build_package(name, args.backend, args.precision, force=args.force)
         print(f"{name}: {path}")
+    from ..models.face_embedders import FACE_EMBEDDERS  # face recognition (issue 14): fp32, as FaceRecognizer runs them
+
+    for name in FACE_EMBEDDERS:
+        print(f"{name}: {models.build_package(name, args.backend, 'fp32', force=args.force)}")
     return 0
 
 

@@ -1,8 +1,6 @@
 """The shipped teacher (dlib's ResNet as ONNX) against dlib's own implementation, on the same chips."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
