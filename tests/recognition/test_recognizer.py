@@ -73,7 +73,7 @@ def test_face_widths_route_like_mtcnn_boxes(group_faces):
 
 
 def test_embed_chips_checks_shape(recognizer):
-    with pytest.raises(ValueError, match=r"chips should have shape \(N, 150, 150, 3\) for dlib-resnet, got \(1, 32, 32, 3\)"):
+    with pytest.raises(ValueError, match=r"shape \(N, 150, 150, 3\) for dlib-resnet, got \(1, 32, 32, 3\)"):
         recognizer.embed_chips(np.zeros((1, 32, 32, 3), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
         recognizer.embed_chips(np.zeros((1, 150, 150, 3), np.float32))
