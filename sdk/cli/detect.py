@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    p.add_argument("--quality", action="store_true",
+                   help="add each face's quality in [0, 1] (lanner.FaceRecognizer.quality) to the JSON")
     p.set_defaults(func=run)
 
 
@@ -35,7 +37,7 @@ def demo_image_path() -> Path:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..face import FaceDetector
+    from ..face import FaceDetector, FaceRecognizer
 
     inputs = [Path(p) for p in args.inputs]
     if args.demo:
@@ -47,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no such file: {path}")
     out_paths = _output_paths(inputs, args.out)
     records = []
+    scorer = FaceRecognizer(num_threads=args.threads) if args.quality else None
     with FaceDetector(backend=args.backend, precision=args.precision, min_face_size=args.min_face_size,
                       num_threads=args.threads) as detector:
         for path, out in zip(inputs, out_paths):
             if path.suffix.lower() in _VIDEO_SUFFIXES:
-                records.append(_detect_video(detector, path, out, not args.no_progress))
+                records.append(_detect_video(detector, path, out, not args.no_progress, scorer))
             else:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
@@ -63,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
                 if out is not None:
                     _write_image(out, draw(image, faces))
                     print(f"  wrote {out}")
-                records.append({"path": str(path), "width": image.shape[1], "height": image.shape[0], **faces.to_dict()})
+                records.append({"path": str(path), "width": image.shape[1], "height": image.shape[0],
+                                **_faces_dict(image, faces, scorer)})
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"detector": repr(detector), "inputs": records}, indent=1))
         print(f"wrote {args.json}")
+    if scorer is not None:
+        scorer.close()
     return 0
 
 
@@ -105,7 +111,16 @@ def _write_image(path: Path, image) -> None:
         raise ValueError(f"cannot write {path}: unsupported image extension {path.suffix!r}")
 
 
-def _detect_video(detector, path: Path, out: Path | None, progress: bool) -> dict:
+def _faces_dict(image, faces, scorer) -> dict:
+    """``faces.to_dict()``, with each face's ``quality`` when ``scorer`` (a FaceRecognizer) is given."""
+    record = faces.to_dict()
+    if scorer is not None:
+        for face, quality in zip(record["faces"], scorer.quality(image, faces)):
+            face["quality"] = round(float(quality), 4)
+    return record
+
+
+def _detect_video(detector, path: Path, out: Path | None, progress: bool, scorer=None) -> dict:
     import cv2
 
     capture = cv2.VideoCapture(str(path))
@@ -122,7 +137,7 @@ def _detect_video(detector, path: Path, out: Path | None, progress: bool) -> dic
             if not ok:
                 break
             faces = detector.detect(frame)
-            frames.append({"index": len(frames), **faces.to_dict()})
+            frames.append({"index": len(frames), **_faces_dict(frame, faces, scorer)})
             if out is not None:
                 if writer is None:
                     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     identify.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     identify.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     identify.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    identify.add_argument("--best-frames", type=int, default=3, metavar="K",
+                          help="videos: follow each face across frames and identify the track from its K "
+                               "best-quality frames, quality-weighted (lanner.FaceRecognizer.quality); 0: embed "
+                               "and identify every face of every frame")
     identify.set_defaults(func=run_identify)
 
 
@@ -92,6 +96,8 @@ def run_identify(args: argparse.Namespace) -> int:
     from ..face import FaceDetector, FaceGallery, FaceRecognizer
 
     gallery = FaceGallery.load(args.gallery)
+    if args.best_frames < 0:
+        raise ValueError(f"--best-frames should be >= 0, got {args.best_frames}")
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
         if not path.is_file():
@@ -108,6 +114,10 @@ def run_identify(args: argparse.Namespace) -> int:
             return faces, names, scores
 
         for path, out in zip(inputs, out_paths):
+            if path.suffix.lower() in _VIDEO_SUFFIXES and args.best_frames:
+                records.append(_identify_video_tracks(detector, recognizer, gallery, path, out, not args.no_progress,
+                                                      args.best_frames))
+                continue
             if path.suffix.lower() in _VIDEO_SUFFIXES:
                 records.append(_identify_video(name_faces, path, out, not args.no_progress))
                 continue
@@ -186,3 +196,116 @@ def _identify_video(name_faces, path: Path, out: Path | None, progress: bool) ->
     print(f"{path}: {len(frames)} frames, {sum(len(f['faces']) for f in frames)} faces; known: "
           f"{', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
     return {"path": str(path), "fps": fps, "frames": frames}
+
+
+TRACK_IOU = 0.3  # a face continues a track when its box overlaps the track's last box by this IoU
+TRACK_GAP = 5  # frames a track may miss before it ends
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def _frames(path: Path):
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"cannot open {path} as a video")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
+def _identify_video_tracks(detector, recognizer, gallery, path: Path, out: Path | None, progress: bool,
+                           keep: int) -> dict:
+    """Identify each face track of a video from its ``keep`` best-quality frames.
+
+    Pass 1 detects the faces of every frame, scores their quality (a tiny model, ~1000x cheaper than an
+    embedding) and links them into tracks by box overlap with the previous frames. Pass 2 re-reads the
+    video and embeds only each track's ``keep`` best faces; their quality-weighted mean embedding names
+    the whole track. Every face record carries its ``track`` and ``quality``.
+    """
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    capture.release()
+    detections, tracks, last = [], [], []  # per frame: (faces, track ids, qualities); per track: faces (frame, face)
+    bar = _ProgressBar(path.name, total) if progress else None
+    for index, frame in enumerate(_frames(path)):
+        faces = detector.detect(frame)
+        quality = recognizer.quality(frame, faces) if len(faces) else np.zeros(0, np.float32)
+        ids = np.full(len(faces), -1)
+        alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
+        if len(faces) and alive:
+            overlap = _iou(faces.boxes, np.stack([last[t][1] for t in alive]))
+            for f, a in sorted(np.argwhere(overlap >= TRACK_IOU), key=lambda fa: -overlap[fa[0], fa[1]]):
+                if ids[f] < 0 and alive[a] not in ids:
+                    ids[f] = alive[a]
+        for f in range(len(faces)):
+            if ids[f] < 0:
+                ids[f] = len(tracks)
+                tracks.append([])
+                last.append(None)
+            tracks[ids[f]].append((index, f))
+            last[ids[f]] = (index, faces.boxes[f])
+        detections.append((faces, ids, quality))
+        if bar is not None:
+            bar.update(index + 1)
+    if bar is not None:
+        bar.close()
+    chosen: dict[int, list] = {}
+    for t, members in enumerate(tracks):
+        ranked = sorted(members, key=lambda m: -detections[m[0]][2][m[1]])[:keep]
+        for frame_index, f in ranked:
+            chosen.setdefault(frame_index, []).append((t, f))
+    sums = np.zeros((len(tracks), 128), np.float32)
+    calls = 0
+    for index, frame in enumerate(_frames(path)):
+        for t, f in chosen.get(index, []):
+            faces, _, quality = detections[index]
+            sums[t] += max(float(quality[f]), 1e-3) * recognizer.embed(frame, faces.landmarks[f:f + 1])[0]
+            calls += 1
+    names, scores = gallery.identify(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)) \
+        if len(tracks) else ([], np.zeros(0, np.float32))
+    if out is not None:
+        _write_named_video(path, out, fps, detections, names, scores)
+    frames = []
+    for index, (faces, ids, quality) in enumerate(detections):
+        records = _face_records(faces, [names[t] for t in ids], [scores[t] for t in ids])
+        for record, t, q in zip(records, ids, quality):
+            record.update(track=int(t), quality=round(float(q), 4))
+        frames.append({"index": index, "faces": records})
+    known = sorted(set(names) - {"unknown"})
+    n_faces = sum(len(d[0]) for d in detections)
+    print(f"{path}: {len(detections)} frames, {n_faces} faces in {len(tracks)} tracks, {calls} embedded "
+          f"(best {keep} per track); known: {', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
+    return {"path": str(path), "fps": fps, "frames": frames, "tracks": len(tracks), "recognizer_calls": calls}
+
+
+def _write_named_video(path: Path, out: Path, fps: float, detections: list, names, scores) -> None:
+    import cv2
+
+    writer = None
+    try:
+        for index, frame in enumerate(_frames(path)):
+            faces, ids, _ = detections[index]
+            if writer is None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+                if not writer.isOpened():
+                    raise ValueError(f"cannot write video {out}")
+            writer.write(draw_names(frame, faces, [names[t] for t in ids], [scores[t] for t in ids]))
+    finally:
+        if writer is not None:
+            writer.release()

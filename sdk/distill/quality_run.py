@@ -84,7 +84,7 @@ class FaceQualityRun:
     data_dir: Path
     out_dir: Path
     cache_dir: Path
-    views: int = 2
+    views: int = 3
     steps: int = 3000
     seed: int = 0
     threads: int = 1
