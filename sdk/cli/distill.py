@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--steps", type=int, default=3000, help="training steps")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    q.add_argument("--channels", default="12,24,48", help="regressor widths: stem and two blocks")
     q.set_defaults(func=run_face_quality)
 
 
@@ -71,5 +72,6 @@ def run_face_quality(args: argparse.Namespace) -> int:
 
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
     FaceQualityRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache, views=args.views,
-                   steps=args.steps, seed=args.seed, threads=args.threads).execute()
+                   steps=args.steps, seed=args.seed, threads=args.threads,
+                   channels=tuple(int(c) for c in args.channels.split(","))).execute()
     return 0

@@ -79,6 +79,7 @@ class FaceQualityRun:
         steps: training steps.
         seed: run seed (views, label draws, training).
         threads: torch threads.
+        channels: :class:`lanner.distill.QualityStudent` widths.
     """
 
     data_dir: Path
@@ -88,12 +89,13 @@ class FaceQualityRun:
     steps: int = 3000
     seed: int = 0
     threads: int = 1
+    channels: tuple[int, int, int] = (12, 24, 48)
 
     def config(self) -> TrainConfig:
         """The training config of this run."""
         return TrainConfig(task="quality", resolution=QUALITY_CHIP_SIZE, steps=self.steps, batch_size=256,
                            learning_rate=5e-3, weight_decay=1e-4, evaluate_every=500, checkpoint_every=500,
-                           seed=self.seed)
+                           seed=self.seed, quality_channels=tuple(self.channels))
 
     def labelled_samples(self) -> dict:
         """Chips and SDD-FIQA labels of the training identities (clean crops and degraded views).
