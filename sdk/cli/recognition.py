@@ -302,7 +302,8 @@ def _write_named_video(path: Path, out: Path, fps: float, detections: list, name
             faces, ids, _ = detections[index]
             if writer is None:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (frame.shape[1], frame.shape[0]))
                 if not writer.isOpened():
                     raise ValueError(f"cannot write video {out}")
             writer.write(draw_names(frame, faces, [names[t] for t in ids], [scores[t] for t in ids]))

@@ -158,6 +158,7 @@ class QualityRegressionLoss(nn.Module):
             raise ValueError(f"delta should be > 0, got {delta}")
         self.delta = float(delta)
 
-    def forward(self, prediction: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, prediction: torch.Tensor, label: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
         per_sample = F.huber_loss(prediction.reshape(-1), label.reshape(-1), reduction="none", delta=self.delta)
         return _weighted_mean(per_sample, weight)

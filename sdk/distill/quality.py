@@ -13,8 +13,9 @@ The cross-quality twist (Lanner's): every training crop is also seen shrunk to a
 similarities are taken against the *clean* photos of every identity (the gallery users enrol), so the labels
 span the qualities a camera or a drone delivers, and say how well each would be recognised.
 
-The embeddings are the teacher's (dlib's ResNet as shipped in the registry, through
-:class:`lanner.FaceRecognizer`), computed once per sample and cached (:func:`quality_samples`).
+The embeddings are the teacher's (dlib's ResNet as shipped in the registry, ``dlib-resnet``, compiled for this
+CPU: the same model and space as :class:`lanner.FaceRecognizer`'s), computed once per sample and cached
+(:func:`quality_samples`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..face.align import align_faces
-from .degrade import GaussianBlur, JpegCompression, LowLight, MotionBlur, SensorNoise, downsample_face, occlude_lower_face
+from .degrade import (GaussianBlur, JpegCompression, LowLight, MotionBlur, SensorNoise, downsample_face,
+                      occlude_lower_face)
 
 __all__ = [
     "QUALITY_CHIP_SIZE",

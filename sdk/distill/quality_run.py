@@ -30,7 +30,8 @@ __all__ = ["FaceQualityRun", "QUALITY_INPUT", "QUALITY_OUTPUT", "export_quality_
 
 QUALITY_INPUT = "image"
 QUALITY_OUTPUT = "quality"
-LABEL_QUANTILE = 0.99  # raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1]
+# Raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1].
+LABEL_QUANTILE = 0.99
 PARITY_ATOL = 1e-5  # torch vs ONNX Runtime, max abs difference of qualities
 
 

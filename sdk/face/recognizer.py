@@ -182,7 +182,8 @@ class FaceRecognizer:
             landmarks = faces
             widths = face_widths(landmarks) if len(faces) else np.zeros(0, np.float32)
         elif isinstance(faces, np.ndarray):
-            raise ValueError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, got shape {faces.shape}")
+            raise ValueError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
+                             f"got shape {faces.shape}")
         else:
             raise TypeError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
                             f"got {type(faces).__name__}")
