@@ -2,7 +2,9 @@
 
 Both detect faces with :class:`lanner.FaceDetector`, align and embed them with
 :class:`lanner.FaceRecognizer`; ``enroll`` adds the largest face of each photo to a
-:class:`lanner.FaceGallery` under one name, ``identify`` names every face it finds.
+:class:`lanner.FaceGallery` under one name, ``identify`` names every face it finds. On a video,
+``identify`` follows each face across frames and names the track from its best-quality frames
+(:meth:`lanner.FaceRecognizer.quality`), embedding only those (``--best-frames``).
 """
 from __future__ import annotations
 
