@@ -22,7 +22,7 @@ import torch
 from ..face.align import align_faces
 from ..models import face_embedders
 from .faces import load_crops, to_tensor_layout
-from .quality import QUALITY_CHIP_SIZE, TRAINING_MIX, quality_samples, sdd_fiqa_labels
+from .quality import QUALITY_CHIP_SIZE, TRAINING_MIX, QualitySamples, quality_samples, sdd_fiqa_labels
 from .teacher import compute_face_targets
 from .training import TrainConfig, TrainData, load_student, train, validation_split
 
@@ -32,7 +32,9 @@ QUALITY_INPUT = "image"
 QUALITY_OUTPUT = "quality"
 # Raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1].
 LABEL_QUANTILE = 0.99
-PARITY_ATOL = 1e-5  # torch vs ONNX Runtime, max abs difference of qualities
+PARITY_ATOL = 1e-5
+VIEWS_PER_CHUNK = 3  # degraded views per crop made (and cached) together
+CHUNK_SEED_STEP = 7919  # chunk c of a run with seed s draws its views with seed s + c * CHUNK_SEED_STEP  # torch vs ONNX Runtime, max abs difference of qualities
 
 
 def _say(message: str) -> None:
@@ -86,8 +88,8 @@ class FaceQualityRun:
     data_dir: Path
     out_dir: Path
     cache_dir: Path
-    views: int = 3
-    steps: int = 3000
+    views: int = 6
+    steps: int = 4000
     seed: int = 0
     threads: int = 1
     channels: tuple[int, int, int] = (12, 24, 48)
@@ -109,8 +111,14 @@ class FaceQualityRun:
         train_idx = np.flatnonzero(~targets.test)
         widths = (targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32)
         _say(f"step 1/4: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
-        views = quality_samples(crops, targets.landmarks, widths, targets.identities, train_idx, self.views,
-                                TRAINING_MIX, self.seed, self.cache_dir)
+        # Views are made (and cached) in chunks of VIEWS_PER_CHUNK, each chunk with its own seed, so that a run
+        # with more views reuses the teacher's work of a run with fewer.
+        chunks = [quality_samples(crops, targets.landmarks, widths, targets.identities, train_idx,
+                                  min(VIEWS_PER_CHUNK, self.views - start), TRAINING_MIX,
+                                  self.seed + CHUNK_SEED_STEP * (start // VIEWS_PER_CHUNK), self.cache_dir)
+                  for start in range(0, self.views, VIEWS_PER_CHUNK)]
+        views = QualitySamples(**{name: np.concatenate([getattr(c, name) for c in chunks])
+                                  for name in QualitySamples.__dataclass_fields__})
         reference = clean_reference(targets)
         clean_chips = np.stack([align_faces(crops[i], targets.landmarks[i][None], QUALITY_CHIP_SIZE)[0]
                                 for i in train_idx])

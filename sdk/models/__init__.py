@@ -94,7 +94,7 @@ REGISTRY["dlib-resnet"] = ModelSpec(
 # -- Face quality (issue 16): SDD-FIQA regressor; contract in lanner.models.face_quality --
 REGISTRY["face-quality"] = ModelSpec(
     "face-quality", "face_quality/face_quality.onnx",
-    "154a8ebf97318e8de5950d9ab68512a6a1b3b543740aba0e34d8d9c9dfa601d3",
+    "b21cb9c6e73f8585355afdbfd5443b1e0ab503bf74c40aac610040c60c808111",
     {"image": ("n", 3, 32, 32)}, ("quality",),
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
     "identities (CelebA, research use only); card: face_quality/README.md")
