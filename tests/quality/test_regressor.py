@@ -62,7 +62,7 @@ def test_tiny_run_learns_to_rank_blur(blur_data, tmp_path):
     assert result.history[-1]["spearman"] > 0.8, result.history
     model, loaded = load_student(tmp_path / "checkpoint.pt")
     assert loaded == config and isinstance(model, QualityStudent)
-    # Resuming the finished run changes nothing; a different config is refused.
+    # A different config is refused on resume (the checkpoint carries the quality config).
     with pytest.raises(ValueError, match="was made by another config"):
         train(TrainConfig(steps=301, **TINY), blur_data, tmp_path, workers=0, progress=False)
 
