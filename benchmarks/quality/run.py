@@ -17,10 +17,12 @@ Methods: the SDD-FIQA student (``FaceRecognizer.quality``), BRISQUE (``cv2.quali
 Laplacian-variance sharpness, and the teacher's embedding norm ``||d - mu||``. BRISQUE and the
 Laplacian read the 150 px chip the teacher reads (the face as the recognizer sees it).
 
-Best-frame selection (video check): each test identity's probes are cut, in file order, into tracks of
+Best-frame selection: (1) each test identity's probes are cut, in file order, into tracks of
 ``--track`` frames (one person seen at mixed qualities); a track is identified by the mean embedding
 of all its frames, or of its ``--keep`` best-quality frames only; rank-1 accuracy and recognizer
-calls are compared.
+calls are compared. (2) ``lanner identify`` on video files (:func:`video_check`): one synthetic
+video per test identity, identified with every frame embedded (``--best-frames 0``) and with each
+track's best frames (``--best-frames 3``).
 
 Usage::
 
@@ -29,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -125,8 +128,16 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="folder for results.json and erc.png")
     parser.add_argument("--track", type=int, default=8, help="frames per simulated track")
     parser.add_argument("--keep", type=int, default=3, help="best-quality frames kept per track")
+    parser.add_argument("--videos", type=int, default=44, help="synthetic videos for the lanner identify check")
+    parser.add_argument("--video-frames", type=int, default=16, help="frames per synthetic video")
+    parser.add_argument("--work", default=None, help="folder for the synthetic videos and their JSON "
+                        "(default: a temporary folder)")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.work is None:
+        import tempfile
+
+        args.work = tempfile.mkdtemp(prefix="lanner-quality-videos-")
     cv2.setNumThreads(1)
     started = time.perf_counter()
 
@@ -209,6 +220,11 @@ def main() -> int:
     }
     print(json.dumps(results["tracks"], indent=1), file=sys.stderr)
 
+    second = np.flatnonzero(np.r_[True, p_ids[1:] != p_ids[:-1]])  # each identity's first probe photo
+    results["video"] = video_check(crops, targets.landmarks, widths, targets.identities, gallery, g_emb,
+                                   probes[second][:args.videos], args.video_frames, args.keep, Path(args.work))
+    print(results["video"], file=sys.stderr)
+
     i = int(probes[0])  # a probe photo at its own resolution (a ~67 px face), its face 64 times
     results["speed"] = speed(recognizer, samples.chips, crops[i], targets.landmarks[i][None].repeat(64, 0))
     print(results["speed"], file=sys.stderr)
@@ -220,6 +236,58 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "erc.png")
     return 0
+
+
+def video_check(crops: np.ndarray, landmarks: np.ndarray, widths: np.ndarray, identities: np.ndarray,
+                gallery: np.ndarray, g_emb: np.ndarray, sources: np.ndarray, frames: int, keep: int,
+                work: Path) -> dict:
+    """``lanner identify`` on real video files, every frame embedded vs each track's ``keep`` best frames.
+
+    One video per source photo: ``frames`` frames of 320x240 in which the person walks 100 px across a
+    grey background while approaching the camera (face width 20 px -> the photo's own, ~67 px), each
+    frame degraded afresh with ``BENCHMARK_MIX``'s blur, low light, mask and JPEG. The gallery holds the clean first photo of each test identity. Both runs go
+    through the CLI (detector, tracker of boxes, quality, recognizer, gallery threshold).
+    """
+    from lanner.cli import main as lanner_main
+
+    work.mkdir(parents=True, exist_ok=True)
+    people = lanner.FaceGallery()
+    for name, e in zip(identities[gallery], g_emb):
+        people.add(str(name), e[None])
+    people.save(work / "gallery.npz")
+    videos = []
+    for v, i in enumerate(sources):
+        path = work / f"person{v:02d}.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+        for f in range(frames):
+            progress = f / max(frames - 1, 1)
+            width = 20.0 + (float(widths[i]) - 20.0) * progress
+            mix = dataclasses.replace(BENCHMARK_MIX, width_range=(width, width))
+            image, _, _ = degrade_face(crops[i], landmarks[i], float(widths[i]), mix,
+                                       np.random.default_rng([SEED, int(i), 1000 + f]))
+            canvas = np.full((240, 320, 3), 110, np.uint8)
+            h, w = image.shape[:2]
+            x, y = int(100 + 100 * progress - w / 2), (240 - h) // 2
+            canvas[y:y + h, x:x + w] = image[:, :, ::-1]
+            writer.write(canvas)
+        writer.release()
+        videos.append((path, str(identities[i])))
+    out: dict = {"videos": len(videos), "frames_per_video": frames}
+    for mode, best in (("all_frames", "0"), ("best_quality_frames", str(keep))):
+        faces = correct = calls = right_videos = 0
+        for path, name in videos:
+            js = work / f"{path.stem}-{mode}.json"
+            lanner_main(["identify", str(path), "--gallery", str(work / "gallery.npz"), "--json", str(js),
+                         "--no-progress", "--best-frames", best, "--threads", "1"])
+            record = json.loads(js.read_text())["inputs"][0]
+            names = [face["name"] for frame in record["frames"] for face in frame["faces"]]
+            faces += len(names)
+            correct += sum(n == name for n in names)
+            calls += record.get("recognizer_calls", len(names))
+            right_videos += bool(names) and max(set(names), key=names.count) == name
+        out[mode] = {"faces": faces, "faces_named_correctly": correct / max(faces, 1),
+                     "videos_named_correctly": right_videos / len(videos), "recognizer_calls": calls}
+    return out
 
 
 def plot(results: dict, path: Path) -> None:
