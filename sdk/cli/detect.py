@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    p.add_argument("--quality", action="store_true",
+                   help="add each face's quality in [0, 1] (lanner.FaceRecognizer.quality) to the JSON")
     p.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def demo_image_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..face import FaceDetector
+    from ..face import FaceDetector, FaceRecognizer
 
     inputs = check_inputs(args.inputs)
     if args.demo:
@@ -49,22 +51,25 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise ValueError("give at least one IMAGE_OR_VIDEO, or --demo")
     outputs = OutputPaths(inputs)
-    out_paths = _output_paths(inputs, args.out, outputs)
+    out_paths = outputs.per_input(args.out, "_faces")
     json_path = outputs.file(args.json, "json", "--json") if args.json else None
     records: list[dict] = []
+    scorer = FaceRecognizer(num_threads=args.threads) if args.quality else None
     failed: list[dict] = []
     with FaceDetector(backend=args.backend, precision=args.precision, min_face_size=args.min_face_size,
                       num_threads=args.threads) as detector:
         for path, out in zip(inputs, out_paths):
             try:
                 if is_video(path):
-                    records.append(_detect_video(detector, path, out, not args.no_progress))
+                    records.append(_detect_video(detector, path, out, not args.no_progress, scorer))
                 else:
-                    records.append(_detect_image(detector, path, out))
+                    records.append(_detect_image(detector, path, out, scorer))
             except (ValueError, TypeError, OSError) as exc:
                 print(f"lanner detect: error: {path}: {exc}", file=sys.stderr)
                 failed.append({"path": str(path), "error": str(exc)})
         summary = repr(detector)
+    if scorer is not None:
+        scorer.close()
     if json_path is not None:
         write_json(json_path, {"detector": summary, "inputs": records, "failed": failed})
         print(f"wrote {json_path}")
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detect_image(detector, path: Path, out: Path | None) -> dict:
+def _detect_image(detector, path: Path, out: Path | None, scorer=None) -> dict:
     image, warnings = read_image(path)
     for w in warnings:
         print(f"lanner detect: warning: {path}: {w}", file=sys.stderr)
@@ -85,7 +90,7 @@ def _detect_image(detector, path: Path, out: Path | None) -> dict:
     if out is not None:
         write_image(out, draw(image, faces))
         print(f"  wrote {out}")
-    record = {"path": str(path), "width": image.shape[1], "height": image.shape[0], **faces.to_dict()}
+    record = {"path": str(path), "width": image.shape[1], "height": image.shape[0], **_faces_dict(image, faces, scorer)}
     if warnings:
         record["warnings"] = warnings
     return record
@@ -107,27 +112,21 @@ def draw(image, faces):
     return canvas
 
 
-def _output_paths(inputs: list[Path], out: str | None, outputs: OutputPaths) -> list[Path | None]:
-    """One output per input: ``--out`` itself for a single input when it names a file (has an
-    extension and is not an existing folder), else files in the ``--out`` folder."""
-    if out is None:
-        return [None] * len(inputs)
-    target = Path(out)
-    if len(inputs) == 1 and target.suffix and not target.is_dir():
-        return [outputs.file(target, "video" if is_video(inputs[0]) else "image", "--out")]
-    if target.suffix and not target.is_dir() and len(inputs) > 1:
-        raise ValueError(f"--out {target} looks like a file name but there are {len(inputs)} inputs; "
-                         "give a folder for several inputs")
-    folder = outputs.folder(target, "--out")
-    return [outputs.in_folder(folder, p.stem + "_faces", ".mp4" if is_video(p) else ".jpg", "--out") for p in inputs]
+def _faces_dict(image, faces, scorer) -> dict:
+    """``faces.to_dict()``, with each face's ``quality`` when ``scorer`` (a FaceRecognizer) is given."""
+    record = faces.to_dict()
+    if scorer is not None:
+        for face, quality in zip(record["faces"], scorer.quality(image, faces)):
+            face["quality"] = round(float(quality), 4)
+    return record
 
 
-def _detect_video(detector, path: Path, out: Path | None, progress: bool) -> dict:
+def _detect_video(detector, path: Path, out: Path | None, progress: bool, scorer=None) -> dict:
     frames: list[dict] = []
 
     def step(index, frame):
         faces = detector.detect(frame)
-        frames.append({"index": index, **faces.to_dict()})
+        frames.append({"index": index, **_faces_dict(frame, faces, scorer)})
         return draw(frame, faces) if out is not None else None
 
     video = process_video(path, step, out=out, progress=progress)

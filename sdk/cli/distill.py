@@ -3,7 +3,8 @@
 ``lanner distill face-embedding --data CELEBA_FACES --resolution 16 --out DIR`` runs every step,
 each resumable: teacher targets (cached in ``--cache``), training (``DIR/train/checkpoint.pt``),
 ONNX export (``DIR/student.onnx``), int8 packages, and the cross-quality report on the test
-identities (``DIR/report.json``).
+identities (``DIR/report.json``). ``lanner distill face-quality --data CELEBA_FACES --out DIR`` trains the
+SDD-FIQA quality regressor (``DIR/face_quality.onnx``, ``DIR/report.json``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="face widths at which to also measure the teacher on upsampled probes ('' for none)")
     f.set_defaults(func=run_face_embedding)
 
+    q = dsub.add_parser("face-quality", help="an SDD-FIQA face-quality regressor (labels from the teacher)")
+    q.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
+    q.add_argument("--out", required=True, help="output folder (checkpoint, face_quality.onnx, report.json)")
+    q.add_argument("--cache", default=None,
+                   help="teacher-target and quality-sample cache folder (default: $LANNER_CACHE/distill or "
+                        "~/.cache/lanner/distill)")
+    q.add_argument("--views", type=int, default=6, help="degraded views per training crop")
+    q.add_argument("--steps", type=int, default=4000, help="training steps")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    q.add_argument("--channels", default="12,24,48", help="regressor widths: stem and two blocks")
+    q.set_defaults(func=run_face_quality)
+
 
 def run_face_embedding(args: argparse.Namespace) -> int:
     from ..distill.pipeline import FaceEmbeddingRun
@@ -50,4 +64,16 @@ def run_face_embedding(args: argparse.Namespace) -> int:
                            workers=args.workers, teacher_workers=args.teacher_workers,
                            baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()))
     run.execute()
+    return 0
+
+
+def run_face_quality(args: argparse.Namespace) -> int:
+    from ..distill.quality_run import FaceQualityRun
+
+    from .. import models
+
+    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
+    FaceQualityRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache, views=args.views,
+                   steps=args.steps, seed=args.seed, threads=args.threads,
+                   channels=tuple(int(c) for c in args.channels.split(","))).execute()
     return 0

@@ -134,6 +134,25 @@ class OutputPaths:
         self._make_folder(target, f"{option} {target}")
         return target
 
+    def per_input(self, out: str | os.PathLike[str] | None, tag: str, option: str = "--out") -> list[Path | None]:
+        """One annotated output per input: ``out`` itself for a single input when it names a file
+        (has an extension and is not an existing folder), else ``NAME<tag>.jpg`` (``.mp4`` for a
+        video) in the ``out`` folder; all None without ``out``.
+
+        Raises:
+            ValueError: as :meth:`file` and :meth:`folder`, or a file name for several inputs.
+        """
+        if out is None:
+            return [None] * len(self._inputs)
+        target = Path(out)
+        if len(self._inputs) == 1 and target.suffix and not target.is_dir():
+            return [self.file(target, "video" if is_video(self._inputs[0]) else "image", option)]
+        if target.suffix and not target.is_dir() and len(self._inputs) > 1:
+            raise ValueError(f"{option} {target} looks like a file name but there are {len(self._inputs)} inputs; "
+                             "give a folder for several inputs")
+        folder = self.folder(target, option)
+        return [self.in_folder(folder, p.stem + tag, ".mp4" if is_video(p) else ".jpg", option) for p in self._inputs]
+
     def in_folder(self, folder: Path, stem: str, suffix: str, option: str) -> Path:
         """``folder/stem + suffix``, or ``stem_2 + suffix``, ``stem_3``... when that name is already an
         output of this run (two inputs with the same name never overwrite each other) or is one of

@@ -2,17 +2,19 @@
 
 Both detect faces with :class:`lanner.FaceDetector`, align and embed them with
 :class:`lanner.FaceRecognizer`; ``enroll`` adds the largest face of each photo to a
-:class:`lanner.FaceGallery` under one name, ``identify`` names every face it finds.
+:class:`lanner.FaceGallery` under one name, ``identify`` names every face it finds. On a video,
+``identify`` follows each face across frames and names the track from its best-quality frames
+(:meth:`lanner.FaceRecognizer.quality`), embedding only those (``--best-frames``).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .detect import _VIDEO_SUFFIXES, _output_paths, _ProgressBar, _write_image
+from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
 
 _KNOWN_COLOR = (0, 200, 0)  # BGR
 _UNKNOWN_COLOR = (0, 0, 255)
@@ -41,17 +43,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     identify.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     identify.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     identify.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    identify.add_argument("--best-frames", type=int, default=3, metavar="K",
+                          help="videos: follow each face across frames and identify the track from its K "
+                               "best-quality frames, quality-weighted (lanner.FaceRecognizer.quality); 0: embed "
+                               "and identify every face of every frame")
     identify.set_defaults(func=run_identify)
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read {path} as an image")
+    image, warnings = read_image(path)
+    for w in warnings:
+        print(f"lanner: warning: {path}: {w}", file=sys.stderr)
     return image
 
 
@@ -59,7 +61,7 @@ def run_enroll(args: argparse.Namespace) -> int:
     from ..face import FaceDetector, FaceGallery, FaceRecognizer
 
     gallery_path = Path(args.gallery)
-    images = [_read_image(Path(p)) for p in args.images]
+    images = [_read_image(p) for p in check_inputs(args.images)]
     if gallery_path.exists():
         gallery = FaceGallery.load(gallery_path)
         if args.threshold is not None and args.threshold != gallery.threshold:
@@ -92,11 +94,12 @@ def run_identify(args: argparse.Namespace) -> int:
     from ..face import FaceDetector, FaceGallery, FaceRecognizer
 
     gallery = FaceGallery.load(args.gallery)
-    inputs = [Path(p) for p in args.inputs]
-    for path in inputs:
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-    out_paths = _output_paths(inputs, args.out)
+    if args.best_frames < 0:
+        raise ValueError(f"--best-frames should be >= 0, got {args.best_frames}")
+    inputs = check_inputs(args.inputs)
+    outputs = OutputPaths(inputs)
+    out_paths = outputs.per_input(args.out, "_names")
+    json_path = outputs.file(args.json, "json", "--json") if args.json else None
     records = []
     with FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads) as detector, \
             FaceRecognizer(num_threads=args.threads) as recognizer:
@@ -108,7 +111,11 @@ def run_identify(args: argparse.Namespace) -> int:
             return faces, names, scores
 
         for path, out in zip(inputs, out_paths):
-            if path.suffix.lower() in _VIDEO_SUFFIXES:
+            if is_video(path) and args.best_frames:
+                records.append(_identify_video_tracks(detector, recognizer, gallery, path, out, not args.no_progress,
+                                                      args.best_frames))
+                continue
+            if is_video(path):
                 records.append(_identify_video(name_faces, path, out, not args.no_progress))
                 continue
             image = _read_image(path)
@@ -117,15 +124,14 @@ def run_identify(args: argparse.Namespace) -> int:
                 f"\n  {n} ({s:.2f}) box=({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f})"
                 for n, s, b in zip(names, scores, faces.boxes)))
             if out is not None:
-                _write_image(out, draw_names(image, faces, names, scores))
+                write_image(out, draw_names(image, faces, names, scores))
                 print(f"  wrote {out}")
             records.append({"path": str(path), "width": image.shape[1], "height": image.shape[0],
                             "faces": _face_records(faces, names, scores)})
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"gallery": str(args.gallery), "threshold": gallery.threshold,
-                                               "recognizer": repr(recognizer), "inputs": records}, indent=1))
-        print(f"wrote {args.json}")
+    if json_path is not None:
+        write_json(json_path, {"gallery": str(args.gallery), "threshold": gallery.threshold,
+                               "recognizer": repr(recognizer), "inputs": records})
+        print(f"wrote {json_path}")
     return 0
 
 
@@ -150,39 +156,96 @@ def draw_names(image: np.ndarray, faces, names, scores) -> np.ndarray:
 
 
 def _identify_video(name_faces, path: Path, out: Path | None, progress: bool) -> dict:
-    import cv2
+    frames: list[dict] = []
 
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ValueError(f"cannot open {path} as a video")
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer, frames = None, []
-    bar = _ProgressBar(path.name, total) if progress else None
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            faces, names, scores = name_faces(frame)
-            frames.append({"index": len(frames), "faces": _face_records(faces, names, scores)})
-            if out is not None:
-                if writer is None:
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (frame.shape[1], frame.shape[0]))
-                    if not writer.isOpened():
-                        raise ValueError(f"cannot write video {out}")
-                writer.write(draw_names(frame, faces, names, scores))
-            if bar is not None:
-                bar.update(len(frames))
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-        if bar is not None:
-            bar.close()
+    def step(index, frame):
+        faces, names, scores = name_faces(frame)
+        frames.append({"index": index, "faces": _face_records(faces, names, scores)})
+        return draw_names(frame, faces, names, scores) if out is not None else None
+
+    video = process_video(path, step, out=out, progress=progress)
     known = sorted({f["name"] for fr in frames for f in fr["faces"]} - {"unknown"})
-    print(f"{path}: {len(frames)} frames, {sum(len(f['faces']) for f in frames)} faces; known: "
+    print(f"{path}: {video.frames} frames, {sum(len(f['faces']) for f in frames)} faces; known: "
           f"{', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
-    return {"path": str(path), "fps": fps, "frames": frames}
+    return {"path": str(path), "fps": video.fps, "frames": frames}
+
+
+TRACK_IOU = 0.3  # a face continues a track when its box overlaps the track's last box by this IoU
+TRACK_GAP = 5  # frames a track may miss before it ends
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def _identify_video_tracks(detector, recognizer, gallery, path: Path, out: Path | None, progress: bool,
+                           keep: int) -> dict:
+    """Identify each face track of a video from its ``keep`` best-quality frames.
+
+    Pass 1 detects the faces of every frame, scores their quality (a tiny model, ~1000x cheaper than an
+    embedding) and links them into tracks by box overlap with the previous frames. Pass 2 re-reads the
+    video and embeds only each track's ``keep`` best faces; their quality-weighted mean embedding names
+    the whole track. Every face record carries its ``track`` and ``quality``.
+    """
+    detections, tracks, last = [], [], []  # per frame: (faces, track ids, qualities); per track: faces (frame, face)
+
+    def link(index, frame):
+        faces = detector.detect(frame)
+        quality = recognizer.quality(frame, faces) if len(faces) else np.zeros(0, np.float32)
+        ids = np.full(len(faces), -1)
+        alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
+        if len(faces) and alive:
+            overlap = _iou(faces.boxes, np.stack([last[t][1] for t in alive]))
+            for f, a in sorted(np.argwhere(overlap >= TRACK_IOU), key=lambda fa: -overlap[fa[0], fa[1]]):
+                if ids[f] < 0 and alive[a] not in ids:
+                    ids[f] = alive[a]
+        for f in range(len(faces)):
+            if ids[f] < 0:
+                ids[f] = len(tracks)
+                tracks.append([])
+                last.append(None)
+            tracks[ids[f]].append((index, f))
+            last[ids[f]] = (index, faces.boxes[f])
+        detections.append((faces, ids, quality))
+
+    video = process_video(path, link, progress=progress)
+    chosen: dict[int, list] = {}
+    for t, members in enumerate(tracks):
+        ranked = sorted(members, key=lambda m: -detections[m[0]][2][m[1]])[:keep]
+        for frame_index, f in ranked:
+            chosen.setdefault(frame_index, []).append((t, f))
+    sums = np.zeros((len(tracks), 128), np.float32)
+    calls = 0
+
+    def embed_best(index, frame):
+        nonlocal calls
+        for t, f in chosen.get(index, []):
+            faces, _, quality = detections[index]
+            sums[t] += max(float(quality[f]), 1e-3) * recognizer.embed(frame, faces.landmarks[f:f + 1])[0]
+            calls += 1
+
+    if chosen:
+        process_video(path, embed_best, progress=False, max_frames=max(chosen) + 1)
+    names, scores = gallery.identify(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)) \
+        if len(tracks) else ([], np.zeros(0, np.float32))
+    if out is not None:
+
+        def draw_track_names(index, frame):
+            faces, ids, _ = detections[index]
+            return draw_names(frame, faces, [names[t] for t in ids], [scores[t] for t in ids])
+
+        process_video(path, draw_track_names, out=out, progress=False, max_frames=len(detections))
+    frames = []
+    for index, (faces, ids, quality) in enumerate(detections):
+        records = _face_records(faces, [names[t] for t in ids], [scores[t] for t in ids])
+        for record, t, q in zip(records, ids, quality):
+            record.update(track=int(t), quality=round(float(q), 4))
+        frames.append({"index": index, "faces": records})
+    known = sorted(set(names) - {"unknown"})
+    n_faces = sum(len(d[0]) for d in detections)
+    print(f"{path}: {len(detections)} frames, {n_faces} faces in {len(tracks)} tracks, {calls} embedded "
+          f"(best {keep} per track); known: {', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
+    return {"path": str(path), "fps": video.fps, "frames": frames, "tracks": len(tracks), "recognizer_calls": calls}

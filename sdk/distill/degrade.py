@@ -22,6 +22,7 @@ __all__ = [
     "SensorNoise",
     "LowLight",
     "Greyscale",
+    "occlude_lower_face",
     "Degradations",
     "default_degradations",
 ]
@@ -143,6 +144,46 @@ class Greyscale:
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def occlude_lower_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Synthetic mask-like occlusion: a flat-coloured, lightly textured face mask over nose and mouth.
+
+    The mask is a polygon placed from the five landmarks (it needs the face's geometry, so it is a
+    function like :func:`downsample_face`, not a :class:`Degradations` step): its top edge runs
+    between the nose and the eyes (a random 20-60% of the way down from the eyes to the nose, as a
+    worn-low or worn-high mask), across the face from cheek to cheek, and it covers the mouth and the
+    chin. Colour: a uniform random colour (surgical blue, black, white and patterned masks all occur).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        landmarks: (5, 2) float landmarks (left eye, right eye, nose, left and right mouth corner), px.
+        rng: the sample's generator.
+
+    Returns:
+        The occluded (H, W, 3) uint8 image (a new array).
+
+    Raises:
+        ValueError: bad image or landmarks that are not (5, 2) finite numbers.
+    """
+    _check_image(image)
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (5, 2) or not np.isfinite(lm).all():
+        raise ValueError(f"landmarks should be (5, 2) finite numbers, got shape {lm.shape}")
+    eyes, nose, mouth = lm[:2].mean(axis=0), lm[2], lm[3:].mean(axis=0)
+    down = mouth - eyes  # the face's vertical axis, eyes to mouth
+    across = lm[1] - lm[0]  # the face's horizontal axis, left to right eye
+    top = eyes + (nose - eyes) * rng.uniform(0.2, 0.6)
+    half = 1.1 * across  # cheek to cheek: a bit more than twice the eye distance
+    polygon = np.array([top - half, top + half, top + half * 0.9 + 1.2 * down, mouth + 0.9 * down,
+                        top - half * 0.9 + 1.2 * down])
+    out = image.copy()
+    colour = rng.integers(0, 256, 3)
+    cv2.fillPoly(out, [np.round(polygon * 16).astype(np.int32)], tuple(int(c) for c in colour), cv2.LINE_AA, shift=4)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    texture = rng.normal(0.0, 6.0, image.shape[:2])[..., None] * mask[..., None]
+    return np.clip(out + texture, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ __all__ = [
     "HintonDistillationLoss",
     "SimilarityPreservingLoss",
     "SelectiveDistillation",
+    "QualityRegressionLoss",
 ]
 
 
@@ -142,3 +143,28 @@ class SelectiveDistillation(nn.Module):
         cosine = (teacher * centres[identities]).sum(dim=1)
         span = max(self.keep_cosine - self.drop_cosine, 1e-12)
         return ((cosine - self.drop_cosine) / span).clamp(0.0, 1.0)
+
+
+class QualityRegressionLoss(nn.Module):
+    """Regression onto SDD-FIQA pseudo-labels (Ou et al., CVPR 2021, who train their regressor with a
+    Huber loss on the normalised labels).
+
+    Loss: ``mean(huber(prediction - label, delta))`` for predictions and labels in [0, 1].
+
+    Args:
+        delta: where the Huber loss turns from quadratic to linear (label units).
+
+    Raises:
+        ValueError: ``delta <= 0``.
+    """
+
+    def __init__(self, delta: float = 0.1) -> None:
+        super().__init__()
+        if delta <= 0:
+            raise ValueError(f"delta should be > 0, got {delta}")
+        self.delta = float(delta)
+
+    def forward(self, prediction: torch.Tensor, label: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        per_sample = F.huber_loss(prediction.reshape(-1), label.reshape(-1), reduction="none", delta=self.delta)
+        return _weighted_mean(per_sample, weight)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["StudentConfig", "FaceStudent", "EMBEDDING_DIM"]
+__all__ = ["StudentConfig", "FaceStudent", "EMBEDDING_DIM", "QualityStudent"]
 
 EMBEDDING_DIM = 128  # the teacher's (dlib ResNet) descriptor size
 
@@ -65,4 +65,33 @@ class FaceStudent(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         # Centre the input (x - 0.5) * 2 inside the model, so the ONNX contract stays "RGB in [0, 1]".
+        return self.head(self.features((image - 0.5) * 2.0))
+
+
+class QualityStudent(nn.Module):
+    """Face quality regressor: (N, 3, S, S) RGB aligned chips in [0, 1] -> (N, 1) quality in [0, 1].
+
+    Built for speed (issue 16: >= 20,000 faces/s on one core): a stride-2 3x3 stem and two stride-2
+    depthwise-separable blocks take a 32 px chip to a 4x4 map (~0.13 M multiply-adds per face), then
+    global average pooling, one linear unit and a sigmoid. Quality is about blur, size, light and
+    occlusion, which survive at 32 px; identity detail is not needed.
+
+    Not thread-safe for training; inference in eval mode is as thread-safe as torch modules are.
+
+    Args:
+        channels: widths of the stem and the two blocks.
+    """
+
+    def __init__(self, channels: tuple[int, int, int] = (12, 24, 48)) -> None:
+        super().__init__()
+        if len(channels) != 3 or min(channels) < 1:
+            raise ValueError(f"channels should be 3 positive widths, got {channels}")
+        c0, c1, c2 = channels
+        layers: list[nn.Module] = _conv_bn_relu(3, c0, 3, 2)
+        for c_in, c_out in ((c0, c1), (c1, c2)):
+            layers += _conv_bn_relu(c_in, c_in, 3, 2, groups=c_in) + _conv_bn_relu(c_in, c_out, 1, 1)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, 1), nn.Sigmoid())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.features((image - 0.5) * 2.0))

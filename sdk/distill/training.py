@@ -22,12 +22,16 @@ import torch.nn.functional as F
 from .degrade import default_degradations
 from .evaluate import identification_metrics
 from .faces import FaceSampler, to_tensor_layout
-from .losses import EmbeddingDistillationLoss, HintonDistillationLoss, SelectiveDistillation, SimilarityPreservingLoss
-from .student import FaceStudent, StudentConfig
+from .losses import (EmbeddingDistillationLoss, HintonDistillationLoss, QualityRegressionLoss, SelectiveDistillation,
+                     SimilarityPreservingLoss)
+from .student import FaceStudent, QualityStudent, StudentConfig
 
-__all__ = ["TrainConfig", "TrainData", "TrainResult", "train", "validation_split", "load_student"]
+__all__ = ["TASKS", "TrainConfig", "TrainData", "TrainResult", "train", "validation_split", "load_student"]
 
 CHECKPOINT = "checkpoint.pt"
+# What a run trains: "embedding" distils the teacher's embedding into a FaceStudent from chips degraded on the fly;
+# "quality" regresses SDD-FIQA pseudo-labels (lanner.distill.quality) with a QualityStudent from fixed chips.
+TASKS = ("embedding", "quality")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class TrainConfig:
         evaluate_every: steps between validation measurements.
         checkpoint_every: steps between checkpoints.
         seed: run seed (batches, degradations, initial weights).
+        task: one of :data:`TASKS`.
+        quality_channels: :class:`QualityStudent` widths (the ``"quality"`` task; ``resolution`` is its chip side).
     """
 
     resolution: int = 16
@@ -75,6 +81,18 @@ class TrainConfig:
     evaluate_every: int = 500
     checkpoint_every: int = 250
     seed: int = 0
+    task: str = "embedding"
+    quality_channels: tuple[int, int, int] = (12, 24, 48)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task should be one of {TASKS}, got {self.task!r}")
+
+    def build_model(self) -> FaceStudent | QualityStudent:
+        """A freshly initialised model of the run's task."""
+        if self.task == "quality":
+            return QualityStudent(tuple(self.quality_channels))
+        return FaceStudent(self.student_config())
 
     def student_config(self) -> StudentConfig:
         """The student's shape."""
@@ -116,6 +134,9 @@ class TrainData:
         targets: (N, 128) float32 unit teacher embeddings of the clean crops.
         train: (N,) bool, crops to train on (never the test identities).
         validation: (N,) bool, held-out training-identity crops for validation (may be all False).
+        quality: (N,) float32 quality labels in [0, 1], for the ``"quality"`` task only; there ``crops`` are
+            the student's already aligned and degraded (N, S, S, 3) chips, and ``landmarks``,
+            ``face_widths`` and ``targets`` are not used.
     """
 
     crops: np.ndarray
@@ -125,6 +146,7 @@ class TrainData:
     targets: np.ndarray
     train: np.ndarray
     validation: np.ndarray
+    quality: np.ndarray | None = None
 
 
 @dataclass
@@ -138,7 +160,7 @@ class TrainResult:
         seconds: training wall time, summed over the processes of a resumed run.
     """
 
-    model: FaceStudent
+    model: FaceStudent | QualityStudent
     config: TrainConfig
     history: list = field(default_factory=list)
     seconds: float = 0.0
@@ -190,6 +212,30 @@ class _Batches(torch.utils.data.Dataset):
         return batch, self.sampler.batch(batch, step * self.config.batch_size)
 
 
+class _QualityBatches(torch.utils.data.Dataset):
+    """Batch ``step`` of a quality run: fixed chips drawn by the step's generator, half of them mirrored."""
+
+    def __init__(self, chips: np.ndarray, train_idx: np.ndarray, config: TrainConfig) -> None:
+        self.chips, self.train_idx, self.config = chips, train_idx, config
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.config.seed, step, 1])
+        size = min(self.config.batch_size, len(self.train_idx))
+        batch = self.train_idx[rng.choice(len(self.train_idx), size=size, replace=False)]
+        chips = self.chips[batch]
+        mirror = rng.uniform(size=len(batch)) < 0.5
+        chips = np.where(mirror[:, None, None, None], chips[:, :, ::-1], chips)
+        return batch, to_tensor_layout(chips)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ranks = [np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64) for x in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
 def _embed(model: FaceStudent, chips: torch.Tensor) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -204,7 +250,7 @@ def _save(path: Path, payload: dict) -> None:
     partial.replace(path)
 
 
-def load_student(checkpoint: str | Path) -> tuple[FaceStudent, TrainConfig]:
+def load_student(checkpoint: str | Path) -> tuple[FaceStudent | QualityStudent, TrainConfig]:
     """Rebuild a trained student (eval mode) and its config from a checkpoint.
 
     Raises:
@@ -218,14 +264,14 @@ def load_student(checkpoint: str | Path) -> tuple[FaceStudent, TrainConfig]:
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path} is not a lanner.distill checkpoint (expected 'config' and 'model' entries)")
     config = TrainConfig.from_dict(json.loads(state["config"]))
-    model = FaceStudent(config.student_config())
+    model = config.build_model()
     model.load_state_dict(state["model"])
     return model.eval(), config
 
 
 def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: bool = True,
           stop_after: int | None = None, workers: int = 1, progress: bool = True) -> TrainResult:
-    """Train (or resume training) a face student.
+    """Train (or resume training) a face student: an embedding student or a quality regressor (``config.task``).
 
     Args:
         config: the run.
@@ -241,26 +287,35 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         The :class:`TrainResult`.
 
     Raises:
-        ValueError: no training crops, or a checkpoint made by a different config.
+        ValueError: no training crops, quality task without labels, or a checkpoint made by a different config.
     """
     train_idx = np.flatnonzero(data.train & ~data.validation)
     if len(train_idx) == 0:
         raise ValueError("no training crops: data.train & ~data.validation selects nothing")
+    quality_task = config.task == "quality"
+    if quality_task and (data.quality is None or data.quality.shape != (len(data.crops),)):
+        raise ValueError(f"the quality task needs data.quality of shape ({len(data.crops)},), got "
+                         f"{None if data.quality is None else data.quality.shape}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model = FaceStudent(config.student_config()).to(memory_format=torch.channels_last)
+    model = config.build_model().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    names = np.unique(data.identities[train_idx])
-    labels = np.searchsorted(names, data.identities)  # valid for training crops only
-    targets = torch.from_numpy(data.targets)
-    train_labels = torch.from_numpy(labels[train_idx])
-    centres = torch.zeros(len(names), targets.shape[1]).index_add_(0, train_labels, targets[train_idx])
-    weights = torch.zeros(len(data.targets))
-    weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(targets[train_idx], train_labels)
-    feature_loss = EmbeddingDistillationLoss("cosine")
-    similarity_loss = SimilarityPreservingLoss()
-    hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
+    if quality_task:
+        quality = torch.from_numpy(np.asarray(data.quality, np.float32))
+        quality_loss = QualityRegressionLoss()
+    else:
+        names = np.unique(data.identities[train_idx])
+        labels = np.searchsorted(names, data.identities)  # valid for training crops only
+        targets = torch.from_numpy(data.targets)
+        train_labels = torch.from_numpy(labels[train_idx])
+        centres = torch.zeros(len(names), targets.shape[1]).index_add_(0, train_labels, targets[train_idx])
+        weights = torch.zeros(len(data.targets))
+        weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(targets[train_idx],
+                                                                                          train_labels)
+        feature_loss = EmbeddingDistillationLoss("cosine")
+        similarity_loss = SimilarityPreservingLoss()
+        hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
     config_json = json.dumps(asdict(config), sort_keys=True)
     history: list = []
     step = 0
@@ -268,21 +323,27 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
     checkpoint = out_dir / CHECKPOINT
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["config"] != config_json:
+        if TrainConfig.from_dict(json.loads(state["config"])) != config:
             raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), json.loads(state["history"])
         earlier_seconds = float(state.get("seconds", 0.0))
-    sampler = _sampler(data, config)
-    validation = _validation_set(data, sampler, config.validation_width)
+    if quality_task:
+        val_idx = np.flatnonzero(data.validation)
+        validation = None
+        batches = _QualityBatches(data.crops, train_idx, config)
+    else:
+        sampler = _sampler(data, config)
+        validation = _validation_set(data, sampler, config.validation_width)
+        batches = _Batches(sampler, train_idx, config)
     last = config.steps if stop_after is None else min(stop_after, config.steps)
     start, started_at = step, time.perf_counter()
     model.train()
     running: dict[str, float] = {}
     # One worker process makes the degraded batches while this one trains (batch k is a pure
     # function of k, so prefetching changes nothing in the result).
-    loader = torch.utils.data.DataLoader(_Batches(sampler, train_idx, config), batch_size=None,
+    loader = torch.utils.data.DataLoader(batches, batch_size=None,
                                          sampler=range(step, last), num_workers=workers,
                                          prefetch_factor=4 if workers else None)
 
@@ -297,12 +358,15 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate_at(step)
         student = model(chips)
-        teacher, weight = targets[batch], weights[batch]
-        terms = {"cos": config.cosine_weight * feature_loss(student, teacher, weight)}
-        if config.similarity_weight:
-            terms["sp"] = config.similarity_weight * similarity_loss(F.normalize(student, dim=1), teacher)
-        if config.hinton_weight:
-            terms["kd"] = config.hinton_weight * hinton_loss(student, teacher, weight)
+        if quality_task:
+            terms = {"huber": quality_loss(student, quality[batch])}
+        else:
+            teacher, weight = targets[batch], weights[batch]
+            terms = {"cos": config.cosine_weight * feature_loss(student, teacher, weight)}
+            if config.similarity_weight:
+                terms["sp"] = config.similarity_weight * similarity_loss(F.normalize(student, dim=1), teacher)
+            if config.hinton_weight:
+                terms["kd"] = config.hinton_weight * hinton_loss(student, teacher, weight)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -311,6 +375,15 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         for name, value in terms.items():
             value = float(value.detach())
             running[name] = 0.98 * running.get(name, value) + 0.02 * value
+        if quality_task and len(val_idx) and (step % config.evaluate_every == 0 or step == config.steps):
+            predicted = _embed(model, torch.from_numpy(to_tensor_layout(data.crops[val_idx])))[:, 0]
+            spearman = _spearman(predicted, data.quality[val_idx])
+            history.append({"step": step, "spearman": spearman,
+                            "mae": float(np.abs(predicted - data.quality[val_idx]).mean()), "loss": dict(running),
+                            "seconds": time.perf_counter() - started_at})
+            if progress:
+                print(f"\nstep {step}: validation Spearman {spearman:.3f} ({len(val_idx)} chips)", file=sys.stderr,
+                      flush=True)
         if validation is not None and (step % config.evaluate_every == 0 or step == config.steps):
             g, g_labels, probe_chips, p_labels = validation
             result = identification_metrics(g, g_labels, _embed(model, probe_chips), p_labels)

@@ -235,7 +235,9 @@ def _warp_one(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     if k > _PRE_REDUCE_ABOVE:
         factor = k // 2
         image, m = _box_reduce(image, m, size, factor)
-        k = max(1, math.ceil(factor / scale - 0.01))
+        # The reduced image maps to the chip at scale * factor chip px per px; supersample it up to
+        # _PRE_REDUCE_ABOVE x (not factor / scale x, which made a 2400 px warp for a 300 px face in a 32 px chip).
+        k = max(1, math.ceil(_PRE_REDUCE_ABOVE / (scale * factor) - 0.01))
     if k == 1:
         return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)

@@ -1,4 +1,5 @@
-"""``lanner.FaceRecognizer``: faces -> unit embeddings in one space, each face by the model made for its size."""
+"""``lanner.FaceRecognizer``: faces -> unit embeddings in one space, each face by the model made for its size;
+and each face's quality (how well it can be recognised)."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +7,7 @@ import threading
 import numpy as np
 
 from .. import models
-from ..models import face_embedders
+from ..models import face_embedders, face_quality
 from .align import align_faces, face_widths, landmarks_from_boxes
 from .detector import Detections
 
@@ -116,6 +117,61 @@ class FaceRecognizer:
                 face, or a closed recognizer.
         """
         image = self._rgb(image)
+        landmarks, widths = self._landmarks(faces)
+        out = np.zeros((len(landmarks), face_embedders.EMBEDDING_DIM), np.float32)
+        if len(landmarks) == 0:
+            align_faces(image, landmarks, 8)  # validates the landmarks' shape and dtype
+            return out
+        routes = np.array(self.route(widths))
+        for spec in self._routes:
+            chosen = np.flatnonzero(routes == spec.model)
+            if chosen.size:
+                chips = align_faces(image, landmarks[chosen], spec.chip_size)
+                out[chosen] = self._embed_chips(spec, chips)
+        return out
+
+    def quality(self, image: np.ndarray, faces) -> np.ndarray:
+        """How well each face can be recognised: the SDD-FIQA quality student's score.
+
+        Scores near 1 are faces the teacher separates clearly from other people (large, sharp, lit,
+        unoccluded); near 0, faces it cannot tell from strangers (tiny, blurred, dark, masked). Use
+        it to reject faces before recognition, or to pick a track's best frames. The student reads
+        a 32 px aligned chip; see ``lanner/models/face_quality/README.md`` and ``benchmarks/quality``.
+
+        Args:
+            image: as for :meth:`embed`.
+            faces: as for :meth:`embed`.
+
+        Returns:
+            (N,) float32 qualities in [0, 1], one per face in input order.
+
+        Raises:
+            TypeError: image or faces of the wrong type or dtype.
+            ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
+                face, or a closed recognizer.
+        """
+        image = self._rgb(image)
+        landmarks, _ = self._landmarks(faces)
+        chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
+        if len(chips) == 0:
+            return np.zeros(0, np.float32)
+        scores = []
+        with self._lock:
+            if self._closed:
+                raise ValueError("this FaceRecognizer is closed; create a new one")
+            net = self._nets.get(face_quality.MODEL)
+            if net is None:
+                net = models.open_net(face_quality.MODEL, self.backend, "fp32", num_threads=self.num_threads)
+                self._nets[face_quality.MODEL] = net
+            for start in range(0, len(chips), MAX_BATCH):
+                x = np.ascontiguousarray(chips[start:start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
+                x *= np.float32(1.0 / 255.0)
+                scores.append(np.asarray(net.run({"image": x})[face_quality.OUTPUT], np.float32).reshape(-1))
+        return np.clip(np.concatenate(scores), 0.0, 1.0)
+
+    @staticmethod
+    def _landmarks(faces) -> tuple[np.ndarray, np.ndarray]:
+        """``faces`` as (N, 5, 2) landmarks and (N,) face widths (px), or a TypeError/ValueError."""
         if isinstance(faces, Detections):
             landmarks = faces.landmarks
             widths = face_widths(landmarks) if len(faces) else np.zeros(0, np.float32)
@@ -131,17 +187,7 @@ class FaceRecognizer:
         else:
             raise TypeError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
                             f"got {type(faces).__name__}")
-        out = np.zeros((len(landmarks), face_embedders.EMBEDDING_DIM), np.float32)
-        if len(landmarks) == 0:
-            align_faces(image, landmarks, 8)  # validates the landmarks' shape and dtype
-            return out
-        routes = np.array(self.route(widths))
-        for spec in self._routes:
-            chosen = np.flatnonzero(routes == spec.model)
-            if chosen.size:
-                chips = align_faces(image, landmarks[chosen], spec.chip_size)
-                out[chosen] = self._embed_chips(spec, chips)
-        return out
+        return landmarks, widths
 
     def embed_chips(self, chips: np.ndarray, embedder: str | None = None) -> np.ndarray:
         """Embed already aligned RGB chips with one embedder (no routing).

@@ -119,6 +119,15 @@ REGISTRY["face-student16"] = ModelSpec(
     "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
     "card: face_student16/README.md")
 
+# -- Face quality (issue 16): SDD-FIQA regressor; contract in lanner.models.face_quality --
+REGISTRY["face-quality"] = ModelSpec(
+    "face-quality", "face_quality/face_quality.onnx",
+    "b21cb9c6e73f8585355afdbfd5443b1e0ab503bf74c40aac610040c60c808111",
+    {"image": ("n", 3, 32, 32)}, ("quality",),
+    "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
+    "identities (CelebA, research use only); card: face_quality/README.md")
+
+
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.
 

@@ -1,0 +1,179 @@
+"""The face-quality run behind ``lanner distill face-quality``: SDD-FIQA labels -> a tiny regressor -> ONNX.
+
+Steps (each cached or resumable): teacher targets of the clean crops (:mod:`.teacher`, shared with
+the embedding run) -> degraded views of every training-identity crop embedded by the teacher
+(:func:`lanner.distill.quality.quality_samples`) -> SDD-FIQA pseudo-labels against the clean photos ->
+training with the one loop (:func:`lanner.distill.train`, task ``"quality"``) -> ONNX export
+(parity checked against torch). Test identities are never used (the benchmark's
+``benchmarks/quality`` measures on them).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..face.align import align_faces
+from ..models import face_embedders
+from .faces import load_crops, to_tensor_layout
+from .quality import QUALITY_CHIP_SIZE, TRAINING_MIX, QualitySamples, quality_samples, sdd_fiqa_labels
+from .teacher import compute_face_targets
+from .training import TrainConfig, TrainData, load_student, train, validation_split
+
+__all__ = ["FaceQualityRun", "QUALITY_INPUT", "QUALITY_OUTPUT", "export_quality_student", "clean_reference"]
+
+QUALITY_INPUT = "image"
+QUALITY_OUTPUT = "quality"
+# Raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1].
+LABEL_QUANTILE = 0.99
+PARITY_ATOL = 1e-5
+VIEWS_PER_CHUNK = 3  # degraded views per crop made (and cached) together
+CHUNK_SEED_STEP = 7919  # chunk c of a run with seed s draws its views with seed s + c * CHUNK_SEED_STEP  # torch vs ONNX Runtime, max abs difference of qualities
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def clean_reference(targets) -> np.ndarray:
+    """The clean crops' embeddings in the shipped teacher's space: ``normalize(d - mu)`` with the registry's ``mu``.
+
+    Args:
+        targets: :class:`lanner.distill.teacher.FaceTargets` (dlib's descriptors of the clean crops).
+
+    Returns:
+        (N, 128) float32 unit embeddings, comparable with :meth:`lanner.FaceRecognizer.embed`'s.
+    """
+    mu = face_embedders.read_space(face_embedders.FACE_EMBEDDERS[face_embedders.TEACHER])["mu"]
+    d = targets.descriptors - mu
+    return (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
+
+
+def export_quality_student(model, path: str | Path) -> Path:
+    """Export a :class:`lanner.distill.QualityStudent` to ONNX: ``image`` (N, 3, S, S) RGB in [0, 1] ->
+    ``quality`` (N, 1) in [0, 1], dynamic batch axis.
+
+    Returns:
+        The written path.
+    """
+    from ..compile import export_torch
+
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 3, QUALITY_CHIP_SIZE, QUALITY_CHIP_SIZE)
+    return export_torch(model, example, path, input_names=[QUALITY_INPUT], output_names=[QUALITY_OUTPUT],
+                        dynamic_axes={QUALITY_INPUT: {0: "n"}, QUALITY_OUTPUT: {0: "n"}})
+
+
+@dataclass
+class FaceQualityRun:
+    """One ``lanner distill face-quality`` run. Not thread-safe (it owns its output folder).
+
+    Attributes:
+        data_dir: the celeba-faces folder.
+        out_dir: output folder (``train/checkpoint.pt``, ``face_quality.onnx``, ``report.json``).
+        cache_dir: teacher-target and quality-sample cache folder.
+        views: degraded views per training crop (plus the clean crop itself).
+        steps: training steps.
+        seed: run seed (views, label draws, training).
+        threads: torch threads.
+        channels: :class:`lanner.distill.QualityStudent` widths.
+    """
+
+    data_dir: Path
+    out_dir: Path
+    cache_dir: Path
+    views: int = 6
+    steps: int = 4000
+    seed: int = 0
+    threads: int = 1
+    channels: tuple[int, int, int] = (12, 24, 48)
+
+    def config(self) -> TrainConfig:
+        """The training config of this run."""
+        return TrainConfig(task="quality", resolution=QUALITY_CHIP_SIZE, steps=self.steps, batch_size=256,
+                           learning_rate=5e-3, weight_decay=1e-4, evaluate_every=500, checkpoint_every=500,
+                           seed=self.seed, quality_channels=tuple(self.channels))
+
+    def labelled_samples(self) -> dict:
+        """Chips and SDD-FIQA labels of the training identities (clean crops and degraded views).
+
+        Returns:
+            ``{"chips", "labels", "raw", "identities", "widths", "scale"}``.
+        """
+        targets = compute_face_targets(self.data_dir, self.cache_dir)
+        crops = load_crops(self.data_dir, targets.files)
+        train_idx = np.flatnonzero(~targets.test)
+        widths = (targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32)
+        _say(f"step 1/4: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
+        # Views are made (and cached) in chunks of VIEWS_PER_CHUNK, each chunk with its own seed, so that a run
+        # with more views reuses the teacher's work of a run with fewer.
+        chunks = [quality_samples(crops, targets.landmarks, widths, targets.identities, train_idx,
+                                  min(VIEWS_PER_CHUNK, self.views - start), TRAINING_MIX,
+                                  self.seed + CHUNK_SEED_STEP * (start // VIEWS_PER_CHUNK), self.cache_dir)
+                  for start in range(0, self.views, VIEWS_PER_CHUNK)]
+        views = QualitySamples(**{name: np.concatenate([getattr(c, name) for c in chunks])
+                                  for name in QualitySamples.__dataclass_fields__})
+        reference = clean_reference(targets)
+        clean_chips = np.stack([align_faces(crops[i], targets.landmarks[i][None], QUALITY_CHIP_SIZE)[0]
+                                for i in train_idx])
+        # Labels of the training identities against the clean training photos only.
+        index_in_reference = np.full(len(targets.files), -1)
+        index_in_reference[train_idx] = np.arange(len(train_idx))
+        sources = np.concatenate([train_idx, views.sources])
+        embeddings = np.concatenate([reference[train_idx], views.embeddings])
+        identities = targets.identities[sources]
+        _say(f"step 2/4: SDD-FIQA labels of {len(sources)} samples")
+        raw = sdd_fiqa_labels(embeddings, identities, index_in_reference[sources], reference[train_idx],
+                              targets.identities[train_idx], seed=self.seed)
+        scale = float(np.quantile(raw, LABEL_QUANTILE))
+        return {"chips": np.concatenate([clean_chips, views.chips]), "labels": np.clip(raw / scale, 0, 1),
+                "raw": raw, "identities": identities, "widths": np.concatenate([widths[train_idx], views.widths]),
+                "scale": scale}
+
+    def execute(self) -> dict:
+        """Run every step; write ``face_quality.onnx`` and ``report.json`` into ``out_dir``.
+
+        Returns:
+            The report (also written as JSON).
+        """
+        torch.set_num_threads(self.threads)
+        started = time.perf_counter()
+        samples = self.labelled_samples()
+        label_seconds = time.perf_counter() - started
+        ids = samples["identities"]
+        validation = validation_split(ids, np.zeros(len(ids), bool), 24)
+        n = len(ids)
+        data = TrainData(crops=samples["chips"], landmarks=np.zeros((n, 5, 2), np.float32),
+                         face_widths=samples["widths"], identities=ids, targets=np.zeros((n, 0), np.float32),
+                         train=np.ones(n, bool), validation=validation, quality=samples["labels"].astype(np.float32))
+        config = self.config()
+        _say(f"step 3/4: training ({config.steps} steps, {int((~validation).sum())} training chips)")
+        result = train(config, data, self.out_dir / "train", workers=0)
+        model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
+        onnx_path = export_quality_student(model, self.out_dir / "face_quality.onnx")
+        _say("step 4/4: ONNX export, parity with torch")
+        import onnxruntime as ort
+
+        chips = to_tensor_layout(samples["chips"][validation])
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        exported = session.run([QUALITY_OUTPUT], {QUALITY_INPUT: chips})[0]
+        with torch.no_grad():
+            reference = model(torch.from_numpy(chips)).numpy()
+        parity = float(np.abs(exported - reference).max())
+        if parity > PARITY_ATOL:
+            raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
+        report = {"config": asdict(config), "views_per_crop": self.views, "label_scale": samples["scale"],
+                  "label_quantile": LABEL_QUANTILE, "samples": n, "validation_samples": int(validation.sum()),
+                  "label_seconds": label_seconds, "train_seconds_this_process": result.seconds,
+                  "history": result.history, "onnx_parity_max_abs": parity,
+                  "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                              "torch": torch.__version__}}
+        (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        _say(f"wrote {onnx_path} and {self.out_dir / 'report.json'}")
+        return report
