@@ -1,6 +1,7 @@
 """The close / context-manager protocol shared by Lanner's objects that hold native or backend
 resources (:class:`~lanner.FaceDetector`, :class:`~lanner.Tracker`, :class:`~lanner.MultiTracker`,
-:class:`~lanner.Model`)."""
+:class:`~lanner.Model`,
+:class:`~lanner.FaceRecognizer`, :class:`~lanner.FacePipeline`)."""
 from __future__ import annotations
 
 from typing import TypeVar

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._resources import Closeable
 from .face import Detections, FaceDetector
 from .tracking import MultiTracker, TrackerOptions
 
@@ -170,7 +171,7 @@ def _real(value: Any, name: str, low: float, high: float) -> float:
     return float(value)
 
 
-class FacePipeline:
+class FacePipeline(Closeable):
     """Detect, track and (optionally) identify faces in a video, frame by frame.
 
     Example::
@@ -265,7 +266,6 @@ class FacePipeline:
         self._detection_thumbnail: np.ndarray | None = None  # the last detection frame's
         self._detection_boxes = np.zeros((0, 4))  # track boxes right after the last detection
         self._lock = threading.Lock()
-        self._closed = False
         self.frames = 0  #: frames processed
         self.detections_run = 0  #: frames on which the detector ran
 
@@ -288,8 +288,7 @@ class FacePipeline:
         """
         frame = _check_frame(frame)
         with self._lock:
-            if self._closed:
-                raise ValueError("this FacePipeline is closed; create a new one")
+            self._ensure_open()
             self.frames += 1
             # a new size (or gray <-> colour): the trackers cannot continue on it
             resized = self._frame_shape is not None and frame.shape != self._frame_shape
@@ -455,21 +454,15 @@ class FacePipeline:
             self._detection_thumbnail = None
             self.detections_run = 0
 
-    def close(self) -> None:
-        """Release the trackers, and the detector if the pipeline created it. Idempotent."""
+    _closed_message = "this FacePipeline is closed; create a new one"
+
+    def _release(self) -> None:
+        """Release the trackers, and the detector if the pipeline created it (after a running
+        :meth:`process` call in another thread has finished)."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             self._tracker.close()
             if self._owns_detector:
                 self.detector.close()
-
-    def __enter__(self) -> FacePipeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"FacePipeline(detect_every={self.detect_every!r}, max_interval={self.max_interval}, "

@@ -21,21 +21,11 @@ cv2 = pytest.importorskip("cv2")
 
 
 @pytest.fixture(scope="module")
-def cache_env(tmp_path_factory) -> dict[str, str]:
+def cache_env(lanner_cache) -> dict[str, str]:
     """The environment of CLI subprocesses: the detector's packages built once."""
-    cache = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    env = dict(os.environ, LANNER_CACHE=str(cache))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(cache)
-    try:
-        for name in models.MTCNN_NETS:
-            models.build_package(name, quiet=True)
-    finally:
-        if previous is None:
-            os.environ.pop("LANNER_CACHE", None)
-        else:
-            os.environ["LANNER_CACHE"] = previous
-    return env
+    for name in models.MTCNN_NETS:
+        models.build_package(name, quiet=True)
+    return dict(os.environ, LANNER_CACHE=str(lanner_cache))
 
 
 def lanner_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

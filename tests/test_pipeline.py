@@ -28,25 +28,6 @@ ASTRONAUT = Path(lanner.__file__).parent / "face" / "data" / "astronaut.jpg"
 # fixtures and test doubles
 
 
-@pytest.fixture(scope="module")
-def lanner_cache(tmp_path_factory):
-    """Compiled detector packages in $LANNER_TEST_CACHE (CI) or a temp dir, for in-process and CLI runs."""
-    cache = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("LANNER_CACHE", None)
-    else:
-        os.environ["LANNER_CACHE"] = previous
-
-
-@pytest.fixture(scope="module")
-def detector(lanner_cache):
-    with lanner.FaceDetector(num_threads=2) as det:
-        yield det
-
-
 def astronaut_clip(n: int = 24, size: tuple[int, int] = (320, 240), step: tuple[int, int] = (3, 1)) -> list[np.ndarray]:
     """The bundled astronaut photo at half size sliding over a grey canvas, ``step`` px per frame."""
     photo = cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 256), interpolation=cv2.INTER_AREA)

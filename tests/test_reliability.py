@@ -21,18 +21,12 @@ from lanner import models
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    path = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(path)
+def cache(lanner_cache) -> Path:
+    """The shared test cache with the detector's nets built for both runtime backends."""
     for backend in ("openvino", "onnxruntime"):
         for name in models.MTCNN_NETS:
             models.build_package(name, backend, "fp32", quiet=True)
-    yield path
-    if previous is None:
-        os.environ.pop("LANNER_CACHE", None)
-    else:
-        os.environ["LANNER_CACHE"] = previous
+    return lanner_cache
 
 
 @pytest.fixture(scope="module")

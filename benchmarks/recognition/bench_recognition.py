@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 import lanner
+from lanner.distill.teacher import is_test_identity  # the one split of celeba-faces (issue 14)
 from lanner.face.align import align_faces
 
 WIDTHS = (12, 16, 24, 32)  # probe face widths, px
@@ -48,9 +49,6 @@ TEACHER_CHIP = 150
 
 
 # -- data ---------------------------------------------------------------------------------
-def is_test_identity(identity: str) -> bool:
-    """Issue 14's split: TEST iff ``int(sha1(identity)[:8], 16) % 5 == 0``."""
-    return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) % 5 == 0
 
 
 @dataclass

@@ -20,15 +20,13 @@ import cv2
 import dlib
 import numpy as np
 
+from lanner.distill.teacher import is_test_identity  # the one split of celeba-faces (issue 14)
 from lanner.face import align
 
 CHIP = 150
 PADDING = 0.25
 
 
-def is_test_identity(identity: str) -> bool:
-    """The shared split of issue 14: an identity is a test identity iff its sha1 prefix is 0 mod 5."""
-    return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) % 5 == 0
 
 
 def dlib_chip_matrix(details) -> np.ndarray:

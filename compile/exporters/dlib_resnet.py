@@ -292,9 +292,6 @@ def _store_weights_fp16(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def is_test_identity(identity: str) -> bool:
-    """Issue 14's split of the celeba-faces identities: TEST iff ``int(sha1(identity)[:8], 16) % 5 == 0``."""
-    return int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) % 5 == 0
 
 
 def calibrate_embedding_space(data_dir: str | Path, onnx_file: str | Path, *, far: float = 1e-3,
@@ -324,6 +321,7 @@ def calibrate_embedding_space(data_dir: str | Path, onnx_file: str | Path, *, fa
     import cv2
     import onnxruntime as ort
 
+    from lanner.distill.teacher import is_test_identity  # the one split of celeba-faces (issue 14)
     from lanner.face.align import align_faces
 
     data_dir = Path(data_dir)

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from .. import models
+from .._resources import Closeable
 from ..models import face_embedders, face_quality
 from .align import align_faces, face_widths, landmarks_from_boxes
 from .detector import Detections
@@ -17,7 +18,7 @@ _CHANNEL_ORDERS = ("bgr", "rgb")
 MAX_BATCH = 64  # faces per model run
 
 
-class FaceRecognizer:
+class FaceRecognizer(Closeable):
     """Embeds faces into issue 14's shared 128-d space, routing each face by its width.
 
     Each face is aligned from its five landmarks (:func:`lanner.face.align.align_faces`) into
@@ -71,7 +72,6 @@ class FaceRecognizer:
         self._spaces = {spec.model: face_embedders.read_space(spec) for spec in self._routes}
         self._nets: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     @property
     def embedders(self) -> tuple[str, ...]:
@@ -155,19 +155,8 @@ class FaceRecognizer:
         chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
         if len(chips) == 0:
             return np.zeros(0, np.float32)
-        scores = []
-        with self._lock:
-            if self._closed:
-                raise ValueError("this FaceRecognizer is closed; create a new one")
-            net = self._nets.get(face_quality.MODEL)
-            if net is None:
-                net = models.open_net(face_quality.MODEL, self.backend, "fp32", num_threads=self.num_threads)
-                self._nets[face_quality.MODEL] = net
-            for start in range(0, len(chips), MAX_BATCH):
-                x = np.ascontiguousarray(chips[start:start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
-                x *= np.float32(1.0 / 255.0)
-                scores.append(np.asarray(net.run({"image": x})[face_quality.OUTPUT], np.float32).reshape(-1))
-        return np.clip(np.concatenate(scores), 0.0, 1.0)
+        scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips).reshape(-1)
+        return np.clip(scores, 0.0, 1.0)
 
     @staticmethod
     def _landmarks(faces) -> tuple[np.ndarray, np.ndarray]:
@@ -215,20 +204,24 @@ class FaceRecognizer:
             raise ValueError(f"chips should have shape (N, {size}, {size}, 3) for {name}, got {chips.shape}")
         return self._embed_chips(spec, chips)
 
-    def _embed_chips(self, spec, chips: np.ndarray) -> np.ndarray:
-        vectors = []
+    def _run_chips(self, model: str, output: str, chips: np.ndarray) -> np.ndarray:
+        """Run registry net ``model`` (opened on first use) on (N, S, S, 3) uint8 RGB chips, in
+        batches of at most MAX_BATCH, as (N, 3, S, S) float32 in [0, 1]; returns ``output``."""
+        results = []
         with self._lock:
-            if self._closed:
-                raise ValueError("this FaceRecognizer is closed; create a new one")
-            net = self._nets.get(spec.model)
+            self._ensure_open()
+            net = self._nets.get(model)
             if net is None:
-                net = models.open_net(spec.model, self.backend, "fp32", num_threads=self.num_threads)
-                self._nets[spec.model] = net
+                net = models.open_net(model, self.backend, "fp32", num_threads=self.num_threads)
+                self._nets[model] = net
             for start in range(0, len(chips), MAX_BATCH):
                 x = np.ascontiguousarray(chips[start:start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
                 x *= np.float32(1.0 / 255.0)
-                vectors.append(np.asarray(net.run({"image": x})[spec.output], np.float32))
-        v = np.concatenate(vectors)
+                results.append(np.asarray(net.run({"image": x})[output], np.float32))
+        return np.concatenate(results)
+
+    def _embed_chips(self, spec, chips: np.ndarray) -> np.ndarray:
+        v = self._run_chips(spec.model, spec.output, chips)
         if spec.centred:
             v = v - self._spaces[spec.model]["mu"]
         norm = np.linalg.norm(v, axis=1, keepdims=True)
@@ -251,21 +244,16 @@ class FaceRecognizer:
         return np.ascontiguousarray(image[:, :, ::-1] if self.channel_order == "bgr" else image)
 
     # -- resources ---------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the compiled models. Idempotent."""
+    _closed_message = "this FaceRecognizer is closed; create a new one"
+
+    def _release(self) -> None:
+        """Close the compiled models (waits for a call running in another thread)."""
         with self._lock:
             for net in self._nets.values():
                 close = getattr(net, "close", None)
                 if close is not None:
                     close()
             self._nets = {}
-            self._closed = True
-
-    def __enter__(self) -> "FaceRecognizer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"FaceRecognizer(embedders={self.embedders}, backend={self.backend!r})"

@@ -15,26 +15,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def lanner_cache(tmp_path_factory) -> Path:
-    cache = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("LANNER_CACHE", None)
-    else:
-        os.environ["LANNER_CACHE"] = previous
-
-
-@pytest.fixture(scope="session")
-def detector(lanner_cache):
-    import lanner
-
-    with lanner.FaceDetector(num_threads=2) as det:
-        yield det
-
-
-@pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     """Package-shipped photos with faces (scikit-image, opencv-doc); skipped when missing."""
     pytest.importorskip("skimage")

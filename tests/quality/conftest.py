@@ -8,26 +8,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def lanner_cache(tmp_path_factory) -> Path:
-    cache = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("LANNER_CACHE", None)
-    else:
-        os.environ["LANNER_CACHE"] = previous
-
-
-@pytest.fixture(scope="session")
-def recognizer(lanner_cache):
-    import lanner
-
-    with lanner.FaceRecognizer(num_threads=1) as rec:
-        yield rec
-
-
-@pytest.fixture(scope="session")
 def astronaut(lanner_cache):
     """The bundled demo photo (BGR) and its one face's landmarks, found by lanner.FaceDetector."""
     import cv2

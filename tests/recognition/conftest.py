@@ -15,40 +15,17 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DETECTION_BENCH = ROOT / "benchmarks" / "detection"
-
-
-@pytest.fixture(scope="session")
-def lanner_cache(tmp_path_factory) -> Path:
-    cache = Path(os.environ.get("LANNER_TEST_CACHE") or tmp_path_factory.mktemp("lanner-cache"))
-    previous = os.environ.get("LANNER_CACHE")
-    os.environ["LANNER_CACHE"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("LANNER_CACHE", None)
-    else:
-        os.environ["LANNER_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")
 def group_photo() -> np.ndarray:
     """The detection benchmark's 1280x886 BGR group photo (astronaut, cameraman, messi5, LFW faces)."""
     pytest.importorskip("skimage")
-    if str(DETECTION_BENCH) not in sys.path:
-        sys.path.insert(0, str(DETECTION_BENCH))
-    import images
+    import photos as images  # tests/support
 
     if not (images.OPENCV_DATA / "messi5.jpg").is_file():
         pytest.skip("opencv-doc's messi5.jpg is missing (apt-get install opencv-doc)")
     return images.group()
-
-
-@pytest.fixture(scope="session")
-def recognizer(lanner_cache):
-    import lanner
-
-    with lanner.FaceRecognizer(num_threads=2) as rec:
-        yield rec
 
 
 @pytest.fixture(scope="session")

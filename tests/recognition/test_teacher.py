@@ -6,6 +6,7 @@ import pytest
 
 from lanner import models
 from lanner.models import face_embedders
+from lanner.names import sha256_file
 
 dlib = pytest.importorskip("dlib", reason="dlib (the dlib-bin wheel, 'dev' extra) is the parity reference")
 
@@ -65,7 +66,7 @@ def test_export_reproduces_the_shipped_file(tmp_path):
     from lanner.compile.exporters.dlib_resnet import export_dlib_resnet_onnx
 
     out = export_dlib_resnet_onnx(tmp_path / "dlib_resnet.onnx", fp16_weights=True)
-    assert models._sha256(out) == models.get_spec("dlib-resnet").sha256
+    assert sha256_file(out) == models.get_spec("dlib-resnet").sha256
 
 
 def test_registry_entry_and_space_file():
