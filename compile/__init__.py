@@ -3,6 +3,7 @@
 Needs the ``compile`` extra (``pip install 'lanner[compile]'``: onnx, nncf, apache-tvm);
 ``export_torch`` needs the ``torch`` extra. Load packages with :func:`lanner.load`.
 """
+
 from __future__ import annotations
 
 from .artifact import UnsupportedError

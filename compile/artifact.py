@@ -1,8 +1,10 @@
 """What a backend builder returns, and the error for unsupported combinations."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["BuildResult", "UnsupportedError"]
 

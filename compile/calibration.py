@@ -10,11 +10,13 @@ caller at run time)::
      "mean": [...], "std": [...],       # then (x - mean) / std per channel (default 0, 1)
      "layout": "nchw" | "nhwc"}         # default "nchw"
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +55,9 @@ def concrete_shape(spec: TensorSpec, sample_shape: Sequence[int] | None) -> tupl
     return tuple(shape)
 
 
-def random_samples(inputs: Sequence[TensorSpec], count: int, *, seed: int = 0,
-                   sample_shapes: Mapping[str, Sequence[int]] | None = None) -> list[Feed]:
+def random_samples(
+    inputs: Sequence[TensorSpec], count: int, *, seed: int = 0, sample_shapes: Mapping[str, Sequence[int]] | None = None
+) -> list[Feed]:
     """Seeded standard-normal float inputs (uniform ints for integer inputs)."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -88,7 +91,9 @@ def preprocess_image(image_bgr: np.ndarray, preprocessing: Mapping[str, Any], si
     if image.ndim == 2:
         image = image[..., None]
     x = image.astype(np.float32) * np.float32(preprocessing.get("scale", 1.0 / 255.0))
-    x = (x - np.asarray(preprocessing.get("mean", 0.0), np.float32)) / np.asarray(preprocessing.get("std", 1.0), np.float32)
+    x = (x - np.asarray(preprocessing.get("mean", 0.0), np.float32)) / np.asarray(
+        preprocessing.get("std", 1.0), np.float32
+    )
     layout = preprocessing.get("layout", "nchw")
     if layout == "nchw":
         x = x.transpose(2, 0, 1)
@@ -97,8 +102,11 @@ def preprocess_image(image_bgr: np.ndarray, preprocessing: Mapping[str, Any], si
     return np.ascontiguousarray(x[None])
 
 
-def load_calibration(calib: str | os.PathLike[str] | Sequence[Feed], inputs: Sequence[TensorSpec],
-                     preprocessing: Mapping[str, Any] | None) -> list[Feed]:
+def load_calibration(
+    calib: str | os.PathLike[str] | Sequence[Feed],
+    inputs: Sequence[TensorSpec],
+    preprocessing: Mapping[str, Any] | None,
+) -> list[Feed]:
     """Load calibration samples.
 
     Args:
@@ -155,7 +163,9 @@ def load_calibration(calib: str | os.PathLike[str] | Sequence[Feed], inputs: Seq
 def _load_array(path: Path, inputs: Sequence[TensorSpec]) -> Feed:
     if path.suffix == ".npy":
         if len(inputs) != 1:
-            raise ValueError(f"{path.name}: .npy samples need a single-input model; use .npz with keys {[s.name for s in inputs]}")
+            raise ValueError(
+                f"{path.name}: .npy samples need a single-input model; use .npz with keys {[s.name for s in inputs]}"
+            )
         return {inputs[0].name: np.load(path, allow_pickle=False).astype(inputs[0].dtype, copy=False)}
     with np.load(path, allow_pickle=False) as data:
         missing = [s.name for s in inputs if s.name not in data]

@@ -8,17 +8,28 @@ Metrics per output, over held-out samples (flattened per sample, then aggregated
 * ``top1_agreement`` (classifiers only: ``task="classification"``): the fraction of rows
   whose arg-max over the last axis agrees with the reference.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["FidelityThresholds", "DEFAULT_THRESHOLDS", "FidelityError", "compare", "failures", "measure_latency"]
+from lanner.timing import Clock, LatencyStats, RunPolicy, measure
+
+__all__ = [
+    "FidelityThresholds",
+    "DEFAULT_THRESHOLDS",
+    "FidelityError",
+    "compare",
+    "failures",
+    "measure_latency",
+    "latency_summary",
+]
 
 
 class FidelityError(ValueError):
@@ -43,7 +54,7 @@ class FidelityThresholds:
     max_rel_error: float | None = 0.01
     min_top1: float | None = 0.95
 
-    def replace(self, overrides: Mapping[str, float | None]) -> "FidelityThresholds":
+    def replace(self, overrides: Mapping[str, float | None]) -> FidelityThresholds:
         """A copy with some fields replaced.
 
         Raises:
@@ -67,8 +78,13 @@ DEFAULT_THRESHOLDS: dict[str, FidelityThresholds] = {
 }
 
 
-def compare(references: Sequence[Sequence[np.ndarray]], outputs: Sequence[Sequence[np.ndarray]],
-            output_names: Sequence[str], *, classifier: bool) -> dict[str, Any]:
+def compare(
+    references: Sequence[Sequence[np.ndarray]],
+    outputs: Sequence[Sequence[np.ndarray]],
+    output_names: Sequence[str],
+    *,
+    classifier: bool,
+) -> dict[str, Any]:
     """Compare artifact outputs with reference outputs.
 
     Args:
@@ -128,26 +144,33 @@ def failures(report: Mapping[str, Any], thresholds: FidelityThresholds) -> list[
     return problems
 
 
-def measure_latency(run: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, max_runs: int = 200,
-                    budget_s: float = 1.0) -> dict[str, float]:
-    """Time ``run()``: ``warmup`` untimed calls, then at least ``min_runs`` timed calls and more
-    until ``budget_s`` seconds or ``max_runs`` calls.
+def measure_latency(
+    run: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    min_runs: int = 10,
+    max_runs: int = 200,
+    budget_s: float = 1.0,
+    clock: Clock = time.perf_counter_ns,
+) -> dict[str, float]:
+    """Time ``run()`` with :func:`lanner.timing.measure`: ``warmup`` untimed calls, then as many
+    timed calls as fit in ``budget_s`` seconds (estimated from the warm-up), at least
+    ``min_runs`` and at most ``max_runs``. The statistics are :class:`lanner.timing.LatencyStats`
+    (the percentile definition ``lanner bench`` reports), so a manifest's latency and a bench
+    report's agree on the same sample.
+
+    Args:
+        run: the call to time.
+        warmup, min_runs, max_runs, budget_s: the run policy (see :class:`lanner.timing.RunPolicy`).
+        clock: monotonic integer-nanosecond clock (injectable for tests).
 
     Returns:
         ``{"median": ms, "p90": ms, "min": ms, "runs": n}``.
     """
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {
-        "median": statistics.median(times),
-        "p90": times[min(len(times) - 1, int(0.9 * len(times)))],
-        "min": times[0],
-        "runs": len(times),
-    }
+    policy = RunPolicy(warmup=warmup, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs)
+    return latency_summary(measure(run, policy, clock=clock).stats)
+
+
+def latency_summary(stats: LatencyStats) -> dict[str, float]:
+    """The manifest's ``latency_ms`` keys from latency statistics (median is the p50)."""
+    return {"median": stats.p50_ms, "p90": stats.p90_ms, "min": stats.min_ms, "runs": stats.n}

@@ -1,15 +1,34 @@
-"""Reading and editing the input ONNX graph: the only module that imports ``onnx``."""
+"""Reading and editing the input ONNX graph: the only module that imports ``onnx``.
+
+:func:`read_specs` reads a model's inputs and outputs through ONNX Runtime (a runtime
+dependency) instead, so that compiling an unchanged model for OpenVINO or ONNX Runtime (what
+the model cache does) needs no ``onnx`` package.
+"""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from lanner.backends import ort_backend
 from lanner.manifest import TensorSpec
 
-__all__ = ["import_onnx", "read_model", "io_specs", "with_input_shapes", "save_model", "opset"]
+__all__ = ["import_onnx", "read_model", "read_specs", "io_specs", "with_input_shapes", "save_model", "opset"]
+
+# ONNX Runtime's type strings for the tensor types a package may have (TensorSpec dtypes).
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
 
 
 def import_onnx() -> ModuleType:
@@ -41,6 +60,32 @@ def read_model(path: str | os.PathLike[str]) -> Any:
     except Exception as exc:  # onnx raises several unrelated types for a bad file
         raise ValueError(f"{str(path)!r} is not a valid ONNX model: {exc}") from exc
     return model
+
+
+def read_specs(path: str | os.PathLike[str]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The (inputs, outputs) specs of an ONNX file, read by ONNX Runtime (which also checks the model).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a valid ONNX model, or a tensor type a package cannot hold.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
+    ort = ort_backend.import_toolchain()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only reading the signature
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own exception types for a bad file
+        raise ValueError(f"{str(path)!r} is not a valid ONNX model: {exc}") from exc
+
+    def spec(arg: Any) -> TensorSpec:
+        if arg.type not in _ORT_DTYPES:
+            raise ValueError(f"tensor {arg.name!r} has type {arg.type}; expected one of {sorted(_ORT_DTYPES)}")
+        shape = tuple(d if isinstance(d, str) or d is None or d > 0 else None for d in arg.shape)
+        return TensorSpec(arg.name, shape, _ORT_DTYPES[arg.type])
+
+    return tuple(spec(a) for a in session.get_inputs()), tuple(spec(a) for a in session.get_outputs())
 
 
 def _spec(value_info: Any) -> TensorSpec:

@@ -1,11 +1,12 @@
 """ONNX Runtime builder: the (shape-fixed) ONNX for fp32, static QDQ quantization for int8."""
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lanner.backends import ort_backend
 from lanner.targets import Target
@@ -28,8 +29,14 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision: str,
-                      calibration: Sequence[Feed] | None, progress: Callable[[str], None]) -> BuildResult:
+def build_onnxruntime(
+    onnx_path: Path,
+    out_dir: Path,
+    target: Target,
+    precision: str,
+    calibration: Sequence[Feed] | None,
+    progress: Callable[[str], None],
+) -> BuildResult:
     """Write ``model.onnx`` for the CPU (x86) or CUDA execution provider.
 
     int8: ``quantize_static`` in QDQ format, per-channel int8 weights, uint8 activations,
@@ -48,9 +55,13 @@ def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision:
     if precision == "fp32":
         shutil.copyfile(onnx_path, dest)
     elif precision == "fp16":
-        raise UnsupportedError("fp16 is not supported for the onnxruntime backend (its CPU EP lacks fp16 kernels); use fp32 or int8")
+        raise UnsupportedError(
+            "fp16 is not supported for the onnxruntime backend (its CPU EP lacks fp16 kernels); use fp32 or int8"
+        )
     elif precision == "bf16":
-        raise UnsupportedError("bf16 is not supported for the onnxruntime backend (no bf16 CPU kernels); use fp32 or int8")
+        raise UnsupportedError(
+            "bf16 is not supported for the onnxruntime backend (no bf16 CPU kernels); use fp32 or int8"
+        )
     elif precision == "int8":
         if target.device != "cpu":
             raise UnsupportedError("int8 for the onnxruntime backend is supported on CPU targets only")
@@ -78,19 +89,30 @@ def build_onnxruntime(onnx_path: Path, out_dir: Path, target: Target, precision:
         progress(f"onnxruntime: static QDQ quantization on {len(calibration)} calibration samples")
         with _quiet_root_logger():
             q.quantize_static(
-            str(source), str(dest), _Reader(),
-            quant_format=q.QuantFormat.QDQ, per_channel=True,
-            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-            calibrate_method=q.CalibrationMethod.MinMax,
+                str(source),
+                str(dest),
+                _Reader(),
+                quant_format=q.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+                calibrate_method=q.CalibrationMethod.MinMax,
             )
         source.unlink()
-        notes["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                                 "weights": "int8 per-channel", "activations": "uint8", "samples": len(calibration)}
+        notes["quantization"] = {
+            "tool": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "weights": "int8 per-channel",
+            "activations": "uint8",
+            "samples": len(calibration),
+        }
     else:
         raise UnsupportedError(f"unknown precision {precision!r}")
     return BuildResult(
         artifacts={"model": "model.onnx"},
-        backend_options={"execution_provider": "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"},
+        backend_options={
+            "execution_provider": "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"
+        },
         toolchain=toolchain,
         notes=notes,
     )

@@ -1,5 +1,6 @@
 """OpenVINO builder: ONNX -> OpenVINO IR (fp32 / fp16 weights) and NNCF INT8 post-training
 quantization. The only module that imports ``nncf``; OpenVINO comes through its adapter."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +8,8 @@ import importlib.metadata as md
 import io
 import logging
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lanner.backends import ov_backend
 from lanner.targets import Target
@@ -30,8 +31,14 @@ def _import_nncf():
     return nncf
 
 
-def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: str,
-                   calibration: Sequence[Feed] | None, progress: Callable[[str], None]) -> BuildResult:
+def build_openvino(
+    onnx_path: Path,
+    out_dir: Path,
+    target: Target,
+    precision: str,
+    calibration: Sequence[Feed] | None,
+    progress: Callable[[str], None],
+) -> BuildResult:
     """Convert to IR in ``out_dir`` (``model.xml`` + ``model.bin``).
 
     fp32 runs with ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin would otherwise pick bf16 on
@@ -68,8 +75,10 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
         hint = "f16"
     elif precision == "bf16":
         hint = "bf16"
-        notes["bf16"] = ("CPU plugin INFERENCE_PRECISION_HINT=bf16: bf16 multiplies with fp32 accumulation; "
-                         "fp32 weights in the IR, fp32 inputs and outputs")
+        notes["bf16"] = (
+            "CPU plugin INFERENCE_PRECISION_HINT=bf16: bf16 multiplies with fp32 accumulation; "
+            "fp32 weights in the IR, fp32 inputs and outputs"
+        )
     elif precision == "int8":
         if not calibration:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
@@ -80,7 +89,11 @@ def build_openvino(onnx_path: Path, out_dir: Path, target: Target, precision: st
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             model = nncf.quantize(model, nncf.Dataset(list(calibration)), subset_size=len(calibration))
-        notes["quantization"] = {"tool": "nncf.quantize", "preset": "performance (symmetric)", "samples": len(calibration)}
+        notes["quantization"] = {
+            "tool": "nncf.quantize",
+            "preset": "performance (symmetric)",
+            "samples": len(calibration),
+        }
         hint = "f32"  # non-quantized ops stay fp32, not bf16
     else:
         raise UnsupportedError(f"unknown precision {precision!r}")

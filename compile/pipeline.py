@@ -1,4 +1,5 @@
 """``compile_model``: build, verify and package a model for a target."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,14 +8,17 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 import lanner
 from lanner.backends import ort_backend
-from lanner.manifest import MANIFEST_FILENAME, PRECISIONS, Manifest, TensorSpec
+from lanner.manifest import Manifest, TensorSpec
+from lanner.names import AUTO, BACKENDS, MANIFEST_FILENAME, PRECISIONS
 from lanner.targets import Target, get_target
 
 from . import onnx_graph
@@ -24,8 +28,8 @@ from .fidelity import DEFAULT_THRESHOLDS, FidelityError, FidelityThresholds, com
 
 __all__ = ["compile_model", "BACKEND_CHOICES", "PRECISION_CHOICES"]
 
-BACKEND_CHOICES = ("auto", "openvino", "onnxruntime", "tvm")
-PRECISION_CHOICES = ("auto", *PRECISIONS)
+BACKEND_CHOICES = (AUTO, *BACKENDS)
+PRECISION_CHOICES = (AUTO, *PRECISIONS)
 HELD_OUT_MAX = 16  # held-out samples for fidelity (taken from the end of the calibration set)
 RANDOM_SAMPLES = 8  # seeded random samples when no calibration set is given
 CLASSIFIER_TASKS = ("classification", "classifier", "face-classification")
@@ -113,130 +117,245 @@ def compile_model(
         FidelityError (a ValueError): no candidate passes fidelity; ``.report`` has the numbers.
             With ``auto``, a candidate whose toolchain fails is recorded (status ``error``) and
             skipped; with a single requested candidate the toolchain's error propagates.
-        ImportError: a needed toolchain is missing.
+        ImportError: a needed toolchain is missing (with ``backend="auto"``, a backend whose
+            toolchain is not installed, e.g. TVM, is skipped with a note instead).
     """
     say = progress or _silent
+    tgt = _check_request(target, backend, precision)
+    out_dir = Path(out)
+    _check_out_dir(out_dir)
+    runnable = tgt.runnable_here()[0] and tgt.device == "cpu"
+    work_parent = out_dir.parent if out_dir.parent.exists() else None
+    with tempfile.TemporaryDirectory(prefix="lanner-compile-", dir=work_parent) as tmp:
+        tmp_dir = Path(tmp)
+        source, inputs, outputs = _read_source(Path(model), input_shapes, tmp_dir / "source.onnx")
+        calibration, held_out = _samples(calib, inputs, preprocessing, sample_shapes, runnable, say)
+        candidates = _candidates(tgt, backend, _precisions(precision, calibration is not None, runnable), runnable)
+        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
+        base = dict(
+            name=name or Path(model).stem,
+            task=task,
+            target=tgt.name,
+            inputs=inputs,
+            outputs=outputs,
+            preprocessing=dict(preprocessing) if preprocessing else None,
+        )
+        trial = _Trial(
+            source=source,
+            target=tgt,
+            calibration=calibration,
+            held_out=held_out,
+            reference=reference,
+            outputs=outputs,
+            classifier=(task or "").lower() in CLASSIFIER_TASKS,
+            thresholds=thresholds,
+            num_threads=num_threads,
+            base=base,
+            runnable=runnable,
+            single=len(candidates) == 1,
+            say=say,
+        )
+        results: list[dict[str, Any]] = []
+        built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
+        for b, p in candidates:
+            record, result = trial.run(b, p, tmp_dir / f"{b}-{p}")
+            results.append(record)
+            if result is not None:
+                built[(b, p)] = (tmp_dir / f"{b}-{p}", result)
+        chosen, reason = _select(results, tgt, runnable)
+        say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
+        cand_dir, result = built[(chosen["backend"], chosen["precision"])]
+        requested = backend != AUTO and precision != AUTO
+        final = _package(
+            cand_dir,
+            out_dir,
+            base,
+            chosen,
+            result,
+            tgt,
+            selection={"reason": "requested" if requested else reason, "candidates": results},
+        )
+    say(f"wrote package {out_dir}")
+    return final
+
+
+def _check_request(target: str, backend: str, precision: str) -> Target:
+    """Step 1: the target, backend and precision named exist and go together."""
     tgt = get_target(target)
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
-    if backend != "auto" and backend not in tgt.backends:
+    if backend != AUTO and backend not in tgt.backends:
         raise UnsupportedError(f"backend {backend!r} cannot build for target {tgt.name!r}; it supports {tgt.backends}")
-    model_path = Path(model)
-    out_dir = Path(out)
-    _check_out_dir(out_dir)
+    return tgt
 
-    onnx_model = onnx_graph.read_model(model_path)
-    if input_shapes:
-        onnx_model = onnx_graph.with_input_shapes(onnx_model, input_shapes)
+
+def _read_source(
+    model_path: Path, input_shapes: Mapping[str, Sequence[int | str | None]] | None, dest: Path
+) -> tuple[Path, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Step 2: the source model, at ``dest``, with its input/output specs.
+
+    Without ``input_shapes`` the file is used as it is and read by ONNX Runtime (a runtime
+    dependency), so compiling for OpenVINO or ONNX Runtime needs no ``onnx`` package; with
+    them the graph is edited through ``onnx`` (the ``compile`` extra).
+    """
+    if not input_shapes:
+        inputs, outputs = onnx_graph.read_specs(model_path)
+        shutil.copyfile(model_path, dest)
+        return dest, inputs, outputs
+    onnx_model = onnx_graph.with_input_shapes(onnx_graph.read_model(model_path), input_shapes)
+    onnx_graph.save_model(onnx_model, dest)
     inputs, outputs = onnx_graph.io_specs(onnx_model)
-    name = name or model_path.stem
-    runnable = tgt.runnable_here()[0] and tgt.device == "cpu"
+    return dest, inputs, outputs
 
-    # Samples: calibration (minus held-out) and held-out for fidelity.
-    calibration: list[Feed] | None = None
-    if calib is not None:
-        samples = load_calibration(calib, inputs, preprocessing)
-        held = min(HELD_OUT_MAX, len(samples) // 5)
-        if held == 0:
-            calibration, held_out = samples, samples
-        else:
-            calibration, held_out = samples[:-held], samples[-held:]
-        say(f"calibration: {len(calibration)} samples, {len(held_out)} held out for fidelity")
-    else:
+
+def _samples(
+    calib, inputs: Sequence[TensorSpec], preprocessing, sample_shapes, runnable: bool, say: Progress
+) -> tuple[list[Feed] | None, list[Feed]]:
+    """Step 3: calibration samples (minus the held-out ones) and held-out samples for fidelity."""
+    if calib is None:
         held_out = random_samples(inputs, RANDOM_SAMPLES, seed=0, sample_shapes=sample_shapes) if runnable else []
+        return None, held_out
+    samples = load_calibration(calib, inputs, preprocessing)
+    held = min(HELD_OUT_MAX, len(samples) // 5)
+    calibration, held_out = (samples, samples) if held == 0 else (samples[:-held], samples[-held:])
+    say(f"calibration: {len(calibration)} samples, {len(held_out)} held out for fidelity")
+    return calibration, held_out
 
-    precisions = _precisions(precision, calibration is not None, runnable)
-    backends = tgt.backends if backend == "auto" else (backend,)
-    if not runnable and backend == "auto":
+
+def _candidates(tgt: Target, backend: str, precisions: Sequence[str], runnable: bool) -> list[tuple[str, str]]:
+    """Step 4: the (backend, precision) pairs to build."""
+    backends = tgt.backends if backend == AUTO else (backend,)
+    if not runnable and backend == AUTO:
         backends = backends[:1]
-    candidates = [(b, p) for b in backends for p in precisions]
+    return [(b, p) for b in backends for p in precisions]
 
-    with tempfile.TemporaryDirectory(prefix="lanner-compile-", dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
-        tmp_dir = Path(tmp)
-        source = tmp_dir / "source.onnx"
-        onnx_graph.save_model(onnx_model, source)
-        reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
-        classifier = (task or "").lower() in CLASSIFIER_TASKS
-        base = dict(name=name, task=task, target=tgt.name, inputs=inputs, outputs=outputs,
-                    preprocessing=dict(preprocessing) if preprocessing else None)
-        results: list[dict[str, Any]] = []
-        built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
-        for b, p in candidates:
-            say(f"candidate {b}/{p}: building for {tgt.name}")
-            cand_dir = tmp_dir / f"{b}-{p}"
-            cand_dir.mkdir()
-            record: dict[str, Any] = {"backend": b, "precision": p}
-            try:
-                result = _build(b, source, cand_dir, tgt, p, calibration, say)
-            except UnsupportedError as exc:
-                if len(candidates) == 1:
-                    raise
-                record.update(status="unsupported", reason=str(exc))
-                say(f"candidate {b}/{p}: unsupported: {exc}")
-                results.append(record)
-                continue
-            except (RuntimeError, OSError, ValueError) as exc:
-                # A toolchain failing on one candidate (an operator it cannot import, a crash in
-                # quantization ...) must not sink the other candidates of an auto build.
-                if len(candidates) == 1:
-                    raise
-                record.update(status="error", reason=f"{type(exc).__name__}: {str(exc).strip()[:500]}")
-                say(f"candidate {b}/{p}: build failed: {record['reason']}")
-                results.append(record)
-                continue
+
+@dataclass
+class _Trial:
+    """Step 5, per candidate: build, write a provisional manifest, measure fidelity and latency.
+
+    One error handler covers building and measuring: with several candidates a failure is
+    recorded (``unsupported``, ``skipped`` for a toolchain that is not installed, ``error``)
+    and the others go on; with a single requested candidate it propagates.
+    """
+
+    source: Path
+    target: Target
+    calibration: list[Feed] | None
+    held_out: list[Feed]
+    reference: list[list[np.ndarray]]
+    outputs: tuple[TensorSpec, ...]
+    classifier: bool
+    thresholds: Mapping[str, float | None] | FidelityThresholds | None
+    num_threads: int | None
+    base: Mapping[str, Any]
+    runnable: bool
+    single: bool
+    say: Progress
+
+    def run(self, backend: str, precision: str, cand_dir: Path) -> tuple[dict[str, Any], BuildResult | None]:
+        """Build and measure one candidate; returns its record and build result (None when it failed)."""
+        record: dict[str, Any] = {"backend": backend, "precision": precision}
+        self.say(f"candidate {backend}/{precision}: building for {self.target.name}")
+        cand_dir.mkdir()
+        try:
+            result = _build(backend, self.source, cand_dir, self.target, precision, self.calibration, self.say)
             # A provisional manifest: lanner.load needs one to measure the candidate.
-            _write_manifest(cand_dir, base, b, p, result, tgt, fidelity=None, latency=None,
-                            selection={"reason": "requested"})
-            if not runnable:
-                record.update(status="built", reason=f"target {tgt.name!r} cannot run on this host: not measured")
-                results.append(record)
-                built[(b, p)] = (cand_dir, result)
-                continue
-            limits = _thresholds(p, thresholds)
-            try:
-                fidelity, latency = _measure(cand_dir, held_out, reference, outputs, classifier, num_threads)
-            except (RuntimeError, OSError) as exc:
-                if len(candidates) == 1:
-                    raise
-                record.update(status="error", reason=f"running the artifact failed: {type(exc).__name__}: {str(exc).strip()[:500]}")
-                say(f"candidate {b}/{p}: {record['reason']}")
-                results.append(record)
-                continue
-            problems = failures(fidelity, limits)
-            fidelity = {**fidelity, "thresholds": dict(vars(limits)), "passed": not problems, "failures": problems,
-                        "reference": "onnxruntime CPU fp32 on the original ONNX"}
-            record.update(fidelity=fidelity, latency_ms=latency)
-            if problems:
-                record.update(status="failed fidelity", reason="; ".join(problems))
-                say(f"candidate {b}/{p}: FAILED fidelity: {'; '.join(problems)}")
-            else:
-                record.update(status="passed")
-                say(f"candidate {b}/{p}: passed fidelity, {latency['median']:.3f} ms median at batch 1")
-            results.append(record)
-            built[(b, p)] = (cand_dir, result)
+            _write_manifest(
+                cand_dir,
+                self.base,
+                backend,
+                precision,
+                result,
+                self.target,
+                fidelity=None,
+                latency=None,
+                selection={"reason": "requested"},
+            )
+            if not self.runnable:
+                record.update(
+                    status="built", reason=f"target {self.target.name!r} cannot run on this host: not measured"
+                )
+                return record, result
+            fidelity, latency = _measure(
+                cand_dir, self.held_out, self.reference, self.outputs, self.classifier, self.num_threads
+            )
+        except (ImportError, RuntimeError, OSError, ValueError) as exc:
+            if self.single:
+                raise
+            record.update(_failure(exc))
+            self.say(f"candidate {backend}/{precision}: {record['status']}: {record['reason']}")
+            return record, None
+        limits = _thresholds(precision, self.thresholds)
+        problems = failures(fidelity, limits)
+        fidelity = {
+            **fidelity,
+            "thresholds": dict(vars(limits)),
+            "passed": not problems,
+            "failures": problems,
+            "reference": "onnxruntime CPU fp32 on the original ONNX",
+        }
+        record.update(fidelity=fidelity, latency_ms=latency)
+        if problems:
+            record.update(status="failed fidelity", reason="; ".join(problems))
+            self.say(f"candidate {backend}/{precision}: FAILED fidelity: {'; '.join(problems)}")
+        else:
+            record.update(status="passed")
+            self.say(f"candidate {backend}/{precision}: passed fidelity, {latency['median']:.3f} ms median at batch 1")
+        return record, result
 
-        winner = _choose(results, runnable)
-        if winner is None:
-            report = {"target": tgt.name, "candidates": results}
-            lines = [f"  {r['backend']}/{r['precision']}: {r['status']}: {r.get('reason', '')}" for r in results]
-            if all(r["status"] == "unsupported" for r in results):
-                raise UnsupportedError(f"no candidate can be built for target {tgt.name!r}:\n" + "\n".join(lines))
-            raise FidelityError("no candidate passed for target " f"{tgt.name!r}:\n" + "\n".join(lines), report)
-        chosen, reason = winner
-        say(f"selected {chosen['backend']}/{chosen['precision']}: {reason}")
-        cand_dir, result = built[(chosen["backend"], chosen["precision"])]
-        requested = backend != "auto" and precision != "auto"
-        selection = {"reason": "requested" if requested else reason, "candidates": results}
-        # The final manifest: the provisional one plus the measurements and the selection.
-        (cand_dir / MANIFEST_FILENAME).unlink()
-        final = _write_manifest(cand_dir, base, chosen["backend"], chosen["precision"], result, tgt,
-                                fidelity=chosen.get("fidelity"), latency=chosen.get("latency_ms"), selection=selection)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        shutil.copytree(cand_dir, out_dir)
-    say(f"wrote package {out_dir}")
+
+def _failure(exc: BaseException) -> dict[str, str]:
+    """How a candidate that raised is recorded (a toolchain failing on one candidate, or missing,
+    must not sink the other candidates of an auto build)."""
+    if isinstance(exc, UnsupportedError):
+        return {"status": "unsupported", "reason": str(exc)}
+    if isinstance(exc, ImportError):
+        return {"status": "skipped", "reason": f"toolchain not installed: {str(exc).strip()[:500]}"}
+    return {"status": "error", "reason": f"{type(exc).__name__}: {str(exc).strip()[:500]}"}
+
+
+def _select(results: Sequence[Mapping[str, Any]], tgt: Target, runnable: bool) -> tuple[Mapping[str, Any], str]:
+    """Step 6: the winner, or the error that explains why there is none."""
+    winner = _choose(results, runnable)
+    if winner is not None:
+        return winner
+    report = {"target": tgt.name, "candidates": results}
+    lines = [f"  {r['backend']}/{r['precision']}: {r['status']}: {r.get('reason', '')}" for r in results]
+    if all(r["status"] in ("unsupported", "skipped") for r in results):
+        raise UnsupportedError(f"no candidate can be built for target {tgt.name!r}:\n" + "\n".join(lines))
+    raise FidelityError(f"no candidate passed for target {tgt.name!r}:\n" + "\n".join(lines), report)
+
+
+def _package(
+    cand_dir: Path,
+    out_dir: Path,
+    base: Mapping[str, Any],
+    chosen: Mapping[str, Any],
+    result: BuildResult,
+    tgt: Target,
+    *,
+    selection: Mapping[str, Any],
+) -> Manifest:
+    """Step 7: the final manifest (the provisional one plus the measurements and the selection),
+    and the package copied to ``out_dir``."""
+    (cand_dir / MANIFEST_FILENAME).unlink()
+    final = _write_manifest(
+        cand_dir,
+        base,
+        chosen["backend"],
+        chosen["precision"],
+        result,
+        tgt,
+        fidelity=chosen.get("fidelity"),
+        latency=chosen.get("latency_ms"),
+        selection=selection,
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(cand_dir, out_dir)
     return final
 
 
@@ -245,7 +364,9 @@ def _check_out_dir(out_dir: Path) -> None:
         if not out_dir.is_dir():
             raise ValueError(f"out {str(out_dir)!r} exists and is not a directory")
         if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILENAME).is_file():
-            raise ValueError(f"out {str(out_dir)!r} is a non-empty directory that is not a lanner package; pick another")
+            raise ValueError(
+                f"out {str(out_dir)!r} is a non-empty directory that is not a lanner package; pick another"
+            )
 
 
 def _precisions(precision: str, have_calib: bool, runnable: bool) -> tuple[str, ...]:
@@ -256,21 +377,31 @@ def _precisions(precision: str, have_calib: bool, runnable: bool) -> tuple[str, 
     return ("fp32", "fp16", "int8") if have_calib else ("fp32", "fp16")
 
 
-def _thresholds(precision: str, overrides: Mapping[str, float | None] | FidelityThresholds | None) -> FidelityThresholds:
+def _thresholds(
+    precision: str, overrides: Mapping[str, float | None] | FidelityThresholds | None
+) -> FidelityThresholds:
     if isinstance(overrides, FidelityThresholds):
         return overrides
     return DEFAULT_THRESHOLDS[precision].replace(overrides or {})
 
 
-def _build(backend: str, source: Path, out_dir: Path, target: Target, precision: str,
-           calibration: Sequence[Feed] | None, progress: Progress) -> BuildResult:
+def _build(
+    backend: str,
+    source: Path,
+    out_dir: Path,
+    target: Target,
+    precision: str,
+    calibration: Sequence[Feed] | None,
+    progress: Progress,
+) -> BuildResult:
     module_name, func_name = _BUILDERS[backend]
     module = importlib.import_module(f"{__package__}.{module_name}")
     return getattr(module, func_name)(source, out_dir, target, precision, calibration, progress)
 
 
-def _reference_outputs(source: Path, samples: Sequence[Feed], outputs: Sequence[TensorSpec],
-                       num_threads: int | None) -> list[list[np.ndarray]]:
+def _reference_outputs(
+    source: Path, samples: Sequence[Feed], outputs: Sequence[TensorSpec], num_threads: int | None
+) -> list[list[np.ndarray]]:
     session = ort_backend.OnnxRuntimeSession(str(source), [o.name for o in outputs], num_threads=num_threads)
     try:
         return [session.run(feed) for feed in samples]
@@ -278,8 +409,14 @@ def _reference_outputs(source: Path, samples: Sequence[Feed], outputs: Sequence[
         session.close()
 
 
-def _measure(package: Path, samples: Sequence[Feed], reference: Sequence[Sequence[np.ndarray]],
-             outputs: Sequence[TensorSpec], classifier: bool, num_threads: int | None) -> tuple[dict, dict]:
+def _measure(
+    package: Path,
+    samples: Sequence[Feed],
+    reference: Sequence[Sequence[np.ndarray]],
+    outputs: Sequence[TensorSpec],
+    classifier: bool,
+    num_threads: int | None,
+) -> tuple[dict, dict]:
     """Fidelity and batch-1 latency of a built package, through ``lanner.load`` (the real runtime path)."""
     with lanner.load(package, num_threads=num_threads) as model:
         got = [[model.run(feed)[o.name] for o in outputs] for feed in samples]
@@ -321,10 +458,25 @@ def _toolchain(result: BuildResult) -> dict[str, str]:
     return versions
 
 
-def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, precision: str, result: BuildResult,
-                    target: Target, *, fidelity, latency, selection) -> Manifest:
-    target_info = {"machine": target.machine, "device": target.device, "cuda_arch": target.cuda_arch,
-                   "description": target.description, **result.target_info}
+def _write_manifest(
+    directory: Path,
+    base: Mapping[str, Any],
+    backend: str,
+    precision: str,
+    result: BuildResult,
+    target: Target,
+    *,
+    fidelity,
+    latency,
+    selection,
+) -> Manifest:
+    target_info = {
+        "machine": target.machine,
+        "device": target.device,
+        "cuda_arch": target.cuda_arch,
+        "description": target.description,
+        **result.target_info,
+    }
     if result.notes:
         target_info["build_notes"] = dict(result.notes)
     manifest = Manifest(
@@ -342,4 +494,3 @@ def _write_manifest(directory: Path, base: Mapping[str, Any], backend: str, prec
         lanner_version=lanner.__version__,
     )
     return manifest.write(directory)
-

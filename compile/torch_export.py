@@ -2,12 +2,14 @@
 
 The only module of ``lanner.compile`` that imports torch (the ``torch`` extra), lazily.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import onnx_graph
 
@@ -22,9 +24,16 @@ def _import_torch():
     return torch
 
 
-def export_torch(module: Any, example_inputs: Sequence[Any] | Any, path: str | os.PathLike[str], *,
-                 input_names: Sequence[str], output_names: Sequence[str],
-                 dynamic_axes: Mapping[str, Mapping[int, str]] | None = None, opset: int = 17) -> Path:
+def export_torch(
+    module: Any,
+    example_inputs: Sequence[Any] | Any,
+    path: str | os.PathLike[str],
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    opset: int = 17,
+) -> Path:
     """Export ``module`` (in eval mode) to an ONNX file.
 
     Uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs no extra packages
@@ -56,15 +65,23 @@ def export_torch(module: Any, example_inputs: Sequence[Any] | Any, path: str | o
         raise ValueError(f"expected {len(inputs)} input names (one per example input), got {list(input_names)}")
     unknown = sorted(set(dynamic_axes or {}) - set(input_names) - set(output_names))
     if unknown:
-        raise ValueError(f"dynamic_axes names unknown tensors {unknown}; inputs {list(input_names)}, outputs {list(output_names)}")
+        raise ValueError(
+            f"dynamic_axes names unknown tensors {unknown}; inputs {list(input_names)}, outputs {list(output_names)}"
+        )
     path = Path(path)
     module = module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is "legacy" since 2.9
         with torch.no_grad():
             torch.onnx.export(
-                module, inputs, str(path), input_names=list(input_names), output_names=list(output_names),
-                dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()}, opset_version=opset, dynamo=False,
+                module,
+                inputs,
+                str(path),
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                opset_version=opset,
+                dynamo=False,
             )
     onnx_graph.read_model(path)
     return path

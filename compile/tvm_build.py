@@ -17,13 +17,14 @@ Precisions: fp32; fp16 via ``relax.transform.ToMixedPrecision`` (fp16 compute, f
 accumulation); int8 is refused: TVM 0.27's ONNX frontend turns QuantizeLinear /
 DequantizeLinear into float arithmetic, so an "int8" TVM package would compute in fp32.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lanner.backends import tvm_backend
 from lanner.targets import Target
@@ -66,8 +67,14 @@ def _cuda_module(module):
     return None
 
 
-def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
-              calibration: Sequence[Feed] | None, progress: Callable[[str], None]) -> BuildResult:
+def build_tvm(
+    onnx_path: Path,
+    out_dir: Path,
+    target: Target,
+    precision: str,
+    calibration: Sequence[Feed] | None,
+    progress: Callable[[str], None],
+) -> BuildResult:
     """Compile with TVM into ``out_dir/model.so`` (+ the CUDA source and cubin for GPU targets).
 
     Raises:
@@ -116,8 +123,10 @@ def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
                 f"({str(exc).splitlines()[-1][:200]}); use fp32"
             ) from None
         if "float16" not in mod.script(show_meta=False):
-            raise UnsupportedError("fp16 is not supported for the tvm backend on this graph: ToMixedPrecision "
-                                   "converted no operator, so the package would compute in fp32; use fp32")
+            raise UnsupportedError(
+                "fp16 is not supported for the tvm backend on this graph: ToMixedPrecision "
+                "converted no operator, so the package would compute in fp32; use fp32"
+            )
         notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
     progress(f"tvm: compiling for {target_dict}")
     executable = tvm.compile(mod, target=tvm.target.Target(target_dict))
@@ -137,9 +146,19 @@ def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
         (out_dir / source_name).write_text(cuda.inspect_source(), encoding="utf-8")
         progress(f"tvm: nvcc -cubin -arch={target.cuda_arch} (ahead-of-time check of the CUDA kernels)")
         proc = subprocess.run(
-            ["nvcc", "--cubin", f"-arch={target.cuda_arch}", "-O3", "-w", "-o", str(out_dir / cubin_name),
-             str(out_dir / source_name)],
-            capture_output=True, text=True, check=False,
+            [
+                "nvcc",
+                "--cubin",
+                f"-arch={target.cuda_arch}",
+                "-O3",
+                "-w",
+                "-o",
+                str(out_dir / cubin_name),
+                str(out_dir / source_name),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"nvcc failed on TVM's CUDA kernels for {target.cuda_arch}:\n{proc.stderr[-2000:]}")
@@ -152,8 +171,13 @@ def build_tvm(onnx_path: Path, out_dir: Path, target: Target, precision: str,
         )
     if target.cross_compiler:
         toolchain["cross_compiler"] = _first_line([target.cross_compiler, "--version"])
-    return BuildResult(artifacts=artifacts, backend_options={"device": target.device}, target_info=target_info,
-                       toolchain=toolchain, notes=notes)
+    return BuildResult(
+        artifacts=artifacts,
+        backend_options={"device": target.device},
+        target_info=target_info,
+        toolchain=toolchain,
+        notes=notes,
+    )
 
 
 def _first_line(cmd: list[str]) -> str:

@@ -6,11 +6,13 @@ tag lists Xavier's ``carmel`` as the host CPU, while Orin's CPU cores are Cortex
 The ``x86`` TVM target is completed at compile time with the build host's ``mcpu``
 (LLVM's name for this CPU), which the manifest records.
 """
+
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Target", "TARGETS", "get_target", "host_machine"]
 
@@ -27,7 +29,7 @@ _AARCH64_HOST = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neo
 
 @dataclass(frozen=True)
 class Target:
-    """A deployment target.
+    """A deployment target (frozen: safe to share between threads).
 
     Attributes:
         name: the ``--target`` value.
@@ -93,8 +95,16 @@ def _cuda(name: str, arch: str, description: str) -> Target:
 
 
 def _jetson(name: str, arch: str, mcpu: str, description: str) -> Target:
-    return Target(name, description, "aarch64", "cuda", ("tvm",), cuda_arch=arch, host_mcpu=mcpu,
-                  cross_compiler="aarch64-linux-gnu-g++")
+    return Target(
+        name,
+        description,
+        "aarch64",
+        "cuda",
+        ("tvm",),
+        cuda_arch=arch,
+        host_mcpu=mcpu,
+        cross_compiler="aarch64-linux-gnu-g++",
+    )
 
 
 TARGETS: dict[str, Target] = {

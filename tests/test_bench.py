@@ -1,5 +1,6 @@
 """lanner bench: timing arithmetic on a fake clock, the stage protocol, the report schema,
 renderings and compare, argument errors, an end-to-end run, and TVM RPC on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lanner.benchmarking import (BenchOptions, LatencyStats, RunPolicy, StageTimer, compare_reports, load_report,
-                                 measure, render_markdown, render_table, validate_report)
+from lanner.benchmarking import (
+    BenchOptions,
+    LatencyStats,
+    RunPolicy,
+    StageTimer,
+    compare_reports,
+    load_report,
+    measure,
+    render_markdown,
+    render_table,
+    validate_report,
+)
 from lanner.benchmarking.machine import machine_info, peak_rss_bytes
 from lanner.benchmarking.report import SCHEMA_VERSION, render_compare
 from lanner.benchmarking.variants import make_inputs
 from lanner.cli import main as cli_main
+from lanner.names import MANIFEST_FILENAME, PRECISIONS
 
 MS = 1_000_000  # ns per ms
 
@@ -39,10 +51,12 @@ def scripted(durations_ns, clock):
 
     def fn():
         clock.now += next(it)
+
     return fn
 
 
 # -- timing ------------------------------------------------------------------------------
+
 
 def test_percentiles_on_fake_clock_exclude_warmup():
     clock = FakeClock()
@@ -59,6 +73,19 @@ def test_percentiles_on_fake_clock_exclude_warmup():
     assert (s.min_ms, s.max_ms, s.n) == (1.0, 100.0, 100)
     assert s.mean_ms == pytest.approx(50.5)
     assert s.std_ms == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+
+
+def test_manifest_latency_and_bench_report_agree_on_one_sample():
+    """The compiler's manifest latency and lanner bench's report use one percentile definition."""
+    from lanner.compile.fidelity import measure_latency
+
+    durations = [k * MS for k in (5, 1, 9, 3, 7, 2, 10, 4, 8, 6)]  # 1..10 ms, shuffled
+    clock = FakeClock()
+    manifest = measure_latency(scripted([MS] * 3 + durations, clock), warmup=3, min_runs=10, max_runs=10, clock=clock)
+    clock = FakeClock()
+    bench = measure(scripted([MS] * 3 + durations, clock), RunPolicy(warmup=3, runs=10), clock=clock).stats
+    assert manifest == {"median": bench.p50_ms, "p90": bench.p90_ms, "min": bench.min_ms, "runs": bench.n}
+    assert manifest["p90"] == pytest.approx(9.1)  # interpolated (nearest-rank would say 10)
 
 
 @pytest.mark.parametrize("samples, p50, p99", [([5 * MS], 5.0, 5.0), ([2 * MS, 4 * MS], 3.0, 3.98)])
@@ -88,10 +115,15 @@ def test_adaptive_without_warmup_probes_once():
     assert m.samples_ns.size == 20
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"warmup": -1}, "warmup must be >= 0"), ({"runs": 0}, "runs must be >= 1"),
-    ({"budget_s": 0}, "budget_s must be a positive"), ({"min_runs": 5, "max_runs": 2}, "min_runs <= max_runs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"warmup": -1}, "warmup must be >= 0"),
+        ({"runs": 0}, "runs must be >= 1"),
+        ({"budget_s": 0}, "budget_s must be a positive"),
+        ({"min_runs": 5, "max_runs": 2}, "min_runs <= max_runs"),
+    ],
+)
 def test_run_policy_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RunPolicy(**kwargs)
@@ -105,14 +137,20 @@ def test_measure_collects_stage_times_and_progress():
         stage_times_ns = {"preprocess": 2 * MS, "net": 5 * MS}
 
     pipe = Pipe()
-    m = measure(scripted([10 * MS] * 12, clock), RunPolicy(warmup=2, runs=10), clock=clock,
-                stage_times=lambda: pipe.stage_times_ns, progress=lambda d, n: calls.append((d, n)))
+    m = measure(
+        scripted([10 * MS] * 12, clock),
+        RunPolicy(warmup=2, runs=10),
+        clock=clock,
+        stage_times=lambda: pipe.stage_times_ns,
+        progress=lambda d, n: calls.append((d, n)),
+    )
     assert calls[-1] == (10, 10) and len(calls) == 10
     assert set(m.stage_samples_ns) == {"preprocess", "net"}
     assert m.stage_samples_ns["net"].tolist() == [5 * MS] * 10
 
 
 # -- stage protocol ------------------------------------------------------------------------
+
 
 def test_stage_timer_records_last_call_and_accumulates_repeats():
     timer = StageTimer()
@@ -162,7 +200,8 @@ def test_factory_pipeline_stage_breakdown(tmp_path):
         "                time.sleep(0.0005)\n"
         "        return y\n"
         "def make(num_threads=None):\n"
-        "    return Pipe(num_threads)\n")
+        "    return Pipe(num_threads)\n"
+    )
     job = VariantJob(name="pipe", kind="factory", source=f"{src}:make", policy={"warmup": 1, "runs": 8})
     entry = run_variant(job)
     assert entry["status"] == "ok", entry["error"]
@@ -175,28 +214,35 @@ def test_factory_pipeline_stage_breakdown(tmp_path):
 
 # -- inputs ------------------------------------------------------------------------------
 
+
 def test_make_inputs_batch_and_dtypes():
     rng = np.random.default_rng(0)
-    specs = [{"name": "x", "shape": ["batch", 3, 4], "dtype": "float32"}, {"name": "k", "shape": [None], "dtype": "int64"}]
+    specs = [
+        {"name": "x", "shape": ["batch", 3, 4], "dtype": "float32"},
+        {"name": "k", "shape": [None], "dtype": "int64"},
+    ]
     feeds = make_inputs(specs, 8, rng)
     assert feeds["x"].shape == (8, 3, 4) and feeds["x"].dtype == np.float32
     assert feeds["k"].shape == (8,) and feeds["k"].dtype == np.int64
 
 
-@pytest.mark.parametrize("shape, match", [([1, 3], "fixed batch dim of 1, cannot run batch 8"),
-                                          (["b", None, 3], r"dynamic dims \[1\]")])
+@pytest.mark.parametrize(
+    "shape, match", [([1, 3], "fixed batch dim of 1, cannot run batch 8"), (["b", None, 3], r"dynamic dims \[1\]")]
+)
 def test_make_inputs_rejects_unrunnable_shapes(shape, match):
     with pytest.raises(ValueError, match=match):
         make_inputs([{"name": "x", "shape": shape, "dtype": "float32"}], 8, np.random.default_rng(0))
 
 
 def test_make_inputs_shape_override():
-    feeds = make_inputs([{"name": "x", "shape": ["b", None], "dtype": "float32"}], 2, np.random.default_rng(0),
-                        {"x": (2, 7)})
+    feeds = make_inputs(
+        [{"name": "x", "shape": ["b", None], "dtype": "float32"}], 2, np.random.default_rng(0), {"x": (2, 7)}
+    )
     assert feeds["x"].shape == (2, 7)
 
 
 # -- machine -----------------------------------------------------------------------------
+
 
 def test_machine_info_describes_cpu_memory_and_libraries():
     m = machine_info()
@@ -209,22 +255,52 @@ def test_machine_info_describes_cpu_memory_and_libraries():
 
 # -- report schema, rendering, compare ---------------------------------------------------
 
+
 def _variant(name, p50, samples=None, fidelity=None, batch=1):
     samples = samples or [p50 * 0.9, p50, p50 * 1.2]
     stats = LatencyStats.from_ns(np.asarray(samples) * MS)
-    return {"name": name, "kind": "package", "source": f"/pkgs/{name}", "status": "ok", "error": None,
-            "target": "x86", "backend": name.split("-")[0], "precision": "fp32", "fidelity": fidelity,
-            "toolchain": {}, "artifact_bytes": 2**20, "compile_s": 1.0,
-            "cold_start": {"load_ms": 10.0, "first_run_ms": 2.0, "total_ms": 12.0, "batch": batch},
-            "memory": {"rss_before_load_bytes": 2**26, "peak_rss_bytes": 2**27},
-            "batches": [{"batch": batch, "status": "ok", "runs": stats.n, "warmup": 1, "latency_ms": stats.to_dict(),
-                         "throughput_per_s": 1e3 / stats.mean_ms, "samples_ms": list(samples), "stages": None}]}
+    return {
+        "name": name,
+        "kind": "package",
+        "source": f"/pkgs/{name}",
+        "status": "ok",
+        "error": None,
+        "target": "x86",
+        "backend": name.split("-")[0],
+        "precision": "fp32",
+        "fidelity": fidelity,
+        "toolchain": {},
+        "artifact_bytes": 2**20,
+        "compile_s": 1.0,
+        "cold_start": {"load_ms": 10.0, "first_run_ms": 2.0, "total_ms": 12.0, "batch": batch},
+        "memory": {"rss_before_load_bytes": 2**26, "peak_rss_bytes": 2**27},
+        "batches": [
+            {
+                "batch": batch,
+                "status": "ok",
+                "runs": stats.n,
+                "warmup": 1,
+                "latency_ms": stats.to_dict(),
+                "throughput_per_s": 1e3 / stats.mean_ms,
+                "samples_ms": list(samples),
+                "stages": None,
+            }
+        ],
+    }
 
 
 def _report(variants, baseline=None):
-    return {"schema_version": SCHEMA_VERSION, "tool": "lanner bench", "created_utc": "2026-11-23T19:00:00Z",
-            "command": None, "options": {"runs": 3, "warmup": 1, "threads": None, "pin": None, "budget_s": 2.0},
-            "machine": machine_info(), "baseline": baseline or variants[0]["name"], "remote": None, "variants": variants}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "lanner bench",
+        "created_utc": "2026-11-23T19:00:00Z",
+        "command": None,
+        "options": {"runs": 3, "warmup": 1, "threads": None, "pin": None, "budget_s": 2.0},
+        "machine": machine_info(),
+        "baseline": baseline or variants[0]["name"],
+        "remote": None,
+        "variants": variants,
+    }
 
 
 def test_report_schema_accepts_valid_and_names_problems(tmp_path):
@@ -300,12 +376,15 @@ def test_cli_compare(tmp_path, capsys):
 
 
 def test_importing_bench_loads_no_toolchain():
-    code = ("import sys, lanner.benchmarking, lanner.cli.bench; "
-            "bad = [m for m in ('torch', 'tvm', 'nncf', 'matplotlib') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, lanner.benchmarking, lanner.cli.bench; "
+        "bad = [m for m in ('torch', 'tvm', 'nncf', 'matplotlib') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # -- end to end --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
@@ -316,8 +395,11 @@ def tiny_onnx(tmp_path_factory) -> Path:
     w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "W")
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
-        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 16, 16])], [w])
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 16, 16])],
+        [w],
+    )
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -334,9 +416,31 @@ def ort_package(tiny_onnx, tmp_path_factory) -> Path:
 
 def test_end_to_end_onnx_two_backends_all_outputs(tiny_onnx, tmp_path, capsys):
     out = {k: tmp_path / f"r.{k}" for k in ("json", "md", "png")}
-    rc = cli_main(["bench", str(tiny_onnx), "--backends", "onnxruntime,openvino", "--batch", "1,2", "--runs", "15",
-                   "--warmup", "2", "--threads", "1", "--json", str(out["json"]), "--md", str(out["md"]),
-                   "--plot", str(out["png"]), "--baseline", "openvino-fp32", "--quiet"])
+    rc = cli_main(
+        [
+            "bench",
+            str(tiny_onnx),
+            "--backends",
+            "onnxruntime,openvino",
+            "--batch",
+            "1,2",
+            "--runs",
+            "15",
+            "--warmup",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            str(out["json"]),
+            "--md",
+            str(out["md"]),
+            "--plot",
+            str(out["png"]),
+            "--baseline",
+            "openvino-fp32",
+            "--quiet",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     report = load_report(out["json"])
@@ -354,8 +458,24 @@ def test_end_to_end_onnx_two_backends_all_outputs(tiny_onnx, tmp_path, capsys):
 
 def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     cpu = min(os.sched_getaffinity(0))
-    rc = cli_main(["bench", str(ort_package), "--runs", "7", "--rounds", "2", "--warmup", "1", "--pin", str(cpu),
-                   "--in-process", "--json", str(tmp_path / "r.json"), "--quiet"])
+    rc = cli_main(
+        [
+            "bench",
+            str(ort_package),
+            "--runs",
+            "7",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--pin",
+            str(cpu),
+            "--in-process",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     report = load_report(tmp_path / "r.json")
     (v,) = report["variants"]
@@ -365,17 +485,59 @@ def test_end_to_end_package_in_process_with_pinning(ort_package, tmp_path):
     assert os.sched_getaffinity(0)  # still usable
 
 
-@pytest.mark.parametrize("extra, match", [
-    (["--backends", "tensorrt"], "unknown backend tensorrt; expected some of openvino, onnxruntime, tvm"),
-    (["--precisions", "int4"], "unknown precision int4"),
-    (["--precisions", "int8"], "int8 needs calibration data: pass --calib"),
-    (["--target", "pdp11"], "pdp11"),
-    (["--target", "jetson-orin-nano"], "--target jetson-orin-nano packages cannot run on this machine"),
-    (["--threads", "0"], "--threads must be >= 1"),
-    (["--calib", "/no/such/dir", "--precisions", "int8"], "calibration data not found"),
-    (["--rpc", "nohost"], "--rpc expects HOST:PORT"),
-    (["--baseline", "tvm-fp32", "--backends", "onnxruntime"], "--baseline 'tvm-fp32' is not a variant; variants: ['onnxruntime-fp32']"),
-])
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_precision_lanner_compile_accepts_is_accepted(precision, tmp_path):
+    """One list of precisions: bench accepts whatever compile accepts (bf16 was refused once)."""
+    from lanner.compile import PRECISION_CHOICES
+
+    assert precision in PRECISION_CHOICES
+    BenchOptions(precisions=(precision,), calib=str(tmp_path)).validate()
+
+
+def test_bench_cli_accepts_bf16(tiny_onnx, tmp_path, capsys):
+    rc = cli_main(
+        [
+            "bench",
+            str(tiny_onnx),
+            "--backends",
+            "openvino",
+            "--precisions",
+            "bf16",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--in-process",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert "unknown precision" not in err
+    (variant,) = load_report(tmp_path / "r.json")["variants"]
+    assert variant["name"] == "openvino-bf16"
+    # Built and measured where the CPU has BF16; otherwise refused by the builder, with the reason.
+    assert rc == 0 or "bf16 is not supported by the OpenVINO CPU plugin" in (variant["error"] or "")
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--backends", "tensorrt"], "unknown backend tensorrt; expected some of openvino, onnxruntime, tvm"),
+        (["--precisions", "int4"], "unknown precision int4"),
+        (["--precisions", "int8"], "int8 needs calibration data: pass --calib"),
+        (["--target", "pdp11"], "pdp11"),
+        (["--target", "jetson-orin-nano"], "--target jetson-orin-nano packages cannot run on this machine"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--calib", "/no/such/dir", "--precisions", "int8"], "calibration data not found"),
+        (["--rpc", "nohost"], "--rpc expects HOST:PORT"),
+        (
+            ["--baseline", "tvm-fp32", "--backends", "onnxruntime"],
+            "--baseline 'tvm-fp32' is not a variant; variants: ['onnxruntime-fp32']",
+        ),
+    ],
+)
 def test_bad_arguments_one_line_nonzero(tiny_onnx, capsys, extra, match):
     assert cli_main(["bench", str(tiny_onnx), *extra, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -387,9 +549,9 @@ def test_package_for_another_target_is_refused(ort_package, tmp_path, capsys):
 
     pkg = tmp_path / "jetson-pkg"
     shutil.copytree(ort_package, pkg)
-    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest = json.loads((pkg / MANIFEST_FILENAME).read_text())
     manifest["target"] = "jetson-orin-nano"
-    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    (pkg / MANIFEST_FILENAME).write_text(json.dumps(manifest))
     assert cli_main(["bench", str(pkg), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "jetson-orin-nano" in err and "aarch64" in err
@@ -402,14 +564,17 @@ def test_missing_source_and_non_package_dir(tmp_path, capsys):
     assert "without manifest.json" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--factory", "nameonly"], "--factory expects NAME=MODULE:FUNC"),
-    (["--factory", "a=m:f", "--factory-kwargs", "a=[1]"], "--factory-kwargs expects NAME={json object}"),
-    (["--factory", "a=m:f", "--factory-kwargs", "b={}"], "--factory-kwargs for unknown factories ['b']"),
-    (["--pipeline", "face", "--backends", "tvm"], "pipeline 'face' runs on openvino, onnxruntime, not tvm"),
-    (["--pipeline", "face", "--image", "/no/such.jpg"], "no such image"),
-    ([], "nothing to benchmark"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--factory", "nameonly"], "--factory expects NAME=MODULE:FUNC"),
+        (["--factory", "a=m:f", "--factory-kwargs", "a=[1]"], "--factory-kwargs expects NAME={json object}"),
+        (["--factory", "a=m:f", "--factory-kwargs", "b={}"], "--factory-kwargs for unknown factories ['b']"),
+        (["--pipeline", "face", "--backends", "tvm"], "pipeline 'face' runs on openvino, onnxruntime, not tvm"),
+        (["--pipeline", "face", "--image", "/no/such.jpg"], "no such image"),
+        ([], "nothing to benchmark"),
+    ],
+)
 def test_bad_factory_and_pipeline_arguments(capsys, argv, match):
     assert cli_main(["bench", *argv, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -417,8 +582,19 @@ def test_bad_factory_and_pipeline_arguments(capsys, argv, match):
 
 
 def test_factory_that_fails_to_load_is_an_error_row(tmp_path, capsys):
-    rc = cli_main(["bench", "--factory", "broken=no_such_module_xyz:make", "--runs", "3", "--in-process",
-                   "--json", str(tmp_path / "r.json"), "--quiet"])
+    rc = cli_main(
+        [
+            "bench",
+            "--factory",
+            "broken=no_such_module_xyz:make",
+            "--runs",
+            "3",
+            "--in-process",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
     assert rc == 1  # every variant failed
     (v,) = load_report(tmp_path / "r.json")["variants"]
     assert v["status"] == "error" and "No module named 'no_such_module_xyz'" in v["error"]
@@ -431,8 +607,24 @@ def test_face_pipeline_stage_breakdown(tmp_path, monkeypatch):
     lanner = pytest.importorskip("lanner")
     if not hasattr(lanner, "FaceDetector"):
         pytest.skip("this build has no FaceDetector")
-    rc = cli_main(["bench", "--pipeline", "face", "--backends", "openvino", "--runs", "3", "--warmup", "1",
-                   "--threads", "1", "--json", str(tmp_path / "r.json"), "--quiet"])
+    rc = cli_main(
+        [
+            "bench",
+            "--pipeline",
+            "face",
+            "--backends",
+            "openvino",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     (v,) = load_report(tmp_path / "r.json")["variants"]
     assert v["name"] == "face-openvino-fp32" and v["status"] == "ok", v["error"]
@@ -442,6 +634,7 @@ def test_face_pipeline_stage_breakdown(tmp_path, monkeypatch):
 
 
 # -- TVM RPC on loopback -----------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -457,14 +650,45 @@ def test_rpc_loopback_tvm_package(tiny_onnx, ort_package, tmp_path, capsys):
     pkg = tmp_path / "tiny-tvm"
     compile_model(tiny_onnx, target="x86", backend="tvm", precision="fp32", out=pkg)
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
-                               "--port-end", str(port + 1), "--no-fork"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+            "--no-fork",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         out = tmp_path / "rpc.json"
         # The server imports TVM before it listens (seconds on a loaded machine): allow 120 s.
-        rc = cli_main(["bench", str(pkg), "--rpc", f"127.0.0.1:{port}", "--rpc-timeout", "120", "--runs", "20", "--warmup", "2",
-                       "--batch", "1,3", "--json", str(out), "--quiet"])
+        rc = cli_main(
+            [
+                "bench",
+                str(pkg),
+                "--rpc",
+                f"127.0.0.1:{port}",
+                "--rpc-timeout",
+                "120",
+                "--runs",
+                "20",
+                "--warmup",
+                "2",
+                "--batch",
+                "1,3",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
         captured = capsys.readouterr()
         text = captured.out
         assert rc == 0, captured.err

@@ -1,5 +1,6 @@
 """lanner.compile + lanner.load: build small CNNs for every backend/precision/target, run them,
 check fidelity, the cross-compiled artifact formats, and the error paths."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,21 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("tvm")
 pytest.importorskip("nncf")
 
-import lanner  # noqa: E402
-from lanner.compile import FidelityError, UnsupportedError, compile_model  # noqa: E402
-from lanner.manifest import MANIFEST_FILENAME, Manifest, PackageError  # noqa: E402
-
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+import lanner  # noqa: E402
+from lanner.compile import FidelityError, UnsupportedError, compile_model  # noqa: E402
+from lanner.manifest import MANIFEST_FILENAME, Manifest, PackageError, sha256_file  # noqa: E402
+from lanner.names import BACKENDS  # noqa: E402
+
 CLASSES = 10
-X86_BUILDS = [("openvino", "fp32"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tvm", "fp32")]
+X86_BUILDS = [
+    ("openvino", "fp32"),
+    ("openvino", "int8"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("tvm", "fp32"),
+]
 EM_X86_64, EM_AARCH64, EM_CUDA = 62, 183, 190
 
 
@@ -36,8 +44,14 @@ def make_classifier(path: Path, *, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 32, 32])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])
-    inits = [_init(rng, "w1", (8, 3, 3, 3)), _init(rng, "b1", (8,), 0.1), _init(rng, "w2", (16, 8, 3, 3), 0.2),
-             _init(rng, "b2", (16,), 0.1), _init(rng, "wf", (CLASSES, 16)), _init(rng, "bf", (CLASSES,), 0.1)]
+    inits = [
+        _init(rng, "w1", (8, 3, 3, 3)),
+        _init(rng, "b1", (8,), 0.1),
+        _init(rng, "w2", (16, 8, 3, 3), 0.2),
+        _init(rng, "b2", (16,), 0.1),
+        _init(rng, "wf", (CLASSES, 16)),
+        _init(rng, "bf", (CLASSES,), 0.1),
+    ]
     nodes = [
         helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -47,8 +61,9 @@ def make_classifier(path: Path, *, seed: int = 0) -> Path:
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
     ]
-    model = helper.make_model(helper.make_graph(nodes, "tiny_cls", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "tiny_cls", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
@@ -60,8 +75,14 @@ def make_fully_convolutional(path: Path) -> Path:
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])
     prob = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2, None, None])
     box = helper.make_tensor_value_info("box", TensorProto.FLOAT, [1, 4, None, None])
-    inits = [_init(rng, "w1", (10, 3, 3, 3)), _init(rng, "b1", (10,), 0.1), _init(rng, "wp", (2, 10, 1, 1)),
-             _init(rng, "bp", (2,), 0.1), _init(rng, "wb", (4, 10, 1, 1)), _init(rng, "bb", (4,), 0.1)]
+    inits = [
+        _init(rng, "w1", (10, 3, 3, 3)),
+        _init(rng, "b1", (10,), 0.1),
+        _init(rng, "wp", (2, 10, 1, 1)),
+        _init(rng, "bp", (2,), 0.1),
+        _init(rng, "wb", (4, 10, 1, 1)),
+        _init(rng, "bb", (4,), 0.1),
+    ]
     nodes = [
         helper.make_node("Conv", ["image", "w1", "b1"], ["c1"]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -70,8 +91,9 @@ def make_fully_convolutional(path: Path) -> Path:
         helper.make_node("Softmax", ["logit"], ["prob"], axis=1),
         helper.make_node("Conv", ["p1", "wb", "bb"], ["box"]),
     ]
-    model = helper.make_model(helper.make_graph(nodes, "tiny_fcn", [x], [prob, box], inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "tiny_fcn", [x], [prob, box], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
@@ -116,8 +138,16 @@ def packages(workdir):
     built = {}
     for backend, precision in X86_BUILDS:
         out = workdir / f"pkg-{backend}-{precision}"
-        compile_model(workdir / "tiny.onnx", target="x86", backend=backend, precision=precision,
-                      calib=workdir / "calib", out=out, task="classification", name="tiny")
+        compile_model(
+            workdir / "tiny.onnx",
+            target="x86",
+            backend=backend,
+            precision=precision,
+            calib=workdir / "calib",
+            out=out,
+            task="classification",
+            name="tiny",
+        )
         built[(backend, precision)] = out
     return built
 
@@ -139,6 +169,7 @@ def copy_package(src: Path, tmp_path: Path) -> Path:
 
 
 # -- x86 builds: load, run, fidelity ------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend,precision", X86_BUILDS)
 @pytest.mark.parametrize("batch", [1, 3])
@@ -189,16 +220,21 @@ def test_int8_artifacts_are_quantized(packages):
 
 # -- unsupported combinations --------------------------------------------------------------
 
-@pytest.mark.parametrize("backend,precision,match", [
-    ("tvm", "int8", "int8 is not supported for the tvm backend"),
-    ("onnxruntime", "fp16", "fp16 is not supported for the onnxruntime backend"),
-    ("onnxruntime", "bf16", "bf16 is not supported for the onnxruntime backend"),
-    ("tvm", "bf16", "bf16 is not supported for the tvm backend"),
-])
+
+@pytest.mark.parametrize(
+    "backend,precision,match",
+    [
+        ("tvm", "int8", "int8 is not supported for the tvm backend"),
+        ("onnxruntime", "fp16", "fp16 is not supported for the onnxruntime backend"),
+        ("onnxruntime", "bf16", "bf16 is not supported for the onnxruntime backend"),
+        ("tvm", "bf16", "bf16 is not supported for the tvm backend"),
+    ],
+)
 def test_unsupported_precision_is_refused(workdir, tmp_path, backend, precision, match):
     with pytest.raises(UnsupportedError, match=match):
-        compile_model(workdir / "tiny.onnx", backend=backend, precision=precision, calib=workdir / "calib",
-                      out=tmp_path / "pkg")
+        compile_model(
+            workdir / "tiny.onnx", backend=backend, precision=precision, calib=workdir / "calib", out=tmp_path / "pkg"
+        )
     assert not (tmp_path / "pkg").exists()
 
 
@@ -207,12 +243,15 @@ def test_int8_without_calibration_is_refused(workdir, tmp_path):
         compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="int8", out=tmp_path / "pkg")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"target": "arm-cortex-m"}, "unknown target 'arm-cortex-m'"),
-    ({"backend": "tensorrt"}, "backend must be one of"),
-    ({"precision": "int4"}, "precision must be one of"),
-    ({"target": "jetson-orin-nano", "backend": "openvino"}, "cannot build for target 'jetson-orin-nano'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"target": "arm-cortex-m"}, "unknown target 'arm-cortex-m'"),
+        ({"backend": "tensorrt"}, "backend must be one of"),
+        ({"precision": "int4"}, "precision must be one of"),
+        ({"target": "jetson-orin-nano", "backend": "openvino"}, "cannot build for target 'jetson-orin-nano'"),
+    ],
+)
 def test_bad_arguments(workdir, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         compile_model(workdir / "tiny.onnx", out=tmp_path / "pkg", **kwargs)
@@ -220,8 +259,14 @@ def test_bad_arguments(workdir, tmp_path, kwargs, match):
 
 def test_fidelity_failure_reports_numbers(workdir, tmp_path):
     with pytest.raises(FidelityError, match="no candidate passed") as info:
-        compile_model(workdir / "tiny.onnx", backend="openvino", precision="int8", calib=workdir / "calib",
-                      out=tmp_path / "pkg", thresholds={"min_cosine": 0.9999999})
+        compile_model(
+            workdir / "tiny.onnx",
+            backend="openvino",
+            precision="int8",
+            calib=workdir / "calib",
+            out=tmp_path / "pkg",
+            thresholds={"min_cosine": 0.9999999},
+        )
     (candidate,) = info.value.report["candidates"]
     assert candidate["status"] == "failed fidelity" and "cosine similarity" in candidate["reason"]
     assert not (tmp_path / "pkg").exists()
@@ -229,13 +274,21 @@ def test_fidelity_failure_reports_numbers(workdir, tmp_path):
 
 # -- auto: choose by measurement ----------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_auto_picks_fastest_passing_candidate(workdir, tmp_path):
-    m = compile_model(workdir / "tiny.onnx", backend="auto", precision="auto", calib=workdir / "calib",
-                      out=tmp_path / "pkg", task="classification")
+    m = compile_model(
+        workdir / "tiny.onnx",
+        backend="auto",
+        precision="auto",
+        calib=workdir / "calib",
+        out=tmp_path / "pkg",
+        task="classification",
+    )
     cands = m.selection["candidates"]
     assert {(c["backend"], c["precision"]) for c in cands} == {
-        (b, p) for b in ("openvino", "onnxruntime", "tvm") for p in ("fp32", "fp16", "int8")}
+        (b, p) for b in BACKENDS for p in ("fp32", "fp16", "int8")
+    }
     passed = [c for c in cands if c["status"] == "passed"]
     best = min(passed, key=lambda c: c["latency_ms"]["median"])
     assert (m.backend, m.precision) == (best["backend"], best["precision"])
@@ -247,11 +300,11 @@ def test_auto_picks_fastest_passing_candidate(workdir, tmp_path):
 
 # -- dynamic spatial input (P-Net-like) -----------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "tvm"])
 def test_dynamic_height_width(tmp_path, backend):
     src = make_fully_convolutional(tmp_path / "fcn.onnx")
-    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg",
-                  sample_shapes={"image": (1, 3, 24, 40)})
+    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg", sample_shapes={"image": (1, 3, 24, 40)})
     rng = np.random.default_rng(3)
     with lanner.load(tmp_path / "pkg") as model:
         assert model.inputs[0].shape == (1, 3, "height", "width")
@@ -266,8 +319,7 @@ def test_dynamic_height_width(tmp_path, backend):
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_run_many_and_uncopied_outputs_match_run(tmp_path, backend):
     src = make_fully_convolutional(tmp_path / "fcn.onnx")
-    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg",
-                  sample_shapes={"image": (1, 3, 24, 40)})
+    compile_model(src, backend=backend, precision="fp32", out=tmp_path / "pkg", sample_shapes={"image": (1, 3, 24, 40)})
     rng = np.random.default_rng(5)
     feeds = [{"image": rng.standard_normal((1, 3, h, w)).astype(np.float32)} for h, w in [(40, 60), (28, 42), (12, 12)]]
     with lanner.load(tmp_path / "pkg") as model:
@@ -299,14 +351,20 @@ def test_dynamic_axes_need_sample_shapes(tmp_path):
 
 
 def test_input_shapes_fix_dynamic_axes(workdir, tmp_path):
-    m = compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg",
-                      input_shapes={"image": (4, 3, 32, 32)})
+    m = compile_model(
+        workdir / "tiny.onnx",
+        backend="onnxruntime",
+        precision="fp32",
+        out=tmp_path / "pkg",
+        input_shapes={"image": (4, 3, 32, 32)},
+    )
     assert m.inputs[0].shape == (4, 3, 32, 32)
     with lanner.load(tmp_path / "pkg") as model, pytest.raises(ValueError, match=r"axis 0 must be 4"):
         model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
 
 
 # -- cross-compiled artifacts -------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target,machine,sm", [("cuda-sm90", EM_X86_64, 90), ("jetson-orin-nano", EM_AARCH64, 87)])
@@ -330,8 +388,14 @@ def test_auto_for_a_target_that_cannot_run_here(workdir, tmp_path):
     m = compile_model(workdir / "tiny.onnx", target="jetson-orin-nano", out=tmp_path / "pkg")
     assert (m.backend, m.precision) == ("tvm", "fp32")
     assert "cannot run on this host, so nothing was measured" in m.selection["reason"]
-    assert m.selection["candidates"] == [{"backend": "tvm", "precision": "fp32", "status": "built",
-                                          "reason": "target 'jetson-orin-nano' cannot run on this host: not measured"}]
+    assert m.selection["candidates"] == [
+        {
+            "backend": "tvm",
+            "precision": "fp32",
+            "status": "built",
+            "reason": "target 'jetson-orin-nano' cannot run on this host: not measured",
+        }
+    ]
 
 
 @pytest.mark.slow
@@ -353,10 +417,13 @@ def test_xavier_needs_older_cuda(workdir, tmp_path):
     if "sm_72" in nvcc_archs() or not nvcc_archs():
         pytest.skip("this nvcc still builds sm_72 (or there is no nvcc)")
     with pytest.raises(UnsupportedError, match="cannot build sm_72"):
-        compile_model(workdir / "tiny.onnx", target="jetson-xavier-nx", backend="tvm", precision="fp32", out=tmp_path / "p")
+        compile_model(
+            workdir / "tiny.onnx", target="jetson-xavier-nx", backend="tvm", precision="fp32", out=tmp_path / "p"
+        )
 
 
 # -- corrupted packages -------------------------------------------------------------------
+
 
 def _edit_manifest(pkg: Path, **changes) -> None:
     data = json.loads((pkg / MANIFEST_FILENAME).read_text())
@@ -364,17 +431,20 @@ def _edit_manifest(pkg: Path, **changes) -> None:
     (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("corruption,error,match", [
-    ("artifact_byte", PackageError, r"checksum mismatch for 'model.onnx'"),
-    ("artifact_missing", PackageError, r"'model.onnx' listed in the manifest is missing"),
-    ("manifest_json", PackageError, "is not valid JSON"),
-    ("manifest_key", PackageError, r"missing keys \['files'\]"),
-    ("schema_version", PackageError, "schema_version 99 is not supported"),
-    ("unknown_target", PackageError, "unknown target 'quantum'"),
-    ("unknown_backend", PackageError, "backend must be one of"),
-    ("escaping_path", PackageError, "must be relative and inside the package"),
-    ("no_manifest", FileNotFoundError, "not a lanner package"),
-])
+@pytest.mark.parametrize(
+    "corruption,error,match",
+    [
+        ("artifact_byte", PackageError, r"checksum mismatch for 'model.onnx'"),
+        ("artifact_missing", PackageError, r"'model.onnx' listed in the manifest is missing"),
+        ("manifest_json", PackageError, "is not valid JSON"),
+        ("manifest_key", PackageError, r"missing keys \['files'\]"),
+        ("schema_version", PackageError, "schema_version 99 is not supported"),
+        ("unknown_target", PackageError, "unknown target 'quantum'"),
+        ("unknown_backend", PackageError, "backend must be one of"),
+        ("escaping_path", PackageError, "must be relative and inside the package"),
+        ("no_manifest", FileNotFoundError, "not a lanner package"),
+    ],
+)
 def test_corrupted_package_is_refused(packages, tmp_path, corruption, error, match):
     pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
     if corruption == "artifact_byte":
@@ -410,14 +480,18 @@ def test_missing_package_dir(tmp_path):
 
 # -- input validation ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("inputs,error,match", [
-    ({"img": np.zeros((1, 3, 32, 32), np.float32)}, ValueError, r"expected inputs \['image'\], got \['img'\]"),
-    ({"image": np.zeros((1, 3, 32, 32), np.float64)}, ValueError, "expected dtype float32, got float64"),
-    ({"image": np.zeros((3, 32, 32), np.float32)}, ValueError, r"expected 4-d shape \(batch, 3, 32, 32\), got 3-d"),
-    ({"image": np.zeros((1, 3, 32, 31), np.float32)}, ValueError, "axis 3 must be 32"),
-    ({"image": np.zeros((0, 3, 32, 32), np.float32)}, ValueError, "axis 0 is empty"),
-    ({"image": [[0.0]]}, TypeError, "must be a numpy.ndarray, got list"),
-])
+
+@pytest.mark.parametrize(
+    "inputs,error,match",
+    [
+        ({"img": np.zeros((1, 3, 32, 32), np.float32)}, ValueError, r"expected inputs \['image'\], got \['img'\]"),
+        ({"image": np.zeros((1, 3, 32, 32), np.float64)}, ValueError, "expected dtype float32, got float64"),
+        ({"image": np.zeros((3, 32, 32), np.float32)}, ValueError, r"expected 4-d shape \(batch, 3, 32, 32\), got 3-d"),
+        ({"image": np.zeros((1, 3, 32, 31), np.float32)}, ValueError, "axis 3 must be 32"),
+        ({"image": np.zeros((0, 3, 32, 32), np.float32)}, ValueError, "axis 0 is empty"),
+        ({"image": [[0.0]]}, TypeError, "must be a numpy.ndarray, got list"),
+    ],
+)
 def test_run_validates_inputs(packages, inputs, error, match):
     with lanner.load(packages[("onnxruntime", "fp32")]) as model, pytest.raises(error, match=match):
         model.run(inputs)
@@ -449,6 +523,7 @@ def test_tvm_thread_count_keeps_the_callers_cpu_affinity(packages):
 
 # -- runtime imports only what it needs -----------------------------------------------------
 
+
 def test_runtime_imports_only_the_needed_backend(packages):
     code = (
         "import sys, numpy as np, lanner\n"
@@ -476,6 +551,7 @@ def test_tvm_package_without_tvm_says_what_to_install(packages):
 
 # -- calibration from images, torch export, CLI ---------------------------------------------
 
+
 def test_image_calibration_folder(workdir, tmp_path):
     import cv2
 
@@ -483,8 +559,14 @@ def test_image_calibration_folder(workdir, tmp_path):
     for i in range(12):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
     prep = {"color": "rgb", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-    m = compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="int8", calib=tmp_path,
-                      out=tmp_path / "pkg", preprocessing=prep)
+    m = compile_model(
+        workdir / "tiny.onnx",
+        backend="onnxruntime",
+        precision="int8",
+        calib=tmp_path,
+        out=tmp_path / "pkg",
+        preprocessing=prep,
+    )
     assert m.preprocessing == prep and m.fidelity["samples"] == 2 and m.fidelity["passed"]
 
 
@@ -493,10 +575,21 @@ def test_export_torch_then_compile(tmp_path):
     from lanner.compile import export_torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 4))
-    path = export_torch(net, torch.randn(1, 3, 16, 16), tmp_path / "net.onnx", input_names=["image"],
-                        output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
+    path = export_torch(
+        net,
+        torch.randn(1, 3, 16, 16),
+        tmp_path / "net.onnx",
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+    )
     compile_model(path, backend="openvino", precision="fp32", out=tmp_path / "pkg")
     x = torch.randn(2, 3, 16, 16)
     with lanner.load(tmp_path / "pkg") as model:
@@ -508,22 +601,57 @@ def test_export_torch_then_compile(tmp_path):
 
 def test_cli_compile_and_inspect(workdir, tmp_path):
     cli = [sys.executable, "-m", "lanner.cli"]
-    done = subprocess.run([*cli, "compile", str(workdir / "tiny.onnx"), "--target", "x86", "--backend", "onnxruntime",
-                           "--precision", "fp32", "--out", str(tmp_path / "pkg"), "--task", "classification"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            *cli,
+            "compile",
+            str(workdir / "tiny.onnx"),
+            "--target",
+            "x86",
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "fp32",
+            "--out",
+            str(tmp_path / "pkg"),
+            "--task",
+            "classification",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "onnxruntime/fp32 for x86" in done.stdout
     assert "[lanner compile] candidate onnxruntime/fp32: passed fidelity" in done.stderr
     shown = subprocess.run([*cli, "inspect", str(tmp_path / "pkg")], capture_output=True, text=True, check=True).stdout
-    assert "backend   onnxruntime / fp32" in shown and "integrity ok" in shown and "input     image: (batch, 3, 32, 32)" in shown
+    assert (
+        "backend   onnxruntime / fp32" in shown
+        and "integrity ok" in shown
+        and "input     image: (batch, 3, 32, 32)" in shown
+    )
     (tmp_path / "pkg" / "model.onnx").write_bytes(b"garbage")
     bad = subprocess.run([*cli, "inspect", str(tmp_path / "pkg")], capture_output=True, text=True)
     assert bad.returncode == 1 and "integrity FAILED: checksum mismatch" in bad.stdout
-    err = subprocess.run([*cli, "compile", str(workdir / "tiny.onnx"), "--precision", "int8", "--backend", "tvm",
-                          "--out", str(tmp_path / "p2")], capture_output=True, text=True)
+    err = subprocess.run(
+        [
+            *cli,
+            "compile",
+            str(workdir / "tiny.onnx"),
+            "--precision",
+            "int8",
+            "--backend",
+            "tvm",
+            "--out",
+            str(tmp_path / "p2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert err.returncode == 2 and "int8 is not supported for the tvm backend" in err.stderr
 
 
 # -- more backend corners -------------------------------------------------------------------
+
 
 def _openvino_cpu_capabilities() -> list[str]:
     from lanner.backends import ov_backend
@@ -536,8 +664,9 @@ def test_openvino_bf16_is_recorded_as_bf16(workdir, tmp_path):
         with pytest.raises(UnsupportedError, match="bf16 is not supported by the OpenVINO CPU plugin on this CPU"):
             compile_model(workdir / "tiny.onnx", backend="openvino", precision="bf16", out=tmp_path / "pkg")
         return
-    m = compile_model(workdir / "tiny.onnx", backend="openvino", precision="bf16", out=tmp_path / "pkg",
-                      task="classification")
+    m = compile_model(
+        workdir / "tiny.onnx", backend="openvino", precision="bf16", out=tmp_path / "pkg", task="classification"
+    )
     assert m.precision == "bf16" and m.backend_options["inference_precision"] == "bf16"
     assert "INFERENCE_PRECISION_HINT=bf16" in m.target_info["build_notes"]["bf16"]
     assert m.fidelity["passed"] and m.fidelity["outputs"]["logits"]["max_abs_error"] > 0  # really bf16
@@ -546,8 +675,9 @@ def test_openvino_bf16_is_recorded_as_bf16(workdir, tmp_path):
 
 
 def test_tvm_fp16_where_mixed_precision_applies(workdir, tmp_path):
-    m = compile_model(workdir / "tiny.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg",
-                      task="classification")
+    m = compile_model(
+        workdir / "tiny.onnx", backend="tvm", precision="fp16", out=tmp_path / "pkg", task="classification"
+    )
     assert m.fidelity["passed"] and m.fidelity["outputs"]["logits"]["max_abs_error"] > 0  # really fp16
     assert "ToMixedPrecision" in m.target_info["build_notes"]["fp16"]
 
@@ -576,7 +706,9 @@ def test_auto_backend_with_no_buildable_candidate(tmp_path):
 
     if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU runs OpenVINO fp16, so an fp16 candidate can be built")
-    with pytest.raises(UnsupportedError, match=r"no candidate can be built for target 'x86':\n  openvino/fp16: unsupported"):
+    with pytest.raises(
+        UnsupportedError, match=r"no candidate can be built for target 'x86':\n  openvino/fp16: unsupported"
+    ):
         compile_model(_conv_relu6(tmp_path), backend="auto", precision="fp16", out=tmp_path / "pkg")
 
 
@@ -592,7 +724,9 @@ def test_tvm_package_refused_on_another_cpu(packages, tmp_path):
 def test_onnxruntime_cuda_package(workdir, tmp_path):
     import onnxruntime as ort
 
-    m = compile_model(workdir / "tiny.onnx", target="cuda", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg")
+    m = compile_model(
+        workdir / "tiny.onnx", target="cuda", backend="onnxruntime", precision="fp32", out=tmp_path / "pkg"
+    )
     assert m.backend_options["execution_provider"] == "CUDAExecutionProvider" and m.fidelity is None
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(ValueError, match="no CUDAExecutionProvider here"):
@@ -601,6 +735,7 @@ def test_onnxruntime_cuda_package(workdir, tmp_path):
 
 # -- MTCNN-shaped nets (for the face detector): P-Net dynamic H/W, R-Net dynamic batch ------
 
+
 def _mtcnn_nets():
     torch = pytest.importorskip("torch")
     from torch import nn
@@ -608,8 +743,15 @@ def _mtcnn_nets():
     class PNet(nn.Module):  # facenet-pytorch's P-Net layout, random weights
         def __init__(self):
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 10, 3), nn.PReLU(10), nn.MaxPool2d(2, 2, ceil_mode=True),
-                                      nn.Conv2d(10, 16, 3), nn.PReLU(16), nn.Conv2d(16, 32, 3), nn.PReLU(32))
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 10, 3),
+                nn.PReLU(10),
+                nn.MaxPool2d(2, 2, ceil_mode=True),
+                nn.Conv2d(10, 16, 3),
+                nn.PReLU(16),
+                nn.Conv2d(16, 32, 3),
+                nn.PReLU(32),
+            )
             self.prob, self.box = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
 
         def forward(self, x):
@@ -619,9 +761,16 @@ def _mtcnn_nets():
     class RNet(nn.Module):  # R-Net layout: ceil-mode pools, NHWC flatten, dense head
         def __init__(self):
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 28, 3), nn.PReLU(28), nn.MaxPool2d(3, 2, ceil_mode=True),
-                                      nn.Conv2d(28, 48, 3), nn.PReLU(48), nn.MaxPool2d(3, 2, ceil_mode=True),
-                                      nn.Conv2d(48, 64, 2), nn.PReLU(64))
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 28, 3),
+                nn.PReLU(28),
+                nn.MaxPool2d(3, 2, ceil_mode=True),
+                nn.Conv2d(28, 48, 3),
+                nn.PReLU(48),
+                nn.MaxPool2d(3, 2, ceil_mode=True),
+                nn.Conv2d(48, 64, 2),
+                nn.PReLU(64),
+            )
             self.dense = nn.Sequential(nn.Linear(576, 128), nn.PReLU(128))
             self.prob, self.box = nn.Linear(128, 2), nn.Linear(128, 4)
 
@@ -641,14 +790,24 @@ def test_mtcnn_shaped_nets(tmp_path, backend, net):
 
     torch.manual_seed(0)
     if net == "pnet":
-        module, example, axes = PNet().eval(), torch.randn(1, 3, 48, 48), {"image": {0: "batch", 2: "height", 3: "width"}}
+        module, example, axes = (
+            PNet().eval(),
+            torch.randn(1, 3, 48, 48),
+            {"image": {0: "batch", 2: "height", 3: "width"}},
+        )
         sample_shapes, shapes = {"image": (1, 3, 60, 44)}, [(1, 3, 12, 12), (1, 3, 101, 77)]
     else:
         module, example = RNet().eval(), torch.randn(2, 3, 24, 24)
         axes = {"image": {0: "batch"}, "prob": {0: "batch"}, "box": {0: "batch"}}
         sample_shapes, shapes = None, [(1, 3, 24, 24), (9, 3, 24, 24)]
-    path = export_torch(module, example, tmp_path / f"{net}.onnx", input_names=["image"],
-                        output_names=["prob", "box"], dynamic_axes=axes)
+    path = export_torch(
+        module,
+        example,
+        tmp_path / f"{net}.onnx",
+        input_names=["image"],
+        output_names=["prob", "box"],
+        dynamic_axes=axes,
+    )
     compile_model(path, backend=backend, precision="fp32", out=tmp_path / "pkg", sample_shapes=sample_shapes)
     rng = np.random.default_rng(0)
     with lanner.load(tmp_path / "pkg") as model:
@@ -659,3 +818,117 @@ def test_mtcnn_shaped_nets(tmp_path, backend, net):
                 prob, box = module(torch.from_numpy(x))
             np.testing.assert_allclose(out["prob"], prob.numpy(), rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(out["box"], box.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# -- packages never read outside themselves (symlinks) ----------------------------------------
+
+
+def _inspect(pkg: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lanner.cli", "inspect", str(pkg)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_symlinked_package_files_are_refused(packages, tmp_path, link):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(pkg / "model.onnx", outside / "model.onnx")  # the same bytes: the checksum would pass
+    if link == "file":
+        (pkg / "model.onnx").symlink_to(outside / "model.onnx")
+        listed = "model.onnx"
+    else:
+        (pkg / "sub").symlink_to(outside, target_is_directory=True)
+        listed = "sub/model.onnx"
+        data = json.loads((pkg / MANIFEST_FILENAME).read_text())
+        data["files"][listed] = data["files"].pop("model.onnx")
+        data["artifacts"]["model"] = listed
+        (pkg / MANIFEST_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(PackageError, match=f"package file '{listed}' goes through a symlink"):
+        lanner.load(pkg)
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "integrity FAILED" in shown.stdout and "symlink" in shown.stdout
+
+
+def test_no_hash_of_an_outside_file_is_printed(packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (pkg / "model.onnx").unlink()
+    (pkg / "model.onnx").symlink_to(secret)
+    with pytest.raises(PackageError) as info:
+        lanner.load(pkg)
+    digest = sha256_file(secret)
+    assert digest[:8] not in str(info.value)
+    assert digest[:8] not in _inspect(pkg).stdout
+
+
+# -- manifests validated against one schema ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"files": ["model.onnx"]}, r"manifest files must be an object, got \[.model.onnx.\]"),
+        ({"files": {"model.onnx": "abc"}}, r"files\['model.onnx'\] must be a sha256 hex digest"),
+        ({"artifacts": None}, r"manifest artifacts must be an object"),
+        ({"target_info": None}, r"manifest target_info must be an object"),
+        ({"fidelity": "garbage"}, r"manifest fidelity must be an object or null"),
+        (
+            {"fidelity": {"samples": 8, "passed": True, "outputs": {"logits": {"cosine_min": "high"}}}},
+            r"fidelity.outputs.logits.cosine_min must be a number",
+        ),
+        ({"latency_ms": {"median": None, "runs": 3}}, r"latency_ms.median must be a number"),
+        ({"schema_version": True}, r"schema_version must be an int, got True"),
+        ({"selection": {"candidates": [1]}}, r"selection.candidates must be a list of objects"),
+        ({"toolchain": {"openvino": 2024}}, r"toolchain\['openvino'\] must be a version string"),
+        ({"inputs": [{"name": "image", "shape": "1x3", "dtype": "float32"}]}, r"inputs\[\].shape must be a list"),
+        ({"preprocessing": {"deep": json.loads("[" * 40 + "]" * 40)}}, r"must nest at most 16 levels"),
+    ],
+)
+def test_malformed_manifest_is_a_package_error(packages, tmp_path, change, match):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    _edit_manifest(pkg, **change)
+    with pytest.raises(PackageError, match=match):
+        lanner.load(pkg)
+    shown = _inspect(pkg)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+
+
+def test_manifest_nested_beyond_the_json_parser_is_a_package_error(packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    (pkg / MANIFEST_FILENAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PackageError, match="nest"):
+        lanner.load(pkg)
+
+
+def test_inspect_reports_unknown_and_foreign_targets_and_unlisted_files(packages, cross_packages, tmp_path):
+    pkg = copy_package(packages[("onnxruntime", "fp32")], tmp_path)
+    (pkg / "extra.bin").write_bytes(b"x")
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "files in the package but not in the manifest: ['extra.bin']" in shown.stdout
+    (pkg / "extra.bin").unlink()
+    _edit_manifest(pkg, target="quantum")
+    shown = _inspect(pkg)
+    assert shown.returncode == 1 and "quantum (UNKNOWN target" in shown.stdout
+    jetson = _inspect(cross_packages["jetson-orin-nano"])
+    assert jetson.returncode == 0 and "does NOT run on this machine" in jetson.stdout and "aarch64" in jetson.stdout
+
+
+# -- auto skips a backend whose toolchain is not installed --------------------------------------
+
+
+@pytest.mark.slow
+def test_compile_auto_without_tvm_skips_it_with_a_note(workdir, tmp_path):
+    from import_blocker import run_without
+
+    code = (
+        "from lanner.cli import main\n"
+        f"raise SystemExit(main(['compile', {str(workdir / 'tiny.onnx')!r}, '--backend', 'auto', "
+        f"'--precision', 'fp32', '--out', {str(tmp_path / 'pkg')!r}]))\n"
+    )
+    done = run_without(("tvm",), code)
+    assert done.returncode == 0, done.stderr
+    assert "candidate tvm/fp32: skipped: toolchain not installed" in done.stderr
+    manifest = lanner.Manifest.read(tmp_path / "pkg")
+    statuses = {c["backend"]: c["status"] for c in manifest.selection["candidates"]}
+    assert statuses["tvm"] == "skipped" and manifest.backend in ("openvino", "onnxruntime")

@@ -1,4 +1,5 @@
-"""Tests of lanner.ops.nms / batched_nms / soft_nms against the NumPy oracle (lanner.ops_reference)."""
+"""Tests of lanner.ops.nms / batched_nms / soft_nms against the NumPy oracle (tests/support/ops_reference.py)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 import lanner
 from lanner import _C, ops
-from lanner.ops_reference import (
+
+from ops_reference import (
     batched_nms_reference,
     box_areas,
     nms_reference,
@@ -401,16 +403,51 @@ def test_array_likes_are_converted(boxes, scores):
 @pytest.mark.parametrize(
     "boxes,scores,error,match",
     [
-        (np.zeros(4, np.float32), np.zeros(1, np.float32), ValueError, r"boxes should be a 2-D array .* got 1-D shape \(4,\)"),
-        (np.zeros((2, 5), np.float32), np.zeros(2, np.float32), ValueError, r"boxes should have shape \(N, 4\), got \(2, 5\)"),
+        (
+            np.zeros(4, np.float32),
+            np.zeros(1, np.float32),
+            ValueError,
+            r"boxes should be a 2-D array .* got 1-D shape \(4,\)",
+        ),
+        (
+            np.zeros((2, 5), np.float32),
+            np.zeros(2, np.float32),
+            ValueError,
+            r"boxes should have shape \(N, 4\), got \(2, 5\)",
+        ),
         (np.zeros((2, 4, 1), np.float32), np.zeros(2, np.float32), ValueError, r"got 3-D shape \(2, 4, 1\)"),
-        (np.zeros((3, 4), np.float32), np.zeros(2, np.float32), ValueError, r"scores should have shape \(N,\) = \(3,\) to match boxes, got \(2,\)"),
-        (np.zeros((2, 4), np.float32), np.zeros((2, 1), np.float32), ValueError, r"scores should be a 1-D array .* got 2-D"),
-        (np.array([[0, 0, np.nan, 1]], np.float32), [0.5], ValueError, r"boxes should contain only finite coordinates, got nan at row 0, column 2"),
+        (
+            np.zeros((3, 4), np.float32),
+            np.zeros(2, np.float32),
+            ValueError,
+            r"scores should have shape \(N,\) = \(3,\) to match boxes, got \(2,\)",
+        ),
+        (
+            np.zeros((2, 4), np.float32),
+            np.zeros((2, 1), np.float32),
+            ValueError,
+            r"scores should be a 1-D array .* got 2-D",
+        ),
+        (
+            np.array([[0, 0, np.nan, 1]], np.float32),
+            [0.5],
+            ValueError,
+            r"boxes should contain only finite coordinates, got nan at row 0, column 2",
+        ),
         (np.array([[0, 0, 1, 1]], np.float32), [np.inf], ValueError, r"scores should be finite, got inf at index 0"),
         (np.array([[0, 0, 1e300, 1]]), [0.5], ValueError, r"boxes should contain only finite coordinates, got inf"),
-        (np.array([["a", "b", "c", "d"]]), [0.5], TypeError, r"boxes should have a real numeric dtype .* got dtype <U1"),
-        (np.array([[0, 0, 1, 1]], object), [0.5], TypeError, r"boxes should have a real numeric dtype .* got dtype object"),
+        (
+            np.array([["a", "b", "c", "d"]]),
+            [0.5],
+            TypeError,
+            r"boxes should have a real numeric dtype .* got dtype <U1",
+        ),
+        (
+            np.array([[0, 0, 1, 1]], object),
+            [0.5],
+            TypeError,
+            r"boxes should have a real numeric dtype .* got dtype object",
+        ),
         (np.array([[True, False, True, True]]), [0.5], TypeError, r"got dtype bool"),
         (np.array([[0, 0, 1, 1]], np.complex64), [0.5], TypeError, r"got dtype complex64"),
         ([[0, 0, 1], [0, 0, 1, 1]], [0.5, 0.5], TypeError, r"boxes should be an array-like of numbers"),
@@ -480,15 +517,35 @@ def test_batched_nms_bad_class_ids(class_ids, error, match):
 @pytest.mark.parametrize(
     "call,error,match",
     [
-        (lambda b, s: _C.nms(b.astype(np.float64), s, 0.5), ValueError, r"boxes should have dtype float32, got float64"),
-        (lambda b, s: _C.nms(b.byteswap().view(b.dtype.newbyteorder()), s, 0.5), ValueError, r"boxes should have dtype float32, got >f4"),
+        (
+            lambda b, s: _C.nms(b.astype(np.float64), s, 0.5),
+            ValueError,
+            r"boxes should have dtype float32, got float64",
+        ),
+        (
+            lambda b, s: _C.nms(b.byteswap().view(b.dtype.newbyteorder()), s, 0.5),
+            ValueError,
+            r"boxes should have dtype float32, got >f4",
+        ),
         (lambda b, s: _C.nms(np.asfortranarray(b), s, 0.5), ValueError, r"boxes should be C-contiguous"),
         (lambda b, s: _C.nms(b[::2], s[::2], 0.5), ValueError, r"boxes should be C-contiguous"),
         (lambda b, s: _C.nms(b.tolist(), s, 0.5), TypeError, r"boxes should be a numpy.ndarray of float32, got list"),
         (lambda b, s: _C.nms(b, None, 0.5), TypeError, r"scores should be a numpy.ndarray of float32, got NoneType"),
-        (lambda b, s: _C.batched_nms(b, s, np.zeros(len(s), np.int32), 0.5), ValueError, r"class_ids should have dtype int64, got int32"),
-        (lambda b, s: _C.batched_nms(b, s, None, 0.5), TypeError, r"class_ids should be a numpy.ndarray of int64, got NoneType"),
-        (lambda b, s: _C.soft_nms(b, s.astype(np.float16)), ValueError, r"scores should have dtype float32, got float16"),
+        (
+            lambda b, s: _C.batched_nms(b, s, np.zeros(len(s), np.int32), 0.5),
+            ValueError,
+            r"class_ids should have dtype int64, got int32",
+        ),
+        (
+            lambda b, s: _C.batched_nms(b, s, None, 0.5),
+            TypeError,
+            r"class_ids should be a numpy.ndarray of int64, got NoneType",
+        ),
+        (
+            lambda b, s: _C.soft_nms(b, s.astype(np.float16)),
+            ValueError,
+            r"scores should have dtype float32, got float16",
+        ),
         (lambda b, s: _C.nms(b, s, "0.5"), TypeError, r"incompatible function arguments"),
     ],
 )
@@ -542,7 +599,12 @@ def random_input(rng: np.random.Generator):
 
 
 def valid_indices(keep: np.ndarray, n: int) -> bool:
-    return keep.dtype == np.int64 and keep.ndim == 1 and len(np.unique(keep)) == len(keep) and np.all((keep >= 0) & (keep < n))
+    return (
+        keep.dtype == np.int64
+        and keep.ndim == 1
+        and len(np.unique(keep)) == len(keep)
+        and np.all((keep >= 0) & (keep < n))
+    )
 
 
 def test_fuzz_native_boundary_10000_inputs():

@@ -19,6 +19,7 @@ Hook for the face detector: add entries to ``STUDENTS`` (name -> function return
 ``(torch module, (C, H, W))`` or ``(module, (C, H, W), output names)``); MTCNN's P/R/O-Net go
 here once they land (P-Net at a fixed benchmark size, e.g. 3x532x768).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,20 @@ import numpy as np
 import lanner
 from lanner.compile import FidelityError, UnsupportedError, compile_model, export_torch
 from lanner.compile.fidelity import measure_latency
+from lanner.names import BACKENDS
 
 SAMPLE_IMAGES = Path("/usr/share/doc/opencv-doc/examples/data")
-IMAGE_NAMES = ("messi5.jpg", "baboon.jpg", "home.jpg", "fruits.jpg", "building.jpg", "lena.jpg", "aero1.jpg", "butterfly.jpg")
-BUILDS = [(b, p) for b in ("openvino", "onnxruntime", "tvm") for p in ("fp32", "fp16", "int8")]
+IMAGE_NAMES = (
+    "messi5.jpg",
+    "baboon.jpg",
+    "home.jpg",
+    "fruits.jpg",
+    "building.jpg",
+    "lena.jpg",
+    "aero1.jpg",
+    "butterfly.jpg",
+)
+BUILDS = [(b, p) for b in BACKENDS for p in ("fp32", "fp16", "int8")]  # bf16: CPUs with BF16 only
 PREPROCESSING = {"color": "rgb", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "layout": "nchw"}
 
 
@@ -56,8 +67,11 @@ def mobileface112():
             super().__init__()
             hidden = cin * expand
             self.use_res = stride == 1 and cin == cout
-            self.body = nn.Sequential(*conv_bn(cin, hidden, 1), *conv_bn(hidden, hidden, 3, stride, groups=hidden),
-                                      *conv_bn(hidden, cout, 1, act=False))
+            self.body = nn.Sequential(
+                *conv_bn(cin, hidden, 1),
+                *conv_bn(hidden, hidden, 3, stride, groups=hidden),
+                *conv_bn(hidden, cout, 1, act=False),
+            )
 
         def forward(self, x):
             return x + self.body(x) if self.use_res else self.body(x)
@@ -90,11 +104,21 @@ def tinyface32():
 
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 48, 3, 2, 1), nn.BatchNorm2d(48), nn.ReLU(),
-        nn.Conv2d(48, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 2),
+        nn.Conv2d(3, 16, 3, 1, 1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, 2, 1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 48, 3, 2, 1),
+        nn.BatchNorm2d(48),
+        nn.ReLU(),
+        nn.Conv2d(48, 64, 3, 2, 1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 2),
     )
     return net, (3, 32, 32)
 
@@ -116,7 +140,7 @@ def write_crops(folder: Path, size: int, count: int, seed: int = 0) -> None:
         side = int(rng.integers(size, max(size + 1, min(im.shape[:2]))))
         y = int(rng.integers(0, im.shape[0] - side + 1))
         x = int(rng.integers(0, im.shape[1] - side + 1))
-        cv2.imwrite(str(folder / f"crop{i:03d}.png"), im[y:y + side, x:x + side])
+        cv2.imwrite(str(folder / f"crop{i:03d}.png"), im[y : y + side, x : x + side])
 
 
 def cpu_model() -> str:
@@ -134,9 +158,14 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
     spec = STUDENTS[name]()
     net, chw = spec[0].eval(), spec[1]
     output_names = list(spec[2]) if len(spec) > 2 else ["logits"]
-    onnx_path = export_torch(net, torch.randn(1, *chw), work / f"{name}.onnx", input_names=["image"],
-                             output_names=output_names,
-                             dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}})
+    onnx_path = export_torch(
+        net,
+        torch.randn(1, *chw),
+        work / f"{name}.onnx",
+        input_names=["image"],
+        output_names=output_names,
+        dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
+    )
     calib = work / f"{name}-calib"
     calib.mkdir()
     write_crops(calib, chw[1], 80)
@@ -146,27 +175,43 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
         key = f"{backend}/{precision}"
         t0 = time.perf_counter()
         try:
-            m = compile_model(onnx_path, target="x86", backend=backend, precision=precision, calib=calib,
-                              out=work / f"{name}-{backend}-{precision}", task="classification",
-                              preprocessing=PREPROCESSING, num_threads=threads)
+            m = compile_model(
+                onnx_path,
+                target="x86",
+                backend=backend,
+                precision=precision,
+                calib=calib,
+                out=work / f"{name}-{backend}-{precision}",
+                task="classification",
+                preprocessing=PREPROCESSING,
+                num_threads=threads,
+            )
         except (UnsupportedError, FidelityError) as exc:
             rows[key] = {"status": type(exc).__name__, "reason": str(exc).splitlines()[0][:160]}
             log(f"{name} {key}: {rows[key]['status']}: {rows[key]['reason']}")
             continue
         worst = min(o["cosine_min"] for o in m.fidelity["outputs"].values())
-        rows[key] = {"status": "ok", "compile_s": time.perf_counter() - t0, "cosine_min": worst,
-                     "top1": m.fidelity["top1_agreement"], "max_rel_error": max(o["max_rel_error"] for o in m.fidelity["outputs"].values())}
+        rows[key] = {
+            "status": "ok",
+            "compile_s": time.perf_counter() - t0,
+            "cosine_min": worst,
+            "top1": m.fidelity["top1_agreement"],
+            "max_rel_error": max(o["max_rel_error"] for o in m.fidelity["outputs"].values()),
+        }
         packages[key] = work / f"{name}-{backend}-{precision}"
         log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {worst:.5f}")
 
-    timings: dict[str, dict[str, list[float]]] = {k: {"b1": [], "b8": [], "b1_min": []} for k in ["torch/fp32", *packages]}
+    timings: dict[str, dict[str, list[float]]] = {
+        k: {"b1": [], "b8": [], "b1_min": []} for k in ["torch/fp32", *packages]
+    }
     for r in range(rounds):  # round-robin so that drifting machine load hits every variant alike
         for key in timings:
             # One fresh process per measurement: idle worker threads of one runtime (TVM's pool,
             # ORT's spinning intra-op threads, OpenMP) must not steal the cores of another.
             what = ["--time-torch", name] if key == "torch/fp32" else ["--time-package", str(packages[key])]
-            out = subprocess.run([sys.executable, __file__, *what, "--threads", str(threads)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, *what, "--threads", str(threads)], capture_output=True, text=True, check=True
+            ).stdout
             for k, v in json.loads(out.strip().splitlines()[-1]).items():
                 timings[key][k].append(v)
         log(f"{name}: timing round {r + 1}/{rounds} done")
@@ -185,9 +230,13 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
 def markdown(results: dict, machine: str, threads: int) -> str:
     lines = [f"Machine: {machine}, {threads} threads. Batch-1 and batch-8 median latency (ms).", ""]
     for name, res in results.items():
-        lines += [f"**{name}** (input {res['input']}, {res['params']:,} parameters)", "",
-                  "| variant | batch 1 ms (median) | batch 1 ms (min) | batch 8 ms | vs torch eager (b1) | min cosine | top-1 agree | note |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            f"**{name}** (input {res['input']}, {res['params']:,} parameters)",
+            "",
+            "| variant | batch 1 ms (median) | batch 1 ms (min) | batch 8 ms | vs torch eager (b1) "
+            "| min cosine | top-1 agree | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         ordered = ["torch/fp32"] + [f"{b}/{p}" for b, p in BUILDS]
         for key in ordered:
             row = res["variants"].get(key)
@@ -196,8 +245,10 @@ def markdown(results: dict, machine: str, threads: int) -> str:
             if "batch1_ms" in row:
                 cos = f"{row['cosine_min']:.5f}" if "cosine_min" in row else "ref"
                 top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
-                lines.append(f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {row['batch8_ms']:.3f} | "
-                             f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | |")
+                lines.append(
+                    f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {row['batch8_ms']:.3f} | "
+                    f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | |"
+                )
             else:
                 lines.append(f"| {key} | - | - | - | - | - | - | {row['status']}: {row['reason'][:90]} |")
         lines.append("")
@@ -219,7 +270,9 @@ def time_worker(args: argparse.Namespace) -> int:
             def run():
                 with torch.inference_mode():
                     net(t)
+
             return run
+
         model = None
     else:
         model = lanner.load(args.time_package, num_threads=args.threads)
@@ -227,6 +280,7 @@ def time_worker(args: argparse.Namespace) -> int:
 
         def make_run(x):
             return lambda: model.run({"image": x})
+
     rng = np.random.default_rng(1)
     b1 = measure_latency(make_run(rng.standard_normal((1, *chw)).astype(np.float32)), budget_s=1.0)
     b8 = measure_latency(make_run(rng.standard_normal((8, *chw)).astype(np.float32)), budget_s=1.0)

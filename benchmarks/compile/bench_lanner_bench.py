@@ -13,6 +13,7 @@ same run, in its own process like every variant. Then ``lanner bench --pipeline 
 
     .venv/bin/python benchmarks/compile/bench_lanner_bench.py [--threads 1] [--budget-s 1] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,32 +74,83 @@ def main() -> int:
     from bench_compile import STUDENTS, write_crops
 
     RESULTS.mkdir(exist_ok=True)
-    common = ["--threads", str(args.threads), "--budget-s", str(args.budget_s), "--warmup", "10",
-              "--rounds", str(args.rounds)]
+    common = [
+        "--threads",
+        str(args.threads),
+        "--budget-s",
+        str(args.budget_s),
+        "--warmup",
+        "10",
+        "--rounds",
+        str(args.rounds),
+    ]
     tag = f"_t{args.threads}"
     with tempfile.TemporaryDirectory(prefix="lanner-bench-students-") as tmp:
         work = Path(tmp)
         for name in args.students.split(","):
             spec = STUDENTS[name]()
             net, chw = spec[0].eval(), spec[1]
-            onnx_path = export_torch(net, torch.randn(1, *chw), work / f"{name}.onnx", input_names=["image"],
-                                     output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+            onnx_path = export_torch(
+                net,
+                torch.randn(1, *chw),
+                work / f"{name}.onnx",
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            )
             calib = work / f"{name}-calib"
             calib.mkdir()
             write_crops(calib, chw[1], 96)
             out = RESULTS / f"bench_{name}{tag}"
-            rc = lanner(["bench", str(onnx_path), "--backends", "openvino,onnxruntime,tvm", "--precisions", "fp32,int8",
-                         "--calib", str(calib), "--batch", "1,8", *common,
-                         "--factory", f"torch-eager-fp32={Path(__file__).resolve()}:torch_eager",
-                         "--factory-kwargs", "torch-eager-fp32=" + json.dumps({"student": name}),
-                         "--baseline", "torch-eager-fp32",
-                         "--json", f"{out}.json", "--md", f"{out}.md", "--plot", f"{out}.png"])
+            rc = lanner(
+                [
+                    "bench",
+                    str(onnx_path),
+                    "--backends",
+                    "openvino,onnxruntime,tvm",
+                    "--precisions",
+                    "fp32,int8",
+                    "--calib",
+                    str(calib),
+                    "--batch",
+                    "1,8",
+                    *common,
+                    "--factory",
+                    f"torch-eager-fp32={Path(__file__).resolve()}:torch_eager",
+                    "--factory-kwargs",
+                    "torch-eager-fp32=" + json.dumps({"student": name}),
+                    "--baseline",
+                    "torch-eager-fp32",
+                    "--json",
+                    f"{out}.json",
+                    "--md",
+                    f"{out}.md",
+                    "--plot",
+                    f"{out}.png",
+                ]
+            )
             if rc:
                 return rc
     if not args.skip_face:
         out = RESULTS / f"bench_face{tag}"
-        return lanner(["bench", "--pipeline", "face", "--backends", "openvino,onnxruntime", "--precisions", "fp32",
-                       *common, "--json", f"{out}.json", "--md", f"{out}.md", "--plot", f"{out}.png"])
+        return lanner(
+            [
+                "bench",
+                "--pipeline",
+                "face",
+                "--backends",
+                "openvino,onnxruntime",
+                "--precisions",
+                "fp32",
+                *common,
+                "--json",
+                f"{out}.json",
+                "--md",
+                f"{out}.md",
+                "--plot",
+                f"{out}.png",
+            ]
+        )
     return 0
 
 

@@ -10,11 +10,15 @@ Measures, in one run and on the same photos:
   * robustness: the fraction of clean-image faces still found under downscaling, blur,
     JPEG quality 20 and a synthetic mask over the lower face.
 
-facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: ``pip install --no-deps
-facenet-pytorch==2.6.0`` plus the torchvision stand-in in ``reference/`` (vectorised pure-torch NMS).
+facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2 and no CPU torchvision wheel exists for our
+torch, so it is installed with ``pip install --no-deps facenet-pytorch==2.6.0`` and run with the
+small ``torchvision`` stand-in (vectorised pure-torch NMS, ``to_tensor``) and ``requests``
+stand-in from tests/support/standins, which this script puts on its own ``sys.path``.
+The photos and the reference wrapper are the tests' (tests/support/photos.py, facenet_reference.py).
 
 Usage: python benchmarks/detection/bench_detection.py [--rounds 5] [--reps 10] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,18 +28,18 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "reference"))
+SUPPORT = HERE.parents[1] / "tests" / "support"
+sys.path.insert(0, str(SUPPORT))
+sys.path.insert(0, str(SUPPORT / "standins"))  # this process only: facenet-pytorch's stand-ins
 
 import cv2  # noqa: E402
 
-import images  # noqa: E402
+import photos as images  # noqa: E402
 
 THREADS = 2
 HAAR = Path("/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml")
@@ -58,9 +62,11 @@ def parity(ours, ref) -> dict:
     if len(ours) and len(scores):
         m = iou_matrix(ours.boxes, boxes)
         j = m.argmax(1)
-        out.update(min_iou=float(m.max(1).min()),
-                   max_landmark_px=float(np.abs(ours.landmarks - landmarks[j]).max()),
-                   max_score_diff=float(np.abs(ours.scores - scores[j]).max()))
+        out.update(
+            min_iou=float(m.max(1).min()),
+            max_landmark_px=float(np.abs(ours.landmarks - landmarks[j]).max()),
+            max_score_diff=float(np.abs(ours.scores - scores[j]).max()),
+        )
     return out
 
 
@@ -112,8 +118,12 @@ SPEED_PHOTOS = ("group", "messi")
 
 def _time_in_fresh_process(detector: str, photo: str, reps: int) -> dict:
     """Run :func:`time_worker` in a new interpreter and return its JSON line."""
-    out = subprocess.run([sys.executable, __file__, "--time-worker", detector, photo, "--reps", str(reps)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--time-worker", detector, photo, "--reps", str(reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -144,14 +154,10 @@ def time_worker(detector: str, photo: str, reps: int) -> int:
         backend, precision = detector.removeprefix("lanner ").split("/")
         det = lanner.FaceDetector(backend=backend, precision=precision, num_threads=THREADS)
         run, profile = (lambda: det.detect(image)), (lambda: det.profile(image)[1])
-    for _ in range(2):
-        run()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    result = {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
+    from lanner.timing import RunPolicy, measure
+
+    stats = measure(run, RunPolicy(warmup=2, runs=reps)).stats
+    result = {"median_ms": stats.p50_ms, "min_ms": stats.min_ms}
     if profile is not None:
         per = [profile() for _ in range(max(3, reps // 2))]
         result["stages_ms"] = {k: statistics.median(p[k] for p in per) * 1e3 for k in per[0]}
@@ -171,8 +177,9 @@ def main() -> int:
 
     import torch
 
-    import facenet_reference
     import lanner
+
+    import facenet_reference
 
     torch.set_num_threads(THREADS)
     cv2.setNumThreads(THREADS)
@@ -180,16 +187,24 @@ def main() -> int:
     mtcnn = facenet_reference.load_mtcnn(num_threads=THREADS)
     haar = cv2.CascadeClassifier(str(HAAR))
     report: dict = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "threads": THREADS, "python": platform.python_version(),
-                    "loadavg_start": os.getloadavg()},
-        "parity": {}, "speed": {}, "robustness": {},
+        "machine": {
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "threads": THREADS,
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "parity": {},
+        "speed": {},
+        "robustness": {},
     }
 
     detectors = {}
     for backend, precision in CONFIGS:
         try:
-            detectors[f"{backend}/{precision}"] = lanner.FaceDetector(backend=backend, precision=precision,
-                                                                       num_threads=THREADS)
+            detectors[f"{backend}/{precision}"] = lanner.FaceDetector(
+                backend=backend, precision=precision, num_threads=THREADS
+            )
         except Exception as exc:  # noqa: BLE001 - reported, not fatal: a backend may not build here
             report["speed"][f"{backend}/{precision}"] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
@@ -208,7 +223,11 @@ def main() -> int:
             for key in runners:
                 samples[name, key].append(_time_in_fresh_process(key, name, args.reps))
         report["machine"].setdefault("loadavg_after_each_round", []).append(os.getloadavg())
-        print(f"[bench] timing round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        print(
+            f"[bench] timing round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
     for name in SPEED_PHOTOS:
         image = photos[name]
         ref_ms = statistics.median(s["median_ms"] for s in samples[name, "facenet-pytorch MTCNN"])
@@ -216,12 +235,16 @@ def main() -> int:
         for key in runners:
             runs = samples[name, key]
             ms = statistics.median(s["median_ms"] for s in runs)
-            rows[key] = {"median_ms": round(ms, 2), "min_ms": round(min(s["min_ms"] for s in runs), 2),
-                         "speedup_vs_facenet": round(ref_ms / ms, 2),
-                         "per_process_medians_ms": [round(s["median_ms"], 2) for s in runs]}
+            rows[key] = {
+                "median_ms": round(ms, 2),
+                "min_ms": round(min(s["min_ms"] for s in runs), 2),
+                "speedup_vs_facenet": round(ref_ms / ms, 2),
+                "per_process_medians_ms": [round(s["median_ms"], 2) for s in runs],
+            }
             if "stages_ms" in runs[0]:
-                rows[key]["stages_ms"] = {st: round(statistics.median(s["stages_ms"][st] for s in runs), 2)
-                                          for st in runs[0]["stages_ms"]}
+                rows[key]["stages_ms"] = {
+                    st: round(statistics.median(s["stages_ms"][st] for s in runs), 2) for st in runs[0]["stages_ms"]
+                }
         rows["OpenCV Haar (frontalface_default)"]["faces"] = len(haar_detect(haar, image))
         report["speed"][f"{name} {image.shape[1]}x{image.shape[0]}"] = rows
 
@@ -236,8 +259,12 @@ def main() -> int:
             f, t = found_fraction(clean, got.boxes * back)
             per_photo[name] = f"{f}/{t}"
             found, total = found + f, total + t
-        report["robustness"][kind] = {"found": found, "of": total, "fraction": round(found / max(total, 1), 3),
-                                      "per_photo": per_photo}
+        report["robustness"][kind] = {
+            "found": found,
+            "of": total,
+            "fraction": round(found / max(total, 1), 3),
+            "per_photo": per_photo,
+        }
     report["machine"]["loadavg_end"] = os.getloadavg()
     for det in detectors.values():
         det.close()

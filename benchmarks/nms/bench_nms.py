@@ -25,13 +25,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 import lanner
-from lanner.ops_reference import nms_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
+from ops_reference import nms_reference  # noqa: E402  (the tests' NumPy oracle, the baseline here)
 
 FRAME_W, FRAME_H = 1920, 1080  # pixels
 BOXES_PER_OBJECT = 40  # candidates a dense detector emits around each object

@@ -22,7 +22,7 @@ template <typename... Parts>
 // streamed together when the condition is false. A macro, like TORCH_CHECK, so that the
 // message parts (shape strings, dtype names) are only built on failure: an eager check
 // formatted them on every call, ~10 us per small op call.
-#define LANNER_CHECK(cond, ...)                 \
-  do {                                          \
-    if (!(cond)) ::lanner::fail(__VA_ARGS__);   \
+#define LANNER_CHECK(cond, ...)               \
+  do {                                        \
+    if (!(cond)) ::lanner::fail(__VA_ARGS__); \
   } while (0)

@@ -8,7 +8,9 @@ namespace lanner {
 #ifdef LANNER_WITH_CUDA
 int cuda_device_count();  // cuda/device.cu
 #else
-int cuda_device_count() { return 0; }
+int cuda_device_count() {
+  return 0;
+}
 #endif
 
 void register_device(py::module_& m) {

@@ -43,8 +43,7 @@ void check_bins(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, const 
 
 // A uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), any strides; returns (height, width).
 std::pair<int, int> check_image(const py::array& image) {
-  LANNER_CHECK(has_dtype<uint8_t>(image), "image should have dtype uint8, got ",
-               std::string(py::str(image.dtype())));
+  require_dtype<uint8_t>(image, "image");
   LANNER_CHECK(image.ndim() == 2 || image.ndim() == 3, "image should be a 2d (H, W) or 3d (H, W, C) array, got ",
                image.ndim(), "D");
   if (image.ndim() == 3) {
@@ -60,25 +59,23 @@ std::pair<int, int> check_image(const py::array& image) {
 
 // A (H + 1, W + 1, 3) uint32 summed-area table from mtcnn_integral; returns (H, W).
 std::pair<int, int> check_integral(const py::array& table) {
-  LANNER_CHECK(has_dtype<uint32_t>(table), "integral should have dtype uint32 (from mtcnn_integral), got ",
-               std::string(py::str(table.dtype())));
+  require_dtype<uint32_t>(table, "integral");  // from mtcnn_integral
   LANNER_CHECK(table.ndim() == 3 && table.shape(2) == 3, "integral should have shape (H + 1, W + 1, 3), got ",
                table.ndim(), "D");
   LANNER_CHECK(table.shape(0) >= 2 && table.shape(1) >= 2, "integral should come from a non-empty image, got shape (",
                table.shape(0), ", ", table.shape(1), ", 3)");
   LANNER_CHECK(table.shape(0) <= kMaxSide + 1 && table.shape(1) <= kMaxSide + 1, "integral sides should be at most ",
                kMaxSide + 1);
-  LANNER_CHECK(table.flags() & py::array::c_style, "integral should be C-contiguous");
+  require_c_contiguous(table, "integral");
   return {static_cast<int>(table.shape(0) - 1), static_cast<int>(table.shape(1) - 1)};
 }
 
 void check_float_map(const py::array& a, const char* name, int64_t channels) {
-  LANNER_CHECK(has_dtype<float>(a), name, " should have dtype float32, got ",
-               std::string(py::str(a.dtype())));
+  require_dtype<float>(a, name);
   LANNER_CHECK(a.ndim() == 4, name, " should be a 4d array (1, ", channels, ", h, w), got ", a.ndim(), "D");
   LANNER_CHECK(a.shape(0) == 1 && a.shape(1) == channels, name, " should have shape (1, ", channels, ", h, w), got (",
                a.shape(0), ", ", a.shape(1), ", ...)");
-  LANNER_CHECK(a.flags() & py::array::c_style, name, " should be C-contiguous");
+  require_c_contiguous(a, name);
 }
 
 // The bytes an array spans, [first, last), whatever its strides.
@@ -107,13 +104,12 @@ void check_disjoint(const py::array& result, const py::array& input, const char*
 template <typename T>
 py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shape, const char* what) {
   if (out.is_none()) return py::array_t<T>(shape);
-  LANNER_CHECK(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ",
-               std::string(py::str(py::type::of(out).attr("__name__"))));
+  LANNER_CHECK(py::isinstance<py::array>(out), what, " out should be a numpy array or None, got ", type_name(out));
   auto buf = py::reinterpret_borrow<py::array>(out);
-  LANNER_CHECK(has_dtype<T>(buf), what, " out should have dtype ", std::string(py::str(py::dtype::of<T>())),
-               ", got ", std::string(py::str(buf.dtype())));
+  const std::string name = std::string(what) + " out";
+  require_dtype<T>(buf, name.c_str());
   LANNER_CHECK(buf.ndim() == 1, what, " out should be a 1d buffer, got ", buf.ndim(), "D");
-  LANNER_CHECK(buf.flags() & py::array::c_style, what, " out should be C-contiguous");
+  require_c_contiguous(buf, name.c_str());
   LANNER_CHECK(buf.writeable(), what, " out should be writeable");
   int64_t need = 1;
   for (auto d : shape) need *= d;
@@ -261,24 +257,7 @@ py::array_t<float> pyramid_canvas(const py::array& table, const std::vector<std:
         area_resize_normalize_cpu(src, w, 0, h, 0, w, lh, lw, b.begin, b.end, dst + int64_t{oy} * cw + ox, cw, plane);
         return;
       }
-      std::vector<std::pair<int, int>> spans;  // the level columns [x0, x1) of a row
-      for (int y = b.begin; y < b.end; ++y) {
-        spans.clear();
-        for (size_t s = 0; s < sizes.size(); ++s) {
-          const auto [oy, ox] = offsets[s];
-          if (y >= oy && y < oy + sizes[s].first) spans.emplace_back(ox, ox + sizes[s].second);
-        }
-        std::sort(spans.begin(), spans.end());
-        spans.emplace_back(cw, cw);
-        int x = 0;
-        for (const auto& [x0, x1] : spans) {
-          for (int c = 0; c < 3; ++c) {
-            float* row = dst + c * plane + int64_t{y} * cw;
-            std::fill(row + x, row + x0, 0.0f);
-          }
-          x = x1;
-        }
-      }
+      fill_canvas_gaps_cpu(sizes, offsets, ch, cw, b.begin, b.end, dst);
     });
   }
   return image;
@@ -321,10 +300,9 @@ py::tuple crop_resize(const py::array& table, const py::array& boxes, int size, 
                       int num_threads) {
   const auto [h, w] = check_integral(table);
   check_threads(num_threads);
-  LANNER_CHECK(has_dtype<float>(boxes), "boxes should have dtype float32, got ",
-               std::string(py::str(boxes.dtype())));
+  require_dtype<float>(boxes, "boxes");
   LANNER_CHECK(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes should have shape (N, 4), got ", boxes.ndim(), "D");
-  LANNER_CHECK(boxes.flags() & py::array::c_style, "boxes should be C-contiguous");
+  require_c_contiguous(boxes, "boxes");
   LANNER_CHECK(size >= 1 && size <= 1024, "size should be in [1, 1024], got ", size);
   check_bins(h, w, size, size, "crop size");  // the largest crop is the whole image
   const int64_t n = boxes.shape(0);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace lanner::mtcnn {
@@ -36,9 +37,16 @@ void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row
 // at out[c * out_plane_stride + i * out_row_stride + j] (out_h * out_w and out_w for a dense
 // 3 x out_h x out_w block; larger to write into a canvas). Calls on disjoint row ranges, or
 // disjoint rectangles of one canvas, may run concurrently.
-void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, int row_begin, int row_end, float* out, int64_t out_row_stride,
+void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h, int out_w,
+                               int row_begin, int row_end, float* out, int64_t out_row_stride,
                                int64_t out_plane_stride);
+
+// Zeroes the cells of a planar (3, canvas_h, canvas_w) canvas that no level covers, in canvas
+// rows [row_begin, row_end): level i is sizes[i] = (h, w) at offsets[i] = (y, x). Calls on
+// disjoint row ranges may run concurrently with each other and with the levels' writes.
+void fill_canvas_gaps_cpu(const std::vector<std::pair<int, int>>& sizes,
+                          const std::vector<std::pair<int, int>>& offsets, int canvas_h, int canvas_w, int row_begin,
+                          int row_end, float* canvas);
 
 // P-Net's maps: (6, map_h, map_w) planes -- the two face logits (not face, face), then the
 // four box regressions. Candidates are the cells of the window [y0, y0 + win_h) x
@@ -46,7 +54,7 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
 
 // Appends one row of 9 floats per candidate to `rows`, in row-major cell order: x1, y1, x2, y2
 // (input-image pixels, from the cell's position in the window), probability, reg0..reg3.
-void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float scale, float threshold, std::vector<float>& rows);
+void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w, float scale,
+                             float threshold, std::vector<float>& rows);
 
 }  // namespace lanner::mtcnn

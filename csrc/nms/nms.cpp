@@ -39,22 +39,6 @@ Device parse_device(const std::string& device) {
   fail("device should be 'cpu' or 'cuda', got '", device, "'");
 }
 
-std::string type_name(py::handle obj) { return py::str(py::type::of(obj).attr("__name__")).cast<std::string>(); }
-
-// A C-contiguous ndarray of exactly element type T, or TypeError/ValueError.
-template <typename T>
-py::array require_array(py::handle obj, const char* name, const char* dtype_name) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(std::string(name) + " should be a numpy.ndarray of " + dtype_name + ", got " +
-                         type_name(obj));
-  }
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  LANNER_CHECK(has_dtype<T>(arr), name, " should have dtype ", dtype_name, ", got ",
-               py::str(arr.dtype()).cast<std::string>());
-  LANNER_CHECK((arr.flags() & py::array::c_style) != 0, name, " should be C-contiguous (use numpy.ascontiguousarray)");
-  return arr;
-}
-
 std::vector<int64_t> shape_of(const py::array& a) {
   std::vector<int64_t> s(static_cast<size_t>(a.ndim()));
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s[static_cast<size_t>(i)] = a.shape(i);
@@ -89,10 +73,10 @@ py::array_t<int64_t> to_numpy(const std::vector<int64_t>& v) {
 py::array_t<int64_t> run_nms(py::handle boxes_obj, py::handle scores_obj, py::handle class_ids_obj,
                              double iou_threshold, std::optional<double> score_threshold,
                              std::optional<int64_t> max_output, const std::string& mode, const std::string& device) {
-  const py::array boxes = require_array<float>(boxes_obj, "boxes", "float32");
-  const py::array scores = require_array<float>(scores_obj, "scores", "float32");
+  const py::array boxes = require_array<float>(boxes_obj, "boxes");
+  const py::array scores = require_array<float>(scores_obj, "scores");
   std::optional<py::array> class_ids;
-  if (!class_ids_obj.is_none()) class_ids = require_array<int64_t>(class_ids_obj, "class_ids", "int64");
+  if (!class_ids_obj.is_none()) class_ids = require_array<int64_t>(class_ids_obj, "class_ids");
   NmsParams p;
   p.iou_threshold = iou_threshold;
   p.score_threshold = score_threshold;
@@ -129,8 +113,8 @@ py::array_t<int64_t> batched_nms_py(py::handle boxes, py::handle scores, py::han
 
 py::tuple soft_nms_py(py::handle boxes_obj, py::handle scores_obj, const std::string& method, double sigma,
                       double iou_threshold, double score_threshold) {
-  const py::array boxes = require_array<float>(boxes_obj, "boxes", "float32");
-  const py::array scores = require_array<float>(scores_obj, "scores", "float32");
+  const py::array boxes = require_array<float>(boxes_obj, "boxes");
+  const py::array scores = require_array<float>(scores_obj, "scores");
   SoftNmsParams p;
   p.method = parse_soft_nms_method(method);
   p.sigma = sigma;
@@ -163,8 +147,8 @@ void register_nms(py::module_& m) {
         "boxes"_a, "scores"_a, "class_ids"_a, "iou_threshold"_a, "score_threshold"_a = py::none(),
         "max_output"_a = py::none(), "mode"_a = "union", "device"_a = "cpu");
   m.def("soft_nms", &soft_nms_py,
-        "Soft-NMS (CPU). Returns (int64 indices in selection order, float32 rescored scores).", "boxes"_a,
-        "scores"_a, "method"_a = "gaussian", "sigma"_a = 0.5, "iou_threshold"_a = 0.3, "score_threshold"_a = 0.001);
+        "Soft-NMS (CPU). Returns (int64 indices in selection order, float32 rescored scores).", "boxes"_a, "scores"_a,
+        "method"_a = "gaussian", "sigma"_a = 0.5, "iou_threshold"_a = 0.3, "score_threshold"_a = 0.001);
 }
 
 }  // namespace lanner

@@ -53,7 +53,7 @@ struct BoxesView {
 };
 
 struct NmsParams {
-  double iou_threshold = 0.5;           // suppress when overlap > iou_threshold
+  double iou_threshold = 0.5;             // suppress when overlap > iou_threshold
   std::optional<double> score_threshold;  // drop boxes whose score <= score_threshold
   std::optional<int64_t> max_output;      // keep at most this many (highest ranked)
   OverlapMode mode = OverlapMode::kUnion;
@@ -61,8 +61,8 @@ struct NmsParams {
 
 struct SoftNmsParams {
   SoftNmsMethod method = SoftNmsMethod::kGaussian;
-  double sigma = 0.5;            // Gaussian decay: score *= exp(-iou^2 / sigma)
-  double iou_threshold = 0.3;    // linear decay: score *= 1 - iou when iou > iou_threshold
+  double sigma = 0.5;              // Gaussian decay: score *= exp(-iou^2 / sigma)
+  double iou_threshold = 0.3;      // linear decay: score *= 1 - iou when iou > iou_threshold
   double score_threshold = 0.001;  // drop boxes whose rescored score <= score_threshold
 };
 
@@ -93,9 +93,8 @@ LANNER_HOST_DEVICE inline double box_area(double x1, double y1, double x2, doubl
 
 // Overlap of box a and box b (areas precomputed with box_area). 0 when the
 // boxes do not share a region of positive area.
-LANNER_HOST_DEVICE inline double box_overlap(double ax1, double ay1, double ax2, double ay2, double aarea,
-                                             double bx1, double by1, double bx2, double by2, double barea,
-                                             OverlapMode mode) {
+LANNER_HOST_DEVICE inline double box_overlap(double ax1, double ay1, double ax2, double ay2, double aarea, double bx1,
+                                             double by1, double bx2, double by2, double barea, OverlapMode mode) {
   const double iw = (ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1);
   const double ih = (ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1);
   if (!(iw > 0.0 && ih > 0.0)) return 0.0;
@@ -188,10 +187,10 @@ inline void check_boxes_view(const BoxesView& v) {
 // ---------------------------------------------------------------------------
 // Kernels. Inputs are validated; results hold original row indices.
 
-std::vector<int64_t> nms_cpu(const BoxesView& in, const NmsParams& p);        // cpu/nms_kernel.cpp
-SoftNmsResult soft_nms_cpu(const BoxesView& in, const SoftNmsParams& p);      // cpu/nms_kernel.cpp
+std::vector<int64_t> nms_cpu(const BoxesView& in, const NmsParams& p);    // cpu/nms_kernel.cpp
+SoftNmsResult soft_nms_cpu(const BoxesView& in, const SoftNmsParams& p);  // cpu/nms_kernel.cpp
 #ifdef LANNER_WITH_CUDA
-std::vector<int64_t> nms_cuda(const BoxesView& in, const NmsParams& p);       // cuda/nms_kernel.cu
+std::vector<int64_t> nms_cuda(const BoxesView& in, const NmsParams& p);  // cuda/nms_kernel.cu
 #endif
 
 }  // namespace lanner

@@ -1,8 +1,8 @@
 """What a benchmark ran on: CPU model and flags, cores, memory, library versions;
 and the process's peak resident memory (Linux ``VmHWM``)."""
+
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import resource
@@ -10,24 +10,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Distributions whose versions every report records (absent ones as ``None``).
-LIBRARIES: tuple[str, ...] = (
-    "lanner",
-    "numpy",
-    "onnxruntime",
-    "openvino",
-    "apache-tvm",
-    "nncf",
-    "onnx",
-    "torch",
-    "opencv-contrib-python-headless",
-)
+from ..names import DISTRIBUTIONS, package_versions
 
 #: CPU flags that matter for inference kernels; the full list is kept too.
 KEY_CPU_FLAGS: tuple[str, ...] = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-    "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "asimd",
-    "asimddp", "sve",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "neon",
+    "asimd",
+    "asimddp",
+    "sve",
 )
 
 
@@ -56,17 +59,6 @@ def _mem_total_bytes(path: Path = Path("/proc/meminfo")) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
-    """Installed version of each distribution, ``None`` when not installed."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def machine_info() -> dict[str, Any]:
@@ -99,7 +91,7 @@ def machine_info() -> dict[str, Any]:
         "usable_cores": usable,
         "mem_total_bytes": _mem_total_bytes(),
         "load_avg": load,
-        "libraries": library_versions(),
+        "libraries": package_versions(DISTRIBUTIONS),
     }
 
 

@@ -1,8 +1,9 @@
 """Pipelines ``lanner bench`` knows by name, adapted to the stage protocol
-(:mod:`lanner.benchmarking.stages`). Each entry is a factory usable as a ``factory``
+(:mod:`lanner.timing`). Each entry is a factory usable as a ``factory``
 variant (``--pipeline face`` on the command line, or
 ``--factory NAME=lanner.benchmarking.pipelines:face_detector``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from ..names import FACE_BACKENDS
+
 #: ``--pipeline`` name -> (factory spec, backends the pipeline supports).
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "face": ("lanner.benchmarking.pipelines:face_detector", ("openvino", "onnxruntime")),
+    "face": ("lanner.benchmarking.pipelines:face_detector", FACE_BACKENDS),
 }
 
 
@@ -80,8 +83,14 @@ def _net_packages(backend: str, precision: str) -> tuple[int | None, dict[str, A
     return size, ({"outputs": outputs, "passed": passed, "top1_agreement": None} if outputs else None)
 
 
-def face_detector(*, backend: str = "auto", precision: str = "auto", image: str | None = None,
-                  num_threads: int | None = None, **options: Any) -> FaceDetectorBench:
+def face_detector(
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    image: str | None = None,
+    num_threads: int | None = None,
+    **options: Any,
+) -> FaceDetectorBench:
     """Factory: a :class:`FaceDetectorBench` around ``lanner.FaceDetector``.
 
     Args:

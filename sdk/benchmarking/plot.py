@@ -1,6 +1,7 @@
 """Plots of a report (matplotlib, Agg backend, imported only here and only when used):
 latency distributions per variant (box plots of every timed run, per batch size) and
 p50 latency vs fidelity (worst output cosine similarity from the package manifest)."""
+
 from __future__ import annotations
 
 import os
@@ -27,15 +28,26 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None
     except ImportError as exc:
         raise ImportError("--plot needs matplotlib, which is not installed: pip install matplotlib") from exc
 
-    series = [(f"{v['name']} b{b['batch']}", b, v) for v in report["variants"] if v["status"] == "ok"
-              for b in v["batches"] if b["status"] == "ok"]
+    series = [
+        (f"{v['name']} b{b['batch']}", b, v)
+        for v in report["variants"]
+        if v["status"] == "ok"
+        for b in v["batches"]
+        if b["status"] == "ok"
+    ]
     if not series:
         raise ValueError("nothing to plot: no variant was measured successfully")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.45 * len(series) + 2)),
-                                   gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(13, max(4.0, 0.45 * len(series) + 2)), gridspec_kw={"width_ratios": [3, 2]}
+    )
     labels = [s[0] for s in series]
-    ax1.boxplot([s[1]["samples_ms"] for s in series], vert=False, whis=(1, 99), showfliers=True,
-                flierprops={"markersize": 2, "alpha": 0.4})
+    ax1.boxplot(
+        [s[1]["samples_ms"] for s in series],
+        vert=False,
+        whis=(1, 99),
+        showfliers=True,
+        flierprops={"markersize": 2, "alpha": 0.4},
+    )
     ax1.set_yticks(range(1, len(labels) + 1), labels)
     ax1.invert_yaxis()
     for i, s in enumerate(series, start=1):
@@ -58,8 +70,14 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None
         passed = (v.get("fidelity") or {}).get("passed", True)
         gap = max(1.0 - score, FIDELITY_FLOOR)
         ax2.scatter(b["latency_ms"]["p50_ms"], gap, marker="o" if passed else "x", s=40)
-        ax2.annotate(f"{v['name']} b{b['batch']}", (b["latency_ms"]["p50_ms"], gap), fontsize=7, xytext=(3, 3),
-                     textcoords="offset points", rotation=20)
+        ax2.annotate(
+            f"{v['name']} b{b['batch']}",
+            (b["latency_ms"]["p50_ms"], gap),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+            rotation=20,
+        )
         plotted += 1
     if plotted:
         ax2.set_xlabel("p50 latency (ms)")

@@ -10,18 +10,20 @@ latency is excluded). Cold start here is upload + load + first call as seen by t
 TVM is reached through :mod:`lanner.backends.tvm_backend` (the one module importing TVM).
 The RPC server is trusted code execution: use it on trusted networks only.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..timing import LatencyStats, RunPolicy
 from .machine import machine_info
-from .report import SCHEMA_VERSION, validate_report
-from .timing import LatencyStats, RunPolicy
+from .report import SCHEMA_VERSION, new_entry, validate_report
 from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600
@@ -39,10 +41,17 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batches: tuple[int, ...] = (1,),
-                      seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
-                      connect_timeout_s: float = 30.0,
-                      progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def bench_rpc_package(
+    package_dir: str,
+    address: str,
+    *,
+    policy: RunPolicy,
+    batches: tuple[int, ...] = (1,),
+    seed: int = 0,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    connect_timeout_s: float = 30.0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
     """Upload a TVM package to an RPC server and time it there.
 
     Args:
@@ -69,13 +78,14 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
     root = Path(package_dir)
     manifest = Manifest.read(root)
     if manifest.backend != "tvm":
-        raise ValueError(f"--rpc runs TVM packages only; {package_dir} is a {manifest.backend} package "
-                         f"(compile with --backend tvm for the device's target)")
+        raise ValueError(
+            f"--rpc runs TVM packages only; {package_dir} is a {manifest.backend} package "
+            f"(compile with --backend tvm for the device's target)"
+        )
     manifest.verify(root)
     library = manifest.artifact_path(root, "library")
     tvm = import_toolchain()
-    entry: dict[str, Any] = {"name": root.resolve().name, "kind": "rpc", "source": str(package_dir), "status": "ok",
-                             "error": None, **package_metadata(root, manifest), "compile_s": None, "memory": None}
+    entry = {**new_entry(root.resolve().name, "rpc", str(package_dir)), **package_metadata(root, manifest)}
     entry["artifact_bytes"] = dir_size_bytes(root)
 
     t0 = time.perf_counter_ns()
@@ -112,9 +122,14 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
                 t3 = time.perf_counter_ns()
                 vm.invoke_stateful("main")
                 first_ns = time.perf_counter_ns() - t3
-                cold = {"connect_ms": connect_ns / 1e6, "upload_ms": upload_ns / 1e6, "load_ms": load_ns / 1e6,
-                        "first_run_ms": first_ns / 1e6, "total_ms": (upload_ns + load_ns + first_ns) / 1e6,
-                        "batch": batch}
+                cold = {
+                    "connect_ms": connect_ns / 1e6,
+                    "upload_ms": upload_ns / 1e6,
+                    "load_ms": load_ns / 1e6,
+                    "first_run_ms": first_ns / 1e6,
+                    "total_ms": (upload_ns + load_ns + first_ns) / 1e6,
+                    "batch": batch,
+                }
             warm = []
             if policy.warmup:
                 res = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=policy.warmup)("main")
@@ -133,14 +148,24 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
                 if progress is not None:
                     progress(f"batch {batch}", len(samples), n)
         except Exception as exc:  # noqa: BLE001 -- report the batch as failed, keep the others
-            batches_out.append({"batch": batch, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            batches_out.append(
+                {"batch": batch, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            )
             continue
         ns = np.asarray(samples) * 1e9
         stats = LatencyStats.from_ns(ns)
-        batches_out.append({"batch": batch, "status": "ok", "runs": stats.n, "warmup": len(warm),
-                            "latency_ms": stats.to_dict(),
-                            "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
-                            "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in ns.tolist()], "stages": _stage_summary({}, ns) or None})
+        batches_out.append(
+            {
+                "batch": batch,
+                "status": "ok",
+                "runs": stats.n,
+                "warmup": len(warm),
+                "latency_ms": stats.to_dict(),
+                "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
+                "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in ns.tolist()],
+                "stages": _stage_summary({}, ns) or None,
+            }
+        )
     entry["cold_start"] = cold
     entry["batches"] = batches_out
     if not any(b["status"] == "ok" for b in batches_out):
@@ -149,26 +174,48 @@ def bench_rpc_package(package_dir: str, address: str, *, policy: RunPolicy, batc
     return entry
 
 
-def rpc_report(package_dirs: list[str], address: str, *, policy: RunPolicy, options: dict[str, Any],
-               batches: tuple[int, ...] = (1,), seed: int = 0, shapes: dict[str, tuple[int, ...]] | None = None,
-               baseline: str | None = None, command: list[str] | None = None,
-               progress: Callable[[str, str, int, int], None] | None = None,
-               connect_timeout_s: float = 30.0) -> dict[str, Any]:
+def rpc_report(
+    package_dirs: list[str],
+    address: str,
+    *,
+    policy: RunPolicy,
+    options: dict[str, Any],
+    batches: tuple[int, ...] = (1,),
+    seed: int = 0,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    baseline: str | None = None,
+    command: list[str] | None = None,
+    progress: Callable[[str, str, int, int], None] | None = None,
+    connect_timeout_s: float = 30.0,
+) -> dict[str, Any]:
     """Benchmark TVM packages over RPC and return a full report (``remote`` is set)."""
     entries = []
     for pkg in package_dirs:
         name = Path(pkg).resolve().name
         cb = None if progress is None else (lambda label, d, n, name=name: progress(name, label, d, n))
-        entries.append(bench_rpc_package(pkg, address, policy=policy, batches=batches, seed=seed, shapes=shapes,
-                                         progress=cb, connect_timeout_s=connect_timeout_s))
+        entries.append(
+            bench_rpc_package(
+                pkg,
+                address,
+                policy=policy,
+                batches=batches,
+                seed=seed,
+                shapes=shapes,
+                progress=cb,
+                connect_timeout_s=connect_timeout_s,
+            )
+        )
     names = [e["name"] for e in entries]
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline!r} is not a variant; variants: {names}")
     ok = [e["name"] for e in entries if e["status"] == "ok"]
     report = {
-        "schema_version": SCHEMA_VERSION, "tool": "lanner bench",
+        "schema_version": SCHEMA_VERSION,
+        "tool": "lanner bench",
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command, "options": options, "machine": machine_info(),
+        "command": command,
+        "options": options,
+        "machine": machine_info(),
         "baseline": baseline or (ok[0] if ok else names[0] if names else None),
         "remote": {"rpc": address, "device": ",".join(sorted({str(e.get("target")) for e in entries}))},
         "variants": entries,

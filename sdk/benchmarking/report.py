@@ -41,6 +41,7 @@ readers must ignore unknown keys::
 Ratios shown in tables are ``speedup = baseline p50 / variant p50`` at the same batch
 (> 1 means faster than the baseline).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,42 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 _TOP_KEYS = ("schema_version", "tool", "created_utc", "command", "options", "machine", "baseline", "remote", "variants")
-_VARIANT_KEYS = ("name", "kind", "source", "status", "error", "target", "backend", "precision", "fidelity",
-                 "toolchain", "artifact_bytes", "compile_s", "cold_start", "memory", "batches")
+_VARIANT_KEYS = (
+    "name",
+    "kind",
+    "source",
+    "status",
+    "error",
+    "target",
+    "backend",
+    "precision",
+    "fidelity",
+    "toolchain",
+    "artifact_bytes",
+    "compile_s",
+    "cold_start",
+    "memory",
+    "batches",
+)
+
+
+def new_entry(name: str, kind: str, source: str | None) -> dict[str, Any]:
+    """A variant entry with every schema key: status ``ok``, nothing known or measured yet
+    (``None``; no batches). Runs fill it in; one place keeps entries complete.
+
+    Args:
+        name: the variant's name.
+        kind: ``package``, ``factory`` or ``rpc``.
+        source: the package folder, factory spec or model it came from.
+
+    Returns:
+        A new dict, keys in schema order.
+    """
+    entry: dict[str, Any] = dict.fromkeys(_VARIANT_KEYS)
+    entry.update(name=name, kind=kind, source=source, status="ok", batches=[])
+    return entry
+
+
 _BATCH_OK_KEYS = ("batch", "status", "runs", "warmup", "latency_ms", "throughput_per_s", "samples_ms", "stages")
 _LATENCY_KEYS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms")
 _MACHINE_KEYS = ("cpu_model", "cpu_flags", "logical_cores", "usable_cores", "mem_total_bytes", "libraries")
@@ -67,6 +102,7 @@ def validate_report(report: Mapping[str, Any]) -> None:
     Raises:
         ValueError: naming the first missing key or wrong type, with its path.
     """
+
     def need(obj: Any, keys: Sequence[str], where: str) -> None:
         if not isinstance(obj, Mapping):
             raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
@@ -76,7 +112,9 @@ def validate_report(report: Mapping[str, Any]) -> None:
 
     need(report, _TOP_KEYS, "report")
     if report["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"report: schema_version {report['schema_version']!r} is not supported (expected {SCHEMA_VERSION})")
+        raise ValueError(
+            f"report: schema_version {report['schema_version']!r} is not supported (expected {SCHEMA_VERSION})"
+        )
     need(report["machine"], _MACHINE_KEYS, "report.machine")
     if not isinstance(report["variants"], list):
         raise ValueError("report.variants: expected a list")
@@ -139,6 +177,7 @@ def save_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None
 
 # -- rendering ----------------------------------------------------------------------------
 
+
 def fidelity_summary(fidelity: Mapping[str, Any] | None) -> str:
     """One short cell: worst cosine over outputs, plus pass/FAIL when the manifest says.
 
@@ -162,8 +201,11 @@ def fidelity_score(fidelity: Mapping[str, Any] | None) -> float | None:
     """Worst cosine similarity over outputs (for plots), ``None`` when unknown."""
     if not fidelity:
         return None
-    cos = [o.get("cosine_min") for o in (fidelity.get("outputs") or {}).values()
-           if isinstance(o, Mapping) and o.get("cosine_min") is not None]
+    cos = [
+        o.get("cosine_min")
+        for o in (fidelity.get("outputs") or {}).values()
+        if isinstance(o, Mapping) and o.get("cosine_min") is not None
+    ]
     return min(cos) if cos else None
 
 
@@ -187,8 +229,22 @@ def _fmt_mb(x: int | None) -> str:
     return f"{mb:.3f}" if mb < 1 else f"{mb:.1f}"
 
 
-COLUMNS = ("variant", "batch", "p50 ms", "p90 ms", "p99 ms", "mean±std ms", "min ms", "max ms", "items/s",
-           "speedup", "cold ms", "peak MB", "size MB", "fidelity")
+COLUMNS = (
+    "variant",
+    "batch",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean±std ms",
+    "min ms",
+    "max ms",
+    "items/s",
+    "speedup",
+    "cold ms",
+    "peak MB",
+    "size MB",
+    "fidelity",
+)
 
 
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -198,8 +254,9 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for v in variants:
         if v["status"] != "ok":
-            rows.append([v["name"], "-", *(["-"] * (len(COLUMNS) - 4)), _fmt_mb(v.get("artifact_bytes")),
-                         "error (below)"])
+            rows.append(
+                [v["name"], "-", *(["-"] * (len(COLUMNS) - 4)), _fmt_mb(v.get("artifact_bytes")), "error (below)"]
+            )
             continue
         for b in v["batches"]:
             if b["status"] != "ok":
@@ -212,13 +269,24 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 speed = "1.00x (base)"
             cold = v.get("cold_start") or {}
             mem = v.get("memory") or {}
-            rows.append([
-                v["name"], str(b["batch"]), _fmt_ms(lat["p50_ms"]), _fmt_ms(lat["p90_ms"]), _fmt_ms(lat["p99_ms"]),
-                f"{_fmt_ms(lat['mean_ms'])}±{_fmt_ms(lat['std_ms'])}", _fmt_ms(lat["min_ms"]), _fmt_ms(lat["max_ms"]),
-                f"{b['throughput_per_s']:.1f}" if b.get("throughput_per_s") else "-", speed,
-                _fmt_ms(cold.get("total_ms")), _fmt_mb(mem.get("peak_rss_bytes")), _fmt_mb(v.get("artifact_bytes")),
-                fidelity_summary(v.get("fidelity")),
-            ])
+            rows.append(
+                [
+                    v["name"],
+                    str(b["batch"]),
+                    _fmt_ms(lat["p50_ms"]),
+                    _fmt_ms(lat["p90_ms"]),
+                    _fmt_ms(lat["p99_ms"]),
+                    f"{_fmt_ms(lat['mean_ms'])}±{_fmt_ms(lat['std_ms'])}",
+                    _fmt_ms(lat["min_ms"]),
+                    _fmt_ms(lat["max_ms"]),
+                    f"{b['throughput_per_s']:.1f}" if b.get("throughput_per_s") else "-",
+                    speed,
+                    _fmt_ms(cold.get("total_ms")),
+                    _fmt_mb(mem.get("peak_rss_bytes")),
+                    _fmt_mb(v.get("artifact_bytes")),
+                    fidelity_summary(v.get("fidelity")),
+                ]
+            )
     return rows
 
 
@@ -229,8 +297,11 @@ def error_lines(report: Mapping[str, Any]) -> list[str]:
         if v["status"] != "ok":
             out.append(f"{v['name']}: {_one_line(v.get('error'))}")
             continue
-        out += [f"{v['name']} batch {b['batch']}: {_one_line(b.get('error'))}" for b in v.get("batches") or []
-                if b["status"] != "ok"]
+        out += [
+            f"{v['name']} batch {b['batch']}: {_one_line(b.get('error'))}"
+            for b in v.get("batches") or []
+            if b["status"] != "ok"
+        ]
     return out
 
 
@@ -244,8 +315,16 @@ def stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
     for v in report["variants"]:
         for b in v.get("batches") or []:
             for stage, s in (b.get("stages") or {}).items():
-                rows.append([v["name"], str(b["batch"]), stage, _fmt_ms(s["mean_ms"]), _fmt_ms(s["p50_ms"]),
-                             f"{100 * s['share']:.1f}%"])
+                rows.append(
+                    [
+                        v["name"],
+                        str(b["batch"]),
+                        stage,
+                        _fmt_ms(s["mean_ms"]),
+                        _fmt_ms(s["p50_ms"]),
+                        f"{100 * s['share']:.1f}%",
+                    ]
+                )
     return rows
 
 
@@ -259,14 +338,19 @@ def machine_line(report: Mapping[str, Any]) -> str:
     """One line describing where and how the report was measured."""
     m, o = report["machine"], report["options"]
     flags = ",".join(m.get("cpu_key_flags") or [])
-    libs = ", ".join(f"{k} {v}" for k, v in (m.get("libraries") or {}).items()
-                     if v and k in ("onnxruntime", "openvino", "apache-tvm", "torch"))
+    libs = ", ".join(
+        f"{k} {v}"
+        for k, v in (m.get("libraries") or {}).items()
+        if v and k in ("onnxruntime", "openvino", "apache-tvm", "torch")
+    )
     runs = f"{o.get('runs')} runs" if o.get("runs") else f"budget {o.get('budget_s')} s/variant"
     if (o.get("rounds") or 1) > 1:
         runs += f" x {o['rounds']} rounds round-robin"
-    return (f"{m.get('cpu_model')} ({m.get('usable_cores')}/{m.get('logical_cores')} cores, {flags}); "
-            f"threads={o.get('threads') or 'default'}, pin={o.get('pin') or 'none'}, {runs}, "
-            f"warm-up {o.get('warmup')}; load avg {m.get('load_avg')}; {libs}")
+    return (
+        f"{m.get('cpu_model')} ({m.get('usable_cores')}/{m.get('logical_cores')} cores, {flags}); "
+        f"threads={o.get('threads') or 'default'}, pin={o.get('pin') or 'none'}, {runs}, "
+        f"warm-up {o.get('warmup')}; load avg {m.get('load_avg')}; {libs}"
+    )
 
 
 def render_table(report: Mapping[str, Any]) -> str:
@@ -286,9 +370,13 @@ def render_table(report: Mapping[str, Any]) -> str:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """A Markdown table (plus stage breakdown and machine line) ready for a README."""
+
     def md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-        return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-                *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)]
+        return [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows),
+        ]
 
     out = md(COLUMNS, table_rows(report))
     errors = error_lines(report)
@@ -297,8 +385,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     st = stage_rows(report)
     if st:
         out += ["", *md(("variant", "batch", "stage", "mean ms", "p50 ms", "share"), st)]
-    out += ["", f"Baseline `{report.get('baseline')}`; speedup = baseline p50 / variant p50. "
-                f"Measured {report.get('created_utc')} on {machine_line(report)}."]
+    out += [
+        "",
+        f"Baseline `{report.get('baseline')}`; speedup = baseline p50 / variant p50. "
+        f"Measured {report.get('created_utc')} on {machine_line(report)}.",
+    ]
     if report.get("command"):
         out += ["", "Command: `" + " ".join(report["command"]) + "`"]
     return "\n".join(out) + "\n"
@@ -306,7 +397,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 # -- compare ------------------------------------------------------------------------------
 
-COMPARE_COLUMNS = ("variant", "batch", "p50 A ms", "p50 B ms", "change", "p99 A ms", "p99 B ms", "change p99", "verdict")
+COMPARE_COLUMNS = (
+    "variant",
+    "batch",
+    "p50 A ms",
+    "p50 B ms",
+    "change",
+    "p99 A ms",
+    "p99 B ms",
+    "change p99",
+    "verdict",
+)
 
 
 def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float = 0.05) -> list[dict[str, Any]]:
@@ -322,18 +423,31 @@ def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: fl
         "p99_change", "verdict"}``; ``change = B / A - 1`` (positive = slower);
         ``verdict`` is ``"slower"``, ``"faster"``, ``"same"``, ``"only in A"`` or ``"only in B"``.
     """
+
     def index(r: Mapping[str, Any]) -> dict[tuple[str, int], Mapping[str, Any]]:
-        return {(v["name"], bt["batch"]): bt["latency_ms"] for v in r["variants"] if v["status"] == "ok"
-                for bt in v["batches"] if bt["status"] == "ok"}
+        return {
+            (v["name"], bt["batch"]): bt["latency_ms"]
+            for v in r["variants"]
+            if v["status"] == "ok"
+            for bt in v["batches"]
+            if bt["status"] == "ok"
+        }
 
     ia, ib = index(a), index(b)
     keys = list(ia) + [k for k in ib if k not in ia]
     rows = []
     for k in keys:
         la, lb = ia.get(k), ib.get(k)
-        row: dict[str, Any] = {"variant": k[0], "batch": k[1], "p50_a": la and la["p50_ms"], "p50_b": lb and lb["p50_ms"],
-                               "p99_a": la and la["p99_ms"], "p99_b": lb and lb["p99_ms"], "p50_change": None,
-                               "p99_change": None}
+        row: dict[str, Any] = {
+            "variant": k[0],
+            "batch": k[1],
+            "p50_a": la and la["p50_ms"],
+            "p50_b": lb and lb["p50_ms"],
+            "p99_a": la and la["p99_ms"],
+            "p99_b": lb and lb["p99_ms"],
+            "p50_change": None,
+            "p99_change": None,
+        }
         if la is None or lb is None:
             row["verdict"] = "only in B" if la is None else "only in A"
         else:
@@ -367,12 +481,28 @@ def setup_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float = 0.05) -> str:
     """Terminal table of :func:`compare_reports`, with both machines described."""
     pct = lambda c: "-" if c is None else f"{100 * c:+.1f}%"  # noqa: E731
-    rows = [[r["variant"], str(r["batch"]), _fmt_ms(r["p50_a"]), _fmt_ms(r["p50_b"]), pct(r["p50_change"]),
-             _fmt_ms(r["p99_a"]), _fmt_ms(r["p99_b"]), pct(r["p99_change"]), r["verdict"]]
-            for r in compare_reports(a, b, threshold=threshold)]
+    rows = [
+        [
+            r["variant"],
+            str(r["batch"]),
+            _fmt_ms(r["p50_a"]),
+            _fmt_ms(r["p50_b"]),
+            pct(r["p50_change"]),
+            _fmt_ms(r["p99_a"]),
+            _fmt_ms(r["p99_b"]),
+            pct(r["p99_change"]),
+            r["verdict"],
+        ]
+        for r in compare_reports(a, b, threshold=threshold)
+    ]
     diffs = setup_differences(a, b)
-    return "\n".join([_grid(COMPARE_COLUMNS, rows), "",
-                      f"change = B/A - 1 (positive = slower); verdict threshold ±{100 * threshold:.0f}% on p50",
-                      *([f"setup differs: {'; '.join(diffs)}"] if diffs else []),
-                      f"A: {a.get('created_utc')} {machine_line(a)}",
-                      f"B: {b.get('created_utc')} {machine_line(b)}"])
+    return "\n".join(
+        [
+            _grid(COMPARE_COLUMNS, rows),
+            "",
+            f"change = B/A - 1 (positive = slower); verdict threshold ±{100 * threshold:.0f}% on p50",
+            *([f"setup differs: {'; '.join(diffs)}"] if diffs else []),
+            f"A: {a.get('created_utc')} {machine_line(a)}",
+            f"B: {b.get('created_utc')} {machine_line(b)}",
+        ]
+    )

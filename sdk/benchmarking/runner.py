@@ -1,5 +1,6 @@
 """Orchestration: turn models/packages into variants, compile ONNX on the fly, run each
 variant (in a fresh process by default), and assemble the report."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..names import BACKENDS, MANIFEST_FILENAME, PRECISIONS
+from ..timing import LatencyStats
 from .machine import machine_info
-from .report import SCHEMA_VERSION, validate_report
-from .timing import LatencyStats
+from .report import SCHEMA_VERSION, new_entry, validate_report
 from .variants import VariantJob, dir_size_bytes, run_variant
 
-KNOWN_BACKENDS = ("openvino", "onnxruntime", "tvm")
-KNOWN_PRECISIONS = ("fp32", "fp16", "int8")
 WORKER_TIMEOUT_S = 1800  # one variant; a hung backend must not hang the whole run
 
 Say = Callable[[str], None]
@@ -52,7 +52,7 @@ class BenchOptions:
             (each round gets the full ``runs``/``budget_s``).
     """
 
-    backends: tuple[str, ...] = ("openvino", "onnxruntime", "tvm")
+    backends: tuple[str, ...] = BACKENDS
     precisions: tuple[str, ...] = ("fp32",)
     target: str = "x86"
     batches: tuple[int, ...] = (1,)
@@ -76,12 +76,14 @@ class BenchOptions:
                 requested without calibration data.
             FileNotFoundError: the calibration path does not exist.
         """
-        bad = [b for b in self.backends if b not in KNOWN_BACKENDS]
+        bad = [b for b in self.backends if b not in BACKENDS]
         if bad or not self.backends:
-            raise ValueError(f"unknown backend {', '.join(bad) or '(none)'}; expected some of {', '.join(KNOWN_BACKENDS)}")
-        bad = [p for p in self.precisions if p not in KNOWN_PRECISIONS]
+            raise ValueError(f"unknown backend {', '.join(bad) or '(none)'}; expected some of {', '.join(BACKENDS)}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
-            raise ValueError(f"unknown precision {', '.join(bad) or '(none)'}; expected some of {', '.join(KNOWN_PRECISIONS)}")
+            raise ValueError(
+                f"unknown precision {', '.join(bad) or '(none)'}; expected some of {', '.join(PRECISIONS)}"
+            )
         from ..targets import get_target
 
         get_target(self.target)  # raises ValueError naming the known targets
@@ -145,8 +147,10 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
         if not p.exists():
             raise FileNotFoundError(f"no such model or package: {src}")
         if p.is_dir():
-            if not (p / "manifest.json").is_file():
-                raise ValueError(f"{src} is a directory without manifest.json; expected a package from `lanner compile`")
+            if not (p / MANIFEST_FILENAME).is_file():
+                raise ValueError(
+                    f"{src} is a directory without {MANIFEST_FILENAME}; expected a package from `lanner compile`"
+                )
             _check_runnable_here(p)
             planned.append(Planned(VariantJob(name=p.resolve().name, kind="package", source=str(p))))
         elif _is_onnx(p):
@@ -156,9 +160,11 @@ def plan_variants(sources: Sequence[str], opts: BenchOptions, work_dir: Path, sa
 
             ok, _ = get_target(opts.target).runnable_here()
             if not ok:
-                raise ValueError(f"--target {opts.target} packages cannot run on this machine; build them with "
-                                 f"`lanner compile MODEL.onnx --target {opts.target} --backend tvm` and measure "
-                                 "them on the device with --rpc HOST:PORT")
+                raise ValueError(
+                    f"--target {opts.target} packages cannot run on this machine; build them with "
+                    f"`lanner compile MODEL.onnx --target {opts.target} --backend tvm` and measure "
+                    "them on the device with --rpc HOST:PORT"
+                )
             planned.extend(_compile_variants(p, opts, work_dir, say, prefix=_prefix(p, sources)))
         else:
             raise ValueError(f"{src}: expected an .onnx file or a package directory")
@@ -216,22 +222,35 @@ def _compile_variants(model: Path, opts: BenchOptions, work_dir: Path, say: Say,
             say(f"compiling {model.name} -> {name} for {opts.target}")
             t0 = time.perf_counter()
             try:
-                compile_model(model, target=opts.target, backend=backend, precision=precision,
-                              calib=opts.calib, out=pkg, num_threads=opts.threads)
+                compile_model(
+                    model,
+                    target=opts.target,
+                    backend=backend,
+                    precision=precision,
+                    calib=opts.calib,
+                    out=pkg,
+                    num_threads=opts.threads,
+                )
             except (ValueError, ImportError, RuntimeError) as exc:  # unsupported, fidelity, toolchain
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 say(f"  {name}: compile failed: {msg}")
-                out.append(Planned(VariantJob(name=name, kind="package", source=str(pkg)),
-                                   error=f"compile failed: {type(exc).__name__}: {msg}",
-                                   extra={"backend": backend, "precision": precision, "target": opts.target}))
+                out.append(
+                    Planned(
+                        VariantJob(name=name, kind="package", source=str(pkg)),
+                        error=f"compile failed: {type(exc).__name__}: {msg}",
+                        extra={"backend": backend, "precision": precision, "target": opts.target},
+                    )
+                )
                 continue
-            out.append(Planned(VariantJob(name=name, kind="package", source=str(pkg)),
-                               compile_s=time.perf_counter() - t0))
+            out.append(
+                Planned(VariantJob(name=name, kind="package", source=str(pkg)), compile_s=time.perf_counter() - t0)
+            )
     return out
 
 
-def pipeline_jobs(pipeline: str, backends: Sequence[str] | None, precisions: Sequence[str],
-                  image: str | None = None) -> list[VariantJob]:
+def pipeline_jobs(
+    pipeline: str, backends: Sequence[str] | None, precisions: Sequence[str], image: str | None = None
+) -> list[VariantJob]:
     """Variants ``<pipeline>-<backend>-<precision>`` of a named pipeline (see ``PIPELINES``).
 
     Args:
@@ -254,9 +273,16 @@ def pipeline_jobs(pipeline: str, backends: Sequence[str] | None, precisions: Seq
         raise ValueError(f"pipeline {pipeline!r} runs on {', '.join(supported)}, not {', '.join(bad)}")
     if image is not None and not Path(image).is_file():
         raise FileNotFoundError(f"no such image: {image}")
-    return [VariantJob(name=f"{pipeline}-{b}-{p}", kind="factory", source=spec,
-                       factory_kwargs={"backend": b, "precision": p, **({"image": image} if image else {})})
-            for b in backends for p in precisions]
+    return [
+        VariantJob(
+            name=f"{pipeline}-{b}-{p}",
+            kind="factory",
+            source=spec,
+            factory_kwargs={"backend": b, "precision": p, **({"image": image} if image else {})},
+        )
+        for b in backends
+        for p in precisions
+    ]
 
 
 def run_job(job: VariantJob, isolate: bool, on_progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
@@ -268,8 +294,10 @@ def run_job(job: VariantJob, isolate: bool, on_progress: Callable[[str, int, int
     if not isolate:
         return run_variant(job, on_progress)
     cmd = [sys.executable, "-m", "lanner.benchmarking.worker"]
-    with tempfile.TemporaryFile("w+") as err, \
-            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as proc,
+    ):
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(job.to_dict()))
         proc.stdin.close()
@@ -295,14 +323,26 @@ def run_job(job: VariantJob, isolate: bool, on_progress: Callable[[str, int, int
         if entry is None:
             err.seek(0)
             tail = err.read().strip().splitlines()[-3:]
-            return {"name": job.name, "kind": job.kind, "source": job.source, "status": "error",
-                    "error": f"worker exited with code {rc}: {' | '.join(tail) or 'no output'}"}
+            return {
+                "name": job.name,
+                "kind": job.kind,
+                "source": job.source,
+                "status": "error",
+                "error": f"worker exited with code {rc}: {' | '.join(tail) or 'no output'}",
+            }
         return entry
 
 
-def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str | None = None,
-              say: Say | None = None, progress: Progress | None = None,
-              extra_jobs: Sequence[VariantJob] = (), command: Sequence[str] | None = None) -> dict[str, Any]:
+def benchmark(
+    sources: Sequence[str],
+    opts: BenchOptions,
+    *,
+    keep_packages: str | None = None,
+    say: Say | None = None,
+    progress: Progress | None = None,
+    extra_jobs: Sequence[VariantJob] = (),
+    command: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Benchmark models/packages and return the report (a JSON-ready dict).
 
     Args:
@@ -342,13 +382,30 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
         os.sched_setaffinity(0, affinity)
         planned += [Planned(j) for j in extra_jobs]
         if opts.baseline is not None and opts.baseline not in [p.job.name for p in planned]:
-            raise ValueError(f"--baseline {opts.baseline!r} is not a variant; variants: {[p.job.name for p in planned]}")
+            raise ValueError(
+                f"--baseline {opts.baseline!r} is not a variant; variants: {[p.job.name for p in planned]}"
+            )
         jobs = []
         for pl in planned:
-            jobs.append(replace(pl.job, batches=tuple(opts.batches), policy=opts.policy(), threads=opts.threads,
-                                pin=pin, seed=opts.seed, shapes=dict(opts.shapes)) if pl.job.kind == "package" else
-                        replace(pl.job, policy=opts.policy(), threads=pl.job.threads or opts.threads, pin=pin,
-                                batches=tuple(opts.batches) if pl.job.batches == (1,) else pl.job.batches))
+            jobs.append(
+                replace(
+                    pl.job,
+                    batches=tuple(opts.batches),
+                    policy=opts.policy(),
+                    threads=opts.threads,
+                    pin=pin,
+                    seed=opts.seed,
+                    shapes=dict(opts.shapes),
+                )
+                if pl.job.kind == "package"
+                else replace(
+                    pl.job,
+                    policy=opts.policy(),
+                    threads=pl.job.threads or opts.threads,
+                    pin=pin,
+                    batches=tuple(opts.batches) if pl.job.batches == (1,) else pl.job.batches,
+                )
+            )
         # Round-robin: every variant once per round, so slow drift of a shared machine's load
         # spreads over all variants instead of penalising whichever ran during a busy spell.
         per_variant: list[list[dict[str, Any]]] = [[] for _ in planned]
@@ -356,8 +413,16 @@ def benchmark(sources: Sequence[str], opts: BenchOptions, *, keep_packages: str 
             for i, (pl, job) in enumerate(zip(planned, jobs)):
                 if pl.error is not None:
                     if r == 0:
-                        per_variant[i].append({"name": job.name, "kind": job.kind, "source": job.source,
-                                               "status": "error", "error": pl.error, **pl.extra})
+                        per_variant[i].append(
+                            {
+                                "name": job.name,
+                                "kind": job.kind,
+                                "source": job.source,
+                                "status": "error",
+                                "error": pl.error,
+                                **pl.extra,
+                            }
+                        )
                     continue
                 rnd = f" round {r + 1}/{opts.rounds}" if opts.rounds > 1 else ""
                 say(f"[{i + 1}/{len(planned)}] {job.name}{rnd}")
@@ -418,31 +483,36 @@ def merge_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             stages = {}
             for name in first["stages"]:
                 vals = [b["stages"][name] for b in parts]
-                stages[name] = {"mean_ms": float(np.average([v["mean_ms"] for v in vals], weights=w)),
-                                "p50_ms": float(np.median([v["p50_ms"] for v in vals])),
-                                "p90_ms": float(np.median([v["p90_ms"] for v in vals])),
-                                "share": float(np.average([v["share"] for v in vals], weights=w))}
-        batches.append({**first, "runs": stats.n, "warmup": sum(b["warmup"] for b in parts),
-                        "latency_ms": stats.to_dict(), "samples_ms": samples, "stages": stages, "rounds": len(parts),
-                        "throughput_per_s": first["batch"] * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None})
+                stages[name] = {
+                    "mean_ms": float(np.average([v["mean_ms"] for v in vals], weights=w)),
+                    "p50_ms": float(np.median([v["p50_ms"] for v in vals])),
+                    "p90_ms": float(np.median([v["p90_ms"] for v in vals])),
+                    "share": float(np.average([v["share"] for v in vals], weights=w)),
+                }
+        batches.append(
+            {
+                **first,
+                "runs": stats.n,
+                "warmup": sum(b["warmup"] for b in parts),
+                "latency_ms": stats.to_dict(),
+                "samples_ms": samples,
+                "stages": stages,
+                "rounds": len(parts),
+                "throughput_per_s": first["batch"] * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
+            }
+        )
     merged["batches"] = batches
     colds = [e["cold_start"] for e in rounds if e.get("cold_start")]
     if colds:
-        merged["cold_start"] = {k: (float(np.median([c[k] for c in colds])) if k != "batch" else colds[0][k])
-                                for k in colds[0]}
+        merged["cold_start"] = {
+            k: (float(np.median([c[k] for c in colds])) if k != "batch" else colds[0][k]) for k in colds[0]
+        }
     peaks = [e["memory"]["peak_rss_bytes"] for e in rounds if e.get("memory")]
     if peaks:
         merged["memory"] = {**rounds[0]["memory"], "peak_rss_bytes": max(peaks)}
     return merged
 
 
-_ENTRY_DEFAULTS: dict[str, Any] = {
-    "kind": "package", "source": None, "status": "ok", "error": None, "target": None, "backend": None,
-    "precision": None, "fidelity": None, "toolchain": None, "artifact_bytes": None, "compile_s": None,
-    "cold_start": None, "memory": None, "batches": [],
-}
-
-
 def _complete_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """Fill absent optional keys with ``None``/``[]`` so every entry has every schema key."""
-    return {**_ENTRY_DEFAULTS, **entry}
+    return {**new_entry(entry["name"], "package", None), **entry}

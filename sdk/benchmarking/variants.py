@@ -9,8 +9,9 @@ boundary:
 * ``kind="factory"``: ``"module:function"`` or ``"/path/file.py:function"`` returning an
   object with ``run(inputs)`` and either ``inputs`` (specs with name/shape/dtype) or
   ``example_inputs(batch, rng)``; it may implement the stage protocol
-  (:mod:`lanner.benchmarking.stages`). Used for eager baselines and pipelines.
+  (:mod:`lanner.timing`). Used for eager baselines and pipelines.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..timing import OTHER, LatencyStats, RunPolicy, measure
 from .machine import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from .stages import OTHER
-from .timing import LatencyStats, RunPolicy, measure
+from .report import new_entry
 
 Progress = Callable[[str, int, int], None]
 SAMPLE_DECIMALS = 4  # per-call samples kept in the report at 0.1 us (ms with 4 decimals)
@@ -76,7 +77,7 @@ class VariantJob:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "VariantJob":
+    def from_dict(cls, d: Mapping[str, Any]) -> VariantJob:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["batches"] = tuple(int(b) for b in d.get("batches", (1,)))
@@ -145,8 +146,9 @@ def _is_fixed(d: Any) -> bool:
     return isinstance(d, (int, np.integer)) and int(d) >= 0
 
 
-def make_inputs(specs: Any, batch: int, rng: np.random.Generator,
-                shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+def make_inputs(
+    specs: Any, batch: int, rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     """Random inputs for a model's input specs at a batch size.
 
     Dim 0 is the batch dim: a dynamic one takes ``batch``; a fixed one must equal ``batch``.
@@ -178,12 +180,15 @@ def make_inputs(specs: Any, batch: int, rng: np.random.Generator,
                 if _is_fixed(dims[0]) and int(dims[0]) != batch:
                     raise ValueError(
                         f"input {name!r} has a fixed batch dim of {int(dims[0])}, cannot run batch {batch} "
-                        "(compile with a dynamic or matching batch)")
+                        "(compile with a dynamic or matching batch)"
+                    )
                 dims[0] = batch
             bad = [i for i, d in enumerate(dims) if not _is_fixed(d)]
             if bad:
-                raise ValueError(f"input {name!r} has dynamic dims {bad} in shape {_field(spec, 'shape')}; "
-                                 f"give them with --shape {name}=D0xD1x...")
+                raise ValueError(
+                    f"input {name!r} has dynamic dims {bad} in shape {_field(spec, 'shape')}; "
+                    f"give them with --shape {name}=D0xD1x..."
+                )
             dims = [int(d) for d in dims]
         if dtype.kind == "f":
             arr = rng.standard_normal(dims).astype(dtype)
@@ -231,8 +236,12 @@ def _stage_summary(stage_ns: Mapping[str, np.ndarray], total_ns: np.ndarray) -> 
 
 def _stage_stats(ns: np.ndarray, total_ns: np.ndarray) -> dict[str, float]:
     s = LatencyStats.from_ns(ns)
-    return {"mean_ms": s.mean_ms, "p50_ms": s.p50_ms, "p90_ms": s.p90_ms,
-            "share": float(ns.sum() / max(int(total_ns.sum()), 1))}
+    return {
+        "mean_ms": s.mean_ms,
+        "p50_ms": s.p50_ms,
+        "p90_ms": s.p90_ms,
+        "share": float(ns.sum() / max(int(total_ns.sum()), 1)),
+    }
 
 
 def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, Any]:
@@ -243,9 +252,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
         ``status="ok"`` with measurements, or ``status="error"`` with ``error`` text when
         loading or running failed (per-batch failures are recorded per batch).
     """
-    entry: dict[str, Any] = {"name": job.name, "kind": job.kind, "source": job.source, "status": "ok",
-                             "error": None, "target": None, "backend": None, "precision": None,
-                             "fidelity": None, "toolchain": None, "artifact_bytes": None}
+    entry = new_entry(job.name, job.kind, job.source)
     if job.pin is not None:
         os.sched_setaffinity(0, set(job.pin))
     policy = RunPolicy(**job.policy)
@@ -280,7 +287,7 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
 
     batches: list[dict[str, Any]] = []
     cold: dict[str, Any] | None = None
-    for i, batch in enumerate(job.batches):
+    for batch in job.batches:
         try:
             feeds = inputs_for(batch)
         except Exception as exc:  # noqa: BLE001
@@ -291,25 +298,35 @@ def run_variant(job: VariantJob, progress: Progress | None = None) -> dict[str, 
                 t1 = time.perf_counter_ns()
                 run(feeds)
                 first_ns = time.perf_counter_ns() - t1
-                cold = {"load_ms": load_ns / 1e6, "first_run_ms": first_ns / 1e6,
-                        "total_ms": (load_ns + first_ns) / 1e6, "batch": batch}
+                cold = {
+                    "load_ms": load_ns / 1e6,
+                    "first_run_ms": first_ns / 1e6,
+                    "total_ms": (load_ns + first_ns) / 1e6,
+                    "batch": batch,
+                }
             cb = None if progress is None else (lambda d, n, b=batch: progress(f"batch {b}", d, n))
-            m = measure(lambda: run(feeds), policy, progress=cb,
-                        stage_times=(lambda: stage_src.stage_times_ns) if stage_src is not None else None)
+            m = measure(
+                lambda feeds=feeds: run(feeds),
+                policy,
+                progress=cb,
+                stage_times=(lambda: stage_src.stage_times_ns) if stage_src is not None else None,
+            )
         except Exception as exc:  # noqa: BLE001
             batches.append({"batch": batch, "status": "error", "error": f"run failed: {type(exc).__name__}: {exc}"})
             continue
         stats = m.stats
-        batches.append({
-            "batch": batch,
-            "status": "ok",
-            "runs": stats.n,
-            "warmup": int(m.warmup_ns.size),
-            "latency_ms": stats.to_dict(),
-            "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
-            "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in m.samples_ns.tolist()],
-            "stages": _stage_summary(m.stage_samples_ns, m.samples_ns) or None,
-        })
+        batches.append(
+            {
+                "batch": batch,
+                "status": "ok",
+                "runs": stats.n,
+                "warmup": int(m.warmup_ns.size),
+                "latency_ms": stats.to_dict(),
+                "throughput_per_s": batch * 1e3 / stats.mean_ms if stats.mean_ms > 0 else None,
+                "samples_ms": [round(v / 1e6, SAMPLE_DECIMALS) for v in m.samples_ns.tolist()],
+                "stages": _stage_summary(m.stage_samples_ns, m.samples_ns) or None,
+            }
+        )
     entry["cold_start"] = cold
     entry["memory"] = {"rss_before_load_bytes": rss0, "peak_rss_bytes": peak_rss_bytes()}
     entry["batches"] = batches

@@ -5,6 +5,7 @@ JSON lines on its original stdout: ``{"event": "progress", "label", "done", "tot
 while timing, then one ``{"event": "result", "entry": {...}}``. Anything the backends
 print goes to stderr (fd 1 is redirected there), so the protocol stream stays clean.
 """
+
 from __future__ import annotations
 
 import json

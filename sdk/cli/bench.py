@@ -14,11 +14,15 @@ backend x precision; an ONNX graph cannot be run in torch eager without onnx2tor
 which Lanner does not depend on); ``--baseline NAME`` picks another. Progress goes to
 stderr, the table to stdout. See benchmarks/compile/BENCH.md for the JSON schema.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+
+from ..benchmarking.pipelines import PIPELINES
+from ..names import BACKENDS
 
 
 def _csv(kind: type, what: str):
@@ -30,6 +34,7 @@ def _csv(kind: type, what: str):
         if not items:
             raise argparse.ArgumentTypeError(f"{what}: empty list")
         return items
+
     return parse
 
 
@@ -45,52 +50,106 @@ def _shape(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark packages / backends x precisions side by side",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sources", nargs="*", metavar="MODEL.onnx|PACKAGE_DIR",
-                   help="ONNX models (compiled on the fly) and/or package directories; or `compare A.json B.json`")
-    p.add_argument("--backends", type=_csv(str, "--backends"), default=None,
-                   help="backends to compile ONNX models for (default: openvino,onnxruntime,tvm; "
-                        "for --pipeline: those it supports)")
-    p.add_argument("--precisions", type=_csv(str, "--precisions"), default=("fp32",),
-                   help="precisions to compile ONNX models at (default: fp32; int8 needs --calib)")
+    p = sub.add_parser(
+        "bench",
+        help="benchmark packages / backends x precisions side by side",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="MODEL.onnx|PACKAGE_DIR",
+        help="ONNX models (compiled on the fly) and/or package directories; or `compare A.json B.json`",
+    )
+    p.add_argument(
+        "--backends",
+        type=_csv(str, "--backends"),
+        default=None,
+        help="backends to compile ONNX models for (default: openvino,onnxruntime,tvm; "
+        "for --pipeline: those it supports)",
+    )
+    p.add_argument(
+        "--precisions",
+        type=_csv(str, "--precisions"),
+        default=("fp32",),
+        help="precisions to compile ONNX models at (default: fp32; int8 needs --calib)",
+    )
     p.add_argument("--target", default="x86", help="compile target for ONNX models (default: x86)")
     p.add_argument("--calib", help="calibration data for int8 (folder of images or .npy/.npz)")
     p.add_argument("--batch", type=_csv(int, "--batch"), default=(1,), help="batch sizes, e.g. 1,8 (default: 1)")
-    p.add_argument("--pipeline", choices=("face",),
-                   help="also time a pipeline per backend x precision, with a per-stage breakdown "
-                        "(face: lanner.FaceDetector, MTCNN)")
+    p.add_argument(
+        "--pipeline",
+        choices=tuple(PIPELINES),
+        help="also time a pipeline per backend x precision, with a per-stage breakdown "
+        "(face: lanner.FaceDetector, MTCNN)",
+    )
     p.add_argument("--image", help="input image for --pipeline (default: its bundled sample)")
-    p.add_argument("--factory", action="append", default=[], metavar="NAME=MODULE:FUNC",
-                   help="add a variant built by a Python factory (e.g. a torch eager baseline or a pipeline "
-                        "implementing the stage protocol); FUNC may also be in a file: NAME=path.py:FUNC")
-    p.add_argument("--factory-kwargs", action="append", default=[], metavar="NAME=JSON",
-                   help="keyword arguments for factory NAME, as a JSON object")
-    p.add_argument("--shape", type=_shape, action="append", default=[],
-                   help="full shape for an input with dynamic non-batch dims: NAME=D0xD1x... (repeatable)")
+    p.add_argument(
+        "--factory",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:FUNC",
+        help="add a variant built by a Python factory (e.g. a torch eager baseline or a pipeline "
+        "implementing the stage protocol); FUNC may also be in a file: NAME=path.py:FUNC",
+    )
+    p.add_argument(
+        "--factory-kwargs",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="keyword arguments for factory NAME, as a JSON object",
+    )
+    p.add_argument(
+        "--shape",
+        type=_shape,
+        action="append",
+        default=[],
+        help="full shape for an input with dynamic non-batch dims: NAME=D0xD1x... (repeatable)",
+    )
     p.add_argument("--threads", type=int, help="inference threads (default: backend default)")
     p.add_argument("--pin", type=_csv(int, "--pin"), help="CPU ids to pin to (os.sched_setaffinity), e.g. 0,1")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--runs", type=int, help="exact timed runs per variant and batch")
-    g.add_argument("--budget-s", type=float, default=2.0,
-                   help="time budget per variant and batch; the run count adapts (default: 2 s)")
+    g.add_argument(
+        "--budget-s",
+        type=float,
+        default=2.0,
+        help="time budget per variant and batch; the run count adapts (default: 2 s)",
+    )
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default: 5)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="measure all variants N times round-robin and pool the samples (default: 1); "
-                        "spreads a shared machine's load drift over every variant")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure all variants N times round-robin and pool the samples (default: 1); "
+        "spreads a shared machine's load drift over every variant",
+    )
     p.add_argument("--baseline", help="variant name to compute speedups against (default: the first)")
-    p.add_argument("--in-process", action="store_true",
-                   help="measure in this process (faster; cold start and memory are then not isolated)")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (faster; cold start and memory are then not isolated)",
+    )
     p.add_argument("--keep-packages", metavar="DIR", help="keep packages compiled from ONNX here")
     p.add_argument("--rpc", metavar="HOST:PORT", help="run TVM packages on a remote tvm.exec.rpc_server")
-    p.add_argument("--rpc-timeout", type=float, default=30.0, metavar="S",
-                   help="keep trying to connect to the RPC server for S seconds (default: 30)")
+    p.add_argument(
+        "--rpc-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="keep trying to connect to the RPC server for S seconds (default: 30)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema_version 1)")
     p.add_argument("--md", metavar="FILE", help="write a Markdown table")
     p.add_argument("--plot", metavar="FILE", help="write latency distributions and latency vs fidelity (PNG)")
-    p.add_argument("--threshold", type=float, default=0.05,
-                   help="compare: relative p50 change that counts as slower/faster (default: 0.05)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.05,
+        help="compare: relative p50 change that counts as slower/faster (default: 0.05)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -164,7 +223,9 @@ def _show(args: argparse.Namespace) -> int:
     from ..benchmarking.report import load_report, render_table
 
     if len(args.sources) != 2:
-        raise ValueError(f"usage: lanner bench show REPORT.json [--md F] [--plot F] (got {len(args.sources) - 1} files)")
+        raise ValueError(
+            f"usage: lanner bench show REPORT.json [--md F] [--plot F] (got {len(args.sources) - 1} files)"
+        )
     report = load_report(args.sources[1])
     print(render_table(report))
     _write_outputs(report, args)
@@ -192,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         return _show(args)
     from ..benchmarking import BenchOptions, benchmark
     from ..benchmarking.report import render_table
-    from ..benchmarking.timing import RunPolicy
+    from ..timing import RunPolicy
 
     shapes = dict(args.shape)
     bar = _ProgressBar(not args.quiet)
@@ -202,11 +263,24 @@ def run(args: argparse.Namespace) -> int:
         from ..benchmarking.runner import pipeline_jobs
 
         extra += pipeline_jobs(args.pipeline, args.backends, args.precisions, args.image)
-    backends = tuple(args.backends) if args.backends else ("openvino", "onnxruntime", "tvm")
-    opts = BenchOptions(backends=backends, precisions=tuple(args.precisions), target=args.target,
-                        batches=tuple(args.batch), threads=args.threads, pin=args.pin, runs=args.runs,
-                        budget_s=args.budget_s, warmup=args.warmup, isolate=not args.in_process, calib=args.calib,
-                        baseline=args.baseline, seed=args.seed, shapes=shapes, rounds=args.rounds)
+    backends = tuple(args.backends) if args.backends else BACKENDS
+    opts = BenchOptions(
+        backends=backends,
+        precisions=tuple(args.precisions),
+        target=args.target,
+        batches=tuple(args.batch),
+        threads=args.threads,
+        pin=args.pin,
+        runs=args.runs,
+        budget_s=args.budget_s,
+        warmup=args.warmup,
+        isolate=not args.in_process,
+        calib=args.calib,
+        baseline=args.baseline,
+        seed=args.seed,
+        shapes=shapes,
+        rounds=args.rounds,
+    )
     if args.rpc:
         from ..benchmarking.remote import parse_address, rpc_report
 
@@ -216,13 +290,29 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--rpc measures TVM package directories only (compile with --backend tvm first)")
         if not args.sources:
             raise ValueError("--rpc needs at least one TVM package directory")
-        report = rpc_report(list(args.sources), args.rpc, options={**opts.to_dict(), "rpc": args.rpc},
-                            policy=RunPolicy(warmup=opts.warmup, runs=opts.runs, budget_s=opts.budget_s),
-                            batches=opts.batches, seed=opts.seed, shapes=shapes, baseline=opts.baseline,
-                            command=command, progress=bar.update, connect_timeout_s=args.rpc_timeout)
+        report = rpc_report(
+            list(args.sources),
+            args.rpc,
+            options={**opts.to_dict(), "rpc": args.rpc},
+            policy=RunPolicy(warmup=opts.warmup, runs=opts.runs, budget_s=opts.budget_s),
+            batches=opts.batches,
+            seed=opts.seed,
+            shapes=shapes,
+            baseline=opts.baseline,
+            command=command,
+            progress=bar.update,
+            connect_timeout_s=args.rpc_timeout,
+        )
     else:
-        report = benchmark(args.sources, opts, keep_packages=args.keep_packages, say=bar.say, progress=bar.update,
-                           command=command, extra_jobs=extra)
+        report = benchmark(
+            args.sources,
+            opts,
+            keep_packages=args.keep_packages,
+            say=bar.say,
+            progress=bar.update,
+            command=command,
+            extra_jobs=extra,
+        )
     bar.clear()
     print(render_table(report))
     _write_outputs(report, args)

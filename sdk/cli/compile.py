@@ -1,4 +1,5 @@
 """``lanner compile``: build a verified deployable package from an ONNX model."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,29 +8,55 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..names import AUTO, BACKENDS, PRECISIONS
     from ..targets import TARGETS
 
     p = sub.add_parser(
-        "compile", help="quantize/compile an ONNX model into a package for a target",
+        "compile",
+        help="quantize/compile an ONNX model into a package for a target",
         description="Build the model for a target, check fidelity against the fp32 ONNX Runtime reference, "
-                    "measure latency, and write a package directory with manifest.json. "
-                    "Needs the compile extra: pip install 'lanner[compile]'.",
+        "measure latency, and write a package directory with manifest.json. "
+        "Needs the compile extra: pip install 'lanner[compile]'.",
     )
     p.add_argument("model", help="path to the .onnx model")
     p.add_argument("--target", default="x86", choices=sorted(TARGETS), help="deployment target (default: x86)")
-    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime", "tvm"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"))
+    p.add_argument(
+        "--backend",
+        default=AUTO,
+        choices=(AUTO, *BACKENDS),
+        help="backend, or auto: every one the target supports and is installed, fastest passing kept",
+    )
+    p.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS))
     p.add_argument("--calib", metavar="DIR", help="calibration folder: images or .npy/.npz arrays (needed for int8)")
     p.add_argument("--out", required=True, metavar="PACKAGE_DIR", help="package directory to write")
     p.add_argument("--name", help="model name (default: the file stem)")
     p.add_argument("--task", help='task, e.g. "classification" (enables top-1 agreement)')
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="override an input shape; use ? or a name for dynamic axes (repeatable)")
-    p.add_argument("--sample-shape", action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="concrete shape for random fidelity samples of an input with dynamic axes")
-    p.add_argument("--preprocessing", metavar="JSON", help='preprocessing dict, e.g. \'{"size": [112, 112], "mean": [0.5,0.5,0.5], "std": [0.5,0.5,0.5]}\'')
-    p.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
-                   help="fidelity threshold override: min_cosine, max_rel_error, min_top1 (VALUE none disables)")
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="override an input shape; use ? or a name for dynamic axes (repeatable)",
+    )
+    p.add_argument(
+        "--sample-shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="concrete shape for random fidelity samples of an input with dynamic axes",
+    )
+    p.add_argument(
+        "--preprocessing",
+        metavar="JSON",
+        help='preprocessing dict, e.g. \'{"size": [112, 112], "mean": [0.5,0.5,0.5], "std": [0.5,0.5,0.5]}\'',
+    )
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fidelity threshold override: min_cosine, max_rel_error, min_top1 (VALUE none disables)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for the measurements")
     p.set_defaults(func=run)
 
@@ -63,17 +90,26 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f"lanner compile needs the compile extra (pip install 'lanner[compile]'): {exc}") from exc
     manifest = compile_model(
-        args.model, target=args.target, backend=args.backend, precision=args.precision, calib=args.calib,
-        out=args.out, name=args.name, task=args.task,
+        args.model,
+        target=args.target,
+        backend=args.backend,
+        precision=args.precision,
+        calib=args.calib,
+        out=args.out,
+        name=args.name,
+        task=args.task,
         input_shapes=dict(_shape(s, allow_dynamic=True) for s in args.input_shape) or None,
         sample_shapes=dict(_shape(s, allow_dynamic=False) for s in args.sample_shape) or None,
         preprocessing=json.loads(args.preprocessing) if args.preprocessing else None,
         thresholds=dict(_threshold(t) for t in args.threshold) or None,
-        num_threads=args.threads, progress=_progress,
+        num_threads=args.threads,
+        progress=_progress,
     )
     latency = manifest.latency_ms["median"] if manifest.latency_ms else None
-    print(f"{args.out}: {manifest.backend}/{manifest.precision} for {manifest.target}"
-          + (f", {latency:.3f} ms median at batch 1" if latency is not None else ", not measured on this host"))
+    print(
+        f"{args.out}: {manifest.backend}/{manifest.precision} for {manifest.target}"
+        + (f", {latency:.3f} ms median at batch 1" if latency is not None else ", not measured on this host")
+    )
     return 0
 
 

@@ -1,8 +1,8 @@
 """``lanner info``: what this install can do (native build, CUDA, backends)."""
+
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import platform
 
 
@@ -12,15 +12,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import __version__, _C, ops
+    from .. import _C, __version__, ops
+    from ..names import DISTRIBUTIONS, package_versions
 
     print(f"lanner {__version__} (python {platform.python_version()}, {platform.machine()})")
-    print(f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}, "
-          f"tracker cuFFT batch path={bool(_C.built_with_cufft)}")
-    for dist in ("numpy", "opencv-contrib-python-headless", "onnxruntime", "openvino", "apache-tvm", "nncf", "torch"):
-        try:
-            version = md.version(dist)
-        except md.PackageNotFoundError:
-            version = "not installed"
-        print(f"  {dist}: {version}")
+    print(
+        f"  native ops: built with CUDA={bool(_C.built_with_cuda)}, CUDA devices usable={ops.has_cuda()}, "
+        f"tracker cuFFT batch path={bool(_C.built_with_cufft)}"
+    )
+    for dist, version in package_versions(DISTRIBUTIONS).items():
+        print(f"  {dist}: {version or 'not installed'}")
     return 0

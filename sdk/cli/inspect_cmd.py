@@ -2,6 +2,7 @@
 
 (The module is not called ``inspect`` so that it cannot shadow the standard library module.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,24 +20,47 @@ def _shape(shape) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
+def _integrity(manifest, package: str) -> tuple[str, bool]:
+    """The integrity line and whether it passed: every listed file present with its sha256 (never
+    read through a symlink, see ``Manifest.verify``) and no file the manifest does not list."""
+    from ..manifest import PackageError
+
+    try:
+        manifest.verify(package)
+    except PackageError as exc:
+        return f"FAILED: {exc}", False
+    unlisted = manifest.unlisted_files(package)
+    if unlisted:
+        return f"FAILED: files in the package but not in the manifest: {unlisted}", False
+    return f"ok ({len(manifest.files)} files, sha256)", True
+
+
+def _target_line(manifest) -> tuple[str, bool]:
+    """The target line and whether the target is known (a package for another machine is fine to inspect)."""
+    from ..targets import TARGETS
+
+    target = TARGETS.get(manifest.target)
+    if target is None:
+        return f"{manifest.target} (UNKNOWN target; this lanner knows {sorted(TARGETS)})", False
+    ok, reason = target.runnable_here()
+    where = "runs on this machine" if ok else f"does NOT run on this machine: {reason}"
+    return f"{manifest.target} ({target.description}); {where}", True
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..manifest import Manifest, PackageError
+    from ..manifest import Manifest
 
     manifest = Manifest.read(args.package)
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2))
         return 0
-    try:
-        manifest.verify(args.package)
-        integrity = f"ok ({len(manifest.files)} files, sha256)"
-        status = 0
-    except PackageError as exc:
-        integrity = f"FAILED: {exc}"
-        status = 1
+    integrity, intact = _integrity(manifest, args.package)
+    target_line, known = _target_line(manifest)
+    status = 0 if intact and known else 1
     m = manifest
     print(f"package   {args.package}")
     print(f"model     {m.name}" + (f" (task: {m.task})" if m.task else ""))
-    print(f"target    {m.target} ({m.target_info.get('description', '')})")
+    print(f"target    {target_line}")
     print(f"backend   {m.backend} / {m.precision}   options {dict(m.backend_options)}")
     for kind, specs in (("input", m.inputs), ("output", m.outputs)):
         for s in specs:
@@ -47,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if m.fidelity:
         worst = min(o["cosine_min"] for o in m.fidelity["outputs"].values())
         top1 = m.fidelity.get("top1_agreement")
-        print(f"fidelity  {'passed' if m.fidelity.get('passed') else 'FAILED'}: min cosine {worst:.6f}"
-              + (f", top-1 agreement {top1:.3f}" if top1 is not None else "") + f" on {m.fidelity['samples']} samples")
+        print(
+            f"fidelity  {'passed' if m.fidelity.get('passed') else 'FAILED'}: min cosine {worst:.6f}"
+            + (f", top-1 agreement {top1:.3f}" if top1 is not None else "")
+            + f" on {m.fidelity['samples']} samples"
+        )
     else:
         print("fidelity  not measured (target cannot run on the build host)")
     if m.latency_ms:
@@ -58,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"selection {m.selection.get('reason')}")
         for c in candidates:
             lat = c.get("latency_ms")
-            print(f"  {c['backend']:<12}{c['precision']:<6}{c['status']:<16}"
-                  + (f"{lat['median']:.3f} ms" if lat else c.get("reason", "")[:90]))
+            print(
+                f"  {c['backend']:<12}{c['precision']:<6}{c['status']:<16}"
+                + (f"{lat['median']:.3f} ms" if lat else c.get("reason", "")[:90])
+            )
     print(f"integrity {integrity}")
     return status

@@ -7,22 +7,37 @@ compared with it box for box; the hot loops that are not network inference (pyra
 resize, candidate generation, crop-and-resize) run in C++ (``lanner._C.mtcnn_*``) and NMS
 is ``lanner.ops``'.
 """
+
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from .. import _C, ops
+from ..timing import OTHER, StageTimer
 
-__all__ = ["CascadeParams", "NetRunner", "PyramidLayout", "Workspace", "pack_pyramid", "run_cascade", "pyramid_scales",
-           "STAGES"]
+__all__ = [
+    "CascadeParams",
+    "NetRunner",
+    "PyramidLayout",
+    "Workspace",
+    "pack_pyramid",
+    "run_cascade",
+    "pyramid_scales",
+    "RefineStage",
+    "RNET",
+    "ONET",
+    "refine",
+    "STAGES",
+]
 
-# Per-stage timing keys, in cascade order.
-STAGES: tuple[str, ...] = ("pyramid", "pnet", "rnet", "onet", "nms", "other")
+# Per-stage timing keys, in cascade order (timed with lanner.timing.StageTimer; "other" is the rest).
+STAGES: tuple[str, ...] = ("pyramid", "pnet", "rnet", "onet", "nms", OTHER)
 
 _PNET_CELL = 12  # P-Net's receptive field, px: the smallest face it sees at scale 1
 _PER_SCALE_IOU = 0.5  # NMS within one pyramid scale
@@ -38,8 +53,9 @@ class NetRunner(Protocol):
 
     def run(self, inputs: Mapping[str, np.ndarray], *, copy: bool = True) -> dict[str, np.ndarray]: ...
 
-    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
-                 copy: bool = True) -> list[dict[str, np.ndarray]]: ...
+    def run_many(
+        self, inputs: Sequence[Mapping[str, np.ndarray]], *, copy: bool = True
+    ) -> list[dict[str, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -147,8 +163,11 @@ def pack_pyramid(sizes: tuple[tuple[int, int], ...]) -> PyramidLayout:
     for k in range(n):
         layout = _pack(sizes, range(k, n))
         runs = len(layout.alone) + (1 if layout.packed else 0)
-        cost = (layout.canvas[0] * layout.canvas[1] + sum(sizes[i][0] * sizes[i][1] for i in layout.alone)
-                + _RUN_COST_PX * runs)
+        cost = (
+            layout.canvas[0] * layout.canvas[1]
+            + sum(sizes[i][0] * sizes[i][1] for i in layout.alone)
+            + _RUN_COST_PX * runs
+        )
         if cost < best_cost:
             best, best_cost = layout, cost
     return best
@@ -235,8 +254,9 @@ def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _crop(table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace,
-          num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _crop(
+    table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace, num_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Crops of ``boxes[:, :4]`` resized to size x size, into the workspace's buffer for that size."""
     out = ws.buffer(f"crops{size}", len(boxes) * 3 * size * size, np.float32)
     return _C.mtcnn_crop_resize(table, np.ascontiguousarray(boxes[:, :4]), size, out=out, num_threads=num_threads)
@@ -244,6 +264,158 @@ def _crop(table: np.ndarray, boxes: np.ndarray, size: int, ws: Workspace,
 
 def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+
+
+def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net's landmarks, relative to the (1-based) input box before its regression, in pixels (N, 5, 2)."""
+    bw = boxes[:, 2:3] - boxes[:, 0:1] + 1
+    bh = boxes[:, 3:4] - boxes[:, 1:2] + 1
+    px = bw * points[:, :5] + boxes[:, 0:1] - 1
+    py = bh * points[:, 5:10] + boxes[:, 1:2] - 1
+    return np.stack([px, py], axis=2)
+
+
+@dataclass(frozen=True)
+class RefineStage:
+    """A refinement stage of a cascade: crop every candidate box, run a net on the crops, keep
+    the boxes whose face probability passes a threshold, suppress overlaps.
+
+    Attributes:
+        name: the net's stage-timing key (``"rnet"``, ``"onet"``).
+        size: side of the square crops the net takes, px.
+        iou_threshold: NMS overlap threshold.
+        nms_mode: ``"union"`` (IoU) or ``"min"`` (intersection over the smaller box, pixels
+            counted inclusively as facenet-pytorch does).
+        regress_first: apply the net's box regression before NMS (O-Net); otherwise after it,
+            followed by squaring the boxes for the next stage (R-Net).
+    """
+
+    name: str
+    size: int
+    iou_threshold: float
+    nms_mode: str = "union"
+    regress_first: bool = False
+
+
+RNET = RefineStage("rnet", 24, _CROSS_SCALE_IOU)
+ONET = RefineStage("onet", 48, _FINAL_MIN_OVERLAP, nms_mode="min", regress_first=True)
+
+
+def refine(
+    table: np.ndarray,
+    boxes: np.ndarray,
+    net: NetRunner,
+    stage: RefineStage,
+    threshold: float,
+    timer: StageTimer,
+    workspace: Workspace,
+    num_threads: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run one refinement stage: crop -> run -> threshold -> NMS.
+
+    Args:
+        table: the image's summed-area table (``lanner._C.mtcnn_integral``).
+        boxes: (N, >=4) float32 candidate boxes, xyxy pixels.
+        net: the stage's net; its outputs are ``prob`` (N, 2), ``reg`` (N, 4) and optionally
+            ``landmarks`` (N, 10).
+        stage: what the stage does (:data:`RNET`, :data:`ONET` or a student detector's own).
+        threshold: face-probability threshold.
+        timer: receives the net's and the NMS's time (stages ``stage.name`` and ``"nms"``).
+        workspace: buffers for the crops.
+        num_threads: threads for crop resizing (0: one per core).
+
+    Returns:
+        ``(boxes (K, 5) float32 xyxy + score, landmarks (K, 5, 2) or None)``, the kept boxes.
+    """
+    crops, valid = _crop(table, boxes, stage.size, workspace, num_threads)
+    if not valid.all():
+        boxes, crops = boxes[valid], crops[valid]
+    if not len(boxes):
+        return np.zeros((0, 5), np.float32), None
+    with timer.stage(stage.name):
+        out = net.run({"image": crops}, copy=False)
+    score = out["prob"][:, 1]
+    keep = score > threshold
+    boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
+    reg = out["reg"][keep]
+    landmarks = _landmarks(boxes, out["landmarks"][keep]) if "landmarks" in out else None
+    if stage.regress_first:
+        boxes = _bbreg(boxes, reg)
+    corners = boxes[:, :4] + np.array([0, 0, 1, 1], np.float32) if stage.nms_mode == "min" else boxes[:, :4]
+    with timer.stage("nms"):
+        pick = ops.nms(corners, boxes[:, 4], stage.iou_threshold, mode=stage.nms_mode)
+    boxes = boxes[pick] if stage.regress_first else _rerec(_bbreg(boxes[pick], reg[pick]))
+    return boxes, (landmarks[pick] if landmarks is not None else None)
+
+
+def _pyramid(
+    table: np.ndarray, sizes: list[tuple[int, int]], ws: Workspace, num_threads: int
+) -> tuple[PyramidLayout, list[dict[str, np.ndarray]]]:
+    """P-Net's inputs: most levels packed into one canvas (P-Net's maps of it hold each level's
+    maps exactly, see :func:`pack_pyramid`), the rest as levels of their own."""
+    layout = pack_pyramid(tuple(sizes))
+    feeds = []
+    if layout.packed:
+        ch, cw = layout.canvas
+        canvas = _C.mtcnn_pyramid_canvas(
+            table,
+            [sizes[i] for i in layout.packed],
+            list(layout.offsets),
+            layout.canvas,
+            out=ws.buffer("canvas", 3 * ch * cw, np.float32),
+            num_threads=num_threads,
+        )
+        feeds.append({"image": canvas})
+    if layout.alone:
+        alone = [sizes[i] for i in layout.alone]
+        total = sum(3 * lh * lw for lh, lw in alone)
+        levels = _C.mtcnn_pyramid(table, alone, out=ws.buffer("pyramid", total, np.float32), num_threads=num_threads)
+        feeds.extend({"image": level} for level in levels)
+    return layout, feeds
+
+
+def _pnet_candidates(
+    maps: list[dict[str, np.ndarray]],
+    layout: PyramidLayout,
+    sizes: list[tuple[int, int]],
+    scales: list[float],
+    threshold: float,
+    timer: StageTimer,
+) -> np.ndarray:
+    """P-Net's face candidates over all scales, after per-scale and cross-scale NMS, regressed
+    and squared: (N, 5) float32 xyxy + score."""
+    # P-Net's "maps": its two face logits and four box regressions per cell (the softmax is
+    # taken in the candidate pass, on the cells that can pass the threshold).
+    source: dict[int, tuple[dict[str, np.ndarray], tuple[int, int, int, int] | None]] = {}
+    for i, (y, x) in zip(layout.packed, layout.offsets):
+        source[i] = (maps[0], (y // 2, x // 2, pnet_map_size(sizes[i][0]), pnet_map_size(sizes[i][1])))
+    for k, i in enumerate(layout.alone):
+        source[i] = (maps[k + (1 if layout.packed else 0)], None)
+    per_scale = []
+    for i, scale in enumerate(scales):
+        out, window = source[i]
+        cand = _C.mtcnn_generate_candidates(out["maps"], scale, threshold, window)
+        if len(cand):
+            with timer.stage("nms"):
+                per_scale.append(cand[ops.nms(cand[:, :4], cand[:, 4], _PER_SCALE_IOU)])
+    boxes = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
+    with timer.stage("nms"):
+        boxes = boxes[ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)]
+    if not len(boxes):
+        return np.zeros((0, 5), np.float32)
+    regw = boxes[:, 2] - boxes[:, 0]
+    regh = boxes[:, 3] - boxes[:, 1]
+    boxes = np.stack(
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ],
+        axis=1,
+    )
+    return _rerec(boxes)
 
 
 def run_cascade(
@@ -274,128 +446,54 @@ def run_cascade(
         ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
         by descending score.
     """
-    clock = time.perf_counter
-    spent = dict.fromkeys(STAGES, 0.0)
-    t_start = clock()
-    h, w = image.shape[:2]
-    t0, t1, t2 = (float(t) for t in params.thresholds)
-    ws = workspace if workspace is not None else Workspace()
-
-    # Stage 1: P-Net over the pyramid.
-    t = clock()
-    scales = pyramid_scales(h, w, params.min_face_size, params.scale_factor)
-    sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
-    # One summed-area table serves every pyramid level and every crop (area resize = box
-    # means); it reads the image in place in its channel order.
-    table = _C.mtcnn_integral(image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32),
-                              num_threads=num_threads)
-    # Most levels packed into one canvas (P-Net's maps of it hold each level's maps exactly,
-    # see pack_pyramid), the rest as levels of their own.
-    layout = pack_pyramid(tuple(sizes))
-    feeds = []
-    if layout.packed:
-        ch, cw = layout.canvas
-        canvas = _C.mtcnn_pyramid_canvas(table, [sizes[i] for i in layout.packed], list(layout.offsets), layout.canvas,
-                                         out=ws.buffer("canvas", 3 * ch * cw, np.float32), num_threads=num_threads)
-        feeds.append({"image": canvas})
-    if layout.alone:
-        alone = [sizes[i] for i in layout.alone]
-        total = sum(3 * lh * lw for lh, lw in alone)
-        levels = _C.mtcnn_pyramid(table, alone, out=ws.buffer("pyramid", total, np.float32), num_threads=num_threads)
-        feeds.extend({"image": level} for level in levels)
-    spent["pyramid"] += clock() - t
-    # All inputs through P-Net back to back (one output set each), then candidates and
-    # per-scale NMS, level by level.
-    t = clock()
-    maps = pnet.run_many(feeds, copy=False) if feeds else []
-    spent["pnet"] += clock() - t
-    # P-Net's "maps": its two face logits and four box regressions per cell (the softmax is
-    # taken in the candidate pass, on the cells that can pass the threshold).
-    source: dict[int, tuple[dict[str, np.ndarray], tuple[int, int, int, int] | None]] = {}
-    for i, (y, x) in zip(layout.packed, layout.offsets):
-        source[i] = (maps[0], (y // 2, x // 2, pnet_map_size(sizes[i][0]), pnet_map_size(sizes[i][1])))
-    for k, i in enumerate(layout.alone):
-        source[i] = (maps[k + (1 if layout.packed else 0)], None)
-    per_scale = []
-    for i, scale in enumerate(scales):
-        out, window = source[i]
-        t = clock()
-        cand = _C.mtcnn_generate_candidates(out["maps"], scale, t0, window)
-        spent["other"] += clock() - t
-        t = clock()
-        if len(cand):
-            per_scale.append(cand[ops.nms(cand[:, :4], cand[:, 4], _PER_SCALE_IOU)])
-        spent["nms"] += clock() - t
-    boxes = np.concatenate(per_scale) if per_scale else np.zeros((0, 9), np.float32)
-    t = clock()
-    boxes = boxes[ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)]
-    spent["nms"] += clock() - t
-
-    result = _empty()
-    if len(boxes):
-        regw = boxes[:, 2] - boxes[:, 0]
-        regh = boxes[:, 3] - boxes[:, 1]
-        boxes = np.stack(
-            [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
-             boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], axis=1)
-        boxes = _rerec(boxes)
-
-        # Stage 2: R-Net on 24x24 crops, one batch.
-        t = clock()
-        crops, valid = _crop(table, boxes, 24, ws, num_threads)
-        if not valid.all():
-            boxes, crops = boxes[valid], crops[valid]
-        spent["other"] += clock() - t
-        if len(boxes):
-            t = clock()
-            out = rnet.run({"image": crops}, copy=False)
-            spent["rnet"] += clock() - t
-            score = out["prob"][:, 1]
-            keep = score > t1
-            boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
-            reg = out["reg"][keep]
-            t = clock()
-            pick = ops.nms(boxes[:, :4], boxes[:, 4], _CROSS_SCALE_IOU)
-            spent["nms"] += clock() - t
-            boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
-
-        # Stage 3: O-Net on 48x48 crops, one batch.
-        if len(boxes):
-            t = clock()
-            crops, valid = _crop(table, boxes, 48, ws, num_threads)
-            if not valid.all():
-                boxes, crops = boxes[valid], crops[valid]
-            spent["other"] += clock() - t
-        if len(boxes):
-            t = clock()
-            out = onet.run({"image": crops}, copy=False)
-            spent["onet"] += clock() - t
-            score = out["prob"][:, 1]
-            keep = score > t2
-            boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
-            points = out["landmarks"][keep]
-            reg = out["reg"][keep]
-            # Landmarks are relative to the (1-based) O-Net input box, before its regression.
-            bw = boxes[:, 2:3] - boxes[:, 0:1] + 1
-            bh = boxes[:, 3:4] - boxes[:, 1:2] + 1
-            px = bw * points[:, :5] + boxes[:, 0:1] - 1
-            py = bh * points[:, 5:10] + boxes[:, 1:2] - 1
-            landmarks = np.stack([px, py], axis=2)
-            boxes = _bbreg(boxes, reg)
-            t = clock()
-            # facenet-pytorch's final NMS counts pixels inclusively (width = x2 - x1 + 1).
-            inclusive = boxes[:, :4] + np.array([0, 0, 1, 1], np.float32)
-            pick = ops.nms(inclusive, boxes[:, 4], _FINAL_MIN_OVERLAP, mode="min")
-            spent["nms"] += clock() - t
-            boxes, landmarks = boxes[pick], landmarks[pick]
-            result = (
-                np.ascontiguousarray(boxes[:, :4], dtype=np.float32),
-                np.ascontiguousarray(boxes[:, 4], dtype=np.float32),
-                np.ascontiguousarray(landmarks, dtype=np.float32),
-            )
+    timer = StageTimer()
+    start = time.perf_counter_ns()
+    with timer.run():
+        result = _cascade(
+            image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads, timer
+        )
     if times is not None:
-        total = clock() - t_start
-        spent["other"] += total - sum(spent.values())
+        spent = {stage: timer.last.get(stage, 0) / 1e9 for stage in STAGES if stage != OTHER}
+        spent[OTHER] = (time.perf_counter_ns() - start) / 1e9 - sum(spent.values())
         for key, value in spent.items():
             times[key] = times.get(key, 0.0) + value
     return result
+
+
+def _cascade(
+    image: np.ndarray,
+    nets: tuple[NetRunner, NetRunner, NetRunner],
+    params: CascadeParams,
+    channel_order: str,
+    ws: Workspace,
+    num_threads: int,
+    timer: StageTimer,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pnet, rnet, onet = nets
+    h, w = image.shape[:2]
+    t0, t1, t2 = (float(t) for t in params.thresholds)
+    with timer.stage("pyramid"):
+        scales = pyramid_scales(h, w, params.min_face_size, params.scale_factor)
+        sizes = [(int(h * s + 1), int(w * s + 1)) for s in scales]
+        # One summed-area table serves every pyramid level and every crop (area resize = box
+        # means); it reads the image in place in its channel order.
+        table = _C.mtcnn_integral(
+            image, channel_order, out=ws.buffer("integral", (h + 1) * (w + 1) * 3, np.uint32), num_threads=num_threads
+        )
+        layout, feeds = _pyramid(table, sizes, ws, num_threads)
+    # All inputs through P-Net back to back (one output set each), then candidates and NMS.
+    with timer.stage("pnet"):
+        maps = pnet.run_many(feeds, copy=False) if feeds else []
+    boxes = _pnet_candidates(maps, layout, sizes, scales, t0, timer)
+    if len(boxes):
+        boxes, _ = refine(table, boxes, rnet, RNET, t1, timer, ws, num_threads)
+    if not len(boxes):
+        return _empty()
+    boxes, landmarks = refine(table, boxes, onet, ONET, t2, timer, ws, num_threads)
+    if landmarks is None:
+        return _empty()
+    return (
+        np.ascontiguousarray(boxes[:, :4], dtype=np.float32),
+        np.ascontiguousarray(boxes[:, 4], dtype=np.float32),
+        np.ascontiguousarray(landmarks, dtype=np.float32),
+    )

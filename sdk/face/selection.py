@@ -8,15 +8,15 @@ passes on the demo photo but misses the bar on the benchmark's group photo and m
 benchmarks/detection), which one photo cannot reveal; it stays available explicitly.
 The cost is bounded: a few seconds of compiling and a handful of timed runs.
 """
+
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import numpy as np
 
 from .. import models
+from ..timing import RunPolicy, measure
 from .detector import FaceDetector
 
 __all__ = ["select_auto"]
@@ -35,8 +35,11 @@ def _agree(a, b) -> bool:
     area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
     iou = inter / (area(a.boxes)[:, None] + area(b.boxes)[None, :] - inter)
     match = iou.argmax(1)
-    return bool(iou.max(1).min() >= 0.9 and np.abs(a.scores - b.scores[match]).max() <= 0.02
-                and np.abs(a.landmarks - b.landmarks[match]).max() <= 2.0)
+    return bool(
+        iou.max(1).min() >= 0.9
+        and np.abs(a.scores - b.scores[match]).max() <= 0.02
+        and np.abs(a.landmarks - b.landmarks[match]).max() <= 2.0
+    )
 
 
 def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = None) -> dict:
@@ -57,12 +60,8 @@ def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = N
         key = f"{backend}/{precision}"
         try:
             with FaceDetector(backend=backend, precision=precision, num_threads=num_threads) as det:
-                faces = det.detect(image)
-                times = []
-                for _ in range(reps):
-                    start = time.perf_counter()
-                    det.detect(image)
-                    times.append(time.perf_counter() - start)
+                faces = det.detect(image)  # also the warm-up
+                stats = measure(lambda: det.detect(image), RunPolicy(warmup=0, runs=reps)).stats
         except Exception as exc:  # noqa: BLE001 - a configuration that cannot build here is skipped
             results[key] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             continue
@@ -71,7 +70,7 @@ def select_auto(image: np.ndarray, *, reps: int = 5, num_threads: int | None = N
         elif not _agree(faces, reference):
             results[key] = "rejected: detections differ from openvino/fp32"
             continue
-        ms = statistics.median(times) * 1e3
+        ms = stats.p50_ms
         results[key] = round(ms, 2)
         if best is None or ms < best[0]:
             best = (ms, backend, precision)

@@ -7,21 +7,21 @@ use (or with ``lanner models build``) each is compiled by ``lanner.compile`` for
 user cache directory: ``$LANNER_CACHE`` when set, else ``$XDG_CACHE_HOME/lanner`` or
 ``~/.cache/lanner``.
 """
+
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..names import AUTO, FACE_BACKENDS, FACE_PRECISIONS, sha256_file
+
 __all__ = [
     "ModelSpec",
     "REGISTRY",
     "MTCNN_NETS",
-    "BACKENDS",
-    "PRECISIONS",
     "get_spec",
     "onnx_path",
     "cache_dir",
@@ -30,12 +30,15 @@ __all__ = [
     "selected_auto",
     "build_package",
     "open_net",
+    "package_status",
+    "REPAIR_COMMAND",
 ]
 
 _HERE = Path(__file__).resolve().parent
 
-BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
+# What FaceDetector(backend=..., precision=...) accepts; int8 is refused with a reason.
+BACKENDS: tuple[str, ...] = (AUTO, *FACE_BACKENDS)
+PRECISIONS: tuple[str, ...] = (AUTO, *FACE_PRECISIONS, "int8")
 # What "auto" resolves to until `lanner models build --select` has measured this machine
 # (benchmarks/detection/README.md): OpenVINO FP32 was the fastest cascade at parity on x86;
 # ONNX Runtime FP32 was 2-3x slower; OpenVINO FP16 is unsupported on CPUs without FP16 units;
@@ -47,7 +50,7 @@ SELECTION_FILE = "mtcnn-auto.json"  # in cache_dir(): the measured choice for "a
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One shipped model.
+    """One shipped model (frozen: safe to share between threads).
 
     Attributes:
         name: registry key, e.g. ``"mtcnn-pnet"``.
@@ -71,15 +74,30 @@ _FACENET = "facenet-pytorch 2.6.0 wheel, facenet_pytorch/data/{}.pt (MTCNN, Zhan
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("mtcnn-pnet", "mtcnn/pnet.onnx",
-                  "cbc2bc662ea6b2051cd172afb0738b1191c4234477cf1a3ce269b986190d25f3",
-                  {"image": (1, 3, "height", "width")}, ("maps",), _FACENET.format("pnet")),
-        ModelSpec("mtcnn-rnet", "mtcnn/rnet.onnx",
-                  "f8baaf5e13a5436a4fed864d38d50203ff65206c8d21a8ae04a978fa1cb734ca",
-                  {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _FACENET.format("rnet")),
-        ModelSpec("mtcnn-onet", "mtcnn/onet.onnx",
-                  "2588a18a550ee1ecf2792a33715de694d573012c5d021b6b6ecb3b4a9db6cebe",
-                  {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _FACENET.format("onet")),
+        ModelSpec(
+            "mtcnn-pnet",
+            "mtcnn/pnet.onnx",
+            "cbc2bc662ea6b2051cd172afb0738b1191c4234477cf1a3ce269b986190d25f3",
+            {"image": (1, 3, "height", "width")},
+            ("maps",),
+            _FACENET.format("pnet"),
+        ),
+        ModelSpec(
+            "mtcnn-rnet",
+            "mtcnn/rnet.onnx",
+            "f8baaf5e13a5436a4fed864d38d50203ff65206c8d21a8ae04a978fa1cb734ca",
+            {"image": ("n", 3, 24, 24)},
+            ("reg", "prob"),
+            _FACENET.format("rnet"),
+        ),
+        ModelSpec(
+            "mtcnn-onet",
+            "mtcnn/onet.onnx",
+            "2588a18a550ee1ecf2792a33715de694d573012c5d021b6b6ecb3b4a9db6cebe",
+            {"image": ("n", 3, 48, 48)},
+            ("reg", "landmarks", "prob"),
+            _FACENET.format("onet"),
+        ),
     )
 }
 MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
@@ -103,14 +121,6 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(REGISTRY)}") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def onnx_path(name: str) -> Path:
     """Path of the shipped ONNX file of ``name``, after checking its sha256.
 
@@ -122,7 +132,7 @@ def onnx_path(name: str) -> Path:
     path = _HERE / spec.file
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} is missing from the Lanner installation")
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != spec.sha256:
         raise ValueError(f"checksum mismatch for {path}: expected sha256 {spec.sha256}, got {actual}")
     return path
@@ -154,9 +164,11 @@ def resolve(backend: str, precision: str) -> tuple[str, str]:
     elif precision == "auto":
         precision = AUTO_PRECISION
     if precision == "int8":
-        raise ValueError("precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
-                         "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
-                         "use 'fp32', 'fp16' or 'bf16'")
+        raise ValueError(
+            "precision 'int8' is not offered for the MTCNN nets (INT8 P-Net broke parity with "
+            "facenet-pytorch, INT8 R-Net failed fidelity; see benchmarks/detection/README.md); "
+            "use 'fp32', 'fp16' or 'bf16'"
+        )
     return backend, precision
 
 
@@ -169,7 +181,7 @@ def selected_auto() -> tuple[str, str]:
         backend, precision = choice["backend"], choice["precision"]
     except (OSError, ValueError, KeyError, TypeError):
         return AUTO_BACKEND, AUTO_PRECISION
-    if backend not in BACKENDS[1:] or precision not in ("fp32", "fp16", "bf16"):
+    if backend not in FACE_BACKENDS or precision not in FACE_PRECISIONS:
         return AUTO_BACKEND, AUTO_PRECISION
     return backend, precision
 
@@ -182,4 +194,4 @@ def package_dir(name: str, backend: str, precision: str) -> Path:
     return cache_dir() / "packages" / f"{name}-{spec.sha256[:12]}" / f"{platform.machine()}-{backend}-{precision}"
 
 
-from ._runtime import build_package, open_net  # noqa: E402  (needs the names above)
+from ._runtime import REPAIR_COMMAND, build_package, open_net, package_status  # noqa: E402  (needs the names above)

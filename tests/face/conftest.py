@@ -4,18 +4,14 @@ The detector's compiled packages are built once per test session into one cache 
 ``$LANNER_TEST_CACHE`` when set (CI points it at a cached folder, so packages are built once
 per CI run), else a session temp dir. Subprocesses (CLI tests) inherit it via LANNER_CACHE.
 """
+
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks" / "detection"
-DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +38,10 @@ def detector(lanner_cache):
 def photos() -> dict[str, np.ndarray]:
     """Package-shipped photos with faces (scikit-image, opencv-doc); skipped when missing."""
     pytest.importorskip("skimage")
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    import images
+    import photos
 
-    out = {"astronaut": images.astronaut(), "cameraman": images.cameraman()}
-    if (images.OPENCV_DATA / "messi5.jpg").is_file():
-        out["messi"] = images.messi()
-        out["group"] = images.group()
+    out = {"astronaut": photos.astronaut(), "cameraman": photos.cameraman()}
+    if (photos.OPENCV_DATA / "messi5.jpg").is_file():
+        out["messi"] = photos.messi()
+        out["group"] = photos.group()
     return out

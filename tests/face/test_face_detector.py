@@ -1,44 +1,26 @@
 """lanner.FaceDetector: goldens on package-shipped photos, input handling, bad input,
 thread safety, the model registry and the CLI."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lanner
 from lanner import models
+from lanner.names import MANIFEST_FILENAME
 
-from .conftest import DATA
+from detection_checks import assert_matches
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 GOLDENS = json.loads((DATA / "face_goldens.json").read_text())["photos"]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) -> (N, M) IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
-def assert_matches(got: lanner.Detections, boxes, scores, landmarks, *, min_iou=0.98, score_tol=5e-3, px=1.0):
-    boxes, scores, landmarks = (np.asarray(x, np.float32).reshape(s) for x, s in
-                                ((boxes, (-1, 4)), (scores, (-1,)), (landmarks, (-1, 5, 2))))
-    assert len(got) == len(scores)
-    if not len(scores):
-        return
-    overlap = iou(got.boxes, boxes)
-    match = overlap.argmax(1)
-    assert len(set(match.tolist())) == len(match), "two detections matched one golden face"
-    assert overlap.max(1).min() >= min_iou
-    np.testing.assert_allclose(got.scores, scores[match], atol=score_tol)
-    np.testing.assert_allclose(got.landmarks, landmarks[match], atol=px)
 
 
 # --- the packed pyramid ---------------------------------------------------------------
@@ -58,7 +40,7 @@ def test_pnet_maps_of_the_packed_canvas_equal_each_levels_maps(detector, h, w):
     maps = pnet.run({"image": _C.mtcnn_pyramid_canvas(table, packed, list(layout.offsets), layout.canvas)})
     for (lh, lw), (y, x), level in zip(packed, layout.offsets, _C.mtcnn_pyramid(table, packed)):
         own = pnet.run({"image": level})
-        window = np.s_[:, :, y // 2:y // 2 + pnet_map_size(lh), x // 2:x // 2 + pnet_map_size(lw)]
+        window = np.s_[:, :, y // 2 : y // 2 + pnet_map_size(lh), x // 2 : x // 2 + pnet_map_size(lw)]
         assert own["maps"].shape[2:] == (pnet_map_size(lh), pnet_map_size(lw))
         np.testing.assert_array_equal(maps["maps"][window], own["maps"])
 
@@ -97,9 +79,18 @@ def test_channel_orders_and_alpha_agree(detector, photos, lanner_cache):
     bgr = photos["astronaut"]
     base = detector.detect(bgr)
     bgra = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 7, np.uint8)], axis=2)
-    assert_matches(detector.detect(bgra), base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-6, px=1e-3)
-    assert_matches(detector.detect(bgr[:, ::-1][:, ::-1]), base.boxes, base.scores, base.landmarks,
-                   min_iou=0.999, score_tol=1e-6, px=1e-3)  # non-contiguous view
+    assert_matches(
+        detector.detect(bgra), base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-6, px=1e-3
+    )
+    assert_matches(
+        detector.detect(bgr[:, ::-1][:, ::-1]),
+        base.boxes,
+        base.scores,
+        base.landmarks,
+        min_iou=0.999,
+        score_tol=1e-6,
+        px=1e-3,
+    )  # non-contiguous view
     with lanner.FaceDetector(channel_order="rgb", num_threads=1) as rgb_detector:
         got = rgb_detector.detect(np.ascontiguousarray(bgr[:, :, ::-1]))
     assert_matches(got, base.boxes, base.scores, base.landmarks, min_iou=0.999, score_tol=1e-5, px=1e-2)
@@ -141,7 +132,11 @@ def test_very_large_image(detector, photos):
     [
         (np.zeros((50, 50, 3), np.float32), ValueError, "dtype uint8, got float32"),
         (np.zeros((50, 50, 3), np.uint16), ValueError, "dtype uint8, got uint16"),
-        (np.zeros((50,), np.uint8), ValueError, r"\(H, W\), \(H, W, 1\), \(H, W, 3\) or \(H, W, 4\), got shape \(50,\)"),
+        (
+            np.zeros((50,), np.uint8),
+            ValueError,
+            r"\(H, W\), \(H, W, 1\), \(H, W, 3\) or \(H, W, 4\), got shape \(50,\)",
+        ),
         (np.zeros((2, 50, 50, 3), np.uint8), ValueError, "got shape"),
         (np.zeros((50, 50, 2), np.uint8), ValueError, "got shape"),
         (np.zeros((0, 50, 3), np.uint8), ValueError, "non-empty"),
@@ -203,7 +198,7 @@ def test_two_detectors_in_two_threads_match_one(detector, photos, lanner_cache):
     for t in threads:
         t.join()
     assert not errors, errors
-    for (k, n), got in results.items():
+    for (_, n), got in results.items():
         e = expected[n]
         assert_matches(got, e.boxes, e.scores, e.landmarks, min_iou=0.999, score_tol=1e-5, px=1e-2)
 
@@ -235,22 +230,28 @@ def test_registry_rejects_unknown_model():
 
 def test_packages_are_cached_with_manifests(detector, lanner_cache):
     for name in models.MTCNN_NETS:
-        manifest = json.loads((models.package_dir(name, "auto", "auto") / "manifest.json").read_text())
+        manifest = json.loads((models.package_dir(name, "auto", "auto") / MANIFEST_FILENAME).read_text())
         assert manifest["backend"] == "openvino" and manifest["precision"] == "fp32"
         assert str(models.package_dir(name, "auto", "auto")).startswith(str(lanner_cache))
 
 
 def test_runtime_imports_no_torch_tvm_nncf(detector, lanner_cache):
-    code = ("import sys, numpy as np, lanner; d = lanner.FaceDetector(); d.detect(np.zeros((64, 64, 3), np.uint8)); "
-            "bad = [m for m in ('torch', 'tvm', 'nncf') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, numpy as np, lanner; d = lanner.FaceDetector(); d.detect(np.zeros((64, 64, 3), np.uint8)); "
+        "bad = [m for m in ('torch', 'tvm', 'nncf') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
 def test_cli_detect_demo_writes_image_and_json(detector, lanner_cache, tmp_path):
     out, js = tmp_path / "demo.jpg", tmp_path / "demo.json"
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", "--demo", "--out", str(out), "--json", str(js)],
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", "--demo", "--out", str(out), "--json", str(js)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "1 face(s)" in proc.stdout
     assert out.stat().st_size > 10_000
     faces = json.loads(js.read_text())["inputs"][0]["faces"]
@@ -267,15 +268,20 @@ def test_cli_detect_video_with_progress(detector, lanner_cache, tmp_path):
         writer.write(f)
     writer.release()
     js = tmp_path / "clip.json"
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", str(video), "--out", str(tmp_path / "o.mp4"),
-                           "--json", str(js)], check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", str(video), "--out", str(tmp_path / "o.mp4"), "--json", str(js)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "3 frames" in proc.stdout and "3/3" in proc.stderr
     assert len(json.loads(js.read_text())["inputs"][0]["frames"]) == 3
 
 
 def test_cli_detect_missing_file_is_a_clean_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "detect", str(tmp_path / "nope.jpg")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "detect", str(tmp_path / "nope.jpg")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 

@@ -1,4 +1,5 @@
 """The MTCNN native ops (lanner._C.mtcnn_*) against NumPy reference oracles."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,7 +79,7 @@ def crop_resize_ref(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np
         x, y, ex, ey = max(x1, 1), max(y1, 1), min(x2, w), min(y2, h)
         if ey > y - 1 and ex > x - 1:
             valid[k] = True
-            crops[k] = area_resize_ref(image[y - 1:ey, x - 1:ex], size, size)
+            crops[k] = area_resize_ref(image[y - 1 : ey, x - 1 : ex], size, size)
     return crops, valid
 
 
@@ -167,8 +168,9 @@ def test_pyramid_is_bit_identical_to_torch_interpolate_area(seed):
     image = _image(seed, h, w)
     levels = _C.mtcnn_pyramid(_C.mtcnn_integral(image), sizes)
     for level, size in zip(levels, sizes):
-        ref = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=size,
-                                              mode="area")
+        ref = torch.nn.functional.interpolate(
+            torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=size, mode="area"
+        )
         np.testing.assert_array_equal(level, ((ref - 127.5) * 0.0078125).numpy())
 
 
@@ -241,8 +243,10 @@ def test_bins_too_large_for_the_uint32_table_are_refused():
 
 
 # --- candidates ---------------------------------------------------------------------------
-@pytest.mark.parametrize("seed,scale,threshold", [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0),
-                                                  (4, 0.5, 0.999), (5, 0.8, 0.02)])
+@pytest.mark.parametrize(
+    "seed,scale,threshold",
+    [(0, 0.6, 0.6), (1, 0.3004, 0.9), (2, 1.7, 0.0), (3, 0.05, 1.0), (4, 0.5, 0.999), (5, 0.8, 0.02)],
+)
 def test_candidates_match_reference(seed, scale, threshold):
     maps = _maps(np.random.default_rng(seed), 23, 31)
     got = _C.mtcnn_generate_candidates(maps, scale, threshold)
@@ -273,13 +277,16 @@ def test_candidates_empty_map():
 def test_crop_resize_matches_reference(size):
     image = _image(7, 90, 120)
     boxes = np.array(
-        [[10.7, 5.2, 40.9, 35.1],  # inside
-         [-20.0, -15.5, 30.0, 34.0],  # clipped at the top-left
-         [100.0, 70.0, 150.0, 130.0],  # clipped at the bottom-right
-         [0.0, 0.0, 1.0, 1.0],  # one pixel
-         [130.0, 10.0, 160.0, 40.0],  # fully outside: invalid
-         [50.0, 50.0, 40.0, 60.0]],  # inverted: invalid
-        np.float32)
+        [
+            [10.7, 5.2, 40.9, 35.1],  # inside
+            [-20.0, -15.5, 30.0, 34.0],  # clipped at the top-left
+            [100.0, 70.0, 150.0, 130.0],  # clipped at the bottom-right
+            [0.0, 0.0, 1.0, 1.0],  # one pixel
+            [130.0, 10.0, 160.0, 40.0],  # fully outside: invalid
+            [50.0, 50.0, 40.0, 60.0],
+        ],  # inverted: invalid
+        np.float32,
+    )
     crops, valid = _C.mtcnn_crop_resize(_C.mtcnn_integral(image), boxes, size)
     ref_crops, ref_valid = crop_resize_ref(image, boxes, size)
     np.testing.assert_array_equal(valid, ref_valid)
@@ -355,8 +362,10 @@ def test_threads_give_the_same_bits_as_one(num_threads):
     image = _image(21, 150, 211)
     table = _C.mtcnn_integral(image)
     for tall in (image, _image(22, 700, 9)):  # bands of rows
-        np.testing.assert_array_equal(_C.mtcnn_integral(tall[:, ::-1], "bgr", num_threads=num_threads),
-                                      integral_ref(np.ascontiguousarray(tall[:, ::-1, ::-1])))
+        np.testing.assert_array_equal(
+            _C.mtcnn_integral(tall[:, ::-1], "bgr", num_threads=num_threads),
+            integral_ref(np.ascontiguousarray(tall[:, ::-1, ::-1])),
+        )
     sizes = [(90, 127), (64, 90), (45, 64), (12, 17), (1, 1)]
     one = _C.mtcnn_pyramid(table, sizes, num_threads=1)
     many = _C.mtcnn_pyramid(table, sizes, num_threads=num_threads)
@@ -395,8 +404,8 @@ def test_canvas_holds_each_level_bit_for_bit_and_zeros_elsewhere():
     levels = _C.mtcnn_pyramid(table, sizes)
     covered = np.zeros((101, 107), bool)
     for level, (lh, lw), (oy, ox) in zip(levels, sizes, offsets):
-        np.testing.assert_array_equal(canvas[:, :, oy:oy + lh, ox:ox + lw], level)
-        covered[oy:oy + lh, ox:ox + lw] = True
+        np.testing.assert_array_equal(canvas[:, :, oy : oy + lh, ox : ox + lw], level)
+        covered[oy : oy + lh, ox : ox + lw] = True
     assert (canvas[0][:, ~covered] == 0).all()
     buf = np.full(3 * 101 * 107, np.nan, np.float32)  # a reused buffer gets its gaps zeroed too
     again = _C.mtcnn_pyramid_canvas(table, sizes, offsets, (101, 107), out=buf, num_threads=3)
@@ -423,8 +432,22 @@ def test_canvas_placement_is_validated(sizes, offsets, canvas, match):
         _C.mtcnn_pyramid_canvas(table, sizes, offsets, canvas)
 
 
-@pytest.mark.parametrize("h,w", [(342, 548), (886, 1280), (480, 640), (512, 512), (720, 1280), (1080, 1920),
-                                 (100, 100), (31, 2000), (3000, 40), (12, 12), (11, 50)])
+@pytest.mark.parametrize(
+    "h,w",
+    [
+        (342, 548),
+        (886, 1280),
+        (480, 640),
+        (512, 512),
+        (720, 1280),
+        (1080, 1920),
+        (100, 100),
+        (31, 2000),
+        (3000, 40),
+        (12, 12),
+        (11, 50),
+    ],
+)
 def test_packing_places_every_level_once_by_the_rules(h, w):
     from lanner.face.cascade import pack_pyramid, pyramid_scales
 
@@ -455,7 +478,7 @@ def test_candidates_in_a_window_match_the_sliced_maps():
     maps = _maps(np.random.default_rng(8), 40, 50)
     for window in [(0, 0, 40, 50), (3, 7, 11, 20), (39, 49, 1, 1), (5, 5, 0, 3)]:
         y, x, h, w = window
-        want = candidates_ref(np.ascontiguousarray(maps[:, :, y:y + h, x:x + w]), 0.37, 0.6)
+        want = candidates_ref(np.ascontiguousarray(maps[:, :, y : y + h, x : x + w]), 0.37, 0.6)
         assert_candidates_equal(_C.mtcnn_generate_candidates(maps, 0.37, 0.6, window), want)
     for bad in [(0, 0, 41, 50), (-1, 0, 2, 2), (0, 45, 1, 6)]:
         with pytest.raises(ValueError, match="window .* should lie inside the 40x50 map"):
@@ -474,8 +497,9 @@ def test_arrays_that_went_through_pickle_are_accepted():
     table = _C.mtcnn_integral(image)
     np.testing.assert_array_equal(_C.mtcnn_integral(again(image)), table)
     boxes = np.array([[2, 3, 30, 35]], np.float32)
-    np.testing.assert_array_equal(_C.mtcnn_crop_resize(again(table), again(boxes), 24)[0],
-                                  _C.mtcnn_crop_resize(table, boxes, 24)[0])
+    np.testing.assert_array_equal(
+        _C.mtcnn_crop_resize(again(table), again(boxes), 24)[0], _C.mtcnn_crop_resize(table, boxes, 24)[0]
+    )
     np.testing.assert_array_equal(_C.mtcnn_pyramid(again(table), [(10, 12)])[0], _C.mtcnn_pyramid(table, [(10, 12)])[0])
     maps = _maps(np.random.default_rng(2), 9, 11)
     assert_candidates_equal(_C.mtcnn_generate_candidates(again(maps), 0.5, 0.6), candidates_ref(maps, 0.5, 0.6))

@@ -1,19 +1,20 @@
 """Parity with facenet-pytorch 2.6.0's MTCNN on package-shipped photos.
 
-facenet-pytorch runs as /work/shared/ANCHORS.md prescribes: installed with --no-deps, with the
-small torchvision stand-in from benchmarks/detection/reference on sys.path. Skipped when torch
-or facenet-pytorch is not installed (they are dev/torch extras, never runtime dependencies).
+facenet-pytorch 2.6.0 is installed with ``--no-deps`` (its pins conflict with ours) and runs with
+small ``torchvision``/``requests`` stand-ins that are importable only while this module's
+reference fixture is alive (tests/support/facenet_reference.py). Skipped when torch or
+facenet-pytorch is not installed (they are dev/torch extras, never runtime dependencies).
 """
+
 from __future__ import annotations
 
 import importlib.util
-import sys
 
 import numpy as np
 import pytest
 
-from .conftest import BENCH
-from .test_face_detector import assert_matches
+import facenet_reference
+from detection_checks import assert_matches
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("facenet_pytorch") is None,
@@ -23,10 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def reference():
-    sys.path.insert(0, str(BENCH / "reference"))
-    import facenet_reference
-
-    return facenet_reference, facenet_reference.load_mtcnn(num_threads=2)
+    with facenet_reference.standins():
+        yield facenet_reference, facenet_reference.load_mtcnn(num_threads=2)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "messi", "cameraman", "group"])
@@ -74,8 +73,10 @@ def test_bf16_stays_within_the_parity_bar(bf16_detector, photos, reference, name
     assert_matches(bf16_detector.detect(image), boxes, scores, landmarks, min_iou=0.9, score_tol=0.02, px=2.0)
 
 
-@pytest.mark.parametrize("net,shape", [("pnet", (1, 3, 67, 45)), ("pnet", (1, 3, 12, 12)), ("rnet", (7, 3, 24, 24)),
-                                       ("onet", (7, 3, 48, 48))])
+@pytest.mark.parametrize(
+    "net,shape",
+    [("pnet", (1, 3, 67, 45)), ("pnet", (1, 3, 12, 12)), ("rnet", (7, 3, 24, 24)), ("onet", (7, 3, 48, 48))],
+)
 def test_shipped_onnx_nets_compute_facenet_pytorchs_nets(reference, net, shape):
     """The shipped graphs are facenet-pytorch's nets, rearranged: P-Net's two heads as one
     6-channel convolution (logits, then box regression; the softmax is taken in the candidate

@@ -1,12 +1,12 @@
 // CPU kernels of the MTCNN pre/post-processing ops; see mtcnn.h.
-#include "mtcnn/mtcnn.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/parallel.h"
+#include "mtcnn/mtcnn.h"
 
 namespace lanner::mtcnn {
 
@@ -111,10 +111,9 @@ void integral_image_cpu(const uint8_t* image, int height, int width, int64_t row
 
 // Cloned per instruction set (picked at load time): the division pass vectorises to 16, 8
 // or 4 lanes; every clone computes the same floats.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h,
-                               int out_w, int row_begin, int row_end, float* out, int64_t out_row_stride,
-                               int64_t out_plane_stride) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void area_resize_normalize_cpu(
+    const uint32_t* table, int width, int y0, int y1, int x0, int x1, int out_h, int out_w, int row_begin, int row_end,
+    float* out, int64_t out_row_stride, int64_t out_plane_stride) {
   const int64_t stride = (int64_t{width} + 1) * 3;
   const int64_t plane = out_plane_stride;
   // Per output column: the bin's table offsets and width; per output row: its bin rows;
@@ -182,6 +181,30 @@ void area_resize_normalize_cpu(const uint32_t* table, int width, int y0, int y1,
   }
 }
 
+void fill_canvas_gaps_cpu(const std::vector<std::pair<int, int>>& sizes,
+                          const std::vector<std::pair<int, int>>& offsets, int canvas_h, int canvas_w, int row_begin,
+                          int row_end, float* canvas) {
+  const int64_t plane = int64_t{canvas_h} * canvas_w;
+  std::vector<std::pair<int, int>> spans;  // the level columns [x0, x1) of a row
+  for (int y = row_begin; y < row_end; ++y) {
+    spans.clear();
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      const auto [oy, ox] = offsets[s];
+      if (y >= oy && y < oy + sizes[s].first) spans.emplace_back(ox, ox + sizes[s].second);
+    }
+    std::sort(spans.begin(), spans.end());
+    spans.emplace_back(canvas_w, canvas_w);
+    int x = 0;
+    for (const auto& [x0, x1] : spans) {
+      for (int c = 0; c < 3; ++c) {
+        float* row = canvas + c * plane + int64_t{y} * canvas_w;
+        std::fill(row + x, row + x0, 0.0f);
+      }
+      x = x1;
+    }
+  }
+}
+
 namespace {
 
 // P-Net's face probability: the softmax of its two logits (not face, face), as torch computes
@@ -205,8 +228,8 @@ inline float margin_bound(float threshold) {
 
 }  // namespace
 
-void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w,
-                             float scale, float threshold, std::vector<float>& rows) {
+void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, int x0, int win_h, int win_w, float scale,
+                             float threshold, std::vector<float>& rows) {
   const int64_t plane = int64_t{map_h} * map_w;
   const float* reg = maps + 2 * plane;
   const float bound = margin_bound(threshold);
@@ -234,8 +257,8 @@ void generate_candidates_cpu(const float* maps, int map_h, int map_w, int y0, in
         rows.insert(rows.end(), {std::floor((kStride * static_cast<float>(x) + 1.0f) / scale),
                                  std::floor((kStride * static_cast<float>(y) + 1.0f) / scale),
                                  std::floor((kStride * static_cast<float>(x) + kCellSize) / scale),
-                                 std::floor((kStride * static_cast<float>(y) + kCellSize) / scale), p,
-                                 reg[k], reg[plane + k], reg[2 * plane + k], reg[3 * plane + k]});
+                                 std::floor((kStride * static_cast<float>(y) + kCellSize) / scale), p, reg[k],
+                                 reg[plane + k], reg[2 * plane + k], reg[3 * plane + k]});
       }
     }
   }

@@ -122,10 +122,9 @@ struct Candidates {
 // thr: box_overlap() written branch-free, so that the block loop vectorises (8, 4
 // or 2 doubles per instruction, cloned per instruction set). IEEE division and no
 // contraction (-ffp-contract=off): every clone decides exactly as box_overlap.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-bool scan_exceeds(const double* x1, const double* y1, const double* x2, const double* y2, const double* area,
-                  size_t n, double bx1, double by1, double bx2, double by2, double barea, bool min_mode,
-                  double thr) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) bool scan_exceeds(
+    const double* x1, const double* y1, const double* x2, const double* y2, const double* area, size_t n, double bx1,
+    double by1, double bx2, double by2, double barea, bool min_mode, double thr) {
   for (size_t start = 0; start < n; start += kScanBlock) {
     const size_t stop = std::min(n, start + kScanBlock);
     int64_t hits = 0;  // 64-bit, like the doubles, so that the loop vectorises
@@ -241,8 +240,12 @@ class KeptGrid {
     ++level.count;
     level.max_area = std::max(level.max_area, c.area[k]);
     level.min_area = std::min(level.min_area, c.area[k]);
-    const Entry e{static_cast<float>(c.x1[k]), static_cast<float>(c.y1[k]), static_cast<float>(c.x2[k]),
-                  static_cast<float>(c.y2[k]), id, c.area[k]};
+    const Entry e{static_cast<float>(c.x1[k]),
+                  static_cast<float>(c.y1[k]),
+                  static_cast<float>(c.x2[k]),
+                  static_cast<float>(c.y2[k]),
+                  id,
+                  c.area[k]};
     const int64_t cx0 = cell_of(c.x1[k], origin_x_, level.inv_cell, level.nx);
     const int64_t cx1 = cell_of(c.x2[k], origin_x_, level.inv_cell, level.nx);
     const int64_t cy0 = cell_of(c.y1[k], origin_y_, level.inv_cell, level.ny);
@@ -253,7 +256,7 @@ class KeptGrid {
   }
 
  private:
-  struct Entry {  // 32 bytes: two per cache line
+  struct Entry {           // 32 bytes: two per cache line
     float x1, y1, x2, y2;  // the box's own float32 coordinates
     int32_t id;            // kept-box number, indexes stamp_
     double area;
@@ -265,16 +268,22 @@ class KeptGrid {
   struct Level {
     double cell = 1.0, inv_cell = 1.0;
     int64_t nx = 1, ny = 1;
-    size_t count = 0;       // kept boxes filed here
+    size_t count = 0;            // kept boxes filed here
     double max_area = 0.0;       // largest of their areas
     double min_area = INFINITY;  // smallest of their areas
-    std::vector<Cell> cells;  // allocated on the first insertion
+    std::vector<Cell> cells;     // allocated on the first insertion
   };
   struct Query {
     Query(const Candidates& c, size_t k, double thr)
-        : x1(c.x1[k]), y1(c.y1[k]), x2(c.x2[k]), y2(c.y2[k]), area(c.area[k]),
+        : x1(c.x1[k]),
+          y1(c.y1[k]),
+          x2(c.x2[k]),
+          y2(c.y2[k]),
+          area(c.area[k]),
           // exact: the coordinates are float32
-          fx1(static_cast<float>(x1)), fy1(static_cast<float>(y1)), fx2(static_cast<float>(x2)),
+          fx1(static_cast<float>(x1)),
+          fy1(static_cast<float>(y1)),
+          fx2(static_cast<float>(x2)),
           fy2(static_cast<float>(y2)),
           // IoU <= smaller area / larger area, so an IoU above thr needs the other
           // area in [thr * area, area / thr] (with slack for rounding).
@@ -407,7 +416,8 @@ std::vector<int32_t> ranked_rows(const BoxesView& in, std::optional<double> scor
     return rows;
   }
   std::vector<uint64_t> packed(rows.size());
-  for (size_t k = 0; k < rows.size(); ++k) packed[k] = (static_cast<uint64_t>(keys[k]) << 32) | static_cast<uint32_t>(rows[k]);
+  for (size_t k = 0; k < rows.size(); ++k)
+    packed[k] = (static_cast<uint64_t>(keys[k]) << 32) | static_cast<uint32_t>(rows[k]);
   std::sort(packed.begin(), packed.end());
   for (size_t k = 0; k < rows.size(); ++k) rows[k] = static_cast<int32_t>(packed[k] & 0xffffffffu);
   return rows;
@@ -421,8 +431,7 @@ std::vector<int64_t> nms_cpu(const BoxesView& in, const NmsParams& p) {
   std::vector<size_t> segments{0, rows.size()};  // [begin, end) per class
   if (in.class_ids != nullptr) {
     // Group by class, keeping rank order inside each class.
-    std::stable_sort(rows.begin(), rows.end(),
-                     [&](int32_t a, int32_t b) { return in.class_ids[a] < in.class_ids[b]; });
+    std::stable_sort(rows.begin(), rows.end(), [&](int32_t a, int32_t b) { return in.class_ids[a] < in.class_ids[b]; });
     segments.assign(1, 0);
     for (size_t k = 1; k < rows.size(); ++k) {
       if (in.class_ids[rows[k]] != in.class_ids[rows[k - 1]]) segments.push_back(k);

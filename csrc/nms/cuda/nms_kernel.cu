@@ -15,57 +15,31 @@
 //
 // Per-class NMS needs no coordinate offsets (torchvision adds class * max
 // coordinate, which costs float precision): the mask kernel compares class ids.
-#include <cuda_runtime.h>
-
 #include <cub/cub.cuh>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "common/cuda_util.cuh"
 #include "nms/nms.h"
 
 namespace lanner {
 namespace {
 
-constexpr int kBitsPerWord = 64;           // one mask word covers 64 columns
-constexpr int kReduceThreads = 256;        // threads of the single reduction block
+constexpr int kBitsPerWord = 64;               // one mask word covers 64 columns
+constexpr int kReduceThreads = 256;            // threads of the single reduction block
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // default dynamic shared memory per block
-
-void cuda_check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    cudaGetLastError();  // clear non-sticky errors
-    throw std::runtime_error(std::string("CUDA NMS: ") + what + " failed: " + cudaGetErrorString(err));
-  }
-}
-
-// Owning device buffer (freed on every exit path, exceptions included).
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t count) : count_(count) {
-    if (count_ > 0) cuda_check(cudaMalloc(&ptr_, count_ * sizeof(T)), "cudaMalloc");
-  }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  T* get() const { return ptr_; }
-
- private:
-  T* ptr_ = nullptr;
-  size_t count_;
-};
 
 struct RankedBox {
   double x1, y1, x2, y2, area;
   int64_t class_id;
 };
 
-__global__ void make_sort_keys(const float* scores, int n, bool has_threshold, double score_threshold,
-                               float* keys, int32_t* rows) {
+__global__ void make_sort_keys(const float* scores, int n, bool has_threshold, double score_threshold, float* keys,
+                               int32_t* rows) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const float s = scores[i];
@@ -140,7 +114,9 @@ __global__ void kept_rows(const int32_t* kept, const int32_t* rows, int n, int64
   if (k < n) out[k] = rows[kept[k]];
 }
 
-int blocks_for(int n, int threads) { return (n + threads - 1) / threads; }
+int blocks_for(int n, int threads) {
+  return (n + threads - 1) / threads;
+}
 
 }  // namespace
 
@@ -163,8 +139,7 @@ std::vector<int64_t> nms_cuda(const BoxesView& in, const NmsParams& p) {
   if (static_cast<size_t>(col_blocks) * sizeof(unsigned long long) > kMaxSharedBytes || col_blocks > 65535) {
     throw std::invalid_argument("device='cuda' handles at most " +
                                 std::to_string(kMaxSharedBytes / sizeof(unsigned long long) * kBitsPerWord) +
-                                " boxes after the score threshold, got " + std::to_string(m) +
-                                "; use device='cpu'");
+                                " boxes after the score threshold, got " + std::to_string(m) + "; use device='cpu'");
   }
 
   DeviceBuffer<float> d_boxes(static_cast<size_t>(n) * 4), d_scores(n), d_keys(n), d_keys_sorted(n);
@@ -179,8 +154,7 @@ std::vector<int64_t> nms_cuda(const BoxesView& in, const NmsParams& p) {
 
   constexpr int kThreads = 256;
   make_sort_keys<<<blocks_for(n, kThreads), kThreads>>>(d_scores.get(), n, p.score_threshold.has_value(),
-                                                          p.score_threshold.value_or(0.0), d_keys.get(),
-                                                          d_rows.get());
+                                                        p.score_threshold.value_or(0.0), d_keys.get(), d_rows.get());
   cuda_check(cudaGetLastError(), "make_sort_keys");
   size_t temp_bytes = 0;
   cuda_check(cub::DeviceRadixSort::SortPairsDescending(nullptr, temp_bytes, d_keys.get(), d_keys_sorted.get(),
@@ -192,8 +166,8 @@ std::vector<int64_t> nms_cuda(const BoxesView& in, const NmsParams& p) {
              "radix sort");
 
   DeviceBuffer<RankedBox> d_ranked(m);
-  gather_ranked<<<blocks_for(m, kThreads), kThreads>>>(d_boxes.get(), in.class_ids != nullptr ? d_classes.get() : nullptr,
-                                                       d_rows_sorted.get(), m, d_ranked.get());
+  gather_ranked<<<blocks_for(m, kThreads), kThreads>>>(
+      d_boxes.get(), in.class_ids != nullptr ? d_classes.get() : nullptr, d_rows_sorted.get(), m, d_ranked.get());
   cuda_check(cudaGetLastError(), "gather_ranked");
 
   DeviceBuffer<unsigned long long> d_mask(static_cast<size_t>(m) * col_blocks);

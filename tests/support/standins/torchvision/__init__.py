@@ -2,7 +2,8 @@
 
 No CPU torchvision wheel matches our torch, and facenet-pytorch only needs
 ``torchvision.ops.boxes.batched_nms`` and ``torchvision.transforms.functional.to_tensor``.
-This package is put on ``sys.path`` by benchmarks and tests only; it is never installed.
+It is put on ``sys.path`` only while the reference runs (tests/support/facenet_reference.py); never installed.
 """
+
 __version__ = "0.0.0+lanner-standin"
 from . import ops, transforms  # noqa: F401

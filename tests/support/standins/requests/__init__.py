@@ -1,5 +1,6 @@
 """Stand-in for ``requests`` (not a Lanner dependency): facenet-pytorch imports it at module
 level only to download InceptionResnetV1 weights, which the MTCNN reference never does."""
+
 from . import adapters  # noqa: F401
 
 

@@ -6,6 +6,7 @@
 * ``group`` (1280x886): a composed group photo: astronaut, cameraman, messi5 and eight
   faces from scikit-image's ``lfw_subset`` (Labeled Faces in the Wild, 25x25, upscaled 4x).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,7 +68,7 @@ def group() -> np.ndarray:
     faces = lfw_faces(8, 100)
     positions = [(20, 1030), (20, 1150), (200, 1030), (200, 1150), (560, 600), (560, 760), (720, 920), (720, 1080)]
     for face, (y, x) in zip(faces, positions):
-        canvas[y + 20:y + 120, x:x + 100] = face
+        canvas[y + 20 : y + 120, x : x + 100] = face
     return canvas
 
 

@@ -5,10 +5,11 @@ Convolutional Networks", IEEE SPL 2016. The layer layout and weights are those o
 facenet-pytorch 2.6.0 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, converted from the
 authors' Caffe models by davidsandberg/facenet).
 
-This is the only Lanner module that imports torch, and only inside its functions: the runtime
-never needs it. facenet-pytorch is located without being imported (its import needs
+It belongs to the compiler side (``lanner.compile.exporters``) and imports torch only inside its
+functions: the runtime never needs it. facenet-pytorch is located without being imported (its import needs
 torchvision); only its ``data/*.pt`` state dicts are read.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -145,8 +146,11 @@ def _build_nets():
 _EXPORT_SPECS = {
     "pnet": ((1, 3, 64, 48), ("maps",), {"image": {2: "height", 3: "width"}, "maps": {2: "map_h", 3: "map_w"}}),
     "rnet": ((2, 3, 24, 24), ("reg", "prob"), {"image": {0: "n"}, "reg": {0: "n"}, "prob": {0: "n"}}),
-    "onet": ((2, 3, 48, 48), ("reg", "landmarks", "prob"),
-             {"image": {0: "n"}, "reg": {0: "n"}, "landmarks": {0: "n"}, "prob": {0: "n"}}),
+    "onet": (
+        (2, 3, 48, 48),
+        ("reg", "landmarks", "prob"),
+        {"image": {0: "n"}, "reg": {0: "n"}, "landmarks": {0: "n"}, "prob": {0: "n"}},
+    ),
 }
 
 
@@ -191,8 +195,15 @@ def export_mtcnn_onnx(out_dir: Path, weights_dir: Path | None = None) -> dict[st
         path = out_dir / f"{name}.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                net, (torch.zeros(shape),), str(path), input_names=["image"], output_names=list(outputs),
-                dynamic_axes=dynamic, opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False,
+                net,
+                (torch.zeros(shape),),
+                str(path),
+                input_names=["image"],
+                output_names=list(outputs),
+                dynamic_axes=dynamic,
+                opset_version=ONNX_OPSET,
+                do_constant_folding=True,
+                dynamo=False,
             )
         paths[name] = path
     return paths

@@ -5,9 +5,10 @@ module docstring). Overlaps are computed in float64 with exactly the operations,
 order, as the native kernels (``csrc/nms/nms.h``: ``box_area``, ``box_overlap``), so kept sets
 are identical, not just close. Inputs are assumed valid: no argument checking here.
 """
+
 from __future__ import annotations
 
-from typing import Literal, Optional, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -56,8 +57,8 @@ def nms_reference(
     boxes: np.ndarray,
     scores: np.ndarray,
     iou_threshold: float,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: Literal["union", "min"] = "union",
 ) -> np.ndarray:
     """Greedy NMS, the textbook loop: keep the best remaining box, drop all it overlaps > threshold.
@@ -87,8 +88,8 @@ def batched_nms_reference(
     scores: np.ndarray,
     class_ids: np.ndarray,
     iou_threshold: float,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: Literal["union", "min"] = "union",
 ) -> np.ndarray:
     """Per-class greedy NMS: :func:`nms_reference` on each class, merged by rank.
@@ -117,7 +118,7 @@ def soft_nms_reference(
     sigma: float = 0.5,
     iou_threshold: float = 0.3,
     score_threshold: float = 0.001,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Soft-NMS (Bodla et al., ICCV 2017), the plain loop.
 
     Returns:

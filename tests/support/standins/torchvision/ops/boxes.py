@@ -1,6 +1,7 @@
 """Pure-torch NMS with torchvision's semantics: IoU without the +1 pixel convention,
 a box is suppressed when its IoU with a kept higher-scoring box is strictly greater
 than the threshold; ``batched_nms`` runs NMS independently per index (coordinate offset trick)."""
+
 import torch
 
 

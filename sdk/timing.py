@@ -1,15 +1,55 @@
-"""Latency measurement: warm-up, an adaptive number of timed runs, and order statistics.
+"""Lanner's one way to time code: warm-up, an adaptive number of timed runs, order statistics
+with one percentile definition, and per-stage timing of a pipeline.
 
 Every timed region is bracketed by two reads of a monotonic nanosecond clock
 (``time.perf_counter_ns`` unless a fake clock is injected for tests). Input data is
 created by the caller before the timed loop, so it is never part of a measurement.
+The compile pipeline's manifest latency, ``lanner bench``'s report, the face detector's
+stage times and ``lanner models build --select`` all go through this module, so their
+numbers agree for the same sample.
+
+The stage protocol, which pipelines implement so that ``lanner bench`` can break their
+latency down (preprocessing, each network, NMS/post-processing, other): a pipeline opts in
+by exposing, after each call, the time its stages took *in that call*::
+
+    class MyPipeline:
+        def __init__(self):
+            self.timer = StageTimer()
+
+        @property
+        def stage_times_ns(self) -> Mapping[str, int]:
+            return self.timer.last
+
+        def run(self, image):
+            with self.timer.run():                  # starts a fresh record for this call
+                with self.timer.stage("preprocess"):
+                    x = prepare(image)
+                with self.timer.stage("pnet"):
+                    y = pnet(x)
+                with self.timer.stage("nms"):
+                    return nms(y)
+
+Rules the benchmark relies on:
+
+* ``stage_times_ns`` maps a stage name to integer nanoseconds spent in it during the most
+  recent call only (a stage entered twice in one call, e.g. one network per pyramid scale,
+  accumulates); stage names are free text, listed in first-seen order.
+* Stages must not overlap; the benchmark reports ``other = total - sum(stages)`` (glue
+  code, Python overhead), so a pipeline need not time everything.
+* Reading ``stage_times_ns`` happens outside the timed region, and the timer itself costs
+  two ``perf_counter_ns`` calls per stage (~100 ns).
+
+Objects without ``stage_times_ns`` are timed as one block.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -88,7 +128,7 @@ class LatencyStats:
     p99_ms: float
 
     @classmethod
-    def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> "LatencyStats":
+    def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> LatencyStats:
         """Summarise per-run latencies given in nanoseconds.
 
         Args:
@@ -199,3 +239,63 @@ def time_once(fn: Callable[[], object], *, clock: Clock = time.perf_counter_ns) 
     t0 = clock()
     out = fn()
     return out, clock() - t0
+
+
+#: Name of the derived remainder stage in reports.
+OTHER = "other"
+
+
+@runtime_checkable
+class StagedPipeline(Protocol):
+    """Anything with a ``stage_times_ns`` mapping describing its last call."""
+
+    @property
+    def stage_times_ns(self) -> Mapping[str, int]: ...
+
+
+class StageTimer:
+    """Accumulates per-stage wall time (``time.perf_counter_ns``) for one call at a time.
+
+    ``last`` holds the stage times of the most recently *finished* call (a call is
+    bracketed by :meth:`run`); stages timed outside :meth:`run` accumulate into the
+    current record until the next :meth:`run` starts.
+
+    Thread safety: not thread-safe; one timer per pipeline call in flight (``run_cascade``
+    makes one per call). ``RunPolicy``, ``LatencyStats`` and ``Measurement`` are frozen
+    and safe to share.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, int] = {}
+        self._running = False
+        self.last: dict[str, int] = {}
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        """Bracket one pipeline call: starts a fresh record, publishes it as ``last``."""
+        self._current, self._running = {}, True
+        try:
+            yield
+        finally:
+            self._running = False
+            self.last = self._current
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block and add it to stage ``name`` of the current call.
+
+        Args:
+            name: the stage name (e.g. ``"preprocess"``, ``"pnet"``, ``"nms"``).
+
+        Raises:
+            ValueError: if ``name`` is empty or is the reserved ``"other"``.
+        """
+        if not name or name == OTHER:
+            raise ValueError(f"stage name must be non-empty and not {OTHER!r}, got {name!r}")
+        t0 = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self._current[name] = self._current.get(name, 0) + time.perf_counter_ns() - t0
+            if not self._running:
+                self.last = self._current
