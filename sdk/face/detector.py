@@ -9,6 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .. import models
+from ..models.face_detectors import DEFAULT_FACE_DETECTOR, get_face_detector
 from .cascade import STAGES, CascadeParams, Workspace, run_cascade
 
 __all__ = ["FaceDetector", "Detections"]
@@ -65,6 +66,8 @@ class FaceDetector:
             print(faces.boxes, faces.scores)
 
     Args:
+        model: which detector (``lanner.models.face_detectors.FACE_DETECTORS``): ``"mtcnn"``, the
+            teacher with exact parity to facenet-pytorch, is the default.
         backend: ``"auto"`` (OpenVINO here, chosen by measurement), ``"openvino"`` or ``"onnxruntime"``.
         precision: ``"auto"`` (fp32), ``"fp32"``, ``"fp16"`` (CPUs with FP16 units) or ``"bf16"``
             (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
@@ -77,13 +80,14 @@ class FaceDetector:
         channel_order: ``"bgr"`` (OpenCV's convention, default) or ``"rgb"`` for 3/4-channel inputs.
 
     Raises:
-        ValueError: an option is out of range.
+        ValueError: an option is out of range, or ``model`` names no detector (the message lists them).
         TypeError: an option has the wrong type.
     """
 
     def __init__(
         self,
         *,
+        model: str = DEFAULT_FACE_DETECTOR,
         backend: str = "auto",
         precision: str = "auto",
         min_face_size: float = 20,
@@ -92,6 +96,8 @@ class FaceDetector:
         num_threads: int | None = None,
         channel_order: str = "bgr",
     ) -> None:
+        spec = get_face_detector(model)
+        self.model = spec.name
         self.params = _check_params(min_face_size, thresholds, scale_factor)
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"num_threads should be a positive int or None, got {num_threads!r}")
@@ -101,7 +107,7 @@ class FaceDetector:
         self.channel_order = channel_order
         self.num_threads = num_threads
         self._nets = tuple(
-            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in models.MTCNN_NETS
+            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in spec.nets
         )
         self._closed = False
         self._lock = threading.Lock()
@@ -167,7 +173,7 @@ class FaceDetector:
 
     def __repr__(self) -> str:
         p = self.params
-        return (f"FaceDetector(backend={self.backend!r}, precision={self.precision!r}, "
+        return (f"FaceDetector(model={self.model!r}, backend={self.backend!r}, precision={self.precision!r}, "
                 f"min_face_size={p.min_face_size}, thresholds={p.thresholds}, scale_factor={p.scale_factor})")
 
 
