@@ -12,8 +12,10 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,7 +27,8 @@ from .faces import FaceSampler, to_tensor_layout
 from .losses import EmbeddingDistillationLoss, HintonDistillationLoss, SelectiveDistillation, SimilarityPreservingLoss
 from .student import FaceStudent, StudentConfig
 
-__all__ = ["TrainConfig", "TrainData", "TrainResult", "train", "validation_split", "load_student"]
+__all__ = ["TrainConfig", "TrainData", "TrainResult", "TrainingTask", "run_loop", "train", "validation_split",
+           "load_student"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -221,6 +224,165 @@ def load_student(checkpoint: str | Path) -> tuple[FaceStudent, TrainConfig]:
     return model.eval(), config
 
 
+class TrainingTask(Protocol):
+    """What :func:`run_loop` trains: a model, seeded batches and the loss terms of a batch.
+
+    A distillation method plugs in as a task (the face-embedding student below, the detection
+    stages of :mod:`lanner.distill.detection`); the loop, its schedule, checkpoints and resume are shared.
+
+    Attributes:
+        model: the trainable module (its ``state_dict`` is checkpointed).
+        batches: a map-style dataset whose item ``step`` is the batch of that step, a pure
+            function of the step (made in DataLoader worker processes).
+    """
+
+    model: torch.nn.Module
+    batches: torch.utils.data.Dataset
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one batch (their sum is minimised)."""
+        ...
+
+    def validate(self, step: int) -> dict | None:
+        """A measurement to record at ``step`` (None: nothing to measure)."""
+        ...
+
+
+def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate: float,
+             learning_rate_at: Callable[[int], float], weight_decay: float, evaluate_every: int,
+             checkpoint_every: int, out_dir: str | Path, resume: bool = True, stop_after: int | None = None,
+             workers: int = 1, progress: bool = True) -> tuple[list, float]:
+    """The one training loop of ``lanner.distill``: AdamW over ``task.loss_terms``, resumable.
+
+    Args:
+        task: what to train.
+        config_json: the run's configuration as JSON (stored in the checkpoint; a resume must match it).
+        steps: the run's last step.
+        learning_rate: AdamW's initial learning rate (replaced every step by ``learning_rate_at``).
+        learning_rate_at: learning rate of a (0-based) step.
+        weight_decay: AdamW decoupled weight decay.
+        evaluate_every: steps between ``task.validate`` calls (and at the last step).
+        checkpoint_every: steps between checkpoints (and at the last step).
+        out_dir: folder of ``checkpoint.pt`` (created).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        stop_after: stop (with a checkpoint) after this many steps in total; None runs to ``steps``.
+        workers: processes making batches ahead of the training step (0: in this process).
+        progress: print a progress line to stderr.
+
+    Returns:
+        ``(history, seconds)``: the validation records and the training time summed over resumed processes.
+
+    Raises:
+        ValueError: a checkpoint made by a different config.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = task.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    history: list = []
+    step = 0
+    earlier_seconds = 0.0  # training time of the processes before a resume
+    checkpoint = out_dir / CHECKPOINT
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state["config"] != config_json:
+            raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), json.loads(state["history"])
+        earlier_seconds = float(state.get("seconds", 0.0))
+    last = steps if stop_after is None else min(stop_after, steps)
+    start, started_at = step, time.perf_counter()
+    model.train()
+    running: dict[str, float] = {}
+    # Worker processes make the batches while this one trains (batch k is a pure function of k,
+    # so prefetching changes nothing in the result).
+    loader = torch.utils.data.DataLoader(task.batches, batch_size=None, sampler=range(step, last),
+                                         num_workers=workers, prefetch_factor=4 if workers else None)
+
+    def save() -> None:
+        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "step": step, "history": json.dumps(history),
+                           "seconds": earlier_seconds + time.perf_counter() - started_at})
+
+    for batch in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step)
+        terms = task.loss_terms(batch)
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        for name, value in terms.items():
+            value = float(value.detach())
+            running[name] = 0.98 * running.get(name, value) + 0.02 * value
+        if step % evaluate_every == 0 or step == steps:
+            record = task.validate(step)
+            if record is not None:
+                history.append({"step": step, **record, "loss": dict(running),
+                                "seconds": time.perf_counter() - started_at})
+                if progress:
+                    print(f"\nstep {step}: {record}", file=sys.stderr, flush=True)
+        if step % checkpoint_every == 0 or step == last:
+            save()
+        if progress:
+            elapsed = time.perf_counter() - started_at
+            eta = elapsed / (step - start) * (last - step)
+            losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
+            print(f"\r[{step}/{steps}] {losses} lr {learning_rate_at(step - 1):.2e} "
+                  f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
+                  flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return history, earlier_seconds + time.perf_counter() - started_at
+
+
+class _EmbeddingTask:
+    """A face student learns the teacher's embedding space (cosine, similarity-preserving, Hinton KD)."""
+
+    def __init__(self, config: TrainConfig, data: TrainData, train_idx: np.ndarray) -> None:
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.model = FaceStudent(config.student_config()).to(memory_format=torch.channels_last)
+        names = np.unique(data.identities[train_idx])
+        labels = np.searchsorted(names, data.identities)  # valid for training crops only
+        self.targets = torch.from_numpy(data.targets)
+        train_labels = torch.from_numpy(labels[train_idx])
+        centres = torch.zeros(len(names), self.targets.shape[1]).index_add_(0, train_labels,
+                                                                            self.targets[train_idx])
+        self.weights = torch.zeros(len(data.targets))
+        self.weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(
+            self.targets[train_idx], train_labels)
+        self.feature_loss = EmbeddingDistillationLoss("cosine")
+        self.similarity_loss = SimilarityPreservingLoss()
+        self.hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
+        sampler = _sampler(data, config)
+        self.validation = _validation_set(data, sampler, config.validation_width)
+        self.batches = _Batches(sampler, train_idx, config)
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        indices, chips = batch
+        indices = torch.as_tensor(indices)
+        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
+        config = self.config
+        student = self.model(chips)
+        teacher, weight = self.targets[indices], self.weights[indices]
+        terms = {"cos": config.cosine_weight * self.feature_loss(student, teacher, weight)}
+        if config.similarity_weight:
+            terms["sp"] = config.similarity_weight * self.similarity_loss(F.normalize(student, dim=1), teacher)
+        if config.hinton_weight:
+            terms["kd"] = config.hinton_weight * self.hinton_loss(student, teacher, weight)
+        return terms
+
+    def validate(self, step: int) -> dict | None:
+        if self.validation is None:
+            return None
+        g, g_labels, probe_chips, p_labels = self.validation
+        result = identification_metrics(g, g_labels, _embed(self.model, probe_chips), p_labels)
+        return {"rank1": result.rank1}
+
+
 def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: bool = True,
           stop_after: int | None = None, workers: int = 1, progress: bool = True) -> TrainResult:
     """Train (or resume training) a face student.
@@ -244,89 +406,10 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
     train_idx = np.flatnonzero(data.train & ~data.validation)
     if len(train_idx) == 0:
         raise ValueError("no training crops: data.train & ~data.validation selects nothing")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    model = FaceStudent(config.student_config()).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    names = np.unique(data.identities[train_idx])
-    labels = np.searchsorted(names, data.identities)  # valid for training crops only
-    targets = torch.from_numpy(data.targets)
-    train_labels = torch.from_numpy(labels[train_idx])
-    centres = torch.zeros(len(names), targets.shape[1]).index_add_(0, train_labels, targets[train_idx])
-    weights = torch.zeros(len(data.targets))
-    weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(targets[train_idx], train_labels)
-    feature_loss = EmbeddingDistillationLoss("cosine")
-    similarity_loss = SimilarityPreservingLoss()
-    hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
-    config_json = json.dumps(asdict(config), sort_keys=True)
-    history: list = []
-    step = 0
-    earlier_seconds = 0.0  # training time of the processes before a resume
-    checkpoint = out_dir / CHECKPOINT
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["config"] != config_json:
-            raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = int(state["step"]), json.loads(state["history"])
-        earlier_seconds = float(state.get("seconds", 0.0))
-    sampler = _sampler(data, config)
-    validation = _validation_set(data, sampler, config.validation_width)
-    last = config.steps if stop_after is None else min(stop_after, config.steps)
-    start, started_at = step, time.perf_counter()
-    model.train()
-    running: dict[str, float] = {}
-    # One worker process makes the degraded batches while this one trains (batch k is a pure
-    # function of k, so prefetching changes nothing in the result).
-    loader = torch.utils.data.DataLoader(_Batches(sampler, train_idx, config), batch_size=None,
-                                         sampler=range(step, last), num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
-
-    def save() -> None:
-        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "step": step, "history": json.dumps(history),
-                           "seconds": earlier_seconds + time.perf_counter() - started_at})
-
-    for batch, chips in loader:
-        batch = torch.as_tensor(batch)
-        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
-        student = model(chips)
-        teacher, weight = targets[batch], weights[batch]
-        terms = {"cos": config.cosine_weight * feature_loss(student, teacher, weight)}
-        if config.similarity_weight:
-            terms["sp"] = config.similarity_weight * similarity_loss(F.normalize(student, dim=1), teacher)
-        if config.hinton_weight:
-            terms["kd"] = config.hinton_weight * hinton_loss(student, teacher, weight)
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        for name, value in terms.items():
-            value = float(value.detach())
-            running[name] = 0.98 * running.get(name, value) + 0.02 * value
-        if validation is not None and (step % config.evaluate_every == 0 or step == config.steps):
-            g, g_labels, probe_chips, p_labels = validation
-            result = identification_metrics(g, g_labels, _embed(model, probe_chips), p_labels)
-            history.append({"step": step, "rank1": result.rank1, "loss": dict(running),
-                            "seconds": time.perf_counter() - started_at})
-            if progress:
-                print(f"\nstep {step}: validation rank-1 {result.rank1:.3f} at {config.validation_width:g} px "
-                      f"({result.probes} probes)", file=sys.stderr, flush=True)
-        if step % config.checkpoint_every == 0 or step == last:
-            save()
-        if progress:
-            elapsed = time.perf_counter() - started_at
-            eta = elapsed / (step - start) * (last - step)
-            losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
-            print(f"\r[{step}/{config.steps}] {losses} lr {config.learning_rate_at(step - 1):.2e} "
-                  f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
-                  flush=True)
-    if progress:
-        print(file=sys.stderr)
-    return TrainResult(model=model.eval(), config=config, history=history,
-                       seconds=earlier_seconds + time.perf_counter() - started_at)
+    task = _EmbeddingTask(config, data, train_idx)
+    history, seconds = run_loop(task, config_json=json.dumps(asdict(config), sort_keys=True), steps=config.steps,
+                                learning_rate=config.learning_rate, learning_rate_at=config.learning_rate_at,
+                                weight_decay=config.weight_decay, evaluate_every=config.evaluate_every,
+                                checkpoint_every=config.checkpoint_every, out_dir=out_dir, resume=resume,
+                                stop_after=stop_after, workers=workers, progress=progress)
+    return TrainResult(model=task.model.eval(), config=config, history=history, seconds=seconds)
