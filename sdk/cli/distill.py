@@ -35,6 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--baseline-widths", default="16",
                    help="face widths at which to also measure the teacher on upsampled probes ('' for none)")
     f.set_defaults(func=run_face_embedding)
+    d = dsub.add_parser("face-detector", help="MTCNN's R-Net and O-Net retrained for masked and tiny faces (issue 15)")
+    d.add_argument("--facemask", required=True, help="the facemask-voc folder (only its train split is read)")
+    d.add_argument("--celeba", required=True, help="the celeba-faces folder (training identities only)")
+    d.add_argument("--out", required=True, help="output folder (checkpoint, rnet.onnx, onet.onnx, report.json)")
+    d.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    d.add_argument("--workers", type=int, default=1, help="processes making batches")
+    d.set_defaults(func=run_face_detector)
 
 
 def run_face_embedding(args: argparse.Namespace) -> int:
@@ -50,4 +59,20 @@ def run_face_embedding(args: argparse.Namespace) -> int:
                            workers=args.workers, teacher_workers=args.teacher_workers,
                            baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()))
     run.execute()
+    return 0
+
+
+def run_face_detector(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from ..distill import detection
+
+    torch.set_num_threads(args.threads)
+    config = detection.DetectionConfig(seed=args.seed)
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps)
+    report = detection.run_face_detector(args.facemask, args.celeba, args.out, config, workers=args.workers)
+    print(f"trained in {report['training_seconds']:.0f} s on {report['pool']}; ONNX in {args.out}")
     return 0
