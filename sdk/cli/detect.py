@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4 for "
                    "a video), a folder for several")
     p.add_argument("--json", metavar="PATH", help="write detections as JSON")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="face detector (`lanner models list`; default: the registry's default)")
     p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
@@ -47,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no such file: {path}")
     out_paths = _output_paths(inputs, args.out)
     records = []
-    with FaceDetector(backend=args.backend, precision=args.precision, min_face_size=args.min_face_size,
-                      num_threads=args.threads) as detector:
+    from ..models.face_detectors import DEFAULT_FACE_DETECTOR
+
+    with FaceDetector(model=args.model or DEFAULT_FACE_DETECTOR, backend=args.backend, precision=args.precision,
+                      min_face_size=args.min_face_size, num_threads=args.threads) as detector:
         for path, out in zip(inputs, out_paths):
             if path.suffix.lower() in _VIDEO_SUFFIXES:
                 records.append(_detect_video(detector, path, out, not args.no_progress))
