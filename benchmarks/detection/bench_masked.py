@@ -32,10 +32,12 @@ from lanner.distill.facemask import read_facemask
 HERE = Path(__file__).resolve().parent
 THREADS = 2
 MIN_WIDTHS = (10, 20)  # px: ground-truth faces evaluated
-# name -> FaceDetector options; the teacher at its default and at the smallest size the issue asks for
+# name -> FaceDetector options: the teacher and the student (issue 15), at the default and the smallest size asked for
 DETECTORS = {
     "mtcnn@20": {"model": "mtcnn", "min_face_size": 20},
     "mtcnn@10": {"model": "mtcnn", "min_face_size": 10},
+    "mtcnn-masked@20": {"model": "mtcnn-masked", "min_face_size": 20},
+    "mtcnn-masked@10": {"model": "mtcnn-masked", "min_face_size": 10},
 }
 
 

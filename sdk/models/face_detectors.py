@@ -32,6 +32,8 @@ FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
     for spec in (
         FaceDetectorSpec("mtcnn", ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"),
                          "the MTCNN teacher (facenet-pytorch's weights, exact parity)"),
+        FaceDetectorSpec("mtcnn-masked", ("mtcnn-pnet", "mtcnn-masked-rnet", "mtcnn-masked-onet"),
+                         "issue 15's first student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces"),
     )
 }
 # The default stays the teacher until a student meets issue 15's targets (benchmarks/detection/README.md).
