@@ -65,3 +65,14 @@ def test_min_face_size_10_finds_what_20_finds_and_is_finer(lanner_cache, photos)
     assert len(fine) >= len(coarse) == 1
     assert iou(coarse.boxes, fine.boxes).max() > 0.9
     assert repr(d10).startswith("FaceDetector(model='mtcnn'") and "min_face_size=10.0" in repr(d10)
+
+
+def test_models_list_shows_every_face_detector(lanner_cache):
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "lanner.cli", "models", "list"], capture_output=True, text=True,
+                            check=True)
+    assert f"  {DEFAULT_FACE_DETECTOR} [default]:" in listed.stdout
+    for name, spec in FACE_DETECTORS.items():
+        assert f"  {name}" in listed.stdout and " + ".join(spec.nets) in listed.stdout
