@@ -12,6 +12,7 @@ of ``--reps`` runs per photo) and the PR curves as a plot.
 Usage: python benchmarks/detection/bench_masked.py --data FACEMASK_VOC_FOLDER [--reps 3]
        [--json results_masked.json] [--plot pr_masked.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,12 @@ def evaluate(photos, found) -> dict:
                 is_class = photo.masked if cls == "masked" else ~photo.masked
                 truth.append((photo.boxes, is_class & (width >= min_width)))
             pr = voc_average_precision(found, truth)
-            results[f"{cls}>={min_width}"] = {"ap": round(pr.average_precision, 4), "positives": pr.positives,
-                                              "recall": round(float(pr.recall[-1]) if len(pr.recall) else 0.0, 4),
-                                              "curve": (pr.recall[::5].round(4).tolist(),
-                                                        pr.precision[::5].round(4).tolist())}
+            results[f"{cls}>={min_width}"] = {
+                "ap": round(pr.average_precision, 4),
+                "positives": pr.positives,
+                "recall": round(float(pr.recall[-1]) if len(pr.recall) else 0.0, 4),
+                "curve": (pr.recall[::5].round(4).tolist(), pr.precision[::5].round(4).tolist()),
+            }
     return results
 
 
@@ -92,18 +95,26 @@ def main() -> None:
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), {THREADS} threads",
         "photos": len(photos),
-        "faces": {"all": int(len(widths)), "masked": int(masked.sum()), "unmasked": int((~masked).sum()),
-                  "median_width_px": float(np.median(widths)), "under_10px": int((widths < 10).sum()),
-                  "under_20px": int((widths < 20).sum())},
+        "faces": {
+            "all": int(len(widths)),
+            "masked": int(masked.sum()),
+            "unmasked": int((~masked).sum()),
+            "median_width_px": float(np.median(widths)),
+            "under_10px": int((widths < 10).sum()),
+            "under_20px": int((widths < 20).sum()),
+        },
         "detectors": {},
     }
     reference = sum(times[args.detectors[0]])
     for name in detectors:
         total = sum(times[name])
-        report["detectors"][name] = {"options": DETECTORS[name], "ap": evaluate(photos, found[name]),
-                                     "seconds_total": round(total, 3),
-                                     "ms_per_photo": round(1000 * total / len(photos), 2),
-                                     f"speed_vs_{args.detectors[0]}": round(reference / total, 3)}
+        report["detectors"][name] = {
+            "options": DETECTORS[name],
+            "ap": evaluate(photos, found[name]),
+            "seconds_total": round(total, 3),
+            "ms_per_photo": round(1000 * total / len(photos), 2),
+            f"speed_vs_{args.detectors[0]}": round(reference / total, 3),
+        }
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "detectors"}, indent=1))
     for name, entry in report["detectors"].items():

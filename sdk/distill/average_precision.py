@@ -10,6 +10,7 @@ recall. AP is the area under the precision envelope (VOC 2010+, every point).
 
 IoU is taken on continuous ``x1, y1, x2, y2`` corners (no +1 pixel convention).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -120,8 +121,9 @@ def voc_average_precision(
         ValueError: the two sequences differ in length, or a photo's arrays are malformed.
     """
     if len(detections) != len(ground_truth):
-        raise ValueError(f"detections and ground_truth should list the same photos, got {len(detections)} "
-                         f"and {len(ground_truth)}")
+        raise ValueError(
+            f"detections and ground_truth should list the same photos, got {len(detections)} and {len(ground_truth)}"
+        )
     all_scores, all_tp = [], []
     positives = 0
     for (boxes, scores), (truth, positive) in zip(detections, ground_truth):

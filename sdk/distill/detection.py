@@ -21,6 +21,7 @@ the teacher's soft outputs computed there); batch ``k`` is a pure function of ``
 ``lanner distill face-detector --facemask D --celeba D --out DIR`` runs the whole recipe
 (:func:`run_face_detector`).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,19 @@ from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
 from .training import run_loop
 
-__all__ = ["DetectionConfig", "DetectionPool", "CascadeStages", "DetectionStageLoss", "DetectionTask",
-           "make_pool", "train_stages", "teacher_face_probability", "read_celeba_faces", "export_stages",
-           "run_face_detector"]
-
+__all__ = [
+    "DetectionConfig",
+    "DetectionPool",
+    "CascadeStages",
+    "DetectionStageLoss",
+    "DetectionTask",
+    "make_pool",
+    "train_stages",
+    "teacher_face_probability",
+    "read_celeba_faces",
+    "export_stages",
+    "run_face_detector",
+]
 
 
 @dataclass(frozen=True)
@@ -125,8 +135,10 @@ def _jitter(box: np.ndarray, rng: np.random.Generator, shift: float = 0.1, scale
 def _regression(crop: np.ndarray, target: np.ndarray) -> np.ndarray:
     """MTCNN's box regression from ``crop`` to ``target`` (offsets in units of the 1-based side)."""
     w, h = crop[2] - crop[0] + 1, crop[3] - crop[1] + 1
-    return np.array([(target[0] - crop[0]) / w, (target[1] - crop[1]) / h,
-                     (target[2] - crop[2]) / w, (target[3] - crop[3]) / h], np.float32)
+    return np.array(
+        [(target[0] - crop[0]) / w, (target[1] - crop[1]) / h, (target[2] - crop[2]) / w, (target[3] - crop[3]) / h],
+        np.float32,
+    )
 
 
 def _landmark_targets(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -152,8 +164,12 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def make_pool(photos: list[AnnotatedPhoto], celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-              config: DetectionConfig, teacher_face: Callable[[np.ndarray], np.ndarray]) -> DetectionPool:
+def make_pool(
+    photos: list[AnnotatedPhoto],
+    celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    config: DetectionConfig,
+    teacher_face: Callable[[np.ndarray], np.ndarray],
+) -> DetectionPool:
     """Draw every training sample (seeded by ``config.seed``) with its targets.
 
     Args:
@@ -174,8 +190,16 @@ def make_pool(photos: list[AnnotatedPhoto], celeba: tuple[np.ndarray, np.ndarray
     def add(c24, c48, valid, face, box, landmarks, kind):
         n = int(valid.sum())
         if n:
-            parts.append((c24[valid], c48[valid], np.full(n, face, np.float32), box[valid], landmarks[valid],
-                          np.full(n, kind, np.int8)))
+            parts.append(
+                (
+                    c24[valid],
+                    c48[valid],
+                    np.full(n, face, np.float32),
+                    box[valid],
+                    landmarks[valid],
+                    np.full(n, kind, np.int8),
+                )
+            )
 
     nan4, nan10 = np.full(4, np.nan, np.float32), np.full(10, np.nan, np.float32)
     for p_index, photo in enumerate(photos):
@@ -227,15 +251,26 @@ def make_pool(photos: list[AnnotatedPhoto], celeba: tuple[np.ndarray, np.ndarray
                 box, lm, crop = box * s, lm * s, crop * s
             c24, c48, valid = _crops(image, crop[None])
             if clean_valid[0]:  # KD target: the teacher's output on the clean face, same crop
-                add(c24, c48, valid, teacher_face(clean48)[0], _regression(crop, box)[None],
-                    _landmark_targets(crop, lm)[None], kind)
+                add(
+                    c24,
+                    c48,
+                    valid,
+                    teacher_face(clean48)[0],
+                    _regression(crop, box)[None],
+                    _landmark_targets(crop, lm)[None],
+                    kind,
+                )
     if not parts:
         raise ValueError("no training sample could be drawn: no photo and no celeba crop")
     columns = list(zip(*parts))
-    return DetectionPool(crops24=np.concatenate(columns[0]).astype(np.float16),
-                         crops48=np.concatenate(columns[1]).astype(np.float16),
-                         face=np.concatenate(columns[2]), box=np.concatenate(columns[3]),
-                         landmarks=np.concatenate(columns[4]), kind=np.concatenate(columns[5]))
+    return DetectionPool(
+        crops24=np.concatenate(columns[0]).astype(np.float16),
+        crops48=np.concatenate(columns[1]).astype(np.float16),
+        face=np.concatenate(columns[2]),
+        box=np.concatenate(columns[3]),
+        landmarks=np.concatenate(columns[4]),
+        kind=np.concatenate(columns[5]),
+    )
 
 
 class CascadeStages(torch.nn.Module):
@@ -267,8 +302,15 @@ class DetectionStageLoss(torch.nn.Module):
         super().__init__()
         self.box_weight, self.landmark_weight = box_weight, landmark_weight
 
-    def forward(self, prob: torch.Tensor, reg: torch.Tensor, landmarks: torch.Tensor | None,
-                face: torch.Tensor, box: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        prob: torch.Tensor,
+        reg: torch.Tensor,
+        landmarks: torch.Tensor | None,
+        face: torch.Tensor,
+        box: torch.Tensor,
+        points: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """Loss terms of a batch.
 
         Args:
@@ -301,8 +343,13 @@ class _PoolBatches(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.config.seed, step, 3])
         idx = rng.choice(len(self.pool), size=min(self.config.batch_size, len(self.pool)), replace=False)
         p = self.pool
-        return (p.crops24[idx].astype(np.float32), p.crops48[idx].astype(np.float32), p.face[idx], p.box[idx],
-                p.landmarks[idx])
+        return (
+            p.crops24[idx].astype(np.float32),
+            p.crops48[idx].astype(np.float32),
+            p.face[idx],
+            p.box[idx],
+            p.landmarks[idx],
+        )
 
 
 class DetectionTask:
@@ -313,8 +360,10 @@ class DetectionTask:
             raise ValueError("every face target of the pool should be set, got NaN")
         self.model, self.config = model, config
         self.batches = _PoolBatches(pool, config)
-        self.losses = {stage: DetectionStageLoss(config.box_weight, w)
-                       for stage, w in zip(("rnet", "onet"), config.landmark_weights)}
+        self.losses = {
+            stage: DetectionStageLoss(config.box_weight, w)
+            for stage, w in zip(("rnet", "onet"), config.landmark_weights)
+        }
 
     def loss_terms(self, batch) -> dict[str, torch.Tensor]:
         c24, c48, face, box, points = (torch.as_tensor(a) for a in batch)
@@ -338,8 +387,9 @@ def teacher_face_probability(onet: torch.nn.Module) -> Callable[[np.ndarray], np
     return face
 
 
-def train_stages(config: DetectionConfig, pool: DetectionPool, out_dir: str | Path, *, workers: int = 1,
-                 progress: bool = True) -> tuple[CascadeStages, list, float]:
+def train_stages(
+    config: DetectionConfig, pool: DetectionPool, out_dir: str | Path, *, workers: int = 1, progress: bool = True
+) -> tuple[CascadeStages, list, float]:
     """Train the student's R-Net and O-Net from the teacher's weights with :func:`run_loop`.
 
     Returns:
@@ -354,11 +404,20 @@ def train_stages(config: DetectionConfig, pool: DetectionPool, out_dir: str | Pa
     nets = load_torch_nets()
     model = CascadeStages(nets["rnet"], nets["onet"])
     task = DetectionTask(model, pool, config)
-    history, seconds = run_loop(task, config_json=json.dumps(asdict(config), sort_keys=True), steps=config.steps,
-                                learning_rate=config.learning_rate, learning_rate_at=config.learning_rate_at,
-                                weight_decay=config.weight_decay, evaluate_every=config.steps,
-                                checkpoint_every=max(1, config.steps // 5), out_dir=out_dir, resume=True,
-                                workers=workers, progress=progress)
+    history, seconds = run_loop(
+        task,
+        config_json=json.dumps(asdict(config), sort_keys=True),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        learning_rate_at=config.learning_rate_at,
+        weight_decay=config.weight_decay,
+        evaluate_every=config.steps,
+        checkpoint_every=max(1, config.steps // 5),
+        out_dir=out_dir,
+        resume=True,
+        workers=workers,
+        progress=progress,
+    )
     return model.eval(), history, seconds
 
 
@@ -414,8 +473,9 @@ def export_stages(model: CascadeStages, out_dir: str | Path) -> dict[str, Path]:
         return {net: Path(shutil.copy(paths[net], out_dir / f"{net}.onnx")) for net in ("rnet", "onet")}
 
 
-def run_face_detector(facemask_dir: str | Path, celeba_dir: str | Path, out_dir: str | Path,
-                      config: DetectionConfig, *, workers: int = 1) -> dict:
+def run_face_detector(
+    facemask_dir: str | Path, celeba_dir: str | Path, out_dir: str | Path, config: DetectionConfig, *, workers: int = 1
+) -> dict:
     """The whole recipe: pool (train split + synthetic masks), training, ONNX export, ``report.json``.
 
     Args:
@@ -442,9 +502,15 @@ def run_face_detector(facemask_dir: str | Path, celeba_dir: str | Path, out_dir:
     model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
     paths = export_stages(model, out_dir)
     kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba")
-    report = {"config": asdict(config), "train_photos": len(photos), "celeba_crops": len(celeba[0]),
-              "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
-              "pool_seconds": round(pool_seconds, 1), "training_seconds": round(seconds, 1), "history": history,
-              "onnx": {net: str(path.name) for net, path in paths.items()}}
+    report = {
+        "config": asdict(config),
+        "train_photos": len(photos),
+        "celeba_crops": len(celeba[0]),
+        "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
+        "pool_seconds": round(pool_seconds, 1),
+        "training_seconds": round(seconds, 1),
+        "history": history,
+        "onnx": {net: str(path.name) for net, path in paths.items()},
+    }
     (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=1))
     return report

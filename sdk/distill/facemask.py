@@ -4,6 +4,7 @@ The folder holds ``images/*.jpg`` and ``annotations/*.xml`` (Pascal VOC; classes
 ``without_mask``, ``mask_weared_incorrect``), from the Kaggle "Face Mask Detection" set (andrewmvd,
 listed as CC0). Its test split is defined here, once: :func:`facemask_split`.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -12,6 +12,7 @@ Works on face crops (celeba-faces: landmarks in crop pixels) and on any photo wh
 landmarks are known (e.g. ``lanner.FaceDetector``'s); :func:`lanner.distill.downsample_face`
 makes the tiny copies. Only NumPy and OpenCV: usable without torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,10 @@ def _check_image(image: np.ndarray) -> None:
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     landmarks = np.asarray(landmarks, np.float64)
     if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
-        raise ValueError(f"landmarks should be a finite (5, 2) array (left eye, right eye, nose, mouth corners), "
-                         f"got shape {landmarks.shape}")
+        raise ValueError(
+            f"landmarks should be a finite (5, 2) array (left eye, right eye, nose, mouth corners), "
+            f"got shape {landmarks.shape}"
+        )
     return landmarks
 
 
@@ -82,8 +85,10 @@ def _outline(landmarks: np.ndarray, placement: MaskPlacement) -> np.ndarray:
     # top edge (straight, slightly raised over the nose), then the lower edge as a half-ellipse under the chin
     upper = [(-top_half, top), (0.0, top - 0.12), (top_half, top)]
     middle = (top + bottom) / 2
-    lower = [(np.cos(a) * (top_half + (bottom_half - top_half) * np.sin(a)),
-              middle + (bottom - middle) * np.sin(a)) for a in t]
+    lower = [
+        (np.cos(a) * (top_half + (bottom_half - top_half) * np.sin(a)), middle + (bottom - middle) * np.sin(a))
+        for a in t
+    ]
     points = np.array(upper + lower)
     c, s = np.cos(np.radians(placement.angle)), np.sin(np.radians(placement.angle))
     rot_across, rot_down = c * across + s * down, -s * across + c * down
@@ -92,8 +97,9 @@ def _outline(landmarks: np.ndarray, placement: MaskPlacement) -> np.ndarray:
     return centre + placement.scale * (rel_x[:, None] * rot_across + rel_y[:, None] * rot_down)
 
 
-def _texture(style: str, colour: np.ndarray, shape: tuple[int, int], scale: float,
-             rng: np.random.Generator) -> np.ndarray:
+def _texture(
+    style: str, colour: np.ndarray, shape: tuple[int, int], scale: float, rng: np.random.Generator
+) -> np.ndarray:
     """An (H, W, 3) float32 texture of the mask's material, ``scale`` px per inter-ocular distance."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -120,8 +126,9 @@ def _texture(style: str, colour: np.ndarray, shape: tuple[int, int], scale: floa
     return np.clip(tex * shading[..., None], 0, 255)
 
 
-def draw_mask(image: np.ndarray, landmarks: np.ndarray, placement: MaskPlacement,
-              rng: np.random.Generator) -> np.ndarray:
+def draw_mask(
+    image: np.ndarray, landmarks: np.ndarray, placement: MaskPlacement, rng: np.random.Generator
+) -> np.ndarray:
     """Draw one mask onto a face.
 
     Args:
@@ -202,10 +209,13 @@ class SyntheticMasks:
         else:
             hsv = np.array([[[rng.integers(0, 180), rng.integers(40, 220), rng.integers(40, 240)]]], np.uint8)
             colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
-        return MaskPlacement(style=style, colour=np.asarray(colour, np.uint8),
-                             shift=rng.uniform(-self.max_shift, self.max_shift, 2),
-                             scale=float(rng.uniform(*self.scale_range)),
-                             angle=float(rng.uniform(-self.max_angle, self.max_angle)))
+        return MaskPlacement(
+            style=style,
+            colour=np.asarray(colour, np.uint8),
+            shift=rng.uniform(-self.max_shift, self.max_shift, 2),
+            scale=float(rng.uniform(*self.scale_range)),
+            angle=float(rng.uniform(-self.max_angle, self.max_angle)),
+        )
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, index: int) -> np.ndarray:
         """Mask every face of an image.
@@ -233,4 +243,3 @@ class SyntheticMasks:
             _check_image(image)
             out = image.copy()
         return out
-

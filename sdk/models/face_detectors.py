@@ -5,6 +5,7 @@ the MTCNN cascade's P-Net, R-Net and O-Net roles (same inputs and outputs). ``"m
 teacher, facenet-pytorch's MTCNN exactly; a student detector ships by adding its registry nets and
 one entry here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,10 +31,16 @@ class FaceDetectorSpec:
 FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
     spec.name: spec
     for spec in (
-        FaceDetectorSpec("mtcnn", ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"),
-                         "the MTCNN teacher (facenet-pytorch's weights, exact parity)"),
-        FaceDetectorSpec("mtcnn-masked", ("mtcnn-pnet", "mtcnn-masked-rnet", "mtcnn-masked-onet"),
-                         "issue 15's first student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces"),
+        FaceDetectorSpec(
+            "mtcnn",
+            ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"),
+            "the MTCNN teacher (facenet-pytorch's weights, exact parity)",
+        ),
+        FaceDetectorSpec(
+            "mtcnn-masked",
+            ("mtcnn-pnet", "mtcnn-masked-rnet", "mtcnn-masked-onet"),
+            "issue 15's first student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces",
+        ),
     )
 }
 # The default stays the teacher until a student meets issue 15's targets (benchmarks/detection/README.md).

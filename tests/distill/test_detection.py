@@ -1,5 +1,6 @@
 """Detection distillation (issue 15): targets invert the cascade, the multi-task loss by hand, a pool
 drawn from photos and crops, and a tiny seeded training run through the one loop."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,12 @@ def test_pool_draws_every_kind_with_targets_and_repeats_for_a_seed(tmp_path):
     assert np.isnan(pool.landmarks[pool.kind <= 1]).all() and not np.isnan(pool.landmarks[pool.kind >= 2]).any()
     again = D.make_pool(photos, celeba, config, teacher)
     np.testing.assert_array_equal(pool.crops48, again.crops48)
-    assert not np.array_equal(pool.crops48, D.make_pool(photos, celeba, D.DetectionConfig(
-        real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=4), teacher).crops48)
+    assert not np.array_equal(
+        pool.crops48,
+        D.make_pool(
+            photos, celeba, D.DetectionConfig(real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=4), teacher
+        ).crops48,
+    )
 
 
 def _tiny_run(pool, config, out):
@@ -86,17 +91,27 @@ def _tiny_run(pool, config, out):
     nets = _build_nets()
     model = D.CascadeStages(nets["rnet"](), nets["onet"]())
     task = D.DetectionTask(model, pool, config)
-    run_loop(task, config_json=json.dumps({"tiny": config.seed}), steps=config.steps,
-             learning_rate=config.learning_rate, learning_rate_at=config.learning_rate_at,
-             weight_decay=config.weight_decay, evaluate_every=config.steps, checkpoint_every=config.steps,
-             out_dir=out, workers=0, progress=False)
+    run_loop(
+        task,
+        config_json=json.dumps({"tiny": config.seed}),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        learning_rate_at=config.learning_rate_at,
+        weight_decay=config.weight_decay,
+        evaluate_every=config.steps,
+        checkpoint_every=config.steps,
+        out_dir=out,
+        workers=0,
+        progress=False,
+    )
     return task
 
 
 def test_tiny_seeded_run_learns_and_repeats(tmp_path):
     photos, celeba = _tiny_inputs(tmp_path)
-    config = D.DetectionConfig(steps=40, batch_size=16, learning_rate=3e-3, real_jitters=4, celeba_samples=8,
-                               negatives_per_photo=6, seed=1)
+    config = D.DetectionConfig(
+        steps=40, batch_size=16, learning_rate=3e-3, real_jitters=4, celeba_samples=8, negatives_per_photo=6, seed=1
+    )
     pool = D.make_pool(photos, celeba, config, lambda c: np.full(len(c), 0.05, np.float32))
     before = D.DetectionConfig(**{**config.__dict__, "steps": 0})
     untrained = _tiny_run(pool, before, tmp_path / "untrained")
@@ -114,7 +129,11 @@ def test_tiny_seeded_run_learns_and_repeats(tmp_path):
 
 def test_task_refuses_a_pool_without_targets(tmp_path):
     photos, celeba = _tiny_inputs(tmp_path)
-    pool = D.make_pool(photos, None, D.DetectionConfig(real_jitters=1, negatives_per_photo=2),
-                       lambda c: np.full(len(c), np.nan, np.float32))
+    pool = D.make_pool(
+        photos,
+        None,
+        D.DetectionConfig(real_jitters=1, negatives_per_photo=2),
+        lambda c: np.full(len(c), np.nan, np.float32),
+    )
     with pytest.raises(ValueError, match="every face target of the pool should be set, got NaN"):
         D.DetectionTask(D.CascadeStages(torch.nn.Identity(), torch.nn.Identity()), pool, D.DetectionConfig())

@@ -1,5 +1,6 @@
 """issue 15's evaluation pieces: the facemask-voc split, VOC AP with ignore regions (against a
 hand-computed case), reading VOC annotations, and seeded synthetic masks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,9 @@ def test_split_holds_at_least_30_percent_of_the_set():
     assert 0.30 <= test / len(names) <= 0.33
 
 
-@pytest.mark.parametrize("name,error,match", [(3, TypeError, "should be a str, got int"),
-                                              ("", ValueError, "should name a file")])
+@pytest.mark.parametrize(
+    "name,error,match", [(3, TypeError, "should be a str, got int"), ("", ValueError, "should name a file")]
+)
 def test_split_rejects_bad_names(name, error, match):
     with pytest.raises(error, match=match):
         facemask_split(name)
@@ -35,15 +37,22 @@ def _voc(tmp_path, stem, objects):
     (tmp_path / "images").mkdir(exist_ok=True)
     (tmp_path / "annotations").mkdir(exist_ok=True)
     (tmp_path / "images" / f"{stem}.jpg").write_bytes(b"")
-    body = "".join(f"<object><name>{c}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>"
-                   f"<ymax>{b[3]}</ymax></bndbox></object>" for c, b in objects)
-    (tmp_path / "annotations" / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.jpg</filename>{body}"
-                                                          "</annotation>")
+    body = "".join(
+        f"<object><name>{c}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>"
+        f"<ymax>{b[3]}</ymax></bndbox></object>"
+        for c, b in objects
+    )
+    (tmp_path / "annotations" / f"{stem}.xml").write_text(
+        f"<annotation><filename>{stem}.jpg</filename>{body}</annotation>"
+    )
 
 
 def test_read_facemask_reads_boxes_classes_and_splits(tmp_path):
-    _voc(tmp_path, "maksssksksss3", [("with_mask", (1, 2, 21, 30)), ("mask_weared_incorrect", (40, 2, 60, 30)),
-                                     ("without_mask", (70, 5, 80, 17))])
+    _voc(
+        tmp_path,
+        "maksssksksss3",
+        [("with_mask", (1, 2, 21, 30)), ("mask_weared_incorrect", (40, 2, 60, 30)), ("without_mask", (70, 5, 80, 17))],
+    )
     _voc(tmp_path, "maksssksksss0", [("without_mask", (1, 2, 3, 4))])
     test = read_facemask(tmp_path, "test")
     assert [p.image_path.name for p in test] == ["maksssksksss3.jpg"]
@@ -59,8 +68,10 @@ def test_read_facemask_errors_name_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a facemask-voc folder"):
         read_facemask(tmp_path, "test")
     _voc(tmp_path, "maksssksksss3", [("hat", (1, 2, 3, 4))])
-    with pytest.raises(ValueError, match=f"class should be one of {FACEMASK_CLASSES!r}".replace("(", r"\(")
-                       .replace(")", r"\)") + ", got 'hat'"):
+    with pytest.raises(
+        ValueError,
+        match=f"class should be one of {FACEMASK_CLASSES!r}".replace("(", r"\(").replace(")", r"\)") + ", got 'hat'",
+    ):
         read_facemask(tmp_path, "test")
 
 

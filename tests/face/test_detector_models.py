@@ -1,5 +1,6 @@
 """FaceDetector(model=...): the teacher by name, the masked-face student (issue 15), unknown names,
 and min_face_size 10."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,10 @@ def test_no_face_of_the_parity_photos_is_lost(lanner_cache, photos, model):
 
 def test_min_face_size_10_finds_what_20_finds_and_is_finer(lanner_cache, photos):
     image = photos["astronaut"]
-    with lanner.FaceDetector(min_face_size=20, num_threads=2) as d20, \
-            lanner.FaceDetector(min_face_size=10, num_threads=2) as d10:
+    with (
+        lanner.FaceDetector(min_face_size=20, num_threads=2) as d20,
+        lanner.FaceDetector(min_face_size=10, num_threads=2) as d10,
+    ):
         coarse, fine = d20.detect(image), d10.detect(image)
     assert len(fine) >= len(coarse) == 1
     assert iou(coarse.boxes, fine.boxes).max() > 0.9
@@ -71,8 +74,9 @@ def test_models_list_shows_every_face_detector(lanner_cache):
     import subprocess
     import sys
 
-    listed = subprocess.run([sys.executable, "-m", "lanner.cli", "models", "list"], capture_output=True, text=True,
-                            check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "models", "list"], capture_output=True, text=True, check=True
+    )
     assert f"  {DEFAULT_FACE_DETECTOR} [default]:" in listed.stdout
     for name, spec in FACE_DETECTORS.items():
         assert f"  {name}" in listed.stdout and " + ".join(spec.nets) in listed.stdout

@@ -1,5 +1,6 @@
 """The shipped masked-face student's ONNX (sdk/models/mtcnn_masked) against its PyTorch weights
 (tests/data/mtcnn_masked_stages.pt, the training checkpoint's R-Net and O-Net)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def test_student_onnx_matches_its_torch_weights(net, size):
 
     state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
     module = _build_nets()[net]()
-    module.load_state_dict({k[len(net) + 1:]: v for k, v in state.items() if k.startswith(f"{net}.")})
+    module.load_state_dict({k[len(net) + 1 :]: v for k, v in state.items() if k.startswith(f"{net}.")})
     module.eval()
     crops = np.random.default_rng(0).uniform(-1, 1, (16, 3, size, size)).astype(np.float32)
     with torch.no_grad():
