@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
+from ..models.face_detectors import DEFAULT_FACE_DETECTOR
 from ..names import AUTO, FACE_BACKENDS, FACE_PRECISIONS
 
 _BOX_COLOR = (0, 255, 0)  # BGR
@@ -27,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4/.avi "
                    "for a video), a folder for several (NAME_faces.jpg each; NAME_faces_2.jpg for a repeated name)")
     p.add_argument("--json", metavar="PATH", help="write detections as JSON (.json)")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="face detector (`lanner models list`; default: the registry's default)")
     p.add_argument("--backend", default="auto", choices=(AUTO, *FACE_BACKENDS))
     p.add_argument("--precision", default="auto", choices=(AUTO, *FACE_PRECISIONS))
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     records: list[dict] = []
     scorer = FaceRecognizer(num_threads=args.threads) if args.quality else None
     failed: list[dict] = []
-    with FaceDetector(backend=args.backend, precision=args.precision, min_face_size=args.min_face_size,
-                      num_threads=args.threads) as detector:
+    with FaceDetector(model=args.model or DEFAULT_FACE_DETECTOR, backend=args.backend, precision=args.precision,
+                      min_face_size=args.min_face_size, num_threads=args.threads) as detector:
         for path, out in zip(inputs, out_paths):
             try:
                 if is_video(path):

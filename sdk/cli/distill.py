@@ -36,6 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--baseline-widths", default="16",
                    help="face widths at which to also measure the teacher on upsampled probes ('' for none)")
     f.set_defaults(func=run_face_embedding)
+    d = dsub.add_parser("face-detector", help="MTCNN's R-Net and O-Net retrained for masked and tiny faces (issue 15)")
+    d.add_argument("--facemask", required=True, help="the facemask-voc folder (only its train split is read)")
+    d.add_argument("--celeba", required=True, help="the celeba-faces folder (training identities only)")
+    d.add_argument("--out", required=True, help="output folder (checkpoint, rnet.onnx, onet.onnx, report.json)")
+    d.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    d.add_argument("--workers", type=int, default=1, help="processes making batches")
+    d.set_defaults(func=run_face_detector)
 
     q = dsub.add_parser("face-quality", help="an SDD-FIQA face-quality regressor (labels from the teacher)")
     q.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
@@ -76,4 +85,20 @@ def run_face_quality(args: argparse.Namespace) -> int:
     FaceQualityRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache, views=args.views,
                    steps=args.steps, seed=args.seed, threads=args.threads,
                    channels=tuple(int(c) for c in args.channels.split(","))).execute()
+    return 0
+
+
+def run_face_detector(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from ..distill import detection
+
+    torch.set_num_threads(args.threads)
+    config = detection.DetectionConfig(seed=args.seed)
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps)
+    report = detection.run_face_detector(args.facemask, args.celeba, args.out, config, workers=args.workers)
+    print(f"trained in {report['training_seconds']:.0f} s on {report['pool']}; ONNX in {args.out}")
     return 0

@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     msub.required = True
     ls = msub.add_parser("list", help="registry entries, checksums and cached packages (built, not built, corrupt)")
     ls.set_defaults(func=run_list)
-    b = msub.add_parser("build", help="compile the face detector's nets for this machine into the cache")
+    b = msub.add_parser("build", help="compile the face detectors' nets for this machine into the cache")
     b.add_argument("--backend", default=AUTO, choices=(AUTO, *FACE_BACKENDS))
     b.add_argument("--precision", default=AUTO, choices=(AUTO, *FACE_PRECISIONS))
     b.add_argument("--force", action="store_true", help="rebuild packages that exist (corrupt ones are always rebuilt)")
@@ -44,6 +44,12 @@ def run_list(args: argparse.Namespace) -> int:
             f"{spec.name}: {spec.file} sha256={spec.sha256[:16]}... {status} ({backend}/{precision})\n"
             f"  source: {spec.source}"
         )
+    from ..models.face_detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
+
+    print("face detectors (FaceDetector(model=...), lanner detect --model):")
+    for spec in FACE_DETECTORS.values():
+        default = " [default]" if spec.name == DEFAULT_FACE_DETECTOR else ""
+        print(f"  {spec.name}{default}: {' + '.join(spec.nets)} -- {spec.description}")
     if corrupt:
         print(f"repair corrupt packages with `{models.REPAIR_COMMAND}`")
     return 0
@@ -65,7 +71,10 @@ def run_build(args: argparse.Namespace) -> int:
             print(f"  {config}: {result if isinstance(result, str) else f'{result:.1f} ms'}")
         recorded = models.cache_dir() / models.SELECTION_FILE
         print(f"auto = {choice['backend']}/{choice['precision']} (recorded in {recorded})")
-    for name in models.MTCNN_NETS:
+    from ..models.face_detectors import FACE_DETECTORS
+
+    nets = dict.fromkeys(net for spec in FACE_DETECTORS.values() for net in spec.nets)  # every detector's, once
+    for name in nets:
         status = models.package_status(name, args.backend, args.precision)
         if status.startswith("corrupt"):
             print(f"{name}: {status}; rebuilding")

@@ -7,13 +7,18 @@ exactly as the uninterrupted run would have.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,7 +31,8 @@ from .losses import (EmbeddingDistillationLoss, HintonDistillationLoss, QualityR
                      SimilarityPreservingLoss)
 from .student import FaceStudent, QualityStudent, StudentConfig
 
-__all__ = ["TASKS", "TrainConfig", "TrainData", "TrainResult", "train", "validation_split", "load_student"]
+__all__ = ["TASKS", "TrainConfig", "TrainData", "TrainResult", "TrainingTask", "run_loop", "train", "validation_split",
+           "load_student"]
 
 CHECKPOINT = "checkpoint.pt"
 # What a run trains: "embedding" distils the teacher's embedding into a FaceStudent from chips degraded on the fly;
@@ -269,6 +275,216 @@ def load_student(checkpoint: str | Path) -> tuple[FaceStudent | QualityStudent, 
     return model.eval(), config
 
 
+class TrainingTask(Protocol):
+    """What :func:`run_loop` trains: a model, seeded batches and the loss terms of a batch.
+
+    A distillation method plugs in as a task (the face-embedding student below, the detection
+    stages of :mod:`lanner.distill.detection`); the loop, its schedule, checkpoints and resume are shared.
+
+    Attributes:
+        model: the trainable module (its ``state_dict`` is checkpointed).
+        batches: a map-style dataset whose item ``step`` is the batch of that step, a pure
+            function of the step (made in DataLoader worker processes).
+    """
+
+    model: torch.nn.Module
+    batches: torch.utils.data.Dataset
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one batch (their sum is minimised)."""
+        ...
+
+    def validate(self, step: int) -> dict | None:
+        """A measurement to record at ``step`` (None: nothing to measure)."""
+        ...
+
+
+@contextlib.contextmanager
+def _keep_sigchld_handler(workers: int):
+    """Put back the process's SIGCHLD handler after a loop with DataLoader worker processes.
+
+    torch installs a process-wide SIGCHLD handler the first time a DataLoader starts worker
+    processes and never removes it; in a process that later runs other children (a
+    ``subprocess.run`` after training and OpenVINO inference, as in the test suite) that handler
+    crashed the process with SIGSEGV. Restoring the previous handler (and torch's flag, so a later
+    loader installs its own again) keeps the training process a good citizen.
+    """
+    if workers == 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGCHLD)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous if previous is not None else signal.SIG_DFL)
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._SIGCHLD_handler_set = False
+
+
+def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate: float,
+             learning_rate_at: Callable[[int], float], weight_decay: float, evaluate_every: int,
+             checkpoint_every: int, out_dir: str | Path, resume: bool = True, stop_after: int | None = None,
+             workers: int = 1, progress: bool = True,
+             same_config: Callable[[str], bool] | None = None) -> tuple[list, float]:
+    """The one training loop of ``lanner.distill``: AdamW over ``task.loss_terms``, resumable.
+
+    Args:
+        task: what to train.
+        config_json: the run's configuration as JSON (stored in the checkpoint; a resume must match it).
+        steps: the run's last step.
+        learning_rate: AdamW's initial learning rate (replaced every step by ``learning_rate_at``).
+        learning_rate_at: learning rate of a (0-based) step.
+        weight_decay: AdamW decoupled weight decay.
+        evaluate_every: steps between ``task.validate`` calls (and at the last step).
+        checkpoint_every: steps between checkpoints (and at the last step).
+        out_dir: folder of ``checkpoint.pt`` (created).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        stop_after: stop (with a checkpoint) after this many steps in total; None runs to ``steps``.
+        workers: processes making batches ahead of the training step (0: in this process).
+        progress: print a progress line to stderr.
+        same_config: whether a checkpoint's stored config JSON is this run's (default: equal text).
+
+    Returns:
+        ``(history, seconds)``: the validation records and the training time summed over resumed processes.
+
+    Raises:
+        ValueError: a checkpoint made by a different config.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = task.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    history: list = []
+    step = 0
+    earlier_seconds = 0.0  # training time of the processes before a resume
+    checkpoint = out_dir / CHECKPOINT
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if not (same_config(state["config"]) if same_config else state["config"] == config_json):
+            raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), json.loads(state["history"])
+        earlier_seconds = float(state.get("seconds", 0.0))
+    last = steps if stop_after is None else min(stop_after, steps)
+    start, started_at = step, time.perf_counter()
+    model.train()
+    running: dict[str, float] = {}
+    # Worker processes make the batches while this one trains (batch k is a pure function of k,
+    # so prefetching changes nothing in the result).
+    loader = torch.utils.data.DataLoader(task.batches, batch_size=None, sampler=range(step, last),
+                                         num_workers=workers, prefetch_factor=4 if workers else None)
+
+    def save() -> None:
+        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "step": step, "history": json.dumps(history),
+                           "seconds": earlier_seconds + time.perf_counter() - started_at})
+
+    with _keep_sigchld_handler(workers):
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step)
+            terms = task.loss_terms(batch)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            for name, value in terms.items():
+                value = float(value.detach())
+                running[name] = 0.98 * running.get(name, value) + 0.02 * value
+            if step % evaluate_every == 0 or step == steps:
+                record = task.validate(step)
+                if record is not None:
+                    history.append({"step": step, **record, "loss": dict(running),
+                                    "seconds": time.perf_counter() - started_at})
+                    if progress:
+                        print(f"\nstep {step}: {record}", file=sys.stderr, flush=True)
+            if step % checkpoint_every == 0 or step == last:
+                save()
+            if progress:
+                elapsed = time.perf_counter() - started_at
+                eta = elapsed / (step - start) * (last - step)
+                losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                print(f"\r[{step}/{steps}] {losses} lr {learning_rate_at(step - 1):.2e} "
+                      f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
+                      flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return history, earlier_seconds + time.perf_counter() - started_at
+
+
+class _EmbeddingTask:
+    """A face student learns the teacher's embedding space (cosine, similarity-preserving, Hinton KD)."""
+
+    def __init__(self, config: TrainConfig, data: TrainData, train_idx: np.ndarray) -> None:
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.model = config.build_model().to(memory_format=torch.channels_last)
+        names = np.unique(data.identities[train_idx])
+        labels = np.searchsorted(names, data.identities)  # valid for training crops only
+        self.targets = torch.from_numpy(data.targets)
+        train_labels = torch.from_numpy(labels[train_idx])
+        centres = torch.zeros(len(names), self.targets.shape[1]).index_add_(0, train_labels,
+                                                                            self.targets[train_idx])
+        self.weights = torch.zeros(len(data.targets))
+        self.weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(
+            self.targets[train_idx], train_labels)
+        self.feature_loss = EmbeddingDistillationLoss("cosine")
+        self.similarity_loss = SimilarityPreservingLoss()
+        self.hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
+        sampler = _sampler(data, config)
+        self.validation = _validation_set(data, sampler, config.validation_width)
+        self.batches = _Batches(sampler, train_idx, config)
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        indices, chips = batch
+        indices = torch.as_tensor(indices)
+        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
+        config = self.config
+        student = self.model(chips)
+        teacher, weight = self.targets[indices], self.weights[indices]
+        terms = {"cos": config.cosine_weight * self.feature_loss(student, teacher, weight)}
+        if config.similarity_weight:
+            terms["sp"] = config.similarity_weight * self.similarity_loss(F.normalize(student, dim=1), teacher)
+        if config.hinton_weight:
+            terms["kd"] = config.hinton_weight * self.hinton_loss(student, teacher, weight)
+        return terms
+
+    def validate(self, step: int) -> dict | None:
+        if self.validation is None:
+            return None
+        g, g_labels, probe_chips, p_labels = self.validation
+        result = identification_metrics(g, g_labels, _embed(self.model, probe_chips), p_labels)
+        return {"rank1": result.rank1}
+
+
+class _QualityTask:
+    """A QualityStudent regresses SDD-FIQA pseudo-labels (Huber loss) from fixed degraded chips."""
+
+    def __init__(self, config: TrainConfig, data: TrainData, train_idx: np.ndarray) -> None:
+        torch.manual_seed(config.seed)
+        self.model = config.build_model().to(memory_format=torch.channels_last)
+        self.data = data
+        self.quality = torch.from_numpy(np.asarray(data.quality, np.float32))
+        self.loss = QualityRegressionLoss()
+        self.val_idx = np.flatnonzero(data.validation)
+        self.batches = _QualityBatches(data.crops, train_idx, config)
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        indices, chips = batch
+        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
+        return {"huber": self.loss(self.model(chips), self.quality[torch.as_tensor(indices)])}
+
+    def validate(self, step: int) -> dict | None:
+        if len(self.val_idx) == 0:
+            return None
+        labels = self.data.quality[self.val_idx]
+        predicted = _embed(self.model, torch.from_numpy(to_tensor_layout(self.data.crops[self.val_idx])))[:, 0]
+        return {"spearman": _spearman(predicted, labels), "mae": float(np.abs(predicted - labels).mean())}
+
+
 def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: bool = True,
           stop_after: int | None = None, workers: int = 1, progress: bool = True) -> TrainResult:
     """Train (or resume training) a face student: an embedding student or a quality regressor (``config.task``).
@@ -296,112 +512,14 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
     if quality_task and (data.quality is None or data.quality.shape != (len(data.crops),)):
         raise ValueError(f"the quality task needs data.quality of shape ({len(data.crops)},), got "
                          f"{None if data.quality is None else data.quality.shape}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    model = config.build_model().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    if quality_task:
-        quality = torch.from_numpy(np.asarray(data.quality, np.float32))
-        quality_loss = QualityRegressionLoss()
-    else:
-        names = np.unique(data.identities[train_idx])
-        labels = np.searchsorted(names, data.identities)  # valid for training crops only
-        targets = torch.from_numpy(data.targets)
-        train_labels = torch.from_numpy(labels[train_idx])
-        centres = torch.zeros(len(names), targets.shape[1]).index_add_(0, train_labels, targets[train_idx])
-        weights = torch.zeros(len(data.targets))
-        weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(targets[train_idx],
-                                                                                          train_labels)
-        feature_loss = EmbeddingDistillationLoss("cosine")
-        similarity_loss = SimilarityPreservingLoss()
-        hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
-    config_json = json.dumps(asdict(config), sort_keys=True)
-    history: list = []
-    step = 0
-    earlier_seconds = 0.0  # training time of the processes before a resume
-    checkpoint = out_dir / CHECKPOINT
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if TrainConfig.from_dict(json.loads(state["config"])) != config:
-            raise ValueError(f"{checkpoint} was made by another config: expected {config_json}, got {state['config']}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = int(state["step"]), json.loads(state["history"])
-        earlier_seconds = float(state.get("seconds", 0.0))
-    if quality_task:
-        val_idx = np.flatnonzero(data.validation)
-        validation = None
-        batches = _QualityBatches(data.crops, train_idx, config)
-    else:
-        sampler = _sampler(data, config)
-        validation = _validation_set(data, sampler, config.validation_width)
-        batches = _Batches(sampler, train_idx, config)
-    last = config.steps if stop_after is None else min(stop_after, config.steps)
-    start, started_at = step, time.perf_counter()
-    model.train()
-    running: dict[str, float] = {}
-    # One worker process makes the degraded batches while this one trains (batch k is a pure
-    # function of k, so prefetching changes nothing in the result).
-    loader = torch.utils.data.DataLoader(batches, batch_size=None,
-                                         sampler=range(step, last), num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
+    task = (_QualityTask if quality_task else _EmbeddingTask)(config, data, train_idx)
 
-    def save() -> None:
-        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "step": step, "history": json.dumps(history),
-                           "seconds": earlier_seconds + time.perf_counter() - started_at})
+    def same_config(stored: str) -> bool:  # field by field: checkpoints from before a new field still resume
+        return TrainConfig.from_dict(json.loads(stored)) == config
 
-    for batch, chips in loader:
-        batch = torch.as_tensor(batch)
-        chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
-        student = model(chips)
-        if quality_task:
-            terms = {"huber": quality_loss(student, quality[batch])}
-        else:
-            teacher, weight = targets[batch], weights[batch]
-            terms = {"cos": config.cosine_weight * feature_loss(student, teacher, weight)}
-            if config.similarity_weight:
-                terms["sp"] = config.similarity_weight * similarity_loss(F.normalize(student, dim=1), teacher)
-            if config.hinton_weight:
-                terms["kd"] = config.hinton_weight * hinton_loss(student, teacher, weight)
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        for name, value in terms.items():
-            value = float(value.detach())
-            running[name] = 0.98 * running.get(name, value) + 0.02 * value
-        if quality_task and len(val_idx) and (step % config.evaluate_every == 0 or step == config.steps):
-            predicted = _embed(model, torch.from_numpy(to_tensor_layout(data.crops[val_idx])))[:, 0]
-            spearman = _spearman(predicted, data.quality[val_idx])
-            history.append({"step": step, "spearman": spearman,
-                            "mae": float(np.abs(predicted - data.quality[val_idx]).mean()), "loss": dict(running),
-                            "seconds": time.perf_counter() - started_at})
-            if progress:
-                print(f"\nstep {step}: validation Spearman {spearman:.3f} ({len(val_idx)} chips)", file=sys.stderr,
-                      flush=True)
-        if validation is not None and (step % config.evaluate_every == 0 or step == config.steps):
-            g, g_labels, probe_chips, p_labels = validation
-            result = identification_metrics(g, g_labels, _embed(model, probe_chips), p_labels)
-            history.append({"step": step, "rank1": result.rank1, "loss": dict(running),
-                            "seconds": time.perf_counter() - started_at})
-            if progress:
-                print(f"\nstep {step}: validation rank-1 {result.rank1:.3f} at {config.validation_width:g} px "
-                      f"({result.probes} probes)", file=sys.stderr, flush=True)
-        if step % config.checkpoint_every == 0 or step == last:
-            save()
-        if progress:
-            elapsed = time.perf_counter() - started_at
-            eta = elapsed / (step - start) * (last - step)
-            losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
-            print(f"\r[{step}/{config.steps}] {losses} lr {config.learning_rate_at(step - 1):.2e} "
-                  f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
-                  flush=True)
-    if progress:
-        print(file=sys.stderr)
-    return TrainResult(model=model.eval(), config=config, history=history,
-                       seconds=earlier_seconds + time.perf_counter() - started_at)
+    history, seconds = run_loop(task, config_json=json.dumps(asdict(config), sort_keys=True), steps=config.steps,
+                                learning_rate=config.learning_rate, learning_rate_at=config.learning_rate_at,
+                                weight_decay=config.weight_decay, evaluate_every=config.evaluate_every,
+                                checkpoint_every=config.checkpoint_every, out_dir=out_dir, resume=resume,
+                                stop_after=stop_after, workers=workers, progress=progress, same_config=same_config)
+    return TrainResult(model=task.model.eval(), config=config, history=history, seconds=seconds)

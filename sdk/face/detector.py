@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import models
 from .._resources import Closeable
+from ..models.face_detectors import DEFAULT_FACE_DETECTOR, get_face_detector
 from .cascade import STAGES, CascadeParams, Workspace, pyramid_scales, run_cascade
 
 __all__ = ["FaceDetector", "Detections"]
@@ -99,6 +100,8 @@ class FaceDetector(Closeable):
             print(faces.boxes, faces.scores)
 
     Args:
+        model: which detector (``lanner.models.face_detectors.FACE_DETECTORS``): ``"mtcnn"``, the
+            teacher with exact parity to facenet-pytorch, is the default.
         backend: ``"auto"`` (OpenVINO here, chosen by measurement), ``"openvino"`` or ``"onnxruntime"``.
         precision: ``"auto"`` (fp32), ``"fp32"``, ``"fp16"`` (CPUs with FP16 units) or ``"bf16"``
             (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
@@ -114,13 +117,14 @@ class FaceDetector(Closeable):
             machine's memory. None: ``$LANNER_MAX_MEMORY_MB``, else 4096.
 
     Raises:
-        ValueError: an option is out of range.
+        ValueError: an option is out of range, or ``model`` names no detector (the message lists them).
         TypeError: an option has the wrong type.
     """
 
     def __init__(
         self,
         *,
+        model: str = DEFAULT_FACE_DETECTOR,
         backend: str = "auto",
         precision: str = "auto",
         min_face_size: float = 20,
@@ -130,6 +134,8 @@ class FaceDetector(Closeable):
         channel_order: str = "bgr",
         max_memory_mb: float | None = None,
     ) -> None:
+        spec = get_face_detector(model)
+        self.model = spec.name
         self.params = _check_params(min_face_size, thresholds, scale_factor)
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
@@ -145,7 +151,7 @@ class FaceDetector(Closeable):
         self.channel_order = channel_order
         self.num_threads = num_threads
         self._nets = tuple(
-            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in models.MTCNN_NETS
+            models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in spec.nets
         )
         self._lock = threading.Lock()
         self._workspace = Workspace()  # buffers reused from call to call (guarded by _lock)
@@ -229,7 +235,7 @@ class FaceDetector(Closeable):
 
     def __repr__(self) -> str:
         p = self.params
-        return (f"FaceDetector(backend={self.backend!r}, precision={self.precision!r}, "
+        return (f"FaceDetector(model={self.model!r}, backend={self.backend!r}, precision={self.precision!r}, "
                 f"min_face_size={p.min_face_size}, thresholds={p.thresholds}, scale_factor={p.scale_factor})")
 
 

@@ -127,6 +127,17 @@ REGISTRY["face-quality"] = ModelSpec(
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
     "identities (CelebA, research use only); card: face_quality/README.md")
 
+# -- Masked and tiny faces (issue 15): the student's R-Net and O-Net (teacher architecture, retrained);
+# the detector table is lanner.models.face_detectors --
+_MASKED = ("MTCNN {} fine-tuned for masked and tiny faces by lanner.distill.detection (facemask-voc train split, "
+           "CC0; celeba-faces training identities with synthetic masks, research use); card: mtcnn_masked/README.md")
+REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
+    "mtcnn-masked-rnet", "mtcnn_masked/rnet.onnx", "c424485578824f75fb008add1f738c19fcd831cd1e363208ea05758a01db15c5",
+    {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _MASKED.format("R-Net"))
+REGISTRY["mtcnn-masked-onet"] = ModelSpec(
+    "mtcnn-masked-onet", "mtcnn_masked/onet.onnx", "8b99e3e647b3a4c3e207875a433523ebc63fa5ed27bd7cf8a81242748afcb108",
+    {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _MASKED.format("O-Net"))
+
 
 def get_spec(name: str) -> ModelSpec:
     """Return the registry entry for ``name``.

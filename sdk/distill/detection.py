@@ -1,0 +1,516 @@
+"""Detection distillation (issue 15): MTCNN's R-Net and O-Net retrained for masked and tiny faces.
+
+The student keeps the teacher's architecture and starts from its weights (facenet-pytorch's MTCNN);
+only the refinement stages learn, on crops made exactly as the runtime makes them
+(``lanner._C.mtcnn_crop_resize``: squared boxes, area resize, ``(x - 127.5) / 128``):
+
+* **cross-quality KD** — celeba-faces crops with a synthetic mask (:class:`~lanner.distill.masks.SyntheticMasks`),
+  some shrunk to 10-30 px wide: the student's face probability learns the teacher's soft output on the
+  *clean* face (Hinton et al. 2015, temperature 1 on the two-way softmax), its box regression and 5
+  landmarks the teacher's box and landmarks of the clean face (faces.csv);
+* **real masked faces** — the facemask-voc *train* split's boxes (every class): face probability 1, box
+  regression to the annotated box (no landmarks: none annotated);
+* **negatives** — crops of the same photos away from every face (IoU < 0.3): the teacher's soft output
+  on the crop itself, which keeps the teacher's behaviour on clutter;
+* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces.
+
+Losses follow MTCNN's multi-task weights (face 1, box 0.5, landmarks 0.5 for R-Net, 1 for O-Net).
+The run is :func:`lanner.distill.training.run_loop` with :class:`DetectionTask`: one loop for every
+student. All samples are drawn once from ``(seed, kind, index)`` generators into a pool (:func:`make_pool`,
+the teacher's soft outputs computed there); batch ``k`` is a pure function of ``(seed, k)``.
+``lanner distill face-detector --facemask D --celeba D --out DIR`` runs the whole recipe
+(:func:`run_face_detector`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _C
+from .facemask import AnnotatedPhoto
+from .masks import SyntheticMasks
+from .training import run_loop
+
+__all__ = [
+    "DetectionConfig",
+    "DetectionPool",
+    "CascadeStages",
+    "DetectionStageLoss",
+    "DetectionTask",
+    "make_pool",
+    "train_stages",
+    "teacher_face_probability",
+    "read_celeba_faces",
+    "export_stages",
+    "run_face_detector",
+]
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Everything that defines a detection-student run.
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: samples per step.
+        learning_rate: AdamW peak learning rate (cosine decay to 0 after a short warm-up).
+        weight_decay: AdamW decoupled weight decay.
+        box_weight: weight of the box-regression loss (MTCNN: 0.5).
+        landmark_weights: weights of the landmark loss for R-Net (no landmark head: unused) and O-Net.
+        real_jitters: crops per real facemask-voc face.
+        celeba_samples: celeba-faces samples (masked, masked-and-tiny, clean in ratio 2:1:1).
+        negatives_per_photo: background crops per training photo.
+        tiny_range: face widths (px) of the tiny celeba samples.
+        seed: run seed (pool, batches).
+    """
+
+    steps: int = 400
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    box_weight: float = 0.5
+    landmark_weights: tuple[float, float] = (0.0, 1.0)
+    real_jitters: int = 3
+    celeba_samples: int = 2000
+    negatives_per_photo: int = 10
+    tiny_range: tuple[float, float] = (10.0, 30.0)
+    seed: int = 0
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate of ``step`` (0-based): 3% linear warm-up, then cosine decay to 0."""
+        warmup = max(1, int(0.03 * self.steps))
+        if step < warmup:
+            return float(self.learning_rate * (step + 1) / warmup)
+        progress = (step - warmup) / max(1, self.steps - warmup)
+        return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+
+@dataclass(frozen=True)
+class DetectionPool:
+    """Training samples (frozen; the arrays are read-only by convention).
+
+    Attributes:
+        crops24, crops48: (N, 3, 24, 24) and (N, 3, 48, 48) float16 normalised RGB crops of the same boxes.
+        face: (N,) float32 target face probability.
+        box: (N, 4) float32 target box regression (MTCNN's convention; NaN: no target).
+        landmarks: (N, 10) float32 target landmarks (x1..x5, y1..y5 as box fractions; NaN: no target).
+        kind: (N,) int8: 0 negative, 1 real face, 2 masked celeba, 3 masked tiny celeba, 4 clean celeba.
+    """
+
+    crops24: np.ndarray
+    crops48: np.ndarray
+    face: np.ndarray
+    box: np.ndarray
+    landmarks: np.ndarray
+    kind: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.face)
+
+
+def _square(box: np.ndarray) -> np.ndarray:
+    w, h = box[2] - box[0], box[3] - box[1]
+    side = max(w, h)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+
+
+def _jitter(box: np.ndarray, rng: np.random.Generator, shift: float = 0.1, scale: tuple = (0.9, 1.1)) -> np.ndarray:
+    sq = _square(box)
+    side = sq[2] - sq[0]
+    new = side * rng.uniform(*scale)
+    cx = (sq[0] + sq[2]) / 2 + rng.uniform(-shift, shift) * side
+    cy = (sq[1] + sq[3]) / 2 + rng.uniform(-shift, shift) * side
+    return np.array([cx - new / 2, cy - new / 2, cx + new / 2, cy + new / 2], np.float32)
+
+
+def _regression(crop: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """MTCNN's box regression from ``crop`` to ``target`` (offsets in units of the 1-based side)."""
+    w, h = crop[2] - crop[0] + 1, crop[3] - crop[1] + 1
+    return np.array(
+        [(target[0] - crop[0]) / w, (target[1] - crop[1]) / h, (target[2] - crop[2]) / w, (target[3] - crop[3]) / h],
+        np.float32,
+    )
+
+
+def _landmark_targets(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks (5, 2) px as O-Net's outputs: x and y fractions of the 1-based box (inverse of the cascade's)."""
+    w, h = crop[2] - crop[0] + 1, crop[3] - crop[1] + 1
+    return np.concatenate([(landmarks[:, 0] - crop[0] + 1) / w, (landmarks[:, 1] - crop[1] + 1) / h]).astype(np.float32)
+
+
+def _crops(image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runtime's crops of ``boxes`` at 24 and 48 px, and which were valid."""
+    table = _C.mtcnn_integral(np.ascontiguousarray(image_rgb), "rgb")
+    boxes = np.ascontiguousarray(boxes, np.float32)
+    c24, valid = _C.mtcnn_crop_resize(table, boxes, 24, num_threads=1)
+    c48, _ = _C.mtcnn_crop_resize(table, boxes, 48, num_threads=1)
+    return c24.copy(), c48.copy(), valid.copy()
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def make_pool(
+    photos: list[AnnotatedPhoto],
+    celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    config: DetectionConfig,
+    teacher_face: Callable[[np.ndarray], np.ndarray],
+) -> DetectionPool:
+    """Draw every training sample (seeded by ``config.seed``) with its targets.
+
+    Args:
+        photos: facemask-voc training photos (never the test split).
+        celeba: ``(crops (M, H, W, 3) uint8 RGB, boxes (M, 4), landmarks (M, 5, 2))`` clean faces with the
+            teacher's box and landmarks, or None.
+        config: the run.
+        teacher_face: the teacher O-Net's face probability of (N, 3, 48, 48) float32 crops, (N,).
+
+    Returns:
+        The pool.
+
+    Raises:
+        ValueError: a photo cannot be read, or no sample could be drawn.
+    """
+    parts: list[tuple] = []  # (c24, c48, face, box, landmarks, kind)
+
+    def add(c24, c48, valid, face, box, landmarks, kind):
+        n = int(valid.sum())
+        if n:
+            parts.append(
+                (
+                    c24[valid],
+                    c48[valid],
+                    np.full(n, face, np.float32),
+                    box[valid],
+                    landmarks[valid],
+                    np.full(n, kind, np.int8),
+                )
+            )
+
+    nan4, nan10 = np.full(4, np.nan, np.float32), np.full(10, np.nan, np.float32)
+    for p_index, photo in enumerate(photos):
+        rng = np.random.default_rng([config.seed, 1, p_index])
+        image = cv2.imread(str(photo.image_path))
+        if image is None:
+            raise ValueError(f"cannot read {photo.image_path}")
+        rgb = image[:, :, ::-1]
+        h, w = rgb.shape[:2]
+        crop_boxes, reg = [], []
+        for box in photo.boxes:
+            for _ in range(config.real_jitters):
+                crop = _jitter(box, rng)
+                crop_boxes.append(crop)
+                reg.append(_regression(crop, box))
+        if crop_boxes:
+            c24, c48, valid = _crops(rgb, np.array(crop_boxes))
+            add(c24, c48, valid, 1.0, np.array(reg), np.tile(nan10, (len(reg), 1)), 1)
+        negatives = []
+        for _ in range(config.negatives_per_photo * 4):
+            if len(negatives) == config.negatives_per_photo:
+                break
+            side = rng.uniform(10, max(11.0, min(h, w) / 2))
+            x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
+            cand = np.array([x, y, x + side, y + side], np.float32)
+            if not len(photo.boxes) or _iou(cand, photo.boxes).max() < 0.3:
+                negatives.append(cand)
+        if negatives:
+            c24, c48, valid = _crops(rgb, np.array(negatives))
+            face = np.zeros(len(negatives), np.float32)
+            if valid.any():
+                face[valid] = teacher_face(c48[valid])
+            add(c24, c48, valid, face, np.tile(nan4, (len(negatives), 1)), np.tile(nan10, (len(negatives), 1)), 0)
+    if celeba is not None and config.celeba_samples:
+        crops, boxes, landmarks = celeba
+        masks = SyntheticMasks(seed=config.seed)
+        for i in range(config.celeba_samples):
+            rng = np.random.default_rng([config.seed, 2, i])
+            j = int(rng.integers(len(crops)))
+            kind = (2, 2, 3, 4)[i % 4]
+            clean, box, lm = crops[j], boxes[j].astype(np.float32), landmarks[j].astype(np.float32)
+            crop = _jitter(box, rng, shift=0.06, scale=(0.95, 1.08))
+            _, clean48, clean_valid = _crops(clean, crop[None])
+            image = clean if kind == 4 else masks(clean, lm, i)
+            if kind == 3:  # shrink the photo so that the face is tiny
+                s = rng.uniform(*config.tiny_range) / float(box[2] - box[0])
+                size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                box, lm, crop = box * s, lm * s, crop * s
+            c24, c48, valid = _crops(image, crop[None])
+            if clean_valid[0]:  # KD target: the teacher's output on the clean face, same crop
+                add(
+                    c24,
+                    c48,
+                    valid,
+                    teacher_face(clean48)[0],
+                    _regression(crop, box)[None],
+                    _landmark_targets(crop, lm)[None],
+                    kind,
+                )
+    if not parts:
+        raise ValueError("no training sample could be drawn: no photo and no celeba crop")
+    columns = list(zip(*parts))
+    return DetectionPool(
+        crops24=np.concatenate(columns[0]).astype(np.float16),
+        crops48=np.concatenate(columns[1]).astype(np.float16),
+        face=np.concatenate(columns[2]),
+        box=np.concatenate(columns[3]),
+        landmarks=np.concatenate(columns[4]),
+        kind=np.concatenate(columns[5]),
+    )
+
+
+class CascadeStages(torch.nn.Module):
+    """The student: MTCNN's R-Net and O-Net (the teacher's architecture), trained together.
+
+    Args:
+        rnet, onet: the nets to train (``lanner.compile.exporters.mtcnn.load_torch_nets()`` for the
+            teacher's initial weights).
+    """
+
+    def __init__(self, rnet: torch.nn.Module, onet: torch.nn.Module) -> None:
+        super().__init__()
+        self.rnet, self.onet = rnet, onet
+
+
+class DetectionStageLoss(torch.nn.Module):
+    """MTCNN's multi-task loss for one stage, with soft face targets (KD).
+
+    Face: cross-entropy between the student's two-way softmax and the target probability (the
+    teacher's soft output, or 0/1); box: smooth-L1 on the regression; landmarks: MSE. Rows whose
+    target is NaN do not count in that term.
+
+    Args:
+        box_weight: weight of the box term.
+        landmark_weight: weight of the landmark term (0: none).
+    """
+
+    def __init__(self, box_weight: float, landmark_weight: float) -> None:
+        super().__init__()
+        self.box_weight, self.landmark_weight = box_weight, landmark_weight
+
+    def forward(
+        self,
+        prob: torch.Tensor,
+        reg: torch.Tensor,
+        landmarks: torch.Tensor | None,
+        face: torch.Tensor,
+        box: torch.Tensor,
+        points: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch.
+
+        Args:
+            prob: (N, 2) softmax; reg: (N, 4); landmarks: (N, 10) or None.
+            face: (N,) target face probability; box: (N, 4); points: (N, 10) (NaN: no target).
+
+        Returns:
+            ``{"face", "box"[, "landmarks"]}`` weighted terms.
+        """
+        p = prob[:, 1].clamp(1e-6, 1 - 1e-6)
+        terms = {"face": F.binary_cross_entropy(p, face)}
+        has_box = ~torch.isnan(box).any(1)
+        if has_box.any():
+            terms["box"] = self.box_weight * F.smooth_l1_loss(reg[has_box], box[has_box], beta=0.1)
+        if landmarks is not None and self.landmark_weight:
+            has_points = ~torch.isnan(points).any(1)
+            if has_points.any():
+                terms["landmarks"] = self.landmark_weight * F.mse_loss(landmarks[has_points], points[has_points])
+        return terms
+
+
+class _PoolBatches(torch.utils.data.Dataset):
+    def __init__(self, pool: DetectionPool, config: DetectionConfig) -> None:
+        self.pool, self.config = pool, config
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int):
+        rng = np.random.default_rng([self.config.seed, step, 3])
+        idx = rng.choice(len(self.pool), size=min(self.config.batch_size, len(self.pool)), replace=False)
+        p = self.pool
+        return (
+            p.crops24[idx].astype(np.float32),
+            p.crops48[idx].astype(np.float32),
+            p.face[idx],
+            p.box[idx],
+            p.landmarks[idx],
+        )
+
+
+class DetectionTask:
+    """R-Net and O-Net learning from a :class:`DetectionPool` (a :class:`~lanner.distill.training.TrainingTask`)."""
+
+    def __init__(self, model: CascadeStages, pool: DetectionPool, config: DetectionConfig) -> None:
+        if np.isnan(pool.face).any():
+            raise ValueError("every face target of the pool should be set, got NaN")
+        self.model, self.config = model, config
+        self.batches = _PoolBatches(pool, config)
+        self.losses = {
+            stage: DetectionStageLoss(config.box_weight, w)
+            for stage, w in zip(("rnet", "onet"), config.landmark_weights)
+        }
+
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        c24, c48, face, box, points = (torch.as_tensor(a) for a in batch)
+        reg, prob = self.model.rnet(c24)
+        terms = {f"r_{k}": v for k, v in self.losses["rnet"](prob, reg, None, face, box, points).items()}
+        reg, landmarks, prob = self.model.onet(c48)
+        terms.update({f"o_{k}": v for k, v in self.losses["onet"](prob, reg, landmarks, face, box, points).items()})
+        return terms
+
+    def validate(self, step: int) -> dict | None:
+        return None  # measured on the facemask-voc test split by benchmarks/detection/bench_masked.py
+
+
+def teacher_face_probability(onet: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """The teacher O-Net's face probability as a NumPy function for :func:`make_pool`."""
+
+    def face(crops48: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return onet(torch.from_numpy(np.ascontiguousarray(crops48, np.float32)))[2][:, 1].numpy()
+
+    return face
+
+
+def train_stages(
+    config: DetectionConfig, pool: DetectionPool, out_dir: str | Path, *, workers: int = 1, progress: bool = True
+) -> tuple[CascadeStages, list, float]:
+    """Train the student's R-Net and O-Net from the teacher's weights with :func:`run_loop`.
+
+    Returns:
+        ``(model (eval mode), history, seconds)``.
+
+    Raises:
+        ImportError: facenet-pytorch (the teacher's weights) is missing.
+    """
+    from ..compile.exporters.mtcnn import load_torch_nets
+
+    torch.manual_seed(config.seed)
+    nets = load_torch_nets()
+    model = CascadeStages(nets["rnet"], nets["onet"])
+    task = DetectionTask(model, pool, config)
+    history, seconds = run_loop(
+        task,
+        config_json=json.dumps(asdict(config), sort_keys=True),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        learning_rate_at=config.learning_rate_at,
+        weight_decay=config.weight_decay,
+        evaluate_every=config.steps,
+        checkpoint_every=max(1, config.steps // 5),
+        out_dir=out_dir,
+        resume=True,
+        workers=workers,
+        progress=progress,
+    )
+    return model.eval(), history, seconds
+
+
+def read_celeba_faces(data_dir: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training-identity crops of the celeba-faces folder with the teacher's box and landmarks.
+
+    Args:
+        data_dir: the celeba-faces folder (``faces.csv`` and ``images/``).
+        limit: read at most this many crops (the first by file name), None for all.
+
+    Returns:
+        ``(crops (M, H, W, 3) uint8 RGB, boxes (M, 4) float32, landmarks (M, 5, 2) float32)``.
+
+    Raises:
+        FileNotFoundError: no faces.csv or a missing crop.
+    """
+    import csv
+
+    from .faces import load_crops
+    from .teacher import is_test_identity
+
+    table = Path(data_dir) / "faces.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{data_dir} is not a celeba-faces folder: expected {table}")
+    with table.open(newline="") as f:
+        rows = sorted((r for r in csv.DictReader(f) if not is_test_identity(r["identity"])), key=lambda r: r["file"])
+    rows = rows[:limit] if limit is not None else rows
+    boxes = np.array([[float(r[f"box_{k}"]) for k in ("x0", "y0", "x1", "y1")] for r in rows], np.float32)
+    landmarks = np.array([[[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)] for r in rows], np.float32)
+    return load_crops(data_dir, np.array([r["file"] for r in rows])), boxes, landmarks
+
+
+def export_stages(model: CascadeStages, out_dir: str | Path) -> dict[str, Path]:
+    """Write the student's ``rnet.onnx`` and ``onet.onnx`` (the teacher's export: same inputs, outputs, opset).
+
+    Returns:
+        ``{"rnet": path, "onet": path}``.
+    """
+    import shutil
+    import tempfile
+
+    from ..compile.exporters.mtcnn import export_mtcnn_onnx, facenet_weights_dir
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights"
+        weights.mkdir()
+        shutil.copy(facenet_weights_dir() / "pnet.pt", weights / "pnet.pt")
+        torch.save(model.rnet.state_dict(), weights / "rnet.pt")
+        torch.save(model.onet.state_dict(), weights / "onet.pt")
+        paths = export_mtcnn_onnx(Path(tmp) / "onnx", weights)
+        return {net: Path(shutil.copy(paths[net], out_dir / f"{net}.onnx")) for net in ("rnet", "onet")}
+
+
+def run_face_detector(
+    facemask_dir: str | Path, celeba_dir: str | Path, out_dir: str | Path, config: DetectionConfig, *, workers: int = 1
+) -> dict:
+    """The whole recipe: pool (train split + synthetic masks), training, ONNX export, ``report.json``.
+
+    Args:
+        facemask_dir: the facemask-voc folder (only its train split is read).
+        celeba_dir: the celeba-faces folder (training identities only).
+        out_dir: output folder (``train/checkpoint.pt``, ``rnet.onnx``, ``onet.onnx``, ``report.json``).
+        config: the run.
+        workers: batch-making processes.
+
+    Returns:
+        The report (also written to ``out_dir/report.json``).
+    """
+    import time
+
+    from ..compile.exporters.mtcnn import load_torch_nets
+    from .facemask import read_facemask
+
+    started = time.perf_counter()
+    photos = read_facemask(facemask_dir, "train")
+    celeba = read_celeba_faces(celeba_dir)
+    teacher = load_torch_nets()
+    pool = make_pool(photos, celeba, config, teacher_face_probability(teacher["onet"]))
+    pool_seconds = time.perf_counter() - started
+    model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
+    paths = export_stages(model, out_dir)
+    kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba")
+    report = {
+        "config": asdict(config),
+        "train_photos": len(photos),
+        "celeba_crops": len(celeba[0]),
+        "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
+        "pool_seconds": round(pool_seconds, 1),
+        "training_seconds": round(seconds, 1),
+        "history": history,
+        "onnx": {net: str(path.name) for net, path in paths.items()},
+    }
+    (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=1))
+    return report

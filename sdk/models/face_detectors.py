@@ -1,0 +1,62 @@
+"""The face detectors ``lanner.FaceDetector(model=...)`` offers: each a cascade of registry nets.
+
+Every entry names three registry models (``lanner.models.REGISTRY``, checksummed ONNX) that play
+the MTCNN cascade's P-Net, R-Net and O-Net roles (same inputs and outputs). ``"mtcnn"`` is the
+teacher, facenet-pytorch's MTCNN exactly; a student detector ships by adding its registry nets and
+one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FaceDetectorSpec", "FACE_DETECTORS", "DEFAULT_FACE_DETECTOR", "get_face_detector"]
+
+
+@dataclass(frozen=True)
+class FaceDetectorSpec:
+    """One face detector (frozen: safe to share between threads).
+
+    Attributes:
+        name: what ``FaceDetector(model=...)`` and ``lanner detect --model`` take.
+        nets: registry names of its P-Net, R-Net and O-Net.
+        description: one line for ``lanner models list``.
+    """
+
+    name: str
+    nets: tuple[str, str, str]
+    description: str
+
+
+FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
+    spec.name: spec
+    for spec in (
+        FaceDetectorSpec(
+            "mtcnn",
+            ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"),
+            "the MTCNN teacher (facenet-pytorch's weights, exact parity)",
+        ),
+        FaceDetectorSpec(
+            "mtcnn-masked",
+            ("mtcnn-pnet", "mtcnn-masked-rnet", "mtcnn-masked-onet"),
+            "issue 15's first student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces",
+        ),
+    )
+}
+# The default stays the teacher until a student meets issue 15's targets (benchmarks/detection/README.md).
+DEFAULT_FACE_DETECTOR = "mtcnn"
+
+
+def get_face_detector(name: str) -> FaceDetectorSpec:
+    """The face detector called ``name``.
+
+    Raises:
+        TypeError: name is not a string.
+        ValueError: no such detector (the message lists the ones that exist).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model should be a str, got {type(name).__name__}")
+    try:
+        return FACE_DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown face detector model {name!r}; expected one of {sorted(FACE_DETECTORS)}") from None

@@ -1,0 +1,139 @@
+"""Detection distillation (issue 15): targets invert the cascade, the multi-task loss by hand, a pool
+drawn from photos and crops, and a tiny seeded training run through the one loop."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lanner.distill import detection as D  # noqa: E402
+from lanner.distill.facemask import AnnotatedPhoto  # noqa: E402
+from lanner.distill.training import run_loop  # noqa: E402
+from lanner.face import cascade  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_regression_and_landmark_targets_invert_the_cascade():
+    crop = np.array([[10.0, 20.0, 58.0, 68.0]], np.float32)
+    face = np.array([12.5, 18.0, 55.0, 71.0], np.float32)
+    reg = D._regression(crop[0], face)
+    np.testing.assert_allclose(cascade._bbreg(crop.copy(), reg[None])[0], face, atol=1e-4)
+    points = np.array([[25, 35], [45, 36], [35, 45], [27, 55], [44, 56]], np.float32)
+    target = D._landmark_targets(crop[0], points)
+    np.testing.assert_allclose(cascade._landmarks(crop, target[None])[0], points, atol=1e-4)
+
+
+def test_stage_loss_matches_a_hand_computed_case():
+    loss = D.DetectionStageLoss(box_weight=0.5, landmark_weight=2.0)
+    prob = torch.tensor([[0.2, 0.8], [0.9, 0.1]])
+    reg = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    marks = torch.zeros(2, 10)
+    face = torch.tensor([1.0, 0.3])
+    box = torch.tensor([[0.05, 0.0, 0.0, 0.0], [float("nan")] * 4])
+    points = torch.tensor([[0.5] * 10, [float("nan")] * 10])
+    terms = loss(prob, reg, marks, face, box, points)
+    bce = -(np.log(0.8) + 0.3 * np.log(0.1) + 0.7 * np.log(0.9)) / 2
+    assert float(terms["face"]) == pytest.approx(bce, rel=1e-5)
+    # smooth-L1 (beta 0.1) on the first row only: 0.5 * 0.05^2 / 0.1 for one of 4 values
+    assert float(terms["box"]) == pytest.approx(0.5 * (0.5 * 0.05**2 / 0.1) / 4, rel=1e-5)
+    assert float(terms["landmarks"]) == pytest.approx(2.0 * 0.25, rel=1e-5)
+
+
+def _tiny_inputs(tmp_path):
+    from skimage import data as skdata
+
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), skdata.astronaut()[:, :, ::-1])
+    photos = [AnnotatedPhoto(photo, np.array([[170, 40, 260, 150]], np.float32), ("without_mask",))]
+    faces = (skdata.lfw_subset()[:6] * 255 + 0.5).astype(np.uint8)
+    crops = np.repeat(np.kron(faces, np.ones((4, 4), np.uint8))[..., None], 3, axis=3)  # 100x100
+    landmarks = np.repeat(np.array([[[32, 38], [64, 38], [48, 54], [36, 70], [60, 70]]], np.float32), 6, 0)
+    boxes = np.repeat(np.array([[16, 16, 84, 92]], np.float32), 6, 0)
+    return photos, (crops, boxes, landmarks)
+
+
+def test_pool_draws_every_kind_with_targets_and_repeats_for_a_seed(tmp_path):
+    photos, celeba = _tiny_inputs(tmp_path)
+    config = D.DetectionConfig(real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=3)
+    teacher = lambda c: np.full(len(c), 0.25, np.float32)  # noqa: E731
+    pool = D.make_pool(photos, celeba, config, teacher)
+    assert [int((pool.kind == k).sum()) for k in range(5)] == [5, 2, 4, 2, 2]
+    assert pool.crops24.shape[1:] == (3, 24, 24) and pool.crops48.shape[1:] == (3, 48, 48)
+    np.testing.assert_array_equal(pool.face[pool.kind == 1], 1.0)
+    np.testing.assert_array_equal(pool.face[pool.kind != 1], 0.25)
+    assert np.isnan(pool.landmarks[pool.kind <= 1]).all() and not np.isnan(pool.landmarks[pool.kind >= 2]).any()
+    again = D.make_pool(photos, celeba, config, teacher)
+    np.testing.assert_array_equal(pool.crops48, again.crops48)
+    assert not np.array_equal(
+        pool.crops48,
+        D.make_pool(
+            photos, celeba, D.DetectionConfig(real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=4), teacher
+        ).crops48,
+    )
+
+
+def _tiny_run(pool, config, out):
+    from lanner.compile.exporters.mtcnn import _build_nets
+
+    torch.manual_seed(config.seed)
+    nets = _build_nets()
+    model = D.CascadeStages(nets["rnet"](), nets["onet"]())
+    task = D.DetectionTask(model, pool, config)
+    run_loop(
+        task,
+        config_json=json.dumps({"tiny": config.seed}),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        learning_rate_at=config.learning_rate_at,
+        weight_decay=config.weight_decay,
+        evaluate_every=config.steps,
+        checkpoint_every=config.steps,
+        out_dir=out,
+        workers=0,
+        progress=False,
+    )
+    return task
+
+
+def test_tiny_seeded_run_learns_and_repeats(tmp_path):
+    photos, celeba = _tiny_inputs(tmp_path)
+    config = D.DetectionConfig(
+        steps=40, batch_size=16, learning_rate=3e-3, real_jitters=4, celeba_samples=8, negatives_per_photo=6, seed=1
+    )
+    pool = D.make_pool(photos, celeba, config, lambda c: np.full(len(c), 0.05, np.float32))
+    before = D.DetectionConfig(**{**config.__dict__, "steps": 0})
+    untrained = _tiny_run(pool, before, tmp_path / "untrained")
+    batch = untrained.batches[0]
+    with torch.no_grad():
+        loss_before = float(sum(untrained.loss_terms(batch).values()))
+    task = _tiny_run(pool, config, tmp_path / "a")
+    with torch.no_grad():
+        loss_after = float(sum(task.loss_terms(batch).values()))
+    assert loss_after < 0.7 * loss_before
+    again = _tiny_run(pool, config, tmp_path / "b")
+    for a, b in zip(task.model.state_dict().values(), again.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_task_refuses_a_pool_without_targets(tmp_path):
+    photos, celeba = _tiny_inputs(tmp_path)
+    pool = D.make_pool(
+        photos,
+        None,
+        D.DetectionConfig(real_jitters=1, negatives_per_photo=2),
+        lambda c: np.full(len(c), np.nan, np.float32),
+    )
+    with pytest.raises(ValueError, match="every face target of the pool should be set, got NaN"):
+        D.DetectionTask(D.CascadeStages(torch.nn.Identity(), torch.nn.Identity()), pool, D.DetectionConfig())

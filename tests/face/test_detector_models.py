@@ -1,0 +1,82 @@
+"""FaceDetector(model=...): the teacher by name, the masked-face student (issue 15), unknown names,
+and min_face_size 10."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lanner
+from lanner.models.face_detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
+
+from detection_checks import assert_matches, iou
+
+GOLDENS = json.loads((Path(__file__).resolve().parents[1] / "data" / "face_goldens.json").read_text())["photos"]
+PARITY_PHOTOS = ["astronaut", "messi", "cameraman", "group"]
+
+
+def test_unknown_model_lists_the_known_ones(lanner_cache):
+    with pytest.raises(ValueError, match=r"unknown face detector model 'mtcnn2'; expected one of \[.*'mtcnn'.*\]"):
+        lanner.FaceDetector(model="mtcnn2")
+    with pytest.raises(TypeError, match="model should be a str, got int"):
+        lanner.FaceDetector(model=3)
+
+
+def test_every_detector_is_made_of_registry_nets():
+    from lanner import models
+
+    assert DEFAULT_FACE_DETECTOR in FACE_DETECTORS
+    for spec in FACE_DETECTORS.values():
+        assert len(spec.nets) == 3
+        for net in spec.nets:
+            models.onnx_path(net)  # exists, checksum matches
+
+
+@pytest.mark.parametrize("name", PARITY_PHOTOS)
+def test_mtcnn_by_name_is_the_teacher(lanner_cache, photos, name):
+    if name not in photos:
+        pytest.skip(f"{name} needs opencv-doc")
+    g = GOLDENS[name]
+    with lanner.FaceDetector(model="mtcnn", num_threads=2) as detector:
+        assert_matches(detector.detect(photos[name]), g["boxes"], g["scores"], g["landmarks"])
+
+
+@pytest.mark.parametrize("model", sorted(FACE_DETECTORS))
+def test_no_face_of_the_parity_photos_is_lost(lanner_cache, photos, model):
+    """Every golden (teacher) face is found again (IoU >= 0.5), by every detector."""
+    with lanner.FaceDetector(model=model, num_threads=2) as detector:
+        for name in PARITY_PHOTOS:
+            if name not in photos:
+                continue
+            got = detector.detect(photos[name])
+            golden = np.asarray(GOLDENS[name]["boxes"], np.float32).reshape(-1, 4)
+            assert len(got) >= len(golden), f"{model} lost faces on {name}"
+            if len(golden):
+                assert iou(golden, got.boxes).max(1).min() >= 0.5, f"{model} lost a face on {name}"
+
+
+def test_min_face_size_10_finds_what_20_finds_and_is_finer(lanner_cache, photos):
+    image = photos["astronaut"]
+    with (
+        lanner.FaceDetector(min_face_size=20, num_threads=2) as d20,
+        lanner.FaceDetector(min_face_size=10, num_threads=2) as d10,
+    ):
+        coarse, fine = d20.detect(image), d10.detect(image)
+    assert len(fine) >= len(coarse) == 1
+    assert iou(coarse.boxes, fine.boxes).max() > 0.9
+    assert repr(d10).startswith("FaceDetector(model='mtcnn'") and "min_face_size=10.0" in repr(d10)
+
+
+def test_models_list_shows_every_face_detector(lanner_cache):
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "lanner.cli", "models", "list"], capture_output=True, text=True, check=True
+    )
+    assert f"  {DEFAULT_FACE_DETECTOR} [default]:" in listed.stdout
+    for name, spec in FACE_DETECTORS.items():
+        assert f"  {name}" in listed.stdout and " + ".join(spec.nets) in listed.stdout
