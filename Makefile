@@ -10,10 +10,10 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 # Debian packages: FFTW3 for the tracker, the aarch64 cross compiler for Jetson
-# packages, OpenCV's cascades and sample media for benchmarks.
-APT_PACKAGES := pkg-config libfftw3-dev g++-aarch64-linux-gnu opencv-data opencv-doc
+# packages, OpenCV's cascades and sample media for benchmarks, clang-format for `make lint`.
+APT_PACKAGES := pkg-config libfftw3-dev g++-aarch64-linux-gnu opencv-data opencv-doc clang-format
 
-.PHONY: run test sanitize bench sysdeps venv install install-dev clean
+.PHONY: run test lint sanitize bench sysdeps venv install install-dev clean
 
 sysdeps:
 	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
@@ -47,6 +47,12 @@ install-dev: sysdeps venv
 # The main job: detect faces in the bundled demo photo; writes the annotated image and JSON.
 run: install
 	$(BIN)/lanner detect --demo --out $(OUT)/astronaut_faces.jpg --json $(OUT)/astronaut_faces.json
+
+# ruff (lint + format, pyproject.toml) over the Python tree, clang-format (.clang-format) over csrc/.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	find csrc -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format --dry-run --Werror
 
 test: install-dev
 	$(BIN)/python -m pytest

@@ -5,7 +5,6 @@ Use the wrappers in :mod:`lanner.ops`, which convert array-likes and document se
 Errors: TypeError for a non-ndarray argument, ValueError for a wrong dtype, shape, layout,
 non-finite value or out-of-range parameter, RuntimeError for ``device="cuda"`` without CUDA.
 """
-from typing import Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -20,8 +19,8 @@ def nms(
     boxes: npt.NDArray[np.float32],
     scores: npt.NDArray[np.float32],
     iou_threshold: float,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: str = "union",
     device: str = "cpu",
 ) -> npt.NDArray[np.int64]:
@@ -32,8 +31,8 @@ def batched_nms(
     scores: npt.NDArray[np.float32],
     class_ids: npt.NDArray[np.int64],
     iou_threshold: float,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: str = "union",
     device: str = "cpu",
 ) -> npt.NDArray[np.int64]:
@@ -46,7 +45,7 @@ def soft_nms(
     sigma: float = 0.5,
     iou_threshold: float = 0.3,
     score_threshold: float = 0.001,
-) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Soft-NMS (CPU): (indices (K,) int64 in selection order, rescored scores (K,) float32)."""
 
 # --- MTCNN pre/post-processing (csrc/mtcnn; matches facenet-pytorch 2.6.0) ---------------
@@ -63,7 +62,7 @@ def mtcnn_integral(
 
 def mtcnn_pyramid(
     integral: npt.NDArray[np.uint32],
-    sizes: list[Tuple[int, int]],
+    sizes: list[tuple[int, int]],
     out: npt.NDArray[np.float32] | None = None,
     num_threads: int = 1,
 ) -> list[npt.NDArray[np.float32]]:
@@ -73,9 +72,9 @@ def mtcnn_pyramid(
 
 def mtcnn_pyramid_canvas(
     integral: npt.NDArray[np.uint32],
-    sizes: list[Tuple[int, int]],
-    offsets: list[Tuple[int, int]],
-    canvas: Tuple[int, int],
+    sizes: list[tuple[int, int]],
+    offsets: list[tuple[int, int]],
+    canvas: tuple[int, int],
     out: npt.NDArray[np.float32] | None = None,
     num_threads: int = 1,
 ) -> npt.NDArray[np.float32]:
@@ -87,7 +86,7 @@ def mtcnn_generate_candidates(
     maps: npt.NDArray[np.float32],
     scale: float,
     threshold: float,
-    window: Optional[Tuple[int, int, int, int]] = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> npt.NDArray[np.float32]:
     """P-Net maps (1, 6, h, w) -- face logits (not face, face), then 4 box regressions -- to (N, 9) rows
     x1, y1, x2, y2, score, reg0..3 (row-major cells) for the cells whose face probability (softmax of
@@ -95,10 +94,12 @@ def mtcnn_generate_candidates(
     packed canvas)."""
 
 def mtcnn_crop_resize(
-    integral: npt.NDArray[np.uint32], boxes: npt.NDArray[np.float32], size: int,
+    integral: npt.NDArray[np.uint32],
+    boxes: npt.NDArray[np.float32],
+    size: int,
     out: npt.NDArray[np.float32] | None = None,
     num_threads: int = 1,
-) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid);
     ``out``: a 1d workspace buffer for the crops; crops spread over ``num_threads`` threads (<= 0: one per core)."""
 
@@ -144,7 +145,7 @@ class CorrelationTracker:
     def __init__(self, params: TrackerParams) -> None: ...
     def init(self, frame: npt.NDArray[np.uint8], box: list[float]) -> None:
         """frame (H, W) gray or (H, W, 3) BGR uint8; box [x, y, w, h] px."""
-    def update(self, frame: npt.NDArray[np.uint8]) -> Tuple[Tuple[float, float, float, float], float, bool, bool]:
+    def update(self, frame: npt.NDArray[np.uint8]) -> tuple[tuple[float, float, float, float], float, bool, bool]:
         """((x, y, w, h), psr, lost, recovered)."""
 
 class MultiCorrelationTracker:
@@ -153,8 +154,9 @@ class MultiCorrelationTracker:
     def __init__(self, params: TrackerParams, backend: str = "cpu") -> None: ...
     def init(self, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64]) -> None:
         """boxes (N, 4) x, y, w, h px, 1 <= N <= 4096."""
-    def update(self, frame: npt.NDArray[np.uint8]) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
-                                                            npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    def update(
+        self, frame: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """(boxes (N, 4) float32, psr (N,) float32, lost (N,) bool, recovered (N,) bool)."""
     def __len__(self) -> int: ...
 
@@ -165,13 +167,14 @@ def tracker_features(patch: npt.NDArray[np.float32], cell: int) -> npt.NDArray[n
 def tracker_psr(response: npt.NDArray[np.float32], exclude: int) -> float:
     """Peak-to-sidelobe ratio of a (h, w) response."""
 
-def tracker_kcf_response(z: npt.NDArray[np.float32], x: npt.NDArray[np.float32], alpha: npt.NDArray[np.float32],
-                         kernel: str, sigma: float) -> npt.NDArray[np.float32]:
+def tracker_kcf_response(
+    z: npt.NDArray[np.float32], x: npt.NDArray[np.float32], alpha: npt.NDArray[np.float32], kernel: str, sigma: float
+) -> npt.NDArray[np.float32]:
     """KCF detection response of z (c, h, w) against model x (c, h, w), alpha (h, w)."""
 
-def tracker_kcf_response_batch_cuda(z: npt.NDArray[np.float32], x: npt.NDArray[np.float32],
-                                    alpha: npt.NDArray[np.float32], kernel: str,
-                                    sigma: float) -> npt.NDArray[np.float32]:
+def tracker_kcf_response_batch_cuda(
+    z: npt.NDArray[np.float32], x: npt.NDArray[np.float32], alpha: npt.NDArray[np.float32], kernel: str, sigma: float
+) -> npt.NDArray[np.float32]:
     """Batched KCF responses (n, c, h, w) on the GPU with cuFFT (only in builds with cuFFT)."""
 
 class testing:

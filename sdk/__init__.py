@@ -3,18 +3,18 @@
 Runtime imports stay light: heavy backends (OpenVINO, ONNX Runtime, TVM) load
 only when a model that needs them is loaded.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import ops
+from . import ops, video
+from .face import Detections, FaceDetector, FaceGallery, FaceRecognizer
 from .manifest import Manifest, PackageError, TensorSpec
 from .ops import has_cuda
-from .runtime import Model, load
-from .face import Detections, FaceDetector, FaceGallery, FaceRecognizer
-from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
-from . import video
 from .pipeline import FacePipeline, Track
+from .runtime import Model, load
+from .tracking import MultiTracker, MultiTrackResult, Tracker, TrackerOptions, TrackResult
 
 __all__ = [
     "__version__",

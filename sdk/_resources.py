@@ -2,6 +2,7 @@
 resources (:class:`~lanner.FaceDetector`, :class:`~lanner.Tracker`, :class:`~lanner.MultiTracker`,
 :class:`~lanner.Model`,
 :class:`~lanner.FaceRecognizer`, :class:`~lanner.FacePipeline`)."""
+
 from __future__ import annotations
 
 from typing import TypeVar

@@ -22,10 +22,12 @@ Non-maximum suppression (NMS) conventions, shared by :func:`nms`, :func:`batched
 Thread safety: the ops are stateless functions of their arguments; any number of threads may
 call them at once (each call works on its own buffers).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal, Optional
+from typing import Literal
 
 import numpy as np
 
@@ -77,7 +79,7 @@ def _as_array(name: str, value: object, dtype: type, kinds: str) -> np.ndarray:
         return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _real(name: str, value: object, *, optional: bool = False) -> Optional[float]:
+def _real(name: str, value: object, *, optional: bool = False) -> float | None:
     """A Python float from a real number (bool refused); None passes when ``optional``.
 
     Raises:
@@ -91,7 +93,7 @@ def _real(name: str, value: object, *, optional: bool = False) -> Optional[float
     return float(value)
 
 
-def _count(name: str, value: object) -> Optional[int]:
+def _count(name: str, value: object) -> int | None:
     """A Python int from an integer or None (bool and floats refused).
 
     Raises:
@@ -124,8 +126,8 @@ def nms(
     scores: object,
     iou_threshold: float,
     *,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: OverlapMode = "union",
     device: Device = "cpu",
 ) -> np.ndarray:
@@ -172,8 +174,8 @@ def batched_nms(
     class_ids: object,
     iou_threshold: float,
     *,
-    score_threshold: Optional[float] = None,
-    max_output: Optional[int] = None,
+    score_threshold: float | None = None,
+    max_output: int | None = None,
     mode: OverlapMode = "union",
     device: Device = "cpu",
 ) -> np.ndarray:

@@ -5,7 +5,8 @@ The detector (:class:`lanner.FaceDetector`, MTCNN) runs every ``detect_every`` f
 confidence (the peak-to-sidelobe ratio of its correlation response) fell below
 ``redetect_psr``, ``max_interval`` frames passed (new faces can only be found by the
 detector), or a large part of the picture outside the tracked faces changed since the last
-detection (a cut, a fade-in, a person stepping close to the camera: ``scene_change``). Between detections every face is followed by :class:`lanner.MultiTracker` (native
+detection (a cut, a fade-in, a person stepping close to the camera: ``scene_change``).
+Between detections every face is followed by :class:`lanner.MultiTracker` (native
 correlation filters on threads, one call per frame for all faces).
 
 On a detection frame, detections and tracks are associated by IoU with the Hungarian algorithm
@@ -19,6 +20,7 @@ With a ``recognizer`` (``embed(image, faces) -> (N, D)`` unit-norm embeddings) a
 ``identity_faces`` best faces (quality = face size, the shorter side of the box, in pixels) and
 is identified from their mean; it is identified again whenever a better face arrives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -110,8 +112,18 @@ class _TrackState:
     def public(self) -> Track:
         lm = self.landmarks()
         lm.setflags(write=False)
-        return Track(self.track_id, tuple(float(v) for v in self.box), self.score, lm, self.lost, self.detected,
-                     self.psr, self.name, self.name_score, self.frames)  # type: ignore[arg-type]
+        return Track(
+            self.track_id,
+            tuple(float(v) for v in self.box),
+            self.score,
+            lm,
+            self.lost,
+            self.detected,
+            self.psr,
+            self.name,
+            self.name_score,
+            self.frames,
+        )  # type: ignore[arg-type]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -242,8 +254,10 @@ class FacePipeline(Closeable):
         self.identity_faces = _positive_int(identity_faces, "identity_faces")
         num_threads = _positive_int(num_threads, "num_threads")
         if (recognizer is None) != (gallery is None):
-            raise ValueError("give both a recognizer and a gallery to identify faces, or neither "
-                             f"(got recognizer={type(recognizer).__name__}, gallery={type(gallery).__name__})")
+            raise ValueError(
+                "give both a recognizer and a gallery to identify faces, or neither "
+                f"(got recognizer={type(recognizer).__name__}, gallery={type(gallery).__name__})"
+            )
         if recognizer is not None and not callable(getattr(recognizer, "embed", None)):
             raise TypeError(f"recognizer should have embed(image, faces), got {type(recognizer).__name__}")
         if gallery is not None and not callable(getattr(gallery, "identify", None)):
@@ -342,8 +356,10 @@ class FacePipeline(Closeable):
         boxes = [t.box for t in self._tracks] + list(self._detection_boxes)
         for x0, y0, x1, y1 in boxes:
             pad_x, pad_y = 0.25 * (x1 - x0), 0.25 * (y1 - y0)  # tracks move: leave a margin around them
-            changed[max(0, int((y0 - pad_y) * scale)):max(0, math.ceil((y1 + pad_y) * scale)),
-                    max(0, int((x0 - pad_x) * scale)):max(0, math.ceil((x1 + pad_x) * scale))] = False
+            changed[
+                max(0, int((y0 - pad_y) * scale)) : max(0, math.ceil((y1 + pad_y) * scale)),
+                max(0, int((x0 - pad_x) * scale)) : max(0, math.ceil((x1 + pad_x) * scale)),
+            ] = False
         return float(changed.mean())
 
     def _detect(self, frame: np.ndarray) -> None:
@@ -412,13 +428,14 @@ class FacePipeline(Closeable):
         for (t, _, quality), emb in zip(wanted, embeddings):
             t.best_faces.append((quality, emb))
             t.best_faces.sort(key=lambda qe: -qe[0])
-            del t.best_faces[self.identity_faces:]
+            del t.best_faces[self.identity_faces :]
             mean = np.mean([e for _, e in t.best_faces], axis=0)
             means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
         names, scores = self.gallery.identify(np.stack(means).astype(np.float32))
         if len(names) != len(wanted) or len(scores) != len(wanted):
-            raise ValueError(f"gallery.identify should return {len(wanted)} names and scores, "
-                             f"got {len(names)} and {len(scores)}")
+            raise ValueError(
+                f"gallery.identify should return {len(wanted)} names and scores, got {len(names)} and {len(scores)}"
+            )
         for (t, _, _), name, score in zip(wanted, names, scores):
             t.name = None if name is None else str(name)
             t.name_score = None if name is None else float(score)
@@ -465,9 +482,12 @@ class FacePipeline(Closeable):
                 self.detector.close()
 
     def __repr__(self) -> str:
-        return (f"FacePipeline(detect_every={self.detect_every!r}, max_interval={self.max_interval}, "
-                f"redetect_psr={self.redetect_psr}, scene_change={self.scene_change}, tracks={len(self._tracks)}, frames={self.frames}, "
-                f"detections_run={self.detections_run})")
+        return (
+            f"FacePipeline(detect_every={self.detect_every!r}, max_interval={self.max_interval}, "
+            f"redetect_psr={self.redetect_psr}, scene_change={self.scene_change}, tracks={len(self._tracks)}, "
+            f"frames={self.frames}, "
+            f"detections_run={self.detections_run})"
+        )
 
 
 _THUMBNAIL_WIDTH = 64  # px: enough to see a face-sized change, ~0.1 ms to make

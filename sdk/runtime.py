@@ -9,13 +9,14 @@ Example::
 
 Only the backend the package needs is imported (OpenVINO, ONNX Runtime, or TVM).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ __all__ = ["load", "Model"]
 _MAX_THREADS = 256  # as FaceDetector's and the native ops' bound
 
 
-def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
+def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:
     """Load a package: verify it, check it runs here, and open its backend.
 
     Args:
@@ -73,14 +74,15 @@ class Model(Closeable):
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> "Model":
+    def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:
         """Same as :func:`lanner.load`."""
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
                 raise TypeError(f"num_threads must be a positive int or None, got {type(num_threads).__name__}")
             if not 1 <= num_threads <= _MAX_THREADS:
-                raise ValueError(f"num_threads must be a positive int or None, at most {_MAX_THREADS}, "
-                                 f"got {num_threads}")
+                raise ValueError(
+                    f"num_threads must be a positive int or None, at most {_MAX_THREADS}, got {num_threads}"
+                )
             num_threads = int(num_threads)
         root = Path(package_dir)
         manifest = Manifest.read(root)
@@ -116,8 +118,7 @@ class Model(Closeable):
         with self._lock:
             return self._named(self._open_session().run(feed, copy=copy))
 
-    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *,
-                 copy: bool = True) -> list[dict[str, np.ndarray]]:
+    def run_many(self, inputs: Sequence[Mapping[str, np.ndarray]], *, copy: bool = True) -> list[dict[str, np.ndarray]]:
         """Run the model on several inputs (of any sizes the specs allow) back to back.
 
         Same result as ``[run(x) for x in inputs]``. A backend may run them without returning
@@ -183,8 +184,9 @@ class Model(Closeable):
                     raise ValueError(f"input {spec.name!r}: axis {axis} is empty, shape {tuple(array.shape)}")
             if array.dtype.kind == "f" and not _all_finite(array):
                 bad = int(np.count_nonzero(~np.isfinite(array)))
-                raise ValueError(f"input {spec.name!r}: expected finite values, got {bad} NaN or infinite "
-                                 f"value(s) of {array.size}")
+                raise ValueError(
+                    f"input {spec.name!r}: expected finite values, got {bad} NaN or infinite value(s) of {array.size}"
+                )
             feed[spec.name] = np.ascontiguousarray(array)
         return feed
 

@@ -15,6 +15,7 @@ Example::
 Frames are ``HxWx3`` BGR ``uint8`` (OpenCV convention) or ``HxW`` ``uint8`` gray.
 Boxes are ``(x, y, w, h)`` in pixels, ``(x, y)`` the top-left corner.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -285,7 +286,6 @@ class Tracker(_NativeTracker):
         return TrackResult(tuple(float(v) for v in box), float(score), bool(lost), bool(recovered))  # type: ignore[arg-type]
 
 
-
 class MultiTracker(_NativeTracker):
     """N targets tracked in one call: the frame is converted to gray once and the
     targets are spread over ``options.num_threads`` threads. Each target behaves
@@ -317,8 +317,10 @@ class MultiTracker(_NativeTracker):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
             if not _C.built_with_cufft:
-                raise RuntimeError("device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
-                                   "before building; `lanner info` shows the build)")
+                raise RuntimeError(
+                    "device='cuda' needs lanner built with cuFFT (nvcc and `pip install nvidia-cufft` "
+                    "before building; `lanner info` shows the build)"
+                )
             if not has_cuda():
                 raise RuntimeError("device='cuda' needs a usable CUDA device; none was found")
         self.device = device
@@ -368,4 +370,3 @@ class MultiTracker(_NativeTracker):
         for a in arrays:
             a.flags.writeable = False
         return MultiTrackResult(*arrays)
-

@@ -19,6 +19,7 @@ Example::
             ...
         print(source.frames_read, source.dropped, source.stop_reason)
 """
+
 from __future__ import annotations
 
 import collections
@@ -155,8 +156,9 @@ class VideoSource:
     Thread-safety: one consumer thread iterates a source (the live reader thread is internal).
     """
 
-    def __init__(self, source: str | os.PathLike[str] | int, *, queue_size: int = 4,
-                 stall_timeout: float = 10.0) -> None:
+    def __init__(
+        self, source: str | os.PathLike[str] | int, *, queue_size: int = 4, stall_timeout: float = 10.0
+    ) -> None:
         import cv2
 
         _check_options(queue_size, stall_timeout)
@@ -175,8 +177,11 @@ class VideoSource:
             name, live = source, True
             timeout_ms = int(1000 * stall_timeout)
             # FFmpeg gives up on an unreachable server or a silent stream after stall_timeout, not its default 30 s
-            capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
-                                                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+            capture = cv2.VideoCapture(
+                source,
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+            )
         else:
             name, live = source, False
             if not Path(source).is_file():
@@ -184,13 +189,16 @@ class VideoSource:
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             capture.release()
-            raise ValueError(f"cannot open {name} as a video source (OpenCV could not open it: not a video, "
-                             "unreachable, or a format this OpenCV build cannot read)")
+            raise ValueError(
+                f"cannot open {name} as a video source (OpenCV could not open it: not a video, "
+                "unreachable, or a format this OpenCV build cannot read)"
+            )
         self._init(capture, name=name, live=live, queue_size=queue_size, stall_timeout=stall_timeout)
 
     @classmethod
-    def from_capture(cls, capture: Capture, *, name: str, live: bool, queue_size: int = 4,
-                     stall_timeout: float = 10.0) -> VideoSource:
+    def from_capture(
+        cls, capture: Capture, *, name: str, live: bool, queue_size: int = 4, stall_timeout: float = 10.0
+    ) -> VideoSource:
         """Wrap an already open capture (a ``cv2.VideoCapture`` on a GStreamer pipeline, say).
 
         Args:
@@ -209,8 +217,9 @@ class VideoSource:
         """
         for method in ("read", "get", "release"):
             if not callable(getattr(capture, method, None)):
-                raise TypeError(f"capture should have a {method}() method like cv2.VideoCapture, "
-                                f"got {type(capture).__name__}")
+                raise TypeError(
+                    f"capture should have a {method}() method like cv2.VideoCapture, got {type(capture).__name__}"
+                )
         _check_options(queue_size, stall_timeout)
         self = cls.__new__(cls)
         self._init(capture, name=name, live=live, queue_size=queue_size, stall_timeout=stall_timeout)
@@ -251,8 +260,10 @@ class VideoSource:
         if not ok or frame is None:
             return False, None
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.size == 0:
-            self.stop_reason = (f"the capture returned a frame that is not a uint8 image: "
-                                f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}")
+            self.stop_reason = (
+                f"the capture returned a frame that is not a uint8 image: "
+                f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
+            )
             return False, None
         return True, frame
 

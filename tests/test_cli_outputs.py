@@ -1,6 +1,7 @@
 """Issue 12.2 / 12.7: CLI outputs are checked before any work, never destroy an input, never
 overwrite each other within a run, and are written atomically; a failed input in a batch does
 not lose what was done."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def cache_env(lanner_cache) -> dict[str, str]:
 
 
 def lanner_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lanner.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lanner.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def make_video(path: Path, frames: int = 30, size=(160, 120)) -> Path:
@@ -38,7 +40,7 @@ def make_video(path: Path, frames: int = 30, size=(160, 120)) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
     for k in range(frames):
         frame = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
-        frame[40:60, 50 + k:70 + k] = 220  # a bright square moving right
+        frame[40:60, 50 + k : 70 + k] = 220  # a bright square moving right
         writer.write(frame)
     writer.release()
     return path
@@ -167,8 +169,9 @@ def test_track_checks_json_up_front_and_creates_its_folder(tmp_path):
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
     assert "frames" not in proc.stderr + proc.stdout  # refused before the video was read
     js = tmp_path / "newdir" / "t.json"
-    proc = lanner_cli("track", video, "--box", "50,40,20,20", "--json", js, "--out", tmp_path / "o" / "t.avi",
-                      "--no-progress")
+    proc = lanner_cli(
+        "track", video, "--box", "50,40,20,20", "--json", js, "--out", tmp_path / "o" / "t.avi", "--no-progress"
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(js.read_text())["frames"]) == 30
     assert frame_count(tmp_path / "o" / "t.avi") == 30
@@ -176,8 +179,9 @@ def test_track_checks_json_up_front_and_creates_its_folder(tmp_path):
 
 @pytest.mark.parametrize("value", ["-5", "x"])
 def test_track_refuses_negative_max_frames(tmp_path, value):
-    proc = lanner_cli("track", make_video(tmp_path / "clip.avi", frames=3), "--box", "50,40,20,20",
-                      "--max-frames", value)
+    proc = lanner_cli(
+        "track", make_video(tmp_path / "clip.avi", frames=3), "--box", "50,40,20,20", "--max-frames", value
+    )
     assert proc.returncode == 2 and "expected an integer >= 0" in proc.stderr
 
 

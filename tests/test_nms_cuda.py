@@ -4,15 +4,15 @@ Not marked ``native``: the sanitizer run (ASan+UBSan, ``make sanitize``) does no
 CUDA runtime. The CUDA kernel makes the same float64, FMA-free overlap decisions as the CPU
 kernel, so results must be identical, ties included.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_nms import DEGENERATE, MODES, clustered_boxes
 
 import lanner
 from lanner import ops
-
-from test_nms import DEGENERATE, MODES, clustered_boxes
 
 cuda = pytest.mark.skipif(not lanner.has_cuda(), reason="no CUDA device (lanner.has_cuda() is False)")
 

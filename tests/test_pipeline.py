@@ -6,17 +6,18 @@ MTCNN detector runs on a short clip of the bundled astronaut photo moving. Video
 drop-oldest queue with a deterministic slow consumer, a stream that stops, a stream that stalls,
 unreadable sources; the CLI: outputs, JSON Lines for live sources, same-file refusal.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 import cv2
-import lanner
 import numpy as np
 import pytest
+
+import lanner
 from lanner.cli import main as cli_main
 from lanner.pipeline import box_iou, match_boxes
 from lanner.video import FrameQueue, VideoSource
@@ -35,9 +36,9 @@ def astronaut_clip(n: int = 24, size: tuple[int, int] = (320, 240), step: tuple[
     for i in range(n):
         canvas = np.full((size[1], size[0], 3), 90, np.uint8)
         x, y = 10 + step[0] * i, -40 + step[1] * i
-        src = photo[max(0, -y):, max(0, -x):]
+        src = photo[max(0, -y) :, max(0, -x) :]
         h, w = min(src.shape[0], size[1] - max(y, 0)), min(src.shape[1], size[0] - max(x, 0))
-        canvas[max(y, 0):max(y, 0) + h, max(x, 0):max(x, 0) + w] = src[:h, :w]
+        canvas[max(y, 0) : max(y, 0) + h, max(x, 0) : max(x, 0) + w] = src[:h, :w]
         frames.append(canvas)
     return frames
 
@@ -50,7 +51,7 @@ def textured_scene(boxes: list[tuple[int, int, int, int]], size=(320, 240), seed
         patch = np.random.default_rng(100 + k).integers(0, 256, (y1 - y0, x1 - x0, 1), dtype=np.uint8)
         patch = cv2.GaussianBlur(np.repeat(patch, 3, 2), (3, 3), 0)
         visible = frame[y0:y1, x0:x1]  # the part inside the frame
-        visible[:] = patch[:visible.shape[0], :visible.shape[1]]
+        visible[:] = patch[: visible.shape[0], : visible.shape[1]]
     return cv2.add(frame, rng.integers(0, 3, frame.shape, dtype=np.uint8))
 
 
@@ -186,8 +187,9 @@ def test_identity_from_best_faces_and_reidentified_when_a_better_face_arrives():
     frames = [textured_scene(boxes(i)) for i in range(8)]
     det = ScriptedDetector([boxes(i) for i in range(8)])
     recognizer = ConstantRecognizer()
-    with lanner.FacePipeline(det, recognizer, TwoPersonGallery(), detect_every=1, identity_faces=2,
-                             num_threads=1) as pipeline:
+    with lanner.FacePipeline(
+        det, recognizer, TwoPersonGallery(), detect_every=1, identity_faces=2, num_threads=1
+    ) as pipeline:
         for f in frames:
             tracks = pipeline.process(f)
     assert [(t.track_id, t.name, t.name_score) for t in tracks] == [(1, "left", 1.0), (2, "right", 1.0)]
@@ -229,29 +231,35 @@ def test_gray_frames_and_a_face_leaving_the_frame():
     assert counts == [1, 1, 1, 0, 0, 0, 0, 0]
 
 
-@pytest.mark.parametrize("frame, error, match", [
-    ([[0, 1], [2, 3]], TypeError, "numpy.ndarray, got list"),
-    (np.zeros((8, 8, 3), np.float32), ValueError, "dtype uint8, got float32"),
-    (np.zeros((8, 8, 4), np.uint8), ValueError, r"got shape \(8, 8, 4\)"),
-    (np.zeros((0, 8, 3), np.uint8), ValueError, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "frame, error, match",
+    [
+        ([[0, 1], [2, 3]], TypeError, "numpy.ndarray, got list"),
+        (np.zeros((8, 8, 3), np.float32), ValueError, "dtype uint8, got float32"),
+        (np.zeros((8, 8, 4), np.uint8), ValueError, r"got shape \(8, 8, 4\)"),
+        (np.zeros((0, 8, 3), np.uint8), ValueError, "non-empty"),
+    ],
+)
 def test_bad_frames_are_refused(frame, error, match):
     with lanner.FacePipeline(ScriptedDetector([[]]), num_threads=1) as pipeline, pytest.raises(error, match=match):
         pipeline.process(frame)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"detect_every": 0}, ValueError, "detect_every should be >= 1, got 0"),
-    ({"detect_every": "sometimes"}, ValueError, "an int >= 1 or 'auto', got 'sometimes'"),
-    ({"detect_every": 2.5}, TypeError, "detect_every should be an int, got float"),
-    ({"match_iou": 1.5}, ValueError, r"match_iou should be in \[1e-06, 1.0\], got 1.5"),
-    ({"scene_change": float("nan")}, ValueError, "scene_change"),
-    ({"recognizer": ConstantRecognizer()}, ValueError, "both a recognizer and a gallery"),
-    ({"recognizer": object(), "gallery": TwoPersonGallery()}, TypeError, "embed"),
-    ({"recognizer": ConstantRecognizer(), "gallery": object()}, TypeError, "identify"),
-    ({"detector": "mtcnn"}, TypeError, "detect"),
-    ({"tracker_options": {"padding": 2}}, TypeError, "TrackerOptions, got dict"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"detect_every": 0}, ValueError, "detect_every should be >= 1, got 0"),
+        ({"detect_every": "sometimes"}, ValueError, "an int >= 1 or 'auto', got 'sometimes'"),
+        ({"detect_every": 2.5}, TypeError, "detect_every should be an int, got float"),
+        ({"match_iou": 1.5}, ValueError, r"match_iou should be in \[1e-06, 1.0\], got 1.5"),
+        ({"scene_change": float("nan")}, ValueError, "scene_change"),
+        ({"recognizer": ConstantRecognizer()}, ValueError, "both a recognizer and a gallery"),
+        ({"recognizer": object(), "gallery": TwoPersonGallery()}, TypeError, "embed"),
+        ({"recognizer": ConstantRecognizer(), "gallery": object()}, TypeError, "identify"),
+        ({"detector": "mtcnn"}, TypeError, "detect"),
+        ({"tracker_options": {"padding": 2}}, TypeError, "TrackerOptions, got dict"),
+    ],
+)
 def test_bad_options_are_refused(kwargs, error, match):
     kwargs.setdefault("detector", ScriptedDetector([]))
     with pytest.raises(error, match=match):
@@ -434,8 +442,9 @@ def test_cli_watch_bad_arguments(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_watch_live_stream_writes_json_lines_and_keeps_them_when_it_stops(lanner_cache, tmp_path, monkeypatch,
-                                                                              capsys):
+def test_cli_watch_live_stream_writes_json_lines_and_keeps_them_when_it_stops(
+    lanner_cache, tmp_path, monkeypatch, capsys
+):
     frames = astronaut_clip(12)
 
     class ClipCapture(FakeCapture):

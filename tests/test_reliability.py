@@ -3,6 +3,7 @@
 The detector's packages are built once into ``$LANNER_TEST_CACHE`` (else a session temp dir),
 as tests/face does; subprocesses get it through ``LANNER_CACHE``.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,11 +87,19 @@ def test_no_network_and_no_writes_in_home(cache, tmp_path):
     home, out = tmp_path / "home", tmp_path / "out"
     home.mkdir()
     out.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORT_", "OPENVINO_")) and k not in ("CI", "TF_BUILD", "JENKINS_URL", "XDG_CACHE_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ORT_", "OPENVINO_")) and k not in ("CI", "TF_BUILD", "JENKINS_URL", "XDG_CACHE_HOME")
+    }
     env.update(HOME=str(home), LANNER_CACHE=str(cache), OUT_DIR=str(out), NETWORK_LOG=str(tmp_path / "net.json"))
-    proc = subprocess.run([sys.executable, "-c", _NETWORK_GUARD + textwrap.dedent(_RUN)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NETWORK_GUARD + textwrap.dedent(_RUN)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "net.json").read_text()) == []
     assert _files_under(home) == []
@@ -138,18 +147,30 @@ def test_memory_guard_refuses_huge_images_and_the_limit_can_be_raised(cache, mon
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda b, s: lanner.ops.nms(np.float32(3), s, 0.5), ValueError,
-         r"boxes should have shape \(N, 4\), got a 0-d"),
+        (
+            lambda b, s: lanner.ops.nms(np.float32(3), s, 0.5),
+            ValueError,
+            r"boxes should have shape \(N, 4\), got a 0-d",
+        ),
         (lambda b, s: lanner.ops.nms(b, np.float32(1), 0.5), ValueError, r"scores should have shape \(N,\), got a 0-d"),
-        (lambda b, s: lanner.ops.nms(b, s, 0.5, max_output=True), TypeError,
-         "max_output should be an int or None, got bool"),
+        (
+            lambda b, s: lanner.ops.nms(b, s, 0.5, max_output=True),
+            TypeError,
+            "max_output should be an int or None, got bool",
+        ),
         (lambda b, s: lanner.ops.nms(b, s, 0.5, max_output=2.0), TypeError, "max_output should be an int or None"),
         (lambda b, s: lanner.ops.nms(b, s, "0.5"), TypeError, "iou_threshold should be a number, got str"),
-        (lambda b, s: lanner.ops.nms(b, s, 0.5, score_threshold="x"), TypeError,
-         "score_threshold should be a number or None"),
+        (
+            lambda b, s: lanner.ops.nms(b, s, 0.5, score_threshold="x"),
+            TypeError,
+            "score_threshold should be a number or None",
+        ),
         (lambda b, s: lanner.ops.nms(b, s, 0.5, mode=1), TypeError, "mode should be a str, got int"),
-        (lambda b, s: lanner.ops.batched_nms(b, s, [0, 1], None), TypeError,
-         "iou_threshold should be a number, got NoneType"),
+        (
+            lambda b, s: lanner.ops.batched_nms(b, s, [0, 1], None),
+            TypeError,
+            "iou_threshold should be a number, got NoneType",
+        ),
         (lambda b, s: lanner.ops.soft_nms(b, s, sigma="wide"), TypeError, "sigma should be a number, got str"),
     ],
 )

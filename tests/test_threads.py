@@ -4,6 +4,7 @@ A hang here holds the GIL (the bug this guards against: a native call waiting fo
 object's mutex while holding the GIL, while the mutex holder waits for the GIL), so the
 threads run in a child process that the test kills after a timeout instead of hanging.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -60,8 +61,12 @@ print("ok")
 
 def _run_threads(kind: str, calls: int, *extra: str) -> None:
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_SCRIPT), kind, str(calls), *extra],
-                              capture_output=True, text=True, timeout=_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_SCRIPT), kind, str(calls), *extra],
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"two threads sharing one {kind} tracker did not finish in {_TIMEOUT_S} s (deadlock)")
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

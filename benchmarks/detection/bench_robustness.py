@@ -86,8 +86,15 @@ def main() -> None:
     parser.add_argument("--json", default=str(HERE / "results_robustness.json"))
     args = parser.parse_args()
     images = {**parity_photos.all_photos(), **scenes(Path(args.celeba), args.scenes)}
-    degradations = ["clean", "downscale x0.5", "downscale x0.25", "gaussian blur s=3", "jpeg q=20", "low light",
-                    "synthetic mask"]
+    degradations = [
+        "clean",
+        "downscale x0.5",
+        "downscale x0.25",
+        "gaussian blur s=3",
+        "jpeg q=20",
+        "low light",
+        "synthetic mask",
+    ]
     with lanner.FaceDetector(model="mtcnn", num_threads=2) as teacher:
         reference = {name: teacher.detect(image) for name, image in images.items()}
     report: dict = {"photos": {n: len(r) for n, r in reference.items()}, "recall": {}}

@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/distill/bench_student_speed.py --run OUT [--run OUT2 ...] --json results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,10 +78,14 @@ def main() -> None:
     rows = []
     teacher = bench_teacher(args.repeats)
     for run in args.run:
-        size = int(next(Path(run).glob("student*-int8.onnx")).name[len("student"):-len("-int8.onnx")])
+        size = int(next(Path(run).glob("student*-int8.onnx")).name[len("student") : -len("-int8.onnx")])
         for package in sorted((Path(run) / "packages").iterdir()):
-            row = {"run": Path(run).name, "package": package.name, "size": size,
-                   **bench_package(package, size, args.repeats)}
+            row = {
+                "run": Path(run).name,
+                "package": package.name,
+                "size": size,
+                **bench_package(package, size, args.repeats),
+            }
             onnx = Path(run) / f"student{size}{'-int8' if 'int8' in package.name else ''}.onnx"
             row["onnx_kb"] = onnx.stat().st_size / 1024 if onnx.is_file() else None
             weights = [p for p in package.iterdir() if p.suffix in (".bin", ".onnx")]
@@ -88,10 +93,17 @@ def main() -> None:
             row["speedup_vs_teacher_batch64"] = row["faces_per_s_batch64"] / teacher
             rows.append(row)
             print(json.dumps(row))
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "threads": 1, "load_average": os.getloadavg()},
-              "teacher_dlib_faces_per_s": teacher, "alignment_faces_per_s_16px": bench_alignment(16, args.repeats),
-              "students": rows}
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "threads": 1,
+            "load_average": os.getloadavg(),
+        },
+        "teacher_dlib_faces_per_s": teacher,
+        "alignment_faces_per_s_16px": bench_alignment(16, args.repeats),
+        "students": rows,
+    }
     print(json.dumps({k: v for k, v in result.items() if k != "students"}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -8,7 +8,8 @@ not timed; it costs every row the same):
   (not ``lost``) covers with IoU >= 0.5 on the same frame (one-to-one, Hungarian);
 * **composed scenes**: faces from the celeba-faces folder (``--data``), pasted with a feathered
   mask onto a face-free photo from opencv-doc and moved along known paths, at face widths down to
-  24 px (every third scene with two faces crossing, one hiding the other); recall against the ground-truth boxes, and identity switches: a ground-truth face whose
+  24 px (every third scene with two faces crossing, one hiding the other); recall against the
+  ground-truth boxes, and identity switches: a ground-truth face whose
   matching track id differs from the one it last matched, per 100 matched face-frames (as in
   CLEAR-MOT's IDSW).
 
@@ -20,6 +21,7 @@ Usage::
 
     python benchmarks/pipeline/bench_pipeline.py --data CELEBA_FACES_DIR [--json results.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import lanner
 import numpy as np
+
+import lanner
 from lanner.pipeline import match_boxes
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian package opencv-doc
@@ -91,7 +94,7 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
     if background is None:
         raise FileNotFoundError(f"{OPENCV_DATA / SCENE_BACKGROUNDS[0]} is missing (Debian package opencv-doc)")
     background = cv2.resize(background, SCENE_SIZE, interpolation=cv2.INTER_AREA)
-    identities = sorted(faces, key=lambda k: zlib.crc32(f"{scene}:{k}".encode()))[:len(SCENE_FACE_WIDTHS)]
+    identities = sorted(faces, key=lambda k: zlib.crc32(f"{scene}:{k}".encode()))[: len(SCENE_FACE_WIDTHS)]
     sprites = []
     lane_top = 10
     for k, (identity, width) in enumerate(zip(identities, SCENE_FACE_WIDTHS)):
@@ -103,14 +106,23 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
         sprite = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / side - 0.5
         alpha = np.clip((0.5 - np.hypot(xx, yy)) / 0.12, 0, 1)[..., None]  # feathered disc, no square edges
-        sprite_def = dict(identity=identity, sprite=sprite, alpha=alpha, box=box * scale, side=side,
-                          top=lane_top, speed=rng.uniform(1.5, 4.0) * rng.choice([-1, 1]),
-                          x=rng.uniform(0, SCENE_SIZE[0] - side), phase=rng.uniform(0, 2 * np.pi),
-                          bob=min(12.0, 0.15 * side))
+        sprite_def = dict(
+            identity=identity,
+            sprite=sprite,
+            alpha=alpha,
+            box=box * scale,
+            side=side,
+            top=lane_top,
+            speed=rng.uniform(1.5, 4.0) * rng.choice([-1, 1]),
+            x=rng.uniform(0, SCENE_SIZE[0] - side),
+            phase=rng.uniform(0, 2 * np.pi),
+            bob=min(12.0, 0.15 * side),
+        )
         if crossing and k == 1:  # the second face shares the first one's lane, coming the other way
             first = sprites[0]
-            sprite_def.update(top=first["top"] + (first["side"] - side) / 2, x=SCENE_SIZE[0] - side,
-                              speed=-abs(sprite_def["speed"]))
+            sprite_def.update(
+                top=first["top"] + (first["side"] - side) / 2, x=SCENE_SIZE[0] - side, speed=-abs(sprite_def["speed"])
+            )
             first.update(x=0.0, speed=abs(first["speed"]))
         else:
             lane_top += side + 8
@@ -126,7 +138,7 @@ def compose_scene(data: Path, faces: dict[str, list[dict]], scene: int, n_frames
             y0 = s["top"] + s["bob"] * (1 + np.sin(2 * np.pi * t / 60 + s["phase"])) - (s["bob"] if crossing else 0)
             y0 = min(max(y0, 0), SCENE_SIZE[1] - s["side"])
             xi, yi = int(round(x0)), int(round(y0))
-            region = frame[yi:yi + s["side"], xi:xi + s["side"]]
+            region = frame[yi : yi + s["side"], xi : xi + s["side"]]
             region[:] = region * (1 - s["alpha"]) + s["sprite"] * s["alpha"]
             boxes.append(s["box"] + [xi, yi, xi, yi])
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
@@ -184,8 +196,11 @@ def score(boxes_per_frame: list[np.ndarray], truth: list[np.ndarray], ids_per_fr
                 if who in last_id and last_id[who] != track:
                     switches += 1
                 last_id[who] = track
-    result = {"recall": hits / n_truth if n_truth else None, "precision": hits / n_out if n_out else None,
-              "faces": n_truth}
+    result = {
+        "recall": hits / n_truth if n_truth else None,
+        "precision": hits / n_out if n_out else None,
+        "faces": n_truth,
+    }
     if ids_per_frame is not None:
         result["id_switches_per_100"] = 100.0 * switches / hits if hits else None
         result["id_switches"] = switches
@@ -193,22 +208,40 @@ def score(boxes_per_frame: list[np.ndarray], truth: list[np.ndarray], ids_per_fr
 
 
 def timing(times: np.ndarray) -> dict:
-    return {"fps": len(times) / times.sum(), "p50_ms": 1e3 * float(np.percentile(times, 50)),
-            "p99_ms": 1e3 * float(np.percentile(times, 99))}
+    return {
+        "fps": len(times) / times.sum(),
+        "p50_ms": 1e3 * float(np.percentile(times, 50)),
+        "p99_ms": 1e3 * float(np.percentile(times, 99)),
+    }
 
 
 def bench_clip(detector, clip: Clip, threads: int, modes) -> list[dict]:
     ref_boxes, outputs, times, detections = run_interleaved(detector, clip, modes, threads)
     # on real videos the reference is its own ground truth (recall 1 by definition)
     truth = clip.truth_boxes if clip.truth_boxes is not None else ref_boxes
-    rows = [{"clip": clip.name, "mode": "detect every frame", "frames": len(clip.frames), **timing(times[0]),
-             "detections": len(clip.frames), **score(ref_boxes, truth)}]
+    rows = [
+        {
+            "clip": clip.name,
+            "mode": "detect every frame",
+            "frames": len(clip.frames),
+            **timing(times[0]),
+            "detections": len(clip.frames),
+            **score(ref_boxes, truth),
+        }
+    ]
     for k, mode in enumerate(modes):
         boxes = [np.array([t.box for t in out if not t.lost], np.float32).reshape(-1, 4) for out in outputs[k]]
         ids = [[t.track_id for t in out if not t.lost] for out in outputs[k]]
-        rows.append({"clip": clip.name, "mode": f"pipeline N={mode}", "frames": len(clip.frames),
-                     **timing(times[k + 1]), "detections": detections[k],
-                     **score(boxes, truth, ids if clip.truth_ids is not None else None, clip.truth_ids)})
+        rows.append(
+            {
+                "clip": clip.name,
+                "mode": f"pipeline N={mode}",
+                "frames": len(clip.frames),
+                **timing(times[k + 1]),
+                "detections": detections[k],
+                **score(boxes, truth, ids if clip.truth_ids is not None else None, clip.truth_ids),
+            }
+        )
     base = rows[0]
     for r in rows:
         r["fps_ratio"] = r["fps"] / base["fps"]
@@ -220,13 +253,18 @@ def markdown(rows: list[dict]) -> str:
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
-    lines = ["| clip | mode | FPS | vs every frame | p50 ms | p99 ms | recall | vs every frame | precision | "
-             "ID switches / 100 | detector runs |", "|" + "---|" * 11]
+    lines = [
+        "| clip | mode | FPS | vs every frame | p50 ms | p99 ms | recall | vs every frame | precision | "
+        "ID switches / 100 | detector runs |",
+        "|" + "---|" * 11,
+    ]
     for r in rows:
-        lines.append(f"| {r['clip']} | {r['mode']} | {r['fps']:.1f} | {r['fps_ratio']:.2f}x | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {f(r['recall'], '.3f')} | {f(r['recall_ratio'], '.3f')} | "
-                     f"{f(r['precision'], '.3f')} | {f(r.get('id_switches_per_100'), '.2f')} | "
-                     f"{r['detections']}/{r['frames']} |")
+        lines.append(
+            f"| {r['clip']} | {r['mode']} | {r['fps']:.1f} | {r['fps_ratio']:.2f}x | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {f(r['recall'], '.3f')} | {f(r['recall_ratio'], '.3f')} | "
+            f"{f(r['precision'], '.3f')} | {f(r.get('id_switches_per_100'), '.2f')} | "
+            f"{r['detections']}/{r['frames']} |"
+        )
     return "\n".join(lines)
 
 
@@ -259,9 +297,15 @@ def main() -> None:
         rows += bench_clip(detector, clip, args.threads, MODES)
     table = markdown(rows)
     print(table)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "load_average_at_start": load_at_start, "seconds": time.time() - started,
-            "lanner": lanner.__version__, "opencv": cv2.__version__, "threads": args.threads}
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "seconds": time.time() - started,
+        "lanner": lanner.__version__,
+        "opencv": cv2.__version__,
+        "threads": args.threads,
+    }
     print(meta)
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))

@@ -28,6 +28,7 @@ Usage::
 
     python benchmarks/quality/run.py --data CELEBA_FACES_DIR --cache CACHE_DIR --out benchmarks/quality
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ def erc(genuine: np.ndarray, threshold: float, quality: np.ndarray) -> np.ndarra
     n = len(genuine)
     out = []
     for r in REJECT:
-        kept = fails[int(round(r * n)):]
+        kept = fails[int(round(r * n)) :]
         out.append(kept.mean())
     return np.array(out)
 
@@ -82,8 +83,9 @@ def brisque_quality(chips_bgr: np.ndarray) -> np.ndarray:
 
 
 def laplacian_quality(chips_bgr: np.ndarray) -> np.ndarray:
-    return np.array([cv2.Laplacian(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() for c in chips_bgr],
-                    np.float32)
+    return np.array(
+        [cv2.Laplacian(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() for c in chips_bgr], np.float32
+    )
 
 
 def _rate(fn, faces: int, repeats: int) -> tuple[float, float]:
@@ -112,9 +114,12 @@ def speed(recognizer: lanner.FaceRecognizer, chips: np.ndarray, image: np.ndarra
     with_alignment = _rate(lambda: recognizer.quality(image, landmarks), len(landmarks), 30)
     brisque = _rate(lambda: brisque_quality(align_faces(image, landmarks[:8], TEACHER_CHIP)), 8, 5)
     out = {}
-    for name, (median, best) in (("student_model_only_batch64", model_only),
-                                 ("student_with_alignment", with_alignment), ("brisque_with_alignment", brisque),
-                                 ("teacher_batch8", teacher_rate)):
+    for name, (median, best) in (
+        ("student_model_only_batch64", model_only),
+        ("student_with_alignment", with_alignment),
+        ("brisque_with_alignment", brisque),
+        ("teacher_batch8", teacher_rate),
+    ):
         out[f"{name}_faces_per_s_median"], out[f"{name}_faces_per_s_best"] = median, best
     out["threads"] = 1
     out["face_width_px"] = float(face_widths(landmarks[:1])[0])
@@ -130,8 +135,9 @@ def main() -> int:
     parser.add_argument("--keep", type=int, default=3, help="best-quality frames kept per track")
     parser.add_argument("--videos", type=int, default=44, help="synthetic videos for the lanner identify check")
     parser.add_argument("--video-frames", type=int, default=16, help="frames per synthetic video")
-    parser.add_argument("--work", default=None, help="folder for the synthetic videos and their JSON "
-                        "(default: a temporary folder)")
+    parser.add_argument(
+        "--work", default=None, help="folder for the synthetic videos and their JSON (default: a temporary folder)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     if args.work is None:
@@ -155,8 +161,9 @@ def main() -> int:
     recognizer = lanner.FaceRecognizer(num_threads=1, channel_order="rgb")
     g_emb = np.concatenate([recognizer.embed(crops[i], targets.landmarks[i][None]) for i in gallery])
     g_ids = targets.identities[gallery]
-    samples = quality_samples(crops, targets.landmarks, widths, targets.identities, probes, 1, BENCHMARK_MIX, SEED,
-                              args.cache)
+    samples = quality_samples(
+        crops, targets.landmarks, widths, targets.identities, probes, 1, BENCHMARK_MIX, SEED, args.cache
+    )
     p_ids = samples.identities
     scores = samples.embeddings @ g_emb.T
     same = p_ids[:, None] == g_ids[None, :]
@@ -166,18 +173,29 @@ def main() -> int:
     # Every method's quality of every probe.
     student, brisque, laplacian = [], [], []
     for i in probes:
-        image, lm, _ = degrade_face(crops[i], targets.landmarks[i], float(widths[i]), BENCHMARK_MIX,
-                                    np.random.default_rng([SEED, int(i), 0]))
+        image, lm, _ = degrade_face(
+            crops[i], targets.landmarks[i], float(widths[i]), BENCHMARK_MIX, np.random.default_rng([SEED, int(i), 0])
+        )
         student.append(recognizer.quality(image, lm[None])[0])
         chip = align_faces(image, lm[None], TEACHER_CHIP)[0][:, :, ::-1]
         brisque.append(brisque_quality(chip[None])[0])
         laplacian.append(laplacian_quality(chip[None])[0])
-    methods = {"SDD-FIQA student (lanner)": np.array(student), "BRISQUE": np.array(brisque),
-               "face width": samples.widths, "Laplacian variance": np.array(laplacian),
-               "teacher embedding norm": samples.centred_norms, "oracle": genuine}
+    methods = {
+        "SDD-FIQA student (lanner)": np.array(student),
+        "BRISQUE": np.array(brisque),
+        "face width": samples.widths,
+        "Laplacian variance": np.array(laplacian),
+        "teacher embedding norm": samples.centred_norms,
+        "oracle": genuine,
+    }
 
-    results: dict = {"identities": int(len(gallery)), "probes": int(len(probes)),
-                     "impostor_pairs": int(impostor.size), "reject": REJECT.tolist(), "fmr": {}}
+    results: dict = {
+        "identities": int(len(gallery)),
+        "probes": int(len(probes)),
+        "impostor_pairs": int(impostor.size),
+        "reject": REJECT.tolist(),
+        "fmr": {},
+    }
     for fmr in FMRS:
         threshold = float(np.quantile(impostor, 1 - fmr))
         curves = {name: erc(genuine, threshold, q) for name, q in methods.items()}
@@ -186,8 +204,12 @@ def main() -> int:
         rows = {}
         for name, curve in curves.items():
             area = erc_area(curve)
-            rows[name] = {"area": area, "share_of_oracle_gain": (fnmr0 - area) / (fnmr0 - oracle_area),
-                          "fnmr_at_20pct_rejected": float(curve[list(REJECT).index(0.2)]), "curve": curve.tolist()}
+            rows[name] = {
+                "area": area,
+                "share_of_oracle_gain": (fnmr0 - area) / (fnmr0 - oracle_area),
+                "fnmr_at_20pct_rejected": float(curve[list(REJECT).index(0.2)]),
+                "curve": curve.tolist(),
+            }
         results["fmr"][f"{fmr:g}"] = {"threshold": threshold, "fnmr_no_rejection": fnmr0, "methods": rows}
         print(f"FMR {fmr:g}: threshold {threshold:.3f}, FNMR {fnmr0:.3f}", file=sys.stderr)
         for name, row in rows.items():
@@ -197,7 +219,7 @@ def main() -> int:
     tracks = []
     for name in np.unique(p_ids):
         rows_of = np.flatnonzero(p_ids == name)
-        tracks += [rows_of[k:k + args.track] for k in range(0, len(rows_of) - args.track + 1, args.track)]
+        tracks += [rows_of[k : k + args.track] for k in range(0, len(rows_of) - args.track + 1, args.track)]
     quality = methods["SDD-FIQA student (lanner)"]
 
     def identify(template_rows: list[np.ndarray], weights=None) -> float:
@@ -208,29 +230,47 @@ def main() -> int:
             hits += g_ids[int(np.argmax(g_emb @ template))] == p_ids[rows_t[0]]
         return hits / len(template_rows)
 
-    best = [rows_t[np.argsort(-quality[rows_t], kind="stable")[:args.keep]] for rows_t in tracks]
-    first_k = [rows_t[:args.keep] for rows_t in tracks]
+    best = [rows_t[np.argsort(-quality[rows_t], kind="stable")[: args.keep]] for rows_t in tracks]
+    first_k = [rows_t[: args.keep] for rows_t in tracks]
     results["tracks"] = {
-        "tracks": len(tracks), "frames_per_track": args.track, "kept": args.keep,
+        "tracks": len(tracks),
+        "frames_per_track": args.track,
+        "kept": args.keep,
         "all_frames": {"rank1": identify(tracks), "recognizer_calls": int(sum(len(t) for t in tracks))},
         "best_quality_frames": {"rank1": identify(best), "recognizer_calls": int(sum(len(t) for t in best))},
         "first_frames_same_budget": {"rank1": identify(first_k), "recognizer_calls": int(sum(len(t) for t in first_k))},
-        "quality_weighted_all_frames": {"rank1": identify(tracks, [quality[t] for t in tracks]),
-                                        "recognizer_calls": int(sum(len(t) for t in tracks))},
+        "quality_weighted_all_frames": {
+            "rank1": identify(tracks, [quality[t] for t in tracks]),
+            "recognizer_calls": int(sum(len(t) for t in tracks)),
+        },
     }
     print(json.dumps(results["tracks"], indent=1), file=sys.stderr)
 
     second = np.flatnonzero(np.r_[True, p_ids[1:] != p_ids[:-1]])  # each identity's first probe photo
-    results["video"] = video_check(crops, targets.landmarks, widths, targets.identities, gallery, g_emb,
-                                   probes[second][:args.videos], args.video_frames, args.keep, Path(args.work))
+    results["video"] = video_check(
+        crops,
+        targets.landmarks,
+        widths,
+        targets.identities,
+        gallery,
+        g_emb,
+        probes[second][: args.videos],
+        args.video_frames,
+        args.keep,
+        Path(args.work),
+    )
     print(results["video"], file=sys.stderr)
 
     i = int(probes[0])  # a probe photo at its own resolution (a ~67 px face), its face 64 times
     results["speed"] = speed(recognizer, samples.chips, crops[i], targets.landmarks[i][None].repeat(64, 0))
     print(results["speed"], file=sys.stderr)
     recognizer.close()
-    results["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                          "lanner": lanner.__version__, "opencv": cv2.__version__}
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "lanner": lanner.__version__,
+        "opencv": cv2.__version__,
+    }
     results["seconds"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -238,14 +278,24 @@ def main() -> int:
     return 0
 
 
-def video_check(crops: np.ndarray, landmarks: np.ndarray, widths: np.ndarray, identities: np.ndarray,
-                gallery: np.ndarray, g_emb: np.ndarray, sources: np.ndarray, frames: int, keep: int,
-                work: Path) -> dict:
+def video_check(
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    widths: np.ndarray,
+    identities: np.ndarray,
+    gallery: np.ndarray,
+    g_emb: np.ndarray,
+    sources: np.ndarray,
+    frames: int,
+    keep: int,
+    work: Path,
+) -> dict:
     """``lanner identify`` on real video files, every frame embedded vs each track's ``keep`` best frames.
 
     One video per source photo: ``frames`` frames of 320x240 in which the person walks 100 px across a
     grey background while approaching the camera (face width 20 px -> the photo's own, ~67 px), each
-    frame degraded afresh with ``BENCHMARK_MIX``'s blur, low light, mask and JPEG. The gallery holds the clean first photo of each test identity. Both runs go
+    frame degraded afresh with ``BENCHMARK_MIX``'s blur, low light, mask and JPEG. The gallery holds the
+    clean first photo of each test identity. Both runs go
     through the CLI (detector, tracker of boxes, quality, recognizer, gallery threshold).
     """
     from lanner.cli import main as lanner_main
@@ -263,12 +313,13 @@ def video_check(crops: np.ndarray, landmarks: np.ndarray, widths: np.ndarray, id
             progress = f / max(frames - 1, 1)
             width = 20.0 + (float(widths[i]) - 20.0) * progress
             mix = dataclasses.replace(BENCHMARK_MIX, width_range=(width, width))
-            image, _, _ = degrade_face(crops[i], landmarks[i], float(widths[i]), mix,
-                                       np.random.default_rng([SEED, int(i), 1000 + f]))
+            image, _, _ = degrade_face(
+                crops[i], landmarks[i], float(widths[i]), mix, np.random.default_rng([SEED, int(i), 1000 + f])
+            )
             canvas = np.full((240, 320, 3), 110, np.uint8)
             h, w = image.shape[:2]
             x, y = int(100 + 100 * progress - w / 2), (240 - h) // 2
-            canvas[y:y + h, x:x + w] = image[:, :, ::-1]
+            canvas[y : y + h, x : x + w] = image[:, :, ::-1]
             writer.write(canvas)
         writer.release()
         videos.append((path, str(identities[i])))
@@ -277,16 +328,33 @@ def video_check(crops: np.ndarray, landmarks: np.ndarray, widths: np.ndarray, id
         faces = correct = calls = right_videos = 0
         for path, name in videos:
             js = work / f"{path.stem}-{mode}.json"
-            lanner_main(["identify", str(path), "--gallery", str(work / "gallery.npz"), "--json", str(js),
-                         "--no-progress", "--best-frames", best, "--threads", "1"])
+            lanner_main(
+                [
+                    "identify",
+                    str(path),
+                    "--gallery",
+                    str(work / "gallery.npz"),
+                    "--json",
+                    str(js),
+                    "--no-progress",
+                    "--best-frames",
+                    best,
+                    "--threads",
+                    "1",
+                ]
+            )
             record = json.loads(js.read_text())["inputs"][0]
             names = [face["name"] for frame in record["frames"] for face in frame["faces"]]
             faces += len(names)
             correct += sum(n == name for n in names)
             calls += record.get("recognizer_calls", len(names))
             right_videos += bool(names) and max(set(names), key=names.count) == name
-        out[mode] = {"faces": faces, "faces_named_correctly": correct / max(faces, 1),
-                     "videos_named_correctly": right_videos / len(videos), "recognizer_calls": calls}
+        out[mode] = {
+            "faces": faces,
+            "faces_named_correctly": correct / max(faces, 1),
+            "videos_named_correctly": right_videos / len(videos),
+            "recognizer_calls": calls,
+        }
     return out
 
 
@@ -300,8 +368,13 @@ def plot(results: dict, path: Path) -> None:
     for ax, (fmr, block) in zip(axes, results["fmr"].items()):
         for name, row in block["methods"].items():
             style = "k--" if name == "oracle" else "-"
-            ax.plot(np.array(results["reject"]) * 100, row["curve"], style, lw=2 if "lanner" in name else 1.2,
-                    label=f"{name} (share {row['share_of_oracle_gain']:.2f})")
+            ax.plot(
+                np.array(results["reject"]) * 100,
+                row["curve"],
+                style,
+                lw=2 if "lanner" in name else 1.2,
+                label=f"{name} (share {row['share_of_oracle_gain']:.2f})",
+            )
         ax.set_title(f"FMR {fmr}: FNMR vs rejected probes")
         ax.set_xlabel("lowest-quality probes rejected (%)")
         ax.set_ylabel("FNMR")

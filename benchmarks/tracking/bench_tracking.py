@@ -11,6 +11,7 @@ target fully occluded or out of view) count as misses for every tracker. Only
 update() is timed, one thread (cv2.setNumThreads(1); Lanner is single-threaded).
 When an OpenCV tracker reports failure we score its last successful box.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,13 +127,18 @@ def occlusion_report(seq: uav_sim.Sequence, log) -> dict:
     lost_during = bool(lost[s:e].any())
     first_lost = int(np.argmax(lost[s:e])) if lost_during else None
     after = np.flatnonzero(rec[e:])
-    return {"occluded_frames": int(e - s), "flagged_lost": lost_during,
-            "frames_to_flag": first_lost,
-            "recovered": bool(after.size), "frames_to_recover": int(after[0]) if after.size else None}
+    return {
+        "occluded_frames": int(e - s),
+        "flagged_lost": lost_during,
+        "frames_to_flag": first_lost,
+        "recovered": bool(after.size),
+        "frames_to_recover": int(after[0]) if after.size else None,
+    }
 
 
-def multi_target_throughput(options: lanner.TrackerOptions, seq: uav_sim.Sequence, counts=(1, 10, 50), frames=40,
-                            rounds=3):
+def multi_target_throughput(
+    options: lanner.TrackerOptions, seq: uav_sim.Sequence, counts=(1, 10, 50), frames=40, rounds=3
+):
     """Targets x frames per second: MultiTracker (1 thread, all threads) vs N Trackers.
 
     Each configuration is timed `rounds` times, round-robin (drifting load hits all
@@ -141,8 +147,9 @@ def multi_target_throughput(options: lanner.TrackerOptions, seq: uav_sim.Sequenc
     H, W = seq.frames[0].shape[:2]
     rows = []
     for n in counts:
-        boxes = np.column_stack([rng.uniform(0, W - 40, n), rng.uniform(0, H - 40, n),
-                                 rng.uniform(8, 40, n), rng.uniform(8, 40, n)])
+        boxes = np.column_stack(
+            [rng.uniform(0, W - 40, n), rng.uniform(0, H - 40, n), rng.uniform(8, 40, n), rng.uniform(8, 40, n)]
+        )
         boxes[0] = seq.boxes[0]
 
         def run_multi(threads: int) -> float:
@@ -163,8 +170,11 @@ def multi_target_throughput(options: lanner.TrackerOptions, seq: uav_sim.Sequenc
                     t.update(f)
             return n * frames / (time.perf_counter() - t0)
 
-        runs = {"multi_1thread": lambda: run_multi(1), "multi_all_threads": lambda: run_multi(0),
-                "n_single_trackers": run_singles}
+        runs = {
+            "multi_1thread": lambda: run_multi(1),
+            "multi_all_threads": lambda: run_multi(0),
+            "n_single_trackers": run_singles,
+        }
         res = {"targets": n, **{k: 0.0 for k in runs}}
         for _ in range(rounds):
             for label, fn in runs.items():
@@ -195,15 +205,23 @@ def plot(curves: dict, out: Path, split: str) -> None:
 
 def machine() -> str:
     try:
-        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name"))
+        model = next(
+            l.split(":", 1)[1].strip()
+            for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if l.startswith("Model name")
+        )
     except StopIteration:
         model = platform.processor()
     load = os.getloadavg()[0]
-    return f"{model}, {os.cpu_count()} cores, load avg {load:.1f} at start, Python {platform.python_version()}, OpenCV {cv2.__version__}"
+    return (
+        f"{model}, {os.cpu_count()} cores, load avg {load:.1f} at start, Python {platform.python_version()}, "
+        f"OpenCV {cv2.__version__}"
+    )
 
 
-def evaluate(split: str, options: lanner.TrackerOptions, baselines=("KCF", "CSRT", "MOSSE"), limit: int = 0,
-             verbose: bool = True):
+def evaluate(
+    split: str, options: lanner.TrackerOptions, baselines=("KCF", "CSRT", "MOSSE"), limit: int = 0, verbose: bool = True
+):
     cv2.setNumThreads(1)
     specs = uav_sim.make_split(split)
     if limit:
@@ -237,8 +255,13 @@ def evaluate(split: str, options: lanner.TrackerOptions, baselines=("KCF", "CSRT
         e = np.concatenate(errs[name])
         success = (i[:, None] > THRESHOLDS[None]).mean(0)
         precision = (e[:, None] <= np.arange(51)[None]).mean(0)
-        curves[name] = {"success": success.tolist(), "precision": precision.tolist(), "auc": float(success.mean()),
-                        "p20": float(precision[20]), "fps": frames / secs[name]}
+        curves[name] = {
+            "success": success.tolist(),
+            "precision": precision.tolist(),
+            "auc": float(success.mean()),
+            "p20": float(precision[20]),
+            "fps": frames / secs[name],
+        }
     return curves, per_seq, occl
 
 
@@ -254,8 +277,14 @@ def main(argv=None) -> int:
     options = lanner.TrackerOptions()
     info = machine()
     curves, per_seq, occl = evaluate(args.split, options, limit=args.limit)
-    result = {"split": args.split, "machine": info, "options": options.__dict__, "curves": curves,
-              "per_sequence": per_seq, "occlusion": occl}
+    result = {
+        "split": args.split,
+        "machine": info,
+        "options": options.__dict__,
+        "curves": curves,
+        "per_sequence": per_seq,
+        "occlusion": occl,
+    }
     if not args.no_multi:
         seq = uav_sim.render_sequence(uav_sim.make_split(args.split)[-1])
         result["multi_target"] = multi_target_throughput(options, seq)

@@ -4,6 +4,7 @@
 
 Each argument is a comma-separated list of TrackerOptions overrides; prints AUC / P@20 / FPS.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,8 +43,11 @@ def main(argv: list[str]) -> int:
         auc = (i[:, None] > bt.THRESHOLDS[None]).mean()
         lost_ok = sum(f for f, _ in flagged)
         rec_ok = sum(r for _, r in flagged)
-        print(f"{variant or 'defaults':45s} AUC {auc:.3f}  P@20 {(e <= 20).mean():.3f}  FPS {frames / secs:5.0f}  "
-              f"occlusions lost {lost_ok}/{len(flagged)} recovered {rec_ok}  " + " ".join(f"{p:.2f}" for p in per), flush=True)
+        print(
+            f"{variant or 'defaults':45s} AUC {auc:.3f}  P@20 {(e <= 20).mean():.3f}  FPS {frames / secs:5.0f}  "
+            f"occlusions lost {lost_ok}/{len(flagged)} recovered {rec_ok}  " + " ".join(f"{p:.2f}" for p in per),
+            flush=True,
+        )
     return 0
 
 

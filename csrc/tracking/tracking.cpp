@@ -3,8 +3,6 @@
 // multi_tracker.h), and the pybind11 registration.
 #include "tracking/tracking.h"
 
-#include "tracking/multi_tracker.h"
-
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -19,6 +17,7 @@
 
 #include "common/check.h"
 #include "common/py_array.h"
+#include "tracking/multi_tracker.h"
 
 #ifndef LANNER_WITH_FFTW
 #error "the tracker needs FFTW3 single precision (Debian: libfftw3-dev); CMake did not find fftw3f"
@@ -39,8 +38,8 @@ void validate_params(const TrackerParams& p) {
   LANNER_CHECK(p.max_grid >= p.min_grid && p.max_grid <= 128, "max_grid must be in [min_grid, 128], got ", p.max_grid);
   LANNER_CHECK(std::isfinite(p.window_power) && p.window_power >= 0.25f && p.window_power <= 8.f,
                "window_power must be in [0.25, 8], got ", p.window_power);
-  LANNER_CHECK(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '",
-               p.kernel, "'");
+  LANNER_CHECK(p.kernel == "gaussian" || p.kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", p.kernel,
+               "'");
   LANNER_CHECK(finite(p.kernel_sigma) && p.kernel_sigma > 0.f, "kernel_sigma must be > 0, got ", p.kernel_sigma);
   LANNER_CHECK(finite(p.lambda) && p.lambda > 0.f, "lambda must be > 0, got ", p.lambda);
   LANNER_CHECK(finite(p.output_sigma_factor) && p.output_sigma_factor > 0.f && p.output_sigma_factor <= 1.f,
@@ -50,8 +49,7 @@ void validate_params(const TrackerParams& p) {
   LANNER_CHECK(p.num_scales >= 1 && p.num_scales <= 15 && p.num_scales % 2 == 1,
                "num_scales must be odd and in [1, 15], got ", p.num_scales);
   LANNER_CHECK(finite(p.scale_step) && p.scale_step > 1.f && p.scale_step <= 1.5f,
-               "scale_step must be in (1, 1.5], got ",
-               p.scale_step);
+               "scale_step must be in (1, 1.5], got ", p.scale_step);
   LANNER_CHECK(finite(p.scale_penalty) && p.scale_penalty > 0.f && p.scale_penalty <= 1.f,
                "scale_penalty must be in (0, 1], got ", p.scale_penalty);
   LANNER_CHECK(finite(p.lost_psr) && finite(p.good_psr) && p.good_psr > p.lost_psr,
@@ -65,8 +63,7 @@ void validate_params(const TrackerParams& p) {
   LANNER_CHECK(finite(p.recover_ratio) && p.recover_ratio >= 0.f && p.recover_ratio <= 2.f,
                "recover_ratio must be in [0, 2], got ", p.recover_ratio);
   LANNER_CHECK(finite(p.miss_motion) && p.miss_motion >= 0.f && p.miss_motion <= 1.f,
-               "miss_motion must be in [0, 1], got ",
-               p.miss_motion);
+               "miss_motion must be in [0, 1], got ", p.miss_motion);
   LANNER_CHECK(p.lost_patience >= 1 && p.lost_patience <= 1000, "lost_patience must be in [1, 1000], got ",
                p.lost_patience);
   LANNER_CHECK(finite(p.recover_peak_ratio) && p.recover_peak_ratio >= 0.f && p.recover_peak_ratio <= 2.f,
@@ -112,8 +109,8 @@ Box to_box(const std::vector<double>& b, const FrameView& frame) {
   for (double v : b) LANNER_CHECK(std::isfinite(v), "box values must be finite, got a non-finite value");
   LANNER_CHECK(b[2] >= 1 && b[3] >= 1, "box width and height must be >= 1 px, got w=", b[2], " h=", b[3]);
   LANNER_CHECK(b[2] <= 4.0 * frame.width && b[3] <= 4.0 * frame.height,
-               "box must not be larger than 4x the frame, got w=",
-               b[2], " h=", b[3], " for a ", frame.width, "x", frame.height, " frame");
+               "box must not be larger than 4x the frame, got w=", b[2], " h=", b[3], " for a ", frame.width, "x",
+               frame.height, " frame");
   const double ix = std::min(b[0] + b[2], static_cast<double>(frame.width)) - std::max(b[0], 0.0);
   const double iy = std::min(b[1] + b[3], static_cast<double>(frame.height)) - std::max(b[1], 0.0);
   LANNER_CHECK(ix > 0 && iy > 0, "box (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") lies fully outside the ",
@@ -123,8 +120,8 @@ Box to_box(const std::vector<double>& b, const FrameView& frame) {
 
 // The frame of an update() must have the size of the frame given to init().
 void check_frame_size(const FrameView& v, int height, int width) {
-  LANNER_CHECK(v.height == height && v.width == width, "frame size changed from ", width, "x", height,
-               " (at init) to ", v.width, "x", v.height, "; call init() again for a new video");
+  LANNER_CHECK(v.height == height && v.width == width, "frame size changed from ", width, "x", height, " (at init) to ",
+               v.width, "x", v.height, "; call init() again for a new video");
 }
 
 py::tuple state_tuple(const TrackState& s) {
@@ -377,8 +374,7 @@ void register_tracking(py::module_& m) {
   py::class_<PyTracker>(m, "CorrelationTracker", "One-target correlation-filter tracker (use lanner.Tracker).")
       .def(py::init<const TrackerParams&>(), py::arg("params"))
       .def("init", &PyTracker::init, py::arg("frame"), py::arg("box"))
-      .def("update", &PyTracker::update, py::arg("frame"),
-           "Returns ((x, y, w, h), psr, lost, recovered).");
+      .def("update", &PyTracker::update, py::arg("frame"), "Returns ((x, y, w, h), psr, lost, recovered).");
 
   py::class_<PyMultiTracker>(m, "MultiCorrelationTracker", "N targets updated per call (use lanner.MultiTracker).")
       .def(py::init<const TrackerParams&, const std::string&>(), py::arg("params"), py::arg("backend") = "cpu")

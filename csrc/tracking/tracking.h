@@ -41,21 +41,21 @@ struct TrackerParams {
   // Confidence. The PSR of a well-tracked target depends on its texture, so the
   // thresholds are relative to the running mean PSR of confident frames (as LMCF,
   // Wang et al. CVPR 2017, does with APCE), with absolute floors.
-  float lost_psr = 4.0f;             // below this PSR a frame always counts as a miss
-  float miss_ratio = 0.45f;          // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
-  float peak_ratio = 0.4f;           // a peak below peak_ratio * mean peak is a miss too (0 = off)
-  float good_psr = 10.0f;            // full learning rate at/above this PSR
-  float recover_psr = 6.0f;          // a lost target is re-acquired at/above this PSR
-  float recover_ratio = 0.6f;        // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
-  float recover_peak_ratio = 0.6f;   // ... and its peak at/above this * mean peak (0 = off)
-  float snapshot_ratio = 1.0f;       // confident frames with PSR >= this * mean PSR save the model;
-                                     // a lost target is searched with the saved model (0 = off)
-  float miss_motion = 1.0f;          // fraction of the peak displacement followed on a miss
-  int lost_patience = 3;             // consecutive misses before the target is declared lost
-  float redetect_spread = 0.6f;      // while lost, extra windows at +-spread * window size
-  float redetect_radius = 0.0f;      // ... in rings out to this many window sizes, 8 windows
-                                     // per frame in turn (0 or < spread: the 8 neighbours only)
-  int num_threads = 0;               // MultiTracker worker threads; 0 = hardware concurrency
+  float lost_psr = 4.0f;            // below this PSR a frame always counts as a miss
+  float miss_ratio = 0.45f;         // ... and below miss_ratio * min(mean PSR, 2 * good_psr) too
+  float peak_ratio = 0.4f;          // a peak below peak_ratio * mean peak is a miss too (0 = off)
+  float good_psr = 10.0f;           // full learning rate at/above this PSR
+  float recover_psr = 6.0f;         // a lost target is re-acquired at/above this PSR
+  float recover_ratio = 0.6f;       // ... and at/above recover_ratio * min(mean PSR, 2 * good_psr)
+  float recover_peak_ratio = 0.6f;  // ... and its peak at/above this * mean peak (0 = off)
+  float snapshot_ratio = 1.0f;      // confident frames with PSR >= this * mean PSR save the model;
+                                    // a lost target is searched with the saved model (0 = off)
+  float miss_motion = 1.0f;         // fraction of the peak displacement followed on a miss
+  int lost_patience = 3;            // consecutive misses before the target is declared lost
+  float redetect_spread = 0.6f;     // while lost, extra windows at +-spread * window size
+  float redetect_radius = 0.0f;     // ... in rings out to this many window sizes, 8 windows
+                                    // per frame in turn (0 or < spread: the 8 neighbours only)
+  int num_threads = 0;              // MultiTracker worker threads; 0 = hardware concurrency
 };
 
 void validate_params(const TrackerParams& p);
@@ -102,8 +102,8 @@ float peak_to_sidelobe(const float* response, int h, int w, int exclude);
 // Stateless KCF detection response (h x w) of features z against a model
 // (x, alpha in the spatial domain), all kChannels-or-c channel stacks of h x w.
 // Used by the oracle tests and the CUDA parity tests.
-void kcf_response(const float* z, const float* x, const float* alpha, int c, int h, int w,
-                  bool gaussian, float sigma, float* response);
+void kcf_response(const float* z, const float* x, const float* alpha, int c, int h, int w, bool gaussian, float sigma,
+                  float* response);
 
 class CorrelationTracker {
  public:
@@ -155,8 +155,8 @@ inline void pixel_planes(const uint8_t* px, int channels, float* out) {
 #ifdef LANNER_WITH_CUFFT
 // Batched KCF responses on the GPU with cuFFT: n targets, each c x h x w.
 // Host arrays in, host array out (n x h x w). Throws std::runtime_error on CUDA errors.
-void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha, int n, int c,
-                             int h, int w, bool gaussian, float sigma, float* response);
+void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha, int n, int c, int h, int w,
+                             bool gaussian, float sigma, float* response);
 #endif
 
 }  // namespace tracking

@@ -12,6 +12,7 @@ The compile pipeline reaches the toolchains through the same modules, so that ea
 OpenVINO, ONNX Runtime and TVM is imported in exactly one place. Their telemetry is turned
 off first (:mod:`lanner.backends.telemetry`): Lanner makes no network connection at run time.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """The interface every backend session implements."""
+
 from __future__ import annotations
 
 import abc
@@ -30,5 +31,5 @@ class Session(abc.ABC):
         buffers needs one set per input; this default copies."""
         return [self.run(feed, copy=True) for feed in inputs]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a backend without resources to free keeps this no-op)
         """Release the backend's resources (idempotent)."""

@@ -1,4 +1,5 @@
 """ONNX Runtime adapter: the only module that imports ``onnxruntime``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,9 @@ def toolchain_versions() -> dict[str, str]:
 class OnnxRuntimeSession(Session):
     """An ``onnxruntime.InferenceSession`` on the CPU or CUDA execution provider."""
 
-    def __init__(self, model_path: str | bytes, output_names: list[str], *, device: str = "cpu",
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | bytes, output_names: list[str], *, device: str = "cpu", num_threads: int | None = None
+    ) -> None:
         ort = import_toolchain()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -71,8 +73,10 @@ class OnnxRuntimeSession(Session):
         has = [o.name for o in self._session.get_outputs()]
         missing = [n for n in output_names if n not in has]
         if missing:
-            raise PackageError(f"the package's manifest lists outputs {output_names} but its ONNX model has no "
-                               f"output named {missing}; it has {has}: rebuild the package")
+            raise PackageError(
+                f"the package's manifest lists outputs {output_names} but its ONNX model has no "
+                f"output named {missing}; it has {has}: rebuild the package"
+            )
         self._output_names = output_names
 
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
@@ -82,8 +86,9 @@ class OnnxRuntimeSession(Session):
         self._session = None
 
 
-def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> OnnxRuntimeSession:
+def open_session(package_dir: Path, manifest: Manifest, target: Target, num_threads: int | None) -> OnnxRuntimeSession:
     """Load the package's ONNX model on the execution provider its target needs."""
     path = manifest.artifact_path(package_dir, "model")
-    return OnnxRuntimeSession(str(path), [o.name for o in manifest.outputs], device=target.device,
-                              num_threads=num_threads)
+    return OnnxRuntimeSession(
+        str(path), [o.name for o in manifest.outputs], device=target.device, num_threads=num_threads
+    )

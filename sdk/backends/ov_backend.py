@@ -1,4 +1,5 @@
 """OpenVINO adapter: the only module that imports ``openvino``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -94,12 +95,13 @@ class OpenVINOSession(Session):
         self._compiled = None
 
 
-def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> OpenVINOSession:
+def open_session(package_dir: Path, manifest: Manifest, target: Target, num_threads: int | None) -> OpenVINOSession:
     """Load ``model.xml``/``model.bin`` from a package on the CPU plugin."""
     if target.device != "cpu":
         raise ValueError(f"the OpenVINO backend runs on CPU targets only, the package targets {target.name!r}")
     core = import_toolchain().Core()
-    model = core.read_model(str(manifest.artifact_path(package_dir, "model")),
-                            str(manifest.artifact_path(package_dir, "weights")))
+    model = core.read_model(
+        str(manifest.artifact_path(package_dir, "model")), str(manifest.artifact_path(package_dir, "weights"))
+    )
     config = compile_options(manifest.backend_options.get("inference_precision"), num_threads)
     return OpenVINOSession(core, model, [o.name for o in manifest.outputs], config)

@@ -18,6 +18,7 @@ before they import their toolchain.
 A toolchain imported by the application *before* Lanner has already made its choice; import
 Lanner first (or set the switches yourself) to be sure.
 """
+
 from __future__ import annotations
 
 import os

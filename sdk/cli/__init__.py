@@ -1,6 +1,7 @@
 """The ``lanner`` command line. Each subcommand lives in its own module under
 ``lanner.cli`` and exposes ``add_parser(subparsers)``, which registers itself and
 sets ``func(args) -> int``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,16 @@ import sys
 
 # One line per subcommand module; the order is the order of ``lanner --help``.
 SUBCOMMANDS: tuple[str, ...] = (
-    "info", "detect", "track", "watch", "recognition", "compile", "inspect_cmd", "bench", "models", "distill",
+    "info",
+    "detect",
+    "track",
+    "watch",
+    "recognition",
+    "compile",
+    "inspect_cmd",
+    "bench",
+    "models",
+    "distill",
 )
 
 

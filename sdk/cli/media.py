@@ -15,6 +15,7 @@ Outputs:
 
 Video I/O uses OpenCV.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,15 +24,29 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "VIDEO_OUTPUT_CODECS", "is_video", "check_inputs", "OutputPaths",
-           "read_image", "write_image", "write_json", "atomic_path", "process_video", "VideoSummary",
-           "ProgressBar", "non_negative_int"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "VIDEO_OUTPUT_CODECS",
+    "is_video",
+    "check_inputs",
+    "OutputPaths",
+    "read_image",
+    "write_image",
+    "write_json",
+    "atomic_path",
+    "process_video",
+    "VideoSummary",
+    "ProgressBar",
+    "non_negative_int",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -115,11 +130,14 @@ class OutputPaths:
         suffixes = _KIND_SUFFIXES[kind]
         self._refuse_input(target, option)
         if target.is_dir():
-            raise ValueError(f"{option} {target} is an existing folder; expected a {kind} file name ending in "
-                             f"{' / '.join(suffixes)}")
+            raise ValueError(
+                f"{option} {target} is an existing folder; expected a {kind} file name ending in {' / '.join(suffixes)}"
+            )
         if target.suffix.lower() not in suffixes:
-            raise ValueError(f"{option} {target}: unsupported {kind} extension {target.suffix or '(none)'!r}; "
-                             f"supported: {' '.join(suffixes)}")
+            raise ValueError(
+                f"{option} {target}: unsupported {kind} extension {target.suffix or '(none)'!r}; "
+                f"supported: {' '.join(suffixes)}"
+            )
         self._make_folder(target.parent, f"the folder of {option} {target}")
         self._claim(target, option)
         return target
@@ -148,8 +166,10 @@ class OutputPaths:
         if len(self._inputs) == 1 and target.suffix and not target.is_dir():
             return [self.file(target, "video" if is_video(self._inputs[0]) else "image", option)]
         if target.suffix and not target.is_dir() and len(self._inputs) > 1:
-            raise ValueError(f"{option} {target} looks like a file name but there are {len(self._inputs)} inputs; "
-                             "give a folder for several inputs")
+            raise ValueError(
+                f"{option} {target} looks like a file name but there are {len(self._inputs)} inputs; "
+                "give a folder for several inputs"
+            )
         folder = self.folder(target, option)
         return [self.in_folder(folder, p.stem + tag, ".mp4" if is_video(p) else ".jpg", option) for p in self._inputs]
 
@@ -175,8 +195,10 @@ class OutputPaths:
     def _refuse_input(self, target: Path, option: str) -> None:
         for p in self._inputs:
             if _same_file(p, target):
-                raise ValueError(f"{option} {target} is the input file {p}; writing it would destroy the input "
-                                 "while it is read: choose another output path")
+                raise ValueError(
+                    f"{option} {target} is the input file {p}; writing it would destroy the input "
+                    "while it is read: choose another output path"
+                )
 
     def _claim(self, target: Path, option: str) -> None:
         self._refuse_input(target, option)
@@ -318,8 +340,15 @@ class VideoSummary:
 FrameStep = Callable[[int, np.ndarray], "np.ndarray | None"]
 
 
-def process_video(path: Path, step: FrameStep, *, out: Path | None = None, progress: bool = True,
-                  max_frames: int = 0, rate: Callable[[int], float | None] | None = None) -> VideoSummary:
+def process_video(
+    path: Path,
+    step: FrameStep,
+    *,
+    out: Path | None = None,
+    progress: bool = True,
+    max_frames: int = 0,
+    rate: Callable[[int], float | None] | None = None,
+) -> VideoSummary:
     """The one video loop of the CLI: read ``path`` frame by frame, call ``step`` on each, write
     what it returns to ``out`` (atomically: the file appears complete or not at all), show a
     progress bar.

@@ -6,6 +6,7 @@ Both detect faces with :class:`lanner.FaceDetector`, align and embed them with
 ``identify`` follows each face across frames and names the track from its best-quality frames
 (:meth:`lanner.FaceRecognizer.quality`), embedding only those (``--best-frames``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,32 +22,51 @@ _UNKNOWN_COLOR = (0, 0, 255)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    enroll = sub.add_parser("enroll", help="add a person's face to a gallery file",
-                            description="Detect the largest face of each photo and add it to the gallery under "
-                                        "NAME (the gallery file is created if missing).")
+    enroll = sub.add_parser(
+        "enroll",
+        help="add a person's face to a gallery file",
+        description="Detect the largest face of each photo and add it to the gallery under "
+        "NAME (the gallery file is created if missing).",
+    )
     enroll.add_argument("name", metavar="NAME")
     enroll.add_argument("images", nargs="+", metavar="IMAGE", help="photos of that person")
     enroll.add_argument("--gallery", required=True, metavar="G", help="gallery file (.npz)")
-    enroll.add_argument("--threshold", type=float, default=None, metavar="COS",
-                        help="for a new gallery: similarity below which a face is unknown "
-                             "(default: the teacher's, calibrated at FAR 1e-3)")
+    enroll.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="COS",
+        help="for a new gallery: similarity below which a face is unknown "
+        "(default: the teacher's, calibrated at FAR 1e-3)",
+    )
     enroll.set_defaults(func=run_enroll)
 
-    identify = sub.add_parser("identify", help="name the faces in images or videos from a gallery",
-                              description="Detect, align, embed and identify every face; print the names, "
-                                          "optionally write annotated media and JSON.")
+    identify = sub.add_parser(
+        "identify",
+        help="name the faces in images or videos from a gallery",
+        description="Detect, align, embed and identify every face; print the names, "
+        "optionally write annotated media and JSON.",
+    )
     identify.add_argument("inputs", nargs="+", metavar="IMAGE_OR_VIDEO")
     identify.add_argument("--gallery", required=True, metavar="G", help="gallery file made by `lanner enroll`")
-    identify.add_argument("--out", metavar="PATH", help="annotated output: a file for one input (.jpg/.png, or .mp4 "
-                          "for a video), a folder for several")
+    identify.add_argument(
+        "--out",
+        metavar="PATH",
+        help="annotated output: a file for one input (.jpg/.png, or .mp4 for a video), a folder for several",
+    )
     identify.add_argument("--json", metavar="PATH", help="write faces, names and similarities as JSON")
     identify.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     identify.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads per net")
     identify.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
-    identify.add_argument("--best-frames", type=int, default=3, metavar="K",
-                          help="videos: follow each face across frames and identify the track from its K "
-                               "best-quality frames, quality-weighted (lanner.FaceRecognizer.quality); 0: embed "
-                               "and identify every face of every frame")
+    identify.add_argument(
+        "--best-frames",
+        type=int,
+        default=3,
+        metavar="K",
+        help="videos: follow each face across frames and identify the track from its K "
+        "best-quality frames, quality-weighted (lanner.FaceRecognizer.quality); 0: embed "
+        "and identify every face of every frame",
+    )
     identify.set_defaults(func=run_identify)
 
 
@@ -65,8 +85,10 @@ def run_enroll(args: argparse.Namespace) -> int:
     if gallery_path.exists():
         gallery = FaceGallery.load(gallery_path)
         if args.threshold is not None and args.threshold != gallery.threshold:
-            raise ValueError(f"--threshold {args.threshold} differs from the existing gallery's {gallery.threshold}; "
-                             "the threshold is set when a gallery is created")
+            raise ValueError(
+                f"--threshold {args.threshold} differs from the existing gallery's {gallery.threshold}; "
+                "the threshold is set when a gallery is created"
+            )
     else:
         gallery = FaceGallery(threshold=args.threshold)
     enrolled = 0
@@ -78,7 +100,7 @@ def run_enroll(args: argparse.Namespace) -> int:
                 continue
             widths = faces.boxes[:, 2] - faces.boxes[:, 0]
             largest = int(np.argmax(widths))
-            embedding = recognizer.embed(image, faces.landmarks[largest:largest + 1])
+            embedding = recognizer.embed(image, faces.landmarks[largest : largest + 1])
             gallery.add(args.name, embedding)
             enrolled += 1
             note = f" (the largest of {len(faces)} faces)" if len(faces) > 1 else ""
@@ -101,8 +123,11 @@ def run_identify(args: argparse.Namespace) -> int:
     out_paths = outputs.per_input(args.out, "_names")
     json_path = outputs.file(args.json, "json", "--json") if args.json else None
     records = []
-    with FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads) as detector, \
-            FaceRecognizer(num_threads=args.threads) as recognizer:
+    with (
+        FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads) as detector,
+        FaceRecognizer(num_threads=args.threads) as recognizer,
+    ):
+
         def name_faces(image):
             faces = detector.detect(image)
             if len(faces) == 0:
@@ -112,32 +137,54 @@ def run_identify(args: argparse.Namespace) -> int:
 
         for path, out in zip(inputs, out_paths):
             if is_video(path) and args.best_frames:
-                records.append(_identify_video_tracks(detector, recognizer, gallery, path, out, not args.no_progress,
-                                                      args.best_frames))
+                records.append(
+                    _identify_video_tracks(
+                        detector, recognizer, gallery, path, out, not args.no_progress, args.best_frames
+                    )
+                )
                 continue
             if is_video(path):
                 records.append(_identify_video(name_faces, path, out, not args.no_progress))
                 continue
             image = _read_image(path)
             faces, names, scores = name_faces(image)
-            print(f"{path}: {len(faces)} face(s)" + "".join(
-                f"\n  {n} ({s:.2f}) box=({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f})"
-                for n, s, b in zip(names, scores, faces.boxes)))
+            print(
+                f"{path}: {len(faces)} face(s)"
+                + "".join(
+                    f"\n  {n} ({s:.2f}) box=({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f})"
+                    for n, s, b in zip(names, scores, faces.boxes)
+                )
+            )
             if out is not None:
                 write_image(out, draw_names(image, faces, names, scores))
                 print(f"  wrote {out}")
-            records.append({"path": str(path), "width": image.shape[1], "height": image.shape[0],
-                            "faces": _face_records(faces, names, scores)})
+            records.append(
+                {
+                    "path": str(path),
+                    "width": image.shape[1],
+                    "height": image.shape[0],
+                    "faces": _face_records(faces, names, scores),
+                }
+            )
     if json_path is not None:
-        write_json(json_path, {"gallery": str(args.gallery), "threshold": gallery.threshold,
-                               "recognizer": repr(recognizer), "inputs": records})
+        write_json(
+            json_path,
+            {
+                "gallery": str(args.gallery),
+                "threshold": gallery.threshold,
+                "recognizer": repr(recognizer),
+                "inputs": records,
+            },
+        )
         print(f"wrote {json_path}")
     return 0
 
 
 def _face_records(faces, names, scores) -> list[dict]:
-    return [{**face, "name": name, "similarity": round(float(score), 4)}
-            for face, name, score in zip(faces.to_dict()["faces"], names, scores)]
+    return [
+        {**face, "name": name, "similarity": round(float(score), 4)}
+        for face, name, score in zip(faces.to_dict()["faces"], names, scores)
+    ]
 
 
 def draw_names(image: np.ndarray, faces, names, scores) -> np.ndarray:
@@ -150,8 +197,15 @@ def draw_names(image: np.ndarray, faces, names, scores) -> np.ndarray:
         color = _UNKNOWN_COLOR if name == "unknown" else _KNOWN_COLOR
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        cv2.putText(canvas, f"{name} {score:.2f}", (x1, max(10, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thickness, color, thickness)
+        cv2.putText(
+            canvas,
+            f"{name} {score:.2f}",
+            (x1, max(10, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            color,
+            thickness,
+        )
     return canvas
 
 
@@ -165,8 +219,10 @@ def _identify_video(name_faces, path: Path, out: Path | None, progress: bool) ->
 
     video = process_video(path, step, out=out, progress=progress)
     known = sorted({f["name"] for fr in frames for f in fr["faces"]} - {"unknown"})
-    print(f"{path}: {video.frames} frames, {sum(len(f['faces']) for f in frames)} faces; known: "
-          f"{', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
+    print(
+        f"{path}: {video.frames} frames, {sum(len(f['faces']) for f in frames)} faces; known: "
+        f"{', '.join(known) or 'none'}" + (f"; wrote {out}" if out else "")
+    )
     return {"path": str(path), "fps": video.fps, "frames": frames}
 
 
@@ -181,8 +237,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
-def _identify_video_tracks(detector, recognizer, gallery, path: Path, out: Path | None, progress: bool,
-                           keep: int) -> dict:
+def _identify_video_tracks(
+    detector, recognizer, gallery, path: Path, out: Path | None, progress: bool, keep: int
+) -> dict:
     """Identify each face track of a video from its ``keep`` best-quality frames.
 
     Pass 1 detects the faces of every frame, scores their quality (a tiny model, ~1000x cheaper than an
@@ -224,13 +281,16 @@ def _identify_video_tracks(detector, recognizer, gallery, path: Path, out: Path 
         nonlocal calls
         for t, f in chosen.get(index, []):
             faces, _, quality = detections[index]
-            sums[t] += max(float(quality[f]), 1e-3) * recognizer.embed(frame, faces.landmarks[f:f + 1])[0]
+            sums[t] += max(float(quality[f]), 1e-3) * recognizer.embed(frame, faces.landmarks[f : f + 1])[0]
             calls += 1
 
     if chosen:
         process_video(path, embed_best, progress=False, max_frames=max(chosen) + 1)
-    names, scores = gallery.identify(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)) \
-        if len(tracks) else ([], np.zeros(0, np.float32))
+    names, scores = (
+        gallery.identify(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12))
+        if len(tracks)
+        else ([], np.zeros(0, np.float32))
+    )
     if out is not None:
 
         def draw_track_names(index, frame):
@@ -246,6 +306,8 @@ def _identify_video_tracks(detector, recognizer, gallery, path: Path, out: Path 
         frames.append({"index": index, "faces": records})
     known = sorted(set(names) - {"unknown"})
     n_faces = sum(len(d[0]) for d in detections)
-    print(f"{path}: {len(detections)} frames, {n_faces} faces in {len(tracks)} tracks, {calls} embedded "
-          f"(best {keep} per track); known: {', '.join(known) or 'none'}" + (f"; wrote {out}" if out else ""))
+    print(
+        f"{path}: {len(detections)} frames, {n_faces} faces in {len(tracks)} tracks, {calls} embedded "
+        f"(best {keep} per track); known: {', '.join(known) or 'none'}" + (f"; wrote {out}" if out else "")
+    )
     return {"path": str(path), "fps": video.fps, "frames": frames, "tracks": len(tracks), "recognizer_calls": calls}

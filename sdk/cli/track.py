@@ -4,6 +4,7 @@ Writes per-frame boxes, scores (PSR) and lost flags as JSON (``--json``) and/or 
 annotated video (``--out``); a progress bar goes to stderr. Outputs are checked before the
 video is read and written atomically (:mod:`lanner.cli.media`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,23 +69,46 @@ def run(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 r = tracker.update(frame)
                 spent[0] += time.perf_counter() - t0
-                records.append({"frame": index, "box": [round(v, 2) for v in r.box], "score": round(r.score, 3),
-                                "lost": r.lost, "recovered": r.recovered})
+                records.append(
+                    {
+                        "frame": index,
+                        "box": [round(v, 2) for v in r.box],
+                        "score": round(r.score, 3),
+                        "lost": r.lost,
+                        "recovered": r.recovered,
+                    }
+                )
                 color, label, shown = (0, 0, 255) if r.lost else (0, 255, 0), r, r.box
             if out is None:
                 return None
             draw(frame, shown, color)
             if label is not None:
-                cv2.putText(frame, f"psr {label.score:.1f}{' LOST' if label.lost else ''}", (10, 24),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2)
+                cv2.putText(
+                    frame,
+                    f"psr {label.score:.1f}{' LOST' if label.lost else ''}",
+                    (10, 24),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.7,
+                    (0, 255, 255),
+                    2,
+                )
             return frame
 
-        summary = process_video(video, step, out=out, progress=not args.no_progress, max_frames=args.max_frames,
-                                rate=lambda done: (done - 1) / spent[0] if spent[0] > 0 else 0.0)
+        summary = process_video(
+            video,
+            step,
+            out=out,
+            progress=not args.no_progress,
+            max_frames=args.max_frames,
+            rate=lambda done: (done - 1) / spent[0] if spent[0] > 0 else 0.0,
+        )
     if json_path is not None:
         write_json(json_path, {"video": str(args.video), "frames": records})
     lost = sum(r["lost"] for r in records)
     fps = (summary.frames - 1) / spent[0] if spent[0] > 0 else 0.0
-    print(f"tracked {summary.frames} frames, lost in {lost}, {fps:.0f} FPS (update only)"
-          + (f"; wrote {out}" if out else "") + (f"; wrote {json_path}" if json_path else ""))
+    print(
+        f"tracked {summary.frames} frames, lost in {lost}, {fps:.0f} FPS (update only)"
+        + (f"; wrote {out}" if out else "")
+        + (f"; wrote {json_path}" if json_path else "")
+    )
     return 0

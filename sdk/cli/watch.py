@@ -8,6 +8,7 @@ Progress and the live frame rate go to stderr.
 Outputs are written to a temporary file beside the target and renamed into place when the run
 ends, also when a stream stops or the run is interrupted (Ctrl-C): what was written is kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,24 +21,42 @@ from typing import Any
 
 _VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 # BGR colours told apart easily; a track keeps its colour (track_id modulo the palette).
-_PALETTE = ((0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (0, 128, 255), (255, 255, 0),
-            (128, 0, 255), (0, 255, 160))
+_PALETTE = (
+    (0, 255, 0),
+    (255, 128, 0),
+    (0, 200, 255),
+    (255, 0, 255),
+    (0, 128, 255),
+    (255, 255, 0),
+    (128, 0, 255),
+    (0, 255, 160),
+)
 _LOST_COLOR = (128, 128, 128)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("watch", help="detect, track and identify faces in a video, camera or stream",
-                       description="Follow faces through a video file, a camera (index) or an RTSP/HTTP stream: "
-                                   "detect sparsely, track in between, keep an id (and a name, with --gallery) "
-                                   "per face.")
+    p = sub.add_parser(
+        "watch",
+        help="detect, track and identify faces in a video, camera or stream",
+        description="Follow faces through a video file, a camera (index) or an RTSP/HTTP stream: "
+        "detect sparsely, track in between, keep an id (and a name, with --gallery) "
+        "per face.",
+    )
     p.add_argument("source", metavar="SOURCE", help="video file, camera index (0, 1, ...) or rtsp:// / http:// URL")
-    p.add_argument("--gallery", metavar="G", help="face gallery to name the tracks with (needs lanner's face "
-                   "recognizer)")
+    p.add_argument(
+        "--gallery", metavar="G", help="face gallery to name the tracks with (needs lanner's face recognizer)"
+    )
     p.add_argument("--out", metavar="F", help="annotated video (.mp4 or .avi)")
-    p.add_argument("--json", metavar="F", dest="json_path", help="per-frame tracks: JSON for a file, JSON Lines for "
-                   "a live source")
-    p.add_argument("--detect-every", default="auto", metavar="N|auto", type=parse_detect_every,
-                   help="run the detector every N frames, or 'auto' (when tracks are lost or uncertain; default)")
+    p.add_argument(
+        "--json", metavar="F", dest="json_path", help="per-frame tracks: JSON for a file, JSON Lines for a live source"
+    )
+    p.add_argument(
+        "--detect-every",
+        default="auto",
+        metavar="N|auto",
+        type=parse_detect_every,
+        help="run the detector every N frames, or 'auto' (when tracks are lost or uncertain; default)",
+    )
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
     p.add_argument("--min-face-size", type=float, default=20.0, metavar="PX")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="threads of the detector and the trackers")
@@ -80,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     source = VideoSource(args.source)  # first: a source that cannot be read fails before anything is built
     try:
         detector = FaceDetector(min_face_size=args.min_face_size, num_threads=args.threads)
-        pipeline = FacePipeline(detector, recognizer, gallery, detect_every=args.detect_every,
-                                num_threads=args.threads)
+        pipeline = FacePipeline(detector, recognizer, gallery, detect_every=args.detect_every, num_threads=args.threads)
     except BaseException:
         source.close()
         raise
@@ -118,17 +136,21 @@ def run(args: argparse.Namespace) -> int:
         detector.close()
         kept = [p for p in (video.close() if video else None, frames_json.close() if frames_json else None) if p]
     seconds = time.perf_counter() - start
-    print(f"{source.name}: {source.frames_read} frames in {seconds:.1f} s ({source.frames_read / max(seconds, 1e-9):.1f}"
-          f" fps), {len(track_ids)} face track(s), detector on {pipeline.detections_run} frame(s)"
-          + (f", {source.dropped} frame(s) dropped (the pipeline was slower than the source)" if source.live else ""))
+    print(
+        f"{source.name}: {source.frames_read} frames in {seconds:.1f} s ({source.frames_read / max(seconds, 1e-9):.1f}"
+        f" fps), {len(track_ids)} face track(s), detector on {pipeline.detections_run} frame(s)"
+        + (f", {source.dropped} frame(s) dropped (the pipeline was slower than the source)" if source.live else "")
+    )
     for path in kept:
         print(f"wrote {path}")
     if interrupted:
         print(f"lanner watch: interrupted after {source.frames_read} frames; kept what was written", file=sys.stderr)
         return 130
     if source.stop_reason is not None:
-        print(f"lanner watch: {source.stop_reason} after {source.frames_read} frames; kept what was written",
-              file=sys.stderr)
+        print(
+            f"lanner watch: {source.stop_reason} after {source.frames_read} frames; kept what was written",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -175,8 +197,10 @@ def _load_gallery(path: str) -> tuple[Any, Any]:
     import lanner
 
     if not (hasattr(lanner, "FaceRecognizer") and hasattr(lanner, "FaceGallery")):
-        raise ImportError("--gallery needs lanner.FaceRecognizer and lanner.FaceGallery (face recognition), "
-                          "which this version of lanner does not have")
+        raise ImportError(
+            "--gallery needs lanner.FaceRecognizer and lanner.FaceGallery (face recognition), "
+            "which this version of lanner does not have"
+        )
     if not Path(path).exists():
         raise FileNotFoundError(f"no such gallery: {path}")
     return lanner.FaceRecognizer(), lanner.FaceGallery.load(path)
@@ -247,8 +271,9 @@ class _FrameLog:
             self._lines.close()
         else:
             frames = ",\n".join(json.dumps(f, separators=(",", ":")) for f in self._frames)  # one frame a line
-            self._partial.write_text(json.dumps(self._header)[:-1] + ', "frames": [\n' + frames + "\n]}\n",
-                                     encoding="utf-8")
+            self._partial.write_text(
+                json.dumps(self._header)[:-1] + ', "frames": [\n' + frames + "\n]}\n", encoding="utf-8"
+            )
         os.replace(self._partial, self.path)
         return self.path
 
@@ -273,8 +298,11 @@ class _Progress:
         (t0, n0) = self._window[0]
         fps = (done - n0) / (now - t0) if now > t0 else 0.0
         of = f"/{self._total}" if self._total else ""
-        sys.stderr.write(f"\r{self._label}: {done}{of} frames, {fps:.1f} fps, {tracks} face(s)"
-                         + (f", {dropped} dropped" if dropped else "") + "   ")
+        sys.stderr.write(
+            f"\r{self._label}: {done}{of} frames, {fps:.1f} fps, {tracks} face(s)"
+            + (f", {dropped} dropped" if dropped else "")
+            + "   "
+        )
         sys.stderr.flush()
 
     def close(self) -> None:

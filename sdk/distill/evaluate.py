@@ -4,6 +4,7 @@ Gallery: one clean, high-resolution photo per identity, embedded by the teacher.
 other photo, degraded to a small face, embedded by the model under test. Scores are cosines in the
 shared embedding space.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def identification_metrics(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray,
-                           probe_labels: np.ndarray, fars: tuple[float, ...] = (1e-2, 1e-3)) -> IdentificationResult:
+def identification_metrics(
+    gallery: np.ndarray,
+    gallery_labels: np.ndarray,
+    probes: np.ndarray,
+    probe_labels: np.ndarray,
+    fars: tuple[float, ...] = (1e-2, 1e-3),
+) -> IdentificationResult:
     """Rank-1 and TAR@FAR of probes against a gallery (one or more embeddings per label).
 
     Args:

@@ -5,6 +5,7 @@ not normalised. Export goes through :func:`lanner.compile.export_torch`; int8 th
 :func:`lanner.compile.compile_model` (static QDQ for ONNX Runtime, NNCF for OpenVINO), which
 checks fidelity against the fp32 model on held-out calibration samples.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,12 +42,25 @@ def export_student(model: FaceStudent, path: str | Path) -> Path:
     model = model.eval().to(memory_format=torch.contiguous_format)
     size = model.config.size
     example = torch.zeros(1, 3, size, size)
-    return export_torch(model, example, path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                        dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
+    return export_torch(
+        model,
+        example,
+        path,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}},
+    )
 
 
-def compile_student(onnx_path: str | Path, out: str | Path, *, backend: str, precision: str,
-                    calibration: np.ndarray | None = None, num_threads: int = 1):
+def compile_student(
+    onnx_path: str | Path,
+    out: str | Path,
+    *,
+    backend: str,
+    precision: str,
+    calibration: np.ndarray | None = None,
+    num_threads: int = 1,
+):
     """Compile a student ONNX into a package for this machine (fidelity checked by lanner.compile).
 
     Args:
@@ -65,11 +79,19 @@ def compile_student(onnx_path: str | Path, out: str | Path, *, backend: str, pre
     """
     from ..compile import compile_model
 
-    feeds = None if calibration is None else [{INPUT_NAME: calibration[i:i + 1]} for i in range(len(calibration))]
+    feeds = None if calibration is None else [{INPUT_NAME: calibration[i : i + 1]} for i in range(len(calibration))]
     thresholds = {"min_cosine": INT8_MIN_COSINE, "max_rel_error": None} if precision == "int8" else None
-    return compile_model(str(onnx_path), backend=backend, precision=precision, calib=feeds, out=str(out),
-                         thresholds=thresholds, num_threads=num_threads, name=Path(onnx_path).stem,
-                         task="face-embedding")
+    return compile_model(
+        str(onnx_path),
+        backend=backend,
+        precision=precision,
+        calib=feeds,
+        out=str(out),
+        thresholds=thresholds,
+        num_threads=num_threads,
+        name=Path(onnx_path).stem,
+        task="face-embedding",
+    )
 
 
 def embed_with_package(package: str | Path, chips: np.ndarray, batch: int = 64, num_threads: int = 1) -> np.ndarray:
@@ -83,5 +105,5 @@ def embed_with_package(package: str | Path, chips: np.ndarray, batch: int = 64, 
     outputs: list[np.ndarray] = []
     with load(package, num_threads=num_threads) as model:
         for i in range(0, len(chips), batch):
-            outputs.append(model.run({INPUT_NAME: np.ascontiguousarray(chips[i:i + batch])})[OUTPUT_NAME])
+            outputs.append(model.run({INPUT_NAME: np.ascontiguousarray(chips[i : i + batch])})[OUTPUT_NAME])
     return np.concatenate(outputs) if outputs else np.zeros((0, 128), np.float32)

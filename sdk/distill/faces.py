@@ -7,6 +7,7 @@ geometry by :func:`lanner.face.align.align_faces`, exactly as :class:`lanner.Fac
 aligns. Its target is the teacher's embedding of the clean face. Every draw comes from a generator
 seeded by ``(seed, sample index)``: runs repeat exactly, and resume where they stopped.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -108,8 +109,9 @@ class FaceSampler:
         Returns:
             (size, size, 3) uint8 RGB chip.
         """
-        small, small_lm = downsample_face(self.crops[crop_index], self.landmarks[crop_index], width,
-                                          float(self.face_widths[crop_index]))
+        small, small_lm = downsample_face(
+            self.crops[crop_index], self.landmarks[crop_index], width, float(self.face_widths[crop_index])
+        )
         return align_faces(small, small_lm[None], self.size)[0]
 
     def batch(self, crop_indices: np.ndarray, first_sample_index: int) -> np.ndarray:
@@ -186,7 +188,12 @@ def celeba_training_data(data_dir: str | Path, targets: FaceTargets, validation_
     from .training import TrainData, validation_split
 
     crops = load_crops(data_dir, targets.files)
-    return TrainData(crops=crops, landmarks=targets.landmarks,
-                     face_widths=(targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32),
-                     identities=targets.identities, targets=targets.embeddings(), train=~targets.test,
-                     validation=validation_split(targets.identities, targets.test, validation_identities))
+    return TrainData(
+        crops=crops,
+        landmarks=targets.landmarks,
+        face_widths=(targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32),
+        identities=targets.identities,
+        targets=targets.embeddings(),
+        train=~targets.test,
+        validation=validation_split(targets.identities, targets.test, validation_identities),
+    )

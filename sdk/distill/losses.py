@@ -7,6 +7,7 @@ space ``normalize(d - mu)``); an optional per-sample ``weight`` (B,) comes from
 Thread-safety: the modules hold no state that a call changes (only constant buffers), so one
 instance may serve several threads.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,7 +88,7 @@ class HintonDistillationLoss(nn.Module):
         t_logits = self.scale * teacher @ self.centres.T / self.temperature
         s_logits = self.scale * F.normalize(student, dim=1) @ self.centres.T / self.temperature
         kl = (F.softmax(t_logits, dim=1) * (F.log_softmax(t_logits, dim=1) - F.log_softmax(s_logits, dim=1))).sum(1)
-        return self.temperature ** 2 * _weighted_mean(kl, weight)
+        return self.temperature**2 * _weighted_mean(kl, weight)
 
 
 class SimilarityPreservingLoss(nn.Module):
@@ -164,7 +165,8 @@ class QualityRegressionLoss(nn.Module):
             raise ValueError(f"delta should be > 0, got {delta}")
         self.delta = float(delta)
 
-    def forward(self, prediction: torch.Tensor, label: torch.Tensor,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, prediction: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         per_sample = F.huber_loss(prediction.reshape(-1), label.reshape(-1), reduction="none", delta=self.delta)
         return _weighted_mean(per_sample, weight)

@@ -4,6 +4,7 @@ Steps (each skipped when its output exists): teacher targets -> training -> ONNX
 checked against torch) -> fp32 and int8 packages (fidelity checked by lanner.compile) -> the
 cross-quality report on the TEST identities (never trained on).
 """
+
 from __future__ import annotations
 
 import json
@@ -94,24 +95,37 @@ class FaceEmbeddingRun:
         targets = compute_face_targets(self.data_dir, self.cache_dir, workers=self.teacher_workers)
         config = self.config()
         data = celeba_training_data(self.data_dir, targets, config.validation_identities)
-        _say(f"step 2/5: training {config.steps} steps on {int((data.train & ~data.validation).sum())} crops "
-             f"of {len(set(data.identities[data.train & ~data.validation]))} identities")
+        _say(
+            f"step 2/5: training {config.steps} steps on {int((data.train & ~data.validation).sum())} crops "
+            f"of {len(set(data.identities[data.train & ~data.validation]))} identities"
+        )
         result = train(config, data, self.out_dir / "train", workers=self.workers, stop_after=self.stop_after)
         model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
-        sampler = FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
-                              targets=data.targets, size=config.resolution,
-                              width_range=config.width_range, degradations=default_degradations(config.seed + 1))
+        sampler = FaceSampler(
+            crops=data.crops,
+            landmarks=data.landmarks,
+            face_widths=data.face_widths,
+            targets=data.targets,
+            size=config.resolution,
+            width_range=config.width_range,
+            degradations=default_degradations(config.seed + 1),
+        )
         _say("step 3/5: ONNX export and parity with torch")
         onnx_path = export_student(model, self.out_dir / f"student{config.resolution}.onnx")
         train_idx = np.flatnonzero(data.train & ~data.validation)
         calib_rng = np.random.default_rng([config.seed, 2])
-        calibration = sampler.batch(calib_rng.choice(train_idx, CALIBRATION_SAMPLES, replace=False), 10 ** 9)
+        calibration = sampler.batch(calib_rng.choice(train_idx, CALIBRATION_SAMPLES, replace=False), 10**9)
         packages = {}
         for backend, precision in (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")):
             pkg = self.out_dir / "packages" / f"{backend}-{precision}"
             if not (pkg / "manifest.json").is_file():
-                compile_student(onnx_path, pkg, backend=backend, precision=precision,
-                                calibration=calibration if precision == "int8" else None)
+                compile_student(
+                    onnx_path,
+                    pkg,
+                    backend=backend,
+                    precision=precision,
+                    calibration=calibration if precision == "int8" else None,
+                )
             packages[f"{backend}-{precision}"] = pkg
         with torch.no_grad():
             reference = model(torch.from_numpy(calibration[:64])).numpy()
@@ -119,8 +133,9 @@ class FaceEmbeddingRun:
         parity = float(np.abs(reference - exported).max())
         if parity > PARITY_ATOL:
             raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
-        shutil.copyfile(packages["onnxruntime-int8"] / "model.onnx",
-                        self.out_dir / f"student{config.resolution}-int8.onnx")
+        shutil.copyfile(
+            packages["onnxruntime-int8"] / "model.onnx", self.out_dir / f"student{config.resolution}-int8.onnx"
+        )
         _say("step 4/5: cross-quality identification on the TEST identities")
         report = {
             "config": asdict(config),
@@ -128,8 +143,11 @@ class FaceEmbeddingRun:
             "trained_steps": int(torch.load(self.out_dir / "train" / "checkpoint.pt", weights_only=True)["step"]),
             "history": result.history,
             "onnx_parity_max_abs": parity,
-            "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                        "torch": torch.__version__},
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+            },
             "test": self._test_report(targets, data, sampler, packages),
         }
         if self.orl_wheel is not None:
@@ -156,10 +174,15 @@ class FaceEmbeddingRun:
         impostor = scores[data.identities[idx][:, None] != data.identities[idx][None, :]]
         threshold = float(np.quantile(impostor, 1 - far))
         genuine = scores[data.identities[idx][:, None] == data.identities[idx][None, :]]
-        return {"threshold": threshold, "far": far, "face_width": width, "impostor_pairs": int(impostor.size),
-                "tar_at_threshold": float(np.mean(genuine > threshold)),
-                "note": "student probes (int8, 16 px faces) against teacher embeddings of clean photos, "
-                        "training identities of the celeba-faces folder"}
+        return {
+            "threshold": threshold,
+            "far": far,
+            "face_width": width,
+            "impostor_pairs": int(impostor.size),
+            "tar_at_threshold": float(np.mean(genuine > threshold)),
+            "note": "student probes (int8, 16 px faces) against teacher embeddings of clean photos, "
+            "training identities of the celeba-faces folder",
+        }
 
     def _test_report(self, targets, data, sampler: FaceSampler, packages: dict) -> dict:
         test = np.flatnonzero(targets.test)
@@ -191,8 +214,9 @@ class FaceEmbeddingRun:
                     crop = data.crops[i]
                     scale = width / float(data.face_widths[i])
                     h, w = crop.shape[:2]
-                    small = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                       interpolation=cv2.INTER_AREA)
+                    small = cv2.resize(
+                        crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+                    )
                     up = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
                     d.append(teacher.describe(warp_chip(up, targets.chip_to_image[i], 150)[None])[0])
                 e = np.array(d) - targets.mu
@@ -220,15 +244,22 @@ class FaceEmbeddingRun:
         ok = np.isfinite(landmarks).all(axis=(1, 2))
         teacher = DlibTeacher()
         mu = compute_face_targets(self.data_dir, self.cache_dir, workers=self.teacher_workers).mu
-        first = np.array([ok[i] and not ok[(subjects == subjects[i]) & (np.arange(len(subjects)) < i)].any()
-                          for i in range(len(subjects))])
+        first = np.array(
+            [
+                ok[i] and not ok[(subjects == subjects[i]) & (np.arange(len(subjects)) < i)].any()
+                for i in range(len(subjects))
+            ]
+        )
         gallery, probes = np.flatnonzero(first), np.flatnonzero(ok & ~first)
         probes = probes[np.isin(subjects[probes], subjects[gallery])]
         chips = np.stack([align_faces(rgb[i], landmarks[i][None], 150)[0] for i in gallery])
         g = teacher.describe(chips) - mu
         widths = face_widths(landmarks[probes])
-        out: dict = {"subjects": int(len(gallery)), "probes": int(len(probes)),
-                     "photos_without_a_face": int((~ok).sum())}
+        out: dict = {
+            "subjects": int(len(gallery)),
+            "probes": int(len(probes)),
+            "photos_without_a_face": int((~ok).sum()),
+        }
         for name, pkg in packages.items():
             if name == "onnxruntime-int8":
                 continue
@@ -238,8 +269,9 @@ class FaceEmbeddingRun:
                 for i, w in zip(probes, widths):
                     img, lm = downsample_face(rgb[i], landmarks[i], width, float(w))
                     small.append(align_faces(img, lm[None], self.resolution)[0])
-                res = identification_metrics(g, subjects[gallery], embed_with_package(pkg, to_tensor_layout(
-                    np.stack(small))), subjects[probes])
+                res = identification_metrics(
+                    g, subjects[gallery], embed_with_package(pkg, to_tensor_layout(np.stack(small))), subjects[probes]
+                )
                 rows[f"{width:g}"] = {"rank1": res.rank1, "tar_at_far": res.tar_at_far}
                 _say(f"  ORL {name} {width:g} px: rank-1 {res.rank1:.3f}")
             out[f"student_{name}"] = rows

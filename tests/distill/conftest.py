@@ -5,6 +5,7 @@ fixed landmarks at the 25x25 crops' common eye/nose/mouth positions and an "iden
 whose target is a seeded random unit vector: enough to test the loop's mechanics (the losses go
 down, resume equals an uninterrupted run), not the quality of a student.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,12 @@ def tiny_train_data():
     targets /= np.linalg.norm(targets, axis=1, keepdims=True)
     validation = np.zeros(n, bool)
     validation[32:] = True  # four identities held out
-    return TrainData(crops=crops, landmarks=np.repeat(LFW_SUBSET_LANDMARKS[None], n, 0),
-                     face_widths=np.full(n, 14.0, np.float32), identities=identities, targets=targets,
-                     train=np.ones(n, bool), validation=validation)
+    return TrainData(
+        crops=crops,
+        landmarks=np.repeat(LFW_SUBSET_LANDMARKS[None], n, 0),
+        face_widths=np.full(n, 14.0, np.float32),
+        identities=identities,
+        targets=targets,
+        train=np.ones(n, bool),
+        validation=validation,
+    )

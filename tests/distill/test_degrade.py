@@ -1,4 +1,5 @@
 """Degradations: seeded per sample, geometry of face downsampling, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,7 +62,9 @@ def test_single_steps(face):
     grey = Greyscale()(face, rng)
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
     blurred = MotionBlur(length=(4.0, 4.0))(face, rng)
-    assert blurred.shape == face.shape and np.abs(np.diff(blurred.astype(int), axis=1)).mean() < np.abs(
-        np.diff(face.astype(int), axis=1)).mean()
+    assert (
+        blurred.shape == face.shape
+        and np.abs(np.diff(blurred.astype(int), axis=1)).mean() < np.abs(np.diff(face.astype(int), axis=1)).mean()
+    )
     jpeg = JpegCompression(quality=(10, 10))(face, rng)
     assert jpeg.shape == face.shape and not np.array_equal(jpeg, face)

@@ -1,4 +1,5 @@
 """Identification metrics by hand, and the CLI's handling of a bad data folder."""
+
 from __future__ import annotations
 
 import subprocess
@@ -40,15 +41,32 @@ def test_gallery_split_takes_the_first_photo_of_each_identity():
 
 def test_cli_names_the_missing_data_folder(tmp_path):
     pytest.importorskip("torch")
-    proc = subprocess.run([sys.executable, "-m", "lanner.cli", "distill", "face-embedding", "--data",
-                           str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--cache", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lanner.cli",
+            "distill",
+            "face-embedding",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "expected the celeba-faces folder (with faces.csv)" in proc.stderr
 
 
 def test_distill_without_torch_names_the_extra():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "try:\n    import lanner.distill\nexcept ImportError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "try:\n    import lanner.distill\nexcept ImportError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "pip install 'lanner[torch]' (the 'torch' extra)" in out

@@ -1,4 +1,5 @@
 """Export: the ONNX student matches torch (ONNX Runtime, atol 1e-5) and follows the student contract."""
+
 from __future__ import annotations
 
 import numpy as np

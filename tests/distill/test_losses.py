@@ -1,4 +1,5 @@
 """Distillation losses against values computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ def test_similarity_preserving_loss_by_hand():
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     r = 1 / math.sqrt(2)
-    expected = (2 * (1 - r) ** 2 + 2 * r ** 2) / 4
+    expected = (2 * (1 - r) ** 2 + 2 * r**2) / 4
     assert SimilarityPreservingLoss()(s, t).item() == pytest.approx(expected, rel=1e-6)
     assert SimilarityPreservingLoss()(t, t).item() == pytest.approx(0.0, abs=1e-7)
 
@@ -55,8 +56,9 @@ def test_hinton_loss_by_hand():
     assert value == pytest.approx(math.tanh(0.5), rel=1e-6)
     assert loss(torch.tensor([[3.0, 0.0]]), torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-7)
     # T^2 scaling: T = 2 halves the logits and multiplies by 4
-    value_t2 = HintonDistillationLoss(centres, temperature=2.0, scale=1.0)(torch.tensor([[0.0, 2.0]]),
-                                                                           torch.tensor([[1.0, 0.0]])).item()
+    value_t2 = HintonDistillationLoss(centres, temperature=2.0, scale=1.0)(
+        torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 0.0]])
+    ).item()
     assert value_t2 == pytest.approx(4 * math.tanh(0.25) * 0.5, rel=1e-6)
 
 

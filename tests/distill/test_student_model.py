@@ -1,4 +1,5 @@
 """The shipped 16 px student: checksum, the student ONNX contract, int8 weights, size, determinism."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The training loop: a tiny seeded run learns, checkpoints carry their config, resume equals an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,21 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lanner.distill import FaceStudent, TrainConfig, load_student, train  # noqa: E402
-from lanner.distill.faces import FaceSampler  # noqa: E402
 from lanner.distill.degrade import default_degradations  # noqa: E402
+from lanner.distill.faces import FaceSampler  # noqa: E402
 
-TINY = dict(resolution=16, width_range=(8.0, 12.0), channels=(8, 16, 16, 16, 32), batch_size=16,
-            learning_rate=1e-2, evaluate_every=20, checkpoint_every=5, validation_identities=4,
-            validation_width=10.0, seed=7)
+TINY = dict(
+    resolution=16,
+    width_range=(8.0, 12.0),
+    channels=(8, 16, 16, 16, 32),
+    batch_size=16,
+    learning_rate=1e-2,
+    evaluate_every=20,
+    checkpoint_every=5,
+    validation_identities=4,
+    validation_width=10.0,
+    seed=7,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +36,15 @@ def _one_thread():
 
 
 def _cosine_loss(model: FaceStudent, data, config: TrainConfig) -> float:
-    sampler = FaceSampler(crops=data.crops, landmarks=data.landmarks, face_widths=data.face_widths,
-                          targets=data.targets, size=16, width_range=config.width_range,
-                          degradations=default_degradations(123))
+    sampler = FaceSampler(
+        crops=data.crops,
+        landmarks=data.landmarks,
+        face_widths=data.face_widths,
+        targets=data.targets,
+        size=16,
+        width_range=config.width_range,
+        degradations=default_degradations(123),
+    )
     idx = np.flatnonzero(~data.validation)
     with torch.no_grad():
         out = torch.nn.functional.normalize(model.eval()(torch.from_numpy(sampler.batch(idx, 0))), dim=1)

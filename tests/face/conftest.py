@@ -7,9 +7,6 @@ per CI run), else a session temp dir. Subprocesses (CLI tests) inherit it via LA
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -1,8 +1,6 @@
 """Fixtures for the face-quality tests: the model cache and the bundled demo photo's face."""
-from __future__ import annotations
 
-import os
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 

@@ -1,4 +1,5 @@
 """``lanner detect --quality`` and ``lanner identify`` on a video choosing each track's best-quality frames."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,24 @@ def test_identify_video_embeds_only_the_best_frames(gallery_file, tmp_path, caps
         writer.write(cv2.GaussianBlur(image, (0, 0), sigma) if sigma else image)
     writer.release()
     js, out = tmp_path / "clip.json", tmp_path / "named.mp4"
-    assert main(["identify", str(video), "--gallery", str(gallery_file), "--json", str(js), "--out", str(out),
-                 "--no-progress", "--best-frames", "2"]) == 0
+    assert (
+        main(
+            [
+                "identify",
+                str(video),
+                "--gallery",
+                str(gallery_file),
+                "--json",
+                str(js),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--best-frames",
+                "2",
+            ]
+        )
+        == 0
+    )
     record = json.loads(js.read_text())["inputs"][0]
     frames = record["frames"]
     assert len(frames) == 6 and record["tracks"] == 1 and record["recognizer_calls"] == 2

@@ -1,4 +1,5 @@
 """SDD-FIQA pseudo-labels: the 1-D Wasserstein distance and the labels against hand-computed values."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """FaceRecognizer.quality: shapes, range, ordering on real degradations of a real face, bad input as for embed."""
+
 from __future__ import annotations
 
 import cv2
@@ -25,12 +26,15 @@ def test_degraded_faces_score_lower(recognizer, astronaut):
     width = float(face_widths(faces.landmarks)[0])
     scale = 12.0 / width
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    small_lm = (faces.landmarks + 0.5) * np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]],
-                                                  np.float32) - 0.5
+    small_lm = (faces.landmarks + 0.5) * np.array(
+        [small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]], np.float32
+    ) - 0.5
     blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=width / 12)
     dark = (image * 0.08).astype(np.uint8)
-    scores = [float(recognizer.quality(im, lm)[0])
-              for im, lm in ((small, small_lm), (blurred, faces.landmarks), (dark, faces.landmarks))]
+    scores = [
+        float(recognizer.quality(im, lm)[0])
+        for im, lm in ((small, small_lm), (blurred, faces.landmarks), (dark, faces.landmarks))
+    ]
     assert max(scores) < clean - 0.1, (clean, scores)
 
 
@@ -38,18 +42,21 @@ IMAGE = np.zeros((120, 120, 3), np.uint8)
 LANDMARKS = np.array([[[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]]], np.float32)
 
 
-@pytest.mark.parametrize("image, faces, error, match", [
-    (IMAGE, [[1, 2, 3, 4]], TypeError, "faces should be Detections, .* got list"),
-    (IMAGE, np.zeros((1, 3), np.float32), ValueError, r"got shape \(1, 3\)"),
-    (IMAGE, np.zeros((1, 4, 2), np.float32), ValueError, r"\(N, 5, 2\), got \(1, 4, 2\)"),
-    (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 0, np.nan, LANDMARKS), ValueError, "NaN"),
-    (IMAGE, LANDMARKS + 100, ValueError, "partly outside"),
-    (IMAGE, np.full((1, 5, 2), 50, np.float32), ValueError, "zero size"),
-    (IMAGE, np.array([[50, 50, 50, 80]], np.float32), ValueError, "x2 > x1"),
-    (IMAGE.astype(np.float32), LANDMARKS, TypeError, "dtype uint8, got float32"),
-    (IMAGE[:, :, :2], LANDMARKS, ValueError, r"got shape \(120, 120, 2\)"),
-    (IMAGE.tolist(), LANDMARKS, TypeError, "numpy array, got list"),
-])
+@pytest.mark.parametrize(
+    "image, faces, error, match",
+    [
+        (IMAGE, [[1, 2, 3, 4]], TypeError, "faces should be Detections, .* got list"),
+        (IMAGE, np.zeros((1, 3), np.float32), ValueError, r"got shape \(1, 3\)"),
+        (IMAGE, np.zeros((1, 4, 2), np.float32), ValueError, r"\(N, 5, 2\), got \(1, 4, 2\)"),
+        (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 0, np.nan, LANDMARKS), ValueError, "NaN"),
+        (IMAGE, LANDMARKS + 100, ValueError, "partly outside"),
+        (IMAGE, np.full((1, 5, 2), 50, np.float32), ValueError, "zero size"),
+        (IMAGE, np.array([[50, 50, 50, 80]], np.float32), ValueError, "x2 > x1"),
+        (IMAGE.astype(np.float32), LANDMARKS, TypeError, "dtype uint8, got float32"),
+        (IMAGE[:, :, :2], LANDMARKS, ValueError, r"got shape \(120, 120, 2\)"),
+        (IMAGE.tolist(), LANDMARKS, TypeError, "numpy array, got list"),
+    ],
+)
 def test_bad_input_raises(recognizer, image, faces, error, match):
     with pytest.raises(error, match=match):
         recognizer.quality(image, faces)

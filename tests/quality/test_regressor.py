@@ -1,4 +1,5 @@
 """The quality regressor: a tiny seeded run of the one training loop learns the labels; ONNX parity with torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,16 @@ from lanner.distill import QualityRegressionLoss, QualityStudent, TrainConfig, T
 from lanner.distill.faces import to_tensor_layout  # noqa: E402
 from lanner.distill.quality_run import QUALITY_INPUT, QUALITY_OUTPUT, export_quality_student  # noqa: E402
 
-TINY = dict(task="quality", resolution=32, quality_channels=(4, 8, 8), batch_size=32, learning_rate=2e-2,
-            evaluate_every=100, checkpoint_every=50, seed=3)
+TINY = dict(
+    task="quality",
+    resolution=32,
+    quality_channels=(4, 8, 8),
+    batch_size=32,
+    learning_rate=2e-2,
+    evaluate_every=100,
+    checkpoint_every=50,
+    seed=3,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +49,16 @@ def blur_data():
     n = len(chips)
     validation = np.zeros(n, bool)
     validation[48:] = True
-    return TrainData(crops=np.stack(chips), landmarks=np.zeros((n, 5, 2), np.float32),
-                     face_widths=np.full(n, 32.0, np.float32), identities=np.array([f"id{i}" for i in range(n)]),
-                     targets=np.zeros((n, 0), np.float32), train=np.ones(n, bool), validation=validation,
-                     quality=(1 - sigmas / 3).astype(np.float32))
+    return TrainData(
+        crops=np.stack(chips),
+        landmarks=np.zeros((n, 5, 2), np.float32),
+        face_widths=np.full(n, 32.0, np.float32),
+        identities=np.array([f"id{i}" for i in range(n)]),
+        targets=np.zeros((n, 0), np.float32),
+        train=np.ones(n, bool),
+        validation=validation,
+        quality=(1 - sigmas / 3).astype(np.float32),
+    )
 
 
 def test_huber_loss_by_hand():

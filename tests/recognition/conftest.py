@@ -4,11 +4,11 @@ Photos come from installed packages (scikit-image, Debian's opencv-doc), as in t
 tests. Set ``LANNER_CELEBA_FACES`` to the celeba-faces folder to also check the teacher's parity
 on 48 of its crops (skipped otherwise).
 """
+
 from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,8 @@ def teacher_chips(lanner_cache, request) -> np.ndarray:
     centre = (astronaut.shape[1] / 2, astronaut.shape[0] / 2)
     variants = [astronaut, astronaut[:, ::-1]] + [
         cv2.warpAffine(astronaut, cv2.getRotationMatrix2D(centre, angle, scale), astronaut.shape[1::-1])
-        for angle, scale in ((12, 1.0), (-9, 0.7), (4, 1.3), (0, 0.45))]
+        for angle, scale in ((12, 1.0), (-9, 0.7), (4, 1.3), (0, 0.45))
+    ]
     chips = []
     with lanner.FaceDetector(num_threads=2) as detector:
         for image in variants:

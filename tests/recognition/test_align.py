@@ -1,4 +1,5 @@
 """lanner.face.align: 5-point similarity alignment onto TEMPLATE_5PT, area-correct down to 8 px faces."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lanner.face.align import (BOX_TEMPLATE_5PT, TEMPLATE_5PT, align_faces, landmarks_from_boxes,
-                               similarity_to_template)
+from lanner.face.align import BOX_TEMPLATE_5PT, TEMPLATE_5PT, align_faces, landmarks_from_boxes, similarity_to_template
 
 
 def smooth_texture(size: int, seed: int = 0, channels: int = 3, cells: int = 12) -> np.ndarray:
@@ -87,7 +87,7 @@ def test_tiny_faces_land_on_the_template(face_px, size):
     """A blob on the nose of an 8 px face lands on the template's nose in an upsampled chip."""
     yy, xx = np.mgrid[0:128, 0:128]
     nose = TEMPLATE_5PT[2] * 128 - 0.5
-    blob = (255 * np.exp(-((xx - nose[0]) ** 2 + (yy - nose[1]) ** 2) / (2 * 6.0 ** 2))).astype(np.uint8)
+    blob = (255 * np.exp(-((xx - nose[0]) ** 2 + (yy - nose[1]) ** 2) / (2 * 6.0**2))).astype(np.uint8)
     image, lms = place_face(blob, similarity(3.0, 25.0, 150.0, 90.0), (640, 640))
     small, small_lms = shrink_scene(image, lms, face_px)
     chip = align_faces(small, small_lms, size)[0, :, :, 0].astype(np.float64)
@@ -138,35 +138,41 @@ IMAGE = np.zeros((100, 100, 3), np.uint8)
 GOOD = (TEMPLATE_5PT * 50 + 20)[None].astype(np.float32)
 
 
-@pytest.mark.parametrize("image, landmarks, size, error, match", [
-    (IMAGE, GOOD[0], 16, ValueError, r"shape \(N, 5, 2\), got \(5, 2\)"),
-    (IMAGE, GOOD[:, :4], 16, ValueError, r"shape \(N, 5, 2\), got \(1, 4, 2\)"),
-    (IMAGE, GOOD.tolist(), 16, TypeError, "landmarks should be a numpy array, got list"),
-    (IMAGE, GOOD.astype(str), 16, TypeError, "float or integer array, got dtype <U"),
-    (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 3, np.nan, GOOD), 16, ValueError, "face 0 has NaN"),
-    (IMAGE, GOOD + 60, 16, ValueError, r"face 0 is partly outside the 100x100 image: landmark \d"),
-    (IMAGE, GOOD - 40, 16, ValueError, "partly outside"),
-    (IMAGE, np.full((1, 5, 2), 40.0, np.float32), 16, ValueError, "face 0 has zero size"),
-    (IMAGE.astype(np.float32), GOOD, 16, TypeError, "image should have dtype uint8, got float32"),
-    (IMAGE[:, :, :2], GOOD, 16, ValueError, r"C in 1, 3, 4, got shape \(100, 100, 2\)"),
-    (IMAGE[:0], np.zeros((0, 5, 2), np.float32), 16, ValueError, "non-empty"),
-    ([[0]], GOOD, 16, TypeError, "image should be a numpy array, got list"),
-    (IMAGE, GOOD, 7, ValueError, r"size should be in \[8, 1024\] px, got 7"),
-    (IMAGE, GOOD, 4096, ValueError, "got 4096"),
-    (IMAGE, GOOD, 16.0, TypeError, "size should be an int, got float"),
-    (IMAGE, GOOD, True, TypeError, "got bool"),
-])
+@pytest.mark.parametrize(
+    "image, landmarks, size, error, match",
+    [
+        (IMAGE, GOOD[0], 16, ValueError, r"shape \(N, 5, 2\), got \(5, 2\)"),
+        (IMAGE, GOOD[:, :4], 16, ValueError, r"shape \(N, 5, 2\), got \(1, 4, 2\)"),
+        (IMAGE, GOOD.tolist(), 16, TypeError, "landmarks should be a numpy array, got list"),
+        (IMAGE, GOOD.astype(str), 16, TypeError, "float or integer array, got dtype <U"),
+        (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 3, np.nan, GOOD), 16, ValueError, "face 0 has NaN"),
+        (IMAGE, GOOD + 60, 16, ValueError, r"face 0 is partly outside the 100x100 image: landmark \d"),
+        (IMAGE, GOOD - 40, 16, ValueError, "partly outside"),
+        (IMAGE, np.full((1, 5, 2), 40.0, np.float32), 16, ValueError, "face 0 has zero size"),
+        (IMAGE.astype(np.float32), GOOD, 16, TypeError, "image should have dtype uint8, got float32"),
+        (IMAGE[:, :, :2], GOOD, 16, ValueError, r"C in 1, 3, 4, got shape \(100, 100, 2\)"),
+        (IMAGE[:0], np.zeros((0, 5, 2), np.float32), 16, ValueError, "non-empty"),
+        ([[0]], GOOD, 16, TypeError, "image should be a numpy array, got list"),
+        (IMAGE, GOOD, 7, ValueError, r"size should be in \[8, 1024\] px, got 7"),
+        (IMAGE, GOOD, 4096, ValueError, "got 4096"),
+        (IMAGE, GOOD, 16.0, TypeError, "size should be an int, got float"),
+        (IMAGE, GOOD, True, TypeError, "got bool"),
+    ],
+)
 def test_bad_input_raises(image, landmarks, size, error, match):
     with pytest.raises(error, match=match):
         align_faces(image, landmarks, size)
 
 
-@pytest.mark.parametrize("boxes, error, match", [
-    (np.zeros((2, 5), np.float32), ValueError, r"shape \(N, 4\), got \(2, 5\)"),
-    (np.array([[10, 10, 10, 30]], np.float32), ValueError, "x2 > x1 and y2 > y1"),
-    (np.array([[10, 10, np.inf, 30]], np.float32), ValueError, "finite"),
-    ([[0, 0, 1, 1]], TypeError, "numpy array, got list"),
-])
+@pytest.mark.parametrize(
+    "boxes, error, match",
+    [
+        (np.zeros((2, 5), np.float32), ValueError, r"shape \(N, 4\), got \(2, 5\)"),
+        (np.array([[10, 10, 10, 30]], np.float32), ValueError, "x2 > x1 and y2 > y1"),
+        (np.array([[10, 10, np.inf, 30]], np.float32), ValueError, "finite"),
+        ([[0, 0, 1, 1]], TypeError, "numpy array, got list"),
+    ],
+)
 def test_bad_boxes_raise(boxes, error, match):
     with pytest.raises(error, match=match):
         landmarks_from_boxes(boxes)

@@ -1,4 +1,5 @@
 """The recognition benchmark's protocol pieces: metrics, probe degradation, gallery split."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,10 +19,14 @@ _SPEC.loader.exec_module(bench)
 def test_identification_metrics_by_hand():
     gallery = np.array(["a", "b", "c"])
     probes = np.array(["a", "b", "c", "a"])
-    scores = np.array([[0.9, 0.1, 0.2],    # a: right
-                       [0.3, 0.2, 0.1],    # b: wrong (a wins)
-                       [0.0, 0.1, 0.8],    # c: right
-                       [0.5, 0.4, 0.45]])  # a: right
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.2],  # a: right
+            [0.3, 0.2, 0.1],  # b: wrong (a wins)
+            [0.0, 0.1, 0.8],  # c: right
+            [0.5, 0.4, 0.45],
+        ]
+    )  # a: right
     r = bench.identification(scores, gallery, probes)
     assert r["rank1"] == pytest.approx(0.75) and r["probes"] == 4
     # impostors, descending: 0.45 0.4 0.3 0.2 0.1 0.1 0.1 0.0; FAR 1e-2 of 8 -> k = 0, threshold 0.45:
@@ -40,8 +45,13 @@ def test_shrink_makes_the_face_the_asked_width():
 
 
 def test_gallery_split_takes_the_first_photo_of_each_identity():
-    faces = bench.FaceSet([None] * 5, np.zeros((5, 5, 2), np.float32), np.ones(5),
-                          np.array(["b", "a", "b", "a", "a"]), np.array(["b/2", "a/3", "b/1", "a/1", "a/2"]))
+    faces = bench.FaceSet(
+        [None] * 5,
+        np.zeros((5, 5, 2), np.float32),
+        np.ones(5),
+        np.array(["b", "a", "b", "a", "a"]),
+        np.array(["b/2", "a/3", "b/1", "a/1", "a/2"]),
+    )
     gallery, probes = bench.gallery_split(faces)
     assert sorted(faces.files[gallery]) == ["a/1", "b/1"]
     assert sorted(faces.files[probes]) == ["a/2", "a/3", "b/2"]

@@ -1,4 +1,5 @@
 """``lanner enroll`` / ``lanner identify`` on real photos: the astronaut is found again in the group photo."""
+
 from __future__ import annotations
 
 import json

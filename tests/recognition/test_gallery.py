@@ -1,4 +1,5 @@
 """lanner.FaceGallery: enrol, identify with an 'unknown' threshold, save atomically, load strictly."""
+
 from __future__ import annotations
 
 import json
@@ -84,20 +85,23 @@ def test_save_is_atomic(tmp_path, people, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz"]  # no temporary file left
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda g: g.add("x", np.ones(512, np.float32)), ValueError, r"shape \(128,\) or \(N, 128\).*got \(512,\)"),
-    (lambda g: g.add("x", np.ones((2, 64), np.float32)), ValueError, "another model"),
-    (lambda g: g.add("x", np.full(128, np.nan, np.float32)), ValueError, "finite"),
-    (lambda g: g.add("x", np.zeros(128, np.float32)), ValueError, "non-zero"),
-    (lambda g: g.add("x", np.ones(128, np.int64)), TypeError, "float array, got dtype int64"),
-    (lambda g: g.add("x", [0.1] * 128), TypeError, "numpy array, got list"),
-    (lambda g: g.add("unknown", np.ones(128, np.float32)), ValueError, "other than 'unknown'"),
-    (lambda g: g.add("  ", np.ones(128, np.float32)), ValueError, "non-empty"),
-    (lambda g: g.add(7, np.ones(128, np.float32)), TypeError, "name should be a str, got int"),
-    (lambda g: g.add("x", np.ones((0, 128), np.float32)), ValueError, "at least one vector"),
-    (lambda g: g.identify(np.ones(128, np.float32)), ValueError, "the gallery is empty"),
-    (lambda g: g.save(Path("/nonexistent-folder-lanner/g.npz")), FileNotFoundError, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda g: g.add("x", np.ones(512, np.float32)), ValueError, r"shape \(128,\) or \(N, 128\).*got \(512,\)"),
+        (lambda g: g.add("x", np.ones((2, 64), np.float32)), ValueError, "another model"),
+        (lambda g: g.add("x", np.full(128, np.nan, np.float32)), ValueError, "finite"),
+        (lambda g: g.add("x", np.zeros(128, np.float32)), ValueError, "non-zero"),
+        (lambda g: g.add("x", np.ones(128, np.int64)), TypeError, "float array, got dtype int64"),
+        (lambda g: g.add("x", [0.1] * 128), TypeError, "numpy array, got list"),
+        (lambda g: g.add("unknown", np.ones(128, np.float32)), ValueError, "other than 'unknown'"),
+        (lambda g: g.add("  ", np.ones(128, np.float32)), ValueError, "non-empty"),
+        (lambda g: g.add(7, np.ones(128, np.float32)), TypeError, "name should be a str, got int"),
+        (lambda g: g.add("x", np.ones((0, 128), np.float32)), ValueError, "at least one vector"),
+        (lambda g: g.identify(np.ones(128, np.float32)), ValueError, "the gallery is empty"),
+        (lambda g: g.save(Path("/nonexistent-folder-lanner/g.npz")), FileNotFoundError, "does not exist"),
+    ],
+)
 def test_bad_use_raises(call, error, match):
     with pytest.raises(error, match=match):
         call(FaceGallery())
@@ -127,27 +131,32 @@ def _header(**overrides) -> np.ndarray:
 GOOD = {"embeddings": np.eye(4, dtype=np.float32)[:3], "labels": np.array([0, 1, 1], np.int32)}
 
 
-@pytest.mark.parametrize("contents, match", [
-    (b"not a zip at all", "not a readable .npz"),
-    (b"PK\x03\x04 truncated zip", "not a Lanner face gallery"),
-    ({"weights": np.zeros(3)}, r"expected arrays \['embeddings', 'header', 'labels'\]"),
-    ({**GOOD, "header": np.array([{"a": 1}], dtype=object)}, "not a Lanner face gallery"),  # pickled: refused
-    ({**GOOD, "header": np.array("{not json")}, "not valid JSON"),
-    ({**GOOD, "header": _header(format="something-else")}, "header format should be 'lanner-face-gallery'"),
-    ({**GOOD, "header": _header(version=9)}, "version should be 1, got 9"),
-    ({**GOOD, "header": _header(dim=128)}, r"embeddings should be float32 \(N, 128\), got float32 \(3, 4\)"),
-    ({**GOOD, "header": _header(names=["a", "a"])}, "distinct"),
-    ({**GOOD, "header": _header(names=["a", "unknown"])}, "distinct non-empty strings"),
-    ({**GOOD, "header": _header(threshold=3)}, r"threshold should be a cosine similarity in \[-1, 1\], got 3"),
-    ({**GOOD, "header": _header(threshold="high")}, "threshold should be"),
-    ({**GOOD, "header": _header(names=[])}, "the gallery is empty"),
-    ({"embeddings": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int32), "header": _header()},
-     "the gallery is empty"),
-    ({**GOOD, "labels": np.array([0, 1, 2], np.int32), "header": _header()}, "labels should index the 2 names"),
-    ({**GOOD, "labels": np.array([0, 1], np.int32), "header": _header()}, r"labels should be int32 \(3,\)"),
-    ({**GOOD, "embeddings": GOOD["embeddings"] * 2, "header": _header()}, "unit-norm"),
-    ({**GOOD, "embeddings": GOOD["embeddings"].astype(np.float64), "header": _header()}, "float32"),
-])
+@pytest.mark.parametrize(
+    "contents, match",
+    [
+        (b"not a zip at all", "not a readable .npz"),
+        (b"PK\x03\x04 truncated zip", "not a Lanner face gallery"),
+        ({"weights": np.zeros(3)}, r"expected arrays \['embeddings', 'header', 'labels'\]"),
+        ({**GOOD, "header": np.array([{"a": 1}], dtype=object)}, "not a Lanner face gallery"),  # pickled: refused
+        ({**GOOD, "header": np.array("{not json")}, "not valid JSON"),
+        ({**GOOD, "header": _header(format="something-else")}, "header format should be 'lanner-face-gallery'"),
+        ({**GOOD, "header": _header(version=9)}, "version should be 1, got 9"),
+        ({**GOOD, "header": _header(dim=128)}, r"embeddings should be float32 \(N, 128\), got float32 \(3, 4\)"),
+        ({**GOOD, "header": _header(names=["a", "a"])}, "distinct"),
+        ({**GOOD, "header": _header(names=["a", "unknown"])}, "distinct non-empty strings"),
+        ({**GOOD, "header": _header(threshold=3)}, r"threshold should be a cosine similarity in \[-1, 1\], got 3"),
+        ({**GOOD, "header": _header(threshold="high")}, "threshold should be"),
+        ({**GOOD, "header": _header(names=[])}, "the gallery is empty"),
+        (
+            {"embeddings": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int32), "header": _header()},
+            "the gallery is empty",
+        ),
+        ({**GOOD, "labels": np.array([0, 1, 2], np.int32), "header": _header()}, "labels should index the 2 names"),
+        ({**GOOD, "labels": np.array([0, 1], np.int32), "header": _header()}, r"labels should be int32 \(3,\)"),
+        ({**GOOD, "embeddings": GOOD["embeddings"] * 2, "header": _header()}, "unit-norm"),
+        ({**GOOD, "embeddings": GOOD["embeddings"].astype(np.float64), "header": _header()}, "float32"),
+    ],
+)
 def test_load_rejects_corrupt_and_foreign_files(tmp_path, contents, match):
     path = tmp_path / "g.npz"
     if isinstance(contents, bytes):

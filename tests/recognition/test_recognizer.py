@@ -1,4 +1,5 @@
 """lanner.FaceRecognizer: faces of real photos -> unit embeddings, routed by face size; bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,10 +61,18 @@ def test_routing_table_picks_the_smallest_model_that_covers_a_face(recognizer):
     assert recognizer.embedders[-1] == face_embedders.TEACHER
     assert recognizer.route(np.array([5.0, 40.0, 4000.0])) == [face_embedders.TEACHER] * 3
     routed = lanner.FaceRecognizer.__new__(lanner.FaceRecognizer)
-    routed._routes = [dataclasses.replace(teacher, model="student-16", max_face_width=20.0),
-                      dataclasses.replace(teacher, model="student-32", max_face_width=36.0), teacher]
+    routed._routes = [
+        dataclasses.replace(teacher, model="student-16", max_face_width=20.0),
+        dataclasses.replace(teacher, model="student-32", max_face_width=36.0),
+        teacher,
+    ]
     assert routed.route(np.array([8.0, 20.0, 20.5, 36.0, 90.0])) == [
-        "student-16", "student-16", "student-32", "student-32", face_embedders.TEACHER]
+        "student-16",
+        "student-16",
+        "student-32",
+        "student-32",
+        face_embedders.TEACHER,
+    ]
 
 
 def test_face_widths_route_like_mtcnn_boxes(group_faces):
@@ -85,18 +94,21 @@ IMAGE = np.zeros((120, 120, 3), np.uint8)
 LANDMARKS = np.array([[[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]]], np.float32)
 
 
-@pytest.mark.parametrize("image, faces, error, match", [
-    (IMAGE, [[1, 2, 3, 4]], TypeError, "faces should be Detections, .* got list"),
-    (IMAGE, np.zeros((1, 3), np.float32), ValueError, r"got shape \(1, 3\)"),
-    (IMAGE, np.zeros((1, 4, 2), np.float32), ValueError, r"\(N, 5, 2\), got \(1, 4, 2\)"),
-    (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 0, np.nan, LANDMARKS), ValueError, "NaN"),
-    (IMAGE, LANDMARKS + 100, ValueError, "partly outside"),
-    (IMAGE, np.full((1, 5, 2), 50, np.float32), ValueError, "zero size"),
-    (IMAGE, np.array([[50, 50, 50, 80]], np.float32), ValueError, "x2 > x1"),
-    (IMAGE.astype(np.float32), LANDMARKS, TypeError, "dtype uint8, got float32"),
-    (IMAGE[:, :, :2], LANDMARKS, ValueError, r"got shape \(120, 120, 2\)"),
-    (IMAGE.tolist(), LANDMARKS, TypeError, "numpy array, got list"),
-])
+@pytest.mark.parametrize(
+    "image, faces, error, match",
+    [
+        (IMAGE, [[1, 2, 3, 4]], TypeError, "faces should be Detections, .* got list"),
+        (IMAGE, np.zeros((1, 3), np.float32), ValueError, r"got shape \(1, 3\)"),
+        (IMAGE, np.zeros((1, 4, 2), np.float32), ValueError, r"\(N, 5, 2\), got \(1, 4, 2\)"),
+        (IMAGE, np.where(np.arange(10).reshape(1, 5, 2) == 0, np.nan, LANDMARKS), ValueError, "NaN"),
+        (IMAGE, LANDMARKS + 100, ValueError, "partly outside"),
+        (IMAGE, np.full((1, 5, 2), 50, np.float32), ValueError, "zero size"),
+        (IMAGE, np.array([[50, 50, 50, 80]], np.float32), ValueError, "x2 > x1"),
+        (IMAGE.astype(np.float32), LANDMARKS, TypeError, "dtype uint8, got float32"),
+        (IMAGE[:, :, :2], LANDMARKS, ValueError, r"got shape \(120, 120, 2\)"),
+        (IMAGE.tolist(), LANDMARKS, TypeError, "numpy array, got list"),
+    ],
+)
 def test_bad_input_raises(recognizer, image, faces, error, match):
     with pytest.raises(error, match=match):
         recognizer.embed(image, faces)

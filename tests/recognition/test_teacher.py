@@ -1,4 +1,5 @@
 """The shipped teacher (dlib's ResNet as ONNX) against dlib's own implementation, on the same chips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,7 @@ def dlib_descriptors(teacher_chips) -> np.ndarray:
     from lanner.compile.exporters.dlib_resnet import dlib_model_dir
 
     net = dlib.face_recognition_model_v1(str(dlib_model_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
-    return np.array([np.array(net.compute_face_descriptor(np.ascontiguousarray(c))) for c in teacher_chips],
-                    np.float32)
+    return np.array([np.array(net.compute_face_descriptor(np.ascontiguousarray(c))) for c in teacher_chips], np.float32)
 
 
 def test_chips_are_real_faces(teacher_chips, dlib_descriptors):

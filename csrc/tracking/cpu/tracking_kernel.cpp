@@ -5,8 +5,6 @@
 // results), cached for the life of the process, and executed with the new-array
 // functions (fftwf_execute_dft_*), which FFTW documents as thread-safe. Only the
 // planner is not thread-safe: every planner call holds fftw_planner_mutex().
-#include "tracking/tracking.h"
-
 #include <fftw3.h>
 
 #include <algorithm>
@@ -20,19 +18,21 @@
 #include <stdexcept>
 #include <utility>
 
+#include "tracking/tracking.h"
+
 namespace lanner {
 namespace tracking {
 namespace {
 
 constexpr float kPi = 3.14159265358979323846f;
-constexpr float kHogClip = 0.5f;         // HOG bins clipped after normalisation (feature units)
+constexpr float kHogClip = 0.5f;          // HOG bins clipped after normalisation (feature units)
 constexpr float kHogFloorGradient = 8.f;  // normalisation floor: 8 gray levels/px of gradient per cell
-constexpr float kMinTargetPx = 2.f;      // scale search never shrinks a target below this (px)
-constexpr float kPsrMeanRate = 0.05f;    // EMA rate of the running mean PSR (per confident frame)
-constexpr float kVelocityRate = 0.3f;    // EMA rate of the centre velocity (per confident frame)
-constexpr float kCoastDecay = 0.95f;     // per lost frame, the predicted motion decays by this
-constexpr float kPsrReferenceCap = 2.f;  // relative PSR thresholds use at most 2 x good_psr as the mean
-constexpr int kRedetectWindows = 8;      // re-detection windows per lost frame besides the prediction
+constexpr float kMinTargetPx = 2.f;       // scale search never shrinks a target below this (px)
+constexpr float kPsrMeanRate = 0.05f;     // EMA rate of the running mean PSR (per confident frame)
+constexpr float kVelocityRate = 0.3f;     // EMA rate of the centre velocity (per confident frame)
+constexpr float kCoastDecay = 0.95f;      // per lost frame, the predicted motion decays by this
+constexpr float kPsrReferenceCap = 2.f;   // relative PSR thresholds use at most 2 x good_psr as the mean
+constexpr int kRedetectWindows = 8;       // re-detection windows per lost frame besides the prediction
 
 using cfloat = std::complex<float>;
 
@@ -84,9 +84,7 @@ struct FftPlan {
     fftwf_execute_dft_r2c(r2c, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
   }
   // Unnormalised inverse. Destroys `in` (FFTW c2r overwrites its input).
-  void inverse(cfloat* in, float* out) const {
-    fftwf_execute_dft_c2r(c2r, reinterpret_cast<fftwf_complex*>(in), out);
-  }
+  void inverse(cfloat* in, float* out) const { fftwf_execute_dft_c2r(c2r, reinterpret_cast<fftwf_complex*>(in), out); }
 };
 
 const FftPlan& plan_for(int h, int w) {
@@ -122,7 +120,7 @@ inline float orientation(float dy, float dx) {
   // num / den <= 1; both 0 (flat) gives 0 / FLT_MIN = 0.
   const float num = std::min(ax, ay), den = std::max(std::max(ax, ay), FLT_MIN);
   const float t = atan_unit(num / den);
-  float a = ay > ax ? 0.5f * kPi - t : t;     // [0, pi/2]
+  float a = ay > ax ? 0.5f * kPi - t : t;    // [0, pi/2]
   a = ((dx < 0) != (dy < 0)) ? kPi - a : a;  // 2nd/4th quadrant
   return a >= kPi ? a - kPi : a;
 }
@@ -191,8 +189,8 @@ void kernel_correlation(const FftPlan& plan, const cfloat* zf, const cfloat* xf,
 
 // An AVX2 clone next to the baseline one, picked at load time (no FMA contraction: the
 // same floats on both).
-__attribute__((target_clones("avx2", "default")))
-void extract_features(const float* planes, int rows, int cols, int cell, float* out) {
+__attribute__((target_clones("avx2", "default"))) void extract_features(const float* planes, int rows, int cols,
+                                                                        int cell, float* out) {
   const int gh = (rows - 2) / cell, gw = (cols - 2) / cell;
   const int ncell = gh * gw;
   const int span = gw * cell;  // pixels per row that fall in cells
@@ -247,11 +245,13 @@ void extract_features(const float* planes, int rows, int cols, int cell, float* 
       }
   }
   for (int ci = 0; ci < ncell; ++ci)
-    for (int b = 0; b < kHogBins; ++b) hist[static_cast<size_t>(b) * ncell + ci] = cell_hist[static_cast<size_t>(ci) * kHogBins + b];
+    for (int b = 0; b < kHogBins; ++b)
+      hist[static_cast<size_t>(b) * ncell + ci] = cell_hist[static_cast<size_t>(ci) * kHogBins + b];
   // Energy per cell, then each cell divided by the RMS energy of its 3x3 neighbourhood.
   std::vector<float> energy(ncell, 0.f);
   for (int b = 0; b < kHogBins; ++b)
-    for (int i = 0; i < ncell; ++i) energy[i] += hist[static_cast<size_t>(b) * ncell + i] * hist[static_cast<size_t>(b) * ncell + i];
+    for (int i = 0; i < ncell; ++i)
+      energy[i] += hist[static_cast<size_t>(b) * ncell + i] * hist[static_cast<size_t>(b) * ncell + i];
   const float floor_energy = std::pow(kHogFloorGradient * cell * cell, 2.f);
   for (int cy = 0; cy < gh; ++cy)
     for (int cx = 0; cx < gw; ++cx) {
@@ -303,8 +303,8 @@ float peak_to_sidelobe(const float* response, int h, int w, int exclude) {
   return static_cast<float>((response[peak] - mean) / (std::sqrt(var) + 1e-6));
 }
 
-void kcf_response(const float* z, const float* x, const float* alpha, int c, int h, int w, bool gaussian,
-                  float sigma, float* response) {
+void kcf_response(const float* z, const float* x, const float* alpha, int c, int h, int w, bool gaussian, float sigma,
+                  float* response) {
   const FftPlan& plan = plan_for(h, w);
   const int n = h * w, nf = plan.freq_size();
   AlignedBuffer<float> real(n);
@@ -405,7 +405,8 @@ struct CorrelationTracker::Impl {
     if (p.window_power != 1.f)
       for (float& v : cos_window) v = std::pow(v, p.window_power);
     // Re-detection offsets (in steps of redetect_spread windows), ring 1 first.
-    const int rings = std::max(1, static_cast<int>(std::floor(p.redetect_radius / std::max(p.redetect_spread, 1e-6f) + 1e-4f)));
+    const int rings =
+        std::max(1, static_cast<int>(std::floor(p.redetect_radius / std::max(p.redetect_spread, 1e-6f) + 1e-4f)));
     redetect_offsets.clear();
     for (int ring = 1; ring <= rings; ++ring)
       for (int oy = -ring; oy <= ring; ++oy)
@@ -534,8 +535,8 @@ struct CorrelationTracker::Impl {
   // Detection response at (x0, y0, zoom) into `response`.
   void detect(const FrameView& frame, const float* planes, float x0, float y0, float zoom) {
     const float zz = features_spectrum(frame, planes, x0, y0, zoom);
-    kernel_correlation(*plan, zf.data(), model_xf.data(), zz, model_xx, kChannels, gaussian, p.kernel_sigma,
-                       acc.data(), k.data(), kf.data());
+    kernel_correlation(*plan, zf.data(), model_xf.data(), zz, model_xx, kChannels, gaussian, p.kernel_sigma, acc.data(),
+                       k.data(), kf.data());
     for (int i = 0; i < nf(); ++i) acc[i] = model_alphaf[i] * kf[i];
     plan->inverse(acc.data(), response.data());
     const float inv = 1.f / static_cast<float>(n());
@@ -545,8 +546,8 @@ struct CorrelationTracker::Impl {
   // Train on the window at the current state; rate 1 replaces the model.
   void learn(const FrameView& frame, const float* planes, float rate) {
     const float xx = features_spectrum(frame, planes, cx, cy, scale);
-    kernel_correlation(*plan, zf.data(), zf.data(), xx, xx, kChannels, gaussian, p.kernel_sigma, acc.data(),
-                       k.data(), kf.data());
+    kernel_correlation(*plan, zf.data(), zf.data(), xx, xx, kChannels, gaussian, p.kernel_sigma, acc.data(), k.data(),
+                       kf.data());
     const size_t total = static_cast<size_t>(kChannels) * nf();
     for (size_t i = 0; i < total; ++i) model_xf[i] = (1 - rate) * model_xf[i] + rate * zf[i];
     for (int i = 0; i < nf(); ++i) {
@@ -570,7 +571,8 @@ struct CorrelationTracker::Impl {
       if (!(den < 0)) return 0.f;
       return std::clamp(0.5f * (lo - hi) / den, -0.5f, 0.5f);
     };
-    const float oy = refine(r[((py - 1 + grid_h) % grid_h) * grid_w + px], r[best], r[((py + 1) % grid_h) * grid_w + px]);
+    const float oy =
+        refine(r[((py - 1 + grid_h) % grid_h) * grid_w + px], r[best], r[((py + 1) % grid_h) * grid_w + px]);
     const float ox = refine(r[py * grid_w + (px - 1 + grid_w) % grid_w], r[best], r[py * grid_w + (px + 1) % grid_w]);
     dy = static_cast<float>(py > grid_h / 2 ? py - grid_h : py) + oy;
     dx = static_cast<float>(px > grid_w / 2 ? px - grid_w : px) + ox;
@@ -819,10 +821,18 @@ TrackState CorrelationTracker::update(const FrameView& frame, const float* plane
   return impl_->update(frame, planes);
 }
 
-bool CorrelationTracker::searching() const { return impl_->ready && !impl_->lost; }
-int CorrelationTracker::search_count() const { return static_cast<int>(impl_->scale_factors.size()); }
-int CorrelationTracker::grid_height() const { return impl_->grid_h; }
-int CorrelationTracker::grid_width() const { return impl_->grid_w; }
+bool CorrelationTracker::searching() const {
+  return impl_->ready && !impl_->lost;
+}
+int CorrelationTracker::search_count() const {
+  return static_cast<int>(impl_->scale_factors.size());
+}
+int CorrelationTracker::grid_height() const {
+  return impl_->grid_h;
+}
+int CorrelationTracker::grid_width() const {
+  return impl_->grid_w;
+}
 
 void CorrelationTracker::search_windows(const FrameView& frame, const float* planes, float* z, float* x, float* alpha) {
   impl_->search_windows(frame, planes, z, x, alpha);
@@ -833,7 +843,9 @@ TrackState CorrelationTracker::update_from_responses(const FrameView& frame, con
   return impl_->update(frame, planes, responses);
 }
 
-bool CorrelationTracker::initialized() const { return impl_->ready; }
+bool CorrelationTracker::initialized() const {
+  return impl_->ready;
+}
 
 double CorrelationTracker::sampled_pixels() const {
   const Impl& m = *impl_;

@@ -86,7 +86,9 @@ __global__ void scale_kernel(float* a, int count, float s) {
   if (idx < count) a[idx] *= s;
 }
 
-int blocks(size_t count) { return static_cast<int>((count + 255) / 256); }
+int blocks(size_t count) {
+  return static_cast<int>((count + 255) / 256);
+}
 
 }  // namespace
 
@@ -96,7 +98,8 @@ void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha,
   const size_t feat = static_cast<size_t>(n) * c * hw, feat_f = static_cast<size_t>(n) * c * nf;
   DeviceBuffer<float> dz(feat), dx(feat), dalpha(static_cast<size_t>(n) * hw), dk(static_cast<size_t>(n) * hw);
   DeviceBuffer<float> dzz(n), dxx(n);
-  DeviceBuffer<cufftComplex> dzf(feat_f), dxf(feat_f), dacc(static_cast<size_t>(n) * nf), dkf(static_cast<size_t>(n) * nf);
+  DeviceBuffer<cufftComplex> dzf(feat_f), dxf(feat_f), dacc(static_cast<size_t>(n) * nf),
+      dkf(static_cast<size_t>(n) * nf);
   cuda_check(cudaMemcpy(dz.get(), z, feat * sizeof(float), cudaMemcpyHostToDevice), "copy z");
   cuda_check(cudaMemcpy(dx.get(), x, feat * sizeof(float), cudaMemcpyHostToDevice), "copy x");
   cuda_check(cudaMemcpy(dalpha.get(), alpha, static_cast<size_t>(n) * hw * sizeof(float), cudaMemcpyHostToDevice),
@@ -112,7 +115,8 @@ void kcf_response_batch_cuda(const float* z, const float* x, const float* alpha,
   cufft_check(cufftExecR2C(fwd_feat.h, dz.get(), dzf.get()), "r2c z");
   cufft_check(cufftExecR2C(fwd_feat.h, dx.get(), dxf.get()), "r2c x");
   const float scale = gaussian ? 1.f : 1.f / (static_cast<float>(hw) * c);
-  cross_spectrum_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dzf.get(), dxf.get(), n, c, nf, scale, dacc.get());
+  cross_spectrum_kernel<<<blocks(static_cast<size_t>(n) * nf), 256>>>(dzf.get(), dxf.get(), n, c, nf, scale,
+                                                                      dacc.get());
   if (gaussian) {
     cufft_check(cufftExecC2R(inv_one.h, dacc.get(), dk.get()), "c2r xy");
     gaussian_kernel<<<blocks(static_cast<size_t>(n) * hw), 256>>>(dk.get(), dzz.get(), dxx.get(), n, hw, c, sigma);
