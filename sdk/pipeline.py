@@ -17,7 +17,8 @@ on the re-anchored boxes.
 
 With a ``recognizer`` (``embed(image, faces) -> (N, D)`` unit-norm embeddings) and a ``gallery``
 (``identify(embeddings) -> (names, scores)``), each track keeps the embeddings of its
-``identity_faces`` best faces (quality = face size, the shorter side of the box, in pixels) and
+``identity_faces`` best faces (quality: the recognizer's ``quality(image, faces)`` when it has
+one, as :class:`lanner.FaceRecognizer` does; else face size, the shorter side of the box) and
 is identified from their mean; it is identified again whenever a better face arrives.
 """
 
@@ -403,16 +404,25 @@ class FacePipeline(Closeable):
         t.lost, t.detected, t.psr, t.missed = False, True, None, 0
         t.det_index = j
 
+    def _face_qualities(self, frame: np.ndarray, faces: Detections) -> np.ndarray:
+        """(N,) quality of each detected face: the recognizer's ``quality(image, faces)`` when it has
+        one (:meth:`lanner.FaceRecognizer.quality`, SDD-FIQA), else the face size (the shorter side
+        of the box, px)."""
+        quality = getattr(self.recognizer, "quality", None)
+        if quality is not None and len(faces):
+            return np.asarray(quality(frame, faces), np.float32).reshape(-1)
+        return np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+
     def _identify(self, frame: np.ndarray, faces: Detections) -> None:
         """Embed the detected faces that would enter their track's best ``identity_faces`` and
         identify every track whose best faces changed (one embed and one identify call)."""
         wanted: list[tuple[_TrackState, int, float]] = []
+        qualities = self._face_qualities(frame, faces)
         for t in self._tracks:
             j = t.det_index
             if j is None:
                 continue
-            box = faces.boxes[j]
-            quality = float(min(box[2] - box[0], box[3] - box[1]))  # face size until a quality model exists
+            quality = float(qualities[j])
             if len(t.best_faces) < self.identity_faces or quality > t.best_faces[-1][0]:
                 wanted.append((t, j, quality))
         for t in self._tracks:

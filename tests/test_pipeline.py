@@ -473,3 +473,33 @@ def test_pipeline_owns_the_detector_it_creates(lanner_cache):
         assert [t.track_id for t in pipeline.process(frame)] == [1]
     with pytest.raises(ValueError, match="closed"):
         pipeline.detector.detect(frame)
+
+
+def test_cli_watch_names_the_track_with_the_real_recognizer(lanner_cache, tmp_path, capsys):
+    # lanner enroll (the real FaceRecognizer and FaceGallery) on the bundled photo, then lanner watch on
+    # a clip of the same photo moving: the one track ends up named after the enrolled person, its best
+    # faces chosen by the recognizer's quality model.
+    gallery = tmp_path / "people.npz"
+    assert cli_main(["enroll", "astronaut", str(ASTRONAUT), "--gallery", str(gallery)]) == 0
+    clip = write_clip(tmp_path / "clip.avi", astronaut_clip(12))
+    js = tmp_path / "tracks.json"
+    assert cli_main(["watch", str(clip), "--gallery", str(gallery), "--json", str(js), "--detect-every", "4"]) == 0
+    tracks = [t for f in json.loads(js.read_text())["frames"] for t in f["tracks"]]
+    assert {t["id"] for t in tracks} == {1}
+    # The clip starts with the face cut by the top of the frame (too poor to name: "unknown"); as better
+    # faces arrive the track is identified again and named, its similarity rising.
+    assert {t["name"] for t in tracks} <= {"unknown", "astronaut"} and tracks[-1]["name"] == "astronaut"
+    assert tracks[-1]["name_score"] > tracks[0]["name_score"]
+    capsys.readouterr()
+
+
+def test_pipeline_ranks_faces_by_the_recognizer_quality_when_it_has_one():
+    class QualityRecognizer(ConstantRecognizer):
+        def quality(self, image, faces):
+            return np.linspace(0.9, 0.1, len(faces), dtype=np.float32)  # the first face is the best
+
+    det = ScriptedDetector([[(10, 10, 40, 40), (100, 100, 180, 180)]] * 2)
+    with lanner.FacePipeline(det, QualityRecognizer(), TwoPersonGallery(), detect_every=1, num_threads=1) as pipe:
+        pipe.process(np.full((240, 320, 3), 90, np.uint8))
+        qualities = sorted(q for t in pipe._tracks for q, _ in t.best_faces)
+    assert qualities == pytest.approx([0.1, 0.9])  # quality from the model, not the (larger) box size
