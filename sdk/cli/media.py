@@ -282,36 +282,44 @@ def read_image(path: Path) -> tuple[np.ndarray, list[str]]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: frames done / total and the rate.
+    """A one-line progress bar on stderr: frames done / total, the rate, and a note.
 
     Args:
-        label: what is being processed (a file name).
-        total: frames expected, or None when unknown.
+        label: what is being processed (a file name, a stream).
+        total: frames expected, or None when unknown (a live stream).
+        live: show the rate over the last second (a live source) instead of the run's average.
     """
 
-    def __init__(self, label: str, total: int | None) -> None:
-        self._label, self._total = label, total
+    def __init__(self, label: str, total: int | None, live: bool = False) -> None:
+        self._label, self._total, self._live = label, total, live
         self._start = self._last = time.perf_counter()
+        self._window: list[tuple[float, int]] = [(self._start, 0)]  # (time, frames done) over the last second
 
-    def update(self, done: int, rate: float | None = None) -> None:
+    def update(self, done: int, rate: float | None = None, note: str = "") -> None:
         """Redraw (at most 10 times a second, and at the end).
 
         Args:
             done: frames done so far.
-            rate: frames per second to show; None: done / elapsed time.
+            rate: frames per second to show; None: measured (see ``live``).
+            note: text after the rate (e.g. "2 face(s), 5 dropped").
         """
         now = time.perf_counter()
+        if self._live:
+            self._window.append((now, done))
+            while len(self._window) > 2 and now - self._window[0][0] > 1.0:
+                self._window.pop(0)
         if now - self._last < 0.1 and done != self._total:
             return
         self._last = now
         if rate is None:
-            rate = done / max(now - self._start, 1e-9)
+            t0, n0 = self._window[0] if self._live else (self._start, 0)
+            rate = (done - n0) / max(now - t0, 1e-9)
         if self._total:
             filled = int(30 * min(done, self._total) / self._total)
             text = f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self._total} frames, {rate:.1f} fps"
         else:
             text = f"\r{self._label} {done} frames, {rate:.1f} fps"
-        sys.stderr.write(text)
+        sys.stderr.write(text + (f", {note}   " if note else ""))
         sys.stderr.flush()
 
     def close(self) -> None:

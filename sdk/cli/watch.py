@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .media import ProgressBar
+
 _VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 # BGR colours told apart easily; a track keeps its colour (track_id modulo the palette).
 _PALETTE = (
@@ -105,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     video: _AtomicVideo | None = None
     frames_json: _FrameLog | None = None
-    progress = _Progress(source.name, source.frame_count, args.max_frames) if not args.no_progress else None
+    total = source.frame_count
+    total = min(total, args.max_frames) if total and args.max_frames else (total or args.max_frames or None)
+    progress = ProgressBar(source.name, total, live=True) if not args.no_progress else None
     interrupted = False
     start = time.perf_counter()
     track_ids: set[int] = set()
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             if video is not None:
                 video.write(draw_tracks(frame, tracks))
             if progress is not None:
-                progress.update(index + 1, len(tracks), source.dropped)
+                dropped = f", {source.dropped} dropped" if source.dropped else ""
+                progress.update(index + 1, note=f"{len(tracks)} face(s){dropped}")
             if args.max_frames and index + 1 >= args.max_frames:
                 break
     except KeyboardInterrupt:
@@ -276,35 +281,3 @@ class _FrameLog:
             )
         os.replace(self._partial, self.path)
         return self.path
-
-
-class _Progress:
-    """One progress line on stderr: frames done (of the total, for a file), live FPS, tracks, drops."""
-
-    def __init__(self, label: str, total: int | None, max_frames: int) -> None:
-        self._label = label
-        self._total = min(total, max_frames) if total and max_frames else (total or max_frames or None)
-        self._last_print = 0.0
-        self._window: list[tuple[float, int]] = []  # (time, frames) over the last second: the live rate
-
-    def update(self, done: int, tracks: int, dropped: int) -> None:
-        now = time.perf_counter()
-        self._window.append((now, done))
-        while len(self._window) > 2 and now - self._window[0][0] > 1.0:
-            self._window.pop(0)
-        if now - self._last_print < 0.25 and done != self._total:
-            return
-        self._last_print = now
-        (t0, n0) = self._window[0]
-        fps = (done - n0) / (now - t0) if now > t0 else 0.0
-        of = f"/{self._total}" if self._total else ""
-        sys.stderr.write(
-            f"\r{self._label}: {done}{of} frames, {fps:.1f} fps, {tracks} face(s)"
-            + (f", {dropped} dropped" if dropped else "")
-            + "   "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
