@@ -234,7 +234,7 @@ def tune_and_compile(
             runner=_runner(ms, request),
             database=database,
             cost_model="xgb",
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _callback(ms, state)],
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _callback(tc.tvm, ms, state)],
             task_scheduler="gradient",
         )
     if state.interrupted:
@@ -308,8 +308,8 @@ def _build_candidate(mod: Any, target: Any, _params: Any) -> Any:
     return tvm.compile(mod, target=target)
 
 
-def _callback(ms: Any, state: _Progress) -> Any:
-    @ms.utils.derived_object
+def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:
+    @tvm.ir.utils.derived_object
     class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):  # noqa: ARG002
             state.on_batch(task_scheduler, task_id, list(runner_results))
