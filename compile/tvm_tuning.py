@@ -123,6 +123,8 @@ class _Progress:
     best_s: dict[int, float] = field(default_factory=dict)
     interrupted: bool = False
     out_of_time: bool = False
+    failed: int = 0
+    first_error: str | None = None
 
     def on_batch(self, scheduler: Any, task_id: int, runner_results: list[Any]) -> None:
         self.trials += len(runner_results)
@@ -130,6 +132,10 @@ class _Progress:
             if result.error_msg is None and result.run_secs:
                 seconds = sum(float(s) for s in result.run_secs) / len(result.run_secs)
                 self.best_s[task_id] = min(seconds, self.best_s.get(task_id, float("inf")))
+            else:
+                self.failed += 1
+                if self.first_error is None:
+                    self.first_error = str(result.error_msg).strip().splitlines()[-1][:300]
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.out_of_time = True
         if self.interrupted or self.out_of_time:
@@ -154,6 +160,7 @@ class _Progress:
         return (
             f"tvm tune [{bar}] {self.trials}/{self.total} trials, best so far {best} "
             f"({len(self.best_s)}/{len(self.weights)} tasks measured), {minutes:.1f} min"
+            + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
         )
 
 
@@ -249,6 +256,8 @@ def tune_and_compile(
         "stopped_by_time_budget": state.out_of_time,
         "tasks": len(contexts),
         "tasks_measured": len(state.best_s),
+        "failed_trials": state.failed,
+        "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
         "estimated_latency_ms": state.estimated_ms(),
         "measured_on": f"rpc {request.rpc} key {request.device_key}" if request.rpc else "this machine",
@@ -305,7 +314,7 @@ def _build_candidate(mod: Any, target: Any, _params: Any) -> Any:
     and which fp32 schedules for our targets do not use. Runs in the builder's worker process."""
     tvm = tvm_backend.import_toolchain()
     mod = tvm.s_tir.transform.RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm.compile(mod, target=target)
+    return tvm.driver.build(mod, target=target)
 
 
 def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:

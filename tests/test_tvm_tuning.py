@@ -157,6 +157,7 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert summary == json.loads((tuned / "tuning" / "tuning.json").read_text())
     assert summary["trials"] == summary["trials_this_run"] == 3
     assert summary["tasks"] == 3 and summary["records"] >= 1 and summary["minutes"] > 0
+    assert summary["tasks_measured"] >= 1 and summary["estimated_latency_ms"] > 0, summary["first_error"]
     assert summary["measured_on"] == "this machine" and summary["seeded_from"] is None
     assert manifest.fidelity["passed"]
     records = (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines()
