@@ -26,6 +26,7 @@ names, ready for ``--tuning-db``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -217,6 +218,7 @@ def tune_and_compile(
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, work_dir=str(records_dir), seed=SEED, num_threads=1
     )
+    _quiet_console()
     per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(contexts)))
     state = _Progress(
         total=request.trials,
@@ -273,6 +275,14 @@ def tune_and_compile(
     (tuning_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(records_dir)
     return executable, summary
+
+
+def _quiet_console() -> None:
+    """MetaSchedule prints its task table at every batch; keep it in the log files (``logs/`` beside
+    the records) and leave the console to our progress bar."""
+    for handler in logging.getLogger("tvm.s_tir.meta_schedule").handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
