@@ -26,7 +26,6 @@ names, ready for ``--tuning-db``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -111,6 +110,10 @@ class TuningInterrupted(KeyboardInterrupt):
         self.trials = trials
 
 
+class _StopTuning(Exception):
+    """Raised from the progress callback to end a tune early (time budget or Ctrl-C)."""
+
+
 @dataclass
 class _Progress:
     """Counts trials, tracks each task's best latency, applies the time budget and Ctrl-C."""
@@ -139,11 +142,11 @@ class _Progress:
                     self.first_error = str(result.error_msg).strip().splitlines()[-1][:300]
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.out_of_time = True
-        if self.interrupted or self.out_of_time:
-            for i, task in enumerate(scheduler.tasks_):
-                if not task.is_terminated:
-                    scheduler.terminate_task(i)
         self.say(self.line())
+        if self.interrupted or self.out_of_time:
+            # Terminating tasks from a callback trips the scheduler's own termination check, so stop
+            # by unwinding: the records of every finished batch are already committed.
+            raise _StopTuning()
 
     def estimated_ms(self) -> float | None:
         """Sum over measured tasks of weight x best latency (the tuner's model-latency estimate)."""
@@ -215,10 +218,21 @@ def tune_and_compile(
     database = ms.database.JSONDatabase(
         path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
     )
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        tasks, work_dir=str(records_dir), seed=SEED, num_threads=1
-    )
-    _quiet_console()
+    # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
+    # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
+    contexts = [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator="post-order-apply",
+            search_strategy="evolutionary",
+            task_name=task.task_name,
+            rand_state=rand_state,
+            num_threads=1,
+        ).clone()
+        for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
+    ]
+    weights = [float(task.weight) for task in tasks]
     per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(contexts)))
     state = _Progress(
         total=request.trials,
@@ -232,7 +246,7 @@ def tune_and_compile(
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
-    with _sigint_stops(state):
+    with _sigint_stops(state), _stop_on_request(state):
         ms.tune_tasks(
             tasks=contexts,
             task_weights=weights,
@@ -277,12 +291,21 @@ def tune_and_compile(
     return executable, summary
 
 
-def _quiet_console() -> None:
-    """MetaSchedule prints its task table at every batch; keep it in the log files (``logs/`` beside
-    the records) and leave the console to our progress bar."""
-    for handler in logging.getLogger("tvm.s_tir.meta_schedule").handlers:
-        if not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING)
+class _stop_on_request:  # noqa: N801 -- a context manager used like a function
+    """Swallow the error a requested stop unwinds with (TVM may re-raise it wrapped in its own type)."""
+
+    def __init__(self, state: _Progress) -> None:
+        self._state = state
+
+    def __enter__(self) -> _stop_on_request:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return (
+            exc_type is not None
+            and issubclass(exc_type, Exception)
+            and (self._state.interrupted or self._state.out_of_time)
+        )
 
 
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
