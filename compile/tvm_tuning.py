@@ -246,20 +246,31 @@ def tune_and_compile(
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
-    with _sigint_stops(state), _stop_on_request(state):
-        ms.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=str(records_dir),
-            max_trials_global=request.trials,
-            num_trials_per_iter=per_iter,
-            builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1),
-            runner=_runner(ms, request),
-            database=database,
-            cost_model="xgb",
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _callback(tc.tvm, ms, state)],
-            task_scheduler="gradient",
-        )
+    runner = _runner(ms, request)
+    try:
+        with _sigint_stops(state), _stop_on_request(state):
+            ms.tune_tasks(
+                tasks=contexts,
+                task_weights=weights,
+                work_dir=str(records_dir),
+                max_trials_global=request.trials,
+                num_trials_per_iter=per_iter,
+                builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1),
+                runner=runner,
+                database=database,
+                cost_model="xgb",
+                measure_callbacks=[
+                    *ms.measure_callback.MeasureCallback.create("default"),
+                    _callback(tc.tvm, ms, state),
+                ],
+                task_scheduler="gradient",
+            )
+    finally:
+        # The runner keeps its worker processes; end them here, also when the tune stopped early
+        # (left to garbage collection they outlive an interrupted compile).
+        pool = getattr(runner, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
