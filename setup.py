@@ -99,7 +99,16 @@ setup(
         "scipy>=1.10",
     ],
     extras_require={
-        "compile": ["apache-tvm==0.27.0.post1", "nncf>=2.12", "onnx>=1.16"],
+        "compile": [
+            "apache-tvm==0.27.0.post1",
+            # apache-tvm 0.27.0.post1 needs tvm-ffi >= 0.1.14.post0 but crashes (SIGSEGV in ToJSONGraph,
+            # i.e. tvm.ir.save_json and MetaSchedule's database) with 0.1.15.post2: pinned to the one it works with.
+            "apache-tvm-ffi==0.1.14.post0",
+            "xgboost-cpu>=2",  # MetaSchedule's cost model (lanner compile --tune); the CPU-only wheel
+            "tornado>=6",  # TVM's RPC tracker (lanner compile --tune --rpc)
+            "nncf>=2.12",
+            "onnx>=1.16",
+        ],
         "torch": [TORCH],
         # cuFFT for the tracker's CUDA batch path, for CUDA 13 toolkits that lack it.
         "cuda": ["nvidia-cufft>=12"],

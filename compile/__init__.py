@@ -9,6 +9,7 @@ from __future__ import annotations
 from .artifact import UnsupportedError
 from .fidelity import DEFAULT_THRESHOLDS, FidelityError, FidelityThresholds
 from .pipeline import BACKEND_CHOICES, PRECISION_CHOICES, compile_model
+from .tvm_tuning import TuningInterrupted, TuningRequest
 
 __all__ = [
     "compile_model",
@@ -19,6 +20,8 @@ __all__ = [
     "UnsupportedError",
     "BACKEND_CHOICES",
     "PRECISION_CHOICES",
+    "TuningRequest",
+    "TuningInterrupted",
 ]
 
 

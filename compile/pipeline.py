@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from . import onnx_graph
 from .artifact import BuildResult, UnsupportedError
 from .calibration import Feed, load_calibration, random_samples
 from .fidelity import DEFAULT_THRESHOLDS, FidelityError, FidelityThresholds, compare, failures, measure_latency
+
+if TYPE_CHECKING:
+    from .tvm_tuning import TuningRequest
 
 __all__ = ["compile_model", "BACKEND_CHOICES", "PRECISION_CHOICES"]
 
@@ -64,6 +67,7 @@ def compile_model(
     thresholds: Mapping[str, float | None] | FidelityThresholds | None = None,
     num_threads: int | None = None,
     progress: Progress | None = None,
+    tuning: TuningRequest | None = None,
 ) -> Manifest:
     """Compile an ONNX model into a verified deployable package.
 
@@ -105,6 +109,9 @@ def compile_model(
         thresholds: fidelity threshold overrides, e.g. ``{"min_cosine": 0.99}``.
         num_threads: CPU threads for measurements (recorded; ``lanner.load`` takes its own).
         progress: called with one line per step (the CLI prints them to stderr).
+        tuning: MetaSchedule-tune the TVM candidate (see :mod:`lanner.compile.tvm_tuning`); it then
+            competes in ``auto`` like any candidate. With ``precision="auto"`` only TVM fp32 is
+            tuned (a database is per precision); request fp16 to tune that.
 
     Returns:
         The written :class:`lanner.Manifest`.
@@ -119,9 +126,12 @@ def compile_model(
             skipped; with a single requested candidate the toolchain's error propagates.
         ImportError: a needed toolchain is missing (with ``backend="auto"``, a backend whose
             toolchain is not installed, e.g. TVM, is skipped with a note instead).
+        TuningInterrupted (a KeyboardInterrupt): Ctrl-C while tuning; the records are kept.
     """
     say = progress or _silent
     tgt = _check_request(target, backend, precision)
+    if tuning is not None and backend not in (AUTO, "tvm"):
+        raise ValueError(f"tuning applies to the tvm backend; got backend {backend!r} (use tvm or auto)")
     out_dir = Path(out)
     _check_out_dir(out_dir)
     runnable = tgt.runnable_here()[0] and tgt.device == "cpu"
@@ -131,6 +141,8 @@ def compile_model(
         source, inputs, outputs = _read_source(Path(model), input_shapes, tmp_dir / "source.onnx")
         calibration, held_out = _samples(calib, inputs, preprocessing, sample_shapes, runnable, say)
         candidates = _candidates(tgt, backend, _precisions(precision, calibration is not None, runnable), runnable)
+        if tuning is not None and precision == AUTO:
+            candidates = [(b, p) for b, p in candidates if b != "tvm" or p == "fp32"]
         reference = _reference_outputs(source, held_out, outputs, num_threads) if held_out and runnable else []
         base = dict(
             name=name or Path(model).stem,
@@ -154,6 +166,7 @@ def compile_model(
             runnable=runnable,
             single=len(candidates) == 1,
             say=say,
+            tuning=tuning,
         )
         results: list[dict[str, Any]] = []
         built: dict[tuple[str, str], tuple[Path, BuildResult]] = {}
@@ -254,6 +267,7 @@ class _Trial:
     runnable: bool
     single: bool
     say: Progress
+    tuning: TuningRequest | None = None
 
     def run(self, backend: str, precision: str, cand_dir: Path) -> tuple[dict[str, Any], BuildResult | None]:
         """Build and measure one candidate; returns its record and build result (None when it failed)."""
@@ -261,7 +275,8 @@ class _Trial:
         self.say(f"candidate {backend}/{precision}: building for {self.target.name}")
         cand_dir.mkdir()
         try:
-            result = _build(backend, self.source, cand_dir, self.target, precision, self.calibration, self.say)
+            tuning = self.tuning if backend == "tvm" else None
+            result = _build(backend, self.source, cand_dir, self.target, precision, self.calibration, self.say, tuning)
             # A provisional manifest: lanner.load needs one to measure the candidate.
             _write_manifest(
                 cand_dir,
@@ -393,10 +408,12 @@ def _build(
     precision: str,
     calibration: Sequence[Feed] | None,
     progress: Progress,
+    tuning: TuningRequest | None = None,
 ) -> BuildResult:
     module_name, func_name = _BUILDERS[backend]
     module = importlib.import_module(f"{__package__}.{module_name}")
-    return getattr(module, func_name)(source, out_dir, target, precision, calibration, progress)
+    extra = {} if tuning is None else {"tuning": tuning}
+    return getattr(module, func_name)(source, out_dir, target, precision, calibration, progress, **extra)
 
 
 def _reference_outputs(

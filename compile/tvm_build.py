@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lanner.backends import tvm_backend
 from lanner.targets import Target
@@ -32,6 +33,9 @@ from lanner.targets import Target
 from . import onnx_graph
 from .artifact import BuildResult, UnsupportedError
 from .calibration import Feed
+
+if TYPE_CHECKING:
+    from .tvm_tuning import TuningRequest
 
 __all__ = ["build_tvm", "nvcc_version", "nvcc_archs"]
 
@@ -74,13 +78,19 @@ def build_tvm(
     precision: str,
     calibration: Sequence[Feed] | None,
     progress: Callable[[str], None],
+    tuning: TuningRequest | None = None,
 ) -> BuildResult:
     """Compile with TVM into ``out_dir/model.so`` (+ the CUDA source and cubin for GPU targets).
+
+    With ``tuning``, MetaSchedule tunes the model first (:mod:`lanner.compile.tvm_tuning`) and
+    the package gets its database in ``tuning/``; without it, TVM's default schedules.
 
     Raises:
         UnsupportedError: int8; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13);
             a missing cross compiler.
         ImportError: apache-tvm is not installed.
+        ValueError: tuning: dynamic input shapes, a foreign seed database, an unreachable tracker.
+        TuningInterrupted: Ctrl-C during tuning (the records are kept in the cache).
     """
     if precision == "int8":
         raise UnsupportedError(
@@ -128,15 +138,20 @@ def build_tvm(
                 "converted no operator, so the package would compute in fp32; use fp32"
             )
         notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
-    progress(f"tvm: compiling for {target_dict}")
-    executable = tvm.compile(mod, target=tvm.target.Target(target_dict))
-    artifacts = {"library": LIBRARY}
+    if tuning is None:
+        progress(f"tvm: compiling for {target_dict}")
+        executable = tvm.compile(mod, target=tvm.target.Target(target_dict))
+        artifacts = {"library": LIBRARY}
+    else:
+        executable, artifacts = _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, progress)
     library = out_dir / LIBRARY
     if target.cross_compiler:
         executable.export_library(str(library), fcompile=tc.cc.cross_compiler(target.cross_compiler))
     else:
         executable.export_library(str(library))
     target_info = {"tvm_target": target_dict}
+    if tuning is not None:
+        target_info["tuning"] = notes.pop("tuning")
     toolchain = tvm_backend.toolchain_versions()
     if target.device == "cuda":
         cuda = _cuda_module(executable.mod)
@@ -178,6 +193,31 @@ def build_tvm(
         toolchain=toolchain,
         notes=notes,
     )
+
+
+def _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, progress):
+    """MetaSchedule-tuned executable and the artifacts naming its database."""
+    from . import tvm_tuning
+
+    dynamic = [s.name for s in onnx_graph.read_specs(onnx_path)[0] if s.is_dynamic]
+    if dynamic:
+        raise UnsupportedError(
+            f"tuning needs fixed input shapes; {dynamic} have dynamic axes: fix them with --input-shape NAME=D0,D1,..."
+        )
+    runnable_here = target.runnable_here()[0] and target.device == "cpu"
+    if target_dict.get("kind") == "llvm" and "num-cores" not in target_dict:
+        # MetaSchedule sizes parallel loops by the target's cores and refuses a CPU target without them.
+        target_dict = {**target_dict, "num-cores": len(os.sched_getaffinity(0))}
+    executable, summary = tvm_tuning.tune_and_compile(
+        tc, mod, tc.tvm.target.Target(target_dict), tuning, runnable_here, out_dir, progress
+    )
+    notes["tuning"] = summary
+    folder = tvm_tuning.TUNING_DIR
+    return executable, {
+        "library": LIBRARY,
+        "tuning_workloads": f"{folder}/{tvm_tuning.WORKLOAD_FILE}",
+        "tuning_records": f"{folder}/{tvm_tuning.RECORD_FILE}",
+    }
 
 
 def _first_line(cmd: list[str]) -> str:

@@ -7,6 +7,7 @@ held out for fidelity), then time every package that passed fidelity and torch e
 the same thread count.
 
     .venv/bin/python benchmarks/compile/bench_compile.py [--threads 2] [--rounds 3] [--json out.json]
+        [--tune TRIALS --tune-minutes M]   # adds a MetaSchedule-tuned TVM row (tvm/fp32-tuned, batch 1 fixed)
 
 Students (random init, seed 0; fidelity compares artifacts with the fp32 reference, so it
 does not need trained weights):
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import lanner
-from lanner.compile import FidelityError, UnsupportedError, compile_model, export_torch
+from lanner.compile import FidelityError, TuningRequest, UnsupportedError, compile_model, export_torch
 from lanner.compile.fidelity import measure_latency
 from lanner.names import BACKENDS
 
@@ -151,7 +152,10 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict:
+TUNED = "tvm/fp32-tuned"
+
+
+def bench_student(name: str, threads: int, rounds: int, work: Path, log, tuning: TuningRequest | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -171,9 +175,10 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
     write_crops(calib, chw[1], 80)
     rows: dict[str, dict] = {}
     packages = {}
-    for backend, precision in BUILDS:
-        key = f"{backend}/{precision}"
+    builds = [(b, p, f"{b}/{p}") for b, p in BUILDS] + ([("tvm", "fp32", TUNED)] if tuning else [])
+    for backend, precision, key in builds:
         t0 = time.perf_counter()
+        tuned = key == TUNED
         try:
             m = compile_model(
                 onnx_path,
@@ -181,10 +186,14 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
                 backend=backend,
                 precision=precision,
                 calib=calib,
-                out=work / f"{name}-{backend}-{precision}",
+                out=work / f"{name}-{key.replace('/', '-')}",
                 task="classification",
                 preprocessing=PREPROCESSING,
                 num_threads=threads,
+                # MetaSchedule tunes fixed shapes: the tuned package is batch 1 only
+                input_shapes={"image": [1, *chw]} if tuned else None,
+                tuning=tuning if tuned else None,
+                progress=log if tuned else None,
             )
         except (UnsupportedError, FidelityError) as exc:
             rows[key] = {"status": type(exc).__name__, "reason": str(exc).splitlines()[0][:160]}
@@ -198,7 +207,10 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
             "top1": m.fidelity["top1_agreement"],
             "max_rel_error": max(o["max_rel_error"] for o in m.fidelity["outputs"].values()),
         }
-        packages[key] = work / f"{name}-{backend}-{precision}"
+        if tuned:
+            summary = m.target_info["tuning"]
+            rows[key].update(trials=summary["trials"], tuning_minutes=summary["minutes"])
+        packages[key] = work / f"{name}-{key.replace('/', '-')}"
         log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {worst:.5f}")
 
     timings: dict[str, dict[str, list[float]]] = {
@@ -219,7 +231,8 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log) -> dict
     eager1 = statistics.median(timings["torch/fp32"]["b1"])
     for key, t in timings.items():
         row = rows.get(key, {"status": "ok"})
-        b1, b8 = statistics.median(t["b1"]), statistics.median(t["b8"])
+        b1 = statistics.median(t["b1"])
+        b8 = statistics.median(t["b8"]) if None not in t["b8"] else None
         row.update(batch1_ms=b1, batch8_ms=b8, batch1_min_ms=min(t["b1_min"]), speedup_vs_torch_b1=eager1 / b1)
         result["variants"][key] = row
     for key, row in rows.items():
@@ -237,7 +250,7 @@ def markdown(results: dict, machine: str, threads: int) -> str:
             "| min cosine | top-1 agree | note |",
             "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
-        ordered = ["torch/fp32"] + [f"{b}/{p}" for b, p in BUILDS]
+        ordered = ["torch/fp32"] + [f"{b}/{p}" for b, p in BUILDS] + [TUNED]
         for key in ordered:
             row = res["variants"].get(key)
             if row is None:
@@ -245,9 +258,11 @@ def markdown(results: dict, machine: str, threads: int) -> str:
             if "batch1_ms" in row:
                 cos = f"{row['cosine_min']:.5f}" if "cosine_min" in row else "ref"
                 top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
+                b8 = "-" if row["batch8_ms"] is None else f"{row['batch8_ms']:.3f}"
+                note = f"{row['trials']} trials, {row['tuning_minutes']:.1f} min tuning" if "trials" in row else ""
                 lines.append(
-                    f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {row['batch8_ms']:.3f} | "
-                    f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | |"
+                    f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {b8} | "
+                    f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | {note} |"
                 )
             else:
                 lines.append(f"| {key} | - | - | - | - | - | - | {row['status']}: {row['reason'][:90]} |")
@@ -283,10 +298,15 @@ def time_worker(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(1)
     b1 = measure_latency(make_run(rng.standard_normal((1, *chw)).astype(np.float32)), budget_s=1.0)
-    b8 = measure_latency(make_run(rng.standard_normal((8, *chw)).astype(np.float32)), budget_s=1.0)
+    fixed_batch = model is not None and model.inputs[0].shape[0] == 1  # a tuned package: batch 1 only
+    b8 = (
+        None
+        if fixed_batch
+        else measure_latency(make_run(rng.standard_normal((8, *chw)).astype(np.float32)), budget_s=1.0)
+    )
     if model is not None:
         model.close()
-    print(json.dumps({"b1": b1["median"], "b8": b8["median"], "b1_min": b1["min"]}))
+    print(json.dumps({"b1": b1["median"], "b8": None if b8 is None else b8["median"], "b1_min": b1["min"]}))
     return 0
 
 
@@ -296,6 +316,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--tune", type=int, metavar="TRIALS", help="add a MetaSchedule-tuned TVM fp32 row")
+    parser.add_argument("--tune-minutes", type=float, metavar="M", help="time budget per tuned model")
     parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
     parser.add_argument("--time-torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,7 +331,8 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
         for name in args.students:
-            results[name] = bench_student(name, args.threads, args.rounds, Path(tmp), log)
+            tuning = TuningRequest(args.tune, minutes=args.tune_minutes) if args.tune else None
+            results[name] = bench_student(name, args.threads, args.rounds, Path(tmp), log, tuning)
     print(markdown(results, machine, args.threads))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "threads": args.threads, "results": results}, indent=2))

@@ -43,15 +43,17 @@ def import_compiler() -> SimpleNamespace:
     """Import the TVM compiler pieces ``lanner.compile`` uses (kept here: one module imports TVM).
 
     Returns:
-        A namespace with ``tvm``, ``relax``, ``from_onnx`` (the Relax ONNX frontend) and ``cc``
-        (``tvm.support.cc``, for cross-compiling shared libraries).
+        A namespace with ``tvm``, ``relax``, ``from_onnx`` (the Relax ONNX frontend), ``cc``
+        (``tvm.support.cc``, for cross-compiling shared libraries) and ``meta_schedule``
+        (``tvm.s_tir.meta_schedule``, the tuner).
     """
     tvm = import_toolchain()
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
+    from tvm.s_tir import meta_schedule
     from tvm.support import cc
 
-    return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc)
+    return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc, meta_schedule=meta_schedule)
 
 
 def toolchain_versions() -> dict[str, str]:

@@ -14,6 +14,7 @@ The RPC server is trusted code execution: use it on trusted networks only.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from .report import SCHEMA_VERSION, new_entry, validate_report
 from .variants import SAMPLE_DECIMALS, _stage_summary, dir_size_bytes, make_inputs, package_metadata
 
 RPC_SESSION_TIMEOUT_S = 600
+TRACKER_CONNECT_TIMEOUT_S = 5.0  # an unreachable tracker fails fast instead of TVM's minute of retries
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -39,6 +41,42 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--rpc expects HOST:PORT (e.g. 192.168.1.20:9090), got {address!r}")
     return host, int(port)
+
+
+def check_tracker(address: str, device_key: str, *, timeout_s: float = TRACKER_CONNECT_TIMEOUT_S) -> None:
+    """Check that a TVM RPC tracker answers at ``address`` and has a device under ``device_key``.
+
+    Used before tuning over RPC (``lanner compile --tune --rpc``): MetaSchedule's RPC runner
+    then reaches the device through the same tracker.
+
+    Args:
+        address: ``HOST:PORT`` of ``python -m tvm.exec.rpc_tracker``.
+        device_key: the key the device's ``rpc_server --tracker ... --key KEY`` registered.
+        timeout_s: give up connecting after this long.
+
+    Raises:
+        ValueError: bad address, nothing answering there within ``timeout_s``, or no device
+            registered under ``device_key`` (the message lists the keys the tracker has).
+    """
+    from ..backends.tvm_backend import import_toolchain
+
+    host, port = parse_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot reach a TVM RPC tracker at {address} within {timeout_s:g} s: {exc}") from None
+    tvm = import_toolchain()
+    try:
+        summary = tvm.rpc.connect_tracker(host, port).summary()
+    except Exception as exc:  # noqa: BLE001 -- TVM raises its own error types for protocol failures
+        raise ValueError(f"{address} does not answer as a TVM RPC tracker: {exc}".splitlines()[0]) from None
+    keys = sorted(summary.get("queue_info", {}))
+    if device_key not in keys:
+        raise ValueError(
+            f"the TVM RPC tracker at {address} has no device under key {device_key!r} (keys: {keys or 'none'}); "
+            f"start one with: python -m tvm.exec.rpc_server --tracker {address} --key {device_key}"
+        )
 
 
 def bench_rpc_package(

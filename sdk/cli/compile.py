@@ -58,6 +58,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fidelity threshold override: min_cosine, max_rel_error, min_top1 (VALUE none disables)",
     )
     p.add_argument("--threads", type=int, help="CPU threads for the measurements")
+    tune = p.add_argument_group("TVM tuning (MetaSchedule)")
+    tune.add_argument("--tune", type=int, metavar="TRIALS", help="tune the TVM candidate: measured trials")
+    tune.add_argument("--tune-minutes", type=float, metavar="M", help="time budget of the tune (stops after the batch)")
+    tune.add_argument(
+        "--tuning-db",
+        metavar="DIR",
+        help="seed the tune with a previous package's tuning/ (or a database folder) of the same model and target",
+    )
+    tune.add_argument("--rpc", metavar="HOST:PORT", help="TVM RPC tracker: measure the trials on a remote device")
+    tune.add_argument("--device-key", metavar="KEY", help="the device's key at the --rpc tracker")
     p.set_defaults(func=run)
 
 
@@ -84,11 +94,38 @@ def _threshold(text: str) -> tuple[str, float | None]:
     return name, None if value.lower() == "none" else float(value)
 
 
+def _tuning(args: argparse.Namespace):
+    given = [f for f in ("tune_minutes", "tuning_db", "rpc", "device_key") if getattr(args, f) is not None]
+    if args.tune is None:
+        if given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(f"{flags} only apply when tuning: add --tune TRIALS")
+        return None
+    from lanner.compile.tvm_tuning import TuningRequest
+
+    return TuningRequest(
+        trials=args.tune,
+        minutes=args.tune_minutes,
+        seed_database=args.tuning_db,
+        rpc=args.rpc,
+        device_key=args.device_key,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from lanner.compile import compile_model
+        from lanner.compile.tvm_tuning import TuningInterrupted
     except ImportError as exc:
         raise ImportError(f"lanner compile needs the compile extra (pip install 'lanner[compile]'): {exc}") from exc
+    try:
+        return _compile(args, compile_model)
+    except TuningInterrupted as exc:
+        print(f"lanner compile: {exc}", file=sys.stderr)
+        return 130
+
+
+def _compile(args: argparse.Namespace, compile_model) -> int:
     manifest = compile_model(
         args.model,
         target=args.target,
@@ -104,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=dict(_threshold(t) for t in args.threshold) or None,
         num_threads=args.threads,
         progress=_progress,
+        tuning=_tuning(args),
     )
     latency = manifest.latency_ms["median"] if manifest.latency_ms else None
     print(

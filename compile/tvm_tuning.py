@@ -1,0 +1,446 @@
+"""MetaSchedule tuning for the TVM builder (``lanner compile --backend tvm --tune TRIALS``).
+
+The Relax module is prepared as ``tvm.s_tir.meta_schedule.relax_integration.compile_relax``
+prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR), its fused TIR functions become
+MetaSchedule tasks, and the gradient task scheduler tunes them (evolutionary search, XGBoost
+cost model) with every trial measured: here by a local runner (x86), or on the device through
+a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson targets need it). The
+library is then built by ``compile_relax`` with the database applied: tuned functions take
+their best schedule; the rest keep the default (dlight on GPUs, as an untuned build).
+
+The database is MetaSchedule's JSON database (``database_workload.json``: one line per task,
+its structural hash and TIR; ``database_tuning_record.json``: one line per measured
+schedule, with the target it was measured on). While tuning it lives in the cache
+(``$LANNER_CACHE/tuning/<run>/``), so an interrupted tune keeps its records; a finished tune
+copies it into the package's ``tuning/`` folder (checksummed in the manifest like every file)
+with ``tuning.json`` (trials, minutes, tasks) and removes the cache copy. ``--tuning-db``
+seeds the next tune of the same model for the same target from a package or such a folder;
+a database of another model (a workload hash that is not one of this model's tasks) or of
+another target is refused.
+
+Ctrl-C during a tune stops it after the batch being measured (a second Ctrl-C stops at
+once): the records so far stay in the cache folder, whose path :class:`TuningInterrupted`
+names, ready for ``--tuning-db``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lanner.backends import tvm_backend
+from lanner.benchmarking.remote import check_tracker
+from lanner.models import cache_dir
+from lanner.names import MANIFEST_FILENAME
+
+from .artifact import UnsupportedError
+
+__all__ = ["TuningRequest", "TuningInterrupted", "tune_and_compile", "TUNING_DIR", "WORKLOAD_FILE", "RECORD_FILE"]
+
+TUNING_DIR = "tuning"
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+SUMMARY_FILE = "tuning.json"
+MAX_TRIALS_PER_ITER = 64  # MetaSchedule's default batch; smaller budgets spread over every task
+BUILD_TIMEOUT_S = 600  # a builder worker's first build imports TVM: minutes on a loaded 2-core machine
+RUN_TIMEOUT_S = 120  # one candidate's measurement (module load + repeats)
+RPC_SESSION_TIMEOUT_S = 120
+SEED = 0  # search seed: the same budget on the same machine explores the same candidates
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """What to tune and where to measure.
+
+    Attributes:
+        trials: measured candidates in this run (>= 1), spread over the model's tasks.
+        minutes: time budget; tuning stops after the batch that crosses it (None: no limit).
+        seed_database: a package with ``tuning/``, or a folder with MetaSchedule's JSON database,
+            whose records start this tune (same model and target only).
+        rpc: ``HOST:PORT`` of a TVM RPC tracker; trials are measured on a device registered there.
+        device_key: the tracker key of the device (required with ``rpc``).
+
+    Raises:
+        ValueError: trials < 1, minutes <= 0, ``rpc`` without ``device_key`` or the reverse.
+        TypeError: trials not an int.
+    """
+
+    trials: int
+    minutes: float | None = None
+    seed_database: str | None = None
+    rpc: str | None = None
+    device_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trials, int) or isinstance(self.trials, bool):
+            raise TypeError(f"trials must be an int, got {type(self.trials).__name__}")
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"tuning minutes must be > 0, got {self.minutes}")
+        if (self.rpc is None) != (self.device_key is None):
+            raise ValueError(
+                f"--rpc and --device-key go together (the tracker and the key of the device to measure on), "
+                f"got rpc={self.rpc!r}, device_key={self.device_key!r}"
+            )
+
+
+class TuningInterrupted(KeyboardInterrupt):
+    """A tune stopped by Ctrl-C; its records are kept.
+
+    Attributes:
+        records_dir: the folder holding the database so far (pass it to ``--tuning-db``).
+        trials: trials measured in this run before the interrupt.
+    """
+
+    def __init__(self, records_dir: Path, trials: int) -> None:
+        super().__init__(
+            f"tuning interrupted after {trials} trials; the records so far are in {records_dir}: "
+            f"resume with --tuning-db {records_dir}"
+        )
+        self.records_dir = records_dir
+        self.trials = trials
+
+
+class _StopTuning(Exception):
+    """Raised from the progress callback to end a tune early (time budget or Ctrl-C)."""
+
+
+@dataclass
+class _Progress:
+    """Counts trials, tracks each task's best latency, applies the time budget and Ctrl-C."""
+
+    total: int
+    weights: list[float]
+    deadline: float | None
+    say: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    trials: int = 0
+    best_s: dict[int, float] = field(default_factory=dict)
+    interrupted: bool = False
+    out_of_time: bool = False
+    failed: int = 0
+    first_error: str | None = None
+
+    def on_batch(self, scheduler: Any, task_id: int, runner_results: list[Any]) -> None:
+        self.trials += len(runner_results)
+        for result in runner_results:
+            if result.error_msg is None and result.run_secs:
+                seconds = sum(float(s) for s in result.run_secs) / len(result.run_secs)
+                self.best_s[task_id] = min(seconds, self.best_s.get(task_id, float("inf")))
+            else:
+                self.failed += 1
+                if self.first_error is None:
+                    self.first_error = str(result.error_msg).strip().splitlines()[-1][:300]
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.out_of_time = True
+        self.say(self.line())
+        if self.interrupted or self.out_of_time:
+            # Terminating tasks from a callback trips the scheduler's own termination check, so stop
+            # by unwinding: the records of every finished batch are already committed.
+            raise _StopTuning()
+
+    def estimated_ms(self) -> float | None:
+        """Sum over measured tasks of weight x best latency (the tuner's model-latency estimate)."""
+        if not self.best_s:
+            return None
+        return 1e3 * sum(self.weights[i] * s for i, s in self.best_s.items())
+
+    def line(self) -> str:
+        done = min(self.trials, self.total)
+        width = 24
+        bar = "#" * (width * done // self.total) + "." * (width - width * done // self.total)
+        est = self.estimated_ms()
+        best = "n/a" if est is None else f"{est:.3f} ms"
+        minutes = (time.monotonic() - self.started) / 60
+        return (
+            f"tvm tune [{bar}] {self.trials}/{self.total} trials, best so far {best} "
+            f"({len(self.best_s)}/{len(self.weights)} tasks measured), {minutes:.1f} min"
+            + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
+        )
+
+
+def tune_and_compile(
+    tc: Any,
+    mod: Any,
+    target: Any,
+    request: TuningRequest,
+    target_runnable_here: bool,
+    package_dir: Path,
+    progress: Callable[[str], None],
+) -> tuple[Any, dict[str, Any]]:
+    """Tune ``mod`` for ``target`` and build it with the tuned schedules.
+
+    Args:
+        tc: :func:`lanner.backends.tvm_backend.import_compiler`'s namespace.
+        mod: the Relax IRModule (fixed shapes).
+        target: the ``tvm.target.Target`` the package is built for (tuning uses the same).
+        request: trials, budget, seed database, RPC tracker.
+        target_runnable_here: True when trials can be measured on this machine without RPC.
+        package_dir: the package being built; receives ``tuning/``.
+        progress: called with one line per measured batch (the progress bar).
+
+    Returns:
+        The Relax executable and the tuning summary recorded in the manifest.
+
+    Raises:
+        UnsupportedError: a target that cannot run here without ``rpc``.
+        ValueError: an unreachable tracker or unknown key; a seed database of another model or target.
+        TuningInterrupted: Ctrl-C; the records are kept in the cache.
+    """
+    ms = tc.meta_schedule
+    if request.rpc is None and not target_runnable_here:
+        raise UnsupportedError(
+            f"tuning for {target.kind.name} target {str(target)!r} measures every trial on the device: pass "
+            "--rpc HOST:PORT --device-key KEY (a TVM RPC tracker with the device registered under KEY)"
+        )
+    if request.rpc is not None:
+        check_tracker(request.rpc, request.device_key)
+    fused = _prepare(tc, mod, target)
+    tasks = [t for t in ms.relax_integration.extract_tasks(fused, target) if not _is_scheduled(t)]
+    if not tasks:
+        raise UnsupportedError("this model has no operator MetaSchedule can tune")
+    records_dir = cache_dir() / TUNING_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    records_dir.mkdir(parents=True)
+    try:
+        previous = _seed(ms, tc.tvm, request.seed_database, records_dir, tasks, target) if request.seed_database else {}
+    except ValueError:
+        shutil.rmtree(records_dir)
+        raise
+    database = ms.database.JSONDatabase(
+        path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
+    )
+    # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
+    # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
+    contexts = [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator="post-order-apply",
+            search_strategy="evolutionary",
+            task_name=task.task_name,
+            rand_state=rand_state,
+            num_threads=1,
+        ).clone()
+        for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
+    ]
+    weights = [float(task.weight) for task in tasks]
+    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(contexts)))
+    state = _Progress(
+        total=request.trials,
+        weights=[float(w) for w in weights],
+        deadline=None if request.minutes is None else time.monotonic() + 60 * request.minutes,
+        say=progress,
+    )
+    progress(
+        f"tvm tune: {len(contexts)} tasks, {request.trials} trials ({per_iter} per batch)"
+        + (f", {request.minutes:g} min budget" if request.minutes else "")
+        + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
+        + (f", seeded with {previous.get('records', 0)} records" if previous else "")
+    )
+    runner = _runner(ms, request)
+    try:
+        with _sigint_stops(state), _stop_on_request(state):
+            ms.tune_tasks(
+                tasks=contexts,
+                task_weights=weights,
+                work_dir=str(records_dir),
+                max_trials_global=request.trials,
+                num_trials_per_iter=per_iter,
+                builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1),
+                runner=runner,
+                database=database,
+                cost_model="xgb",
+                measure_callbacks=[
+                    *ms.measure_callback.MeasureCallback.create("default"),
+                    _callback(tc.tvm, ms, state),
+                ],
+                task_scheduler="gradient",
+            )
+    finally:
+        # The runner keeps its worker processes; end them here, also when the tune stopped early
+        # (left to garbage collection they outlive an interrupted compile).
+        pool = getattr(runner, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+    if state.interrupted:
+        raise TuningInterrupted(records_dir, state.trials)
+    minutes = (time.monotonic() - state.started) / 60
+    summary = {
+        "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model, gradient task scheduler)",
+        "trials": previous.get("trials", 0) + state.trials,
+        "trials_this_run": state.trials,
+        "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
+        "minutes_this_run": round(minutes, 3),
+        "stopped_by_time_budget": state.out_of_time,
+        "tasks": len(contexts),
+        "tasks_measured": len(state.best_s),
+        "failed_trials": state.failed,
+        "first_error": state.first_error,
+        "records": _count_lines(records_dir / RECORD_FILE),
+        "estimated_latency_ms": state.estimated_ms(),
+        "measured_on": f"rpc {request.rpc} key {request.device_key}" if request.rpc else "this machine",
+        "seeded_from": previous.get("source"),
+        "target": str(target),
+    }
+    progress("tvm tune: building with the tuned schedules")
+    executable = ms.relax_integration.compile_relax(database, mod, target, params=None)
+    tuning_dir = package_dir / TUNING_DIR
+    tuning_dir.mkdir()
+    for name in (WORKLOAD_FILE, RECORD_FILE):
+        shutil.copyfile(records_dir / name, tuning_dir / name)
+    (tuning_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(records_dir)
+    return executable, summary
+
+
+class _stop_on_request:  # noqa: N801 -- a context manager used like a function
+    """Swallow the error a requested stop unwinds with (TVM may re-raise it wrapped in its own type)."""
+
+    def __init__(self, state: _Progress) -> None:
+        self._state = state
+
+    def __enter__(self) -> _stop_on_request:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return (
+            exc_type is not None
+            and issubclass(exc_type, Exception)
+            and (self._state.interrupted or self._state.out_of_time)
+        )
+
+
+def _prepare(tc: Any, mod: Any, target: Any) -> Any:
+    """The passes ``compile_relax`` runs before applying a database, so task hashes match it."""
+    relax = tc.relax
+    passes = tc.tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
+    with target:
+        return passes(mod)
+
+
+def _is_scheduled(task: Any) -> bool:
+    return bool(task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False))
+
+
+def _runner(ms: Any, request: TuningRequest) -> Any:
+    if request.rpc is None:
+        return ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S)
+    host, _, port = request.rpc.rpartition(":")
+    config = ms.runner.RPCConfig(
+        tracker_host=host,
+        tracker_port=int(port),
+        tracker_key=request.device_key,
+        session_timeout_sec=RPC_SESSION_TIMEOUT_S,
+    )
+    return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
+
+
+def _build_candidate(mod: Any, target: Any, _params: Any) -> Any:
+    """MetaSchedule's default build without its ``import tvm.s_tir.tensor_intrin``, which registers
+    every tensor intrinsic of every target (minutes on a loaded machine, past any build timeout)
+    and which fp32 schedules for our targets do not use. Runs in the builder's worker process."""
+    tvm = tvm_backend.import_toolchain()
+    mod = tvm.s_tir.transform.RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm.driver.build(mod, target=target)
+
+
+def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:
+    @tvm.ir.utils.derived_object
+    class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):  # noqa: ARG002
+            state.on_batch(task_scheduler, task_id, list(runner_results))
+
+    return _ProgressCallback()
+
+
+class _sigint_stops:  # noqa: N801 -- a context manager used like a function
+    """While tuning, the first Ctrl-C asks the tuner to stop after the current batch (records are
+    committed per batch); a second one interrupts at once. Only the main thread can own SIGINT."""
+
+    def __init__(self, state: _Progress) -> None:
+        self._state = state
+        self._previous: Any = None
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        self._state.interrupted = True
+        self._state.say("tvm tune: Ctrl-C: stopping after this batch (Ctrl-C again to stop now)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _sigint_stops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], target: Any) -> dict[str, Any]:
+    """Copy a previous database into ``records_dir`` after checking it is this model's and target's."""
+    source = Path(seed)
+    folder = source / TUNING_DIR if (source / MANIFEST_FILENAME).is_file() else source
+    workloads, records = folder / WORKLOAD_FILE, folder / RECORD_FILE
+    if not workloads.is_file() or not records.is_file():
+        raise ValueError(
+            f"--tuning-db {seed}: expected a package with a {TUNING_DIR}/ folder or a folder with "
+            f"{WORKLOAD_FILE} and {RECORD_FILE}, found neither"
+        )
+    want = str(target)
+    with records.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                got = str(tvm.target.Target(json.loads(line)[1][2]))
+            except (ValueError, IndexError, TypeError, RuntimeError) as exc:
+                raise ValueError(
+                    f"--tuning-db {seed}: {RECORD_FILE} line {n} is not a MetaSchedule record: {exc}"
+                ) from None
+            if got != want:
+                raise ValueError(
+                    f"--tuning-db {seed} was tuned for target {got!r}, not for this compile's {want!r}: "
+                    "records of another target are never applied"
+                )
+    shutil.copyfile(workloads, records_dir / WORKLOAD_FILE)
+    shutil.copyfile(records, records_dir / RECORD_FILE)
+    database = ms.database.JSONDatabase(
+        path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
+    )
+    theirs = _count_lines(records_dir / WORKLOAD_FILE)
+    ours = sum(bool(database.has_workload(t.dispatched[0])) for t in tasks)
+    if ours < theirs:
+        raise ValueError(
+            f"--tuning-db {seed} holds another model's tuning: {theirs - ours} of its {theirs} workloads "
+            f"(structural hashes) are not tasks of this model ({len(tasks)} tasks); it is not applied"
+        )
+    summary_path = folder / SUMMARY_FILE
+    previous = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return {
+        "source": str(seed),
+        "records": _count_lines(records_dir / RECORD_FILE),
+        "trials": int(previous.get("trials", _count_lines(records_dir / RECORD_FILE))),
+        "minutes": float(previous.get("minutes", 0.0)),
+    }

@@ -1,0 +1,346 @@
+"""MetaSchedule tuning in ``lanner compile --backend tvm --tune``: records in the package, resume,
+refusals (foreign model, foreign target, unreachable tracker), Ctrl-C, RPC loopback.
+
+Every tune starts with TVM registering its tensor intrinsics (minutes on a loaded 2-core
+machine), so the tests that tune are marked slow and keep the trial counts tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import lanner  # noqa: E402
+from lanner.compile import TuningInterrupted, TuningRequest, compile_model  # noqa: E402
+from lanner.compile.artifact import UnsupportedError  # noqa: E402
+from lanner.manifest import Manifest  # noqa: E402
+from lanner.names import sha256_file  # noqa: E402
+
+SHAPE = (1, 3, 16, 16)
+
+
+def make_convnet(path: Path, *, channels: int = 8, seed: int = 0) -> Path:
+    """Conv-ReLU-Conv-ReLU-GlobalAveragePool at a fixed (1, 3, 16, 16) input: three tuning tasks."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, list(SHAPE))
+    y = helper.make_tensor_value_info("feature", TensorProto.FLOAT, [1, channels, 1, 1])
+    inits = [
+        init("w1", (channels, 3, 3, 3)),
+        init("b1", (channels,)),
+        init("w2", (channels, channels, 3, 3)),
+        init("b2", (channels,)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["feature"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "convnet", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def convnet(tmp_path_factory) -> Path:
+    return make_convnet(tmp_path_factory.mktemp("tuning") / "convnet.onnx")
+
+
+@pytest.fixture(scope="module")
+def tuned(convnet, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tuned") / "pkg"
+    compile_model(convnet, target="x86", backend="tvm", precision="fp32", out=out, tuning=TuningRequest(trials=3))
+    return out
+
+
+# -- requests refused before any tuning ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"trials": 0}, ValueError, "trials must be >= 1, got 0"),
+        ({"trials": 2.5}, TypeError, "trials must be an int, got float"),
+        ({"trials": 4, "minutes": 0}, ValueError, "tuning minutes must be > 0, got 0"),
+        ({"trials": 4, "rpc": "127.0.0.1:9190"}, ValueError, "--rpc and --device-key go together"),
+    ],
+)
+def test_bad_tuning_request(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TuningRequest(**kwargs)
+
+
+def test_tuning_applies_to_tvm_only(convnet, tmp_path):
+    with pytest.raises(ValueError, match="tuning applies to the tvm backend; got backend 'openvino'"):
+        compile_model(convnet, backend="openvino", precision="fp32", out=tmp_path / "p", tuning=TuningRequest(2))
+
+
+def test_cli_tuning_flags_need_tune(convnet, tmp_path, capsys):
+    from lanner.cli import main
+
+    rc = main(["compile", str(convnet), "--backend", "tvm", "--tuning-db", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert rc == 2
+    assert "--tuning-db only apply when tuning: add --tune TRIALS" in capsys.readouterr().err
+
+
+def test_unreachable_tracker_fails_fast_with_the_address(convnet, tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=f"cannot reach a TVM RPC tracker at {address}"):
+        compile_model(
+            convnet,
+            backend="tvm",
+            precision="fp32",
+            out=tmp_path / "p",
+            tuning=TuningRequest(trials=2, rpc=address, device_key="board"),
+        )
+    assert time.monotonic() - start < 60  # the import of the model dominates; the connect gives up in 5 s
+
+
+def test_dynamic_shapes_are_refused(tmp_path):
+    from test_compile import make_classifier  # (batch, 3, 32, 32): dynamic batch
+
+    model = make_classifier(tmp_path / "cls.onnx")
+    with pytest.raises(UnsupportedError, match=r"tuning needs fixed input shapes; \['image'\]"):
+        compile_model(model, backend="tvm", precision="fp32", out=tmp_path / "p", tuning=TuningRequest(2))
+
+
+def test_cuda_tuning_needs_the_device_over_rpc(convnet, tmp_path):
+    from lanner.compile.tvm_build import nvcc_archs
+
+    if "sm_90" not in nvcc_archs():
+        pytest.skip("needs nvcc with sm_90 to reach the tuning step of a CUDA build")
+    with pytest.raises(UnsupportedError, match="measures every trial on the device: pass --rpc HOST:PORT"):
+        compile_model(
+            convnet, target="cuda-sm90", backend="tvm", precision="fp32", out=tmp_path / "p", tuning=TuningRequest(2)
+        )
+
+
+# -- a tiny tune: records in the package, refusals of foreign databases ------------------------
+
+
+@pytest.mark.slow
+def test_tune_records_are_in_the_package(tuned, convnet):
+    manifest = Manifest.read(tuned)
+    manifest.verify(tuned)
+    assert manifest.artifacts["tuning_records"] == "tuning/database_tuning_record.json"
+    for rel in ("tuning/database_workload.json", "tuning/database_tuning_record.json", "tuning/tuning.json"):
+        assert manifest.files[rel] == sha256_file(tuned / rel)
+    summary = manifest.target_info["tuning"]
+    assert summary == json.loads((tuned / "tuning" / "tuning.json").read_text())
+    assert summary["trials"] == summary["trials_this_run"] == 3
+    assert summary["tasks"] == 3 and summary["records"] >= 1 and summary["minutes"] > 0
+    assert summary["tasks_measured"] >= 1 and summary["estimated_latency_ms"] > 0, summary["first_error"]
+    assert summary["measured_on"] == "this machine" and summary["seeded_from"] is None
+    assert manifest.fidelity["passed"]
+    records = (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines()
+    assert len(records) == summary["records"]
+    feed = {"image": np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)}
+    import onnxruntime as ort
+
+    want = ort.InferenceSession(str(convnet), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    with lanner.load(tuned) as model:
+        np.testing.assert_allclose(model.run(feed)["feature"], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_database_of_another_model_is_refused(tuned, tmp_path):
+    other = make_convnet(tmp_path / "wider.onnx", channels=12)
+    with pytest.raises(ValueError, match="holds another model's tuning: .* workloads .* are not tasks of this model"):
+        compile_model(
+            other,
+            backend="tvm",
+            precision="fp32",
+            out=tmp_path / "p",
+            tuning=TuningRequest(2, seed_database=str(tuned)),
+        )
+
+
+@pytest.mark.slow
+def test_database_of_another_target_is_refused(tuned, convnet, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "database_workload.json").write_bytes((tuned / "tuning" / "database_workload.json").read_bytes())
+    lines = []
+    for line in (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines():
+        workload, record = json.loads(line)
+        record[2] = {
+            **record[2],
+            "mtriple": "aarch64-linux-gnu",
+            "mcpu": "cortex-a78",
+        }  # the same records, an ARM board
+        lines.append(json.dumps([workload, record]))
+    (foreign / "database_tuning_record.json").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        ValueError, match="was tuned for target .*aarch64.* records of another target are never applied"
+    ):
+        compile_model(
+            convnet,
+            backend="tvm",
+            precision="fp32",
+            out=tmp_path / "p",
+            tuning=TuningRequest(2, seed_database=str(foreign)),
+        )
+
+
+# -- Ctrl-C keeps the records; a resume continues from them -------------------------------------
+
+
+@pytest.mark.slow
+def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LANNER_CACHE": str(cache)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lanner.cli",
+        "compile",
+        str(convnet),
+        "--backend",
+        "tvm",
+        "--precision",
+        "fp32",
+        "--tune",
+        "60",
+        "--out",
+        str(tmp_path / "interrupted"),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        records: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            records = [p for p in cache.glob("tuning/*/database_tuning_record.json") if p.stat().st_size > 0]
+            if records:
+                break
+            time.sleep(1)
+        assert records, "no tuning record appeared"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-2000:]
+    (records_dir,) = [p.parent for p in records]
+    assert f"resume with --tuning-db {records_dir}" in err
+    assert not (tmp_path / "interrupted").exists()
+    kept = len(records_dir.joinpath("database_tuning_record.json").read_text().splitlines())
+    assert kept >= 1
+
+    resumed = tmp_path / "resumed"
+    manifest = compile_model(
+        convnet,
+        backend="tvm",
+        precision="fp32",
+        out=resumed,
+        tuning=TuningRequest(trials=3, seed_database=str(records_dir)),
+    )
+    summary = manifest.target_info["tuning"]
+    assert summary["seeded_from"] == str(records_dir)
+    assert summary["trials"] == kept + 3 and summary["trials_this_run"] == 3
+    assert summary["records"] >= kept
+    assert manifest.fidelity["passed"]
+
+
+# -- RPC loopback: tracker + server on 127.0.0.1 -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tuning_over_rpc_loopback(convnet, tmp_path):
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tvm.exec.rpc_tracker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--port-end",
+                str(port + 1),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        time.sleep(5)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tvm.exec.rpc_server",
+                    "--host",
+                    "127.0.0.1",
+                    "--tracker",
+                    address,
+                    "--key",
+                    "loopback",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        from lanner.benchmarking.remote import check_tracker
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                check_tracker(address, "loopback")
+                break
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        manifest = compile_model(
+            convnet,
+            backend="tvm",
+            precision="fp32",
+            out=tmp_path / "rpc",
+            tuning=TuningRequest(trials=2, rpc=address, device_key="loopback"),
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+    summary = manifest.target_info["tuning"]
+    assert summary["measured_on"] == f"rpc {address} key loopback"
+    assert summary["records"] >= 1 and manifest.fidelity["passed"]
+
+
+def test_interrupted_is_a_keyboard_interrupt(tmp_path):
+    exc = TuningInterrupted(tmp_path, 5)
+    assert isinstance(exc, KeyboardInterrupt) and exc.records_dir == tmp_path and exc.trials == 5
+    assert f"resume with --tuning-db {tmp_path}" in str(exc)
