@@ -85,7 +85,11 @@ setup(
         *(f"lanner.compile.{p}" for p in find_packages("compile")),
     ],
     package_dir={"lanner": "sdk", "lanner.compile": "compile"},
-    package_data={"lanner": ["py.typed", "*.pyi"], "lanner.models": ["*/*.onnx", "*/*.json", "*/*.md"], "lanner.face": ["data/*.jpg"]},
+    package_data={
+        "lanner": ["py.typed", "*.pyi"],
+        "lanner.models": ["*/*.onnx", "*/*.json", "*/*.md"],
+        "lanner.face": ["data/*.jpg"],
+    },
     ext_modules=[CMakeExtension("lanner._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[

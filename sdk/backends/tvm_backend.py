@@ -3,6 +3,7 @@
 Loading a TVM package needs the ``compile`` extra (``apache-tvm``), which is not part of a
 runtime-only install; :func:`import_toolchain` says so when it is missing.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,9 @@ def set_num_threads(num_threads: int | None) -> None:
 class TVMSession(Session):
     """A TVM Relax VM over an exported shared library (parameters are embedded as constants)."""
 
-    def __init__(self, library_path: str, input_names: list[str], *, device: str = "cpu",
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self, library_path: str, input_names: list[str], *, device: str = "cpu", num_threads: int | None = None
+    ) -> None:
         tvm = import_toolchain()
         if device == "cuda":
             dev = tvm.cuda(0)
@@ -113,7 +115,7 @@ class TVMSession(Session):
         self._lib = None
 
 
-def open_session(package_dir: Path, manifest: "Manifest", target: "Target", num_threads: int | None) -> TVMSession:
+def open_session(package_dir: Path, manifest: Manifest, target: Target, num_threads: int | None) -> TVMSession:
     """Load the package's TVM shared library on the target's device."""
     path = manifest.artifact_path(package_dir, "library")
     built_for = manifest.target_info.get("tvm_target", {})
