@@ -223,6 +223,13 @@ def _validation_set(data: TrainData, sampler: FaceSampler, width: float):
     return data.targets[gallery], data.identities[gallery], torch.from_numpy(chips), data.identities[probes]
 
 
+def _draw_batch(config: TrainConfig, train_idx: np.ndarray, step: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The crops of batch ``step`` (a pure function of the seed and the step) and the step's generator."""
+    rng = np.random.default_rng([config.seed, step, 1])
+    size = min(config.batch_size, len(train_idx))
+    return rng, train_idx[rng.choice(len(train_idx), size=size, replace=False)]
+
+
 class _Batches(torch.utils.data.Dataset):
     """Batch ``step`` of a run: the crops drawn by the step's generator, degraded (for a DataLoader worker)."""
 
@@ -233,9 +240,7 @@ class _Batches(torch.utils.data.Dataset):
         return self.config.steps
 
     def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.config.seed, step, 1])
-        size = min(self.config.batch_size, len(self.train_idx))
-        batch = self.train_idx[rng.choice(len(self.train_idx), size=size, replace=False)]
+        _, batch = _draw_batch(self.config, self.train_idx, step)
         return batch, self.sampler.batch(batch, step * self.config.batch_size)
 
 
@@ -249,9 +254,7 @@ class _QualityBatches(torch.utils.data.Dataset):
         return self.config.steps
 
     def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.config.seed, step, 1])
-        size = min(self.config.batch_size, len(self.train_idx))
-        batch = self.train_idx[rng.choice(len(self.train_idx), size=size, replace=False)]
+        rng, batch = _draw_batch(self.config, self.train_idx, step)
         chips = self.chips[batch]
         mirror = rng.uniform(size=len(batch)) < 0.5
         chips = np.where(mirror[:, None, None, None], chips[:, :, ::-1], chips)
