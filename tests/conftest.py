@@ -42,3 +42,13 @@ def recognizer(lanner_cache):
 
     with lanner.FaceRecognizer(num_threads=2) as rec:
         yield rec
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tiny seeded training runs: repeatable and light), then as before."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -109,9 +109,10 @@ LANDMARKS = np.array([[[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]]], np.fl
         (IMAGE.tolist(), LANDMARKS, TypeError, "numpy array, got list"),
     ],
 )
-def test_bad_input_raises(recognizer, image, faces, error, match):
+@pytest.mark.parametrize("method", ["embed", "quality"])  # quality() takes faces as embed() does
+def test_bad_input_raises(recognizer, method, image, faces, error, match):
     with pytest.raises(error, match=match):
-        recognizer.embed(image, faces)
+        getattr(recognizer, method)(image, faces)
 
 
 def test_bad_options_and_closed(lanner_cache):
