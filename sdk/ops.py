@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _C
 
-__all__ = ["has_cuda", "nms", "batched_nms", "soft_nms", "SoftNMSResult"]
+__all__ = ["has_cuda", "box_iou", "nms", "batched_nms", "soft_nms", "SoftNMSResult"]
 
 OverlapMode = Literal["union", "min"]
 Device = Literal["cpu", "cuda"]
@@ -270,3 +270,24 @@ def soft_nms(
         _real("score_threshold", score_threshold),
     )
     return SoftNMSResult(indices=indices, scores=rescored)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of two sets of ``xyxy`` boxes.
+
+    Args:
+        a: ``(N, 4)`` boxes.
+        b: ``(M, 4)`` boxes.
+
+    Returns:
+        ``(N, M)`` float64 IoU (0 for boxes of zero area).
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

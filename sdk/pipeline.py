@@ -34,6 +34,7 @@ import numpy as np
 
 from ._resources import Closeable
 from .face import Detections, FaceDetector
+from .ops import box_iou
 from .tracking import MultiTracker, TrackerOptions
 
 __all__ = ["FacePipeline", "Track"]
@@ -125,27 +126,6 @@ class _TrackState:
             self.name_score,
             self.frames,
         )  # type: ignore[arg-type]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two sets of ``xyxy`` boxes.
-
-    Args:
-        a: ``(N, 4)`` boxes.
-        b: ``(M, 4)`` boxes.
-
-    Returns:
-        ``(N, M)`` float64 IoU (0 for boxes of zero area).
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def match_boxes(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ import numpy as np
 import lanner
 from lanner.distill.masks import SyntheticMasks
 from lanner.distill.teacher import is_test_identity
+from lanner.ops import box_iou
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "support"))
@@ -69,16 +70,6 @@ def degrade(name: str, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.nda
     return image, 1.0
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--celeba", required=True, help="the celeba-faces folder (test identities are used)")
@@ -108,7 +99,7 @@ def main() -> None:
                     got = detector.detect(degraded)
                     total += len(ref)
                     if len(ref) and len(got):
-                        found += int((iou(ref.boxes, got.boxes * back).max(1) >= 0.5).sum())
+                        found += int((box_iou(ref.boxes, got.boxes * back).max(1) >= 0.5).sum())
                 report["recall"].setdefault(degradation, {})[model] = [found, total]
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(f"reference faces per photo: {report['photos']}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ops import box_iou
 from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
 
 _KNOWN_COLOR = (0, 200, 0)  # BGR
@@ -230,13 +231,6 @@ TRACK_IOU = 0.3  # a face continues a track when its box overlaps the track's la
 TRACK_GAP = 5  # frames a track may miss before it ends
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def _identify_video_tracks(
     detector, recognizer, gallery, path: Path, out: Path | None, progress: bool, keep: int
 ) -> dict:
@@ -255,7 +249,7 @@ def _identify_video_tracks(
         ids = np.full(len(faces), -1)
         alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
         if len(faces) and alive:
-            overlap = _iou(faces.boxes, np.stack([last[t][1] for t in alive]))
+            overlap = box_iou(faces.boxes, np.stack([last[t][1] for t in alive]))
             for f, a in sorted(np.argwhere(overlap >= TRACK_IOU), key=lambda fa: -overlap[fa[0], fa[1]]):
                 if ids[f] < 0 and alive[a] not in ids:
                     ids[f] = alive[a]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops import box_iou
+
 __all__ = ["PrecisionRecall", "match_detections", "voc_average_precision"]
 
 
@@ -38,15 +40,6 @@ class PrecisionRecall:
     recall: np.ndarray
     scores: np.ndarray
     positives: int
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
 
 
 def _check_boxes(boxes: np.ndarray, name: str) -> np.ndarray:
@@ -89,7 +82,7 @@ def match_detections(
         return true_positive, counted
     used = np.zeros(len(truth), bool)
     for d in np.argsort(-scores, kind="stable"):
-        iou = _iou(boxes[d], truth)
+        iou = box_iou(boxes[d], truth)[0]
         best = int(np.argmax(iou))
         if iou[best] < iou_threshold:
             continue  # a false positive

@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import _C
+from ..ops import box_iou
 from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
-from .training import run_loop
+from .training import run_loop, warmup_cosine
 
 __all__ = [
     "DetectionConfig",
@@ -86,11 +87,7 @@ class DetectionConfig:
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of ``step`` (0-based): 3% linear warm-up, then cosine decay to 0."""
-        warmup = max(1, int(0.03 * self.steps))
-        if step < warmup:
-            return float(self.learning_rate * (step + 1) / warmup)
-        progress = (step - warmup) / max(1, self.steps - warmup)
-        return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
+        return warmup_cosine(step, self.steps, self.learning_rate, 0.03)
 
 
 @dataclass(frozen=True)
@@ -156,14 +153,6 @@ def _crops(image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
     return c24.copy(), c48.copy(), valid.copy()
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def make_pool(
     photos: list[AnnotatedPhoto],
     celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
@@ -225,7 +214,7 @@ def make_pool(
             side = rng.uniform(10, max(11.0, min(h, w) / 2))
             x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
             cand = np.array([x, y, x + side, y + side], np.float32)
-            if not len(photo.boxes) or _iou(cand, photo.boxes).max() < 0.3:
+            if not len(photo.boxes) or box_iou(cand, photo.boxes)[0].max() < 0.3:
                 negatives.append(cand)
         if negatives:
             c24, c48, valid = _crops(rgb, np.array(negatives))

@@ -55,6 +55,16 @@ CHECKPOINT = "checkpoint.pt"
 TASKS = ("embedding", "quality")
 
 
+def warmup_cosine(step: int, steps: int, learning_rate: float, warmup_fraction: float) -> float:
+    """The learning rate of ``step`` (0-based) of a ``steps``-step run: linear warm-up over
+    ``warmup_fraction`` of the run, then cosine decay to 0 (every task of :func:`run_loop` uses it)."""
+    warmup = max(1, int(warmup_fraction * steps))
+    if step < warmup:
+        return float(learning_rate * (step + 1) / warmup)
+    progress = (step - warmup) / max(1, steps - warmup)
+    return float(0.5 * learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. Immutable (thread-safe); stored in every checkpoint.
@@ -121,11 +131,7 @@ class TrainConfig:
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
-        warmup = max(1, int(self.warmup_fraction * self.steps))
-        if step < warmup:
-            return float(self.learning_rate * (step + 1) / warmup)
-        progress = (step - warmup) / max(1, self.steps - warmup)
-        return float(0.5 * self.learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
+        return warmup_cosine(step, self.steps, self.learning_rate, self.warmup_fraction)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
