@@ -245,30 +245,34 @@ def _box_reduce(image: np.ndarray, m: np.ndarray, chip: int, factor: int) -> tup
     return reduced, m @ to_image
 
 
-def _warp_one(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    scale = math.hypot(m[0, 0], m[1, 0])  # chip px per image px
-    k = max(1, math.ceil(1.0 / scale - 0.01))
+def _supersampling(matrices: np.ndarray) -> np.ndarray:
+    """(N,) integer supersampling factor ``k`` of each image -> chip matrix: the smallest that makes the warp
+    onto a ``k`` times larger chip an upsampling (1 for faces no larger than the chip)."""
+    scales = np.hypot(matrices[:, 0, 0], matrices[:, 1, 0])  # chip px per image px
+    return np.maximum(1, np.ceil(1.0 / scales - 0.01)).astype(np.int64)
+
+
+def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarray) -> None:
+    """Warp one face into ``out`` (size, size[, C]) with supersampling factor ``k`` (see the module docstring)."""
     if k > _PRE_REDUCE_ABOVE:
+        scale = math.hypot(m[0, 0], m[1, 0])
         factor = k // 2
         image, m = _box_reduce(image, m, size, factor)
         # The reduced image maps to the chip at scale * factor chip px per px; supersample it up to
         # _PRE_REDUCE_ABOVE x (not factor / scale x, which made a 2400 px warp for a 300 px face in a 32 px chip).
         k = max(1, math.ceil(_PRE_REDUCE_ABOVE / (scale * factor) - 0.01))
     if k == 1:
-        return cv2.warpAffine(
-            image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        cv2.warpAffine(
+            image, m, (size, size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
+        return
     # Chip pixel centre c at size S sits at u*S - 0.5; at size k*S at k*(c + 0.5) - 0.5.
-    to_big = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]])
+    big_m = m * k
+    big_m[:, 2] += 0.5 * k - 0.5
     big = cv2.warpAffine(
-        image,
-        to_big @ np.vstack([m, [0, 0, 1]]),
-        (size * k, size * k),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
+        image, big_m, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+    cv2.resize(big, (size, size), dst=out, interpolation=cv2.INTER_AREA)
 
 
 def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -307,6 +311,9 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
-    for i, m in enumerate(matrices):
-        chips[i] = _warp_one(plane, m, size).reshape(size, size, channels)
+    # Each face is written straight into its chip (one warp, and one box reduction when supersampled):
+    # the per-face Python work is a few attribute look-ups, the pixels are OpenCV's.
+    planes = chips[..., 0] if plane.ndim == 2 else chips
+    for m, k, out in zip(matrices, _supersampling(matrices).tolist(), planes):
+        _warp_one(plane, m, size, k, out)
     return chips
