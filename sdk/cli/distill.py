@@ -72,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="teacher-target and quality-sample cache folder (default: $LANNER_CACHE/distill or "
         "~/.cache/lanner/distill)",
     )
-    q.add_argument("--views", type=int, default=6, help="degraded views per training crop")
-    q.add_argument("--steps", type=int, default=4000, help="training steps")
+    q.add_argument("--views", type=int, default=12, help="degraded views per training crop")
+    q.add_argument("--steps", type=int, default=8000, help="training steps")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=1, help="torch threads for training")
     q.add_argument("--channels", default="12,24,48", help="regressor widths: stem and two blocks")

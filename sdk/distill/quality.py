@@ -50,6 +50,10 @@ __all__ = [
     "sdd_fiqa_labels",
     "QualitySamples",
     "quality_samples",
+    "REJECTED_FRACTIONS",
+    "error_versus_reject",
+    "erc_area",
+    "oracle_gain_share",
 ]
 
 QUALITY_CHIP_SIZE = 32  # px, the quality student's aligned chip
@@ -338,3 +342,62 @@ def quality_samples(
     np.savez(partial, **samples.__dict__)
     partial.replace(cache)
     return samples
+
+
+#: Fractions of probes rejected (lowest quality first) along an error-versus-reject curve: 0-50% in 1% steps.
+REJECTED_FRACTIONS = np.round(np.arange(0, 0.501, 0.01), 2)
+
+
+def error_versus_reject(genuine: np.ndarray, threshold: float, quality: np.ndarray) -> np.ndarray:
+    """An error-versus-reject curve (Grother & Tabassi, "Performance of Biometric Quality Measures", 2007).
+
+    Args:
+        genuine: (N,) one genuine comparison score per probe.
+        threshold: the decision threshold, fixed while probes are rejected (set on impostor scores at an FMR).
+        quality: (N,) the probes' qualities (lower: rejected first; ties keep input order).
+
+    Returns:
+        (len(REJECTED_FRACTIONS),) FNMR of the kept probes after rejecting each fraction of
+        :data:`REJECTED_FRACTIONS`.
+
+    Raises:
+        ValueError: empty or mismatched inputs.
+    """
+    genuine, quality = np.asarray(genuine, np.float64).ravel(), np.asarray(quality, np.float64).ravel()
+    if genuine.size == 0 or genuine.shape != quality.shape:
+        raise ValueError(f"expected one quality per genuine score (N > 0), got {genuine.size} and {quality.size}")
+    fails = (genuine[np.argsort(quality, kind="stable")] < threshold).astype(np.float64)
+    return np.array([fails[int(round(r * fails.size)) :].mean() for r in REJECTED_FRACTIONS])
+
+
+def erc_area(curve: np.ndarray) -> float:
+    """Mean FNMR over the rejection range of an :func:`error_versus_reject` curve (trapezoid rule)."""
+    return float(np.trapezoid(curve, REJECTED_FRACTIONS) / (REJECTED_FRACTIONS[-1] - REJECTED_FRACTIONS[0]))
+
+
+def oracle_gain_share(genuine: np.ndarray, impostor: np.ndarray, quality: np.ndarray, fmr: float) -> float:
+    """The share of the oracle's error-versus-reject gain a quality achieves (issue 16's score).
+
+    ``(FNMR at 0% - its ERC area) / (FNMR at 0% - the oracle's area)``, the threshold set on ``impostor``
+    at ``fmr``; the oracle rejects exactly the probes that fail first (lowest genuine score). 0 for a
+    random order, 1 for the oracle.
+
+    Args:
+        genuine: (N,) genuine scores, one per probe.
+        impostor: (M,) impostor scores.
+        quality: (N,) the probes' qualities.
+        fmr: false-match rate of the threshold, in (0, 1).
+
+    Returns:
+        The share (can be negative: worse than no rejection).
+
+    Raises:
+        ValueError: bad inputs, or an FMR whose threshold no probe fails.
+    """
+    if not 0.0 < fmr < 1.0 or np.asarray(impostor).size == 0:
+        raise ValueError(f"expected impostor scores and an FMR in (0, 1), got {np.asarray(impostor).size} and {fmr}")
+    threshold = float(np.quantile(impostor, 1.0 - fmr))
+    oracle = error_versus_reject(genuine, threshold, genuine)
+    if erc_area(oracle) >= oracle[0]:
+        raise ValueError(f"no probe fails at FMR {fmr:g} (threshold {threshold:.3f}): the share is undefined")
+    return (oracle[0] - erc_area(error_versus_reject(genuine, threshold, quality))) / (oracle[0] - erc_area(oracle))

@@ -4,7 +4,9 @@ Steps (each cached or resumable): teacher targets of the clean crops (:mod:`.tea
 the embedding run) -> degraded views of every training-identity crop embedded by the teacher
 (:func:`lanner.distill.quality.quality_samples`) -> SDD-FIQA pseudo-labels against the clean photos ->
 training with the one loop (:func:`lanner.distill.train`, task ``"quality"``) -> ONNX export
-(parity checked against torch). Test identities are never used (the benchmark's
+(parity checked against torch) -> the error-versus-reject score on the validation identities (held-out
+training identities, probes degraded like the benchmark's), beside the teacher embedding norm's and the
+face width's there: recipes are chosen on it. Test identities are never used (the benchmark's
 ``benchmarks/quality`` measures on them).
 """
 
@@ -20,22 +22,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..face.align import align_faces
-from ..models import face_embedders
+from ..face.align import align_faces, face_widths
+from ..models import face_embedders, face_quality
 from .faces import load_crops, to_tensor_layout
-from .quality import QUALITY_CHIP_SIZE, TRAINING_MIX, QualitySamples, quality_samples, sdd_fiqa_labels
+from .quality import (
+    BENCHMARK_MIX,
+    QUALITY_CHIP_SIZE,
+    TRAINING_MIX,
+    QualitySamples,
+    oracle_gain_share,
+    quality_samples,
+    sdd_fiqa_labels,
+)
 from .teacher import compute_face_targets
-from .training import TrainConfig, TrainData, load_student, train, validation_split
+from .training import TrainConfig, TrainData, load_student, predict_quality, train, validation_split
 
-__all__ = ["FaceQualityRun", "QUALITY_INPUT", "QUALITY_OUTPUT", "export_quality_student", "clean_reference"]
+__all__ = [
+    "FaceQualityRun",
+    "QUALITY_INPUT",
+    "QUALITY_WIDTH_INPUT",
+    "QUALITY_OUTPUT",
+    "export_quality_student",
+    "clean_reference",
+]
 
-QUALITY_INPUT = "image"
-QUALITY_OUTPUT = "quality"
+QUALITY_INPUT = "image"  # the shipped model's inputs and output (lanner.models.face_quality)
+QUALITY_WIDTH_INPUT = face_quality.WIDTH_INPUT
+QUALITY_OUTPUT = face_quality.OUTPUT
 # Raw SDD-FIQA distances are divided by this quantile of the training labels, then clipped to [0, 1].
 LABEL_QUANTILE = 0.99
 PARITY_ATOL = 1e-5  # torch vs ONNX Runtime, max abs difference of qualities
 VIEWS_PER_CHUNK = 3  # degraded views per crop made (and cached) together
 CHUNK_SEED_STEP = 7919  # chunk c of a run with seed s draws its views with seed s + c * CHUNK_SEED_STEP
+VALIDATION_IDENTITIES = 24  # training identities held out for validation
+VALIDATION_PROBE_SEED = 4049  # the validation probes' degradations (the benchmark's test probes use 2026)
+VALIDATION_PROBE_VIEWS = 4  # degraded views per validation probe photo (more probes: a steadier score)
+VALIDATION_FMRS = (1e-2, 1e-3)
 
 
 def _say(message: str) -> None:
@@ -57,8 +79,8 @@ def clean_reference(targets) -> np.ndarray:
 
 
 def export_quality_student(model, path: str | Path) -> Path:
-    """Export a :class:`lanner.distill.QualityStudent` to ONNX: ``image`` (N, 3, S, S) RGB in [0, 1] ->
-    ``quality`` (N, 1) in [0, 1], dynamic batch axis.
+    """Export a :class:`lanner.distill.QualityStudent` to ONNX: ``image`` (N, 3, S, S) RGB in [0, 1] and
+    ``face_width`` (N, 1) px -> ``quality`` (N, 1) in [0, 1], dynamic batch axis.
 
     Returns:
         The written path.
@@ -66,14 +88,14 @@ def export_quality_student(model, path: str | Path) -> Path:
     from ..compile import export_torch
 
     model = model.eval().to(memory_format=torch.contiguous_format)
-    example = torch.zeros(1, 3, QUALITY_CHIP_SIZE, QUALITY_CHIP_SIZE)
+    example = (torch.zeros(1, 3, QUALITY_CHIP_SIZE, QUALITY_CHIP_SIZE), torch.full((1, 1), 32.0))
     return export_torch(
         model,
         example,
         path,
-        input_names=[QUALITY_INPUT],
+        input_names=[QUALITY_INPUT, QUALITY_WIDTH_INPUT],
         output_names=[QUALITY_OUTPUT],
-        dynamic_axes={QUALITY_INPUT: {0: "n"}, QUALITY_OUTPUT: {0: "n"}},
+        dynamic_axes={QUALITY_INPUT: {0: "n"}, QUALITY_WIDTH_INPUT: {0: "n"}, QUALITY_OUTPUT: {0: "n"}},
     )
 
 
@@ -95,8 +117,8 @@ class FaceQualityRun:
     data_dir: Path
     out_dir: Path
     cache_dir: Path
-    views: int = 6
-    steps: int = 4000
+    views: int = 12
+    steps: int = 8000
     seed: int = 0
     threads: int = 1
     channels: tuple[int, int, int] = (12, 24, 48)
@@ -120,13 +142,14 @@ class FaceQualityRun:
         """Chips and SDD-FIQA labels of the training identities (clean crops and degraded views).
 
         Returns:
-            ``{"chips", "labels", "raw", "identities", "widths", "scale"}``.
+            ``{"chips", "labels", "raw", "identities", "widths", "scale"}``; ``widths`` are the faces' widths
+            as :func:`lanner.face.align.face_widths` measures them from the landmarks (as at run time).
         """
         targets = compute_face_targets(self.data_dir, self.cache_dir)
         crops = load_crops(self.data_dir, targets.files)
         train_idx = np.flatnonzero(~targets.test)
         widths = (targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32)
-        _say(f"step 1/4: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
+        _say(f"step 1/5: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
         # Views are made (and cached) in chunks of VIEWS_PER_CHUNK, each chunk with its own seed, so that a run
         # with more views reuses the teacher's work of a run with fewer.
         chunks = [
@@ -156,7 +179,7 @@ class FaceQualityRun:
         sources = np.concatenate([train_idx, views.sources])
         embeddings = np.concatenate([reference[train_idx], views.embeddings])
         identities = targets.identities[sources]
-        _say(f"step 2/4: SDD-FIQA labels of {len(sources)} samples")
+        _say(f"step 2/5: SDD-FIQA labels of {len(sources)} samples")
         raw = sdd_fiqa_labels(
             embeddings,
             identities,
@@ -166,13 +189,88 @@ class FaceQualityRun:
             seed=self.seed,
         )
         scale = float(np.quantile(raw, LABEL_QUANTILE))
+        # A view shrunk from box width b to w has its landmarks scaled by w / b: so has their face width.
+        own = face_widths(targets.landmarks)
+        shrink = np.concatenate([np.ones(len(train_idx), np.float32), views.widths / widths[views.sources]])
         return {
             "chips": np.concatenate([clean_chips, views.chips]),
             "labels": np.clip(raw / scale, 0, 1),
             "raw": raw,
             "identities": identities,
-            "widths": np.concatenate([widths[train_idx], views.widths]),
+            "widths": (own[sources] * shrink).astype(np.float32),
             "scale": scale,
+        }
+
+    def validation_probes(self) -> dict:
+        """The validation identities' error-versus-reject material, made like the benchmark's on the test identities.
+
+        Gallery: the first photo (by file name) of each validation identity, clean; probes: its other photos,
+        each degraded ``VALIDATION_PROBE_VIEWS`` times with ``BENCHMARK_MIX`` (seed ``VALIDATION_PROBE_SEED``),
+        embedded by the teacher.
+
+        Returns:
+            ``{"chips", "widths", "genuine", "impostor", "embedding_norm", "box_width"}``: the probes' 32 px chips
+            and landmark face widths, one genuine score per probe, every impostor score, and the two
+            heuristics' qualities.
+        """
+        targets = compute_face_targets(self.data_dir, self.cache_dir)
+        crops = load_crops(self.data_dir, targets.files)
+        train_idx = np.flatnonzero(~targets.test)
+        chosen = train_idx[
+            validation_split(targets.identities[train_idx], np.zeros(len(train_idx), bool), VALIDATION_IDENTITIES)
+        ]
+        ids = targets.identities[chosen]
+        order = np.lexsort((targets.files[chosen], ids))
+        first = np.ones(len(order), bool)
+        first[1:] = ids[order][1:] != ids[order][:-1]
+        gallery, probes = chosen[order[first]], chosen[order[~first]]
+        box_widths = (targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32)
+        samples = quality_samples(
+            crops,
+            targets.landmarks,
+            box_widths,
+            targets.identities,
+            probes,
+            VALIDATION_PROBE_VIEWS,
+            BENCHMARK_MIX,
+            VALIDATION_PROBE_SEED,
+            self.cache_dir,
+            progress=False,
+        )
+        scores = samples.embeddings @ clean_reference(targets)[gallery].T
+        same = samples.identities[:, None] == targets.identities[gallery][None, :]
+        return {
+            "chips": samples.chips,
+            "widths": (
+                face_widths(targets.landmarks[samples.sources]) * samples.widths / box_widths[samples.sources]
+            ).astype(np.float32),
+            "genuine": scores[same],
+            "impostor": scores[~same],
+            "embedding_norm": samples.centred_norms,
+            "box_width": samples.widths,
+        }
+
+    def validation_erc(self, model) -> dict:
+        """Share of the oracle's error-versus-reject gain on the validation identities: the student's and the
+        heuristics' (teacher embedding norm, face width), at each of ``VALIDATION_FMRS``.
+
+        Args:
+            model: a :class:`lanner.distill.QualityStudent`.
+
+        Returns:
+            ``{"fmr 0.01": {"student": share, "teacher embedding norm": share, "face width": share}, ...}``.
+        """
+        probes = self.validation_probes()
+        qualities = {
+            "student": predict_quality(model, probes["chips"], probes["widths"]),
+            "teacher embedding norm": probes["embedding_norm"],
+            "face width": probes["box_width"],
+        }
+        return {
+            f"fmr {fmr:g}": {
+                name: oracle_gain_share(probes["genuine"], probes["impostor"], q, fmr) for name, q in qualities.items()
+            }
+            for fmr in VALIDATION_FMRS
         }
 
     def execute(self) -> dict:
@@ -186,7 +284,7 @@ class FaceQualityRun:
         samples = self.labelled_samples()
         label_seconds = time.perf_counter() - started
         ids = samples["identities"]
-        validation = validation_split(ids, np.zeros(len(ids), bool), 24)
+        validation = validation_split(ids, np.zeros(len(ids), bool), VALIDATION_IDENTITIES)
         n = len(ids)
         data = TrainData(
             crops=samples["chips"],
@@ -199,21 +297,25 @@ class FaceQualityRun:
             quality=samples["labels"].astype(np.float32),
         )
         config = self.config()
-        _say(f"step 3/4: training ({config.steps} steps, {int((~validation).sum())} training chips)")
+        _say(f"step 3/5: training ({config.steps} steps, {int((~validation).sum())} training chips)")
         result = train(config, data, self.out_dir / "train", workers=0)
         model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
         onnx_path = export_quality_student(model, self.out_dir / "face_quality.onnx")
-        _say("step 4/4: ONNX export, parity with torch")
+        _say("step 4/5: ONNX export, parity with torch")
         import onnxruntime as ort
 
         chips = to_tensor_layout(samples["chips"][validation])
+        widths = samples["widths"][validation, None]
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        exported = session.run([QUALITY_OUTPUT], {QUALITY_INPUT: chips})[0]
+        exported = session.run([QUALITY_OUTPUT], {QUALITY_INPUT: chips, QUALITY_WIDTH_INPUT: widths})[0]
         with torch.no_grad():
-            reference = model(torch.from_numpy(chips)).numpy()
+            reference = model(torch.from_numpy(chips), torch.from_numpy(widths)).numpy()
         parity = float(np.abs(exported - reference).max())
         if parity > PARITY_ATOL:
             raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
+        _say("step 5/5: error-versus-reject on the validation identities")
+        validation_erc = self.validation_erc(model)
+        _say(json.dumps(validation_erc))
         report = {
             "config": asdict(config),
             "views_per_crop": self.views,
@@ -225,6 +327,7 @@ class FaceQualityRun:
             "train_seconds_this_process": result.seconds,
             "history": result.history,
             "onnx_parity_max_abs": parity,
+            "validation_oracle_gain_share": validation_erc,
             "machine": {
                 "cpu": platform.processor() or platform.machine(),
                 "python": platform.python_version(),

@@ -162,8 +162,9 @@ class TrainData:
         train: (N,) bool, crops to train on (never the test identities).
         validation: (N,) bool, held-out training-identity crops for validation (may be all False).
         quality: (N,) float32 quality labels in [0, 1], for the ``"quality"`` task only; there ``crops`` are
-            the student's already aligned and degraded (N, S, S, 3) chips, and ``landmarks``,
-            ``face_widths`` and ``targets`` are not used.
+            the student's already aligned and degraded (N, S, S, 3) chips, ``face_widths`` the widths of
+            the faces they were cut from (the student's second input), and ``landmarks`` and ``targets``
+            are not used.
     """
 
     crops: np.ndarray
@@ -251,20 +252,21 @@ class _Batches(torch.utils.data.Dataset):
 
 
 class _QualityBatches(torch.utils.data.Dataset):
-    """Batch ``step`` of a quality run: fixed chips drawn by the step's generator, half of them mirrored."""
+    """Batch ``step`` of a quality run: fixed chips (half of them mirrored) and their face widths,
+    drawn by the step's generator."""
 
-    def __init__(self, chips: np.ndarray, train_idx: np.ndarray, config: TrainConfig) -> None:
-        self.chips, self.train_idx, self.config = chips, train_idx, config
+    def __init__(self, chips: np.ndarray, widths: np.ndarray, train_idx: np.ndarray, config: TrainConfig) -> None:
+        self.chips, self.widths, self.train_idx, self.config = chips, widths, train_idx, config
 
     def __len__(self) -> int:
         return self.config.steps
 
-    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng, batch = _draw_batch(self.config, self.train_idx, step)
         chips = self.chips[batch]
         mirror = rng.uniform(size=len(batch)) < 0.5
         chips = np.where(mirror[:, None, None, None], chips[:, :, ::-1], chips)
-        return batch, to_tensor_layout(chips)
+        return batch, to_tensor_layout(chips), self.widths[batch, None].astype(np.float32)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -521,7 +523,7 @@ class _EmbeddingTask:
 
 
 class _QualityTask:
-    """A QualityStudent regresses SDD-FIQA pseudo-labels (Huber loss) from fixed degraded chips."""
+    """A QualityStudent regresses SDD-FIQA pseudo-labels (Huber loss) from fixed degraded chips and face widths."""
 
     def __init__(self, config: TrainConfig, data: TrainData, train_idx: np.ndarray) -> None:
         torch.manual_seed(config.seed)
@@ -530,19 +532,41 @@ class _QualityTask:
         self.quality = torch.from_numpy(np.asarray(data.quality, np.float32))
         self.loss = QualityRegressionLoss()
         self.val_idx = np.flatnonzero(data.validation)
-        self.batches = _QualityBatches(data.crops, train_idx, config)
+        self.batches = _QualityBatches(data.crops, np.asarray(data.face_widths, np.float32), train_idx, config)
 
     def loss_terms(self, batch) -> dict[str, torch.Tensor]:
-        indices, chips = batch
+        indices, chips, widths = batch
         chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
-        return {"huber": self.loss(self.model(chips), self.quality[torch.as_tensor(indices)])}
+        predicted = self.model(chips, torch.as_tensor(widths))
+        return {"huber": self.loss(predicted, self.quality[torch.as_tensor(indices)])}
 
     def validate(self, step: int) -> dict | None:
         if len(self.val_idx) == 0:
             return None
         labels = self.data.quality[self.val_idx]
-        predicted = _embed(self.model, torch.from_numpy(to_tensor_layout(self.data.crops[self.val_idx])))[:, 0]
+        predicted = predict_quality(self.model, self.data.crops[self.val_idx], self.data.face_widths[self.val_idx])
         return {"spearman": _spearman(predicted, labels), "mae": float(np.abs(predicted - labels).mean())}
+
+
+def predict_quality(model: QualityStudent, chips: np.ndarray, face_widths: np.ndarray) -> np.ndarray:
+    """A quality student's scores (in eval mode, without gradients, in batches of 512; the model's mode is kept).
+
+    Args:
+        model: the student.
+        chips: (N, S, S, 3) uint8 RGB aligned chips.
+        face_widths: (N,) face widths, px.
+
+    Returns:
+        (N,) float32 qualities.
+    """
+    x = torch.from_numpy(to_tensor_layout(chips))
+    w = torch.from_numpy(np.asarray(face_widths, np.float32).reshape(-1, 1))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + 512], w[i : i + 512]) for i in range(0, len(x), 512)])
+    model.train(was_training)
+    return out[:, 0].numpy()
 
 
 def train(

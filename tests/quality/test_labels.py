@@ -1,4 +1,5 @@
-"""SDD-FIQA pseudo-labels: the 1-D Wasserstein distance and the labels against hand-computed values."""
+"""SDD-FIQA pseudo-labels (the 1-D Wasserstein distance, the labels) and the error-versus-reject score,
+against hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import pytest
 pytest.importorskip("torch")
 
 from lanner.distill.degrade import occlude_lower_face  # noqa: E402
-from lanner.distill.quality import BENCHMARK_MIX, degrade_face, sdd_fiqa_labels, wasserstein_1d  # noqa: E402
+from lanner.distill.quality import (  # noqa: E402
+    BENCHMARK_MIX,
+    REJECTED_FRACTIONS,
+    degrade_face,
+    error_versus_reject,
+    oracle_gain_share,
+    sdd_fiqa_labels,
+    wasserstein_1d,
+)
 
 
 def test_wasserstein_equal_sizes_is_mean_sorted_difference():
@@ -65,3 +74,27 @@ def test_occlusion_and_degraded_views_are_seeded():
     two = degrade_face(image, lm, 40.0, BENCHMARK_MIX, np.random.default_rng([3, 4]))
     assert np.array_equal(one[0], two[0]) and one[2] == two[2]
     assert 20.0 <= one[2]["width"] <= 40.0 and one[0].shape[1] == round(120 * one[2]["width"] / 40.0)
+
+
+def test_error_versus_reject_by_hand():
+    genuine = np.array([0.1, 0.9, 0.2, 0.8])  # at threshold 0.5 the first and third probes fail
+    curve = error_versus_reject(genuine, 0.5, genuine)  # rejecting the worst genuine scores first
+    at = {r: curve[i] for i, r in enumerate(REJECTED_FRACTIONS)}
+    assert at[0.0] == 0.5 and at[0.25] == pytest.approx(1 / 3) and at[0.5] == 0.0
+    # Rejecting the best first keeps the failures: FNMR 0.5 -> 2/3 -> 1.
+    worst_first = error_versus_reject(genuine, 0.5, -genuine)
+    assert worst_first[0] == 0.5 and worst_first[25] == pytest.approx(2 / 3) and worst_first[50] == 1.0
+    with pytest.raises(ValueError, match="one quality per genuine score"):
+        error_versus_reject(genuine, 0.5, genuine[:3])
+
+
+def test_oracle_gain_share():
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.uniform(0, 1, 400), np.linspace(0.0, 0.5, 101)  # threshold at FMR 1e-2: 0.495
+    assert oracle_gain_share(genuine, impostor, genuine, 1e-2) == pytest.approx(1.0)
+    assert oracle_gain_share(genuine, impostor, -genuine, 1e-2) < 0  # worse than no rejection
+    assert abs(oracle_gain_share(genuine, impostor, rng.uniform(size=400), 1e-2)) < 0.15  # a random order: ~0
+    with pytest.raises(ValueError, match="no probe fails"):
+        oracle_gain_share(genuine + 1.0, impostor, genuine, 1e-2)
+    with pytest.raises(ValueError, match="an FMR in"):
+        oracle_gain_share(genuine, impostor, genuine, 1.5)
