@@ -146,7 +146,8 @@ class FaceRecognizer(Closeable):
         Scores near 1 are faces the teacher separates clearly from other people (large, sharp, lit,
         unoccluded); near 0, faces it cannot tell from strangers (tiny, blurred, dark, masked). Use
         it to reject faces before recognition, or to pick a track's best frames. The student reads
-        a 32 px aligned chip; see ``lanner/models/face_quality/README.md`` and ``benchmarks/quality``.
+        a 32 px aligned chip and the face's width (from the landmarks, or the box's width for boxes);
+        see ``lanner/models/face_quality/README.md`` and ``benchmarks/quality``.
 
         Args:
             image: as for :meth:`embed`.
@@ -161,11 +162,11 @@ class FaceRecognizer(Closeable):
                 face, or a closed recognizer.
         """
         image = self._rgb(image)
-        landmarks, _ = self._landmarks(faces)
+        landmarks, widths = self._landmarks(faces)
         chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
         if len(chips) == 0:
             return np.zeros(0, np.float32)
-        scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips).reshape(-1)
+        scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips, face_widths=widths).reshape(-1)
         return np.clip(scores, 0.0, 1.0)
 
     @staticmethod
@@ -216,9 +217,12 @@ class FaceRecognizer(Closeable):
             raise ValueError(f"chips should have shape (N, {size}, {size}, 3) for {name}, got {chips.shape}")
         return self._embed_chips(spec, chips)
 
-    def _run_chips(self, model: str, output: str, chips: np.ndarray) -> np.ndarray:
+    def _run_chips(
+        self, model: str, output: str, chips: np.ndarray, face_widths: np.ndarray | None = None
+    ) -> np.ndarray:
         """Run registry net ``model`` (opened on first use) on (N, S, S, 3) uint8 RGB chips, in
-        batches of at most MAX_BATCH, as (N, 3, S, S) float32 in [0, 1]; returns ``output``."""
+        batches of at most MAX_BATCH, as (N, 3, S, S) float32 in [0, 1] (and, for the quality model,
+        ``face_widths`` as its (N, 1) float32 second input); returns ``output``."""
         results = []
         with self._lock:
             self._ensure_open()
@@ -229,7 +233,12 @@ class FaceRecognizer(Closeable):
             for start in range(0, len(chips), MAX_BATCH):
                 x = np.ascontiguousarray(chips[start : start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
                 x *= np.float32(1.0 / 255.0)
-                results.append(np.asarray(net.run({"image": x})[output], np.float32))
+                feeds = {"image": x}
+                if face_widths is not None:
+                    feeds[face_quality.WIDTH_INPUT] = np.asarray(
+                        face_widths[start : start + MAX_BATCH], np.float32
+                    ).reshape(-1, 1)
+                results.append(np.asarray(net.run(feeds)[output], np.float32))
         return np.concatenate(results)
 
     def _embed_chips(self, spec, chips: np.ndarray) -> np.ndarray:

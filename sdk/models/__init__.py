@@ -130,8 +130,8 @@ REGISTRY["face-student16"] = ModelSpec(
 REGISTRY["face-quality"] = ModelSpec(
     "face-quality",
     "face_quality/face_quality.onnx",
-    "b21cb9c6e73f8585355afdbfd5443b1e0ab503bf74c40aac610040c60c808111",
-    {"image": ("n", 3, 32, 32)},
+    "2b3615dcdaa34af4d556721229d4081423507466e0df5122c446ec519391324e",
+    {"image": ("n", 3, 32, 32), "face_width": ("n", 1)},
     ("quality",),
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
     "identities (CelebA, research use only); card: face_quality/README.md",
