@@ -24,9 +24,14 @@ calls are compared. (2) ``lanner identify`` on video files (:func:`video_check`)
 video per test identity, identified with every frame embedded (``--best-frames 0``) and with each
 track's best frames (``--best-frames 3``).
 
+Speed (``--speed-only``, a couple of minutes; run it with the machine's other jobs paused): faces per
+second on one thread for the student on ready chips, ``FaceRecognizer.quality`` from a photo, BRISQUE and
+the teacher; it updates the ``speed`` entry of an existing ``results.json``.
+
 Usage::
 
-    python benchmarks/quality/run.py --data CELEBA_FACES_DIR --cache CACHE_DIR --out benchmarks/quality
+    python benchmarks/quality/run.py --data CELEBA_FACES_DIR --cache CACHE_DIR --out benchmarks/quality --no-speed
+    python benchmarks/quality/run.py --data CELEBA_FACES_DIR --cache CACHE_DIR --out benchmarks/quality --speed-only
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -45,33 +51,26 @@ import numpy as np
 import lanner
 from lanner import models
 from lanner.distill.faces import load_crops
-from lanner.distill.quality import BENCHMARK_MIX, TEACHER_CHIP, degrade_face, quality_samples
+from lanner.distill.quality import (
+    BENCHMARK_MIX,
+    REJECTED_FRACTIONS,
+    TEACHER_CHIP,
+    degrade_face,
+    erc_area,
+    error_versus_reject,
+    quality_samples,
+)
 from lanner.distill.teacher import compute_face_targets
 from lanner.face.align import align_faces, face_widths
 from lanner.models import face_quality
 
 FMRS = (1e-2, 1e-3)
-REJECT = np.round(np.arange(0, 0.501, 0.01), 2)  # rejected fraction of probes
+REJECT = REJECTED_FRACTIONS  # rejected fraction of probes
+SPEED_BATCH = 64  # faces per timed call
+SPEED_REPEATS = 300  # timed calls of the student alone
 SEED = 2026  # the probes' degradations (training views use other seeds)
 BRISQUE_DIR = Path("/usr/share/opencv4/quality")  # Debian opencv-data (the Makefile's APT_PACKAGES)
 BRISQUE_FILES = (str(BRISQUE_DIR / "brisque_model_live.yml"), str(BRISQUE_DIR / "brisque_range_live.yml"))
-
-
-def erc(genuine: np.ndarray, threshold: float, quality: np.ndarray) -> np.ndarray:
-    """FNMR at a fixed threshold after rejecting the lowest-quality fraction of probes, for each of ``REJECT``."""
-    order = np.argsort(quality, kind="stable")  # worst first
-    fails = (genuine[order] < threshold).astype(np.float64)
-    n = len(genuine)
-    out = []
-    for r in REJECT:
-        kept = fails[int(round(r * n)) :]
-        out.append(kept.mean())
-    return np.array(out)
-
-
-def erc_area(curve: np.ndarray) -> float:
-    """Mean FNMR over the rejection range (trapezoid rule, normalised by the range)."""
-    return float(np.trapezoid(curve, REJECT) / (REJECT[-1] - REJECT[0]))
 
 
 def brisque_quality(chips_bgr: np.ndarray) -> np.ndarray:
@@ -100,23 +99,30 @@ def _rate(fn, faces: int, repeats: int) -> tuple[float, float]:
     return faces / float(np.median(times)), faces / float(np.min(times))
 
 
-def speed(recognizer: lanner.FaceRecognizer, chips: np.ndarray, image: np.ndarray, landmarks: np.ndarray) -> dict:
+def speed(recognizer: lanner.FaceRecognizer, image: np.ndarray, landmarks: np.ndarray) -> dict:
     """Faces per second on one thread: the student on ready 32 px chips (batch 64), with alignment from the
-    photo (``FaceRecognizer.quality``), BRISQUE and the teacher (whose embedding norm is a quality)."""
+    photo (``FaceRecognizer.quality``: alignment, face widths, student), the alignment alone, BRISQUE and the
+    teacher (whose embedding norm is a quality)."""
+    chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
     net = models.open_net(face_quality.MODEL, "openvino", "fp32", num_threads=1)
-    x = np.ascontiguousarray(chips[:64].transpose(0, 3, 1, 2), np.float32) / np.float32(255)
-    model_only = _rate(lambda: net.run({"image": x}), 64, 300)
+    feeds = {
+        "image": np.ascontiguousarray(chips.transpose(0, 3, 1, 2), np.float32) / np.float32(255),
+        face_quality.WIDTH_INPUT: face_widths(landmarks)[:, None],
+    }
+    model_only = _rate(lambda: net.run(feeds), len(landmarks), SPEED_REPEATS)
     net.close()
     teacher = models.open_net("dlib-resnet", "openvino", "fp32", num_threads=1)
     t150 = np.ascontiguousarray(align_faces(image, landmarks[:8], TEACHER_CHIP).transpose(0, 3, 1, 2), np.float32) / 255
     teacher_rate = _rate(lambda: teacher.run({"image": t150}), 8, 10)
     teacher.close()
-    with_alignment = _rate(lambda: recognizer.quality(image, landmarks), len(landmarks), 30)
+    with_alignment = _rate(lambda: recognizer.quality(image, landmarks), len(landmarks), 100)
+    alignment = _rate(lambda: align_faces(image, landmarks, face_quality.CHIP_SIZE), len(landmarks), 100)
     brisque = _rate(lambda: brisque_quality(align_faces(image, landmarks[:8], TEACHER_CHIP)), 8, 5)
     out = {}
     for name, (median, best) in (
         ("student_model_only_batch64", model_only),
         ("student_with_alignment", with_alignment),
+        ("alignment_only", alignment),
         ("brisque_with_alignment", brisque),
         ("teacher_batch8", teacher_rate),
     ):
@@ -124,6 +130,43 @@ def speed(recognizer: lanner.FaceRecognizer, chips: np.ndarray, image: np.ndarra
     out["threads"] = 1
     out["face_width_px"] = float(face_widths(landmarks[:1])[0])
     return out
+
+
+def _speed_photo(data: str, cache: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first test probe photo at its own resolution (a ~67 px face) and its face's landmarks 64 times."""
+    targets = compute_face_targets(data, cache)
+    test = np.flatnonzero(targets.test)
+    ids = targets.identities[test]
+    order = np.lexsort((targets.files[test], ids))
+    i = int(test[order[1]])  # the first identity's second photo: its first probe
+    crop = load_crops(data, targets.files[i : i + 1])[0]
+    return crop, targets.landmarks[i][None].repeat(SPEED_BATCH, 0)
+
+
+def speed_only(args: argparse.Namespace) -> int:
+    """``--speed-only``: time the methods and update ``speed`` (and ``machine``) in ``OUT/results.json``."""
+    cv2.setNumThreads(1)
+    image, landmarks = _speed_photo(args.data, args.cache)
+    with lanner.FaceRecognizer(num_threads=1, channel_order="rgb") as recognizer:
+        measured = speed(recognizer, image, landmarks)
+    print(json.dumps(measured, indent=1), file=sys.stderr)
+    path = Path(args.out) / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results["speed"] = measured
+    results["machine"] = _machine()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "lanner": lanner.__version__,
+        "opencv": cv2.__version__,
+    }
 
 
 def main() -> int:
@@ -138,7 +181,12 @@ def main() -> int:
     parser.add_argument(
         "--work", default=None, help="folder for the synthetic videos and their JSON (default: a temporary folder)"
     )
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--speed-only", action="store_true", help="only the speed part (update results.json)")
+    timing.add_argument("--no-speed", action="store_true", help="everything but the speed part (keeps its entry)")
     args = parser.parse_args()
+    if args.speed_only:
+        return speed_only(args)
     out = Path(args.out)
     if args.work is None:
         import tempfile
@@ -198,7 +246,7 @@ def main() -> int:
     }
     for fmr in FMRS:
         threshold = float(np.quantile(impostor, 1 - fmr))
-        curves = {name: erc(genuine, threshold, q) for name, q in methods.items()}
+        curves = {name: error_versus_reject(genuine, threshold, q) for name, q in methods.items()}
         fnmr0 = float(curves["oracle"][0])
         oracle_area = erc_area(curves["oracle"])
         rows = {}
@@ -261,16 +309,15 @@ def main() -> int:
     )
     print(results["video"], file=sys.stderr)
 
-    i = int(probes[0])  # a probe photo at its own resolution (a ~67 px face), its face 64 times
-    results["speed"] = speed(recognizer, samples.chips, crops[i], targets.landmarks[i][None].repeat(64, 0))
-    print(results["speed"], file=sys.stderr)
+    previous = out / "results.json"
+    if args.no_speed and previous.is_file() and "speed" in json.loads(previous.read_text()):
+        results["speed"] = json.loads(previous.read_text())["speed"]
+    elif not args.no_speed:
+        i = int(probes[0])  # a probe photo at its own resolution (a ~67 px face), its face 64 times
+        results["speed"] = speed(recognizer, crops[i], targets.landmarks[i][None].repeat(SPEED_BATCH, 0))
+        print(results["speed"], file=sys.stderr)
     recognizer.close()
-    results["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "lanner": lanner.__version__,
-        "opencv": cv2.__version__,
-    }
+    results["machine"] = _machine()
     results["seconds"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
