@@ -275,6 +275,30 @@ def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarr
     cv2.resize(big, (size, size), dst=out, interpolation=cv2.INTER_AREA)
 
 
+def _warp_supersampled(
+    image: np.ndarray, matrices: np.ndarray, size: int, k: int, planes: np.ndarray, chosen: np.ndarray
+) -> None:
+    """Faces of one supersampling factor ``k`` (2 to _PRE_REDUCE_ABOVE): each warped onto its ``k*size`` chip in
+    one stacked buffer, then the whole stack box-reduced by ``k`` in one call (an integer-factor INTER_AREA
+    averages each k x k block on its own, so the stack gives each face's chip exactly)."""
+    big_size = size * k
+    stack = np.empty((len(chosen) * big_size, big_size, *planes.shape[3:]), np.uint8)
+    big_m = matrices * k
+    big_m[:, :, 2] += 0.5 * k - 0.5  # chip pixel centre c at size S sits at u*S - 0.5; at k*S at k*(c + 0.5) - 0.5
+    for j, m in enumerate(big_m):
+        cv2.warpAffine(
+            image,
+            m,
+            (big_size, big_size),
+            dst=stack[j * big_size : (j + 1) * big_size],
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+    reduced = cv2.resize(stack, (size, len(chosen) * size), interpolation=cv2.INTER_AREA)
+    planes[chosen] = reduced.reshape(len(chosen), size, size, *planes.shape[3:])
+
+
 def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
     """Cut each face out of an image as an aligned ``size`` x ``size`` chip.
 
@@ -311,9 +335,13 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
-    # Each face is written straight into its chip (one warp, and one box reduction when supersampled):
-    # the per-face Python work is a few attribute look-ups, the pixels are OpenCV's.
     planes = chips[..., 0] if plane.ndim == 2 else chips
-    for m, k, out in zip(matrices, _supersampling(matrices).tolist(), planes):
-        _warp_one(plane, m, size, k, out)
+    factors = _supersampling(matrices)
+    for k in np.unique(factors).tolist():
+        chosen = np.flatnonzero(factors == k)
+        if 1 < k <= _PRE_REDUCE_ABOVE:
+            _warp_supersampled(plane, matrices[chosen], size, k, planes, chosen)
+        else:
+            for i in chosen.tolist():
+                _warp_one(plane, matrices[i], size, k, planes[i])
     return chips
