@@ -166,7 +166,7 @@ class FaceRecognizer(Closeable):
         chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
         if len(chips) == 0:
             return np.zeros(0, np.float32)
-        scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips, face_widths=widths).reshape(-1)
+        scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips, widths=widths).reshape(-1)
         return np.clip(scores, 0.0, 1.0)
 
     @staticmethod
@@ -217,12 +217,10 @@ class FaceRecognizer(Closeable):
             raise ValueError(f"chips should have shape (N, {size}, {size}, 3) for {name}, got {chips.shape}")
         return self._embed_chips(spec, chips)
 
-    def _run_chips(
-        self, model: str, output: str, chips: np.ndarray, face_widths: np.ndarray | None = None
-    ) -> np.ndarray:
+    def _run_chips(self, model: str, output: str, chips: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:
         """Run registry net ``model`` (opened on first use) on (N, S, S, 3) uint8 RGB chips, in
         batches of at most MAX_BATCH, as (N, 3, S, S) float32 in [0, 1] (and, for the quality model,
-        ``face_widths`` as its (N, 1) float32 second input); returns ``output``."""
+        the face ``widths`` (px) as its (N, 1) float32 second input); returns ``output``."""
         results = []
         with self._lock:
             self._ensure_open()
@@ -234,10 +232,8 @@ class FaceRecognizer(Closeable):
                 x = np.ascontiguousarray(chips[start : start + MAX_BATCH].transpose(0, 3, 1, 2), np.float32)
                 x *= np.float32(1.0 / 255.0)
                 feeds = {"image": x}
-                if face_widths is not None:
-                    feeds[face_quality.WIDTH_INPUT] = np.asarray(
-                        face_widths[start : start + MAX_BATCH], np.float32
-                    ).reshape(-1, 1)
+                if widths is not None:
+                    feeds[face_quality.WIDTH_INPUT] = np.asarray(widths[start : start + MAX_BATCH], np.float32)[:, None]
                 results.append(np.asarray(net.run(feeds)[output], np.float32))
         return np.concatenate(results)
 
