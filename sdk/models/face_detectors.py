@@ -21,11 +21,18 @@ class FaceDetectorSpec:
         name: what ``FaceDetector(model=...)`` and ``lanner detect --model`` take.
         nets: registry names of its P-Net, R-Net and O-Net.
         description: one line for ``lanner models list``.
+        thresholds: its default P-Net, R-Net and O-Net face-probability thresholds (what
+            ``FaceDetector(thresholds=None)`` uses): the teacher's are facenet-pytorch's, a student's
+            are tuned on its training data.
+        rnet_iou_threshold: NMS overlap (IoU) between R-Net's survivors before O-Net (the
+            teacher's 0.7; ``lanner.face.cascade.CascadeParams``).
     """
 
     name: str
     nets: tuple[str, str, str]
     description: str
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    rnet_iou_threshold: float = 0.7
 
 
 FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
@@ -39,7 +46,11 @@ FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
         FaceDetectorSpec(
             "mtcnn-masked",
             ("mtcnn-pnet", "mtcnn-masked-rnet", "mtcnn-masked-onet"),
-            "issue 15's first student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces",
+            "issue 15's student: the teacher's P-Net, R-/O-Net retrained for masked and tiny faces",
+            # Tuned on the facemask-voc train split (benchmarks/detection/tune_masked.py): the fewest
+            # O-Net crops with masked AP >= the teacher's + 0.15 and unmasked AP >= the teacher's - 0.01.
+            thresholds=(0.6, 0.97, 0.7),
+            rnet_iou_threshold=0.5,
         ),
     )
 }
