@@ -28,10 +28,11 @@ def lanner_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def detector(lanner_cache):
-    """One :class:`lanner.FaceDetector` (fp32, 2 threads) for every test that detects faces."""
+    """One :class:`lanner.FaceDetector` (fp32, 2 threads) for every test that detects faces: the MTCNN
+    teacher by name (``model="mtcnn"``), whose faces the goldens and the facenet-pytorch parity tests hold."""
     import lanner
 
-    with lanner.FaceDetector(num_threads=2) as det:
+    with lanner.FaceDetector(model="mtcnn", num_threads=2) as det:
         yield det
 
 

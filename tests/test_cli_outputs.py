@@ -17,14 +17,15 @@ import pytest
 from lanner import models
 from lanner.cli import media
 from lanner.cli.detect import demo_image_path
+from lanner.models.face_detectors import DEFAULT_FACE_DETECTOR, get_face_detector
 
 cv2 = pytest.importorskip("cv2")
 
 
 @pytest.fixture(scope="module")
 def cache_env(lanner_cache) -> dict[str, str]:
-    """The environment of CLI subprocesses: the detector's packages built once."""
-    for name in models.MTCNN_NETS:
+    """The environment of CLI subprocesses: the default detector's packages built once."""
+    for name in get_face_detector(DEFAULT_FACE_DETECTOR).nets:
         models.build_package(name, quiet=True)
     return dict(os.environ, LANNER_CACHE=str(lanner_cache))
 

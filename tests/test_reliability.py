@@ -19,13 +19,14 @@ import pytest
 
 import lanner
 from lanner import models
+from lanner.models.face_detectors import DEFAULT_FACE_DETECTOR, get_face_detector
 
 
 @pytest.fixture(scope="module")
 def cache(lanner_cache) -> Path:
-    """The shared test cache with the detector's nets built for both runtime backends."""
+    """The shared test cache with the default detector's nets (and the teacher's) built for both runtime backends."""
     for backend in ("openvino", "onnxruntime"):
-        for name in models.MTCNN_NETS:
+        for name in dict.fromkeys(models.MTCNN_NETS + get_face_detector(DEFAULT_FACE_DETECTOR).nets):
             models.build_package(name, backend, "fp32", quiet=True)
     return lanner_cache
 

@@ -33,7 +33,7 @@ class FaceDetectorBench:
         self.backend = detector.backend
         self.precision = detector.precision
         self.target = "x86"
-        self.artifact_bytes, self.fidelity = _net_packages(detector.backend, detector.precision)
+        self.artifact_bytes, self.fidelity = _net_packages(detector.model, detector.backend, detector.precision)
         self._last: dict[str, int] = {}
 
     @property
@@ -62,16 +62,17 @@ class FaceDetectorBench:
         self.detector.close()
 
 
-def _net_packages(backend: str, precision: str) -> tuple[int | None, dict[str, Any] | None]:
-    """Total size of the three nets' packages and their fidelity reports merged (worst
+def _net_packages(model: str, backend: str, precision: str) -> tuple[int | None, dict[str, Any] | None]:
+    """Total size of the detector's three nets' packages and their fidelity reports merged (worst
     cosine per output, ``passed`` only when every net passed)."""
     from .. import models
     from ..manifest import Manifest
+    from ..models.face_detectors import get_face_detector
     from .variants import dir_size_bytes
 
     size, outputs, passed = 0, {}, True
     try:
-        for net in models.MTCNN_NETS:
+        for net in get_face_detector(model).nets:
             pkg = models.package_dir(net, backend, precision)
             size += dir_size_bytes(pkg)
             fid = Manifest.read(pkg).fidelity or {}

@@ -10,6 +10,7 @@ is ``lanner.ops``'.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,11 +67,14 @@ class CascadeParams:
         min_face_size: smallest face searched for, px (sets the first pyramid scale 12/min_face_size).
         thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
         scale_factor: ratio between consecutive pyramid scales, in (0, 1).
+        rnet_iou_threshold: NMS overlap (IoU) above which R-Net's survivors suppress each other
+            before O-Net; a lower value sends fewer overlapping crops of one face to O-Net.
     """
 
     min_face_size: float = 20.0
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     scale_factor: float = 0.709
+    rnet_iou_threshold: float = 0.7
 
 
 class Workspace:
@@ -486,7 +490,8 @@ def _cascade(
         maps = pnet.run_many(feeds, copy=False) if feeds else []
     boxes = _pnet_candidates(maps, layout, sizes, scales, t0, timer)
     if len(boxes):
-        boxes, _ = refine(table, boxes, rnet, RNET, t1, timer, ws, num_threads)
+        rnet_stage = dataclasses.replace(RNET, iou_threshold=params.rnet_iou_threshold)
+        boxes, _ = refine(table, boxes, rnet, rnet_stage, t1, timer, ws, num_threads)
     if not len(boxes):
         return _empty()
     boxes, landmarks = refine(table, boxes, onet, ONET, t2, timer, ws, num_threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -112,7 +113,9 @@ class FaceDetector(Closeable):
             (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
             benchmarks/detection/README.md).
         min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
-        thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1].
+        thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1]. None: the
+            detector's own (``FaceDetectorSpec.thresholds``; the teacher's are facenet-pytorch's
+            (0.6, 0.7, 0.7)).
         scale_factor: ratio between pyramid scales, in (0, 1).
         num_threads: CPU threads per net, and for the pyramid and crop resizing, 1 to 256 (None:
             the backend's default for the nets, one per core for the resizing).
@@ -133,7 +136,7 @@ class FaceDetector(Closeable):
         backend: str = "auto",
         precision: str = "auto",
         min_face_size: float = 20,
-        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        thresholds: tuple[float, float, float] | None = None,
         scale_factor: float = 0.709,
         num_threads: int | None = None,
         channel_order: str = "bgr",
@@ -141,7 +144,10 @@ class FaceDetector(Closeable):
     ) -> None:
         spec = get_face_detector(model)
         self.model = spec.name
-        self.params = _check_params(min_face_size, thresholds, scale_factor)
+        self.params = dataclasses.replace(
+            _check_params(min_face_size, spec.thresholds if thresholds is None else thresholds, scale_factor),
+            rnet_iou_threshold=spec.rnet_iou_threshold,
+        )
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
                 raise TypeError(f"num_threads should be a positive int or None, got {type(num_threads).__name__}")

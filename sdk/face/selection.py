@@ -1,7 +1,7 @@
 """Pick the face detector's backend/precision for this machine by measurement.
 
 Used by ``lanner models build --select``: every candidate configuration that builds here runs
-the full cascade on the bundled demo photo; the fastest whose detections agree with OpenVINO
+the default detector's full cascade on the bundled demo photo; the fastest whose detections agree with OpenVINO
 FP32's (same count, IoU >= 0.9, landmarks within 2 px, scores within 0.02: the parity bar with
 facenet-pytorch) is recorded as what ``"auto"`` means. OpenVINO FP16 is not a candidate: it
 passes on the demo photo but misses the bar on the benchmark's group photo and messi5 (IoU 0.89,

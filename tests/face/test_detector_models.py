@@ -61,13 +61,29 @@ def test_no_face_of_the_parity_photos_is_lost(lanner_cache, photos, model):
 def test_min_face_size_10_finds_what_20_finds_and_is_finer(lanner_cache, photos):
     image = photos["astronaut"]
     with (
-        lanner.FaceDetector(min_face_size=20, num_threads=2) as d20,
-        lanner.FaceDetector(min_face_size=10, num_threads=2) as d10,
+        lanner.FaceDetector(model="mtcnn", min_face_size=20, num_threads=2) as d20,
+        lanner.FaceDetector(model="mtcnn", min_face_size=10, num_threads=2) as d10,
     ):
         coarse, fine = d20.detect(image), d10.detect(image)
     assert len(fine) >= len(coarse) == 1
     assert iou(coarse.boxes, fine.boxes).max() > 0.9
     assert repr(d10).startswith("FaceDetector(model='mtcnn'") and "min_face_size=10.0" in repr(d10)
+
+
+@pytest.mark.parametrize("model", sorted(FACE_DETECTORS))
+def test_each_detector_has_its_own_default_thresholds(lanner_cache, model):
+    """thresholds=None takes the detector's (the teacher's are facenet-pytorch's); given ones win.
+    The R-Net NMS overlap is the detector's own either way."""
+    spec = FACE_DETECTORS[model]
+    with lanner.FaceDetector(model=model, num_threads=1) as detector:
+        assert detector.params.thresholds == spec.thresholds
+        assert detector.params.rnet_iou_threshold == spec.rnet_iou_threshold
+        assert f"thresholds={spec.thresholds}" in repr(detector)
+    with lanner.FaceDetector(model=model, thresholds=(0.5, 0.6, 0.65), num_threads=1) as detector:
+        assert detector.params.thresholds == (0.5, 0.6, 0.65)
+        assert detector.params.rnet_iou_threshold == spec.rnet_iou_threshold
+    assert FACE_DETECTORS["mtcnn"].thresholds == (0.6, 0.7, 0.7)  # facenet-pytorch's
+    assert FACE_DETECTORS["mtcnn"].rnet_iou_threshold == 0.7
 
 
 def test_models_list_shows_every_face_detector(lanner_cache):

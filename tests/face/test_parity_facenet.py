@@ -54,7 +54,7 @@ def bf16_detector(lanner_cache):
 
     if not _cpu_has_bf16():
         pytest.skip("this CPU's OpenVINO plugin has no BF16 (needs AVX512-BF16 or AMX)")
-    with lanner.FaceDetector(backend="openvino", precision="bf16", num_threads=2) as det:
+    with lanner.FaceDetector(model="mtcnn", backend="openvino", precision="bf16", num_threads=2) as det:
         yield det
 
 
