@@ -85,7 +85,7 @@ class BridgeConfig:
 
     width_range: tuple[float, float] = (10.0, 24.0)
     width_focus: tuple[float, float, float] = (12.0, 20.0, 0.5)
-    steps: int = 700
+    steps: int = 270
     batch_size: int = 32
     learning_rate: float = 1e-4
     warmup_fraction: float = 0.05
@@ -95,8 +95,8 @@ class BridgeConfig:
     colour: float = 0.1
     validation_identities: int = 24
     validation_width: float = 16.0
-    evaluate_every: int = 175
-    checkpoint_every: int = 50
+    evaluate_every: int = 90
+    checkpoint_every: int = 30
     seed: int = 0
 
     def learning_rate_at(self, step: int) -> float:

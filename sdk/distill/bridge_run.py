@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,7 +163,9 @@ class FaceBridgeRun:
             width_range=(10.0, 24.0),
             degradations=moderate_degradations(0),
         )
-        teacher_onnx = registry_onnx("dlib-resnet")
+        teacher_onnx = self.out_dir / "teacher.onnx"  # the registry teacher, compiled like the bridge
+        if not teacher_onnx.is_file():
+            shutil.copyfile(registry_onnx("dlib-resnet"), teacher_onnx)
         rows = {}
         for width in ROUTING_WIDTHS:
             gallery, g_labels, chips, p_labels = _validation_set(data, sampler, width)
@@ -225,15 +228,19 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _onnx_descriptors(path: Path, chips: np.ndarray, batch: int = 32) -> np.ndarray:
-    import onnxruntime as ort
+    """Descriptors of (N, 3, 150, 150) float32 chips by an ONNX descriptor model compiled for this CPU
+    (OpenVINO fp32 through lanner.compile, as the SDK runs it; the package is kept beside the ONNX)."""
+    from .. import load
+    from ..compile import compile_model
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_outputs()[0].name
-    return np.concatenate(
-        [
-            session.run([name], {"image": np.ascontiguousarray(chips[i : i + batch])})[0]
-            for i in range(0, len(chips), batch)
-        ]
-    )
+    package = path.with_suffix(".openvino-fp32")
+    if not (package / "manifest.json").is_file():
+        compile_model(str(path), target="x86", backend="openvino", precision="fp32", out=str(package), name=path.stem)
+    with load(package, num_threads=torch.get_num_threads()) as model:
+        output = model.manifest.outputs[0].name
+        return np.concatenate(
+            [
+                np.asarray(model.run({"image": np.ascontiguousarray(chips[i : i + batch])})[output], np.float32)
+                for i in range(0, len(chips), batch)
+            ]
+        )
