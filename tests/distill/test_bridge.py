@@ -109,10 +109,24 @@ def test_tiny_run_learns_and_resume_equals_an_uninterrupted_run(tiny_train_data,
     )
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+    fresh = _dlib_resnet().state_dict()
+    deep = [k for k in fresh if k.startswith("fc.") or int(k.split(".")[1] if k.startswith("blocks.") else -1) >= 7]
+    assert deep and all(torch.equal(model.state_dict()[k], fresh[k]) for k in deep)  # dlib's, untouched
+    assert not torch.equal(model.state_dict()["stem.conv.weight"], fresh["stem.conv.weight"])  # learnt
     reloaded, config = load_bridge(tmp_path / "straight" / "checkpoint.pt")
     assert config == TINY
     chips = np.random.default_rng(0).random((2, 3, 150, 150), dtype=np.float32)
     np.testing.assert_allclose(embed_descriptors(reloaded, chips), embed_descriptors(model, chips), atol=1e-6)
+    with pytest.raises(ValueError, match=r"trainable_blocks should be in \[0, 14\], got 15"):
+        train_bridge(
+            dataclasses.replace(TINY, trainable_blocks=15),
+            data,
+            mirrored,
+            mu,
+            tmp_path / "x",
+            workers=0,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="another config"):
         train_bridge(
             dataclasses.replace(TINY, steps=5),
@@ -132,7 +146,7 @@ def test_training_moves_the_model_toward_its_targets(tiny_train_data, tmp_path):
     mu = teacher_centre()
     clean = embed_descriptors(_dlib_resnet(), clean_chips(tiny_train_data.crops, tiny_train_data.landmarks, False))
     data = dataclasses.replace(tiny_train_data, targets=((clean - mu) / np.linalg.norm(clean - mu, axis=1)[:, None]))
-    config = dataclasses.replace(TINY, steps=8, batch_size=4, learning_rate=1e-3, evaluate_every=100)
+    config = dataclasses.replace(TINY, steps=8, batch_size=4, learning_rate=5e-5, evaluate_every=100)
     sampler = FaceSampler(
         crops=data.crops,
         landmarks=data.landmarks,
