@@ -113,19 +113,6 @@ REGISTRY["dlib-resnet"] = ModelSpec(
     "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md",
 )
 
-# -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
-# Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
-# upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).
-REGISTRY["face-student16"] = ModelSpec(
-    "face-student16",
-    "face_student16/face_student16.onnx",
-    "1dcd8ce19bba4e83681468d26fc9fcee860451a15ee45fa6b92fb5bc2f702292",
-    {"image": ("n", 3, 16, 16)},
-    ("embedding",),
-    "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
-    "card: face_student16/README.md",
-)
-
 # -- Face recognition (issue 14): the bridge model, dlib's ResNet fine-tuned for small faces by
 # `lanner distill face-bridge`; routed for faces up to its max_face_width (lanner.models.face_embedders) --
 REGISTRY["dlib-resnet-lowres"] = ModelSpec(
@@ -137,6 +124,19 @@ REGISTRY["dlib-resnet-lowres"] = ModelSpec(
     "dlib-resnet fine-tuned by lanner.distill.bridge on small faces of the celeba-faces training identities "
     "(CelebA, research use only) toward the teacher's own outputs on the clean faces; "
     "card: dlib_resnet_lowres/README.md",
+)
+
+# -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
+# Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
+# upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).
+REGISTRY["face-student16"] = ModelSpec(
+    "face-student16",
+    "face_student16/face_student16.onnx",
+    "1dcd8ce19bba4e83681468d26fc9fcee860451a15ee45fa6b92fb5bc2f702292",
+    {"image": ("n", 3, 16, 16)},
+    ("embedding",),
+    "distilled from dlib-resnet by lanner.distill on the celeba-faces training identities (research use only); "
+    "card: face_student16/README.md",
 )
 
 # -- Face quality (issue 16): SDD-FIQA regressor; contract in lanner.models.face_quality --
