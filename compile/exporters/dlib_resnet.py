@@ -254,7 +254,7 @@ def build_dlib_resnet(weights: DlibWeights | None = None):
     return DlibResNet().eval()
 
 
-def export_dlib_resnet_onnx(path: str | Path, *, fp16_weights: bool = False) -> Path:
+def export_dlib_resnet_onnx(path: str | Path, *, fp16_weights: bool = False, model=None) -> Path:
     """Export dlib's ResNet to ONNX: input ``image`` (N, 3, 150, 150) float32 RGB in [0, 1],
     output ``descriptor`` (N, 128) float32.
 
@@ -262,6 +262,8 @@ def export_dlib_resnet_onnx(path: str | Path, *, fp16_weights: bool = False) -> 
         path: destination ``.onnx`` file.
         fp16_weights: store the convolution weights as float16 (half the file), cast to float32
             in the graph; the arithmetic stays float32.
+        model: a module made by :func:`build_dlib_resnet` with other weights (a fine-tuned copy, e.g. the
+            bridge model of :mod:`lanner.distill.bridge`); default: dlib's weights.
 
     Returns:
         ``path`` as a Path.
@@ -275,7 +277,7 @@ def export_dlib_resnet_onnx(path: str | Path, *, fp16_weights: bool = False) -> 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = build_dlib_resnet()
+    model = (build_dlib_resnet() if model is None else model).eval()
     with warnings.catch_warnings():  # add_prev's pads are Python ints of the fixed 150 px input: constants by design
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         export_torch(

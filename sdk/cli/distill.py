@@ -4,7 +4,8 @@
 each resumable: teacher targets (cached in ``--cache``), training (``DIR/train/checkpoint.pt``),
 ONNX export (``DIR/student.onnx``), int8 packages, and the cross-quality report on the test
 identities (``DIR/report.json``). ``lanner distill face-quality --data CELEBA_FACES --out DIR`` trains the
-SDD-FIQA quality regressor (``DIR/face_quality.onnx``, ``DIR/report.json``).
+SDD-FIQA quality regressor (``DIR/face_quality.onnx``, ``DIR/report.json``). ``lanner distill face-bridge
+--data CELEBA_FACES --out DIR`` fine-tunes dlib's ResNet for 16 px faces (:mod:`lanner.distill.bridge`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="face widths at which to also measure the teacher on upsampled probes ('' for none)",
     )
     f.set_defaults(func=run_face_embedding)
+    b = dsub.add_parser(
+        "face-bridge",
+        help="dlib's ResNet fine-tuned for 16 px faces with its own high-resolution outputs as targets",
+    )
+    b.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
+    b.add_argument("--out", required=True, help="output folder (checkpoint, ONNX, space.json, report.json)")
+    b.add_argument(
+        "--cache",
+        default=None,
+        help="teacher-target cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)",
+    )
+    b.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--stop-after", type=int, default=None, help="end training at this step and go on")
+    b.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    b.add_argument("--workers", type=int, default=1, help="processes making degraded batches")
+    b.set_defaults(func=run_face_bridge)
     d = dsub.add_parser("face-detector", help="MTCNN's R-Net and O-Net retrained for masked and tiny faces (issue 15)")
     d.add_argument("--facemask", required=True, help="the facemask-voc folder (only its train split is read)")
     d.add_argument("--celeba", required=True, help="the celeba-faces folder (training identities only)")
@@ -101,6 +119,24 @@ def run_face_embedding(args: argparse.Namespace) -> int:
         baseline_widths=tuple(float(w) for w in args.baseline_widths.split(",") if w.strip()),
     )
     run.execute()
+    return 0
+
+
+def run_face_bridge(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..distill.bridge_run import FaceBridgeRun
+
+    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
+    FaceBridgeRun(
+        data_dir=Path(args.data),
+        out_dir=Path(args.out),
+        cache_dir=cache,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        workers=args.workers,
+        stop_after=args.stop_after,
+    ).execute()
     return 0
 
 

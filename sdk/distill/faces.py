@@ -23,6 +23,7 @@ from .teacher import FaceTargets
 
 __all__ = [
     "MIRROR_LANDMARKS",
+    "mirror_landmarks",
     "load_crops",
     "FaceSampler",
     "to_tensor_layout",
@@ -72,6 +73,12 @@ class FaceSampler:
         jitter: crop jitter: the landmarks move by a random similarity (shift +-jitter of the face width,
             scale 1 +- jitter, rotation +-2 jitter rad) before alignment; the target is unchanged.
         colour: brightness/contrast/saturation jitter amplitude.
+        mirrored_targets: (N, 128) float32 unit teacher embeddings of the mirrored clean crops; when given,
+            :meth:`batch_with_targets` pairs a mirrored sample with its mirrored target (None: the target
+            is unchanged by mirroring).
+        width_focus: ``(low, high, probability)``: with that probability a sample's face width is drawn
+            uniformly from ``[low, high]`` instead of ``width_range`` (a bias toward the widths that
+            matter most; None: ``width_range`` only).
     """
 
     crops: np.ndarray
@@ -84,6 +91,8 @@ class FaceSampler:
     flip: bool = True
     jitter: float = 0.04
     colour: float = 0.2
+    mirrored_targets: np.ndarray | None = None
+    width_focus: tuple[float, float, float] | None = None
 
     def sample(self, crop_index: int, sample_index: int) -> np.ndarray:
         """One degraded training chip of crop ``crop_index``, drawn with sample ``sample_index``'s generator.
@@ -91,17 +100,24 @@ class FaceSampler:
         Returns:
             (size, size, 3) uint8 RGB chip.
         """
+        return self._sample(crop_index, sample_index)[0]
+
+    def _sample(self, crop_index: int, sample_index: int) -> tuple[np.ndarray, bool]:
         rng = self.degradations.rng(sample_index)
         image, lm = self.crops[crop_index], self.landmarks[crop_index].astype(np.float64)
-        if self.flip and rng.uniform() < 0.5:
+        mirrored = bool(self.flip and rng.uniform() < 0.5)
+        if mirrored:
             image = image[:, ::-1]
-            lm = np.stack([image.shape[1] - 1 - lm[:, 0], lm[:, 1]], axis=1)[list(MIRROR_LANDMARKS)]
-        width = float(rng.uniform(*self.width_range))
+            lm = mirror_landmarks(lm, image.shape[1])
+        if self.width_focus is not None and rng.uniform() < self.width_focus[2]:
+            width = float(rng.uniform(self.width_focus[0], self.width_focus[1]))
+        else:
+            width = float(rng.uniform(*self.width_range))
         small, small_lm = downsample_face(np.ascontiguousarray(image), lm, width, float(self.face_widths[crop_index]))
         if self.colour > 0:
             small = self._colour(small, rng)
         small = self.degradations(small, rng)
-        return align_faces(small, self._jitter(small_lm, width, rng)[None], self.size)[0]
+        return align_faces(small, self._jitter(small_lm, width, rng)[None], self.size)[0], mirrored
 
     def probe(self, crop_index: int, width: float) -> np.ndarray:
         """The clean probe of the evaluation protocol: the crop shrunk to a ``width`` px face, aligned.
@@ -118,6 +134,20 @@ class FaceSampler:
         """Training chips for ``crop_indices`` as a float32 (N, 3, size, size) RGB array in [0, 1]."""
         chips = np.stack([self.sample(int(c), first_sample_index + i) for i, c in enumerate(crop_indices)])
         return to_tensor_layout(chips)
+
+    def batch_with_targets(self, crop_indices: np.ndarray, first_sample_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training chips (as :meth:`batch`) and the teacher target of each: the mirrored clean crop's
+        embedding for a mirrored sample when ``mirrored_targets`` is set, else the crop's.
+
+        Returns:
+            ``(chips, targets)``: (N, 3, size, size) float32 in [0, 1] and (N, 128) float32.
+        """
+        views = [self._sample(int(c), first_sample_index + i) for i, c in enumerate(crop_indices)]
+        mirrored = np.array([m for _, m in views])
+        targets = self.targets[crop_indices]
+        if self.mirrored_targets is not None:
+            targets = np.where(mirrored[:, None], self.mirrored_targets[crop_indices], targets)
+        return to_tensor_layout(np.stack([chip for chip, _ in views])), np.ascontiguousarray(targets, np.float32)
 
     def _colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         a = self.colour
@@ -138,6 +168,12 @@ class FaceSampler:
         rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         centre = landmarks.mean(axis=0)
         return ((landmarks - centre) @ rot.T + centre + shift).astype(np.float32)
+
+
+def mirror_landmarks(landmarks: np.ndarray, image_width: int) -> np.ndarray:
+    """The (5, 2) landmarks of a face after its image (``image_width`` px wide) is flipped left-right."""
+    lm = np.asarray(landmarks, np.float64)
+    return np.stack([image_width - 1 - lm[:, 0], lm[:, 1]], axis=1)[list(MIRROR_LANDMARKS)]
 
 
 def to_tensor_layout(chips: np.ndarray) -> np.ndarray:

@@ -113,6 +113,19 @@ REGISTRY["dlib-resnet"] = ModelSpec(
     "sdist, converted by lanner.compile.exporters.dlib_resnet; card: dlib_resnet/README.md",
 )
 
+# -- Face recognition (issue 14): the bridge model, dlib's ResNet fine-tuned for small faces by
+# `lanner distill face-bridge`; routed for faces up to its max_face_width (lanner.models.face_embedders) --
+REGISTRY["dlib-resnet-lowres"] = ModelSpec(
+    "dlib-resnet-lowres",
+    "dlib_resnet_lowres/dlib_resnet_lowres.onnx",
+    "aabab6eaf3f4d7dfb42ef17b4434f41de03a5981fe80ea1c861f23e6c69f9e99",
+    {"image": ("n", 3, 150, 150)},
+    ("descriptor",),
+    "dlib-resnet fine-tuned by lanner.distill.bridge on small faces of the celeba-faces training identities "
+    "(CelebA, research use only) toward the teacher's own outputs on the clean faces; "
+    "card: dlib_resnet_lowres/README.md",
+)
+
 # -- Face recognition (issue 14): the 16 px student, trained by `lanner distill face-embedding` (int8 QDQ ONNX).
 # Not in the routing table (lanner.models.face_embedders) yet: it is far less accurate than the teacher on
 # upsampled faces (rank-1 0.22 vs 0.69 at 16 px, face_student16/README.md).

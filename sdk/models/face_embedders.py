@@ -6,7 +6,9 @@ aligned ``chip_size`` chip (:func:`lanner.face.align.align_faces`, RGB, float32 
 descriptor of dlib's ResNet (the teacher) and ``mu`` its mean over clean training faces:
 
 * the teacher outputs ``d`` itself (``centre_file`` names the JSON holding ``mu``);
-* a student outputs a vector whose direction approximates ``e`` (no centre).
+* a student outputs a vector whose direction approximates ``e`` (no centre);
+* the bridge model (``dlib-resnet-lowres``, the teacher fine-tuned for small faces) outputs a descriptor in
+  the teacher's own space, centred by the teacher's ``mu``.
 
 :class:`lanner.FaceRecognizer` sends each face to the entry with the smallest
 ``max_face_width`` that is at least the face's width (MTCNN box width, px), so students serve
@@ -66,6 +68,18 @@ FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
             math.inf,
             "dlib_resnet/dlib_resnet.json",
             "3a362266428ec480f14e66ac1993b7d9823f17effa1a871aaa32b60876f550aa",
+            True,
+        ),
+        # dlib's ResNet fine-tuned for small upsampled faces (lanner.distill.bridge): the teacher's raw
+        # descriptor space, so centred with the teacher's mu (copied into its JSON); routed up to the largest
+        # width at which it beat the teacher on the validation identities (its JSON's "routing").
+        FaceEmbedderSpec(
+            "dlib-resnet-lowres",
+            150,
+            "descriptor",
+            20.0,
+            "dlib_resnet_lowres/dlib_resnet_lowres.json",
+            "ec9581b4110a3bb01b8f5a97e49834405f1b903950bdff48c108a749499caad1",
             True,
         ),
     )

@@ -59,3 +59,14 @@ def test_gallery_split_takes_the_first_photo_of_each_identity():
 
 def test_split_is_issue_14s():
     assert bench.is_test_identity("7399") == (int(__import__("hashlib").sha1(b"7399").hexdigest()[:8], 16) % 5 == 0)
+
+
+def test_student_sources_read_chip_size_and_centring(tmp_path):
+    onnx = tmp_path / "bridge.onnx"
+    onnx.write_bytes(b"not read here")
+    assert bench.student_sources([f"{onnx}:150:centred", f"{onnx}:16"]) == [(onnx, 150, True), (onnx, 16, False)]
+    registered = bench.student_sources(["dlib-resnet-lowres"])
+    assert [(chip, centred) for _, chip, centred in registered] == [(150, True)]
+    for bad in (f"{onnx}", f"{onnx}:x", f"{tmp_path / 'missing.onnx'}:16", f"{onnx}:16:centered"):
+        with pytest.raises(ValueError, match=r"PATH.onnx:CHIP_SIZE\[:centred\]"):
+            bench.student_sources([bad])

@@ -59,7 +59,8 @@ def test_no_faces(recognizer, group_photo):
 def test_routing_table_picks_the_smallest_model_that_covers_a_face(recognizer):
     teacher = face_embedders.FACE_EMBEDDERS[face_embedders.TEACHER]
     assert recognizer.embedders[-1] == face_embedders.TEACHER
-    assert recognizer.route(np.array([5.0, 40.0, 4000.0])) == [face_embedders.TEACHER] * 3
+    assert recognizer.route(np.array([40.0, 4000.0])) == [face_embedders.TEACHER] * 2  # large faces
+    assert recognizer.route(np.array([5.0])) == [recognizer.embedders[0]]  # the smallest faces: the first route
     routed = lanner.FaceRecognizer.__new__(lanner.FaceRecognizer)
     routed._routes = [
         dataclasses.replace(teacher, model="student-16", max_face_width=20.0),

@@ -1,0 +1,246 @@
+"""The bridge run behind ``lanner distill face-bridge``: one resumable recipe (:mod:`lanner.distill.bridge`).
+
+Steps (each skipped when its output exists): teacher targets (clean and mirrored crops, cached) ->
+training -> ONNX export with fp16-stored weights (parity checked against torch) -> on the
+VALIDATION identities, rank-1 of the bridge model and of the teacher at several probe widths (the
+routing width is the largest at which the bridge is at least as good) -> the identification
+threshold at FAR 1e-3 on the training identities -> ``space.json`` (the registry JSON) and
+``report.json``. The test identities are never read beyond the split.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bridge import (
+    BridgeConfig,
+    bridge_training_data,
+    compute_bridge_targets,
+    embed_descriptors,
+    load_bridge,
+    teacher_centre,
+    train_bridge,
+)
+from .evaluate import identification_metrics
+from .faces import load_crops
+from .teacher import _read_faces_csv
+
+__all__ = ["FaceBridgeRun", "ROUTING_WIDTHS"]
+
+ROUTING_WIDTHS: tuple[float, ...] = (16.0, 20.0, 24.0, 32.0)  # validation probe widths, px
+THRESHOLD_PROBE_STRIDE = 3  # every 3rd training-identity crop is a probe for the threshold (all are gallery)
+PARITY_MIN_COSINE = 0.9999  # torch fp32 vs the ONNX with fp16-stored weights (ONNX Runtime), per face
+FAR = 1e-3
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class FaceBridgeRun:
+    """One ``lanner distill face-bridge`` run. Not thread-safe (it owns its output folder).
+
+    Attributes:
+        data_dir: the celeba-faces folder.
+        out_dir: output folder.
+        cache_dir: teacher-target cache folder.
+        steps: training steps (None: the config's default).
+        seed: run seed.
+        threads: torch threads.
+        workers: batch-making processes.
+        stop_after: end training at this step instead of the config's last.
+    """
+
+    data_dir: Path
+    out_dir: Path
+    cache_dir: Path
+    steps: int | None = None
+    seed: int = 0
+    threads: int = 1
+    workers: int = 1
+    stop_after: int | None = None
+
+    def config(self) -> BridgeConfig:
+        """The training config of this run."""
+        values: dict = {"seed": self.seed}
+        if self.steps is not None:
+            values["steps"] = self.steps
+        return BridgeConfig(**values)
+
+    def execute(self) -> dict:
+        """Run (or resume) every step and return the report.
+
+        Raises:
+            FileNotFoundError: the data folder holds no faces.csv.
+            ValueError: an export that misses parity, or a checkpoint of another config.
+        """
+        torch.set_num_threads(self.threads)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        config = self.config()
+        rows = _read_faces_csv(self.data_dir)
+        crops = load_crops(self.data_dir, np.array([r["file"] for r in rows]))
+        _say("step 1/4: teacher targets of the clean and mirrored crops (the registry teacher; cached)")
+        targets = compute_bridge_targets(self.data_dir, self.cache_dir, crops, num_threads=self.threads)
+        mu = teacher_centre()
+        data, mirrored = bridge_training_data(crops, targets, mu, config.validation_identities)
+        train_idx = data.train & ~data.validation
+        _say(
+            f"step 2/4: training {config.steps} steps on {int(train_idx.sum())} crops of "
+            f"{len(set(data.identities[train_idx]))} identities"
+        )
+        _, history, seconds = train_bridge(
+            config, data, mirrored, mu, self.out_dir / "train", stop_after=self.stop_after, workers=self.workers
+        )
+        model, _ = load_bridge(self.out_dir / "train" / "checkpoint.pt")
+        _say("step 3/4: ONNX export (fp16-stored weights) and parity with torch")
+        onnx_path, parity = self._export(model, data)
+        _say("step 4/4: routing width on the validation identities, threshold on the training identities")
+        routing = self._routing(onnx_path, data, mu)
+        space = self._space(onnx_path, data, mu)
+        space.update(
+            {
+                "max_face_width": routing["max_face_width"],
+                "export_parity_min_cosine": parity,
+            }
+        )
+        (self.out_dir / "space.json").write_text(json.dumps(space, indent=1) + "\n")
+        report = {
+            "config": asdict(config),
+            "train_seconds": seconds,
+            "trained_steps": int(torch.load(self.out_dir / "train" / "checkpoint.pt", weights_only=True)["step"]),
+            "history": history,
+            "export_parity_min_cosine": parity,
+            "routing": routing,
+            "threshold": {k: v for k, v in space.items() if k != "mu"},
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+            },
+        }
+        (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        _say(f"report written to {self.out_dir / 'report.json'}")
+        return report
+
+    def _export(self, model: torch.nn.Module, data) -> tuple[Path, float]:
+        from ..compile.exporters.dlib_resnet import export_dlib_resnet_onnx
+        from .bridge import clean_chips
+
+        path = self.out_dir / "dlib_resnet_lowres.onnx"
+        if not path.is_file():
+            export_dlib_resnet_onnx(path, fp16_weights=True, model=model)
+        idx = np.flatnonzero(data.validation)[:32]
+        chips = clean_chips(data.crops[idx], data.landmarks[idx], mirrored=False)
+        reference = embed_descriptors(model, chips)
+        exported = _onnx_descriptors(path, chips)
+        cosine = float(np.min(np.sum(_unit(reference) * _unit(exported), axis=1)))
+        if cosine < PARITY_MIN_COSINE:
+            raise ValueError(f"ONNX export misses parity with torch: min cosine {cosine:.6f} < {PARITY_MIN_COSINE}")
+        return path, cosine
+
+    def _routing(self, onnx_path: Path, data, mu: np.ndarray) -> dict:
+        """Rank-1 of the bridge and of the teacher on the validation identities' probes at each width."""
+        from ..models import onnx_path as registry_onnx
+        from .degrade import moderate_degradations
+        from .faces import FaceSampler
+        from .training import _validation_set
+
+        sampler = FaceSampler(
+            crops=data.crops,
+            landmarks=data.landmarks,
+            face_widths=data.face_widths,
+            targets=data.targets,
+            size=150,
+            width_range=(10.0, 24.0),
+            degradations=moderate_degradations(0),
+        )
+        teacher_onnx = self.out_dir / "teacher.onnx"  # the registry teacher, compiled like the bridge
+        if not teacher_onnx.is_file():
+            shutil.copyfile(registry_onnx("dlib-resnet"), teacher_onnx)
+        rows = {}
+        for width in ROUTING_WIDTHS:
+            gallery, g_labels, chips, p_labels = _validation_set(data, sampler, width)
+            chips = chips.numpy()
+            row = {}
+            for name, model_path in (("bridge", onnx_path), ("teacher", teacher_onnx)):
+                probes = _onnx_descriptors(model_path, chips) - mu
+                row[name] = identification_metrics(gallery, g_labels, probes, p_labels).rank1
+            rows[f"{width:g}"] = row
+            _say(f"  validation {width:g} px: bridge {row['bridge']:.3f}, teacher {row['teacher']:.3f}")
+        better = [w for w in ROUTING_WIDTHS if rows[f"{w:g}"]["bridge"] >= rows[f"{w:g}"]["teacher"]]
+        return {
+            "rank1": rows,
+            "max_face_width": max(better) if better else 0.0,
+            "rule": "the largest validation width at which the bridge's rank-1 is at least the teacher's",
+            "probes": int(len(p_labels)),
+        }
+
+    def _space(self, onnx_path: Path, data, mu: np.ndarray, width: float = 16.0) -> dict:
+        """The identification threshold at FAR 1e-3 on the TRAINING identities: bridge probes of 16 px faces
+        against the teacher's embeddings of the clean photos."""
+        from .degrade import moderate_degradations
+        from .faces import FaceSampler, to_tensor_layout
+
+        idx = np.flatnonzero(data.train)
+        probe_idx = idx[::THRESHOLD_PROBE_STRIDE]
+        sampler = FaceSampler(
+            crops=data.crops,
+            landmarks=data.landmarks,
+            face_widths=data.face_widths,
+            targets=data.targets,
+            size=150,
+            width_range=(10.0, 24.0),
+            degradations=moderate_degradations(0),
+        )
+        parts = []
+        for start in range(0, len(probe_idx), 128):
+            chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probe_idx[start : start + 128]]))
+            parts.append(_onnx_descriptors(onnx_path, chips))
+        probes = _unit(np.concatenate(parts) - mu)
+        scores = probes @ data.targets[idx].T
+        same = data.identities[probe_idx][:, None] == data.identities[idx][None, :]
+        itself = probe_idx[:, None] == idx[None, :]  # a probe against its own clean photo is not a genuine pair
+        impostor, genuine = scores[~same], scores[same & ~itself]
+        threshold = float(np.quantile(impostor, 1 - FAR))
+        return {
+            "mu": [round(float(v), 7) for v in mu],
+            "threshold": round(threshold, 5),
+            "far": FAR,
+            "face_width": width,
+            "impostor_pairs": int(impostor.size),
+            "tar_at_threshold": round(float(np.mean(genuine > threshold)), 4),
+            "note": "bridge probes (16 px faces upsampled into the 150 px chip) against teacher embeddings of "
+            "clean photos, training identities of the celeba-faces folder; mu is the teacher's",
+        }
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _onnx_descriptors(path: Path, chips: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Descriptors of (N, 3, 150, 150) float32 chips by an ONNX descriptor model compiled for this CPU
+    (OpenVINO fp32 through lanner.compile, as the SDK runs it; the package is kept beside the ONNX)."""
+    from .. import load
+    from ..compile import compile_model
+
+    package = path.with_suffix(".openvino-fp32")
+    if not (package / "manifest.json").is_file():
+        compile_model(str(path), target="x86", backend="openvino", precision="fp32", out=str(package), name=path.stem)
+    with load(package, num_threads=torch.get_num_threads()) as model:
+        output = model.manifest.outputs[0].name
+        return np.concatenate(
+            [
+                np.asarray(model.run({"image": np.ascontiguousarray(chips[i : i + batch])})[output], np.float32)
+                for i in range(0, len(chips), batch)
+            ]
+        )
