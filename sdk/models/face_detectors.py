@@ -57,7 +57,9 @@ FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
         ),
     )
 }
-# The default stays the teacher until a student meets issue 15's targets (benchmarks/detection/README.md).
+# The default stays the teacher: the student meets issue 15's targets and adds no box on clean photos, but its
+# landmarks can be far from the teacher's (23 px on the group photo's astronaut), which breaks the recognizer's
+# alignment (benchmarks/detection/README.md, "Masked and tiny faces").
 DEFAULT_FACE_DETECTOR = "mtcnn"
 
 
