@@ -51,9 +51,9 @@ from bench_robustness import scenes  # noqa: E402
 
 THREADS = 2
 PNET_THRESHOLDS = (0.6,)  # 0.7 cost more masked AP than a higher R-Net threshold saving the same time
-RNET_THRESHOLDS = (0.9, 0.95, 0.97, 0.98)
+RNET_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 RNET_IOU_THRESHOLDS = (0.5, 0.7)  # NMS between R-Net's survivors (the teacher's 0.7)
-ONET_THRESHOLDS = (0.7, 0.9, 0.99, 0.995, 0.998)  # a post-filter: one run serves all
+ONET_THRESHOLDS = (0.5, 0.7, 0.9)  # a post-filter: one run serves all
 
 
 def _key(x: np.ndarray) -> bytes:
@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--celeba", required=True, help="the celeba-faces folder (scenes of its training identities)")
     parser.add_argument("--model", default="mtcnn-masked", help="the student detector to tune")
     parser.add_argument("--json", default=str(HERE / "tune_masked.json"))
+    parser.add_argument("--rnet-thresholds", type=float, nargs="+", default=RNET_THRESHOLDS, help="R-Net grid")
+    parser.add_argument("--onet-thresholds", type=float, nargs="+", default=ONET_THRESHOLDS, help="O-Net grid")
     args = parser.parse_args()
 
     photos = read_facemask(args.data, "train")
@@ -163,16 +165,16 @@ def main() -> None:
 
     student = get_face_detector(args.model)
     nets = [RecordedNet(models.open_net(n, num_threads=THREADS)) for n in student.nets]
-    lowest = (min(PNET_THRESHOLDS), min(RNET_THRESHOLDS), min(ONET_THRESHOLDS))
+    lowest = (min(PNET_THRESHOLDS), min(args.rnet_thresholds), min(args.onet_thresholds))
     detect_all(images, nets, CascadeParams(thresholds=lowest))  # records what the settings will mostly replay
     report["settings"] = []
-    for iou, t0, t1 in itertools.product(RNET_IOU_THRESHOLDS, PNET_THRESHOLDS, RNET_THRESHOLDS):
-        params = CascadeParams(thresholds=(t0, t1, min(ONET_THRESHOLDS)), rnet_iou_threshold=iou)
+    for iou, t0, t1 in itertools.product(RNET_IOU_THRESHOLDS, PNET_THRESHOLDS, args.rnet_thresholds):
+        params = CascadeParams(thresholds=(t0, t1, min(args.onet_thresholds)), rnet_iou_threshold=iou)
         on_scenes = detect_all(clean, nets, params)
         for net in nets:
             net.rows = 0
         found = detect_all(images, nets, params)
-        for t2 in ONET_THRESHOLDS:
+        for t2 in args.onet_thresholds:
             at = dataclasses.replace(params, thresholds=(t0, t1, t2))
             entry = row(args.model, at, above(found, t2), above(on_scenes, t2), nets[1].rows, nets[2].rows)
             report["settings"].append(entry)

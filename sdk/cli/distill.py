@@ -79,6 +79,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=1, help="torch threads for training")
     d.add_argument("--workers", type=int, default=1, help="processes making batches")
+    d.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the config's)")
+    d.add_argument("--init", default=None, help="stages.pt of an earlier run to start from (default: the teacher's)")
+    d.add_argument(
+        "--mine",
+        default=None,
+        help="R-Net,O-Net thresholds at which to mine hard negatives with the shipped student, e.g. 0.9,0.9",
+    )
+    d.add_argument("--opencv-samples", default=None, help="OpenCV's sample-data folder (opencv-doc) to mine on too")
     d.set_defaults(func=run_face_detector)
 
     q = dsub.add_parser("face-quality", help="an SDD-FIQA face-quality regressor (labels from the teacher)")
@@ -166,9 +174,18 @@ def run_face_detector(args: argparse.Namespace) -> int:
     from ..distill import detection
 
     torch.set_num_threads(args.threads)
-    config = detection.DetectionConfig(seed=args.seed)
+    config = detection.DetectionConfig(seed=args.seed, init=args.init)
+    if args.mine:
+        thresholds = tuple(float(t) for t in args.mine.split(","))
+        if len(thresholds) != 2 or not all(0 < t < 1 for t in thresholds):
+            raise ValueError(f"--mine should be two thresholds in (0, 1) (R-Net,O-Net), got {args.mine!r}")
+        config = dataclasses.replace(config, mining_thresholds=thresholds)
+    if args.learning_rate is not None:
+        config = dataclasses.replace(config, learning_rate=args.learning_rate)
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps)
-    report = detection.run_face_detector(args.facemask, args.celeba, args.out, config, workers=args.workers)
+    report = detection.run_face_detector(
+        args.facemask, args.celeba, args.out, config, workers=args.workers, opencv_samples=args.opencv_samples
+    )
     print(f"trained in {report['training_seconds']:.0f} s on {report['pool']}; ONNX in {args.out}")
     return 0

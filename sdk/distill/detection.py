@@ -12,7 +12,12 @@ only the refinement stages learn, on crops made exactly as the runtime makes the
   regression to the annotated box (no landmarks: none annotated);
 * **negatives** — crops of the same photos away from every face (IoU < 0.3): the teacher's soft output
   on the crop itself, which keeps the teacher's behaviour on clutter;
-* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces.
+* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces;
+* **hard negatives** (MTCNN's online hard-example mining, done offline here, Zhang et al. 2016) —
+  what a previous student cascade detects, and what its R-Net passes to O-Net, on *training* images
+  that is no face (:func:`mine_hard_negatives`): face probability 0. Sources: the facemask-voc train
+  split, scenes of celeba-faces training crops, and clean photos shipped in installed packages
+  (:func:`clean_photos`: never the parity photos or the demo photo).
 
 Losses follow MTCNN's multi-task weights (face 1, box 0.5, landmarks 0.5 for R-Net, 1 for O-Net).
 The run is :func:`lanner.distill.training.run_loop` with :class:`DetectionTask`: one loop for every
@@ -47,6 +52,10 @@ __all__ = [
     "DetectionStageLoss",
     "DetectionTask",
     "make_pool",
+    "HardNegatives",
+    "clean_photos",
+    "celeba_scenes",
+    "mine_hard_negatives",
     "train_stages",
     "teacher_face_probability",
     "read_celeba_faces",
@@ -71,6 +80,12 @@ class DetectionConfig:
         negatives_per_photo: background crops per training photo.
         tiny_range: face widths (px) of the tiny celeba samples.
         seed: run seed (pool, batches).
+        init: a state dict (``rnet.*``, ``onet.*`` keys, as :func:`run_face_detector` writes to
+            ``stages.pt``) to start from; None: the teacher's weights.
+        mining_thresholds: R-Net and O-Net thresholds of the mining cascade (the student's P-Net
+            threshold and R-Net NMS overlap); 0 entries turn mining off.
+        celeba_scenes: scenes of celeba-faces training crops to mine on.
+        max_hard_negatives_per_image: the most mined boxes kept per image (the highest scores).
     """
 
     steps: int = 400
@@ -84,6 +99,10 @@ class DetectionConfig:
     negatives_per_photo: int = 10
     tiny_range: tuple[float, float] = (10.0, 30.0)
     seed: int = 0
+    init: str | None = None
+    mining_thresholds: tuple[float, float] = (0.0, 0.0)
+    celeba_scenes: int = 40
+    max_hard_negatives_per_image: int = 20
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of ``step`` (0-based): 3% linear warm-up, then cosine decay to 0."""
@@ -99,7 +118,8 @@ class DetectionPool:
         face: (N,) float32 target face probability.
         box: (N, 4) float32 target box regression (MTCNN's convention; NaN: no target).
         landmarks: (N, 10) float32 target landmarks (x1..x5, y1..y5 as box fractions; NaN: no target).
-        kind: (N,) int8: 0 negative, 1 real face, 2 masked celeba, 3 masked tiny celeba, 4 clean celeba.
+        kind: (N,) int8: 0 negative, 1 real face, 2 masked celeba, 3 masked tiny celeba, 4 clean celeba,
+            5 mined hard negative.
     """
 
     crops24: np.ndarray
@@ -158,6 +178,7 @@ def make_pool(
     celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     config: DetectionConfig,
     teacher_face: Callable[[np.ndarray], np.ndarray],
+    hard_negatives: list[HardNegatives] = (),
 ) -> DetectionPool:
     """Draw every training sample (seeded by ``config.seed``) with its targets.
 
@@ -167,6 +188,7 @@ def make_pool(
             teacher's box and landmarks, or None.
         config: the run.
         teacher_face: the teacher O-Net's face probability of (N, 3, 48, 48) float32 crops, (N,).
+        hard_negatives: mined boxes (:func:`mine_hard_negatives`): face probability 0, each box as mined.
 
     Returns:
         The pool.
@@ -249,6 +271,11 @@ def make_pool(
                     _landmark_targets(crop, lm)[None],
                     kind,
                 )
+    for mined in hard_negatives:
+        boxes = mined.boxes
+        c24, c48, valid = _crops(mined.image_rgb, boxes)
+        nan = np.full((len(boxes), 14), np.nan, np.float32)
+        add(c24, c48, valid, 0.0, nan[:, :4], nan[:, 4:], 5)
     if not parts:
         raise ValueError("no training sample could be drawn: no photo and no celeba crop")
     columns = list(zip(*parts))
@@ -260,6 +287,200 @@ def make_pool(
         landmarks=np.concatenate(columns[4]),
         kind=np.concatenate(columns[5]),
     )
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """Boxes of one training image that a student cascade took for faces and that are none.
+
+    Attributes:
+        name: where the image comes from (``facemask:<stem>``, ``celeba-scene<k>``, ``skimage:<name>``, ...).
+        image_rgb: (H, W, 3) uint8 RGB image.
+        boxes: (K, 4) float32 xyxy pixels.
+        stage: (K,) int8: 1 passed by R-Net (sent to O-Net), 2 a final detection of the cascade.
+    """
+
+    name: str
+    image_rgb: np.ndarray
+    boxes: np.ndarray
+    stage: np.ndarray
+
+
+# Clean photos shipped in installed packages that the mining may use. NEVER the four parity photos
+# (scikit-image astronaut and camera, OpenCV's messi5, and the lfw_subset faces of the composed
+# group photo) nor the demo photo (astronaut): those measure the detector.
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "brick", "cell", "chelsea", "clock_motion", "coffee", "coins", "color", "grass", "gravel", "horse",
+    "hubble_deep_field", "ihc", "logo", "microaneurysms", "moon", "motorcycle_left", "page", "phantom",
+    "retina", "rocket", "text",
+)  # fmt: skip
+OPENCV_SAMPLES_EXCLUDED: frozenset[str] = frozenset({"messi5.jpg"})  # a parity photo
+OPENCV_VIDEO_FRAMES: tuple[tuple[str, tuple[int, ...]], ...] = (("vtest.avi", (0, 150, 300, 450, 600, 750)),)
+
+
+def clean_photos(opencv_samples: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Photos from installed packages for mining: scikit-image's data (:data:`SKIMAGE_PHOTOS`) and, when
+    given, every ``.jpg``/``.png`` of OpenCV's sample-data folder (Debian ``opencv-doc``:
+    ``examples/data``) but messi5, plus frames of its pedestrian video ``vtest.avi``.
+
+    Args:
+        opencv_samples: OpenCV's sample-data folder, or None.
+
+    Returns:
+        ``{name: (H, W, 3) uint8 RGB}``, sorted by name; images that contain faces keep them (the
+        mining ignores the teacher's detections).
+
+    Raises:
+        FileNotFoundError: ``opencv_samples`` is not a folder.
+    """
+    import skimage.data
+    import skimage.io
+
+    photos: dict[str, np.ndarray] = {}
+    data_dir = Path(skimage.data.__file__).parent
+    for name in SKIMAGE_PHOTOS:
+        files = sorted(data_dir.glob(f"{name}.*"))
+        if not files:
+            continue
+        image = np.asarray(skimage.io.imread(files[0]))
+        photos[f"skimage:{name}"] = image
+    if opencv_samples is not None:
+        folder = Path(opencv_samples)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"OpenCV sample-data folder {folder} does not exist")
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in (".jpg", ".png") and path.name not in OPENCV_SAMPLES_EXCLUDED:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is not None:
+                    photos[f"opencv:{path.name}"] = image[:, :, ::-1]
+        for video, frames in OPENCV_VIDEO_FRAMES:
+            capture = cv2.VideoCapture(str(folder / video))
+            for index in frames:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                ok, frame = capture.read()
+                if ok:
+                    photos[f"opencv:{video}#{index}"] = frame[:, :, ::-1]
+            capture.release()
+    out = {}
+    for name, image in sorted(photos.items()):
+        image = image.astype(np.uint8) if image.dtype != np.uint8 else image
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        out[name] = np.ascontiguousarray(image[:, :, :3])
+    return out
+
+
+def celeba_scenes(
+    crops: np.ndarray, boxes: np.ndarray, count: int, seed: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Scenes of 16 celeba-faces crops (4x4 grid on 640x640 grey, each crop shrunk to 60-144 px, seeded):
+    hair, shoulders and clothes next to faces, with every face's box known.
+
+    Args:
+        crops: (M, H, W, 3) uint8 RGB crops of the *training* identities (:func:`read_celeba_faces`).
+        boxes: (M, 4) the teacher's face boxes in crop pixels.
+        count: scenes to make.
+        seed: their seed.
+
+    Returns:
+        ``[(name, scene (640, 640, 3) uint8 RGB, face boxes (16, 4) float32)]``.
+    """
+    rng = np.random.default_rng([seed, 5])
+    out = []
+    for k in range(count):
+        canvas = np.full((640, 640, 3), int(rng.integers(60, 200)), np.uint8)
+        faces = []
+        for i, j in enumerate(rng.choice(len(crops), 16, replace=False)):
+            side = int(rng.integers(60, 145))
+            s = side / crops[j].shape[1]
+            y, x = 160 * (i // 4) + (160 - side) // 2, 160 * (i % 4) + (160 - side) // 2
+            canvas[y : y + side, x : x + side] = cv2.resize(crops[j], (side, side), interpolation=cv2.INTER_AREA)
+            faces.append(boxes[j] * s + np.array([x, y, x, y], np.float32))
+        out.append((f"celeba-scene{k}", canvas, np.array(faces, np.float32)))
+    return out
+
+
+def negative_boxes(boxes: np.ndarray, annotated: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """Which detections are negatives: IoU < 0.3 with every annotated face, and no overlap at all with a
+    face the teacher finds that is not annotated (IoU < 0.5 with every annotated box: unannotated faces
+    exist, and a crop of one is no negative).
+
+    Args:
+        boxes: (K, 4) detections; annotated: (A, 4) faces; teacher: (T, 4) the teacher's detections.
+
+    Returns:
+        (K,) bool.
+    """
+    keep = np.ones(len(boxes), bool)
+    if not len(boxes):
+        return keep
+    if len(annotated):
+        keep &= box_iou(boxes, annotated).max(1) < 0.3
+    if len(teacher):
+        unannotated = teacher if not len(annotated) else teacher[box_iou(teacher, annotated).max(1) < 0.5]
+        if len(unannotated):
+            ix = np.minimum(boxes[:, None, 2], unannotated[None, :, 2]) - np.maximum(
+                boxes[:, None, 0], unannotated[None, :, 0]
+            )
+            iy = np.minimum(boxes[:, None, 3], unannotated[None, :, 3]) - np.maximum(
+                boxes[:, None, 1], unannotated[None, :, 1]
+            )
+            keep &= ~((ix > 0) & (iy > 0)).any(1)
+    return keep
+
+
+def mine_hard_negatives(
+    images: list[tuple[str, np.ndarray, np.ndarray]],
+    student: str,
+    thresholds: tuple[float, float],
+    max_per_image: int,
+    num_threads: int = 2,
+) -> list[HardNegatives]:
+    """Run the compiled ``student`` cascade and the teacher on training images; keep, of the student's
+    final detections and R-Net's survivors, the boxes that are no face (:func:`negative_boxes`).
+
+    Args:
+        images: ``[(name, image (H, W, 3) uint8 RGB, annotated faces (A, 4))]``: training images only.
+        student: the detector to mine with (``lanner.models.face_detectors``; its P-Net threshold and
+            R-Net NMS overlap are used).
+        thresholds: R-Net and O-Net thresholds of the mining run (below the student's own, to also
+            catch near misses).
+        max_per_image: the most boxes kept per image (final detections first, then R-Net's, by score).
+        num_threads: threads of the nets.
+
+    Returns:
+        One entry per image that gave at least one negative.
+    """
+    from .. import models
+    from ..face.cascade import CascadeParams, Workspace, run_cascade
+    from ..models.face_detectors import get_face_detector
+
+    spec, teacher_spec = get_face_detector(student), get_face_detector("mtcnn")
+    nets = [models.open_net(n, num_threads=num_threads) for n in spec.nets]
+    teacher_nets = [models.open_net(n, num_threads=num_threads) for n in teacher_spec.nets]
+    params = CascadeParams(thresholds=(spec.thresholds[0], *thresholds), rnet_iou_threshold=spec.rnet_iou_threshold)
+    teacher_params = CascadeParams(thresholds=teacher_spec.thresholds)
+    ws = Workspace()
+    mined = []
+    try:
+        for name, rgb, annotated in images:
+            survivors: dict[str, np.ndarray] = {}
+            final, scores, _ = run_cascade(
+                rgb, *nets, params, workspace=ws, num_threads=num_threads, survivors=survivors
+            )
+            teacher, _, _ = run_cascade(rgb, *teacher_nets, teacher_params, workspace=ws, num_threads=num_threads)
+            rnet = survivors.get("rnet", np.zeros((0, 5), np.float32))
+            order_f, order_r = np.argsort(-scores, kind="stable"), np.argsort(-rnet[:, 4], kind="stable")
+            boxes = np.concatenate([final[order_f], rnet[order_r, :4]]).astype(np.float32)
+            stage = np.concatenate([np.full(len(final), 2, np.int8), np.ones(len(rnet), np.int8)])
+            keep = negative_boxes(boxes, np.asarray(annotated, np.float32).reshape(-1, 4), teacher)
+            boxes, stage = boxes[keep][:max_per_image], stage[keep][:max_per_image]
+            if len(boxes):
+                mined.append(HardNegatives(name, rgb, boxes, stage))
+    finally:
+        for net in nets + teacher_nets:
+            net.close()
+    return mined
 
 
 class CascadeStages(torch.nn.Module):
@@ -392,6 +613,8 @@ def train_stages(
     torch.manual_seed(config.seed)
     nets = load_torch_nets()
     model = CascadeStages(nets["rnet"], nets["onet"])
+    if config.init is not None:
+        model.load_state_dict(torch.load(config.init, map_location="cpu", weights_only=True))
     task = DetectionTask(model, pool, config)
     history, seconds = run_loop(
         task,
@@ -463,7 +686,14 @@ def export_stages(model: CascadeStages, out_dir: str | Path) -> dict[str, Path]:
 
 
 def run_face_detector(
-    facemask_dir: str | Path, celeba_dir: str | Path, out_dir: str | Path, config: DetectionConfig, *, workers: int = 1
+    facemask_dir: str | Path,
+    celeba_dir: str | Path,
+    out_dir: str | Path,
+    config: DetectionConfig,
+    *,
+    workers: int = 1,
+    mine_with: str = "mtcnn-masked",
+    opencv_samples: str | Path | None = None,
 ) -> dict:
     """The whole recipe: pool (train split + synthetic masks), training, ONNX export, ``report.json``.
 
@@ -471,11 +701,13 @@ def run_face_detector(
         facemask_dir: the facemask-voc folder (only its train split is read).
         celeba_dir: the celeba-faces folder (training identities only).
         out_dir: output folder (``train/checkpoint.pt``, ``rnet.onnx``, ``onet.onnx``, ``report.json``).
-        config: the run.
+        config: the run (``config.mining_thresholds`` all > 0: mine hard negatives first).
         workers: batch-making processes.
+        mine_with: the detector whose mistakes are mined (the shipped student).
+        opencv_samples: OpenCV's sample-data folder (Debian ``opencv-doc``) to mine on too, or None.
 
     Returns:
-        The report (also written to ``out_dir/report.json``).
+        The report (also written to ``out_dir/report.json``; the trained weights to ``out_dir/stages.pt``).
     """
     import time
 
@@ -485,17 +717,39 @@ def run_face_detector(
     started = time.perf_counter()
     photos = read_facemask(facemask_dir, "train")
     celeba = read_celeba_faces(celeba_dir)
+    mined: list[HardNegatives] = []
+    sources: dict[str, int] = {}
+    if all(t > 0 for t in config.mining_thresholds):
+        images = [(f"facemask:{p.image_path.stem}", cv2.imread(str(p.image_path))[:, :, ::-1], p.boxes) for p in photos]
+        images += celeba_scenes(celeba[0], celeba[1], config.celeba_scenes, config.seed)
+        images += [(name, rgb, np.zeros((0, 4), np.float32)) for name, rgb in clean_photos(opencv_samples).items()]
+        sources = {
+            kind: sum(1 for name, _, _ in images if name.startswith(kind))
+            for kind in ("facemask", "celeba", "skimage", "opencv")
+        }
+        mined = mine_hard_negatives(images, mine_with, config.mining_thresholds, config.max_hard_negatives_per_image)
+    mining_seconds = time.perf_counter() - started
     teacher = load_torch_nets()
-    pool = make_pool(photos, celeba, config, teacher_face_probability(teacher["onet"]))
-    pool_seconds = time.perf_counter() - started
+    pool = make_pool(photos, celeba, config, teacher_face_probability(teacher["onet"]), mined)
+    pool_seconds = time.perf_counter() - started - mining_seconds
     model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
     paths = export_stages(model, out_dir)
-    kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba")
+    torch.save(model.state_dict(), Path(out_dir) / "stages.pt")
+    kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba", "hard negative")
     report = {
         "config": asdict(config),
         "train_photos": len(photos),
         "celeba_crops": len(celeba[0]),
         "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
+        "mining": {
+            "with": mine_with if mined else None,
+            "images": sources,
+            "images_with_negatives": {k: sum(1 for m in mined if m.name.startswith(k)) for k in sources},
+            "boxes": {k: int(sum(len(m.boxes) for m in mined if m.name.startswith(k))) for k in sources},
+            "final_detections": int(sum((m.stage == 2).sum() for m in mined)),
+            "clean_photos": sorted(m.name for m in mined if m.name.startswith(("skimage", "opencv"))),
+            "seconds": round(mining_seconds, 1),
+        },
         "pool_seconds": round(pool_seconds, 1),
         "training_seconds": round(seconds, 1),
         "history": history,

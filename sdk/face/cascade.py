@@ -433,6 +433,7 @@ def run_cascade(
     channel_order: str = "rgb",
     workspace: Workspace | None = None,
     num_threads: int = 0,
+    survivors: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect faces in one image.
 
@@ -445,6 +446,8 @@ def run_cascade(
         channel_order: ``"rgb"`` or ``"bgr"``, the order of a colour image's channels.
         workspace: buffers to reuse for the large intermediate arrays (a new set otherwise).
         num_threads: threads for the summed-area table, the pyramid and crop resizing (0: one per core).
+        survivors: when given, receives ``"rnet"``: the (K, 5) float32 boxes (xyxy + R-Net score) that
+            R-Net passed to O-Net (hard-example mining, ``lanner.distill.detection``).
 
     Returns:
         ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
@@ -454,7 +457,7 @@ def run_cascade(
     start = time.perf_counter_ns()
     with timer.run():
         result = _cascade(
-            image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads, timer
+            image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads, timer, survivors
         )
     if times is not None:
         spent = {stage: timer.last.get(stage, 0) / 1e9 for stage in STAGES if stage != OTHER}
@@ -472,6 +475,7 @@ def _cascade(
     ws: Workspace,
     num_threads: int,
     timer: StageTimer,
+    survivors: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pnet, rnet, onet = nets
     h, w = image.shape[:2]
@@ -492,6 +496,8 @@ def _cascade(
     if len(boxes):
         rnet_stage = dataclasses.replace(RNET, iou_threshold=params.rnet_iou_threshold)
         boxes, _ = refine(table, boxes, rnet, rnet_stage, t1, timer, ws, num_threads)
+    if survivors is not None:
+        survivors["rnet"] = boxes.copy()
     if not len(boxes):
         return _empty()
     boxes, landmarks = refine(table, boxes, onet, ONET, t2, timer, ws, num_threads)

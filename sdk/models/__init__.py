@@ -159,7 +159,7 @@ _MASKED = (
 REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
     "mtcnn-masked-rnet",
     "mtcnn_masked/rnet.onnx",
-    "c424485578824f75fb008add1f738c19fcd831cd1e363208ea05758a01db15c5",
+    "28cb3dce6ca242f73c8a9a76037a1e2d92046e3b311b3a167191ff27aacd82b6",
     {"image": ("n", 3, 24, 24)},
     ("reg", "prob"),
     _MASKED.format("R-Net"),
@@ -167,7 +167,7 @@ REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
 REGISTRY["mtcnn-masked-onet"] = ModelSpec(
     "mtcnn-masked-onet",
     "mtcnn_masked/onet.onnx",
-    "8b99e3e647b3a4c3e207875a433523ebc63fa5ed27bd7cf8a81242748afcb108",
+    "a32f46353360b16479db37cd5acca1850205eb71331b48762735fb1d11d8a155",
     {"image": ("n", 3, 48, 48)},
     ("reg", "landmarks", "prob"),
     _MASKED.format("O-Net"),

@@ -137,3 +137,80 @@ def test_task_refuses_a_pool_without_targets(tmp_path):
     )
     with pytest.raises(ValueError, match="every face target of the pool should be set, got NaN"):
         D.DetectionTask(D.CascadeStages(torch.nn.Identity(), torch.nn.Identity()), pool, D.DetectionConfig())
+
+
+def test_negative_boxes_keep_clear_of_annotated_and_unannotated_faces():
+    annotated = np.array([[0, 0, 100, 100]], np.float32)
+    teacher = np.array([[2, 2, 98, 98], [200, 200, 260, 260]], np.float32)  # the annotated face, and one more
+    boxes = np.array(
+        [
+            [0, 0, 50, 50],  # a quarter of the annotated face: IoU 0.25, a negative (MTCNN's rule)
+            [0, 0, 60, 60],  # IoU 0.36 with it: not a negative
+            [250, 250, 300, 300],  # touches the unannotated face: never a negative
+            [261, 261, 300, 300],  # clear of both
+            [101, 0, 150, 50],  # beside the annotated face, overlapping the teacher's box of it by none
+        ],
+        np.float32,
+    )
+    np.testing.assert_array_equal(D.negative_boxes(boxes, annotated, teacher), [True, False, False, True, True])
+    # without annotations every teacher face is an ignore region
+    np.testing.assert_array_equal(
+        D.negative_boxes(boxes, np.zeros((0, 4), np.float32), teacher), [False, False, False, True, True]
+    )
+    assert D.negative_boxes(np.zeros((0, 4), np.float32), annotated, teacher).shape == (0,)
+
+
+def test_pool_takes_mined_hard_negatives_as_non_faces(tmp_path):
+    photos, celeba = _tiny_inputs(tmp_path)
+    config = D.DetectionConfig(real_jitters=1, celeba_samples=0, negatives_per_photo=2, seed=3)
+    rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    mined = [D.HardNegatives("x", rgb, np.array([[10, 10, 40, 40], [50, 20, 110, 80]], np.float32), np.array([1, 2]))]
+    pool = D.make_pool(photos, None, config, lambda c: np.full(len(c), 0.25, np.float32), mined)
+    hard = pool.kind == 5
+    assert int(hard.sum()) == 2
+    np.testing.assert_array_equal(pool.face[hard], 0.0)
+    assert np.isnan(pool.box[hard]).all() and np.isnan(pool.landmarks[hard]).all()
+
+
+def test_clean_photos_never_include_the_parity_or_demo_photos():
+    photos = D.clean_photos()
+    assert "skimage:coffee" in photos and "skimage:rocket" in photos
+    assert not any(k in name for name in photos for k in ("astronaut", "camera", "messi5", "lfw"))
+    assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 for im in photos.values())
+    with pytest.raises(FileNotFoundError, match="sample-data folder"):
+        D.clean_photos("/nonexistent-opencv-samples")
+
+
+def test_celeba_scenes_place_every_face_box_and_repeat_for_a_seed():
+    crops = np.random.default_rng(0).integers(0, 255, (20, 144, 144, 3), np.uint8)
+    boxes = np.repeat(np.array([[27, 27, 117, 117]], np.float32), 20, 0)
+    scenes = D.celeba_scenes(crops, boxes, 2, seed=1)
+    assert [name for name, _, _ in scenes] == ["celeba-scene0", "celeba-scene1"]
+    _, scene, faces = scenes[0]
+    assert scene.shape == (640, 640, 3) and faces.shape == (16, 4)
+    side = faces[:, 2] - faces[:, 0]
+    assert ((side >= 90 * 60 / 144 - 1e-3) & (side <= 90 + 1e-3)).all()  # crops shrunk to 60-144 px
+    np.testing.assert_array_equal(scene, D.celeba_scenes(crops, boxes, 2, seed=1)[0][1])
+
+
+def test_mining_keeps_only_boxes_clear_of_the_teachers_faces(lanner_cache):
+    from skimage import data as skdata
+
+    from lanner import models
+    from lanner.face.cascade import CascadeParams, run_cascade
+
+    rgb = np.ascontiguousarray(skdata.astronaut())
+    nets = [models.open_net(n, num_threads=1) for n in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")]
+    params = CascadeParams(thresholds=(0.6, 0.3, 0.3))
+    survivors = {}
+    found = run_cascade(rgb, *nets, params, num_threads=1, survivors=survivors)
+    plain = run_cascade(rgb, *nets, params, num_threads=1)
+    for a, b in zip(found, plain):
+        np.testing.assert_array_equal(a, b)
+    rnet = survivors["rnet"]
+    assert rnet.shape[1] == 5 and len(rnet) >= len(found[0]) and (rnet[:, 4] > 0.3).all()
+    teacher, _, _ = run_cascade(rgb, *nets, CascadeParams(), num_threads=1)
+    mined = D.mine_hard_negatives([("astronaut", rgb, np.zeros((0, 4), np.float32))], "mtcnn", (0.3, 0.3), 50, 1)
+    assert len(mined) == 1 and len(mined[0].boxes) > 0
+    assert set(np.unique(mined[0].stage)) <= {1, 2}
+    assert D.negative_boxes(mined[0].boxes, np.zeros((0, 4), np.float32), teacher).all()

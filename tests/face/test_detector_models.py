@@ -58,6 +58,24 @@ def test_no_face_of_the_parity_photos_is_lost(lanner_cache, photos, model):
                 assert iou(golden, got.boxes).max(1).min() >= 0.5, f"{model} lost a face on {name}"
 
 
+@pytest.mark.parametrize("model", sorted(FACE_DETECTORS))
+def test_no_detector_adds_a_face_the_teacher_does_not_find(lanner_cache, photos, model):
+    """Clean photos: every box of every detector matches a golden (teacher) face (IoU >= 0.5), on the
+    parity photos and the bundled demo photo (issue 15: the masked-face student's hard negatives)."""
+    import cv2
+
+    from lanner.cli.detect import demo_image_path
+
+    with lanner.FaceDetector(model=model, num_threads=2) as detector, lanner.FaceDetector(model="mtcnn") as teacher:
+        demo = cv2.imread(str(demo_image_path()))
+        cases = [(name, photos[name], GOLDENS[name]["boxes"]) for name in PARITY_PHOTOS if name in photos]
+        for name, image, golden in cases + [("demo", demo, teacher.detect(demo).boxes)]:
+            got = detector.detect(image)
+            golden = np.asarray(golden, np.float32).reshape(-1, 4)
+            if len(got):
+                assert len(golden) and iou(got.boxes, golden).max(1).min() >= 0.5, f"{model}: extra box on {name}"
+
+
 def test_min_face_size_10_finds_what_20_finds_and_is_finer(lanner_cache, photos):
     image = photos["astronaut"]
     with (
