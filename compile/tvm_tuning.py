@@ -5,8 +5,9 @@ prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR), its fused TIR functio
 MetaSchedule tasks, and the gradient task scheduler tunes them (evolutionary search, XGBoost
 cost model) with every trial measured: here by a local runner (x86), or on the device through
 a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson targets need it). The
-library is then built by ``compile_relax`` with the database applied: tuned functions take
-their best schedule; the rest keep the default (dlight on GPUs, as an untuned build).
+library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
+here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
+schedule; the rest keep the default (dlight on GPUs, as an untuned build).
 
 The database is MetaSchedule's JSON database (``database_workload.json``: one line per task,
 its structural hash and TIR; ``database_tuning_record.json``: one line per measured
@@ -16,7 +17,8 @@ copies it into the package's ``tuning/`` folder (checksummed in the manifest lik
 with ``tuning.json`` (trials, minutes, tasks) and removes the cache copy. ``--tuning-db``
 seeds the next tune of the same model for the same target from a package or such a folder;
 a database of another model (a workload hash that is not one of this model's tasks) or of
-another target is refused.
+another target is refused. ``--tune 0 --tuning-db DIR`` measures nothing: it builds the
+package from the records alone (e.g. the same records with a newer Lanner).
 
 Ctrl-C during a tune stops it after the batch being measured (a second Ctrl-C stops at
 once): the records so far stay in the cache folder, whose path :class:`TuningInterrupted`
@@ -61,7 +63,8 @@ class TuningRequest:
     """What to tune and where to measure.
 
     Attributes:
-        trials: measured candidates in this run (>= 1), spread over the model's tasks.
+        trials: measured candidates in this run, spread over the model's tasks; 0 (with
+            ``seed_database`` only) builds from the seed's records without measuring.
         minutes: time budget; tuning stops after the batch that crosses it (None: no limit).
         seed_database: a package with ``tuning/``, or a folder with MetaSchedule's JSON database,
             whose records start this tune (same model and target only).
@@ -69,7 +72,8 @@ class TuningRequest:
         device_key: the tracker key of the device (required with ``rpc``).
 
     Raises:
-        ValueError: trials < 1, minutes <= 0, ``rpc`` without ``device_key`` or the reverse.
+        ValueError: trials < 0, or 0 without ``seed_database``; minutes <= 0; ``rpc`` without
+            ``device_key`` or the reverse.
         TypeError: trials not an int.
     """
 
@@ -82,8 +86,12 @@ class TuningRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or isinstance(self.trials, bool):
             raise TypeError(f"trials must be an int, got {type(self.trials).__name__}")
-        if self.trials < 1:
-            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.trials < 0:
+            raise ValueError(f"trials must be >= 0, got {self.trials}")
+        if self.trials == 0 and self.seed_database is None:
+            raise ValueError(
+                "trials = 0 builds from a tuning database without measuring: it needs seed_database (--tuning-db)"
+            )
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"tuning minutes must be > 0, got {self.minutes}")
         if (self.rpc is None) != (self.device_key is None):
@@ -176,6 +184,7 @@ def tune_and_compile(
     target_runnable_here: bool,
     package_dir: Path,
     progress: Callable[[str], None],
+    exec_mode: str,
 ) -> tuple[Any, dict[str, Any]]:
     """Tune ``mod`` for ``target`` and build it with the tuned schedules.
 
@@ -187,6 +196,7 @@ def tune_and_compile(
         target_runnable_here: True when trials can be measured on this machine without RPC.
         package_dir: the package being built; receives ``tuning/``.
         progress: called with one line per measured batch (the progress bar).
+        exec_mode: the Relax VM's ``exec_mode`` for the build (``"compiled"`` or ``"bytecode"``).
 
     Returns:
         The Relax executable and the tuning summary recorded in the manifest.
@@ -241,36 +251,41 @@ def tune_and_compile(
         say=progress,
     )
     progress(
-        f"tvm tune: {len(contexts)} tasks, {request.trials} trials ({per_iter} per batch)"
+        f"tvm tune: {len(contexts)} tasks, no new trials: building from the seed's records"
+        if not request.trials
+        else f"tvm tune: {len(contexts)} tasks, {request.trials} trials ({per_iter} per batch)"
         + (f", {request.minutes:g} min budget" if request.minutes else "")
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
-    runner = _runner(ms, request)
-    try:
-        with _sigint_stops(state), _stop_on_request(state):
-            ms.tune_tasks(
-                tasks=contexts,
-                task_weights=weights,
-                work_dir=str(records_dir),
-                max_trials_global=request.trials,
-                num_trials_per_iter=per_iter,
-                builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1),
-                runner=runner,
-                database=database,
-                cost_model="xgb",
-                measure_callbacks=[
-                    *ms.measure_callback.MeasureCallback.create("default"),
-                    _callback(tc.tvm, ms, state),
-                ],
-                task_scheduler="gradient",
-            )
-    finally:
-        # The runner keeps its worker processes; end them here, also when the tune stopped early
-        # (left to garbage collection they outlive an interrupted compile).
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
+    if request.trials:  # 0: build from the seed's records alone
+        runner = _runner(ms, request)
+        try:
+            with _sigint_stops(state), _stop_on_request(state):
+                ms.tune_tasks(
+                    tasks=contexts,
+                    task_weights=weights,
+                    work_dir=str(records_dir),
+                    max_trials_global=request.trials,
+                    num_trials_per_iter=per_iter,
+                    builder=ms.builder.LocalBuilder(
+                        f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1
+                    ),
+                    runner=runner,
+                    database=database,
+                    cost_model="xgb",
+                    measure_callbacks=[
+                        *ms.measure_callback.MeasureCallback.create("default"),
+                        _callback(tc.tvm, ms, state),
+                    ],
+                    task_scheduler="gradient",
+                )
+        finally:
+            # The runner keeps its worker processes; end them here, also when the tune stopped early
+            # (left to garbage collection they outlive an interrupted compile).
+            pool = getattr(runner, "pool", None)
+            if pool is not None:
+                pool.shutdown(wait=False)
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
@@ -292,7 +307,7 @@ def tune_and_compile(
         "target": str(target),
     }
     progress("tvm tune: building with the tuned schedules")
-    executable = ms.relax_integration.compile_relax(database, mod, target, params=None)
+    executable = _build_with_database(tc, database, mod, target, exec_mode)
     tuning_dir = package_dir / TUNING_DIR
     tuning_dir.mkdir()
     for name in (WORKLOAD_FILE, RECORD_FILE):
@@ -322,17 +337,48 @@ class _stop_on_request:  # noqa: N801 -- a context manager used like a function
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
     """The passes ``compile_relax`` runs before applying a database, so task hashes match it."""
     relax = tc.relax
-    passes = tc.tvm.transform.Sequential(
-        [
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-        ]
-    )
+    passes = tc.tvm.transform.Sequential([relax.transform.LegalizeOps(), *_fusion_passes(relax)])
     with target:
         return passes(mod)
+
+
+def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mode: str) -> Any:
+    """``meta_schedule.relax_integration.compile_relax`` with the VM's ``exec_mode`` (TVM 0.27's
+    ``compile_relax`` always builds bytecode): the same passes as :func:`_prepare` so the
+    database's workload hashes match, the database applied, dlight for what it leaves untuned
+    on GPUs, then the target's lowering and finalisation passes."""
+    tvm, relax = tc.tvm, tc.relax
+    pipeline = relax.pipeline
+    dl = tvm.s_tir.dlight
+    is_gpu = pipeline.BackendDispatcher.is_gpu_target(target)
+
+    @tvm.transform.module_pass(opt_level=3)
+    def with_database(mod: Any, _ctx: Any) -> Any:
+        mod = tvm.transform.Sequential(
+            [*pipeline.library_dispatch_passes(target), relax.transform.LegalizeOps(), *_fusion_passes(relax)]
+        )(mod)
+        mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+        if is_gpu:
+            gpu = dl.gpu
+            mod = dl.ApplyDefaultSchedule(
+                gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback()
+            )(mod)
+        return tvm.transform.Sequential([*pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])(
+            mod
+        )
+
+    with target, database, tvm.transform.PassContext(opt_level=3):
+        return relax.build(mod, target=target, relax_pipeline=with_database, exec_mode=exec_mode)
+
+
+def _fusion_passes(relax: Any) -> list[Any]:
+    """The passes between legalisation and tuning, shared by task extraction and the build."""
+    return [
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
 
 
 def _is_scheduled(task: Any) -> bool:

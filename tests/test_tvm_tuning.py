@@ -86,7 +86,8 @@ def tuned(convnet, tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"trials": 0}, ValueError, "trials must be >= 1, got 0"),
+        ({"trials": -1}, ValueError, "trials must be >= 0, got -1"),
+        ({"trials": 0}, ValueError, "trials = 0 builds from a tuning database without measuring: it needs seed_database"),
         ({"trials": 2.5}, TypeError, "trials must be an int, got float"),
         ({"trials": 4, "minutes": 0}, ValueError, "tuning minutes must be > 0, got 0"),
         ({"trials": 4, "rpc": "127.0.0.1:9190"}, ValueError, "--rpc and --device-key go together"),
