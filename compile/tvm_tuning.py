@@ -51,7 +51,14 @@ TUNING_DIR = "tuning"
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 SUMMARY_FILE = "tuning.json"
-MAX_TRIALS_PER_ITER = 64  # MetaSchedule's default batch; smaller budgets spread over every task
+# Candidates measured per batch (MetaSchedule's default is 64). With a minutes-long budget on a small CPU,
+# 64 per task meant the first round over a model's tasks did not finish in 10 minutes (each batch also
+# restarts the builder process); 16 lets every task get measured candidates early and the cost model
+# learn from more, smaller rounds.
+MAX_TRIALS_PER_ITER = 16
+# Evolutionary-search population (default 512): the search runs on the tuning machine's CPU between
+# batches; a smaller population leaves more of a time budget to measuring candidates.
+POPULATION = 128
 BUILD_TIMEOUT_S = 600  # a builder worker's first build imports TVM: minutes on a loaded 2-core machine
 RUN_TIMEOUT_S = 120  # one candidate's measurement (module load + repeats)
 RPC_SESSION_TIMEOUT_S = 120
@@ -235,7 +242,7 @@ def tune_and_compile(
             mod=task.dispatched[0],
             target=task.target,
             space_generator="post-order-apply",
-            search_strategy="evolutionary",
+            search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
             task_name=task.task_name,
             rand_state=rand_state,
             num_threads=1,
