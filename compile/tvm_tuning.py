@@ -235,22 +235,8 @@ def tune_and_compile(
     database = ms.database.JSONDatabase(
         path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
     )
-    # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
-    # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
-    contexts = [
-        ms.TuneContext(
-            mod=task.dispatched[0],
-            target=task.target,
-            space_generator="post-order-apply",
-            search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
-            task_name=task.task_name,
-            rand_state=rand_state,
-            num_threads=1,
-        ).clone()
-        for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
-    ]
     weights = [float(task.weight) for task in tasks]
-    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(contexts)))
+    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(tasks)))
     state = _Progress(
         total=request.trials,
         weights=[float(w) for w in weights],
@@ -258,14 +244,29 @@ def tune_and_compile(
         say=progress,
     )
     progress(
-        f"tvm tune: {len(contexts)} tasks, no new trials: building from the seed's records"
+        f"tvm tune: {len(tasks)} tasks, no new trials: building from the seed's records"
         if not request.trials
-        else f"tvm tune: {len(contexts)} tasks, {request.trials} trials ({per_iter} per batch)"
+        else f"tvm tune: {len(tasks)} tasks, {request.trials} trials ({per_iter} per batch)"
         + (f", {request.minutes:g} min budget" if request.minutes else "")
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
     if request.trials:  # 0: build from the seed's records alone
+        # (Made only when tuning: the first TuneContext registers every tensor intrinsic, minutes.)
+        # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
+        # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
+        contexts = [
+            ms.TuneContext(
+                mod=task.dispatched[0],
+                target=task.target,
+                space_generator="post-order-apply",
+                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
+                task_name=task.task_name,
+                rand_state=rand_state,
+                num_threads=1,
+            ).clone()
+            for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
+        ]
         runner = _runner(ms, request)
         try:
             with _sigint_stops(state), _stop_on_request(state):
@@ -303,7 +304,7 @@ def tune_and_compile(
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
         "minutes_this_run": round(minutes, 3),
         "stopped_by_time_budget": state.out_of_time,
-        "tasks": len(contexts),
+        "tasks": len(tasks),
         "tasks_measured": len(state.best_s),
         "failed_trials": state.failed,
         "first_error": state.first_error,
