@@ -59,7 +59,6 @@ MAX_TRIALS_PER_ITER = 16
 # Evolutionary-search population (default 512): the search runs on the tuning machine's CPU between
 # batches; a smaller population leaves more of a time budget to measuring candidates.
 POPULATION = 128
-BUILD_TIMEOUT_S = 600  # a builder worker's first build imports TVM: minutes on a loaded 2-core machine
 RUN_TIMEOUT_S = 120  # one candidate's measurement (module load + repeats)
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
@@ -268,6 +267,9 @@ def tune_and_compile(
             for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
         ]
         runner = _runner(ms, request)
+        # the budget counts tuning proper, not the start-up above (TVM's tensor intrinsics: minutes)
+        state.started = time.monotonic()
+        state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
         try:
             with _sigint_stops(state), _stop_on_request(state):
                 ms.tune_tasks(
@@ -276,9 +278,7 @@ def tune_and_compile(
                     work_dir=str(records_dir),
                     max_trials_global=request.trials,
                     num_trials_per_iter=per_iter,
-                    builder=ms.builder.LocalBuilder(
-                        f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1
-                    ),
+                    builder=_builder(tc.tvm, ms),
                     runner=runner,
                     database=database,
                     cost_model="xgb",
@@ -360,20 +360,37 @@ def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mod
     dl = tvm.s_tir.dlight
     is_gpu = pipeline.BackendDispatcher.is_gpu_target(target)
 
+    try:
+        lower = [*pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)]
+    except (ValueError, AttributeError):  # targets without their own lists (x86 CPU in 0.27): compile_relax's
+        transform = relax.transform
+        lower = [
+            transform.RewriteDataflowReshape(),
+            transform.ToNonDataflow(),
+            transform.RemovePurityChecking(),
+            transform.CallTIRRewrite(),
+            transform.StaticPlanBlockMemory(),
+            transform.LowerAllocTensor(),
+            transform.KillAfterLastUse(),
+            transform.LowerRuntimeBuiltin(),
+            transform.ComputePrimValue(),
+            transform.VMShapeLower(),
+            transform.AttachGlobalSymbol(),
+        ]
+    try:
+        dispatch = pipeline.library_dispatch_passes(target)
+    except (ValueError, AttributeError):
+        dispatch = []
+
     @tvm.transform.module_pass(opt_level=3)
     def with_database(mod: Any, _ctx: Any) -> Any:
-        mod = tvm.transform.Sequential(
-            [*pipeline.library_dispatch_passes(target), relax.transform.LegalizeOps(), *_fusion_passes(relax)]
-        )(mod)
+        mod = tvm.transform.Sequential([*dispatch, relax.transform.LegalizeOps(), *_fusion_passes(relax)])(mod)
         mod = relax.transform.MetaScheduleApplyDatabase()(mod)
         if is_gpu:
             gpu = dl.gpu
-            mod = dl.ApplyDefaultSchedule(
-                gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback()
-            )(mod)
-        return tvm.transform.Sequential([*pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])(
-            mod
-        )
+            rules = (gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback())
+            mod = dl.ApplyDefaultSchedule(*rules)(mod)
+        return tvm.transform.Sequential(lower)(mod)
 
     with target, database, tvm.transform.PassContext(opt_level=3):
         return relax.build(mod, target=target, relax_pipeline=with_database, exec_mode=exec_mode)
@@ -406,13 +423,33 @@ def _runner(ms: Any, request: TuningRequest) -> Any:
     return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
 
 
-def _build_candidate(mod: Any, target: Any, _params: Any) -> Any:
+def _build_candidate(mod: Any, target: Any) -> Any:
     """MetaSchedule's default build without its ``import tvm.s_tir.tensor_intrin``, which registers
-    every tensor intrinsic of every target (minutes on a loaded machine, past any build timeout)
-    and which fp32 schedules for our targets do not use. Runs in the builder's worker process."""
+    every tensor intrinsic of every target (minutes on a loaded machine) and which fp32 schedules
+    for our targets do not use."""
     tvm = tvm_backend.import_toolchain()
     mod = tvm.s_tir.transform.RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm.driver.build(mod, target=target)
+
+
+def _builder(tvm: Any, ms: Any) -> Any:
+    """Candidates built in this process, one after another. MetaSchedule's LocalBuilder starts a
+    fresh worker process for every batch, and each one imports TVM first: seconds of CPU per
+    batch, most of a batch's cost with small batches on a busy small CPU."""
+
+    @tvm.ir.utils.derived_object
+    class _InProcessBuilder(ms.builder.PyBuilder):
+        def build(self, build_inputs: list[Any]) -> list[Any]:
+            results = []
+            for item in build_inputs:
+                try:
+                    artifact = ms.builder.local_builder.default_export(_build_candidate(item.mod, item.target))
+                    results.append(ms.builder.BuilderResult(artifact, None))
+                except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
+                    results.append(ms.builder.BuilderResult(None, f"build failed: {exc}"))
+            return results
+
+    return _InProcessBuilder()
 
 
 def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:
