@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["build_tvm", "nvcc_version", "nvcc_archs"]
 
 LIBRARY = "model.so"
+# The Relax VM's ``main`` compiled to native code (VMTIRCodeGen) rather than interpreted bytecode: on a
+# small model the interpreter's per-instruction dispatch is a large share of a call
+# (benchmarks/compile/README.md). Packages load the same way; the manifest records the mode.
+VM_EXEC_MODE = "compiled"
 
 
 def nvcc_version() -> str | None:
@@ -140,7 +144,7 @@ def build_tvm(
         notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
     if tuning is None:
         progress(f"tvm: compiling for {target_dict}")
-        executable = tvm.compile(mod, target=tvm.target.Target(target_dict))
+        executable = relax.build(mod, target=tvm.target.Target(target_dict), exec_mode=VM_EXEC_MODE)
         artifacts = {"library": LIBRARY}
     else:
         executable, artifacts = _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, progress)
@@ -149,7 +153,7 @@ def build_tvm(
         executable.export_library(str(library), fcompile=tc.cc.cross_compiler(target.cross_compiler))
     else:
         executable.export_library(str(library))
-    target_info = {"tvm_target": target_dict}
+    target_info = {"tvm_target": target_dict, "vm_exec_mode": VM_EXEC_MODE}
     if tuning is not None:
         target_info["tuning"] = notes.pop("tuning")
     toolchain = tvm_backend.toolchain_versions()
@@ -209,7 +213,7 @@ def _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, prog
         # MetaSchedule sizes parallel loops by the target's cores and refuses a CPU target without them.
         target_dict = {**target_dict, "num-cores": len(os.sched_getaffinity(0))}
     executable, summary = tvm_tuning.tune_and_compile(
-        tc, mod, tc.tvm.target.Target(target_dict), tuning, runnable_here, out_dir, progress
+        tc, mod, tc.tvm.target.Target(target_dict), tuning, runnable_here, out_dir, progress, VM_EXEC_MODE
     )
     notes["tuning"] = summary
     folder = tvm_tuning.TUNING_DIR

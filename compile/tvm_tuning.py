@@ -5,8 +5,9 @@ prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR), its fused TIR functio
 MetaSchedule tasks, and the gradient task scheduler tunes them (evolutionary search, XGBoost
 cost model) with every trial measured: here by a local runner (x86), or on the device through
 a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson targets need it). The
-library is then built by ``compile_relax`` with the database applied: tuned functions take
-their best schedule; the rest keep the default (dlight on GPUs, as an untuned build).
+library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
+here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
+schedule; the rest keep the default (dlight on GPUs, as an untuned build).
 
 The database is MetaSchedule's JSON database (``database_workload.json``: one line per task,
 its structural hash and TIR; ``database_tuning_record.json``: one line per measured
@@ -16,7 +17,8 @@ copies it into the package's ``tuning/`` folder (checksummed in the manifest lik
 with ``tuning.json`` (trials, minutes, tasks) and removes the cache copy. ``--tuning-db``
 seeds the next tune of the same model for the same target from a package or such a folder;
 a database of another model (a workload hash that is not one of this model's tasks) or of
-another target is refused.
+another target is refused. ``--tune 0 --tuning-db DIR`` measures nothing: it builds the
+package from the records alone (e.g. the same records with a newer Lanner).
 
 Ctrl-C during a tune stops it after the batch being measured (a second Ctrl-C stops at
 once): the records so far stay in the cache folder, whose path :class:`TuningInterrupted`
@@ -49,9 +51,14 @@ TUNING_DIR = "tuning"
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 SUMMARY_FILE = "tuning.json"
-MAX_TRIALS_PER_ITER = 64  # MetaSchedule's default batch; smaller budgets spread over every task
-BUILD_TIMEOUT_S = 600  # a builder worker's first build imports TVM: minutes on a loaded 2-core machine
-RUN_TIMEOUT_S = 120  # one candidate's measurement (module load + repeats)
+# Candidates measured per batch (MetaSchedule's default is 64). With a minutes-long budget on a small CPU,
+# 64 per task meant the first round over a model's tasks did not finish in 10 minutes (each batch also
+# restarts the builder process); 16 lets every task get measured candidates early and the cost model
+# learn from more, smaller rounds.
+MAX_TRIALS_PER_ITER = 16
+# Evolutionary-search population (default 512): the search runs on the tuning machine's CPU between
+# batches; a smaller population leaves more of a time budget to measuring candidates.
+POPULATION = 128
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
 
@@ -61,7 +68,8 @@ class TuningRequest:
     """What to tune and where to measure.
 
     Attributes:
-        trials: measured candidates in this run (>= 1), spread over the model's tasks.
+        trials: measured candidates in this run, spread over the model's tasks; 0 (with
+            ``seed_database`` only) builds from the seed's records without measuring.
         minutes: time budget; tuning stops after the batch that crosses it (None: no limit).
         seed_database: a package with ``tuning/``, or a folder with MetaSchedule's JSON database,
             whose records start this tune (same model and target only).
@@ -69,7 +77,8 @@ class TuningRequest:
         device_key: the tracker key of the device (required with ``rpc``).
 
     Raises:
-        ValueError: trials < 1, minutes <= 0, ``rpc`` without ``device_key`` or the reverse.
+        ValueError: trials < 0, or 0 without ``seed_database``; minutes <= 0; ``rpc`` without
+            ``device_key`` or the reverse.
         TypeError: trials not an int.
     """
 
@@ -82,8 +91,12 @@ class TuningRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or isinstance(self.trials, bool):
             raise TypeError(f"trials must be an int, got {type(self.trials).__name__}")
-        if self.trials < 1:
-            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.trials < 0:
+            raise ValueError(f"trials must be >= 0, got {self.trials}")
+        if self.trials == 0 and self.seed_database is None:
+            raise ValueError(
+                "trials = 0 builds from a tuning database without measuring: it needs seed_database (--tuning-db)"
+            )
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"tuning minutes must be > 0, got {self.minutes}")
         if (self.rpc is None) != (self.device_key is None):
@@ -176,6 +189,7 @@ def tune_and_compile(
     target_runnable_here: bool,
     package_dir: Path,
     progress: Callable[[str], None],
+    exec_mode: str,
 ) -> tuple[Any, dict[str, Any]]:
     """Tune ``mod`` for ``target`` and build it with the tuned schedules.
 
@@ -187,6 +201,7 @@ def tune_and_compile(
         target_runnable_here: True when trials can be measured on this machine without RPC.
         package_dir: the package being built; receives ``tuning/``.
         progress: called with one line per measured batch (the progress bar).
+        exec_mode: the Relax VM's ``exec_mode`` for the build (``"compiled"`` or ``"bytecode"``).
 
     Returns:
         The Relax executable and the tuning summary recorded in the manifest.
@@ -218,22 +233,8 @@ def tune_and_compile(
     database = ms.database.JSONDatabase(
         path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
     )
-    # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
-    # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
-    contexts = [
-        ms.TuneContext(
-            mod=task.dispatched[0],
-            target=task.target,
-            space_generator="post-order-apply",
-            search_strategy="evolutionary",
-            task_name=task.task_name,
-            rand_state=rand_state,
-            num_threads=1,
-        ).clone()
-        for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
-    ]
     weights = [float(task.weight) for task in tasks]
-    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(contexts)))
+    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(tasks)))
     state = _Progress(
         total=request.trials,
         weights=[float(w) for w in weights],
@@ -241,36 +242,57 @@ def tune_and_compile(
         say=progress,
     )
     progress(
-        f"tvm tune: {len(contexts)} tasks, {request.trials} trials ({per_iter} per batch)"
+        f"tvm tune: {len(tasks)} tasks, no new trials: building from the seed's records"
+        if not request.trials
+        else f"tvm tune: {len(tasks)} tasks, {request.trials} trials ({per_iter} per batch)"
         + (f", {request.minutes:g} min budget" if request.minutes else "")
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
-    runner = _runner(ms, request)
-    try:
-        with _sigint_stops(state), _stop_on_request(state):
-            ms.tune_tasks(
-                tasks=contexts,
-                task_weights=weights,
-                work_dir=str(records_dir),
-                max_trials_global=request.trials,
-                num_trials_per_iter=per_iter,
-                builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT_S, max_workers=1),
-                runner=runner,
-                database=database,
-                cost_model="xgb",
-                measure_callbacks=[
-                    *ms.measure_callback.MeasureCallback.create("default"),
-                    _callback(tc.tvm, ms, state),
-                ],
-                task_scheduler="gradient",
-            )
-    finally:
-        # The runner keeps its worker processes; end them here, also when the tune stopped early
-        # (left to garbage collection they outlive an interrupted compile).
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
+    if request.trials:  # 0: build from the seed's records alone
+        # (Made only when tuning: the first TuneContext registers every tensor intrinsic, minutes.)
+        # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
+        # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
+        contexts = [
+            ms.TuneContext(
+                mod=task.dispatched[0],
+                target=task.target,
+                space_generator="post-order-apply",
+                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
+                task_name=task.task_name,
+                rand_state=rand_state,
+                num_threads=1,
+            ).clone()
+            for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
+        ]
+        runner = _runner(tc.tvm, ms, request)
+        # the budget counts tuning proper, not the start-up above (TVM's tensor intrinsics: minutes)
+        state.started = time.monotonic()
+        state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
+        try:
+            with _sigint_stops(state), _stop_on_request(state):
+                ms.tune_tasks(
+                    tasks=contexts,
+                    task_weights=weights,
+                    work_dir=str(records_dir),
+                    max_trials_global=request.trials,
+                    num_trials_per_iter=per_iter,
+                    builder=_builder(tc.tvm, ms),
+                    runner=runner,
+                    database=database,
+                    cost_model="xgb",
+                    measure_callbacks=[
+                        *ms.measure_callback.MeasureCallback.create("default"),
+                        _callback(tc.tvm, ms, state),
+                    ],
+                    task_scheduler="gradient",
+                )
+        finally:
+            # The runner keeps its worker processes; end them here, also when the tune stopped early
+            # (left to garbage collection they outlive an interrupted compile).
+            pool = getattr(runner, "pool", None)
+            if pool is not None:
+                pool.shutdown(wait=False)
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
@@ -281,7 +303,7 @@ def tune_and_compile(
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
         "minutes_this_run": round(minutes, 3),
         "stopped_by_time_budget": state.out_of_time,
-        "tasks": len(contexts),
+        "tasks": len(tasks),
         "tasks_measured": len(state.best_s),
         "failed_trials": state.failed,
         "first_error": state.first_error,
@@ -292,7 +314,7 @@ def tune_and_compile(
         "target": str(target),
     }
     progress("tvm tune: building with the tuned schedules")
-    executable = ms.relax_integration.compile_relax(database, mod, target, params=None)
+    executable = _build_with_database(tc, database, mod, target, exec_mode)
     tuning_dir = package_dir / TUNING_DIR
     tuning_dir.mkdir()
     for name in (WORKLOAD_FILE, RECORD_FILE):
@@ -322,26 +344,74 @@ class _stop_on_request:  # noqa: N801 -- a context manager used like a function
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
     """The passes ``compile_relax`` runs before applying a database, so task hashes match it."""
     relax = tc.relax
-    passes = tc.tvm.transform.Sequential(
-        [
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-        ]
-    )
+    passes = tc.tvm.transform.Sequential([relax.transform.LegalizeOps(), *_fusion_passes(relax)])
     with target:
         return passes(mod)
+
+
+def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mode: str) -> Any:
+    """``meta_schedule.relax_integration.compile_relax`` with the VM's ``exec_mode`` (TVM 0.27's
+    ``compile_relax`` always builds bytecode): the same passes as :func:`_prepare` so the
+    database's workload hashes match, the database applied, dlight for what it leaves untuned
+    on GPUs, then the target's lowering and finalisation passes."""
+    tvm, relax = tc.tvm, tc.relax
+    pipeline = relax.pipeline
+    dl = tvm.s_tir.dlight
+    is_gpu = pipeline.BackendDispatcher.is_gpu_target(target)
+
+    try:
+        lower = [*pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)]
+    except (ValueError, AttributeError):  # targets without their own lists (x86 CPU in 0.27): compile_relax's
+        transform = relax.transform
+        lower = [
+            transform.RewriteDataflowReshape(),
+            transform.ToNonDataflow(),
+            transform.RemovePurityChecking(),
+            transform.CallTIRRewrite(),
+            transform.StaticPlanBlockMemory(),
+            transform.LowerAllocTensor(),
+            transform.KillAfterLastUse(),
+            transform.LowerRuntimeBuiltin(),
+            transform.ComputePrimValue(),
+            transform.VMShapeLower(),
+            transform.AttachGlobalSymbol(),
+        ]
+    try:
+        dispatch = pipeline.library_dispatch_passes(target)
+    except (ValueError, AttributeError):
+        dispatch = []
+
+    @tvm.transform.module_pass(opt_level=3)
+    def with_database(mod: Any, _ctx: Any) -> Any:
+        mod = tvm.transform.Sequential([*dispatch, relax.transform.LegalizeOps(), *_fusion_passes(relax)])(mod)
+        mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+        if is_gpu:
+            gpu = dl.gpu
+            rules = (gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback())
+            mod = dl.ApplyDefaultSchedule(*rules)(mod)
+        return tvm.transform.Sequential(lower)(mod)
+
+    with target, database, tvm.transform.PassContext(opt_level=3):
+        return relax.build(mod, target=target, relax_pipeline=with_database, exec_mode=exec_mode)
+
+
+def _fusion_passes(relax: Any) -> list[Any]:
+    """The passes between legalisation and tuning, shared by task extraction and the build."""
+    return [
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
 
 
 def _is_scheduled(task: Any) -> bool:
     return bool(task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False))
 
 
-def _runner(ms: Any, request: TuningRequest) -> Any:
+def _runner(tvm: Any, ms: Any, request: TuningRequest) -> Any:
     if request.rpc is None:
-        return ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S)
+        return _local_runner(tvm, ms)
     host, _, port = request.rpc.rpartition(":")
     config = ms.runner.RPCConfig(
         tracker_host=host,
@@ -352,13 +422,59 @@ def _runner(ms: Any, request: TuningRequest) -> Any:
     return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
 
 
-def _build_candidate(mod: Any, target: Any, _params: Any) -> Any:
+def _local_runner(tvm: Any, ms: Any) -> Any:
+    """Candidates measured in this process with MetaSchedule's own argument allocation and
+    ``time_evaluator`` (its LocalRunner's steps). LocalRunner runs them in a worker process that
+    imports TVM first; on a busy 2-core machine that start took longer than a whole tuning budget
+    (8 minutes before the first batch was measured), leaving 16 trials per model."""
+    local = ms.runner.local_runner
+    config = ms.runner.EvaluatorConfig._normalized(None)  # noqa: SLF001 -- LocalRunner's defaults
+
+    @tvm.ir.utils.derived_object
+    class _InProcessRunner(ms.runner.PyRunner):
+        def run(self, runner_inputs: list[Any]) -> list[Any]:
+            futures = []
+            for item in runner_inputs:
+                try:
+                    module = tvm.runtime.load_module(str(item.artifact_path))
+                    device = tvm.runtime.device(str(item.device_type), 0)
+                    args = local.default_alloc_argument(device, tuple(a.as_json() for a in item.args_info), 1)
+                    costs, error = local.default_run_evaluator(module, device, config, args), None
+                except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
+                    costs, error = None, f"run failed: {exc}"
+                futures.append(local.LocalRunnerFuture(res=costs, error_message=error))
+            return futures
+
+    return _InProcessRunner()
+
+
+def _build_candidate(mod: Any, target: Any) -> Any:
     """MetaSchedule's default build without its ``import tvm.s_tir.tensor_intrin``, which registers
-    every tensor intrinsic of every target (minutes on a loaded machine, past any build timeout)
-    and which fp32 schedules for our targets do not use. Runs in the builder's worker process."""
+    every tensor intrinsic of every target (minutes on a loaded machine) and which fp32 schedules
+    for our targets do not use."""
     tvm = tvm_backend.import_toolchain()
     mod = tvm.s_tir.transform.RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm.driver.build(mod, target=target)
+
+
+def _builder(tvm: Any, ms: Any) -> Any:
+    """Candidates built in this process, one after another. MetaSchedule's LocalBuilder starts a
+    fresh worker process for every batch, and each one imports TVM first: seconds of CPU per
+    batch, most of a batch's cost with small batches on a busy small CPU."""
+
+    @tvm.ir.utils.derived_object
+    class _InProcessBuilder(ms.builder.PyBuilder):
+        def build(self, build_inputs: list[Any]) -> list[Any]:
+            results = []
+            for item in build_inputs:
+                try:
+                    artifact = ms.builder.local_builder.default_export(_build_candidate(item.mod, item.target))
+                    results.append(ms.builder.BuilderResult(artifact, None))
+                except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
+                    results.append(ms.builder.BuilderResult(None, f"build failed: {exc}"))
+            return results
+
+    return _InProcessBuilder()
 
 
 def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:

@@ -932,3 +932,20 @@ def test_compile_auto_without_tvm_skips_it_with_a_note(workdir, tmp_path):
     manifest = lanner.Manifest.read(tmp_path / "pkg")
     statuses = {c["backend"]: c["status"] for c in manifest.selection["candidates"]}
     assert statuses["tvm"] == "skipped" and manifest.backend in ("openvino", "onnxruntime")
+
+
+def test_onnxruntime_int8_refuses_an_already_quantized_model(tmp_path):
+    """quantize_static over a Q/DQ model wrote duplicate node names (an invalid model); refused instead."""
+    from lanner.models import onnx_path
+
+    rng = np.random.default_rng(0)
+    feeds = [{"image": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(8)]
+    with pytest.raises(UnsupportedError, match=r"already quantized \(it has \['DequantizeLinear', 'QuantizeLinear'\]"):
+        compile_model(
+            onnx_path("face-student16"),
+            backend="onnxruntime",
+            precision="int8",
+            calib=feeds,
+            input_shapes={"image": [1, 3, 16, 16]},
+            out=tmp_path / "pkg",
+        )

@@ -62,6 +62,47 @@ def make_convnet(path: Path, *, channels: int = 8, seed: int = 0) -> Path:
     return path
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _end_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> list[int]:
+    """Signal ``proc``'s process group (it was started with ``start_new_session=True``), reap it,
+    and return the group's members still alive after 10 s (orphans, e.g. TVM's popen_worker)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = _wait_group_empty(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def _wait_group_empty(pgid: int, seconds: float = 10) -> list[int]:
+    """Wait up to ``seconds`` for process group ``pgid`` to empty; return its members still alive."""
+    deadline = time.monotonic() + seconds
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _group_members(pgid)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,7 +127,12 @@ def tuned(convnet, tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"trials": 0}, ValueError, "trials must be >= 1, got 0"),
+        ({"trials": -1}, ValueError, "trials must be >= 0, got -1"),
+        (
+            {"trials": 0},
+            ValueError,
+            "trials = 0 builds from a tuning database without measuring: it needs seed_database",
+        ),
         ({"trials": 2.5}, TypeError, "trials must be an int, got float"),
         ({"trials": 4, "minutes": 0}, ValueError, "tuning minutes must be > 0, got 0"),
         ({"trials": 4, "rpc": "127.0.0.1:9190"}, ValueError, "--rpc and --device-key go together"),
@@ -210,6 +256,31 @@ def test_database_of_another_target_is_refused(tuned, convnet, tmp_path):
         )
 
 
+@pytest.mark.slow
+def test_auto_measures_tuned_tvm_among_the_candidates(tuned, convnet, tmp_path):
+    """``--backend auto --tune``: the TVM candidate is the tuned build (here rebuilt from the records
+    with ``--tune 0``) and competes by measured latency; the fastest that passes fidelity wins."""
+    lines: list[str] = []
+    manifest = compile_model(
+        convnet,
+        backend="auto",
+        precision="fp32",
+        out=tmp_path / "auto",
+        tuning=TuningRequest(0, seed_database=str(tuned)),
+        progress=lines.append,
+    )
+    assert any("tvm tune: 3 tasks, no new trials: building from the seed's records" in line for line in lines), lines
+    candidates = {c["backend"]: c for c in manifest.selection["candidates"]}
+    assert set(candidates) == {"openvino", "onnxruntime", "tvm"}
+    passed = [c for c in candidates.values() if c["status"] == "passed"]
+    assert candidates["tvm"]["status"] == "passed" and candidates["tvm"]["latency_ms"]["median"] > 0
+    fastest = min(passed, key=lambda c: c["latency_ms"]["median"])
+    assert manifest.backend == fastest["backend"]
+    if manifest.backend == "tvm":
+        assert manifest.target_info["tuning"]["trials_this_run"] == 0
+        assert manifest.target_info["tuning"]["trials"] == 3
+
+
 # -- Ctrl-C keeps the records; a resume continues from them -------------------------------------
 
 
@@ -232,7 +303,10 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
         "--out",
         str(tmp_path / "interrupted"),
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # its own process group: what the tune leaves behind (MetaSchedule's popen_worker processes) stays findable
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 900
         records: list[Path] = []
@@ -246,9 +320,9 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
         _, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            _end_group(proc, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
+    assert _end_group(proc) == [] and _wait_group_empty(proc.pid) == [], "the interrupted tune left processes behind"
     (records_dir,) = [p.parent for p in records]
     assert f"resume with --tuning-db {records_dir}" in err
     assert not (tmp_path / "interrupted").exists()
@@ -292,6 +366,7 @@ def test_tuning_over_rpc_loopback(convnet, tmp_path):
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
     ]
     try:
@@ -311,6 +386,7 @@ def test_tuning_over_rpc_loopback(convnet, tmp_path):
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
         )
         from lanner.benchmarking.remote import check_tracker
@@ -332,9 +408,10 @@ def test_tuning_over_rpc_loopback(convnet, tmp_path):
             tuning=TuningRequest(trials=2, rpc=address, device_key="loopback"),
         )
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
+        # Each runs its server loop in a TVM popen_worker child, which outlives a terminate() of its
+        # parent alone (two such orphans were left by this test): end whole process groups.
+        left = [pid for p in procs for pid in _end_group(p)]
+    assert left == [], f"processes of the tracker or server outlived the test: {left}"
     summary = manifest.target_info["tuning"]
     assert summary["measured_on"] == f"rpc {address} key loopback"
     assert summary["records"] >= 1 and manifest.fidelity["passed"]

@@ -1,24 +1,30 @@
-"""Latency of each backend x precision for small student CNNs, against torch eager fp32.
+"""Latency of each backend x precision for the student CNNs, tuned TVM among them, batch 1 at 1 and 2 threads.
 
-For each student model: export from torch (dynamic batch), compile for ``x86`` with every
-backend x precision (int8 calibrated on image crops from OpenCV's sample images, with 16
-held out for fidelity), then time every package that passed fidelity and torch eager fp32
-*in the same run*, round-robin (each timing in a fresh process), at batch 1 and batch 8 with
-the same thread count.
+For each student: compile for ``x86`` with every backend x precision (int8 calibrated on image
+crops from OpenCV's sample images, with 16 held out for fidelity), optionally a
+MetaSchedule-tuned TVM fp32 package (``tvm/fp32-tuned``, batch fixed at 1), then time every
+package that passed fidelity (and torch eager fp32 for the torch-defined students) *in the same
+run*: round-robin over rounds and thread counts, each timing in a fresh process.
 
-    .venv/bin/python benchmarks/compile/bench_compile.py [--threads 2] [--rounds 3] [--json out.json]
-        [--tune TRIALS --tune-minutes M]   # adds a MetaSchedule-tuned TVM row (tvm/fp32-tuned, batch 1 fixed)
+    .venv/bin/python benchmarks/compile/bench_compile.py [--students ...] [--threads 1,2] [--rounds 3]
+        [--tune TRIALS --tune-minutes M] [--tuning-db DIR] [--tune-only] [--phase build|time|all --work DIR]
 
-Students (random init, seed 0; fidelity compares artifacts with the fp32 reference, so it
-does not need trained weights):
+* ``--tuning-db DIR``: per-student MetaSchedule databases in ``DIR/<student>``: each tuned build
+  is seeded from there (``--tune 0`` builds from the records alone) and its database written back.
+* ``--tune-only``: build only the tuned package (tuning ahead of a timed run; no timing).
+* ``--phase build`` compiles into ``--work DIR``; ``--phase time`` times what is there (run it
+  with background jobs paused: the builds do not need a quiet machine, the timings do).
+
+Students. Torch-defined (random init, seed 0; fidelity compares artifacts with the fp32
+reference, so it does not need trained weights), with a torch eager row:
 
 * ``mobileface112``: MobileNetV2-style face classifier at 112x112 (width 0.5, 128-d
   embedding + 2-way face/non-face head), 0.42 M parameters.
 * ``tinyface32``: a 32x32 low-resolution student (4 convs), 47 k parameters.
 
-Hook for the face detector: add entries to ``STUDENTS`` (name -> function returning
-``(torch module, (C, H, W))`` or ``(module, (C, H, W), output names)``); MTCNN's P/R/O-Net go
-here once they land (P-Net at a fixed benchmark size, e.g. 3x532x768).
+Shipped with Lanner (``lanner.models``, the ONNX in the wheel, trained weights): ``mtcnn-pnet``
+at 3x288x384 (the first pyramid level of a 640x480 frame at min_face_size 20), ``mtcnn-rnet``
+(24x24), ``mtcnn-onet`` (48x48), ``face-student16`` (16x16), ``face-quality`` (32x32).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,7 +58,8 @@ IMAGE_NAMES = (
     "aero1.jpg",
     "butterfly.jpg",
 )
-BUILDS = [(b, p) for b in BACKENDS for p in ("fp32", "fp16", "int8")]  # bf16: CPUs with BF16 only
+# fp16 is refused by OpenVINO/ONNX Runtime on this CPU and untuned TVM fp16 is no contender; bf16: BF16 CPUs only
+BUILDS = [(b, p) for b in BACKENDS for p in ("fp32", "int8")]
 PREPROCESSING = {"color": "rgb", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "layout": "nchw"}
 
 
@@ -125,10 +133,19 @@ def tinyface32():
 
 
 STUDENTS = {"mobileface112": mobileface112, "tinyface32": tinyface32}
+# Shipped students (lanner.models registry name -> the fixed (C, H, W) they are timed at).
+SHIPPED = {
+    "mtcnn-pnet": (3, 288, 384),
+    "mtcnn-rnet": (3, 24, 24),
+    "mtcnn-onet": (3, 48, 48),
+    "face-student16": (3, 16, 16),
+    "face-quality": (3, 32, 32),
+}
 
 
-def write_crops(folder: Path, size: int, count: int, seed: int = 0) -> None:
-    """Random square crops of OpenCV's sample images (real image statistics for calibration)."""
+def write_crops(folder: Path, size_hw: tuple[int, int], count: int, seed: int = 0) -> None:
+    """Random crops of OpenCV's sample images with the input's aspect ratio (real image statistics
+    for calibration)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -136,12 +153,15 @@ def write_crops(folder: Path, size: int, count: int, seed: int = 0) -> None:
     images = [im for im in images if im is not None]
     if not images:
         raise FileNotFoundError(f"no sample images in {SAMPLE_IMAGES} (Debian package opencv-doc)")
+    aspect = size_hw[1] / size_hw[0]
     for i in range(count):
         im = images[i % len(images)]
-        side = int(rng.integers(size, max(size + 1, min(im.shape[:2]))))
-        y = int(rng.integers(0, im.shape[0] - side + 1))
-        x = int(rng.integers(0, im.shape[1] - side + 1))
-        cv2.imwrite(str(folder / f"crop{i:03d}.png"), im[y : y + side, x : x + side])
+        top = min(im.shape[0], int(im.shape[1] / aspect))
+        h = int(rng.integers(min(size_hw[0], top), top + 1))
+        w = min(im.shape[1], max(1, round(h * aspect)))
+        y = int(rng.integers(0, im.shape[0] - h + 1))
+        x = int(rng.integers(0, im.shape[1] - w + 1))
+        cv2.imwrite(str(folder / f"crop{i:03d}.png"), im[y : y + h, x : x + w])
 
 
 def cpu_model() -> str:
@@ -153,16 +173,29 @@ def cpu_model() -> str:
 
 
 TUNED = "tvm/fp32-tuned"
+TORCH = "torch/fp32"
+BUILD_FILE = "builds.json"
 
 
-def bench_student(name: str, threads: int, rounds: int, work: Path, log, tuning: TuningRequest | None = None) -> dict:
+def student_onnx(name: str, work: Path) -> dict:
+    """The student as ONNX: its path, timed (C, H, W), parameter count, input shapes to fix in every
+    build (None: dynamic batch kept), and whether it has a torch eager row."""
+    if name in SHIPPED:
+        import onnx
+
+        import lanner.models
+
+        path = lanner.models.onnx_path(name)
+        params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+        chw = SHIPPED[name]
+        dynamic_hw = any(isinstance(d, str) for d in lanner.models.get_spec(name).inputs["image"][1:])
+        return {"onnx": str(path), "chw": chw, "params": params, "fixed": dynamic_hw, "torch": False}
     import torch
 
-    torch.set_num_threads(threads)
     spec = STUDENTS[name]()
     net, chw = spec[0].eval(), spec[1]
     output_names = list(spec[2]) if len(spec) > 2 else ["logits"]
-    onnx_path = export_torch(
+    path = export_torch(
         net,
         torch.randn(1, *chw),
         work / f"{name}.onnx",
@@ -170,28 +203,53 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log, tuning:
         output_names=output_names,
         dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
     )
-    calib = work / f"{name}-calib"
+    params = sum(p.numel() for p in net.parameters())
+    return {"onnx": str(path), "chw": chw, "params": params, "fixed": False, "torch": True}
+
+
+def build_student(
+    name: str,
+    work: Path,
+    threads: int,
+    log,
+    tune: tuple[int, float | None] | None,
+    tuning_db: Path | None,
+    tune_only: bool,
+) -> None:
+    """Compile every variant of ``name`` into ``work/name`` and record them in ``builds.json``;
+    ``tune`` = (trials, minutes) adds the tuned TVM package, seeded from ``tuning_db/name``."""
+    folder = work / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    student = student_onnx(name, folder)
+    chw = student["chw"]
+    calib = folder / "calib"
     calib.mkdir()
-    write_crops(calib, chw[1], 80)
+    write_crops(calib, chw[1:], 80)
+    builds = [] if tune_only else [(b, p, f"{b}/{p}") for b, p in BUILDS]
+    tuning = None
+    if tune is not None:
+        seed = tuning_db / name if tuning_db is not None and (tuning_db / name).exists() else None
+        tuning = TuningRequest(tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed))
+        builds.append(("tvm", "fp32", TUNED))
     rows: dict[str, dict] = {}
-    packages = {}
-    builds = [(b, p, f"{b}/{p}") for b, p in BUILDS] + ([("tvm", "fp32", TUNED)] if tuning else [])
     for backend, precision, key in builds:
         t0 = time.perf_counter()
         tuned = key == TUNED
+        out = folder / key.replace("/", "-")
         try:
             m = compile_model(
-                onnx_path,
+                student["onnx"],
                 target="x86",
                 backend=backend,
                 precision=precision,
                 calib=calib,
-                out=work / f"{name}-{key.replace('/', '-')}",
-                task="classification",
-                preprocessing=PREPROCESSING,
+                out=out,
+                preprocessing={**PREPROCESSING, "size": list(chw[1:])},
                 num_threads=threads,
                 # MetaSchedule tunes fixed shapes: the tuned package is batch 1 only
-                input_shapes={"image": [1, *chw]} if tuned else None,
+                input_shapes={"image": [1, *chw]} if tuned or student["fixed"] else None,
                 tuning=tuning if tuned else None,
                 progress=log if tuned else None,
             )
@@ -199,143 +257,165 @@ def bench_student(name: str, threads: int, rounds: int, work: Path, log, tuning:
             rows[key] = {"status": type(exc).__name__, "reason": str(exc).splitlines()[0][:160]}
             log(f"{name} {key}: {rows[key]['status']}: {rows[key]['reason']}")
             continue
-        worst = min(o["cosine_min"] for o in m.fidelity["outputs"].values())
         rows[key] = {
             "status": "ok",
+            "package": str(out),
             "compile_s": time.perf_counter() - t0,
-            "cosine_min": worst,
-            "top1": m.fidelity["top1_agreement"],
+            "cosine_min": min(o["cosine_min"] for o in m.fidelity["outputs"].values()),
             "max_rel_error": max(o["max_rel_error"] for o in m.fidelity["outputs"].values()),
         }
         if tuned:
             summary = m.target_info["tuning"]
-            rows[key].update(trials=summary["trials"], tuning_minutes=summary["minutes"])
-        packages[key] = work / f"{name}-{key.replace('/', '-')}"
-        log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {worst:.5f}")
+            rows[key].update(trials=summary["trials"], tuning_minutes=summary["minutes"], tasks=summary["tasks"])
+            if tuning_db is not None:
+                kept = tuning_db / name
+                if kept.exists():
+                    shutil.rmtree(kept)
+                shutil.copytree(out / "tuning", kept)
+        log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {rows[key]['cosine_min']:.5f}")
+    if student["torch"]:
+        rows = {TORCH: {"status": "ok"}, **rows}
+    info = {"input": [1, *chw], "params": student["params"], "variants": rows}
+    (folder / BUILD_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
-    timings: dict[str, dict[str, list[float]]] = {
-        k: {"b1": [], "b8": [], "b1_min": []} for k in ["torch/fp32", *packages]
+
+def time_student(name: str, work: Path, threads: list[int], rounds: int, log) -> dict:
+    """Time every built variant of ``name`` at batch 1 for each thread count, round-robin."""
+    result = json.loads((work / name / BUILD_FILE).read_text(encoding="utf-8"))
+    timed = [k for k, row in result["variants"].items() if row["status"] == "ok"]
+    samples: dict[tuple[str, int], dict[str, list[float]]] = {
+        (k, t): {"b1": [], "b1_min": []} for k in timed for t in threads
     }
     for r in range(rounds):  # round-robin so that drifting machine load hits every variant alike
-        for key in timings:
-            # One fresh process per measurement: idle worker threads of one runtime (TVM's pool,
-            # ORT's spinning intra-op threads, OpenMP) must not steal the cores of another.
-            what = ["--time-torch", name] if key == "torch/fp32" else ["--time-package", str(packages[key])]
-            out = subprocess.run(
-                [sys.executable, __file__, *what, "--threads", str(threads)], capture_output=True, text=True, check=True
-            ).stdout
-            for k, v in json.loads(out.strip().splitlines()[-1]).items():
-                timings[key][k].append(v)
+        for t in threads:
+            for key in timed:
+                # One fresh process per measurement: idle worker threads of one runtime (TVM's pool,
+                # ORT's spinning intra-op threads, OpenMP) must not steal the cores of another.
+                row = result["variants"][key]
+                what = ["--time-torch", name] if key == TORCH else ["--time-package", row["package"]]
+                out = subprocess.run(
+                    [sys.executable, __file__, *what, "--threads", str(t)], capture_output=True, text=True, check=True
+                ).stdout
+                for k, v in json.loads(out.strip().splitlines()[-1]).items():
+                    samples[key, t][k].append(v)
         log(f"{name}: timing round {r + 1}/{rounds} done")
-    result = {"input": [1, *chw], "params": sum(p.numel() for p in net.parameters()), "variants": {}}
-    eager1 = statistics.median(timings["torch/fp32"]["b1"])
-    for key, t in timings.items():
-        row = rows.get(key, {"status": "ok"})
-        b1 = statistics.median(t["b1"])
-        b8 = statistics.median(t["b8"]) if None not in t["b8"] else None
-        row.update(batch1_ms=b1, batch8_ms=b8, batch1_min_ms=min(t["b1_min"]), speedup_vs_torch_b1=eager1 / b1)
-        result["variants"][key] = row
-    for key, row in rows.items():
-        result["variants"].setdefault(key, row)
+    for key in timed:
+        row = result["variants"][key]
+        row["batch1_ms"] = {str(t): statistics.median(samples[key, t]["b1"]) for t in threads}
+        row["batch1_min_ms"] = {str(t): min(samples[key, t]["b1_min"]) for t in threads}
     return result
 
 
-def markdown(results: dict, machine: str, threads: int) -> str:
-    lines = [f"Machine: {machine}, {threads} threads. Batch-1 and batch-8 median latency (ms).", ""]
+def markdown(results: dict, machine: str, threads: list[int]) -> str:
+    lines = [f"Machine: {machine}. Batch 1, median of the per-round medians (ms); ratio = variant / fastest.", ""]
     for name, res in results.items():
+        cols = "".join(f" {t} thread{'s' if t > 1 else ''} ms | vs fastest |" for t in threads)
         lines += [
             f"**{name}** (input {res['input']}, {res['params']:,} parameters)",
             "",
-            "| variant | batch 1 ms (median) | batch 1 ms (min) | batch 8 ms | vs torch eager (b1) "
-            "| min cosine | top-1 agree | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            f"| variant |{cols} min cosine | note |",
+            "|---|" + "---:|---:|" * len(threads) + "---:|---|",
         ]
-        ordered = ["torch/fp32"] + [f"{b}/{p}" for b, p in BUILDS] + [TUNED]
-        for key in ordered:
-            row = res["variants"].get(key)
-            if row is None:
-                continue
-            if "batch1_ms" in row:
-                cos = f"{row['cosine_min']:.5f}" if "cosine_min" in row else "ref"
-                top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
-                b8 = "-" if row["batch8_ms"] is None else f"{row['batch8_ms']:.3f}"
-                note = f"{row['trials']} trials, {row['tuning_minutes']:.1f} min tuning" if "trials" in row else ""
-                lines.append(
-                    f"| {key} | {row['batch1_ms']:.3f} | {row['batch1_min_ms']:.3f} | {b8} | "
-                    f"{row['speedup_vs_torch_b1']:.2f}x | {cos} | {top1} | {note} |"
+        timed = {k: r for k, r in res["variants"].items() if "batch1_ms" in r}
+        fastest = {str(t): min(r["batch1_ms"][str(t)] for r in timed.values()) for t in threads}
+        for key, row in res["variants"].items():
+            label = "tvm/fp32 (untuned)" if key == "tvm/fp32" else key
+            if key in timed:
+                cells = "".join(
+                    f" {row['batch1_ms'][str(t)]:.3f} | {row['batch1_ms'][str(t)] / fastest[str(t)]:.2f}x |"
+                    for t in threads
                 )
+                cos = f"{row['cosine_min']:.5f}" if "cosine_min" in row else "ref"
+                note = (
+                    f"{row['trials']} trials over {row['tasks']} tasks, {row['tuning_minutes']:.1f} min tuning"
+                    if "trials" in row
+                    else ""
+                )
+                lines.append(f"| {label} |{cells} {cos} | {note} |")
             else:
-                lines.append(f"| {key} | - | - | - | - | - | - | {row['status']}: {row['reason'][:90]} |")
+                lines.append(
+                    f"| {label} |" + " - | - |" * len(threads) + f" - | {row['status']}: {row['reason'][:90]} |"
+                )
+        if TUNED in timed:
+            fp32 = {k: r for k, r in timed.items() if k.endswith("/fp32") or k == TUNED}
+            for label, pool in (("the fastest", timed), ("the fastest fp32 variant", fp32)):
+                verdicts = []
+                for t in threads:
+                    best = min(r["batch1_ms"][str(t)] for r in pool.values())
+                    ratio = timed[TUNED]["batch1_ms"][str(t)] / best
+                    verdicts.append(
+                        f"{t} thread{'s' if t > 1 else ''} {ratio:.2f}x ({'met' if ratio <= 1.5 else 'not met'})"
+                    )
+                lines += ["", f"Tuned TVM vs {label}, target <= 1.5x: " + "; ".join(verdicts) + "."]
         lines.append("")
     return "\n".join(lines)
 
 
 def time_worker(args: argparse.Namespace) -> int:
-    """Time one variant at batch 1 and 8 in this (fresh) process; print one JSON line."""
+    """Time one variant at batch 1 in this (fresh) process; print one JSON line."""
+    threads = int(args.threads)
     if args.time_torch:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
         spec = STUDENTS[args.time_torch]()
         net, chw = spec[0].eval(), spec[1]
+        x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, *chw)).astype(np.float32))
 
-        def make_run(x):
-            t = torch.from_numpy(x)
+        def run():
+            with torch.inference_mode():
+                net(x)
 
-            def run():
-                with torch.inference_mode():
-                    net(t)
-
-            return run
-
-        model = None
+        b1 = measure_latency(run, budget_s=1.0)
     else:
-        model = lanner.load(args.time_package, num_threads=args.threads)
-        chw = tuple(model.inputs[0].shape[1:])
-
-        def make_run(x):
-            return lambda: model.run({"image": x})
-
-    rng = np.random.default_rng(1)
-    b1 = measure_latency(make_run(rng.standard_normal((1, *chw)).astype(np.float32)), budget_s=1.0)
-    fixed_batch = model is not None and model.inputs[0].shape[0] == 1  # a tuned package: batch 1 only
-    b8 = (
-        None
-        if fixed_batch
-        else measure_latency(make_run(rng.standard_normal((8, *chw)).astype(np.float32)), budget_s=1.0)
-    )
-    if model is not None:
-        model.close()
-    print(json.dumps({"b1": b1["median"], "b8": None if b8 is None else b8["median"], "b1_min": b1["min"]}))
+        with lanner.load(args.time_package, num_threads=threads) as model:
+            shape = [1, *model.inputs[0].shape[1:]]
+            feed = {"image": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+            b1 = measure_latency(lambda: model.run(feed), budget_s=1.0)
+    print(json.dumps({"b1": b1["median"], "b1_min": b1["min"]}))
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="thread counts timed in the same run, e.g. 1,2")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
+    students = [*STUDENTS, *SHIPPED]
+    parser.add_argument("--students", nargs="+", default=students, choices=students)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tune", type=int, metavar="TRIALS", help="add a MetaSchedule-tuned TVM fp32 row")
     parser.add_argument("--tune-minutes", type=float, metavar="M", help="time budget per tuned model")
+    parser.add_argument("--tuning-db", type=Path, metavar="DIR", help="per-student tuning databases (seed + result)")
+    parser.add_argument("--tune-only", action="store_true", help="build only the tuned package; no timing")
+    parser.add_argument("--phase", choices=("all", "build", "time"), default="all")
+    parser.add_argument("--work", type=Path, help="keep the packages here (needed by --phase build/time)")
     parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
     parser.add_argument("--time-torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time_package or args.time_torch:
         return time_worker(args)
+    threads = [int(t) for t in str(args.threads).split(",")]
+    if args.phase != "all" and args.work is None:
+        parser.error(f"--phase {args.phase} needs --work DIR (where the packages are kept between phases)")
+    if args.tune_only and args.tune is None:
+        parser.error("--tune-only needs --tune TRIALS")
 
     def log(line: str) -> None:
         print(f"[bench] {line}", file=sys.stderr, flush=True)
 
     machine = f"{cpu_model()} ({platform.machine()})"
-    results = {}
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
-        for name in args.students:
-            tuning = TuningRequest(args.tune, minutes=args.tune_minutes) if args.tune else None
-            results[name] = bench_student(name, args.threads, args.rounds, Path(tmp), log, tuning)
-    print(markdown(results, machine, args.threads))
+        work = args.work or Path(tmp)
+        if args.phase in ("all", "build"):
+            tune = None if args.tune is None else (args.tune, args.tune_minutes)
+            for name in args.students:
+                build_student(name, work, max(threads), log, tune, args.tuning_db, args.tune_only)
+        if args.phase == "build" or args.tune_only:
+            return 0
+        results = {name: time_student(name, work, threads, args.rounds, log) for name in args.students}
+    print(markdown(results, machine, threads))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "threads": args.threads, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine, "threads": threads, "results": results}, indent=2))
     return 0
 
 

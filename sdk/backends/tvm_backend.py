@@ -82,7 +82,19 @@ def set_num_threads(num_threads: int | None) -> None:
 
 
 class TVMSession(Session):
-    """A TVM Relax VM over an exported shared library (parameters are embedded as constants)."""
+    """A TVM Relax VM over an exported shared library (parameters are embedded as constants).
+
+    The per-call path is kept to what a small model can afford (measured in
+    benchmarks/compile/README.md, "Where TVM's time went"): inputs are copied into TVM tensors
+    that live as long as the session (one per input, reallocated only when its shape changes)
+    through a NumPy view of their memory (DLPack), not wrapped anew with
+    ``tvm.runtime.tensor`` each call; outputs are read through DLPack views instead of
+    ``Tensor.numpy()``. Packages built since issue 18 also run their ``main`` as native code
+    (``relax.build(exec_mode="compiled")``) instead of the VM's bytecode interpreter.
+
+    Thread safety: not thread-safe on its own (the staged input tensors are shared state);
+    :class:`lanner.Model` serialises its calls.
+    """
 
     def __init__(
         self, library_path: str, input_names: list[str], *, device: str = "cpu", num_threads: int | None = None
@@ -97,19 +109,47 @@ class TVMSession(Session):
         set_num_threads(num_threads)
         self._tvm = tvm
         self._dev = dev
+        self._on_cpu = device != "cuda"
         self._lib = tvm.runtime.load_module(library_path)
         self._vm = tvm.relax.VirtualMachine(self._lib, dev)
         self._main = self._vm["main"]
         self._input_names = input_names
+        # name -> (TVM tensor the VM reads, NumPy view of its memory on CPU or None)
+        self._staged: dict[str, tuple[Any, np.ndarray | None]] = {}
+        self._last: Any = None  # the previous call's outputs, kept alive while copy=False views exist
+
+    def _stage(self, name: str, array: np.ndarray) -> Any:
+        """Copy ``array`` into this input's persistent TVM tensor (made on first use or a new shape)."""
+        staged = self._staged.get(name)
+        if staged is None or staged[0].shape != array.shape or staged[0].dtype != str(array.dtype):
+            tensor = self._tvm.runtime.empty(array.shape, str(array.dtype), self._dev)
+            staged = (tensor, np.from_dlpack(tensor) if self._on_cpu else None)
+            self._staged[name] = staged
+        tensor, view = staged
+        if view is None:
+            tensor.copyfrom(array)
+        else:
+            np.copyto(view, array)
+        return tensor
+
+    def _to_numpy(self, tensor: Any, copy: bool) -> np.ndarray:
+        if not self._on_cpu:
+            return tensor.numpy()
+        view = np.from_dlpack(tensor)
+        if copy:
+            return view.copy()
+        view.flags.writeable = False
+        return view
 
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
-        args = [self._tvm.runtime.tensor(inputs[name], self._dev) for name in self._input_names]
-        result: Any = self._main(*args)
-        if isinstance(result, self._tvm.runtime.Tensor):
-            return [result.numpy()]
-        return [r.numpy() for r in result]
+        result: Any = self._main(*[self._stage(name, inputs[name]) for name in self._input_names])
+        outputs = [result] if isinstance(result, self._tvm.runtime.Tensor) else list(result)
+        self._last = None if copy else outputs
+        return [self._to_numpy(tensor, copy) for tensor in outputs]
 
     def close(self) -> None:
+        self._staged = {}
+        self._last = None
         self._main = None
         self._vm = None
         self._lib = None

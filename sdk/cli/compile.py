@@ -59,7 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, help="CPU threads for the measurements")
     tune = p.add_argument_group("TVM tuning (MetaSchedule)")
-    tune.add_argument("--tune", type=int, metavar="TRIALS", help="tune the TVM candidate: measured trials")
+    tune.add_argument(
+        "--tune",
+        type=int,
+        metavar="TRIALS",
+        help="tune the TVM candidate: measured trials (0 with --tuning-db: build from its records alone)",
+    )
     tune.add_argument("--tune-minutes", type=float, metavar="M", help="time budget of the tune (stops after the batch)")
     tune.add_argument(
         "--tuning-db",
