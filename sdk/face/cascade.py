@@ -44,6 +44,7 @@ _PNET_CELL = 12  # P-Net's receptive field, px: the smallest face it sees at sca
 _PER_SCALE_IOU = 0.5  # NMS within one pyramid scale
 _CROSS_SCALE_IOU = 0.7  # NMS across scales, and after R-Net
 _FINAL_MIN_OVERLAP = 0.7  # final NMS with intersection / min(area)
+ONET_SIZE = 48  # side of O-Net's square input crops, px
 
 
 class NetRunner(Protocol):
@@ -279,6 +280,28 @@ def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.stack([px, py], axis=2)
 
 
+def _landmarks_of(
+    table: np.ndarray,
+    boxes: np.ndarray,
+    landmarks: np.ndarray,
+    net: NetRunner,
+    timer: StageTimer,
+    ws: Workspace,
+    num_threads: int,
+) -> np.ndarray:
+    """The five points ``net`` (an O-Net) gives on ``boxes`` (N, >=4) xyxy, squared first: (N, 5, 2); a box
+    with no pixel in the image keeps its row of ``landmarks``."""
+    squares = _rerec(boxes[:, :4].copy())
+    crops, valid = _crop(table, squares, ONET_SIZE, ws, num_threads)
+    if not valid.any():
+        return landmarks
+    with timer.stage("onet"):
+        points = net.run({"image": crops[valid]}, copy=False)["landmarks"]
+    landmarks = landmarks.copy()
+    landmarks[valid] = _landmarks(squares[valid], points)
+    return landmarks
+
+
 @dataclass(frozen=True)
 class RefineStage:
     """A refinement stage of a cascade: crop every candidate box, run a net on the crops, keep
@@ -302,7 +325,7 @@ class RefineStage:
 
 
 RNET = RefineStage("rnet", 24, _CROSS_SCALE_IOU)
-ONET = RefineStage("onet", 48, _FINAL_MIN_OVERLAP, nms_mode="min", regress_first=True)
+ONET = RefineStage("onet", ONET_SIZE, _FINAL_MIN_OVERLAP, nms_mode="min", regress_first=True)
 
 
 def refine(
@@ -434,6 +457,7 @@ def run_cascade(
     workspace: Workspace | None = None,
     num_threads: int = 0,
     survivors: dict[str, np.ndarray] | None = None,
+    landmark_net: NetRunner | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect faces in one image.
 
@@ -448,6 +472,9 @@ def run_cascade(
         num_threads: threads for the summed-area table, the pyramid and crop resizing (0: one per core).
         survivors: when given, receives ``"rnet"``: the (K, 5) float32 boxes (xyxy + R-Net score) that
             R-Net passed to O-Net (hard-example mining, ``lanner.distill.detection``).
+        landmark_net: when given, an O-Net whose landmark head gives the five points instead of ``onet``'s: it
+            runs once, batched, on the final boxes (squared around their centres, as O-Net's inputs are), and
+            only its landmarks are read (boxes and scores stay the cascade's).
 
     Returns:
         ``(boxes (N, 4) float32 xyxy, scores (N,) float32, landmarks (N, 5, 2) float32 xy)``,
@@ -457,7 +484,15 @@ def run_cascade(
     start = time.perf_counter_ns()
     with timer.run():
         result = _cascade(
-            image, (pnet, rnet, onet), params, channel_order, workspace or Workspace(), num_threads, timer, survivors
+            image,
+            (pnet, rnet, onet),
+            params,
+            channel_order,
+            workspace or Workspace(),
+            num_threads,
+            timer,
+            survivors,
+            landmark_net,
         )
     if times is not None:
         spent = {stage: timer.last.get(stage, 0) / 1e9 for stage in STAGES if stage != OTHER}
@@ -476,6 +511,7 @@ def _cascade(
     num_threads: int,
     timer: StageTimer,
     survivors: dict[str, np.ndarray] | None = None,
+    landmark_net: NetRunner | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pnet, rnet, onet = nets
     h, w = image.shape[:2]
@@ -503,6 +539,8 @@ def _cascade(
     boxes, landmarks = refine(table, boxes, onet, ONET, t2, timer, ws, num_threads)
     if landmarks is None:
         return _empty()
+    if landmark_net is not None and len(boxes):
+        landmarks = _landmarks_of(table, boxes, landmarks, landmark_net, timer, ws, num_threads)
     return (
         np.ascontiguousarray(boxes[:, :4], dtype=np.float32),
         np.ascontiguousarray(boxes[:, 4], dtype=np.float32),

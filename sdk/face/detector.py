@@ -165,6 +165,11 @@ class FaceDetector(Closeable):
         self._nets = tuple(
             models.open_net(name, self.backend, self.precision, num_threads=num_threads) for name in spec.nets
         )
+        self._landmark_net = (
+            models.open_net(spec.landmark_net, self.backend, self.precision, num_threads=num_threads)
+            if spec.landmark_net is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._workspace = Workspace()  # buffers reused from call to call (guarded by _lock)
 
@@ -230,6 +235,7 @@ class FaceDetector(Closeable):
                 channel_order=self.channel_order,
                 workspace=self._workspace,
                 num_threads=self.num_threads or 0,
+                landmark_net=self._landmark_net,
             )
         return Detections(_frozen(boxes), _frozen(scores), _frozen(landmarks))
 
@@ -248,11 +254,12 @@ class FaceDetector(Closeable):
         """Release the compiled nets and the reusable buffers (after a running detect)."""
         with self._lock:
             self._workspace.clear()
-            for net in self._nets:
+            for net in (*self._nets, self._landmark_net):
                 close = getattr(net, "close", None)
                 if close is not None:
                     close()
             self._nets = ()
+            self._landmark_net = None
 
     def __repr__(self) -> str:
         p = self.params

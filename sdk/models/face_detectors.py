@@ -26,6 +26,9 @@ class FaceDetectorSpec:
             are tuned on its training data.
         rnet_iou_threshold: NMS overlap (IoU) between R-Net's survivors before O-Net (the
             teacher's 0.7; ``lanner.face.cascade.CascadeParams``).
+        landmark_net: registry name of an O-Net whose landmark head gives the five points, run once on the
+            final boxes (its boxes and scores are not used); None: the detector's own O-Net's. The recognizer
+            aligns faces by these points and its template was fitted on the teacher's.
     """
 
     name: str
@@ -33,6 +36,7 @@ class FaceDetectorSpec:
     description: str
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     rnet_iou_threshold: float = 0.7
+    landmark_net: str | None = None
 
 
 FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
@@ -54,6 +58,10 @@ FACE_DETECTORS: dict[str, FaceDetectorSpec] = {
             # training scenes.
             thresholds=(0.6, 0.5, 0.5),
             rnet_iou_threshold=0.7,
+            # Its own O-Net's landmarks lie up to 25% of the face width from the teacher's, which breaks the
+            # recognizer's alignment; the teacher's O-Net on the final boxes gives the teacher's points
+            # (benchmarks/detection/README.md, "Landmarks").
+            landmark_net="mtcnn-onet",
         ),
     )
 }
