@@ -236,7 +236,7 @@ class FaceEmbeddingRun:
         images, subjects = load_orl(self.orl_wheel)
         rgb = np.repeat(images[..., None], 3, axis=3)
         landmarks = np.full((len(rgb), 5, 2), np.nan, np.float32)
-        with FaceDetector() as detector:
+        with FaceDetector(model="mtcnn") as detector:  # the teacher's landmarks, whatever the default detector
             for i, image in enumerate(rgb):
                 found = detector.detect(image)
                 if len(found.scores):
