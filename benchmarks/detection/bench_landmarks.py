@@ -17,14 +17,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from bench_robustness import HERE, parity_photos, scenes
 
 import lanner
 from lanner import models
 from lanner.face.cascade import CascadeParams, Workspace, run_cascade
 from lanner.models.face_detectors import get_face_detector
 from lanner.ops import box_iou
-
-from bench_robustness import HERE, parity_photos, scenes
 
 THREADS = 2
 
