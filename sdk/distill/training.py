@@ -423,6 +423,10 @@ def run_loop(
         sampler=range(step, last),
         num_workers=workers,
         prefetch_factor=4 if workers else None,
+        # Workers come from a fork server, never from a fork of this process: by now it may hold
+        # OpenVINO/TBB and OpenMP threads (mining, teacher targets), and forking a process with live
+        # threads crashed the test suite (SIGSEGV) after a detection-mining test.
+        multiprocessing_context="forkserver" if workers else None,
     )
 
     def save() -> None:
