@@ -25,11 +25,10 @@ The run is one :class:`lanner.distill.training.TrainingTask` of the one loop
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ from .evaluate import identification_metrics
 from .faces import FaceSampler, load_crops, mirror_landmarks, to_tensor_layout
 from .losses import EmbeddingDistillationLoss, SimilarityPreservingLoss
 from .teacher import _read_faces_csv, is_test_identity
-from .training import TrainData, _draw_batch, _validation_set, run_loop, validation_split, warmup_cosine
+from .training import RunConfig, TrainData, _draw_batch, _validation_set, run_loop, validation_split
 
 __all__ = [
     "CHIP_SIZE",
@@ -62,7 +61,7 @@ _TARGETS_VERSION = 1  # bump when the way bridge targets are computed changes
 
 
 @dataclass(frozen=True)
-class BridgeConfig:
+class BridgeConfig(RunConfig):
     """Everything that defines a bridge run. Immutable (thread-safe); stored in every checkpoint.
 
     Attributes:
@@ -87,6 +86,8 @@ class BridgeConfig:
         seed: run seed (batches and degradations; the initial weights are dlib's).
     """
 
+    _kind = "bridge"
+
     width_range: tuple[float, float] = (10.0, 24.0)
     width_focus: tuple[float, float, float] = (12.0, 20.0, 0.5)
     steps: int = 240
@@ -103,23 +104,6 @@ class BridgeConfig:
     evaluate_every: int = 120
     checkpoint_every: int = 30
     seed: int = 0
-
-    def learning_rate_at(self, step: int) -> float:
-        """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
-        return warmup_cosine(step, self.steps, self.learning_rate, self.warmup_fraction)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> BridgeConfig:
-        """Inverse of ``dataclasses.asdict`` (lists back to tuples).
-
-        Raises:
-            ValueError: unknown fields.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown bridge config fields {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def teacher_centre() -> np.ndarray:
@@ -394,11 +378,7 @@ def train_bridge(
     task = _BridgeTask(config, data, mirrored_targets, mu, train_idx, model)
     history, seconds = run_loop(
         task,
-        config_json=json.dumps(asdict(config), sort_keys=True),
-        steps=config.steps,
-        learning_rate=config.learning_rate,
-        learning_rate_at=config.learning_rate_at,
-        weight_decay=config.weight_decay,
+        config=config,
         evaluate_every=config.evaluate_every,
         checkpoint_every=config.checkpoint_every,
         out_dir=out_dir,

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -43,7 +44,7 @@ from .. import _C
 from ..ops import box_iou
 from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
-from .training import run_loop, warmup_cosine
+from .training import RunConfig, run_loop
 
 __all__ = [
     "DetectionConfig",
@@ -65,7 +66,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
+class DetectionConfig(RunConfig):
     """Everything that defines a detection-student run.
 
     Attributes:
@@ -104,9 +105,8 @@ class DetectionConfig:
     celeba_scenes: int = 40
     max_hard_negatives_per_image: int = 20
 
-    def learning_rate_at(self, step: int) -> float:
-        """Learning rate of ``step`` (0-based): 3% linear warm-up, then cosine decay to 0."""
-        return warmup_cosine(step, self.steps, self.learning_rate, 0.03)
+    warmup_fraction: ClassVar[float] = 0.03  # of the steps (not a field: checkpoints' stored configs stay as they are)
+    _kind = "detection"
 
 
 @dataclass(frozen=True)
@@ -618,11 +618,7 @@ def train_stages(
     task = DetectionTask(model, pool, config)
     history, seconds = run_loop(
         task,
-        config_json=json.dumps(asdict(config), sort_keys=True),
-        steps=config.steps,
-        learning_rate=config.learning_rate,
-        learning_rate_at=config.learning_rate_at,
-        weight_decay=config.weight_decay,
+        config=config,
         evaluate_every=config.steps,
         checkpoint_every=max(1, config.steps // 5),
         out_dir=out_dir,

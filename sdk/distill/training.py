@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -65,8 +65,37 @@ def warmup_cosine(step: int, steps: int, learning_rate: float, warmup_fraction: 
     return float(0.5 * learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
 
 
+class RunConfig:
+    """What every run config of :func:`run_loop` shares (the training, bridge and detection configs are
+    frozen dataclasses deriving from it, with ``steps``, ``learning_rate``, ``weight_decay`` and a
+    ``warmup_fraction`` field or class attribute): the one learning-rate schedule and the JSON round trip."""
+
+    _kind = "run"  # the word naming the config in errors
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
+        return warmup_cosine(step, self.steps, self.learning_rate, self.warmup_fraction)
+
+    def to_json(self) -> str:
+        """The config as JSON (what a checkpoint stores)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """Inverse of ``dataclasses.asdict`` (lists back to tuples).
+
+        Raises:
+            ValueError: unknown fields.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown {cls._kind} config fields {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything that defines a training run. Immutable (thread-safe); stored in every checkpoint.
 
     Attributes:
@@ -92,6 +121,8 @@ class TrainConfig:
         task: one of :data:`TASKS`.
         quality_channels: :class:`QualityStudent` widths (the ``"quality"`` task; ``resolution`` is its chip side).
     """
+
+    _kind = "training"
 
     resolution: int = 16
     width_range: tuple[float, float] = (10.0, 32.0)
@@ -128,23 +159,6 @@ class TrainConfig:
     def student_config(self) -> StudentConfig:
         """The student's shape."""
         return StudentConfig(size=self.resolution, channels=tuple(self.channels))
-
-    def learning_rate_at(self, step: int) -> float:
-        """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
-        return warmup_cosine(step, self.steps, self.learning_rate, self.warmup_fraction)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Inverse of ``dataclasses.asdict`` (lists back to tuples).
-
-        Raises:
-            ValueError: unknown fields.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown training config fields {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -357,11 +371,7 @@ def _keep_sigchld_handler(workers: int):
 def run_loop(
     task: TrainingTask,
     *,
-    config_json: str,
-    steps: int,
-    learning_rate: float,
-    learning_rate_at: Callable[[int], float],
-    weight_decay: float,
+    config: RunConfig,
     evaluate_every: int,
     checkpoint_every: int,
     out_dir: str | Path,
@@ -375,11 +385,9 @@ def run_loop(
 
     Args:
         task: what to train.
-        config_json: the run's configuration as JSON (stored in the checkpoint; a resume must match it).
-        steps: the run's last step.
-        learning_rate: AdamW's initial learning rate (replaced every step by ``learning_rate_at``).
-        learning_rate_at: learning rate of a (0-based) step.
-        weight_decay: AdamW decoupled weight decay.
+        config: the run's configuration: its ``steps`` (the last step), ``learning_rate`` (AdamW's initial
+            one, replaced every step by ``config.learning_rate_at``) and ``weight_decay`` (AdamW's
+            decoupled one); its JSON is stored in the checkpoint, and a resume must match it.
         evaluate_every: steps between ``task.validate`` calls (and at the last step).
         checkpoint_every: steps between checkpoints (and at the last step).
         out_dir: folder of ``checkpoint.pt`` (created).
@@ -395,10 +403,11 @@ def run_loop(
     Raises:
         ValueError: a checkpoint made by a different config.
     """
+    config_json, steps, learning_rate_at = config.to_json(), config.steps, config.learning_rate_at
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = task.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     history: list = []
     step = 0
     earlier_seconds = 0.0  # training time of the processes before a resume
@@ -617,11 +626,7 @@ def train(
 
     history, seconds = run_loop(
         task,
-        config_json=json.dumps(asdict(config), sort_keys=True),
-        steps=config.steps,
-        learning_rate=config.learning_rate,
-        learning_rate_at=config.learning_rate_at,
-        weight_decay=config.weight_decay,
+        config=config,
         evaluate_every=config.evaluate_every,
         checkpoint_every=config.checkpoint_every,
         out_dir=out_dir,

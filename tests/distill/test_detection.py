@@ -3,8 +3,6 @@ drawn from photos and crops, and a tiny seeded training run through the one loop
 
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
@@ -93,11 +91,7 @@ def _tiny_run(pool, config, out):
     task = D.DetectionTask(model, pool, config)
     run_loop(
         task,
-        config_json=json.dumps({"tiny": config.seed}),
-        steps=config.steps,
-        learning_rate=config.learning_rate,
-        learning_rate_at=config.learning_rate_at,
-        weight_decay=config.weight_decay,
+        config=config,
         evaluate_every=config.steps,
         checkpoint_every=config.steps,
         out_dir=out,
