@@ -150,19 +150,9 @@ class FaceBridgeRun:
     def _routing(self, onnx_path: Path, data, mu: np.ndarray) -> dict:
         """Rank-1 of the bridge and of the teacher on the validation identities' probes at each width."""
         from ..models import onnx_path as registry_onnx
-        from .degrade import moderate_degradations
-        from .faces import FaceSampler
         from .training import _validation_set
 
-        sampler = FaceSampler(
-            crops=data.crops,
-            landmarks=data.landmarks,
-            face_widths=data.face_widths,
-            targets=data.targets,
-            size=150,
-            width_range=(10.0, 24.0),
-            degradations=moderate_degradations(0),
-        )
+        sampler = _probe_sampler(data)
         teacher_onnx = self.out_dir / "teacher.onnx"  # the registry teacher, compiled like the bridge
         if not teacher_onnx.is_file():
             shutil.copyfile(registry_onnx("dlib-resnet"), teacher_onnx)
@@ -187,20 +177,11 @@ class FaceBridgeRun:
     def _space(self, onnx_path: Path, data, mu: np.ndarray, width: float = 16.0) -> dict:
         """The identification threshold at FAR 1e-3 on the TRAINING identities: bridge probes of 16 px faces
         against the teacher's embeddings of the clean photos."""
-        from .degrade import moderate_degradations
-        from .faces import FaceSampler, to_tensor_layout
+        from .faces import to_tensor_layout
 
         idx = np.flatnonzero(data.train)
         probe_idx = idx[::THRESHOLD_PROBE_STRIDE]
-        sampler = FaceSampler(
-            crops=data.crops,
-            landmarks=data.landmarks,
-            face_widths=data.face_widths,
-            targets=data.targets,
-            size=150,
-            width_range=(10.0, 24.0),
-            degradations=moderate_degradations(0),
-        )
+        sampler = _probe_sampler(data)
         parts = []
         for start in range(0, len(probe_idx), 128):
             chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probe_idx[start : start + 128]]))
@@ -221,6 +202,23 @@ class FaceBridgeRun:
             "note": "bridge probes (16 px faces upsampled into the 150 px chip) against teacher embeddings of "
             "clean photos, training identities of the celeba-faces folder; mu is the teacher's",
         }
+
+
+def _probe_sampler(data):
+    """The sampler of the routing and threshold probes: 150 px chips of the crops shrunk to a given
+    face width (``FaceSampler.probe``), with the recipe's moderate degradations at seed 0."""
+    from .degrade import moderate_degradations
+    from .faces import FaceSampler
+
+    return FaceSampler(
+        crops=data.crops,
+        landmarks=data.landmarks,
+        face_widths=data.face_widths,
+        targets=data.targets,
+        size=150,
+        width_range=(10.0, 24.0),
+        degradations=moderate_degradations(0),
+    )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
