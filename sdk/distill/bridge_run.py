@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from .bridge import (
 from .evaluate import identification_metrics
 from .faces import load_crops
 from .teacher import _read_faces_csv
+from .training import say
 
 __all__ = ["FaceBridgeRun", "ROUTING_WIDTHS"]
 
@@ -39,10 +39,6 @@ ROUTING_WIDTHS: tuple[float, ...] = (16.0, 20.0, 24.0, 32.0)  # validation probe
 THRESHOLD_PROBE_STRIDE = 3  # every 3rd training-identity crop is a probe for the threshold (all are gallery)
 PARITY_MIN_COSINE = 0.9999  # torch fp32 vs the ONNX with fp16-stored weights (ONNX Runtime), per face
 FAR = 1e-3
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -88,12 +84,12 @@ class FaceBridgeRun:
         config = self.config()
         rows = _read_faces_csv(self.data_dir)
         crops = load_crops(self.data_dir, np.array([r["file"] for r in rows]))
-        _say("step 1/4: teacher targets of the clean and mirrored crops (the registry teacher; cached)")
+        say("step 1/4: teacher targets of the clean and mirrored crops (the registry teacher; cached)")
         targets = compute_bridge_targets(self.data_dir, self.cache_dir, crops, num_threads=self.threads)
         mu = teacher_centre()
         data, mirrored = bridge_training_data(crops, targets, mu, config.validation_identities)
         train_idx = data.train & ~data.validation
-        _say(
+        say(
             f"step 2/4: training {config.steps} steps on {int(train_idx.sum())} crops of "
             f"{len(set(data.identities[train_idx]))} identities"
         )
@@ -101,9 +97,9 @@ class FaceBridgeRun:
             config, data, mirrored, mu, self.out_dir / "train", stop_after=self.stop_after, workers=self.workers
         )
         model, _ = load_bridge(self.out_dir / "train" / "checkpoint.pt")
-        _say("step 3/4: ONNX export (fp16-stored weights) and parity with torch")
+        say("step 3/4: ONNX export (fp16-stored weights) and parity with torch")
         onnx_path, parity = self._export(model, data)
-        _say("step 4/4: routing width on the validation identities, threshold on the training identities")
+        say("step 4/4: routing width on the validation identities, threshold on the training identities")
         routing = self._routing(onnx_path, data, mu)
         space = self._space(onnx_path, data, mu)
         space.update(
@@ -128,7 +124,7 @@ class FaceBridgeRun:
             },
         }
         (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        _say(f"report written to {self.out_dir / 'report.json'}")
+        say(f"report written to {self.out_dir / 'report.json'}")
         return report
 
     def _export(self, model: torch.nn.Module, data) -> tuple[Path, float]:
@@ -165,7 +161,7 @@ class FaceBridgeRun:
                 probes = _onnx_descriptors(model_path, chips) - mu
                 row[name] = identification_metrics(gallery, g_labels, probes, p_labels).rank1
             rows[f"{width:g}"] = row
-            _say(f"  validation {width:g} px: bridge {row['bridge']:.3f}, teacher {row['teacher']:.3f}")
+            say(f"  validation {width:g} px: bridge {row['bridge']:.3f}, teacher {row['teacher']:.3f}")
         better = [w for w in ROUTING_WIDTHS if rows[f"{w:g}"]["bridge"] >= rows[f"{w:g}"]["teacher"]]
         return {
             "rank1": rows,

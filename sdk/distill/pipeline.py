@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,17 +22,13 @@ from .evaluate import identification_metrics
 from .export import compile_student, embed_with_package, export_student
 from .faces import FaceSampler, celeba_training_data, to_tensor_layout
 from .teacher import DlibTeacher, compute_face_targets, warp_chip
-from .training import TrainConfig, load_student, train
+from .training import TrainConfig, load_student, say, train
 
 __all__ = ["FaceEmbeddingRun", "REPORT_WIDTHS"]
 
 REPORT_WIDTHS: tuple[float, ...] = (12.0, 16.0, 24.0, 32.0)  # probe face widths of the issue-14 benchmark
 CALIBRATION_SAMPLES = 300  # degraded training chips for int8 calibration (the last 16 check fidelity)
 PARITY_ATOL = 1e-4  # torch vs ONNX Runtime fp32, max abs difference of embeddings
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -91,11 +86,11 @@ class FaceEmbeddingRun:
         """
         torch.set_num_threads(self.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _say("step 1/5: teacher targets (dlib ResNet; cached)")
+        say("step 1/5: teacher targets (dlib ResNet; cached)")
         targets = compute_face_targets(self.data_dir, self.cache_dir, workers=self.teacher_workers)
         config = self.config()
         data = celeba_training_data(self.data_dir, targets, config.validation_identities)
-        _say(
+        say(
             f"step 2/5: training {config.steps} steps on {int((data.train & ~data.validation).sum())} crops "
             f"of {len(set(data.identities[data.train & ~data.validation]))} identities"
         )
@@ -110,7 +105,7 @@ class FaceEmbeddingRun:
             width_range=config.width_range,
             degradations=default_degradations(config.seed + 1),
         )
-        _say("step 3/5: ONNX export and parity with torch")
+        say("step 3/5: ONNX export and parity with torch")
         onnx_path = export_student(model, self.out_dir / f"student{config.resolution}.onnx")
         train_idx = np.flatnonzero(data.train & ~data.validation)
         calib_rng = np.random.default_rng([config.seed, 2])
@@ -136,7 +131,7 @@ class FaceEmbeddingRun:
         shutil.copyfile(
             packages["onnxruntime-int8"] / "model.onnx", self.out_dir / f"student{config.resolution}-int8.onnx"
         )
-        _say("step 4/5: cross-quality identification on the TEST identities")
+        say("step 4/5: cross-quality identification on the TEST identities")
         report = {
             "config": asdict(config),
             "train_seconds": result.seconds,
@@ -155,7 +150,7 @@ class FaceEmbeddingRun:
         report["space"] = self._space(data, sampler, packages["openvino-int8"])
         (self.out_dir / f"student{config.resolution}.json").write_text(json.dumps(report["space"], indent=1))
         (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        _say(f"step 5/5: report written to {self.out_dir / 'report.json'}")
+        say(f"step 5/5: report written to {self.out_dir / 'report.json'}")
         return report
 
     def _space(self, data, sampler: FaceSampler, package: Path, far: float = 1e-3) -> dict:
@@ -203,7 +198,7 @@ class FaceEmbeddingRun:
                 chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probes]))
                 res = identification_metrics(g_emb, g_ids, embed_with_package(pkg, chips), p_ids)
                 rows[f"{width:g}"] = {"rank1": res.rank1, "tar_at_far": res.tar_at_far}
-                _say(f"  {name} {width:g} px: rank-1 {res.rank1:.3f}, TAR@FAR1e-3 {res.tar_at_far[1e-3]:.3f}")
+                say(f"  {name} {width:g} px: rank-1 {res.rank1:.3f}, TAR@FAR1e-3 {res.tar_at_far[1e-3]:.3f}")
             out[f"student_{name}"] = rows
         if self.baseline_widths:
             teacher = DlibTeacher()
@@ -222,7 +217,7 @@ class FaceEmbeddingRun:
                 e = np.array(d) - targets.mu
                 res = identification_metrics(g_emb, g_ids, e, p_ids)
                 rows[f"{width:g}"] = {"rank1": res.rank1, "tar_at_far": res.tar_at_far}
-                _say(f"  teacher on upsampled {width:g} px probes: rank-1 {res.rank1:.3f}")
+                say(f"  teacher on upsampled {width:g} px probes: rank-1 {res.rank1:.3f}")
             out["teacher_upsampled"] = rows
         return out
 
@@ -273,6 +268,6 @@ class FaceEmbeddingRun:
                     g, subjects[gallery], embed_with_package(pkg, to_tensor_layout(np.stack(small))), subjects[probes]
                 )
                 rows[f"{width:g}"] = {"rank1": res.rank1, "tar_at_far": res.tar_at_far}
-                _say(f"  ORL {name} {width:g} px: rank-1 {res.rank1:.3f}")
+                say(f"  ORL {name} {width:g} px: rank-1 {res.rank1:.3f}")
             out[f"student_{name}"] = rows
         return out

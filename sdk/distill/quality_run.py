@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from .quality import (
     sdd_fiqa_labels,
 )
 from .teacher import compute_face_targets
-from .training import TrainConfig, TrainData, load_student, predict_quality, train, validation_split
+from .training import TrainConfig, TrainData, load_student, predict_quality, say, train, validation_split
 
 __all__ = [
     "FaceQualityRun",
@@ -58,10 +57,6 @@ VALIDATION_IDENTITIES = 24  # training identities held out for validation
 VALIDATION_PROBE_SEED = 4049  # the validation probes' degradations (the benchmark's test probes use 2026)
 VALIDATION_PROBE_VIEWS = 4  # degraded views per validation probe photo (more probes: a steadier score)
 VALIDATION_FMRS = (1e-2, 1e-3)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def clean_reference(targets) -> np.ndarray:
@@ -149,7 +144,7 @@ class FaceQualityRun:
         crops = load_crops(self.data_dir, targets.files)
         train_idx = np.flatnonzero(~targets.test)
         widths = (targets.boxes[:, 2] - targets.boxes[:, 0]).astype(np.float32)
-        _say(f"step 1/5: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
+        say(f"step 1/5: {self.views} degraded views of {len(train_idx)} training crops through the teacher (cached)")
         # Views are made (and cached) in chunks of VIEWS_PER_CHUNK, each chunk with its own seed, so that a run
         # with more views reuses the teacher's work of a run with fewer.
         chunks = [
@@ -179,7 +174,7 @@ class FaceQualityRun:
         sources = np.concatenate([train_idx, views.sources])
         embeddings = np.concatenate([reference[train_idx], views.embeddings])
         identities = targets.identities[sources]
-        _say(f"step 2/5: SDD-FIQA labels of {len(sources)} samples")
+        say(f"step 2/5: SDD-FIQA labels of {len(sources)} samples")
         raw = sdd_fiqa_labels(
             embeddings,
             identities,
@@ -297,11 +292,11 @@ class FaceQualityRun:
             quality=samples["labels"].astype(np.float32),
         )
         config = self.config()
-        _say(f"step 3/5: training ({config.steps} steps, {int((~validation).sum())} training chips)")
+        say(f"step 3/5: training ({config.steps} steps, {int((~validation).sum())} training chips)")
         result = train(config, data, self.out_dir / "train", workers=0)
         model, _ = load_student(self.out_dir / "train" / "checkpoint.pt")
         onnx_path = export_quality_student(model, self.out_dir / "face_quality.onnx")
-        _say("step 4/5: ONNX export, parity with torch")
+        say("step 4/5: ONNX export, parity with torch")
         import onnxruntime as ort
 
         chips = to_tensor_layout(samples["chips"][validation])
@@ -313,9 +308,9 @@ class FaceQualityRun:
         parity = float(np.abs(exported - reference).max())
         if parity > PARITY_ATOL:
             raise ValueError(f"ONNX export misses parity with torch: max abs difference {parity:.2e} > {PARITY_ATOL}")
-        _say("step 5/5: error-versus-reject on the validation identities")
+        say("step 5/5: error-versus-reject on the validation identities")
         validation_erc = self.validation_erc(model)
-        _say(json.dumps(validation_erc))
+        say(json.dumps(validation_erc))
         report = {
             "config": asdict(config),
             "views_per_crop": self.views,
@@ -335,5 +330,5 @@ class FaceQualityRun:
             },
         }
         (self.out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        _say(f"wrote {onnx_path} and {self.out_dir / 'report.json'}")
+        say(f"wrote {onnx_path} and {self.out_dir / 'report.json'}")
         return report

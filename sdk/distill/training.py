@@ -65,6 +65,11 @@ def warmup_cosine(step: int, steps: int, learning_rate: float, warmup_fraction: 
     return float(0.5 * learning_rate * (1 + np.cos(np.pi * min(progress, 1.0))))
 
 
+def say(message: str) -> None:
+    """One line of a run's progress report, on stderr (stdout stays free for results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class RunConfig:
     """What every run config of :func:`run_loop` shares (the training, bridge and detection configs are
     frozen dataclasses deriving from it, with ``steps``, ``learning_rate``, ``weight_decay`` and a
