@@ -41,7 +41,15 @@ from .evaluate import identification_metrics
 from .faces import FaceSampler, load_crops, mirror_landmarks, to_tensor_layout
 from .losses import EmbeddingDistillationLoss, SimilarityPreservingLoss
 from .teacher import _read_faces_csv, is_test_identity
-from .training import RunConfig, TrainData, _draw_batch, _validation_set, run_loop, validation_split
+from .training import (
+    RunConfig,
+    TrainData,
+    _draw_batch,
+    _validation_set,
+    run_in_batches,
+    run_loop,
+    validation_split,
+)
 
 __all__ = [
     "CHIP_SIZE",
@@ -125,12 +133,7 @@ def embed_descriptors(model: torch.nn.Module, chips: np.ndarray | torch.Tensor, 
         (N, 128) float32 raw descriptors.
     """
     chips = torch.as_tensor(chips)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = [model(chips[i : i + batch]) for i in range(0, len(chips), batch)]
-    model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 128), np.float32)
+    return run_in_batches(model, chips, batch=batch).numpy() if len(chips) else np.zeros((0, 128), np.float32)
 
 
 @dataclass(frozen=True)

@@ -293,12 +293,26 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def _embed(model: FaceStudent, chips: torch.Tensor) -> np.ndarray:
+def run_in_batches(model: torch.nn.Module, *inputs: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """``model`` over its inputs, sliced together in batches: eval mode, no gradients, and the model's
+    mode put back afterwards.
+
+    Args:
+        model: the module.
+        inputs: tensors with the same first dimension N (N >= 1), passed to the model positionally.
+        batch: rows per call.
+
+    Returns:
+        The outputs, concatenated along the first dimension.
+    """
+    was_training = model.training
     model.eval()
-    with torch.no_grad():
-        out = torch.cat([model(chips[i : i + 512]) for i in range(0, len(chips), 512)])
-    model.train()
-    return out.numpy()
+    try:
+        with torch.no_grad():
+            out = [model(*(x[i : i + batch] for x in inputs)) for i in range(0, len(inputs[0]), batch)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -536,7 +550,7 @@ class _EmbeddingTask:
         if self.validation is None:
             return None
         g, g_labels, probe_chips, p_labels = self.validation
-        result = identification_metrics(g, g_labels, _embed(self.model, probe_chips), p_labels)
+        result = identification_metrics(g, g_labels, run_in_batches(self.model, probe_chips).numpy(), p_labels)
         return {"rank1": result.rank1}
 
 
@@ -579,12 +593,7 @@ def predict_quality(model: QualityStudent, chips: np.ndarray, face_widths: np.nd
     """
     x = torch.from_numpy(to_tensor_layout(chips))
     w = torch.from_numpy(np.asarray(face_widths, np.float32).reshape(-1, 1))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = torch.cat([model(x[i : i + 512], w[i : i + 512]) for i in range(0, len(x), 512)])
-    model.train(was_training)
-    return out[:, 0].numpy()
+    return run_in_batches(model, x, w)[:, 0].numpy()
 
 
 def train(
