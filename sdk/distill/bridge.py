@@ -44,7 +44,7 @@ from .teacher import _read_faces_csv, is_test_identity
 from .training import (
     RunConfig,
     TrainData,
-    _draw_batch,
+    _Batches,
     _validation_set,
     run_in_batches,
     run_loop,
@@ -273,20 +273,6 @@ def bridge_training_data(
     return data, _unit(targets.mirrored - mu)
 
 
-class _BridgeBatches(torch.utils.data.Dataset):
-    """Batch ``step``: degraded 150 px chips of the crops drawn by the step's generator, and their targets."""
-
-    def __init__(self, sampler: FaceSampler, train_idx: np.ndarray, config: BridgeConfig) -> None:
-        self.sampler, self.train_idx, self.config = sampler, train_idx, config
-
-    def __len__(self) -> int:
-        return self.config.steps
-
-    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        _, batch = _draw_batch(self.config, self.train_idx, step)
-        return self.sampler.batch_with_targets(batch, step * self.config.batch_size)
-
-
 class _BridgeTask:
     """The teacher's port learns to map a small face's upsampled chip onto the clean face's embedding."""
 
@@ -317,10 +303,10 @@ class _BridgeTask:
             width_focus=config.width_focus,
         )
         self.validation = _validation_set(data, sampler, config.validation_width)
-        self.batches = _BridgeBatches(sampler, train_idx, config)
+        self.batches = _Batches(sampler, train_idx, config)
 
     def loss_terms(self, batch) -> dict[str, torch.Tensor]:
-        chips, targets = (torch.as_tensor(b) for b in batch)
+        _, chips, targets = (torch.as_tensor(b) for b in batch)
         centred = self.model(chips) - self.mu
         terms = {"cos": self.feature_loss(centred, targets)}
         if self.config.similarity_weight:

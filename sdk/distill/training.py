@@ -249,7 +249,7 @@ def _validation_set(data: TrainData, sampler: FaceSampler, width: float):
     return data.targets[gallery], data.identities[gallery], torch.from_numpy(chips), data.identities[probes]
 
 
-def _draw_batch(config: TrainConfig, train_idx: np.ndarray, step: int) -> tuple[np.random.Generator, np.ndarray]:
+def _draw_batch(config: RunConfig, train_idx: np.ndarray, step: int) -> tuple[np.random.Generator, np.ndarray]:
     """The crops of batch ``step`` (a pure function of the seed and the step) and the step's generator."""
     rng = np.random.default_rng([config.seed, step, 1])
     size = min(config.batch_size, len(train_idx))
@@ -257,17 +257,19 @@ def _draw_batch(config: TrainConfig, train_idx: np.ndarray, step: int) -> tuple[
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Batch ``step`` of a run: the crops drawn by the step's generator, degraded (for a DataLoader worker)."""
+    """Batch ``step`` of an embedding or bridge run (for a DataLoader worker): the crops drawn by the
+    step's generator, their degraded chips and each chip's teacher target
+    (:meth:`FaceSampler.batch_with_targets`: the mirrored face's for a mirrored chip when the sampler has them)."""
 
-    def __init__(self, sampler: FaceSampler, train_idx: np.ndarray, config: TrainConfig) -> None:
+    def __init__(self, sampler: FaceSampler, train_idx: np.ndarray, config: RunConfig) -> None:
         self.sampler, self.train_idx, self.config = sampler, train_idx, config
 
     def __len__(self) -> int:
         return self.config.steps
 
-    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _, batch = _draw_batch(self.config, self.train_idx, step)
-        return batch, self.sampler.batch(batch, step * self.config.batch_size)
+        return batch, *self.sampler.batch_with_targets(batch, step * self.config.batch_size)
 
 
 class _QualityBatches(torch.utils.data.Dataset):
@@ -533,12 +535,11 @@ class _EmbeddingTask:
         self.batches = _Batches(sampler, train_idx, config)
 
     def loss_terms(self, batch) -> dict[str, torch.Tensor]:
-        indices, chips = batch
-        indices = torch.as_tensor(indices)
+        indices, chips, teacher = batch
         chips = torch.as_tensor(chips).contiguous(memory_format=torch.channels_last)
         config = self.config
         student = self.model(chips)
-        teacher, weight = self.targets[indices], self.weights[indices]
+        teacher, weight = torch.as_tensor(teacher), self.weights[torch.as_tensor(indices)]
         terms = {"cos": config.cosine_weight * self.feature_loss(student, teacher, weight)}
         if config.similarity_weight:
             terms["sp"] = config.similarity_weight * self.similarity_loss(F.normalize(student, dim=1), teacher)
