@@ -102,7 +102,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--steps", type=int, default=8000, help="training steps")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    q.add_argument("--channels", default="12,24,48", help="regressor widths: stem and two blocks")
+    q.add_argument("--channels", default="24,48,96", help="regressor widths: stem and two blocks")
+    q.add_argument("--hidden", type=int, default=32, help="units of the regressor head's hidden layer")
     q.set_defaults(func=run_face_quality)
 
 
@@ -162,6 +163,7 @@ def run_face_quality(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         channels=tuple(int(c) for c in args.channels.split(",")),
+        hidden=args.hidden,
     ).execute()
     return 0
 

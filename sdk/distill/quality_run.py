@@ -107,6 +107,7 @@ class FaceQualityRun:
         seed: run seed (views, label draws, training).
         threads: torch threads.
         channels: :class:`lanner.distill.QualityStudent` widths.
+        hidden: units of its head's hidden layer.
     """
 
     data_dir: Path
@@ -116,7 +117,8 @@ class FaceQualityRun:
     steps: int = 8000
     seed: int = 0
     threads: int = 1
-    channels: tuple[int, int, int] = (12, 24, 48)
+    channels: tuple[int, int, int] = (24, 48, 96)
+    hidden: int = 32
 
     def config(self) -> TrainConfig:
         """The training config of this run."""
@@ -131,6 +133,7 @@ class FaceQualityRun:
             checkpoint_every=500,
             seed=self.seed,
             quality_channels=tuple(self.channels),
+            quality_hidden=self.hidden,
         )
 
     def labelled_samples(self) -> dict:

@@ -125,6 +125,7 @@ class TrainConfig(RunConfig):
         seed: run seed (batches, degradations, initial weights).
         task: one of :data:`TASKS`.
         quality_channels: :class:`QualityStudent` widths (the ``"quality"`` task; ``resolution`` is its chip side).
+        quality_hidden: units of the :class:`QualityStudent` head's hidden layer.
     """
 
     _kind = "training"
@@ -150,6 +151,7 @@ class TrainConfig(RunConfig):
     seed: int = 0
     task: str = "embedding"
     quality_channels: tuple[int, int, int] = (12, 24, 48)
+    quality_hidden: int = 16
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -158,7 +160,7 @@ class TrainConfig(RunConfig):
     def build_model(self) -> FaceStudent | QualityStudent:
         """A freshly initialised model of the run's task."""
         if self.task == "quality":
-            return QualityStudent(tuple(self.quality_channels))
+            return QualityStudent(tuple(self.quality_channels), self.quality_hidden)
         return FaceStudent(self.student_config())
 
     def student_config(self) -> StudentConfig:

@@ -29,6 +29,7 @@ TINY = dict(
     task="quality",
     resolution=32,
     quality_channels=(4, 8, 8),
+    quality_hidden=6,  # not the default (16): a checkpoint must rebuild the head it was trained with
     batch_size=32,
     learning_rate=2e-2,
     evaluate_every=100,
@@ -88,6 +89,7 @@ def test_tiny_run_learns_blur_and_width(blur_data, tmp_path):
     assert result.history[-1]["spearman"] > 0.8, result.history
     model, loaded = load_student(tmp_path / "checkpoint.pt")
     assert loaded == config and isinstance(model, QualityStudent)
+    assert model.head[0].out_features == 6 and model.features[0].out_channels == 4
     # Both inputs matter: the same chips scored as 8 px faces rank below themselves as 90 px faces.
     chips = blur_data.crops[blur_data.validation]
     small = predict_quality(model, chips, np.full(len(chips), 8.0, np.float32))
@@ -106,10 +108,11 @@ def test_quality_task_needs_labels(blur_data, tmp_path):
         TrainConfig(task="nope")
 
 
-def test_onnx_parity_with_torch(blur_data, tmp_path):
+@pytest.mark.parametrize("channels, hidden", [((12, 24, 48), 16), ((24, 48, 96), 32)])  # the old and shipped shapes
+def test_onnx_parity_with_torch(blur_data, tmp_path, channels, hidden):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = QualityStudent()
+    model = QualityStudent(channels, hidden)
     chips = to_tensor_layout(blur_data.crops)
     # Widths below, inside and above the clamped range [8, 128] px.
     widths = np.geomspace(3.0, 400.0, len(chips)).astype(np.float32)[:, None]
