@@ -143,7 +143,7 @@ REGISTRY["face-student16"] = ModelSpec(
 REGISTRY["face-quality"] = ModelSpec(
     "face-quality",
     "face_quality/face_quality.onnx",
-    "2b3615dcdaa34af4d556721229d4081423507466e0df5122c446ec519391324e",
+    "3bc238908a225f57cb678457eae8118ccaedde2cb2d429c0735d2582848c645a",
     {"image": ("n", 3, 32, 32), "face_width": ("n", 1)},
     ("quality",),
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
