@@ -9,7 +9,8 @@ only the refinement stages learn, on crops made exactly as the runtime makes the
   *clean* face (Hinton et al. 2015, temperature 1 on the two-way softmax), its box regression and 5
   landmarks the teacher's box and landmarks of the clean face (faces.csv);
 * **real masked faces** — the facemask-voc *train* split's boxes (every class): face probability 1, box
-  regression to the annotated box (no landmarks: none annotated);
+  regression to the annotated box, landmarks the teacher O-Net's on the same crop (none are annotated;
+  the student's own O-Net then gives the teacher's points, with no second O-Net call at run time);
 * **negatives** — crops of the same photos away from every face (IoU < 0.3): the teacher's soft output
   on the crop itself, which keeps the teacher's behaviour on clutter;
 * clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces;
@@ -17,7 +18,8 @@ only the refinement stages learn, on crops made exactly as the runtime makes the
   what a previous student cascade detects, and what its R-Net passes to O-Net, on *training* images
   that is no face (:func:`mine_hard_negatives`): face probability 0. Sources: the facemask-voc train
   split, scenes of celeba-faces training crops, and clean photos shipped in installed packages
-  (:func:`clean_photos`: never the parity photos or the demo photo).
+  (:func:`clean_photos`: never the parity photos or the demo photo), each also as a heavily compressed
+  JPEG copy (:func:`compressed_copies`: the blocks and ringing of a low-bit-rate video frame).
 
 Losses follow MTCNN's multi-task weights (face 1, box 0.5, landmarks 0.5 for R-Net, 1 for O-Net).
 The run is :func:`lanner.distill.training.run_loop` with :class:`DetectionTask`: one loop for every
@@ -58,7 +60,8 @@ __all__ = [
     "celeba_scenes",
     "mine_hard_negatives",
     "train_stages",
-    "teacher_face_probability",
+    "teacher_onet",
+    "compressed_copies",
     "read_celeba_faces",
     "export_stages",
     "run_face_detector",
@@ -87,6 +90,8 @@ class DetectionConfig(RunConfig):
             threshold and R-Net NMS overlap); 0 entries turn mining off.
         celeba_scenes: scenes of celeba-faces training crops to mine on.
         max_hard_negatives_per_image: the most mined boxes kept per image (the highest scores).
+        mining_jpeg_quality: JPEG quality range of the compressed copy of each mining image
+            (:func:`compressed_copies`); None: mine on the images as they are only.
     """
 
     steps: int = 400
@@ -104,6 +109,7 @@ class DetectionConfig(RunConfig):
     mining_thresholds: tuple[float, float] = (0.0, 0.0)
     celeba_scenes: int = 40
     max_hard_negatives_per_image: int = 20
+    mining_jpeg_quality: tuple[int, int] | None = (10, 30)
 
     warmup_fraction: ClassVar[float] = 0.03  # of the steps (not a field: checkpoints' stored configs stay as they are)
     _kind = "detection"
@@ -177,7 +183,7 @@ def make_pool(
     photos: list[AnnotatedPhoto],
     celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     config: DetectionConfig,
-    teacher_face: Callable[[np.ndarray], np.ndarray],
+    teacher: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     hard_negatives: list[HardNegatives] = (),
 ) -> DetectionPool:
     """Draw every training sample (seeded by ``config.seed``) with its targets.
@@ -187,7 +193,8 @@ def make_pool(
         celeba: ``(crops (M, H, W, 3) uint8 RGB, boxes (M, 4), landmarks (M, 5, 2))`` clean faces with the
             teacher's box and landmarks, or None.
         config: the run.
-        teacher_face: the teacher O-Net's face probability of (N, 3, 48, 48) float32 crops, (N,).
+        teacher: the teacher O-Net (:func:`teacher_onet`) on (N, 3, 48, 48) float32 crops: face probability
+            (N,) and landmarks (N, 10) as O-Net's outputs.
         hard_negatives: mined boxes (:func:`mine_hard_negatives`): face probability 0, each box as mined.
 
     Returns:
@@ -228,7 +235,10 @@ def make_pool(
                 reg.append(_regression(crop, box))
         if crop_boxes:
             c24, c48, valid = _crops(rgb, np.array(crop_boxes))
-            add(c24, c48, valid, 1.0, np.array(reg), np.tile(nan10, (len(reg), 1)), 1)
+            points = np.tile(nan10, (len(reg), 1))
+            if valid.any():  # no landmarks are annotated: the teacher O-Net's on the same crop
+                points[valid] = teacher(c48[valid])[1]
+            add(c24, c48, valid, 1.0, np.array(reg), points, 1)
         negatives = []
         for _ in range(config.negatives_per_photo * 4):
             if len(negatives) == config.negatives_per_photo:
@@ -242,7 +252,7 @@ def make_pool(
             c24, c48, valid = _crops(rgb, np.array(negatives))
             face = np.zeros(len(negatives), np.float32)
             if valid.any():
-                face[valid] = teacher_face(c48[valid])
+                face[valid] = teacher(c48[valid])[0]
             add(c24, c48, valid, face, np.tile(nan4, (len(negatives), 1)), np.tile(nan10, (len(negatives), 1)), 0)
     if celeba is not None and config.celeba_samples:
         crops, boxes, landmarks = celeba
@@ -266,7 +276,7 @@ def make_pool(
                     c24,
                     c48,
                     valid,
-                    teacher_face(clean48)[0],
+                    teacher(clean48)[0][0],
                     _regression(crop, box)[None],
                     _landmark_targets(crop, lm)[None],
                     kind,
@@ -397,6 +407,37 @@ def celeba_scenes(
             canvas[y : y + side, x : x + side] = cv2.resize(crops[j], (side, side), interpolation=cv2.INTER_AREA)
             faces.append(boxes[j] * s + np.array([x, y, x, y], np.float32))
         out.append((f"celeba-scene{k}", canvas, np.array(faces, np.float32)))
+    return out
+
+
+def compressed_copies(
+    images: list[tuple[str, np.ndarray, np.ndarray]], quality: tuple[int, int], seed: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """A JPEG-compressed copy of each mining image (quality drawn from ``quality``, seeded per image): the 8x8
+    blocks, ringing and lost colour of a low-bit-rate video frame, where a cascade sees faces in glossy
+    reflections that the clean photo does not show.
+
+    Args:
+        images: ``[(name, image (H, W, 3) uint8 RGB, annotated faces (A, 4))]``.
+        quality: lowest and highest JPEG quality (1-100).
+        seed: their seed.
+
+    Returns:
+        ``[(name + "#jpeg<q>", decoded copy, the same annotated faces)]``.
+
+    Raises:
+        ValueError: ``quality`` is not an increasing pair within 1-100.
+    """
+    low, high = quality
+    if not 1 <= low <= high <= 100:
+        raise ValueError(f"quality should be an increasing pair within 1-100, got {quality!r}")
+    out = []
+    for index, (name, rgb, annotated) in enumerate(images):
+        q = int(np.random.default_rng([seed, 6, index]).integers(low, high + 1))
+        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
+        if not ok:
+            raise ValueError(f"{name}: JPEG encoding failed")
+        out.append((f"{name}#jpeg{q}", np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]), annotated))
     return out
 
 
@@ -587,14 +628,16 @@ class DetectionTask:
         return None  # measured on the facemask-voc test split by benchmarks/detection/bench_masked.py
 
 
-def teacher_face_probability(onet: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """The teacher O-Net's face probability as a NumPy function for :func:`make_pool`."""
+def teacher_onet(onet: torch.nn.Module) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The teacher O-Net as a NumPy function for :func:`make_pool`: ``(face probability (N,), landmarks (N, 10))``
+    of (N, 3, 48, 48) float32 crops."""
 
-    def face(crops48: np.ndarray) -> np.ndarray:
+    def outputs(crops48: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return onet(torch.from_numpy(np.ascontiguousarray(crops48, np.float32)))[2][:, 1].numpy()
+            _, landmarks, prob = onet(torch.from_numpy(np.ascontiguousarray(crops48, np.float32)))
+        return prob[:, 1].numpy(), landmarks.numpy().astype(np.float32)
 
-    return face
+    return outputs
 
 
 def train_stages(
@@ -719,6 +762,8 @@ def run_face_detector(
         images = [(f"facemask:{p.image_path.stem}", cv2.imread(str(p.image_path))[:, :, ::-1], p.boxes) for p in photos]
         images += celeba_scenes(celeba[0], celeba[1], config.celeba_scenes, config.seed)
         images += [(name, rgb, np.zeros((0, 4), np.float32)) for name, rgb in clean_photos(opencv_samples).items()]
+        if config.mining_jpeg_quality is not None:
+            images += compressed_copies(images, config.mining_jpeg_quality, config.seed)
         sources = {
             kind: sum(1 for name, _, _ in images if name.startswith(kind))
             for kind in ("facemask", "celeba", "skimage", "opencv")
@@ -726,7 +771,7 @@ def run_face_detector(
         mined = mine_hard_negatives(images, mine_with, config.mining_thresholds, config.max_hard_negatives_per_image)
     mining_seconds = time.perf_counter() - started
     teacher = load_torch_nets()
-    pool = make_pool(photos, celeba, config, teacher_face_probability(teacher["onet"]), mined)
+    pool = make_pool(photos, celeba, config, teacher_onet(teacher["onet"]), mined)
     pool_seconds = time.perf_counter() - started - mining_seconds
     model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
     paths = export_stages(model, out_dir)
@@ -744,6 +789,7 @@ def run_face_detector(
             "boxes": {k: int(sum(len(m.boxes) for m in mined if m.name.startswith(k))) for k in sources},
             "final_detections": int(sum((m.stage == 2).sum() for m in mined)),
             "clean_photos": sorted(m.name for m in mined if m.name.startswith(("skimage", "opencv"))),
+            "compressed_copies": sum(1 for m in mined if "#jpeg" in m.name),
             "seconds": round(mining_seconds, 1),
         },
         "pool_seconds": round(pool_seconds, 1),
