@@ -470,57 +470,117 @@ def negative_boxes(boxes: np.ndarray, annotated: np.ndarray, teacher: np.ndarray
     return keep
 
 
+def _open_student(student: str | Path, num_threads: int, staging: Path):
+    """The nets and cascade settings of a registry detector, or of an earlier run's folder (its ``rnet.onnx`` and
+    ``onet.onnx`` behind the shipped student's P-Net, with the shipped student's settings), compiled for ONNX Runtime
+    into ``staging``."""
+    from .. import models
+    from ..compile import compile_model
+    from ..models._runtime import _host_target
+    from ..models.face_detectors import FACE_DETECTORS, get_face_detector
+    from ..runtime import load
+
+    if isinstance(student, str) and student in FACE_DETECTORS:
+        spec = get_face_detector(student)
+        return [models.open_net(n, num_threads=num_threads) for n in spec.nets], spec
+    folder = Path(student)
+    if not all((folder / f"{net}.onnx").is_file() for net in ("rnet", "onet")):
+        raise ValueError(
+            f"a detector to mine with should be one of {sorted(FACE_DETECTORS)} or a folder with rnet.onnx and "
+            f"onet.onnx, got {student!r}"
+        )
+    spec = get_face_detector("mtcnn-masked")
+    nets = [models.open_net(spec.nets[0], num_threads=num_threads)]
+    for net in ("rnet", "onet"):
+        out = staging / f"{len(list(staging.iterdir()))}-{net}"
+        compile_model(
+            str(folder / f"{net}.onnx"),
+            target=_host_target(),
+            backend="onnxruntime",
+            precision="fp32",
+            out=str(out),
+            name=f"{folder.name}-{net}",
+            task="face-detection",
+        )
+        nets.append(load(out, num_threads=num_threads))
+    return nets, spec
+
+
 def mine_hard_negatives(
     images: list[tuple[str, np.ndarray, np.ndarray]],
-    student: str,
+    students: str | Path | list[str | Path],
     thresholds: tuple[float, float],
     max_per_image: int,
     num_threads: int = 2,
 ) -> list[HardNegatives]:
-    """Run the compiled ``student`` cascade and the teacher on training images; keep, of the student's
+    """Run the compiled ``students`` cascades and the teacher on training images; keep, of each student's
     final detections and R-Net's survivors, the boxes that are no face (:func:`negative_boxes`).
+
+    Several students give the union of their mistakes: the shipped student's, and those of a student
+    trained from the teacher's weights without them (what a new run would make again if it never saw them),
+    the bootstrapping rounds of classic hard-negative mining.
 
     Args:
         images: ``[(name, image (H, W, 3) uint8 RGB, annotated faces (A, 4))]``: training images only.
-        student: the detector to mine with (``lanner.models.face_detectors``; its P-Net threshold and
-            R-Net NMS overlap are used).
+        students: the detectors to mine with, each a registry name (``lanner.models.face_detectors``; its P-Net
+            threshold and R-Net NMS overlap are used) or the output folder of an earlier
+            :func:`run_face_detector` (its ``rnet.onnx`` and ``onet.onnx`` behind the shipped student's P-Net).
         thresholds: R-Net and O-Net thresholds of the mining run (below the student's own, to also
             catch near misses).
-        max_per_image: the most boxes kept per image (final detections first, then R-Net's, by score).
+        max_per_image: the most boxes kept per image and student (final detections first, then R-Net's, by score).
         num_threads: threads of the nets.
 
     Returns:
         One entry per image that gave at least one negative.
+
+    Raises:
+        ValueError: a student is neither a registry detector nor a folder with ``rnet.onnx`` and ``onet.onnx``.
     """
+    import tempfile
+
     from .. import models
     from ..face.cascade import CascadeParams, Workspace, run_cascade
     from ..models.face_detectors import get_face_detector
 
-    spec, teacher_spec = get_face_detector(student), get_face_detector("mtcnn")
-    nets = [models.open_net(n, num_threads=num_threads) for n in spec.nets]
-    teacher_nets = [models.open_net(n, num_threads=num_threads) for n in teacher_spec.nets]
-    params = CascadeParams(thresholds=(spec.thresholds[0], *thresholds), rnet_iou_threshold=spec.rnet_iou_threshold)
+    students = [students] if isinstance(students, (str, Path)) else list(students)
+    teacher_spec = get_face_detector("mtcnn")
     teacher_params = CascadeParams(thresholds=teacher_spec.thresholds)
     ws = Workspace()
-    mined = []
-    try:
-        for name, rgb, annotated in images:
-            survivors: dict[str, np.ndarray] = {}
-            final, scores, _ = run_cascade(
-                rgb, *nets, params, workspace=ws, num_threads=num_threads, survivors=survivors
-            )
-            teacher, _, _ = run_cascade(rgb, *teacher_nets, teacher_params, workspace=ws, num_threads=num_threads)
-            rnet = survivors.get("rnet", np.zeros((0, 5), np.float32))
-            order_f, order_r = np.argsort(-scores, kind="stable"), np.argsort(-rnet[:, 4], kind="stable")
-            boxes = np.concatenate([final[order_f], rnet[order_r, :4]]).astype(np.float32)
-            stage = np.concatenate([np.full(len(final), 2, np.int8), np.ones(len(rnet), np.int8)])
-            keep = negative_boxes(boxes, np.asarray(annotated, np.float32).reshape(-1, 4), teacher)
-            boxes, stage = boxes[keep][:max_per_image], stage[keep][:max_per_image]
-            if len(boxes):
-                mined.append(HardNegatives(name, rgb, boxes, stage))
-    finally:
-        for net in nets + teacher_nets:
-            net.close()
+    opened = []
+    with tempfile.TemporaryDirectory(prefix="lanner-mining-") as staging:
+        try:
+            teacher_nets = [models.open_net(n, num_threads=num_threads) for n in teacher_spec.nets]
+            opened += teacher_nets
+            cascades = []
+            for student in students:
+                nets, spec = _open_student(student, num_threads, Path(staging))
+                opened += nets
+                params = CascadeParams(
+                    thresholds=(spec.thresholds[0], *thresholds), rnet_iou_threshold=spec.rnet_iou_threshold
+                )
+                cascades.append((nets, params))
+            mined = []
+            for name, rgb, annotated in images:
+                teacher, _, _ = run_cascade(rgb, *teacher_nets, teacher_params, workspace=ws, num_threads=num_threads)
+                found_boxes, found_stages = [], []
+                for nets, params in cascades:
+                    survivors: dict[str, np.ndarray] = {}
+                    final, scores, _ = run_cascade(
+                        rgb, *nets, params, workspace=ws, num_threads=num_threads, survivors=survivors
+                    )
+                    rnet = survivors.get("rnet", np.zeros((0, 5), np.float32))
+                    order_f, order_r = np.argsort(-scores, kind="stable"), np.argsort(-rnet[:, 4], kind="stable")
+                    boxes = np.concatenate([final[order_f], rnet[order_r, :4]]).astype(np.float32)
+                    stage = np.concatenate([np.full(len(final), 2, np.int8), np.ones(len(rnet), np.int8)])
+                    keep = negative_boxes(boxes, np.asarray(annotated, np.float32).reshape(-1, 4), teacher)
+                    found_boxes.append(boxes[keep][:max_per_image])
+                    found_stages.append(stage[keep][:max_per_image])
+                boxes = np.concatenate(found_boxes)
+                if len(boxes):
+                    mined.append(HardNegatives(name, rgb, boxes, np.concatenate(found_stages)))
+        finally:
+            for net in opened:
+                net.close()
     return mined
 
 
@@ -731,7 +791,7 @@ def run_face_detector(
     config: DetectionConfig,
     *,
     workers: int = 1,
-    mine_with: str = "mtcnn-masked",
+    mine_with: str | Path | list[str | Path] = "mtcnn-masked",
     opencv_samples: str | Path | None = None,
 ) -> dict:
     """The whole recipe: pool (train split + synthetic masks), training, ONNX export, ``report.json``.
@@ -742,7 +802,8 @@ def run_face_detector(
         out_dir: output folder (``train/checkpoint.pt``, ``rnet.onnx``, ``onet.onnx``, ``report.json``).
         config: the run (``config.mining_thresholds`` all > 0: mine hard negatives first).
         workers: batch-making processes.
-        mine_with: the detector whose mistakes are mined (the shipped student).
+        mine_with: the detectors whose mistakes are mined (:func:`mine_hard_negatives`; default the shipped
+            student).
         opencv_samples: OpenCV's sample-data folder (Debian ``opencv-doc``) to mine on too, or None.
 
     Returns:
@@ -783,7 +844,7 @@ def run_face_detector(
         "celeba_crops": len(celeba[0]),
         "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
         "mining": {
-            "with": mine_with if mined else None,
+            "with": ([str(m) for m in mine_with] if isinstance(mine_with, list) else str(mine_with)) if mined else None,
             "images": sources,
             "images_with_negatives": {k: sum(1 for m in mined if m.name.startswith(k)) for k in sources},
             "boxes": {k: int(sum(len(m.boxes) for m in mined if m.name.startswith(k))) for k in sources},

@@ -231,3 +231,22 @@ def test_mining_keeps_only_boxes_clear_of_the_teachers_faces(lanner_cache):
     assert len(mined) == 1 and len(mined[0].boxes) > 0
     assert set(np.unique(mined[0].stage)) <= {1, 2}
     assert D.negative_boxes(mined[0].boxes, np.zeros((0, 4), np.float32), teacher).all()
+
+
+def test_mining_with_an_earlier_runs_folder_and_the_union_of_students(lanner_cache, tmp_path):
+    """A run's folder (rnet.onnx, onet.onnx) mines like the registry detector with the same nets: here the
+    teacher's own nets exported as a run would, behind the same P-Net with the same settings."""
+    from lanner.compile.exporters.mtcnn import load_torch_nets
+    from skimage import data as skdata
+
+    nets = load_torch_nets()
+    D.export_stages(D.CascadeStages(nets["rnet"], nets["onet"]), tmp_path / "run")
+    images = [("coffee", np.ascontiguousarray(skdata.coffee()), np.zeros((0, 4), np.float32))]
+    by_name = D.mine_hard_negatives(images, "mtcnn", (0.3, 0.3), 20, 1)
+    by_folder = D.mine_hard_negatives(images, tmp_path / "run", (0.3, 0.3), 20, 1)
+    assert len(by_name) == len(by_folder) == 1 and len(by_name[0].boxes) > 0
+    np.testing.assert_allclose(by_folder[0].boxes, by_name[0].boxes, atol=0.05)
+    both = D.mine_hard_negatives(images, ["mtcnn", tmp_path / "run"], (0.3, 0.3), 20, 1)
+    np.testing.assert_array_equal(both[0].boxes, np.concatenate([by_name[0].boxes, by_folder[0].boxes]))
+    with pytest.raises(ValueError, match="a folder with rnet.onnx and onet.onnx"):
+        D.mine_hard_negatives(images, tmp_path / "missing", (0.3, 0.3), 20, 1)
