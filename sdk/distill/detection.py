@@ -13,7 +13,8 @@ only the refinement stages learn, on crops made exactly as the runtime makes the
   the student's own O-Net then gives the teacher's points, with no second O-Net call at run time);
 * **negatives** — crops of the same photos away from every face (IoU < 0.3): the teacher's soft output
   on the crop itself, which keeps the teacher's behaviour on clutter;
-* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces;
+* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces; and blurred or
+  dark ones (Gaussian blur, under-exposure, monochrome in low light): the teacher's output on the clean face;
 * **hard negatives** (MTCNN's online hard-example mining, done offline here, Zhang et al. 2016) —
   what a previous student cascade detects, and what its R-Net passes to O-Net, on *training* images
   that is no face (:func:`mine_hard_negatives`): face probability 0. Sources: the facemask-voc train
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 
 from .. import _C
 from ..ops import box_iou
+from .degrade import GaussianBlur, Greyscale, LowLight
 from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
 from .training import RunConfig, run_loop
@@ -80,7 +82,7 @@ class DetectionConfig(RunConfig):
         box_weight: weight of the box-regression loss (MTCNN: 0.5).
         landmark_weights: weights of the landmark loss for R-Net (no landmark head: unused) and O-Net.
         real_jitters: crops per real facemask-voc face.
-        celeba_samples: celeba-faces samples (masked, masked-and-tiny, clean in ratio 2:1:1).
+        celeba_samples: celeba-faces samples (masked, masked-and-tiny, clean, blurred or dark in ratio 2:1:1:1).
         negatives_per_photo: background crops per training photo.
         tiny_range: face widths (px) of the tiny celeba samples.
         seed: run seed (pool, batches).
@@ -101,7 +103,7 @@ class DetectionConfig(RunConfig):
     box_weight: float = 0.5
     landmark_weights: tuple[float, float] = (0.0, 1.0)
     real_jitters: int = 3
-    celeba_samples: int = 2000
+    celeba_samples: int = 2500
     negatives_per_photo: int = 10
     tiny_range: tuple[float, float] = (10.0, 30.0)
     seed: int = 0
@@ -125,7 +127,7 @@ class DetectionPool:
         box: (N, 4) float32 target box regression (MTCNN's convention; NaN: no target).
         landmarks: (N, 10) float32 target landmarks (x1..x5, y1..y5 as box fractions; NaN: no target).
         kind: (N,) int8: 0 negative, 1 real face, 2 masked celeba, 3 masked tiny celeba, 4 clean celeba,
-            5 mined hard negative.
+            5 mined hard negative, 6 blurred or dark celeba.
     """
 
     crops24: np.ndarray
@@ -137,6 +139,15 @@ class DetectionPool:
 
     def __len__(self) -> int:
         return len(self.face)
+
+
+# What the blurred-or-dark celeba samples see (seeded per sample): defocus up to a sigma of 4 px on a ~90 px face,
+# under-exposure, and a monochrome camera in low light.
+_DEGRADE = (
+    GaussianBlur(sigma=(1.0, 4.0)),
+    LowLight(gain=(0.15, 0.6)),
+    lambda image, rng: LowLight(gain=(0.2, 0.7))(Greyscale()(image, rng), rng),
+)
 
 
 def _square(box: np.ndarray) -> np.ndarray:
@@ -260,11 +271,14 @@ def make_pool(
         for i in range(config.celeba_samples):
             rng = np.random.default_rng([config.seed, 2, i])
             j = int(rng.integers(len(crops)))
-            kind = (2, 2, 3, 4)[i % 4]
+            kind = (2, 2, 3, 4, 6)[i % 5]
             clean, box, lm = crops[j], boxes[j].astype(np.float32), landmarks[j].astype(np.float32)
             crop = _jitter(box, rng, shift=0.06, scale=(0.95, 1.08))
             _, clean48, clean_valid = _crops(clean, crop[None])
-            image = clean if kind == 4 else masks(clean, lm, i)
+            if kind == 6:  # cross-quality: the student sees the blurred or dark face, the teacher the clean one
+                image = _DEGRADE[i % len(_DEGRADE)](clean, rng)
+            else:
+                image = clean if kind == 4 else masks(clean, lm, i)
             if kind == 3:  # shrink the photo so that the face is tiny
                 s = rng.uniform(*config.tiny_range) / float(box[2] - box[0])
                 size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
@@ -437,7 +451,8 @@ def compressed_copies(
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
         if not ok:
             raise ValueError(f"{name}: JPEG encoding failed")
-        out.append((f"{name}#jpeg{q}", np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]), annotated))
+        decoded = np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
+        out.append((f"{name}#jpeg{q}", decoded, annotated))
     return out
 
 
@@ -837,7 +852,15 @@ def run_face_detector(
     model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
     paths = export_stages(model, out_dir)
     torch.save(model.state_dict(), Path(out_dir) / "stages.pt")
-    kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba", "hard negative")
+    kinds = (
+        "negative",
+        "real face",
+        "masked celeba",
+        "masked tiny celeba",
+        "clean celeba",
+        "hard negative",
+        "blurred or dark celeba",
+    )
     report = {
         "config": asdict(config),
         "train_photos": len(photos),

@@ -72,7 +72,7 @@ def test_pool_draws_every_kind_with_targets_and_repeats_for_a_seed(tmp_path):
     config = D.DetectionConfig(real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=3)
     teacher = _constant_teacher(0.25)
     pool = D.make_pool(photos, celeba, config, teacher)
-    assert [int((pool.kind == k).sum()) for k in range(5)] == [5, 2, 4, 2, 2]
+    assert [int((pool.kind == k).sum()) for k in range(7)] == [5, 2, 4, 2, 1, 0, 1]  # 8 celeba: 2, 2, 3, 4, 6, 2, 2, 3
     assert pool.crops24.shape[1:] == (3, 24, 24) and pool.crops48.shape[1:] == (3, 48, 48)
     np.testing.assert_array_equal(pool.face[pool.kind == 1], 1.0)
     np.testing.assert_array_equal(pool.face[pool.kind != 1], 0.25)
@@ -193,7 +193,8 @@ def test_compressed_copies_are_seeded_jpeg_decodes_with_the_same_faces():
         ok, encoded = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
         np.testing.assert_array_equal(copy, cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
         assert not np.array_equal(copy, rgb)
-    assert [n for n, _, _ in copies] == [n for n, _, _ in D.compressed_copies([("a", rgb, faces), ("b", rgb, faces)], (10, 30), 2)]
+    again = D.compressed_copies([("a", rgb, faces), ("b", rgb, faces)], (10, 30), 2)
+    assert [n for n, _, _ in copies] == [n for n, _, _ in again]
     with pytest.raises(ValueError, match="increasing pair within 1-100"):
         D.compressed_copies([("a", rgb, faces)], (30, 10), 0)
 
@@ -234,19 +235,25 @@ def test_mining_keeps_only_boxes_clear_of_the_teachers_faces(lanner_cache):
 
 
 def test_mining_with_an_earlier_runs_folder_and_the_union_of_students(lanner_cache, tmp_path):
-    """A run's folder (rnet.onnx, onet.onnx) mines like the registry detector with the same nets: here the
-    teacher's own nets exported as a run would, behind the same P-Net with the same settings."""
-    from lanner.compile.exporters.mtcnn import load_torch_nets
+    """A run's folder (rnet.onnx, onet.onnx) mines like the registry detector with the same nets: here the shipped
+    student's weights (the parity test's checkpoint) exported as a run would, behind the same P-Net and settings."""
+    from pathlib import Path
+
     from skimage import data as skdata
 
+    from lanner.compile.exporters.mtcnn import load_torch_nets
+
     nets = load_torch_nets()
-    D.export_stages(D.CascadeStages(nets["rnet"], nets["onet"]), tmp_path / "run")
-    images = [("coffee", np.ascontiguousarray(skdata.coffee()), np.zeros((0, 4), np.float32))]
-    by_name = D.mine_hard_negatives(images, "mtcnn", (0.3, 0.3), 20, 1)
-    by_folder = D.mine_hard_negatives(images, tmp_path / "run", (0.3, 0.3), 20, 1)
+    stages = D.CascadeStages(nets["rnet"], nets["onet"])
+    weights = Path(__file__).resolve().parents[1] / "data" / "mtcnn_masked_stages.pt"
+    stages.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    D.export_stages(stages, tmp_path / "run")
+    images = [("astronaut", np.ascontiguousarray(skdata.astronaut()), np.zeros((0, 4), np.float32))]
+    by_name = D.mine_hard_negatives(images, "mtcnn-masked", (0.1, 0.1), 20, 1)
+    by_folder = D.mine_hard_negatives(images, tmp_path / "run", (0.1, 0.1), 20, 1)
     assert len(by_name) == len(by_folder) == 1 and len(by_name[0].boxes) > 0
     np.testing.assert_allclose(by_folder[0].boxes, by_name[0].boxes, atol=0.05)
-    both = D.mine_hard_negatives(images, ["mtcnn", tmp_path / "run"], (0.3, 0.3), 20, 1)
+    both = D.mine_hard_negatives(images, ["mtcnn-masked", tmp_path / "run"], (0.1, 0.1), 20, 1)
     np.testing.assert_array_equal(both[0].boxes, np.concatenate([by_name[0].boxes, by_folder[0].boxes]))
     with pytest.raises(ValueError, match="a folder with rnet.onnx and onet.onnx"):
-        D.mine_hard_negatives(images, tmp_path / "missing", (0.3, 0.3), 20, 1)
+        D.mine_hard_negatives(images, tmp_path / "missing", (0.1, 0.1), 20, 1)
