@@ -86,6 +86,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="R-Net,O-Net thresholds at which to mine hard negatives with the shipped student, e.g. 0.9,0.9",
     )
+    d.add_argument(
+        "--mine-with",
+        action="append",
+        default=None,
+        help="a detector to mine with: a registry name or an earlier run's --out folder; repeat for several "
+        "(default: the shipped student, mtcnn-masked)",
+    )
     d.add_argument("--opencv-samples", default=None, help="OpenCV's sample-data folder (opencv-doc) to mine on too")
     d.set_defaults(func=run_face_detector)
 
@@ -187,7 +194,13 @@ def run_face_detector(args: argparse.Namespace) -> int:
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps)
     report = detection.run_face_detector(
-        args.facemask, args.celeba, args.out, config, workers=args.workers, opencv_samples=args.opencv_samples
+        args.facemask,
+        args.celeba,
+        args.out,
+        config,
+        workers=args.workers,
+        opencv_samples=args.opencv_samples,
+        mine_with=args.mine_with or "mtcnn-masked",
     )
     print(f"trained in {report['training_seconds']:.0f} s on {report['pool']}; ONNX in {args.out}")
     return 0

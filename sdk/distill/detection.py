@@ -9,15 +9,18 @@ only the refinement stages learn, on crops made exactly as the runtime makes the
   *clean* face (Hinton et al. 2015, temperature 1 on the two-way softmax), its box regression and 5
   landmarks the teacher's box and landmarks of the clean face (faces.csv);
 * **real masked faces** — the facemask-voc *train* split's boxes (every class): face probability 1, box
-  regression to the annotated box (no landmarks: none annotated);
+  regression to the annotated box, landmarks the teacher O-Net's on the same crop (none are annotated;
+  the student's own O-Net then gives the teacher's points, with no second O-Net call at run time);
 * **negatives** — crops of the same photos away from every face (IoU < 0.3): the teacher's soft output
   on the crop itself, which keeps the teacher's behaviour on clutter;
-* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces;
+* clean celeba crops: the teacher's own outputs, which keeps its results on ordinary faces; and blurred or
+  dark ones (Gaussian blur, under-exposure, monochrome in low light): the teacher's output on the clean face;
 * **hard negatives** (MTCNN's online hard-example mining, done offline here, Zhang et al. 2016) —
   what a previous student cascade detects, and what its R-Net passes to O-Net, on *training* images
   that is no face (:func:`mine_hard_negatives`): face probability 0. Sources: the facemask-voc train
   split, scenes of celeba-faces training crops, and clean photos shipped in installed packages
-  (:func:`clean_photos`: never the parity photos or the demo photo).
+  (:func:`clean_photos`: never the parity photos or the demo photo), each also as a heavily compressed
+  JPEG copy (:func:`compressed_copies`: the blocks and ringing of a low-bit-rate video frame).
 
 Losses follow MTCNN's multi-task weights (face 1, box 0.5, landmarks 0.5 for R-Net, 1 for O-Net).
 The run is :func:`lanner.distill.training.run_loop` with :class:`DetectionTask`: one loop for every
@@ -42,6 +45,7 @@ import torch.nn.functional as F
 
 from .. import _C
 from ..ops import box_iou
+from .degrade import GaussianBlur, Greyscale, LowLight
 from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
 from .training import RunConfig, run_loop
@@ -58,7 +62,8 @@ __all__ = [
     "celeba_scenes",
     "mine_hard_negatives",
     "train_stages",
-    "teacher_face_probability",
+    "teacher_onet",
+    "compressed_copies",
     "read_celeba_faces",
     "export_stages",
     "run_face_detector",
@@ -77,7 +82,7 @@ class DetectionConfig(RunConfig):
         box_weight: weight of the box-regression loss (MTCNN: 0.5).
         landmark_weights: weights of the landmark loss for R-Net (no landmark head: unused) and O-Net.
         real_jitters: crops per real facemask-voc face.
-        celeba_samples: celeba-faces samples (masked, masked-and-tiny, clean in ratio 2:1:1).
+        celeba_samples: celeba-faces samples (masked, masked-and-tiny, clean, blurred or dark in ratio 2:1:1:1).
         negatives_per_photo: background crops per training photo.
         tiny_range: face widths (px) of the tiny celeba samples.
         seed: run seed (pool, batches).
@@ -87,6 +92,8 @@ class DetectionConfig(RunConfig):
             threshold and R-Net NMS overlap); 0 entries turn mining off.
         celeba_scenes: scenes of celeba-faces training crops to mine on.
         max_hard_negatives_per_image: the most mined boxes kept per image (the highest scores).
+        mining_jpeg_quality: JPEG quality range of the compressed copy of each mining image
+            (:func:`compressed_copies`); None: mine on the images as they are only.
     """
 
     steps: int = 400
@@ -96,7 +103,7 @@ class DetectionConfig(RunConfig):
     box_weight: float = 0.5
     landmark_weights: tuple[float, float] = (0.0, 1.0)
     real_jitters: int = 3
-    celeba_samples: int = 2000
+    celeba_samples: int = 2500
     negatives_per_photo: int = 10
     tiny_range: tuple[float, float] = (10.0, 30.0)
     seed: int = 0
@@ -104,6 +111,7 @@ class DetectionConfig(RunConfig):
     mining_thresholds: tuple[float, float] = (0.0, 0.0)
     celeba_scenes: int = 40
     max_hard_negatives_per_image: int = 20
+    mining_jpeg_quality: tuple[int, int] | None = (10, 30)
 
     warmup_fraction: ClassVar[float] = 0.03  # of the steps (not a field: checkpoints' stored configs stay as they are)
     _kind = "detection"
@@ -119,7 +127,7 @@ class DetectionPool:
         box: (N, 4) float32 target box regression (MTCNN's convention; NaN: no target).
         landmarks: (N, 10) float32 target landmarks (x1..x5, y1..y5 as box fractions; NaN: no target).
         kind: (N,) int8: 0 negative, 1 real face, 2 masked celeba, 3 masked tiny celeba, 4 clean celeba,
-            5 mined hard negative.
+            5 mined hard negative, 6 blurred or dark celeba.
     """
 
     crops24: np.ndarray
@@ -131,6 +139,15 @@ class DetectionPool:
 
     def __len__(self) -> int:
         return len(self.face)
+
+
+# What the blurred-or-dark celeba samples see (seeded per sample): defocus up to a sigma of 4 px on a ~90 px face,
+# under-exposure, and a monochrome camera in low light.
+_DEGRADE = (
+    GaussianBlur(sigma=(1.0, 4.0)),
+    LowLight(gain=(0.15, 0.6)),
+    lambda image, rng: LowLight(gain=(0.2, 0.7))(Greyscale()(image, rng), rng),
+)
 
 
 def _square(box: np.ndarray) -> np.ndarray:
@@ -177,7 +194,7 @@ def make_pool(
     photos: list[AnnotatedPhoto],
     celeba: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     config: DetectionConfig,
-    teacher_face: Callable[[np.ndarray], np.ndarray],
+    teacher: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     hard_negatives: list[HardNegatives] = (),
 ) -> DetectionPool:
     """Draw every training sample (seeded by ``config.seed``) with its targets.
@@ -187,7 +204,8 @@ def make_pool(
         celeba: ``(crops (M, H, W, 3) uint8 RGB, boxes (M, 4), landmarks (M, 5, 2))`` clean faces with the
             teacher's box and landmarks, or None.
         config: the run.
-        teacher_face: the teacher O-Net's face probability of (N, 3, 48, 48) float32 crops, (N,).
+        teacher: the teacher O-Net (:func:`teacher_onet`) on (N, 3, 48, 48) float32 crops: face probability
+            (N,) and landmarks (N, 10) as O-Net's outputs.
         hard_negatives: mined boxes (:func:`mine_hard_negatives`): face probability 0, each box as mined.
 
     Returns:
@@ -228,7 +246,10 @@ def make_pool(
                 reg.append(_regression(crop, box))
         if crop_boxes:
             c24, c48, valid = _crops(rgb, np.array(crop_boxes))
-            add(c24, c48, valid, 1.0, np.array(reg), np.tile(nan10, (len(reg), 1)), 1)
+            points = np.tile(nan10, (len(reg), 1))
+            if valid.any():  # no landmarks are annotated: the teacher O-Net's on the same crop
+                points[valid] = teacher(c48[valid])[1]
+            add(c24, c48, valid, 1.0, np.array(reg), points, 1)
         negatives = []
         for _ in range(config.negatives_per_photo * 4):
             if len(negatives) == config.negatives_per_photo:
@@ -242,7 +263,7 @@ def make_pool(
             c24, c48, valid = _crops(rgb, np.array(negatives))
             face = np.zeros(len(negatives), np.float32)
             if valid.any():
-                face[valid] = teacher_face(c48[valid])
+                face[valid] = teacher(c48[valid])[0]
             add(c24, c48, valid, face, np.tile(nan4, (len(negatives), 1)), np.tile(nan10, (len(negatives), 1)), 0)
     if celeba is not None and config.celeba_samples:
         crops, boxes, landmarks = celeba
@@ -250,11 +271,14 @@ def make_pool(
         for i in range(config.celeba_samples):
             rng = np.random.default_rng([config.seed, 2, i])
             j = int(rng.integers(len(crops)))
-            kind = (2, 2, 3, 4)[i % 4]
+            kind = (2, 2, 3, 4, 6)[i % 5]
             clean, box, lm = crops[j], boxes[j].astype(np.float32), landmarks[j].astype(np.float32)
             crop = _jitter(box, rng, shift=0.06, scale=(0.95, 1.08))
             _, clean48, clean_valid = _crops(clean, crop[None])
-            image = clean if kind == 4 else masks(clean, lm, i)
+            if kind == 6:  # cross-quality: the student sees the blurred or dark face, the teacher the clean one
+                image = _DEGRADE[i % len(_DEGRADE)](clean, rng)
+            else:
+                image = clean if kind == 4 else masks(clean, lm, i)
             if kind == 3:  # shrink the photo so that the face is tiny
                 s = rng.uniform(*config.tiny_range) / float(box[2] - box[0])
                 size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
@@ -266,7 +290,7 @@ def make_pool(
                     c24,
                     c48,
                     valid,
-                    teacher_face(clean48)[0],
+                    teacher(clean48)[0][0],
                     _regression(crop, box)[None],
                     _landmark_targets(crop, lm)[None],
                     kind,
@@ -400,6 +424,38 @@ def celeba_scenes(
     return out
 
 
+def compressed_copies(
+    images: list[tuple[str, np.ndarray, np.ndarray]], quality: tuple[int, int], seed: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """A JPEG-compressed copy of each mining image (quality drawn from ``quality``, seeded per image): the 8x8
+    blocks, ringing and lost colour of a low-bit-rate video frame, where a cascade sees faces in glossy
+    reflections that the clean photo does not show.
+
+    Args:
+        images: ``[(name, image (H, W, 3) uint8 RGB, annotated faces (A, 4))]``.
+        quality: lowest and highest JPEG quality (1-100).
+        seed: their seed.
+
+    Returns:
+        ``[(name + "#jpeg<q>", decoded copy, the same annotated faces)]``.
+
+    Raises:
+        ValueError: ``quality`` is not an increasing pair within 1-100.
+    """
+    low, high = quality
+    if not 1 <= low <= high <= 100:
+        raise ValueError(f"quality should be an increasing pair within 1-100, got {quality!r}")
+    out = []
+    for index, (name, rgb, annotated) in enumerate(images):
+        q = int(np.random.default_rng([seed, 6, index]).integers(low, high + 1))
+        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
+        if not ok:
+            raise ValueError(f"{name}: JPEG encoding failed")
+        decoded = np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
+        out.append((f"{name}#jpeg{q}", decoded, annotated))
+    return out
+
+
 def negative_boxes(boxes: np.ndarray, annotated: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     """Which detections are negatives: IoU < 0.3 with every annotated face, and no overlap at all with a
     face the teacher finds that is not annotated (IoU < 0.5 with every annotated box: unannotated faces
@@ -429,57 +485,117 @@ def negative_boxes(boxes: np.ndarray, annotated: np.ndarray, teacher: np.ndarray
     return keep
 
 
+def _open_student(student: str | Path, num_threads: int, staging: Path):
+    """The nets and cascade settings of a registry detector, or of an earlier run's folder (its ``rnet.onnx`` and
+    ``onet.onnx`` behind the shipped student's P-Net, with the shipped student's settings), compiled for ONNX Runtime
+    into ``staging``."""
+    from .. import models
+    from ..compile import compile_model
+    from ..models._runtime import _host_target
+    from ..models.face_detectors import FACE_DETECTORS, get_face_detector
+    from ..runtime import load
+
+    if isinstance(student, str) and student in FACE_DETECTORS:
+        spec = get_face_detector(student)
+        return [models.open_net(n, num_threads=num_threads) for n in spec.nets], spec
+    folder = Path(student)
+    if not all((folder / f"{net}.onnx").is_file() for net in ("rnet", "onet")):
+        raise ValueError(
+            f"a detector to mine with should be one of {sorted(FACE_DETECTORS)} or a folder with rnet.onnx and "
+            f"onet.onnx, got {student!r}"
+        )
+    spec = get_face_detector("mtcnn-masked")
+    nets = [models.open_net(spec.nets[0], num_threads=num_threads)]
+    for net in ("rnet", "onet"):
+        out = staging / f"{len(list(staging.iterdir()))}-{net}"
+        compile_model(
+            str(folder / f"{net}.onnx"),
+            target=_host_target(),
+            backend="onnxruntime",
+            precision="fp32",
+            out=str(out),
+            name=f"{folder.name}-{net}",
+            task="face-detection",
+        )
+        nets.append(load(out, num_threads=num_threads))
+    return nets, spec
+
+
 def mine_hard_negatives(
     images: list[tuple[str, np.ndarray, np.ndarray]],
-    student: str,
+    students: str | Path | list[str | Path],
     thresholds: tuple[float, float],
     max_per_image: int,
     num_threads: int = 2,
 ) -> list[HardNegatives]:
-    """Run the compiled ``student`` cascade and the teacher on training images; keep, of the student's
+    """Run the compiled ``students`` cascades and the teacher on training images; keep, of each student's
     final detections and R-Net's survivors, the boxes that are no face (:func:`negative_boxes`).
+
+    Several students give the union of their mistakes: the shipped student's, and those of a student
+    trained from the teacher's weights without them (what a new run would make again if it never saw them),
+    the bootstrapping rounds of classic hard-negative mining.
 
     Args:
         images: ``[(name, image (H, W, 3) uint8 RGB, annotated faces (A, 4))]``: training images only.
-        student: the detector to mine with (``lanner.models.face_detectors``; its P-Net threshold and
-            R-Net NMS overlap are used).
+        students: the detectors to mine with, each a registry name (``lanner.models.face_detectors``; its P-Net
+            threshold and R-Net NMS overlap are used) or the output folder of an earlier
+            :func:`run_face_detector` (its ``rnet.onnx`` and ``onet.onnx`` behind the shipped student's P-Net).
         thresholds: R-Net and O-Net thresholds of the mining run (below the student's own, to also
             catch near misses).
-        max_per_image: the most boxes kept per image (final detections first, then R-Net's, by score).
+        max_per_image: the most boxes kept per image and student (final detections first, then R-Net's, by score).
         num_threads: threads of the nets.
 
     Returns:
         One entry per image that gave at least one negative.
+
+    Raises:
+        ValueError: a student is neither a registry detector nor a folder with ``rnet.onnx`` and ``onet.onnx``.
     """
+    import tempfile
+
     from .. import models
     from ..face.cascade import CascadeParams, Workspace, run_cascade
     from ..models.face_detectors import get_face_detector
 
-    spec, teacher_spec = get_face_detector(student), get_face_detector("mtcnn")
-    nets = [models.open_net(n, num_threads=num_threads) for n in spec.nets]
-    teacher_nets = [models.open_net(n, num_threads=num_threads) for n in teacher_spec.nets]
-    params = CascadeParams(thresholds=(spec.thresholds[0], *thresholds), rnet_iou_threshold=spec.rnet_iou_threshold)
+    students = [students] if isinstance(students, (str, Path)) else list(students)
+    teacher_spec = get_face_detector("mtcnn")
     teacher_params = CascadeParams(thresholds=teacher_spec.thresholds)
     ws = Workspace()
-    mined = []
-    try:
-        for name, rgb, annotated in images:
-            survivors: dict[str, np.ndarray] = {}
-            final, scores, _ = run_cascade(
-                rgb, *nets, params, workspace=ws, num_threads=num_threads, survivors=survivors
-            )
-            teacher, _, _ = run_cascade(rgb, *teacher_nets, teacher_params, workspace=ws, num_threads=num_threads)
-            rnet = survivors.get("rnet", np.zeros((0, 5), np.float32))
-            order_f, order_r = np.argsort(-scores, kind="stable"), np.argsort(-rnet[:, 4], kind="stable")
-            boxes = np.concatenate([final[order_f], rnet[order_r, :4]]).astype(np.float32)
-            stage = np.concatenate([np.full(len(final), 2, np.int8), np.ones(len(rnet), np.int8)])
-            keep = negative_boxes(boxes, np.asarray(annotated, np.float32).reshape(-1, 4), teacher)
-            boxes, stage = boxes[keep][:max_per_image], stage[keep][:max_per_image]
-            if len(boxes):
-                mined.append(HardNegatives(name, rgb, boxes, stage))
-    finally:
-        for net in nets + teacher_nets:
-            net.close()
+    opened = []
+    with tempfile.TemporaryDirectory(prefix="lanner-mining-") as staging:
+        try:
+            teacher_nets = [models.open_net(n, num_threads=num_threads) for n in teacher_spec.nets]
+            opened += teacher_nets
+            cascades = []
+            for student in students:
+                nets, spec = _open_student(student, num_threads, Path(staging))
+                opened += nets
+                params = CascadeParams(
+                    thresholds=(spec.thresholds[0], *thresholds), rnet_iou_threshold=spec.rnet_iou_threshold
+                )
+                cascades.append((nets, params))
+            mined = []
+            for name, rgb, annotated in images:
+                teacher, _, _ = run_cascade(rgb, *teacher_nets, teacher_params, workspace=ws, num_threads=num_threads)
+                found_boxes, found_stages = [], []
+                for nets, params in cascades:
+                    survivors: dict[str, np.ndarray] = {}
+                    final, scores, _ = run_cascade(
+                        rgb, *nets, params, workspace=ws, num_threads=num_threads, survivors=survivors
+                    )
+                    rnet = survivors.get("rnet", np.zeros((0, 5), np.float32))
+                    order_f, order_r = np.argsort(-scores, kind="stable"), np.argsort(-rnet[:, 4], kind="stable")
+                    boxes = np.concatenate([final[order_f], rnet[order_r, :4]]).astype(np.float32)
+                    stage = np.concatenate([np.full(len(final), 2, np.int8), np.ones(len(rnet), np.int8)])
+                    keep = negative_boxes(boxes, np.asarray(annotated, np.float32).reshape(-1, 4), teacher)
+                    found_boxes.append(boxes[keep][:max_per_image])
+                    found_stages.append(stage[keep][:max_per_image])
+                boxes = np.concatenate(found_boxes)
+                if len(boxes):
+                    mined.append(HardNegatives(name, rgb, boxes, np.concatenate(found_stages)))
+        finally:
+            for net in opened:
+                net.close()
     return mined
 
 
@@ -587,14 +703,16 @@ class DetectionTask:
         return None  # measured on the facemask-voc test split by benchmarks/detection/bench_masked.py
 
 
-def teacher_face_probability(onet: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """The teacher O-Net's face probability as a NumPy function for :func:`make_pool`."""
+def teacher_onet(onet: torch.nn.Module) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The teacher O-Net as a NumPy function for :func:`make_pool`: ``(face probability (N,), landmarks (N, 10))``
+    of (N, 3, 48, 48) float32 crops."""
 
-    def face(crops48: np.ndarray) -> np.ndarray:
+    def outputs(crops48: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return onet(torch.from_numpy(np.ascontiguousarray(crops48, np.float32)))[2][:, 1].numpy()
+            _, landmarks, prob = onet(torch.from_numpy(np.ascontiguousarray(crops48, np.float32)))
+        return prob[:, 1].numpy(), landmarks.numpy().astype(np.float32)
 
-    return face
+    return outputs
 
 
 def train_stages(
@@ -688,7 +806,7 @@ def run_face_detector(
     config: DetectionConfig,
     *,
     workers: int = 1,
-    mine_with: str = "mtcnn-masked",
+    mine_with: str | Path | list[str | Path] = "mtcnn-masked",
     opencv_samples: str | Path | None = None,
 ) -> dict:
     """The whole recipe: pool (train split + synthetic masks), training, ONNX export, ``report.json``.
@@ -699,7 +817,8 @@ def run_face_detector(
         out_dir: output folder (``train/checkpoint.pt``, ``rnet.onnx``, ``onet.onnx``, ``report.json``).
         config: the run (``config.mining_thresholds`` all > 0: mine hard negatives first).
         workers: batch-making processes.
-        mine_with: the detector whose mistakes are mined (the shipped student).
+        mine_with: the detectors whose mistakes are mined (:func:`mine_hard_negatives`; default the shipped
+            student).
         opencv_samples: OpenCV's sample-data folder (Debian ``opencv-doc``) to mine on too, or None.
 
     Returns:
@@ -719,6 +838,8 @@ def run_face_detector(
         images = [(f"facemask:{p.image_path.stem}", cv2.imread(str(p.image_path))[:, :, ::-1], p.boxes) for p in photos]
         images += celeba_scenes(celeba[0], celeba[1], config.celeba_scenes, config.seed)
         images += [(name, rgb, np.zeros((0, 4), np.float32)) for name, rgb in clean_photos(opencv_samples).items()]
+        if config.mining_jpeg_quality is not None:
+            images += compressed_copies(images, config.mining_jpeg_quality, config.seed)
         sources = {
             kind: sum(1 for name, _, _ in images if name.startswith(kind))
             for kind in ("facemask", "celeba", "skimage", "opencv")
@@ -726,24 +847,33 @@ def run_face_detector(
         mined = mine_hard_negatives(images, mine_with, config.mining_thresholds, config.max_hard_negatives_per_image)
     mining_seconds = time.perf_counter() - started
     teacher = load_torch_nets()
-    pool = make_pool(photos, celeba, config, teacher_face_probability(teacher["onet"]), mined)
+    pool = make_pool(photos, celeba, config, teacher_onet(teacher["onet"]), mined)
     pool_seconds = time.perf_counter() - started - mining_seconds
     model, history, seconds = train_stages(config, pool, Path(out_dir) / "train", workers=workers)
     paths = export_stages(model, out_dir)
     torch.save(model.state_dict(), Path(out_dir) / "stages.pt")
-    kinds = ("negative", "real face", "masked celeba", "masked tiny celeba", "clean celeba", "hard negative")
+    kinds = (
+        "negative",
+        "real face",
+        "masked celeba",
+        "masked tiny celeba",
+        "clean celeba",
+        "hard negative",
+        "blurred or dark celeba",
+    )
     report = {
         "config": asdict(config),
         "train_photos": len(photos),
         "celeba_crops": len(celeba[0]),
         "pool": {name: int((pool.kind == k).sum()) for k, name in enumerate(kinds)},
         "mining": {
-            "with": mine_with if mined else None,
+            "with": ([str(m) for m in mine_with] if isinstance(mine_with, list) else str(mine_with)) if mined else None,
             "images": sources,
             "images_with_negatives": {k: sum(1 for m in mined if m.name.startswith(k)) for k in sources},
             "boxes": {k: int(sum(len(m.boxes) for m in mined if m.name.startswith(k))) for k in sources},
             "final_detections": int(sum((m.stage == 2).sum() for m in mined)),
             "clean_photos": sorted(m.name for m in mined if m.name.startswith(("skimage", "opencv"))),
+            "compressed_copies": sum(1 for m in mined if "#jpeg" in m.name),
             "seconds": round(mining_seconds, 1),
         },
         "pool_seconds": round(pool_seconds, 1),

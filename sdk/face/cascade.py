@@ -280,6 +280,12 @@ def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.stack([px, py], axis=2)
 
 
+# A landmark net's box regression beyond this fraction of the side means the box is not the kind of box it
+# places points in (a student's box, e.g. taller and lower for a masked face): it runs once more on its own
+# regressed box for those faces (benchmarks/detection/README.md, "Landmarks").
+LANDMARK_REFINE_OFFSET = 0.2
+
+
 def _landmarks_of(
     table: np.ndarray,
     boxes: np.ndarray,
@@ -289,16 +295,27 @@ def _landmarks_of(
     ws: Workspace,
     num_threads: int,
 ) -> np.ndarray:
-    """The five points ``net`` (an O-Net) gives on ``boxes`` (N, >=4) xyxy, squared first: (N, 5, 2); a box
-    with no pixel in the image keeps its row of ``landmarks``."""
+    """The five points ``net`` (an O-Net) gives on ``boxes`` (N, >=4) xyxy, squared first: (N, 5, 2); where its
+    box regression moves a side by more than :data:`LANDMARK_REFINE_OFFSET`, the points of a second pass on its
+    regressed box. A box with no pixel in the image keeps its row of ``landmarks``."""
     squares = _rerec(boxes[:, :4].copy())
     crops, valid = _crop(table, squares, ONET_SIZE, ws, num_threads)
     if not valid.any():
         return landmarks
     with timer.stage("onet"):
-        points = net.run({"image": crops[valid]}, copy=False)["landmarks"]
+        out = net.run({"image": crops[valid]}, copy=True)
     landmarks = landmarks.copy()
-    landmarks[valid] = _landmarks(squares[valid], points)
+    landmarks[valid] = _landmarks(squares[valid], out["landmarks"])
+    off = np.zeros(len(squares), bool)
+    off[valid] = np.abs(out["reg"]).max(axis=1) > LANDMARK_REFINE_OFFSET
+    if off.any():
+        refined = _rerec(_bbreg(squares[valid].copy(), out["reg"])[off[valid]])
+        crops, again = _crop(table, refined, ONET_SIZE, ws, num_threads)
+        if again.any():
+            with timer.stage("onet"):
+                points = net.run({"image": crops[again]}, copy=False)["landmarks"]
+            rows = np.flatnonzero(off)[again]
+            landmarks[rows] = _landmarks(refined[again], points)
     return landmarks
 
 

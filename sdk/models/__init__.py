@@ -159,7 +159,7 @@ _MASKED = (
 REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
     "mtcnn-masked-rnet",
     "mtcnn_masked/rnet.onnx",
-    "28cb3dce6ca242f73c8a9a76037a1e2d92046e3b311b3a167191ff27aacd82b6",
+    "224afc16282bdf533dcef7d64eb02b58f98d68244acb7a8cecca2639b4d02076",
     {"image": ("n", 3, 24, 24)},
     ("reg", "prob"),
     _MASKED.format("R-Net"),
@@ -167,7 +167,7 @@ REGISTRY["mtcnn-masked-rnet"] = ModelSpec(
 REGISTRY["mtcnn-masked-onet"] = ModelSpec(
     "mtcnn-masked-onet",
     "mtcnn_masked/onet.onnx",
-    "a32f46353360b16479db37cd5acca1850205eb71331b48762735fb1d11d8a155",
+    "95f347c3fc5e1d4ae5372b2d2bf3cf8c7ce0fe5ffa487def0bf6a52069dbdad6",
     {"image": ("n", 3, 48, 48)},
     ("reg", "landmarks", "prob"),
     _MASKED.format("O-Net"),

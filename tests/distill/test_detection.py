@@ -62,16 +62,22 @@ def _tiny_inputs(tmp_path):
     return photos, (crops, boxes, landmarks)
 
 
+def _constant_teacher(face: float):
+    """A stand-in for the teacher O-Net: the same face probability and landmarks (0.5) for every crop."""
+    return lambda c: (np.full(len(c), face, np.float32), np.full((len(c), 10), 0.5, np.float32))
+
+
 def test_pool_draws_every_kind_with_targets_and_repeats_for_a_seed(tmp_path):
     photos, celeba = _tiny_inputs(tmp_path)
     config = D.DetectionConfig(real_jitters=2, celeba_samples=8, negatives_per_photo=5, seed=3)
-    teacher = lambda c: np.full(len(c), 0.25, np.float32)  # noqa: E731
+    teacher = _constant_teacher(0.25)
     pool = D.make_pool(photos, celeba, config, teacher)
-    assert [int((pool.kind == k).sum()) for k in range(5)] == [5, 2, 4, 2, 2]
+    assert [int((pool.kind == k).sum()) for k in range(7)] == [5, 2, 4, 2, 1, 0, 1]  # 8 celeba: 2, 2, 3, 4, 6, 2, 2, 3
     assert pool.crops24.shape[1:] == (3, 24, 24) and pool.crops48.shape[1:] == (3, 48, 48)
     np.testing.assert_array_equal(pool.face[pool.kind == 1], 1.0)
     np.testing.assert_array_equal(pool.face[pool.kind != 1], 0.25)
-    assert np.isnan(pool.landmarks[pool.kind <= 1]).all() and not np.isnan(pool.landmarks[pool.kind >= 2]).any()
+    assert np.isnan(pool.landmarks[pool.kind == 0]).all() and not np.isnan(pool.landmarks[pool.kind >= 1]).any()
+    np.testing.assert_array_equal(pool.landmarks[pool.kind == 1], 0.5)  # the teacher's points on the real faces
     again = D.make_pool(photos, celeba, config, teacher)
     np.testing.assert_array_equal(pool.crops48, again.crops48)
     assert not np.array_equal(
@@ -106,7 +112,7 @@ def test_tiny_seeded_run_learns_and_repeats(tmp_path):
     config = D.DetectionConfig(
         steps=40, batch_size=16, learning_rate=3e-3, real_jitters=4, celeba_samples=8, negatives_per_photo=6, seed=1
     )
-    pool = D.make_pool(photos, celeba, config, lambda c: np.full(len(c), 0.05, np.float32))
+    pool = D.make_pool(photos, celeba, config, _constant_teacher(0.05))
     before = D.DetectionConfig(**{**config.__dict__, "steps": 0})
     untrained = _tiny_run(pool, before, tmp_path / "untrained")
     batch = untrained.batches[0]
@@ -127,7 +133,7 @@ def test_task_refuses_a_pool_without_targets(tmp_path):
         photos,
         None,
         D.DetectionConfig(real_jitters=1, negatives_per_photo=2),
-        lambda c: np.full(len(c), np.nan, np.float32),
+        _constant_teacher(np.nan),
     )
     with pytest.raises(ValueError, match="every face target of the pool should be set, got NaN"):
         D.DetectionTask(D.CascadeStages(torch.nn.Identity(), torch.nn.Identity()), pool, D.DetectionConfig())
@@ -159,7 +165,7 @@ def test_pool_takes_mined_hard_negatives_as_non_faces(tmp_path):
     config = D.DetectionConfig(real_jitters=1, celeba_samples=0, negatives_per_photo=2, seed=3)
     rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
     mined = [D.HardNegatives("x", rgb, np.array([[10, 10, 40, 40], [50, 20, 110, 80]], np.float32), np.array([1, 2]))]
-    pool = D.make_pool(photos, None, config, lambda c: np.full(len(c), 0.25, np.float32), mined)
+    pool = D.make_pool(photos, None, config, _constant_teacher(0.25), mined)
     hard = pool.kind == 5
     assert int(hard.sum()) == 2
     np.testing.assert_array_equal(pool.face[hard], 0.0)
@@ -173,6 +179,24 @@ def test_clean_photos_never_include_the_parity_or_demo_photos():
     assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 for im in photos.values())
     with pytest.raises(FileNotFoundError, match="sample-data folder"):
         D.clean_photos("/nonexistent-opencv-samples")
+
+
+def test_compressed_copies_are_seeded_jpeg_decodes_with_the_same_faces():
+    rng = np.random.default_rng(0)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (64, 80, 3), np.uint8), (5, 5), 2)
+    faces = np.array([[5, 5, 30, 30]], np.float32)
+    copies = D.compressed_copies([("a", rgb, faces), ("b", rgb, faces)], (10, 30), seed=2)
+    assert [name.split("#jpeg")[0] for name, _, _ in copies] == ["a", "b"]
+    for name, copy, boxes in copies:
+        q = int(name.split("#jpeg")[1])
+        assert 10 <= q <= 30 and copy.shape == rgb.shape and copy.dtype == np.uint8 and boxes is faces
+        ok, encoded = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        np.testing.assert_array_equal(copy, cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
+        assert not np.array_equal(copy, rgb)
+    again = D.compressed_copies([("a", rgb, faces), ("b", rgb, faces)], (10, 30), 2)
+    assert [n for n, _, _ in copies] == [n for n, _, _ in again]
+    with pytest.raises(ValueError, match="increasing pair within 1-100"):
+        D.compressed_copies([("a", rgb, faces)], (30, 10), 0)
 
 
 def test_celeba_scenes_place_every_face_box_and_repeat_for_a_seed():
@@ -208,3 +232,28 @@ def test_mining_keeps_only_boxes_clear_of_the_teachers_faces(lanner_cache):
     assert len(mined) == 1 and len(mined[0].boxes) > 0
     assert set(np.unique(mined[0].stage)) <= {1, 2}
     assert D.negative_boxes(mined[0].boxes, np.zeros((0, 4), np.float32), teacher).all()
+
+
+def test_mining_with_an_earlier_runs_folder_and_the_union_of_students(lanner_cache, tmp_path):
+    """A run's folder (rnet.onnx, onet.onnx) mines like the registry detector with the same nets: here the shipped
+    student's weights (the parity test's checkpoint) exported as a run would, behind the same P-Net and settings."""
+    from pathlib import Path
+
+    from skimage import data as skdata
+
+    from lanner.compile.exporters.mtcnn import load_torch_nets
+
+    nets = load_torch_nets()
+    stages = D.CascadeStages(nets["rnet"], nets["onet"])
+    weights = Path(__file__).resolve().parents[1] / "data" / "mtcnn_masked_stages.pt"
+    stages.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    D.export_stages(stages, tmp_path / "run")
+    images = [("astronaut", np.ascontiguousarray(skdata.astronaut()), np.zeros((0, 4), np.float32))]
+    by_name = D.mine_hard_negatives(images, "mtcnn-masked", (0.1, 0.1), 20, 1)
+    by_folder = D.mine_hard_negatives(images, tmp_path / "run", (0.1, 0.1), 20, 1)
+    assert len(by_name) == len(by_folder) == 1 and len(by_name[0].boxes) > 0
+    np.testing.assert_allclose(by_folder[0].boxes, by_name[0].boxes, atol=0.05)
+    both = D.mine_hard_negatives(images, ["mtcnn-masked", tmp_path / "run"], (0.1, 0.1), 20, 1)
+    np.testing.assert_array_equal(both[0].boxes, np.concatenate([by_name[0].boxes, by_folder[0].boxes]))
+    with pytest.raises(ValueError, match="a folder with rnet.onnx and onet.onnx"):
+        D.mine_hard_negatives(images, tmp_path / "missing", (0.1, 0.1), 20, 1)
