@@ -1,10 +1,14 @@
 """MetaSchedule tuning for the TVM builder (``lanner compile --backend tvm --tune TRIALS``).
 
 The Relax module is prepared as ``tvm.s_tir.meta_schedule.relax_integration.compile_relax``
-prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR), its fused TIR functions become
-MetaSchedule tasks, and the gradient task scheduler tunes them (evolutionary search, XGBoost
-cost model) with every trial measured: here by a local runner (x86), or on the device through
-a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson targets need it). The
+prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR) and its fused TIR functions become
+MetaSchedule tasks. Each task's default schedule (what an untuned build runs) is measured
+first; tasks under 2% of that total keep it, and the others are tuned one after another,
+largest first (evolutionary search, XGBoost cost model), each with the trials and minutes left
+in proportion to its share. Every trial is measured: here by a local runner (x86), or on the
+device through a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson
+targets need it). On CPUs the default schedules go into the database too (an empty trace), so
+a task whose tuned candidates all measured slower keeps its default. The
 library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
 here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
 schedule; the rest keep the default (dlight on GPUs, as an untuned build).
@@ -200,8 +204,7 @@ class _Progress:
         return (
             f"tvm tune [{bar}] {self.trials}/{self.total} trials, model estimate {best} "
             f"({len(self.best_s)}/{len(self.weights)} tasks measured; tuning {self.names[self.current]}), "
-            f"{minutes:.1f} min"
-            + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
+            f"{minutes:.1f} min" + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
         )
 
 
@@ -298,14 +301,15 @@ def tune_and_compile(
         state.started = time.monotonic()
         state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
         try:
-            state.default_s = _measure_defaults(tc.tvm, ms, tasks, target, builder, runner, database)
-            plan = _plan(state)
-            progress(
-                "tvm tune: default schedules measured; tuning "
-                + ", ".join(f"{p['task']} ({100 * p['share']:.0f}%)" for p in plan if p["tuned"])
-                + f"; {sum(not p['tuned'] for p in plan)} cheap tasks keep their default schedule"
-            )
-            _tune_in_turn(ms, tc.tvm, contexts, plan, request, state, builder, runner, database, records_dir)
+            with _sigint_stops(state):
+                state.default_s = _measure_defaults(tc.tvm, ms, tasks, target, builder, runner, database)
+                plan = _plan(state)
+                progress(
+                    "tvm tune: default schedules measured; tuning "
+                    + ", ".join(f"{p['task']} ({100 * p['share']:.0f}%)" for p in plan if p["tuned"])
+                    + f"; {sum(not p['tuned'] for p in plan)} cheap tasks keep their default schedule"
+                )
+                _tune_in_turn(ms, tc.tvm, contexts, plan, request, state, builder, runner, database, records_dir)
         finally:
             # The runner keeps its worker processes; end them here, also when the tune stopped early
             # (left to garbage collection they outlive an interrupted compile).
@@ -407,7 +411,13 @@ def _plan(state: _Progress) -> list[dict[str, Any]]:
     total = sum(cost)
     order = sorted(range(len(cost)), key=lambda i: -cost[i])
     return [
-        {"index": i, "task": state.names[i], "share": round(cost[i] / total, 4), "tuned": cost[i] / total >= MIN_TASK_SHARE}
+        {
+            "index": i,
+            "task": state.names[i],
+            "share": round(cost[i] / total, 4),
+            "tuned": cost[i] / total >= MIN_TASK_SHARE,
+            "trials": 0,
+        }
         for i in order
     ]
 
@@ -435,36 +445,35 @@ def _tune_in_turn(
     """
     order = [row for row in plan if row["tuned"]]
     remaining = request.trials
-    with _sigint_stops(state):
-        for k, row in enumerate(order):
-            if remaining <= 0 or state.interrupted or state.out_of_time:
-                break
-            i = row["index"]
-            fraction = row["share"] / sum(r["share"] for r in order[k:])
-            trials = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
-            now = time.monotonic()
-            state.current, state.task_out_of_time = i, False
-            state.task_deadline = None if state.deadline is None else now + (state.deadline - now) * fraction
-            before = state.trials
-            with _stop_on_request(state):
-                ms.tune_tasks(
-                    tasks=[contexts[i]],
-                    task_weights=[state.weights[i]],
-                    work_dir=str(records_dir),
-                    max_trials_global=trials,
-                    num_trials_per_iter=min(MAX_TRIALS_PER_ITER, trials),
-                    builder=builder,
-                    runner=runner,
-                    database=database,
-                    cost_model="xgb",
-                    measure_callbacks=[
-                        *ms.measure_callback.MeasureCallback.create("default"),
-                        _callback(tvm, ms, state),
-                    ],
-                    task_scheduler="round-robin",
-                )
-            row["trials"] = state.trials - before
-            remaining -= row["trials"]
+    for k, row in enumerate(order):
+        if remaining <= 0 or state.interrupted or state.out_of_time:
+            break
+        i = row["index"]
+        fraction = row["share"] / sum(r["share"] for r in order[k:])
+        trials = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
+        now = time.monotonic()
+        state.current, state.task_out_of_time = i, False
+        state.task_deadline = None if state.deadline is None else now + (state.deadline - now) * fraction
+        before = state.trials
+        with _stop_on_request(state):
+            ms.tune_tasks(
+                tasks=[contexts[i]],
+                task_weights=[state.weights[i]],
+                work_dir=str(records_dir),
+                max_trials_global=trials,
+                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, trials),
+                builder=builder,
+                runner=runner,
+                database=database,
+                cost_model="xgb",
+                measure_callbacks=[
+                    *ms.measure_callback.MeasureCallback.create("default"),
+                    _callback(tvm, ms, state),
+                ],
+                task_scheduler="round-robin",
+            )
+        row["trials"] = state.trials - before
+        remaining -= row["trials"]
 
 
 def _dlight_rules(dl: Any) -> tuple[Any, ...]:
