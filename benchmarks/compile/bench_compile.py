@@ -208,7 +208,9 @@ def student_onnx(name: str, work: Path) -> dict:
         dynamic_hw = any(isinstance(d, str) for d in inputs["image"][1:])
         # inputs beside the image (face-quality's face_width), at batch 1
         extra = {k: [1, *shape[1:]] for k, shape in inputs.items() if k != "image"}
-        return {"onnx": str(path), "chw": chw, "params": params, "fixed": dynamic_hw, "torch": False, "extra": extra}
+        # fixed at batch 1 where the model has other inputs: TVM 0.27 cannot lower face-quality at a dynamic batch
+        fixed = dynamic_hw or bool(extra)
+        return {"onnx": str(path), "chw": chw, "params": params, "fixed": fixed, "torch": False, "extra": extra}
     import torch
 
     spec = STUDENTS[name]()
