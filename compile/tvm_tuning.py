@@ -334,7 +334,7 @@ def tune_and_compile(
         "stopped_by_time_budget": state.out_of_time,
         "tasks": len(tasks),
         "tasks_measured": len(state.best_s),
-        "task_plan": plan,
+        "task_plan": plan or previous.get("task_plan", []),  # a build from the seed alone keeps its plan
         "failed_trials": state.failed,
         "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
@@ -725,4 +725,5 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "records": _count_lines(records_dir / RECORD_FILE),
         "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
+        "task_plan": previous.get("task_plan", []),
     }
