@@ -49,7 +49,15 @@ from lanner.names import MANIFEST_FILENAME
 
 from .artifact import UnsupportedError
 
-__all__ = ["TuningRequest", "TuningInterrupted", "tune_and_compile", "TUNING_DIR", "WORKLOAD_FILE", "RECORD_FILE"]
+__all__ = [
+    "TuningRequest",
+    "TuningInterrupted",
+    "tune_and_compile",
+    "count_trials",
+    "TUNING_DIR",
+    "WORKLOAD_FILE",
+    "RECORD_FILE",
+]
 
 TUNING_DIR = "tuning"
 WORKLOAD_FILE = "database_workload.json"
