@@ -289,7 +289,12 @@ def build_student(
         }
         if tuned:
             summary = m.target_info["tuning"]
-            rows[key].update(trials=summary["trials"], tuning_minutes=summary["minutes"], tasks=summary["tasks"])
+            rows[key].update(
+                trials=summary["trials"],
+                tuning_minutes=summary["minutes"],
+                tasks=summary["tasks"],
+                task_plan=summary.get("task_plan", []),
+            )
             if tuning_db is not None:
                 kept = tuning_db / name
                 if kept.exists():
