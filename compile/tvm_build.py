@@ -91,7 +91,7 @@ def build_tvm(
 
     Raises:
         UnsupportedError: int8; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13);
-            a missing cross compiler.
+            a missing cross compiler; a graph TVM cannot lower (e.g. face-quality at a dynamic batch).
         ImportError: apache-tvm is not installed.
         ValueError: tuning: dynamic input shapes, a foreign seed database, an unreachable tracker.
         TuningInterrupted: Ctrl-C during tuning (the records are kept in the cache).
@@ -144,7 +144,19 @@ def build_tvm(
         notes["fp16"] = "relax.transform.ToMixedPrecision(out_dtype=float32): fp16 compute, fp32 accumulation; fp32 I/O"
     if tuning is None:
         progress(f"tvm: compiling for {target_dict}")
-        executable = relax.build(mod, target=tvm.target.Target(target_dict), exec_mode=VM_EXEC_MODE)
+        try:
+            executable = relax.build(mod, target=tvm.target.Target(target_dict), exec_mode=VM_EXEC_MODE)
+        except RuntimeError as exc:  # tvm.error.InternalError: an operator TVM 0.27 cannot lower
+            dynamic = [s.name for s in onnx_graph.read_specs(onnx_path)[0] if s.is_dynamic]
+            raise UnsupportedError(
+                f"TVM 0.27 cannot compile this graph ({str(exc).splitlines()[0][:160]})"
+                + (
+                    f"; its inputs {dynamic} have dynamic axes, which can leave operators it cannot lower "
+                    "(e.g. a broadcast over a symbolic batch): fix them with --input-shape NAME=D0,D1,..."
+                    if dynamic
+                    else ""
+                )
+            ) from None
         artifacts = {"library": LIBRARY}
     else:
         executable, artifacts = _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, progress)

@@ -1,10 +1,14 @@
 """MetaSchedule tuning for the TVM builder (``lanner compile --backend tvm --tune TRIALS``).
 
 The Relax module is prepared as ``tvm.s_tir.meta_schedule.relax_integration.compile_relax``
-prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR), its fused TIR functions become
-MetaSchedule tasks, and the gradient task scheduler tunes them (evolutionary search, XGBoost
-cost model) with every trial measured: here by a local runner (x86), or on the device through
-a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson targets need it). The
+prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR) and its fused TIR functions become
+MetaSchedule tasks. Each task's default schedule (what an untuned build runs) is measured
+first; tasks under 2% of that total keep it, and the others are tuned one after another,
+largest first (evolutionary search, XGBoost cost model), each with the trials and minutes left
+in proportion to its share. Every trial is measured: here by a local runner (x86), or on the
+device through a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson
+targets need it). On CPUs the default schedules go into the database too (an empty trace), so
+a task whose tuned candidates all measured slower keeps its default. The
 library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
 here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
 schedule; the rest keep the default (dlight on GPUs, as an untuned build).
@@ -45,7 +49,15 @@ from lanner.names import MANIFEST_FILENAME
 
 from .artifact import UnsupportedError
 
-__all__ = ["TuningRequest", "TuningInterrupted", "tune_and_compile", "TUNING_DIR", "WORKLOAD_FILE", "RECORD_FILE"]
+__all__ = [
+    "TuningRequest",
+    "TuningInterrupted",
+    "tune_and_compile",
+    "count_trials",
+    "TUNING_DIR",
+    "WORKLOAD_FILE",
+    "RECORD_FILE",
+]
 
 TUNING_DIR = "tuning"
 WORKLOAD_FILE = "database_workload.json"
@@ -59,6 +71,9 @@ MAX_TRIALS_PER_ITER = 16
 # Evolutionary-search population (default 512): the search runs on the tuning machine's CPU between
 # batches; a smaller population leaves more of a time budget to measuring candidates.
 POPULATION = 128
+# A task under this share of the model's default-schedule latency keeps its default schedule: a batch
+# of its candidates costs as much tuning time as a convolution's, and it cannot move the total.
+MIN_TASK_SHARE = 0.02
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
 
@@ -129,43 +144,63 @@ class _StopTuning(Exception):
 
 @dataclass
 class _Progress:
-    """Counts trials, tracks each task's best latency, applies the time budget and Ctrl-C."""
+    """Counts trials, tracks each task's best latency, applies the time budgets and Ctrl-C.
+
+    Tasks are tuned one after another (:func:`_tune_in_turn`): ``current`` is the task being tuned,
+    ``task_deadline`` the end of its share of the time budget, ``deadline`` the end of the whole budget.
+    """
 
     total: int
     weights: list[float]
+    names: list[str]
+    default_s: list[float | None]
     deadline: float | None
     say: Callable[[str], None]
     started: float = field(default_factory=time.monotonic)
     trials: int = 0
     best_s: dict[int, float] = field(default_factory=dict)
+    current: int = 0
+    task_deadline: float | None = None
+    task_out_of_time: bool = False
     interrupted: bool = False
     out_of_time: bool = False
     failed: int = 0
     first_error: str | None = None
 
-    def on_batch(self, scheduler: Any, task_id: int, runner_results: list[Any]) -> None:
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested: the whole tune (budget, Ctrl-C) or the current task (its time share)."""
+        return self.interrupted or self.out_of_time or self.task_out_of_time
+
+    def on_batch(self, runner_results: list[Any]) -> None:
         self.trials += len(runner_results)
         for result in runner_results:
             if result.error_msg is None and result.run_secs:
                 seconds = sum(float(s) for s in result.run_secs) / len(result.run_secs)
-                self.best_s[task_id] = min(seconds, self.best_s.get(task_id, float("inf")))
+                self.best_s[self.current] = min(seconds, self.best_s.get(self.current, float("inf")))
             else:
                 self.failed += 1
                 if self.first_error is None:
                     self.first_error = str(result.error_msg).strip().splitlines()[-1][:300]
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.out_of_time = True
+        now = time.monotonic()
+        self.out_of_time = self.deadline is not None and now > self.deadline
+        self.task_out_of_time = self.task_deadline is not None and now > self.task_deadline
         self.say(self.line())
-        if self.interrupted or self.out_of_time:
+        if self.stopping:
             # Terminating tasks from a callback trips the scheduler's own termination check, so stop
             # by unwinding: the records of every finished batch are already committed.
             raise _StopTuning()
 
+    def task_ms(self, i: int) -> float | None:
+        """Task ``i``'s latency in the build (ms, weight included): the faster of its best measured
+        schedule and its default one, since the database holds both (CPU targets)."""
+        options = [s for s in (self.best_s.get(i), self.default_s[i]) if s is not None]
+        return 1e3 * self.weights[i] * min(options) if options else None
+
     def estimated_ms(self) -> float | None:
-        """Sum over measured tasks of weight x best latency (the tuner's model-latency estimate)."""
-        if not self.best_s:
-            return None
-        return 1e3 * sum(self.weights[i] * s for i, s in self.best_s.items())
+        """Sum over the tasks of weight x latency (the tuner's model-latency estimate)."""
+        known = [ms for ms in (self.task_ms(i) for i in range(len(self.weights))) if ms is not None]
+        return sum(known) if known else None
 
     def line(self) -> str:
         done = min(self.trials, self.total)
@@ -175,9 +210,9 @@ class _Progress:
         best = "n/a" if est is None else f"{est:.3f} ms"
         minutes = (time.monotonic() - self.started) / 60
         return (
-            f"tvm tune [{bar}] {self.trials}/{self.total} trials, best so far {best} "
-            f"({len(self.best_s)}/{len(self.weights)} tasks measured), {minutes:.1f} min"
-            + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
+            f"tvm tune [{bar}] {self.trials}/{self.total} trials, model estimate {best} "
+            f"({len(self.best_s)}/{len(self.weights)} tasks measured; tuning {self.names[self.current]}), "
+            f"{minutes:.1f} min" + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
         )
 
 
@@ -234,25 +269,28 @@ def tune_and_compile(
         path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
     )
     weights = [float(task.weight) for task in tasks]
-    per_iter = max(1, min(MAX_TRIALS_PER_ITER, request.trials // len(tasks)))
     state = _Progress(
         total=request.trials,
-        weights=[float(w) for w in weights],
-        deadline=None if request.minutes is None else time.monotonic() + 60 * request.minutes,
+        weights=weights,
+        names=[str(task.task_name) for task in tasks],
+        default_s=[None] * len(tasks),
+        deadline=None,
         say=progress,
     )
     progress(
         f"tvm tune: {len(tasks)} tasks, no new trials: building from the seed's records"
         if not request.trials
-        else f"tvm tune: {len(tasks)} tasks, {request.trials} trials ({per_iter} per batch)"
+        else f"tvm tune: {len(tasks)} tasks, {request.trials} trials"
         + (f", {request.minutes:g} min budget" if request.minutes else "")
         + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
+    plan: list[dict[str, Any]] = []
     if request.trials:  # 0: build from the seed's records alone
-        # (Made only when tuning: the first TuneContext registers every tensor intrinsic, minutes.)
-        # Our own contexts, not extracted_tasks_to_tune_contexts: its logging set-up breaks a second
-        # tune in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch.
+        # (Made before the clock starts: the first TuneContext registers every tensor intrinsic, about a
+        # minute on this machine.) Our own contexts, not extracted_tasks_to_tune_contexts: its logging
+        # set-up breaks a second tune in the same process (TVM 0.27) and prints MetaSchedule's task table
+        # at every batch.
         contexts = [
             ms.TuneContext(
                 mod=task.dispatched[0],
@@ -266,27 +304,20 @@ def tune_and_compile(
             for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
         ]
         runner = _runner(tc.tvm, ms, request)
-        # the budget counts tuning proper, not the start-up above (TVM's tensor intrinsics: minutes)
+        builder = _builder(tc.tvm, ms)
+        # the budget counts tuning proper, not TVM's start-up; measuring the default schedules is part of it
         state.started = time.monotonic()
         state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
         try:
-            with _sigint_stops(state), _stop_on_request(state):
-                ms.tune_tasks(
-                    tasks=contexts,
-                    task_weights=weights,
-                    work_dir=str(records_dir),
-                    max_trials_global=request.trials,
-                    num_trials_per_iter=per_iter,
-                    builder=_builder(tc.tvm, ms),
-                    runner=runner,
-                    database=database,
-                    cost_model="xgb",
-                    measure_callbacks=[
-                        *ms.measure_callback.MeasureCallback.create("default"),
-                        _callback(tc.tvm, ms, state),
-                    ],
-                    task_scheduler="gradient",
+            with _sigint_stops(state):
+                state.default_s = _measure_defaults(tc.tvm, ms, tasks, target, builder, runner, database)
+                plan = _plan(state)
+                progress(
+                    "tvm tune: default schedules measured; tuning "
+                    + ", ".join(f"{p['task']} ({100 * p['share']:.0f}%)" for p in plan if p["tuned"])
+                    + f"; {sum(not p['tuned'] for p in plan)} cheap tasks keep their default schedule"
                 )
+                _tune_in_turn(ms, tc.tvm, contexts, plan, request, state, builder, runner, database, records_dir)
         finally:
             # The runner keeps its worker processes; end them here, also when the tune stopped early
             # (left to garbage collection they outlive an interrupted compile).
@@ -296,8 +327,14 @@ def tune_and_compile(
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
+    for row in plan:
+        best, default = state.best_s.get(row["index"]), state.default_s[row["index"]]
+        row["best_ms"] = None if best is None else round(1e3 * best, 5)
+        row["default_ms"] = None if default is None else round(1e3 * default, 5)
+        del row["index"]
     summary = {
-        "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model, gradient task scheduler)",
+        "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; tasks in turn, trials and "
+        "minutes split by each task's share of the default-schedule latency)",
         "trials": previous.get("trials", 0) + state.trials,
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
@@ -305,6 +342,7 @@ def tune_and_compile(
         "stopped_by_time_budget": state.out_of_time,
         "tasks": len(tasks),
         "tasks_measured": len(state.best_s),
+        "task_plan": plan or previous.get("task_plan", []),  # a build from the seed alone keeps its plan
         "failed_trials": state.failed,
         "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
@@ -324,6 +362,134 @@ def tune_and_compile(
     return executable, summary
 
 
+def _measure_defaults(
+    tvm: Any, ms: Any, tasks: list[Any], target: Any, builder: Any, runner: Any, database: Any
+) -> list[float | None]:
+    """Each task's latency (seconds) with the schedule an untuned build gives it, measured like a trial.
+
+    That is TVM's default lowering on CPUs and dlight's rules on GPUs. On CPUs the measurement is
+    also committed as a record with an empty trace (the default schedule itself), so the build
+    keeps the default for a task whose tuned candidates all measured slower: small element-wise
+    tasks, where a parallel loop's thread hand-off costs more than the work. None where the
+    default did not build or run (the task is then treated as expensive).
+    """
+    gpu = "gpu" in [str(key) for key in target.keys]
+    device_type = target.kind.name if gpu else "cpu"  # (what the task scheduler hands its runner)
+    modules = []
+    for task in tasks:
+        mod = task.dispatched[0]
+        if gpu:
+            with target:
+                mod = tvm.s_tir.dlight.ApplyDefaultSchedule(*_dlight_rules(tvm.s_tir.dlight))(mod)
+        modules.append(mod)
+    built = builder.build([ms.builder.BuilderInput(mod, target) for mod in modules])
+    measured: list[float | None] = [None] * len(tasks)
+    ran = [i for i, b in enumerate(built) if b.error_msg is None]
+    args = [ms.arg_info.ArgInfo.from_prim_func(tasks[i].dispatched[0]["main"]) for i in ran]
+    futures = runner.run(
+        [ms.runner.RunnerInput(str(built[i].artifact_path), device_type, a) for i, a in zip(ran, args)]
+    )
+    for i, a, future in zip(ran, args, futures):
+        result = future.result()
+        ms.utils.remove_build_dir(str(built[i].artifact_path))
+        if result.error_msg is not None or not result.run_secs:
+            continue
+        run_secs = [float(s) for s in result.run_secs]
+        measured[i] = sum(run_secs) / len(run_secs)
+        if not gpu:
+            database.commit_tuning_record(
+                ms.database.TuningRecord(
+                    trace=tvm.s_tir.schedule.Trace([], {}),
+                    workload=database.commit_workload(tasks[i].dispatched[0]),
+                    run_secs=run_secs,
+                    target=target,
+                    args_info=a,
+                )
+            )
+    return measured
+
+
+def _plan(state: _Progress) -> list[dict[str, Any]]:
+    """Tasks by their share of the model's default-schedule latency, largest first; those under
+    :data:`MIN_TASK_SHARE` are not tuned. A task whose default could not be measured counts as the
+    most expensive one measured (or, with none measured, all count alike)."""
+    known = [s for s in state.default_s if s is not None]
+    fallback = max(known) if known else 1.0
+    cost = [w * (s if s is not None else fallback) for w, s in zip(state.weights, state.default_s)]
+    total = sum(cost)
+    order = sorted(range(len(cost)), key=lambda i: -cost[i])
+    return [
+        {
+            "index": i,
+            "task": state.names[i],
+            "share": round(cost[i] / total, 4),
+            "tuned": cost[i] / total >= MIN_TASK_SHARE,
+            "trials": 0,
+        }
+        for i in order
+    ]
+
+
+def _tune_in_turn(
+    ms: Any,
+    tvm: Any,
+    contexts: list[Any],
+    plan: list[dict[str, Any]],
+    request: TuningRequest,
+    state: _Progress,
+    builder: Any,
+    runner: Any,
+    database: Any,
+    records_dir: Path,
+) -> None:
+    """Tune the planned tasks one after another, largest share first. Each gets the trials and the
+    minutes left in proportion to its share among the tasks not yet tuned, so what one task leaves
+    unused (its search space exhausted, batches faster than planned) goes to the next ones.
+
+    One task at a time, rather than MetaSchedule's gradient scheduler over all of them: that
+    scheduler first gives every task one batch before it joins (measures, records, reports) any,
+    so on a busy 2-core machine a model with a dozen tasks ran a whole 10-minute budget without a
+    single trial recorded.
+    """
+    order = [row for row in plan if row["tuned"]]
+    remaining = request.trials
+    for k, row in enumerate(order):
+        if remaining <= 0 or state.interrupted or state.out_of_time:
+            break
+        i = row["index"]
+        fraction = row["share"] / sum(r["share"] for r in order[k:])
+        trials = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
+        now = time.monotonic()
+        state.current, state.task_out_of_time = i, False
+        state.task_deadline = None if state.deadline is None else now + (state.deadline - now) * fraction
+        before = state.trials
+        with _stop_on_request(state):
+            ms.tune_tasks(
+                tasks=[contexts[i]],
+                task_weights=[state.weights[i]],
+                work_dir=str(records_dir),
+                max_trials_global=trials,
+                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, trials),
+                builder=builder,
+                runner=runner,
+                database=database,
+                cost_model="xgb",
+                measure_callbacks=[
+                    *ms.measure_callback.MeasureCallback.create("default"),
+                    _callback(tvm, ms, state),
+                ],
+                task_scheduler="round-robin",
+            )
+        row["trials"] = state.trials - before
+        remaining -= row["trials"]
+
+
+def _dlight_rules(dl: Any) -> tuple[Any, ...]:
+    """dlight's GPU rules for what tuning leaves unscheduled (as ``compile_relax`` applies them)."""
+    gpu = dl.gpu
+    return (gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback())
+
+
 class _stop_on_request:  # noqa: N801 -- a context manager used like a function
     """Swallow the error a requested stop unwinds with (TVM may re-raise it wrapped in its own type)."""
 
@@ -334,11 +500,7 @@ class _stop_on_request:  # noqa: N801 -- a context manager used like a function
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        return (
-            exc_type is not None
-            and issubclass(exc_type, Exception)
-            and (self._state.interrupted or self._state.out_of_time)
-        )
+        return exc_type is not None and issubclass(exc_type, Exception) and self._state.stopping
 
 
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
@@ -386,9 +548,7 @@ def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mod
         mod = tvm.transform.Sequential([*dispatch, relax.transform.LegalizeOps(), *_fusion_passes(relax)])(mod)
         mod = relax.transform.MetaScheduleApplyDatabase()(mod)
         if is_gpu:
-            gpu = dl.gpu
-            rules = (gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback())
-            mod = dl.ApplyDefaultSchedule(*rules)(mod)
+            mod = dl.ApplyDefaultSchedule(*_dlight_rules(dl))(mod)
         return tvm.transform.Sequential(lower)(mod)
 
     with target, database, tvm.transform.PassContext(opt_level=3):
@@ -481,7 +641,7 @@ def _callback(tvm: Any, ms: Any, state: _Progress) -> Any:
     @tvm.ir.utils.derived_object
     class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):  # noqa: ARG002
-            state.on_batch(task_scheduler, task_id, list(runner_results))
+            state.on_batch(list(runner_results))
 
     return _ProgressCallback()
 
@@ -512,6 +672,20 @@ class _sigint_stops:  # noqa: N801 -- a context manager used like a function
 def _count_lines(path: Path) -> int:
     with path.open(encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
+
+
+def count_trials(path: Path) -> int:
+    """Measured candidates in a MetaSchedule record file: its records less the default-schedule ones
+    (an empty trace) that each tune commits before searching.
+
+    Args:
+        path: a ``database_tuning_record.json``.
+
+    Returns:
+        The number of records with a non-empty trace.
+    """
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip() and json.loads(line)[1][0] != [[], []])
 
 
 def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], target: Any) -> dict[str, Any]:
@@ -557,6 +731,7 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
     return {
         "source": str(seed),
         "records": _count_lines(records_dir / RECORD_FILE),
-        "trials": int(previous.get("trials", _count_lines(records_dir / RECORD_FILE))),
+        "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
+        "task_plan": previous.get("task_plan", []),
     }

@@ -701,6 +701,28 @@ def test_tvm_fp16_refused_where_mixed_precision_fails(tmp_path):
         compile_model(_conv_relu6(tmp_path), backend="tvm", precision="fp16", out=tmp_path / "pkg")
 
 
+def test_tvm_graph_it_cannot_lower_is_refused_with_the_fix(tmp_path):
+    """face-quality at a dynamic batch: TVM 0.27 cannot lower a broadcast over the symbolic batch
+    (an InternalError at VM codegen); the TVM build says so and how to fix it, and ``auto`` builds
+    the other backends instead of crashing."""
+    import lanner.models
+
+    model = lanner.models.onnx_path("face-quality")
+    with pytest.raises(UnsupportedError, match=r"TVM 0.27 cannot compile this graph .* fix them with --input-shape"):
+        compile_model(model, backend="tvm", precision="fp32", out=tmp_path / "tvm")
+    manifest = compile_model(model, backend="auto", precision="fp32", out=tmp_path / "auto")
+    candidates = {c["backend"]: c["status"] for c in manifest.selection["candidates"]}
+    assert candidates["tvm"] == "unsupported" and manifest.backend in ("openvino", "onnxruntime")
+    fixed = compile_model(
+        model,
+        backend="tvm",
+        precision="fp32",
+        out=tmp_path / "fixed",
+        input_shapes={"image": [1, 3, 32, 32], "face_width": [1, 1]},
+    )
+    assert fixed.backend == "tvm" and fixed.fidelity["passed"]
+
+
 def test_auto_backend_with_no_buildable_candidate(tmp_path):
     import openvino as ov
 

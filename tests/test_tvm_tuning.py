@@ -24,7 +24,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import lanner  # noqa: E402
-from lanner.compile import TuningInterrupted, TuningRequest, compile_model  # noqa: E402
+from lanner.compile import TuningInterrupted, TuningRequest, compile_model, tvm_tuning  # noqa: E402
 from lanner.compile.artifact import UnsupportedError  # noqa: E402
 from lanner.manifest import Manifest  # noqa: E402
 from lanner.names import sha256_file  # noqa: E402
@@ -208,6 +208,14 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert manifest.fidelity["passed"]
     records = (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines()
     assert len(records) == summary["records"]
+    plan = summary["task_plan"]
+    assert len(plan) == 3 and sum(row["trials"] for row in plan) == 3
+    assert [row["share"] for row in plan] == sorted((row["share"] for row in plan), reverse=True)
+    assert abs(sum(row["share"] for row in plan) - 1) < 1e-3
+    # every task's default schedule was measured and recorded (an empty trace) beside the trials
+    assert all(row["default_ms"] > 0 for row in plan)
+    defaults = [line for line in records if json.loads(line)[1][0] == [[], []]]
+    assert len(defaults) == 3 and tvm_tuning.count_trials(tuned / "tuning" / "database_tuning_record.json") == 3
     feed = {"image": np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)}
     import onnxruntime as ort
 
@@ -326,8 +334,9 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
     (records_dir,) = [p.parent for p in records]
     assert f"resume with --tuning-db {records_dir}" in err
     assert not (tmp_path / "interrupted").exists()
-    kept = len(records_dir.joinpath("database_tuning_record.json").read_text().splitlines())
-    assert kept >= 1
+    record_file = records_dir / "database_tuning_record.json"
+    assert len(record_file.read_text().splitlines()) >= 1
+    kept = tvm_tuning.count_trials(record_file)  # the default-schedule records are not trials
 
     resumed = tmp_path / "resumed"
     manifest = compile_model(
@@ -340,7 +349,7 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
     summary = manifest.target_info["tuning"]
     assert summary["seeded_from"] == str(records_dir)
     assert summary["trials"] == kept + 3 and summary["trials_this_run"] == 3
-    assert summary["records"] >= kept
+    assert summary["records"] >= kept + 3
     assert manifest.fidelity["passed"]
 
 
@@ -415,6 +424,51 @@ def test_tuning_over_rpc_loopback(convnet, tmp_path):
     summary = manifest.target_info["tuning"]
     assert summary["measured_on"] == f"rpc {address} key loopback"
     assert summary["records"] >= 1 and manifest.fidelity["passed"]
+
+
+def _progress(default_s: list[float | None], weights: list[float] | None = None) -> tvm_tuning._Progress:
+    names = [f"task{i}" for i in range(len(default_s))]
+    return tvm_tuning._Progress(
+        total=10,
+        weights=weights or [1.0] * len(default_s),
+        names=names,
+        default_s=default_s,
+        deadline=None,
+        say=lambda line: None,
+    )
+
+
+def test_plan_orders_tasks_by_their_share_of_the_default_latency_and_skips_cheap_ones():
+    # weights count how often a task runs in the model: task2 (2 x 3 ms) outweighs task0 (5 ms)
+    plan = tvm_tuning._plan(_progress([5e-3, 1e-5, 3e-3, 2e-4], weights=[1.0, 1.0, 2.0, 1.0]))
+    assert [row["task"] for row in plan] == ["task2", "task0", "task3", "task1"]
+    total = 5e-3 + 1e-5 + 6e-3 + 2e-4
+    assert [row["share"] for row in plan] == [round(s / total, 4) for s in (6e-3, 5e-3, 2e-4, 1e-5)]
+    # under MIN_TASK_SHARE (2%): the default schedule stays, no trials are spent
+    assert [row["tuned"] for row in plan] == [True, True, False, False]
+    assert all(row["trials"] == 0 for row in plan)
+
+
+def test_plan_counts_an_unmeasured_task_as_the_most_expensive():
+    plan = tvm_tuning._plan(_progress([1e-3, None, 1e-5]))
+    assert {row["task"]: row["share"] for row in plan}["task1"] == round(1e-3 / (2e-3 + 1e-5), 4)
+    assert [row["tuned"] for row in plan] == [True, True, False]
+    assert [row["share"] for row in tvm_tuning._plan(_progress([None, None]))] == [0.5, 0.5]
+
+
+def test_model_estimate_takes_the_faster_of_tuned_and_default():
+    state = _progress([2e-3, 1e-3, None])
+    state.best_s = {0: 5e-4, 1: 4e-3}  # task0 tuned faster; task1's candidates all slower than its default
+    assert state.estimated_ms() == pytest.approx(0.5 + 1.0)
+
+
+def test_count_trials_leaves_out_default_schedule_records(tmp_path):
+    target = {"kind": "llvm"}
+    default = json.dumps([0, [[[], []], [1e-5], target, []]])
+    trial = json.dumps([0, [[[["Split", [], {}, []]], []], [5e-6], target, []]])
+    path = tmp_path / "database_tuning_record.json"
+    path.write_text("\n".join([default, trial, trial, ""]) + "\n")
+    assert tvm_tuning.count_trials(path) == 2
 
 
 def test_interrupted_is_a_keyboard_interrupt(tmp_path):

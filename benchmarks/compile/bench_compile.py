@@ -164,6 +164,22 @@ def write_crops(folder: Path, size_hw: tuple[int, int], count: int, seed: int = 
         cv2.imwrite(str(folder / f"crop{i:03d}.png"), im[y : y + h, x : x + w])
 
 
+def to_arrays(folder: Path, size_hw: tuple[int, int], extra: dict[str, list[int]], seed: int = 0) -> None:
+    """Turn the crops in ``folder`` into ``.npz`` samples for a model with inputs beside the image:
+    the crop preprocessed as the image, and each extra input drawn from the face widths the
+    quality model sees (8-64 px, seeded)."""
+    import cv2
+
+    from lanner.compile.calibration import preprocess_image
+
+    rng = np.random.default_rng(seed)
+    for crop in sorted(folder.glob("crop*.png")):
+        sample = {"image": preprocess_image(cv2.imread(str(crop)), PREPROCESSING, size_hw)}
+        sample.update({k: rng.uniform(8, 64, shape).astype(np.float32) for k, shape in extra.items()})
+        np.savez(crop.with_suffix(".npz"), **sample)
+        crop.unlink()
+
+
 def cpu_model() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     for line in out.splitlines():
@@ -188,8 +204,13 @@ def student_onnx(name: str, work: Path) -> dict:
         path = lanner.models.onnx_path(name)
         params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
         chw = SHIPPED[name]
-        dynamic_hw = any(isinstance(d, str) for d in lanner.models.get_spec(name).inputs["image"][1:])
-        return {"onnx": str(path), "chw": chw, "params": params, "fixed": dynamic_hw, "torch": False}
+        inputs = lanner.models.get_spec(name).inputs
+        dynamic_hw = any(isinstance(d, str) for d in inputs["image"][1:])
+        # inputs beside the image (face-quality's face_width), at batch 1
+        extra = {k: [1, *shape[1:]] for k, shape in inputs.items() if k != "image"}
+        # fixed at batch 1 where the model has other inputs: TVM 0.27 cannot lower face-quality at a dynamic batch
+        fixed = dynamic_hw or bool(extra)
+        return {"onnx": str(path), "chw": chw, "params": params, "fixed": fixed, "torch": False, "extra": extra}
     import torch
 
     spec = STUDENTS[name]()
@@ -204,7 +225,7 @@ def student_onnx(name: str, work: Path) -> dict:
         dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
     )
     params = sum(p.numel() for p in net.parameters())
-    return {"onnx": str(path), "chw": chw, "params": params, "fixed": False, "torch": True}
+    return {"onnx": str(path), "chw": chw, "params": params, "fixed": False, "torch": True, "extra": {}}
 
 
 def build_student(
@@ -227,6 +248,8 @@ def build_student(
     calib = folder / "calib"
     calib.mkdir()
     write_crops(calib, chw[1:], 80)
+    if student["extra"]:
+        to_arrays(calib, chw[1:], student["extra"])
     builds = [] if tune_only else [(b, p, f"{b}/{p}") for b, p in BUILDS]
     tuning = None
     if tune is not None:
@@ -249,7 +272,7 @@ def build_student(
                 preprocessing={**PREPROCESSING, "size": list(chw[1:])},
                 num_threads=threads,
                 # MetaSchedule tunes fixed shapes: the tuned package is batch 1 only
-                input_shapes={"image": [1, *chw]} if tuned or student["fixed"] else None,
+                input_shapes={"image": [1, *chw], **student["extra"]} if tuned or student["fixed"] else None,
                 tuning=tuning if tuned else None,
                 progress=log if tuned else None,
             )
@@ -266,7 +289,12 @@ def build_student(
         }
         if tuned:
             summary = m.target_info["tuning"]
-            rows[key].update(trials=summary["trials"], tuning_minutes=summary["minutes"], tasks=summary["tasks"])
+            rows[key].update(
+                trials=summary["trials"],
+                tuning_minutes=summary["minutes"],
+                tasks=summary["tasks"],
+                task_plan=summary.get("task_plan", []),
+            )
             if tuning_db is not None:
                 kept = tuning_db / name
                 if kept.exists():
@@ -369,8 +397,15 @@ def time_worker(args: argparse.Namespace) -> int:
         b1 = measure_latency(run, budget_s=1.0)
     else:
         with lanner.load(args.time_package, num_threads=threads) as model:
-            shape = [1, *model.inputs[0].shape[1:]]
-            feed = {"image": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+            rng = np.random.default_rng(1)
+            feed = {  # the image as before; face widths (face-quality) in pixels
+                spec.name: (
+                    rng.standard_normal([1, *spec.shape[1:]])
+                    if spec.name == "image"
+                    else rng.uniform(8, 64, [1, *spec.shape[1:]])
+                ).astype(np.float32)
+                for spec in model.inputs
+            }
             b1 = measure_latency(lambda: model.run(feed), budget_s=1.0)
     print(json.dumps({"b1": b1["median"], "b1_min": b1["min"]}))
     return 0
