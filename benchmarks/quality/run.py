@@ -179,7 +179,9 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=44, help="synthetic videos for the lanner identify check")
     parser.add_argument("--video-frames", type=int, default=16, help="frames per synthetic video")
     parser.add_argument(
-        "--work", default=None, help="folder for the synthetic videos and their JSON (default: a temporary folder)"
+        "--work",
+        default=None,
+        help="folder to keep the synthetic videos and their JSON in (default: a temporary one, removed at exit)",
     )
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--speed-only", action="store_true", help="only the speed part (update results.json)")
@@ -188,10 +190,13 @@ def main() -> int:
     if args.speed_only:
         return speed_only(args)
     out = Path(args.out)
-    if args.work is None:
+    if args.work is None:  # a temporary folder, removed when the benchmark exits
+        import atexit
+        import shutil
         import tempfile
 
         args.work = tempfile.mkdtemp(prefix="lanner-quality-videos-")
+        atexit.register(shutil.rmtree, args.work, ignore_errors=True)
     cv2.setNumThreads(1)
     started = time.perf_counter()
 
