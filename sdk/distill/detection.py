@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .. import _C
 from ..ops import box_iou
-from .degrade import GaussianBlur, Greyscale, LowLight
+from .degrade import GaussianBlur, Greyscale, JpegCompression, LowLight
 from .facemask import AnnotatedPhoto
 from .masks import SyntheticMasks
 from .training import RunConfig, run_loop
@@ -447,12 +447,9 @@ def compressed_copies(
         raise ValueError(f"quality should be an increasing pair within 1-100, got {quality!r}")
     out = []
     for index, (name, rgb, annotated) in enumerate(images):
-        q = int(np.random.default_rng([seed, 6, index]).integers(low, high + 1))
-        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
-        if not ok:
-            raise ValueError(f"{name}: JPEG encoding failed")
-        decoded = np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
-        out.append((f"{name}#jpeg{q}", decoded, annotated))
+        rng = np.random.default_rng([seed, 6, index])
+        q = int(rng.integers(low, high + 1))
+        out.append((f"{name}#jpeg{q}", JpegCompression(quality=(q, q))(np.ascontiguousarray(rgb), rng), annotated))
     return out
 
 
