@@ -298,24 +298,20 @@ def _landmarks_of(
     """The five points ``net`` (an O-Net) gives on ``boxes`` (N, >=4) xyxy, squared first: (N, 5, 2); where its
     box regression moves a side by more than :data:`LANDMARK_REFINE_OFFSET`, the points of a second pass on its
     regressed box. A box with no pixel in the image keeps its row of ``landmarks``."""
-    squares = _rerec(boxes[:, :4].copy())
-    crops, valid = _crop(table, squares, ONET_SIZE, ws, num_threads)
-    if not valid.any():
-        return landmarks
-    with timer.stage("onet"):
-        out = net.run({"image": crops[valid]}, copy=True)
     landmarks = landmarks.copy()
-    landmarks[valid] = _landmarks(squares[valid], out["landmarks"])
-    off = np.zeros(len(squares), bool)
-    off[valid] = np.abs(out["reg"]).max(axis=1) > LANDMARK_REFINE_OFFSET
-    if off.any():
-        refined = _rerec(_bbreg(squares[valid].copy(), out["reg"])[off[valid]])
-        crops, again = _crop(table, refined, ONET_SIZE, ws, num_threads)
-        if again.any():
-            with timer.stage("onet"):
-                points = net.run({"image": crops[again]}, copy=False)["landmarks"]
-            rows = np.flatnonzero(off)[again]
-            landmarks[rows] = _landmarks(refined[again], points)
+    rows, squares = np.arange(len(boxes)), _rerec(boxes[:, :4].copy())
+    for _ in range(2):  # the boxes as given, then those the net moved by more than LANDMARK_REFINE_OFFSET
+        crops, valid = _crop(table, squares, ONET_SIZE, ws, num_threads)
+        rows, squares = rows[valid], squares[valid]
+        if not len(rows):
+            break
+        with timer.stage("onet"):
+            out = net.run({"image": crops[valid]}, copy=True)
+        landmarks[rows] = _landmarks(squares, out["landmarks"])
+        off = np.abs(out["reg"]).max(axis=1) > LANDMARK_REFINE_OFFSET
+        rows, squares = rows[off], _rerec(_bbreg(squares[off].copy(), out["reg"][off]))
+        if not len(rows):
+            break
     return landmarks
 
 
