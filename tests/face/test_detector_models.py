@@ -44,15 +44,24 @@ def test_mtcnn_by_name_is_the_teacher(lanner_cache, photos, name):
         assert_matches(detector.detect(photos[name]), g["boxes"], g["scores"], g["landmarks"])
 
 
+def _on_parity_photos(detector, photos):
+    """``(name, detections, golden boxes (G, 4), golden landmarks (G, 5, 2))`` for each parity photo at hand."""
+    for name in PARITY_PHOTOS:
+        if name in photos:
+            golden = GOLDENS[name]
+            yield (
+                name,
+                detector.detect(photos[name]),
+                np.asarray(golden["boxes"], np.float32).reshape(-1, 4),
+                np.asarray(golden["landmarks"], np.float32).reshape(-1, 5, 2),
+            )
+
+
 @pytest.mark.parametrize("model", sorted(FACE_DETECTORS))
 def test_no_face_of_the_parity_photos_is_lost(lanner_cache, photos, model):
     """Every golden (teacher) face is found again (IoU >= 0.5), by every detector."""
     with lanner.FaceDetector(model=model, num_threads=2) as detector:
-        for name in PARITY_PHOTOS:
-            if name not in photos:
-                continue
-            got = detector.detect(photos[name])
-            golden = np.asarray(GOLDENS[name]["boxes"], np.float32).reshape(-1, 4)
+        for name, got, golden, _ in _on_parity_photos(detector, photos):
             assert len(got) >= len(golden), f"{model} lost faces on {name}"
             if len(golden):
                 assert iou(golden, got.boxes).max(1).min() >= 0.5, f"{model} lost a face on {name}"
@@ -82,12 +91,7 @@ def test_every_detector_gives_the_teachers_landmarks(lanner_cache, photos, model
     of the parity photos, a detector's points lie on average within 5% of the face width of the teacher's (the
     masked-face student's own O-Net: up to 25%, hence its landmark_net, benchmarks/detection/README.md)."""
     with lanner.FaceDetector(model=model, num_threads=2) as detector:
-        for name in PARITY_PHOTOS:
-            if name not in photos:
-                continue
-            got = detector.detect(photos[name])
-            golden = np.asarray(GOLDENS[name]["boxes"], np.float32).reshape(-1, 4)
-            points = np.asarray(GOLDENS[name]["landmarks"], np.float32).reshape(-1, 5, 2)
+        for name, got, golden, points in _on_parity_photos(detector, photos):
             for box, golden_points in zip(golden, points):
                 overlap = iou(box[None], got.boxes)[0]
                 distance = np.linalg.norm(got.landmarks[overlap.argmax()] - golden_points, axis=1).mean()
