@@ -102,7 +102,8 @@ class _TrackState:
     psr: float | None = None
     missed: int = 0  # detection rounds in a row that did not match this track
     frames: int = 1
-    best_faces: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding), best first
+    # (quality, embedding, threshold), best first; the threshold is the face's own (None: the gallery's)
+    best_faces: list[tuple[float, np.ndarray, float | None]] = field(default_factory=list)
     name: str | None = None
     name_score: float | None = None
     det_index: int | None = None  # the detection that anchored it on the current frame, for _identify
@@ -180,7 +181,10 @@ class FacePipeline(Closeable):
         recognizer: optional, with ``embed(image, faces: Detections) -> (N, D)`` float32
             unit-norm embeddings; needs ``gallery``.
         gallery: optional, with ``identify(embeddings (N, D)) -> (names, scores)``; needs
-            ``recognizer``.
+            ``recognizer``. When the recognizer has ``thresholds(faces, base=)`` and the gallery a
+            ``threshold`` (a :class:`lanner.FaceRecognizer` and a :class:`lanner.FaceGallery`), each
+            track is judged against the mean threshold of the models that embedded its faces
+            (``identify(embeddings, thresholds=)``).
         detect_every: run the detector every N frames (int >= 1; 1 = every frame), or
             ``"auto"``: when a track is lost or uncertain, or after ``max_interval`` frames.
         max_interval: ``"auto"`` detects at least every this many frames (>= 1).
@@ -414,14 +418,25 @@ class FacePipeline(Closeable):
         embeddings = np.asarray(self.recognizer.embed(frame, chosen), np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(wanted):
             raise ValueError(f"recognizer.embed should return ({len(wanted)}, D) embeddings, got {embeddings.shape}")
-        means = []
-        for (t, _, quality), emb in zip(wanted, embeddings):
-            t.best_faces.append((quality, emb))
+        # Faces embedded by different models (a small face by a student) have their own thresholds
+        # (lanner.FaceRecognizer.thresholds): a track's is the mean of its kept faces'.
+        per_face = getattr(self.recognizer, "thresholds", None)
+        base = getattr(self.gallery, "threshold", None)
+        limits = [None] * len(wanted) if per_face is None or base is None else per_face(chosen, base=base)
+        means, track_limits = [], []
+        for (t, _, quality), emb, limit in zip(wanted, embeddings, limits):
+            t.best_faces.append((quality, emb, None if limit is None else float(limit)))
             t.best_faces.sort(key=lambda qe: -qe[0])
             del t.best_faces[self.identity_faces :]
-            mean = np.mean([e for _, e in t.best_faces], axis=0)
+            mean = np.mean([e for _, e, _ in t.best_faces], axis=0)
             means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        names, scores = self.gallery.identify(np.stack(means).astype(np.float32))
+            kept = [lim for _, _, lim in t.best_faces if lim is not None]
+            track_limits.append(float(np.mean(kept)) if len(kept) == len(t.best_faces) else None)
+        probes = np.stack(means).astype(np.float32)
+        if all(lim is not None for lim in track_limits):
+            names, scores = self.gallery.identify(probes, thresholds=np.array(track_limits))
+        else:
+            names, scores = self.gallery.identify(probes)
         if len(names) != len(wanted) or len(scores) != len(wanted):
             raise ValueError(
                 f"gallery.identify should return {len(wanted)} names and scores, got {len(names)} and {len(scores)}"

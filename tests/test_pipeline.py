@@ -501,5 +501,5 @@ def test_pipeline_ranks_faces_by_the_recognizer_quality_when_it_has_one():
     det = ScriptedDetector([[(10, 10, 40, 40), (100, 100, 180, 180)]] * 2)
     with lanner.FacePipeline(det, QualityRecognizer(), TwoPersonGallery(), detect_every=1, num_threads=1) as pipe:
         pipe.process(np.full((240, 320, 3), 90, np.uint8))
-        qualities = sorted(q for t in pipe._tracks for q, _ in t.best_faces)
+        qualities = sorted(q for t in pipe._tracks for q, _, _ in t.best_faces)
     assert qualities == pytest.approx([0.1, 0.9])  # quality from the model, not the (larger) box size

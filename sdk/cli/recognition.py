@@ -133,7 +133,8 @@ def run_identify(args: argparse.Namespace) -> int:
             faces = detector.detect(image)
             if len(faces) == 0:
                 return faces, [], np.zeros(0, np.float32)
-            names, scores = gallery.identify(recognizer.embed(image, faces))
+            thresholds = recognizer.thresholds(faces, base=gallery.threshold)
+            names, scores = gallery.identify(recognizer.embed(image, faces), thresholds=thresholds)
             return faces, names, scores
 
         for path, out in zip(inputs, out_paths):
@@ -269,19 +270,28 @@ def _identify_video_tracks(
         for frame_index, f in ranked:
             chosen.setdefault(frame_index, []).append((t, f))
     sums = np.zeros((len(tracks), 128), np.float32)
+    # each track's threshold: the same quality-weighted mean of its faces' own (their embedders' thresholds)
+    limits, weights = np.zeros(len(tracks)), np.zeros(len(tracks))
     calls = 0
 
     def embed_best(index, frame):
         nonlocal calls
         for t, f in chosen.get(index, []):
             faces, _, quality = detections[index]
-            sums[t] += max(float(quality[f]), 1e-3) * recognizer.embed(frame, faces.landmarks[f : f + 1])[0]
+            weight = max(float(quality[f]), 1e-3)
+            landmarks = faces.landmarks[f : f + 1]
+            sums[t] += weight * recognizer.embed(frame, landmarks)[0]
+            limits[t] += weight * recognizer.thresholds(landmarks, base=gallery.threshold)[0]
+            weights[t] += weight
             calls += 1
 
     if chosen:
         process_video(path, embed_best, progress=False, max_frames=max(chosen) + 1)
     names, scores = (
-        gallery.identify(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12))
+        gallery.identify(
+            sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12),
+            thresholds=limits / np.maximum(weights, 1e-12),
+        )
         if len(tracks)
         else ([], np.zeros(0, np.float32))
     )

@@ -100,21 +100,26 @@ class FaceGallery:
             self._embeddings = np.concatenate([self._embeddings, vectors])
             self._labels = np.concatenate([self._labels, np.full(len(vectors), label, np.int32)])
 
-    def identify(self, embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:
+    def identify(self, embeddings: np.ndarray, *, thresholds: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
         """Name each probe embedding.
 
         Args:
             embeddings: (dim,) or (N, dim) float probes (normalised here).
+            thresholds: optional (N,) per-probe thresholds in [-1, 1] instead of the gallery's one:
+                each face's own, from the model that embedded it
+                (:meth:`lanner.FaceRecognizer.thresholds`, which takes this gallery's threshold as its base).
 
         Returns:
             ``(names, scores)``: N names (``"unknown"`` below the threshold) and (N,) float32
             cosine similarities to the best-matching person's closest embedding.
 
         Raises:
-            TypeError: embeddings not a float array.
-            ValueError: the gallery is empty, wrong dimension, NaN/inf or zero vectors.
+            TypeError: embeddings or thresholds not a float array.
+            ValueError: the gallery is empty, wrong dimension, NaN/inf or zero vectors, or thresholds
+                of the wrong shape or outside [-1, 1].
         """
         probes = self._check_embeddings(embeddings)
+        limits = np.full(len(probes), self.threshold) if thresholds is None else _check_thresholds(thresholds, len(probes))
         with self._lock:
             if len(self._labels) == 0:
                 raise ValueError("the gallery is empty: add() people before identify()")
@@ -124,7 +129,7 @@ class FaceGallery:
                 per_name[:, label] = scores[:, self._labels == label].max(axis=1)
             best = per_name.argmax(axis=1)
             best_scores = per_name[np.arange(len(probes)), best].astype(np.float32)
-            names = [self._names[i] if s >= self.threshold else UNKNOWN for i, s in zip(best, best_scores)]
+            names = [self._names[i] if s >= t else UNKNOWN for i, s, t in zip(best, best_scores, limits)]
         return names, best_scores
 
     def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
@@ -289,3 +294,13 @@ def _check_threshold(threshold) -> float:
     if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold should be a cosine similarity in [-1, 1], got {threshold}")
     return threshold
+
+
+def _check_thresholds(thresholds, count: int) -> np.ndarray:
+    if not isinstance(thresholds, np.ndarray) or thresholds.dtype.kind != "f":
+        raise TypeError(f"thresholds should be a float numpy array, got {getattr(thresholds, 'dtype', type(thresholds).__name__)}")
+    if thresholds.shape != (count,):
+        raise ValueError(f"thresholds should have shape ({count},) (one per probe), got {thresholds.shape}")
+    if not np.isfinite(thresholds).all() or np.abs(thresholds).max(initial=0.0) > 1.0:
+        raise ValueError("thresholds should be cosine similarities in [-1, 1], got values outside or NaN")
+    return thresholds.astype(np.float64)

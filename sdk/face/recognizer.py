@@ -93,6 +93,31 @@ class FaceRecognizer(Closeable):
         """The teacher's identification threshold (cosine similarity at FAR 1e-3 on training identities)."""
         return float(self._spaces[self._routes[-1].model]["threshold"])
 
+    def thresholds(self, faces, *, base: float | None = None) -> np.ndarray:
+        """Each face's identification threshold: that of the embedder its width routes it to.
+
+        Every embedder stores the cosine similarity at which its probes meet a false-accept rate of
+        1e-3 against the teacher's clean embeddings of other people (the teacher 0.598, the bridge
+        model 0.621 for its 16 px faces): faces embedded by different models need their own. ``base``
+        moves them all together: it is the threshold asked for the teacher (a gallery's, which defaults
+        to the teacher's), and every embedder's threshold moves by the same offset from its own.
+
+        Args:
+            faces: as for :meth:`embed`.
+            base: the teacher's threshold to use (default: its calibrated one, :attr:`threshold`).
+
+        Returns:
+            (N,) float64 thresholds in [-1, 1], for :meth:`lanner.FaceGallery.identify`'s ``thresholds``.
+
+        Raises:
+            TypeError: faces of the wrong type.
+            ValueError: faces of the wrong shape.
+        """
+        _, widths = self._landmarks(faces)
+        offset = 0.0 if base is None else float(base) - self.threshold
+        own = np.array([float(self._spaces[name]["threshold"]) for name in self.route(widths)], np.float64)
+        return np.clip(own + offset, -1.0, 1.0)
+
     def route(self, widths: np.ndarray) -> list[str]:
         """The embedder each face width (px) is routed to.
 

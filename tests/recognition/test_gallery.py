@@ -51,6 +51,38 @@ def test_identify_names_and_unknown(people):
     assert one_name == ["bob"] and one_score.shape == (1,)
 
 
+def test_identify_with_per_probe_thresholds(people):
+    centres, rng = people
+    gallery = FaceGallery(threshold=0.6)
+    for name, v in centres.items():
+        gallery.add(name, v)
+    probes = np.stack([near(centres["bob"], rng, 0.9), near(centres["bob"], rng, 0.9)])
+    _, scores = gallery.identify(probes)
+    between = scores - 0.01  # each probe's own threshold just under its score, then just over
+    names, same = gallery.identify(probes, thresholds=between.astype(np.float64))
+    assert names == ["bob", "bob"] and np.array_equal(same, scores)
+    names, _ = gallery.identify(probes, thresholds=np.array([scores[0] - 0.01, scores[1] + 0.01]))
+    assert names == ["bob", "unknown"]
+
+
+@pytest.mark.parametrize(
+    "thresholds, error, match",
+    [
+        (np.array([0.5]), ValueError, r"shape \(2,\) \(one per probe\), got \(1,\)"),
+        (np.array([0.5, 1.5]), ValueError, r"in \[-1, 1\]"),
+        (np.array([0.5, np.nan]), ValueError, r"in \[-1, 1\]"),
+        (np.array([1, 0]), TypeError, "float numpy array, got int64"),
+        (0.5, TypeError, "float numpy array, got float"),
+    ],
+)
+def test_identify_rejects_bad_thresholds(people, thresholds, error, match):
+    centres, _ = people
+    gallery = FaceGallery()
+    gallery.add("alice", centres["alice"])
+    with pytest.raises(error, match=match):
+        gallery.identify(np.stack([centres["alice"], centres["bob"]]), thresholds=thresholds)
+
+
 def test_save_load_round_trip(tmp_path, people):
     centres, rng = people
     gallery = FaceGallery(threshold=0.55)

@@ -76,6 +76,20 @@ def test_routing_table_picks_the_smallest_model_that_covers_a_face(recognizer):
     ]
 
 
+def test_thresholds_are_each_routed_embedders_own_moved_by_the_base(recognizer):
+    spaces = {name: face_embedders.read_space(face_embedders.FACE_EMBEDDERS[name]) for name in recognizer.embedders}
+    boxes = np.array([[0, 0, 12, 14], [0, 0, 200, 220]], np.float32)  # a 12 px face and a 200 px face
+    small, large = recognizer.route(boxes[:, 2] - boxes[:, 0])
+    own = np.array([spaces[small]["threshold"], spaces[large]["threshold"]])
+    assert large == face_embedders.TEACHER and recognizer.threshold == pytest.approx(own[1])
+    np.testing.assert_allclose(recognizer.thresholds(boxes), own)
+    np.testing.assert_allclose(recognizer.thresholds(boxes, base=own[1] + 0.05), own + 0.05)  # one offset for all
+    assert recognizer.thresholds(boxes, base=1.0).max() == 1.0  # clipped to a cosine similarity
+    assert recognizer.thresholds(np.zeros((0, 4), np.float32)).shape == (0,)
+    if small != large:  # a student is routed: its threshold is not the teacher's
+        assert own[0] != own[1]
+
+
 def test_face_widths_route_like_mtcnn_boxes(group_faces):
     widths = face_widths(group_faces.landmarks)
     box_widths = group_faces.boxes[:, 2] - group_faces.boxes[:, 0]
