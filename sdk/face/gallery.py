@@ -119,7 +119,10 @@ class FaceGallery:
                 of the wrong shape or outside [-1, 1].
         """
         probes = self._check_embeddings(embeddings)
-        limits = np.full(len(probes), self.threshold) if thresholds is None else _check_thresholds(thresholds, len(probes))
+        if thresholds is None:
+            limits = np.full(len(probes), self.threshold)
+        else:
+            limits = _check_thresholds(thresholds, len(probes))
         with self._lock:
             if len(self._labels) == 0:
                 raise ValueError("the gallery is empty: add() people before identify()")
@@ -298,7 +301,8 @@ def _check_threshold(threshold) -> float:
 
 def _check_thresholds(thresholds, count: int) -> np.ndarray:
     if not isinstance(thresholds, np.ndarray) or thresholds.dtype.kind != "f":
-        raise TypeError(f"thresholds should be a float numpy array, got {getattr(thresholds, 'dtype', type(thresholds).__name__)}")
+        got = getattr(thresholds, "dtype", type(thresholds).__name__)
+        raise TypeError(f"thresholds should be a float numpy array, got {got}")
     if thresholds.shape != (count,):
         raise ValueError(f"thresholds should have shape ({count},) (one per probe), got {thresholds.shape}")
     if not np.isfinite(thresholds).all() or np.abs(thresholds).max(initial=0.0) > 1.0:
