@@ -5,7 +5,9 @@ each resumable: teacher targets (cached in ``--cache``), training (``DIR/train/c
 ONNX export (``DIR/student.onnx``), int8 packages, and the cross-quality report on the test
 identities (``DIR/report.json``). ``lanner distill face-quality --data CELEBA_FACES --out DIR`` trains the
 SDD-FIQA quality regressor (``DIR/face_quality.onnx``, ``DIR/report.json``). ``lanner distill face-bridge
---data CELEBA_FACES --out DIR`` fine-tunes dlib's ResNet for 16 px faces (:mod:`lanner.distill.bridge`).
+--data CELEBA_FACES --out DIR`` fine-tunes dlib's ResNet for 16 px faces (:mod:`lanner.distill.bridge`);
+``lanner distill face-compress --data CELEBA_FACES --facemask FACEMASK --out DIR`` teaches a 32 px student the
+bridge model's outputs (:mod:`lanner.distill.compress`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--threads", type=int, default=2, help="torch threads for training")
     b.add_argument("--workers", type=int, default=1, help="processes making degraded batches")
     b.set_defaults(func=run_face_bridge)
+    c = dsub.add_parser(
+        "face-compress",
+        help="a 32 px student taught by the bridge model on the very views it sees (~100x cheaper than the bridge)",
+    )
+    c.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
+    c.add_argument("--facemask", default=None, help="the facemask-voc folder: its train split's faces as extra views")
+    c.add_argument("--out", required=True, help="output folder (checkpoint, ONNX, int8 ONNX, space.json, report.json)")
+    c.add_argument(
+        "--cache",
+        default=None,
+        help="teacher-target and view-pool cache folder (default: $LANNER_CACHE/distill or ~/.cache/lanner/distill)",
+    )
+    c.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    c.add_argument("--views", type=int, default=None, help="views of the training crops (default: the config's)")
+    c.add_argument("--channels", default=None, help="student widths: stem and four blocks (default: the config's)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--stop-after", type=int, default=None, help="end training at this step and go on")
+    c.add_argument("--threads", type=int, default=1, help="torch and model threads")
+    c.set_defaults(func=run_face_compress)
     d = dsub.add_parser("face-detector", help="MTCNN's R-Net and O-Net retrained for masked and tiny faces (issue 15)")
     d.add_argument("--facemask", required=True, help="the facemask-voc folder (only its train split is read)")
     d.add_argument("--celeba", required=True, help="the celeba-faces folder (training identities only)")
@@ -151,6 +172,26 @@ def run_face_bridge(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         workers=args.workers,
+        stop_after=args.stop_after,
+    ).execute()
+    return 0
+
+
+def run_face_compress(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..distill.compress_run import FaceCompressRun
+
+    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
+    FaceCompressRun(
+        data_dir=Path(args.data),
+        out_dir=Path(args.out),
+        cache_dir=cache,
+        facemask_dir=Path(args.facemask) if args.facemask else None,
+        steps=args.steps,
+        views=args.views,
+        channels=tuple(int(v) for v in args.channels.split(",")) if args.channels else None,
+        seed=args.seed,
+        threads=args.threads,
         stop_after=args.stop_after,
     ).execute()
     return 0

@@ -33,7 +33,7 @@ from .faces import load_crops
 from .teacher import _read_faces_csv
 from .training import say
 
-__all__ = ["FaceBridgeRun", "ROUTING_WIDTHS"]
+__all__ = ["FaceBridgeRun", "ROUTING_WIDTHS", "threshold_at_far"]
 
 ROUTING_WIDTHS: tuple[float, ...] = (16.0, 20.0, 24.0, 32.0)  # validation probe widths, px
 THRESHOLD_PROBE_STRIDE = 3  # every 3rd training-identity crop is a probe for the threshold (all are gallery)
@@ -182,27 +182,38 @@ class FaceBridgeRun:
         for start in range(0, len(probe_idx), 128):
             chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probe_idx[start : start + 128]]))
             parts.append(_onnx_descriptors(onnx_path, chips))
-        probes = _unit(np.concatenate(parts) - mu)
-        scores = probes @ data.targets[idx].T
-        same = data.identities[probe_idx][:, None] == data.identities[idx][None, :]
-        itself = probe_idx[:, None] == idx[None, :]  # a probe against its own clean photo is not a genuine pair
-        impostor, genuine = scores[~same], scores[same & ~itself]
-        threshold = float(np.quantile(impostor, 1 - FAR))
         return {
             "mu": [round(float(v), 7) for v in mu],
-            "threshold": round(threshold, 5),
-            "far": FAR,
+            **threshold_at_far(_unit(np.concatenate(parts) - mu), data, probe_idx, idx),
             "face_width": width,
-            "impostor_pairs": int(impostor.size),
-            "tar_at_threshold": round(float(np.mean(genuine > threshold)), 4),
             "note": "bridge probes (16 px faces upsampled into the 150 px chip) against teacher embeddings of "
             "clean photos, training identities of the celeba-faces folder; mu is the teacher's",
         }
 
 
-def _probe_sampler(data):
-    """The sampler of the routing and threshold probes: 150 px chips of the crops shrunk to a given
-    face width (``FaceSampler.probe``), with the recipe's moderate degradations at seed 0."""
+def threshold_at_far(probes: np.ndarray, data, probe_idx: np.ndarray, idx: np.ndarray) -> dict:
+    """The identification threshold at FAR 1e-3: unit ``probes`` of crops ``probe_idx`` against the teacher's
+    clean embeddings of crops ``idx`` (``data.targets``); a probe against its own clean photo is not a pair.
+
+    Returns:
+        ``threshold``, ``far``, ``impostor_pairs`` and ``tar_at_threshold`` (the genuine pairs above it).
+    """
+    scores = probes @ data.targets[idx].T
+    same = data.identities[probe_idx][:, None] == data.identities[idx][None, :]
+    itself = probe_idx[:, None] == idx[None, :]
+    impostor, genuine = scores[~same], scores[same & ~itself]
+    threshold = float(np.quantile(impostor, 1 - FAR))
+    return {
+        "threshold": round(threshold, 5),
+        "far": FAR,
+        "impostor_pairs": int(impostor.size),
+        "tar_at_threshold": round(float(np.mean(genuine > threshold)), 4),
+    }
+
+
+def _probe_sampler(data, size: int = 150):
+    """The sampler of the routing and threshold probes: ``size`` px chips of the crops shrunk to a given
+    face width (``FaceSampler.probe``, no degradation)."""
     from .degrade import moderate_degradations
     from .faces import FaceSampler
 
@@ -211,7 +222,7 @@ def _probe_sampler(data):
         landmarks=data.landmarks,
         face_widths=data.face_widths,
         targets=data.targets,
-        size=150,
+        size=size,
         width_range=(10.0, 24.0),
         degradations=moderate_degradations(0),
     )

@@ -102,7 +102,22 @@ class FaceSampler:
         """
         return self._sample(crop_index, sample_index)[0]
 
+    def views(self, crop_index: int, sample_index: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
+        """One degraded view of crop ``crop_index`` (as :meth:`sample` draws it) aligned at several chip sizes
+        from the same landmarks: what a large model and a small student each read of the same face.
+
+        Returns:
+            One (s, s, 3) uint8 RGB chip per size in ``sizes``.
+        """
+        small, landmarks, _ = self._degraded(crop_index, sample_index)
+        return [align_faces(small, landmarks[None], size)[0] for size in sizes]
+
     def _sample(self, crop_index: int, sample_index: int) -> tuple[np.ndarray, bool]:
+        small, landmarks, mirrored = self._degraded(crop_index, sample_index)
+        return align_faces(small, landmarks[None], self.size)[0], mirrored
+
+    def _degraded(self, crop_index: int, sample_index: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The shrunk, coloured, degraded image of a sample, its jittered landmarks and whether it is mirrored."""
         rng = self.degradations.rng(sample_index)
         image, lm = self.crops[crop_index], self.landmarks[crop_index].astype(np.float64)
         mirrored = bool(self.flip and rng.uniform() < 0.5)
@@ -117,7 +132,7 @@ class FaceSampler:
         if self.colour > 0:
             small = self._colour(small, rng)
         small = self.degradations(small, rng)
-        return align_faces(small, self._jitter(small_lm, width, rng)[None], self.size)[0], mirrored
+        return small, self._jitter(small_lm, width, rng), mirrored
 
     def probe(self, crop_index: int, width: float) -> np.ndarray:
         """The clean probe of the evaluation protocol: the crop shrunk to a ``width`` px face, aligned.
