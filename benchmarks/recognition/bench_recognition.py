@@ -179,16 +179,24 @@ def teacher_embedder(num_threads: int) -> tuple[Embedder, lanner.FaceRecognizer]
 
 
 def compiled_student(
-    onnx: Path, chip: int, precision: str, calib: list, num_threads: int, workdir: Path, centred: bool = False
+    onnx: Path,
+    chip: int,
+    precision: str,
+    calib: list,
+    num_threads: int,
+    workdir: Path,
+    centred: bool = False,
+    label: str | None = None,
 ):
     """A student ONNX compiled by lanner.compile (OpenVINO) in fp32 or int8; returns an Embedder.
 
     ``centred``: the model outputs a raw descriptor ``d`` in the teacher's space (the bridge model), so the
     embedding is ``normalize(d - mu)`` with the teacher's ``mu``, as :class:`lanner.FaceRecognizer` does.
+    ``label``: the name in the tables (default: the file's stem and the precision).
     """
     from lanner.compile import compile_model
 
-    out = workdir / f"{onnx.stem}-{precision}"
+    out = workdir / (f"{onnx.stem}-{precision}" if label is None else f"{onnx.stem}-registry")
     if not (out / "manifest.json").is_file():
         compile_model(
             str(onnx),
@@ -214,16 +222,21 @@ def compiled_student(
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     kb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix in (".bin", ".onnx")) / 1024
-    return Embedder(f"{onnx.stem} {precision}", chip, run, kb)
+    return Embedder(label or f"{onnx.stem} {precision}", chip, run, kb)
 
 
-def student_sources(specs: list[str]) -> list[tuple[Path, int, bool]]:
-    """``PATH.onnx:CHIP[:centred]`` or a registered embedder name -> (ONNX path, chip size, centred)."""
+def student_sources(specs: list[str]) -> list[tuple[Path, int, bool, str | None]]:
+    """``PATH.onnx:CHIP[:centred]`` or a registered embedder name -> (ONNX path, chip size, centred, label).
+
+    A registered embedder is measured as shipped (its registry ONNX compiled for OpenVINO without further
+    quantization), labelled ``NAME (registry)``; a file is measured in every ``--precisions`` (label None).
+    """
     out = []
     for spec in specs:
         embedders = lanner.models.face_embedders.FACE_EMBEDDERS
         if spec in embedders:
-            out.append((lanner.models.onnx_path(spec), embedders[spec].chip_size, embedders[spec].centred))
+            entry = embedders[spec]
+            out.append((lanner.models.onnx_path(spec), entry.chip_size, entry.centred, f"{spec} (registry)"))
             continue
         centred = spec.endswith(":centred")
         path, _, chip = spec.removesuffix(":centred").rpartition(":")
@@ -231,7 +244,7 @@ def student_sources(specs: list[str]) -> list[tuple[Path, int, bool]]:
             raise ValueError(
                 f"--student should be PATH.onnx:CHIP_SIZE[:centred] or one of {sorted(embedders)}, got {spec!r}"
             )
-        out.append((Path(path), int(chip), centred))
+        out.append((Path(path), int(chip), centred, None))
     return out
 
 
@@ -329,6 +342,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write all results as JSON")
     parser.add_argument("--plot", type=Path, help="write rank-1 vs face width as a PNG")
     parser.add_argument("--no-speed", action="store_true", help="skip the one-core speed measurements")
+    parser.add_argument(
+        "--tradeoff", type=Path, help="write rank-1 at 16 px vs faces/s (one core, batch 64) as a PNG (needs speed)"
+    )
     args = parser.parse_args()
 
     started = time.time()
@@ -372,12 +388,12 @@ def main() -> None:
     if args.student:
         train = read_celeba(args.data, test=False)
         workdir = Path(tempfile.mkdtemp(prefix="lanner-bench-recognition-"))
-        for onnx, chip, centred in student_sources(args.student):
+        for onnx, chip, centred, label in student_sources(args.student):
             feeds = calibration_feeds(train, chip)
-            for precision in args.precisions:
-                student = compiled_student(onnx, chip, precision, feeds, args.threads, workdir, centred)
+            for precision in args.precisions if label is None else ["fp32"]:
+                student = compiled_student(onnx, chip, precision, feeds, args.threads, workdir, centred, label)
                 evaluate(student.name, student)
-                students.append((onnx, chip, precision, feeds, workdir, centred))
+                students.append((onnx, chip, precision, feeds, workdir, centred, label))
 
     if args.orl:
         orl = read_orl(args.orl)
@@ -397,8 +413,8 @@ def main() -> None:
         results["orl"]["OpenCV LBPH, 16 px"] = identification(
             orl_lbph.scores(*o_probes, len(o_gallery_idx)), o_labels, o_probe_labels
         )
-        for onnx, chip, precision, _, workdir, centred in students:
-            student = compiled_student(onnx, chip, precision, [], args.threads, workdir, centred)
+        for onnx, chip, precision, _, workdir, centred, label in students:
+            student = compiled_student(onnx, chip, precision, [], args.threads, workdir, centred, label)
             results["orl"][f"{student.name}, 16 px"] = identification(
                 student.embed(*o_probes) @ o_gallery.T, o_labels, o_probe_labels
             )
@@ -410,8 +426,8 @@ def main() -> None:
         one_core_teacher, one_core_recognizer = teacher_embedder(1)
         speed_methods = [("teacher (150 px chip)", one_core_teacher.embed, one_core_teacher.kb)]
         speed_methods.append(("OpenCV LBPH", lambda im, lm: lbph.scores(im, lm, len(gallery_idx)), lbph.kb))
-        for onnx, chip, precision, feeds, workdir, centred in students:
-            student = compiled_student(onnx, chip, precision, feeds, 1, workdir, centred)
+        for onnx, chip, precision, feeds, workdir, centred, label in students:
+            student = compiled_student(onnx, chip, precision, feeds, 1, workdir, centred, label)
             speed_methods.append((student.name, student.embed, student.kb))
         reference = dlib_reference()
         if reference is not None:
@@ -438,6 +454,8 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
     if args.plot:
         plot(results, args.widths, args.plot)
+    if args.tradeoff and results["speed"]:
+        plot_tradeoff(results, args.tradeoff)
 
 
 def _cpu_name() -> str:
@@ -487,6 +505,34 @@ def plot(results: dict, widths: list[int], path: Path) -> None:
     ax.set_title("celeba-faces test identities (gallery: one clean photo each)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_tradeoff(results: dict, path: Path, width: str = "16") -> None:
+    """Rank-1 on ``width`` px probes against one-core faces/s at batch 64, one point per measured method
+    (labelled with its model size): the accuracy each speed buys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"teacher (150 px chip)": "teacher, upsampled low-res"}  # the speed rows' names for the teacher
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, speed in results["speed"].items():
+        rows = results["celeba"].get(names.get(method, method), {})
+        if width not in rows:
+            continue
+        x, y = speed["batch 64"], rows[width]["rank1"]
+        ax.scatter(x, y)
+        ax.annotate(
+            f"{method} ({results['kb'][method]:,.0f} KB)", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("faces/s, one core, batch 64 (alignment included)")
+    ax.set_ylabel(f"rank-1, {width} px probes")
+    ax.set_title("accuracy vs speed: celeba-faces test identities")
+    ax.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

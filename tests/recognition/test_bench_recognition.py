@@ -64,9 +64,14 @@ def test_split_is_issue_14s():
 def test_student_sources_read_chip_size_and_centring(tmp_path):
     onnx = tmp_path / "bridge.onnx"
     onnx.write_bytes(b"not read here")
-    assert bench.student_sources([f"{onnx}:150:centred", f"{onnx}:16"]) == [(onnx, 150, True), (onnx, 16, False)]
-    registered = bench.student_sources(["dlib-resnet-lowres"])
-    assert [(chip, centred) for _, chip, centred in registered] == [(150, True)]
+    assert bench.student_sources([f"{onnx}:150:centred", f"{onnx}:16"]) == [
+        (onnx, 150, True, None),
+        (onnx, 16, False, None),
+    ]
+    registered = bench.student_sources(["dlib-resnet-lowres"])  # measured as shipped, under its registry name
+    assert [(chip, centred, label) for _, chip, centred, label in registered] == [
+        (150, True, "dlib-resnet-lowres (registry)")
+    ]
     for bad in (f"{onnx}", f"{onnx}:x", f"{tmp_path / 'missing.onnx'}:16", f"{onnx}:16:centered"):
         with pytest.raises(ValueError, match=r"PATH.onnx:CHIP_SIZE\[:centred\]"):
             bench.student_sources([bad])
