@@ -41,9 +41,11 @@ class FaceRecognizer(Closeable):
             embeddings = recognizer.embed(image, faces)        # (N, 128) float32, unit norm
 
     Args:
-        embedders: registry names to route between (default: all of
-            ``lanner.models.face_embedders.FACE_EMBEDDERS``); must include one with unbounded
-            ``max_face_width`` (the teacher) so that every face has a model.
+        embedders: registry names to route between, at most one per ``max_face_width``; must include
+            one with unbounded ``max_face_width`` (the teacher) so that every face has a model. Default:
+            ``lanner.models.face_embedders.DEFAULT_EMBEDDERS``, the most accurate (faces up to 20 px by
+            the bridge model, larger ones by the teacher); ``FAST_EMBEDDERS`` gives faces up to 20 px to
+            the 32 px student instead, ~100x cheaper per face and less accurate (``benchmarks/recognition``).
         backend: ``"auto"``, ``"openvino"`` or ``"onnxruntime"``.
         num_threads: CPU threads per model (None: the backend's default).
         channel_order: ``"bgr"`` (OpenCV's, default) or ``"rgb"`` for 3/4-channel images.
@@ -60,11 +62,17 @@ class FaceRecognizer(Closeable):
         num_threads: int | None = None,
         channel_order: str = "bgr",
     ) -> None:
-        names = tuple(face_embedders.FACE_EMBEDDERS) if embedders is None else tuple(embedders)
+        names = face_embedders.DEFAULT_EMBEDDERS if embedders is None else tuple(embedders)
         unknown = [n for n in names if n not in face_embedders.FACE_EMBEDDERS]
         if unknown or not names:
             raise ValueError(f"embedders should be names from {sorted(face_embedders.FACE_EMBEDDERS)}, got {names}")
         self._routes = sorted((face_embedders.FACE_EMBEDDERS[n] for n in names), key=lambda s: s.max_face_width)
+        limits = [spec.max_face_width for spec in self._routes]
+        if len(set(limits)) != len(limits):
+            raise ValueError(
+                f"embedders {names} should serve different face widths, got max_face_width {limits}: "
+                "a face would have two models (take one of them)"
+            )
         if not np.isinf(self._routes[-1].max_face_width):
             raise ValueError(
                 f"embedders {names} leave large faces without a model: include one with unbounded "

@@ -139,6 +139,18 @@ REGISTRY["face-student16"] = ModelSpec(
     "card: face_student16/README.md",
 )
 
+# -- Face recognition (issue 14): the bridge model compressed into a 32 px student by `lanner distill
+# face-compress` (int8 QDQ ONNX); routed by FaceRecognizer(embedders=face_embedders.FAST_EMBEDDERS).
+REGISTRY["face-student32"] = ModelSpec(
+    "face-student32",
+    "face_student32/face_student32.onnx",
+    "66e7b6d77a7cc385c7e2ddc7b85b6f8686367ccf9e33d53123236956888814a9",
+    {"image": ("n", 3, 32, 32)},
+    ("embedding",),
+    "taught by dlib-resnet-lowres (the bridge model) on degraded views of the celeba-faces training identities "
+    "and the facemask-voc train split's faces (research use only); card: face_student32/README.md",
+)
+
 # -- Face quality (issue 16): SDD-FIQA regressor; contract in lanner.models.face_quality --
 REGISTRY["face-quality"] = ModelSpec(
     "face-quality",

@@ -26,7 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FaceEmbedderSpec", "FACE_EMBEDDERS", "TEACHER", "EMBEDDING_DIM", "routing_table", "read_space"]
+__all__ = [
+    "FaceEmbedderSpec",
+    "FACE_EMBEDDERS",
+    "TEACHER",
+    "BRIDGE",
+    "STUDENT",
+    "DEFAULT_EMBEDDERS",
+    "FAST_EMBEDDERS",
+    "EMBEDDING_DIM",
+    "routing_table",
+    "read_space",
+]
 
 _HERE = Path(__file__).resolve().parent
 EMBEDDING_DIM = 128  # the shared space's dimension (dlib's descriptor)
@@ -57,6 +68,8 @@ class FaceEmbedderSpec:
 
 
 TEACHER = "dlib-resnet"
+BRIDGE = "dlib-resnet-lowres"  # the teacher adapted to small faces (lanner.distill.bridge)
+STUDENT = "face-student32"  # the bridge compressed into a 32 px student (lanner.distill.compress)
 
 FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
     spec.model: spec
@@ -74,7 +87,7 @@ FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
         # descriptor space, so centred with the teacher's mu (copied into its JSON); routed up to the largest
         # width at which it beat the teacher on the validation identities (its JSON's "routing").
         FaceEmbedderSpec(
-            "dlib-resnet-lowres",
+            BRIDGE,
             150,
             "descriptor",
             20.0,
@@ -82,8 +95,24 @@ FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
             "ec9581b4110a3bb01b8f5a97e49834405f1b903950bdff48c108a749499caad1",
             True,
         ),
+        # The bridge model's small-face embeddings in a 32 px student (consistent teaching on the same degraded
+        # views): the same faces as the bridge, ~100x cheaper, less accurate; not in the default routes.
+        FaceEmbedderSpec(
+            STUDENT,
+            32,
+            "embedding",
+            20.0,
+            "face_student32/face_student32.json",
+            "1f1caf24f761499ce4637bc3f2778e7ed3284321f0ca4979e35d63ecb766583d",
+            False,
+        ),
     )
 }
+
+# The routes lanner.FaceRecognizer takes: by default the most accurate model for each face size; FAST_EMBEDDERS
+# trades accuracy on faces <= 20 px for speed (benchmarks/recognition has both sides of the trade).
+DEFAULT_EMBEDDERS: tuple[str, ...] = (BRIDGE, TEACHER)
+FAST_EMBEDDERS: tuple[str, ...] = (STUDENT, TEACHER)
 
 
 def routing_table() -> list[FaceEmbedderSpec]:
