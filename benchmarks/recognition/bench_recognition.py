@@ -511,28 +511,25 @@ def plot(results: dict, widths: list[int], path: Path) -> None:
 
 def plot_tradeoff(results: dict, path: Path, width: str = "16") -> None:
     """Rank-1 on ``width`` px probes against one-core faces/s at batch 64, one point per measured method
-    (labelled with its model size): the accuracy each speed buys."""
+    (its model size in the legend): the accuracy each speed buys."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = {"teacher (150 px chip)": "teacher, upsampled low-res"}  # the speed rows' names for the teacher
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, speed in results["speed"].items():
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (method, speed), marker in zip(results["speed"].items(), "osD^v<>phX*"):
         rows = results["celeba"].get(names.get(method, method), {})
-        if width not in rows:
-            continue
-        x, y = speed["batch 64"], rows[width]["rank1"]
-        ax.scatter(x, y)
-        ax.annotate(
-            f"{method} ({results['kb'][method]:,.0f} KB)", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
+        if width in rows:
+            label = f"{method}: {results['kb'][method]:,.0f} KB"
+            ax.scatter(speed["batch 64"], rows[width]["rank1"], marker=marker, s=50, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("faces/s, one core, batch 64 (alignment included)")
     ax.set_ylabel(f"rank-1, {width} px probes")
     ax.set_title("accuracy vs speed: celeba-faces test identities")
     ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
