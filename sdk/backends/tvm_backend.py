@@ -20,7 +20,17 @@ if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..targets import Target
 
-__all__ = ["import_toolchain", "import_compiler", "toolchain_versions", "open_session", "TVMSession", "host_mcpu"]
+__all__ = [
+    "import_toolchain",
+    "import_compiler",
+    "toolchain_versions",
+    "open_session",
+    "TVMSession",
+    "host_mcpu",
+    "set_num_threads",
+    "available_cores",
+    "tuned_threads",
+]
 
 
 def import_toolchain() -> ModuleType:
@@ -29,6 +39,10 @@ def import_toolchain() -> ModuleType:
     Raises:
         ImportError: apache-tvm is not installed; TVM packages need ``pip install 'lanner[compile]'``.
     """
+    # TVM sizes its thread pool once, when a thread first uses it, at TVM_NUM_THREADS or else half the
+    # hardware threads on x86 (1 on a 2-core machine); config_threadpool can shrink it later, never grow
+    # it. One per core here, so that set_num_threads can give every core.
+    os.environ.setdefault("TVM_NUM_THREADS", str(available_cores()))
     try:
         import tvm
         from tvm import relax  # noqa: F401  (registers tvm.relax)
@@ -68,17 +82,45 @@ def host_mcpu() -> str:
     return str(tvm.target.codegen.llvm_get_system_cpu())
 
 
-def set_num_threads(num_threads: int | None) -> None:
-    """Size TVM's CPU thread pool (process-wide; None leaves TVM's default: one per core)."""
-    if num_threads:
-        tvm = import_toolchain()
-        # config_threadpool also pins the *calling* thread to core 0, which every thread and
-        # child process then inherits; restore the caller's CPU mask so only TVM's pool is sized.
-        affinity = os.sched_getaffinity(0)
-        try:
-            tvm.get_global_func("runtime.config_threadpool")(0, int(num_threads))
-        finally:
-            os.sched_setaffinity(0, affinity)
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), at least 1."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def set_num_threads(num_threads: int | None) -> int:
+    """Size TVM's CPU thread pool (process-wide) and return its size.
+
+    Always configured explicitly: left alone, TVM 0.27 sizes its pool at half the hardware threads
+    on x86 (it assumes hyper-threading), which is 1 on a 2-core machine, and the first parallel
+    kernel then pins the calling thread to core 0, with every thread and child process it starts.
+    The pool belongs to the calling thread (TVM keeps one per thread) and cannot grow past the size
+    it was created with (``TVM_NUM_THREADS``, which :func:`import_toolchain` sets to the cores
+    available unless the environment already sets it).
+
+    Args:
+        num_threads: threads of the pool; None: one per core this process may run on.
+
+    Returns:
+        The pool size in effect (smaller than asked where TVM's pool was created smaller).
+    """
+    threads = int(num_threads) if num_threads else available_cores()
+    tvm = import_toolchain()
+    # config_threadpool also pins the *calling* thread to core 0, which every thread and
+    # child process then inherits; restore the caller's CPU mask so only TVM's pool is sized.
+    affinity = os.sched_getaffinity(0)
+    try:
+        tvm.get_global_func("runtime.config_threadpool")(0, threads)
+    finally:
+        os.sched_setaffinity(0, affinity)
+    return int(tvm.get_global_func("runtime.NumThreads")())
+
+
+def tuned_threads(manifest: Manifest) -> int | None:
+    """The thread count a tuned package's kernels were tuned and measured with (its TVM target's
+    ``num-cores``), or None for an untuned package."""
+    target = manifest.target_info.get("tvm_target", {})
+    cores = target.get("num-cores") if isinstance(target, dict) and "tuning" in manifest.target_info else None
+    return int(cores) if cores else None
 
 
 class TVMSession(Session):
@@ -169,4 +211,7 @@ def open_session(package_dir: Path, manifest: Manifest, target: Target, num_thre
                 f"{here!r}; rebuild it here (`lanner compile MODEL.onnx --target x86 --backend tvm`) or use an "
                 "OpenVINO/ONNX Runtime package, which pick CPU kernels at run time"
             )
+    if num_threads is None:
+        # A tuned package runs by default with the threads it was tuned with (its target's num-cores).
+        num_threads = tuned_threads(manifest)
     return TVMSession(str(path), [i.name for i in manifest.inputs], device=target.device, num_threads=num_threads)
