@@ -155,19 +155,25 @@ class TVMSession(Session):
         self._lib = tvm.runtime.load_module(library_path)
         self._vm = tvm.relax.VirtualMachine(self._lib, dev)
         self._main = self._vm["main"]
+        self._tensor_type = tvm.runtime.Tensor
         self._input_names = input_names
-        # name -> (TVM tensor the VM reads, NumPy view of its memory on CPU or None)
-        self._staged: dict[str, tuple[Any, np.ndarray | None]] = {}
+        # name -> (TVM tensor the VM reads, NumPy view of its memory on CPU or None, its shape, its dtype)
+        self._staged: dict[str, tuple[Any, np.ndarray | None, tuple[int, ...], np.dtype]] = {}
         self._last: Any = None  # the previous call's outputs, kept alive while copy=False views exist
 
     def _stage(self, name: str, array: np.ndarray) -> Any:
-        """Copy ``array`` into this input's persistent TVM tensor (made on first use or a new shape)."""
+        """Copy ``array`` into this input's persistent TVM tensor (made on first use or a new shape).
+
+        The check compares NumPy shapes and dtypes kept beside the tensor: comparing with the TVM
+        tensor's own ``shape``/``dtype`` crosses the FFI each call (5.6 us per input against 0.1 us,
+        timeit's minimum of 5 repeats, here: 11 us of a 45 us face-quality call).
+        """
         staged = self._staged.get(name)
-        if staged is None or staged[0].shape != array.shape or staged[0].dtype != str(array.dtype):
+        if staged is None or staged[2] != array.shape or staged[3] != array.dtype:
             tensor = self._tvm.runtime.empty(array.shape, str(array.dtype), self._dev)
-            staged = (tensor, np.from_dlpack(tensor) if self._on_cpu else None)
+            staged = (tensor, np.from_dlpack(tensor) if self._on_cpu else None, array.shape, array.dtype)
             self._staged[name] = staged
-        tensor, view = staged
+        tensor, view = staged[0], staged[1]
         if view is None:
             tensor.copyfrom(array)
         else:
@@ -185,7 +191,7 @@ class TVMSession(Session):
 
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
         result: Any = self._main(*[self._stage(name, inputs[name]) for name in self._input_names])
-        outputs = [result] if isinstance(result, self._tvm.runtime.Tensor) else list(result)
+        outputs = [result] if isinstance(result, self._tensor_type) else list(result)
         self._last = None if copy else outputs
         return [self._to_numpy(tensor, copy) for tensor in outputs]
 
