@@ -137,6 +137,13 @@ def tuned(convnet, tmp_path_factory) -> Path:
         ({"trials": 2.5}, TypeError, "trials must be an int, got float"),
         ({"trials": 4, "minutes": 0}, ValueError, "tuning minutes must be > 0, got 0"),
         ({"trials": 4, "rpc": "127.0.0.1:9190"}, ValueError, "--rpc and --device-key go together"),
+        ({"trials": 4, "threads": 0}, ValueError, "tuning threads must be >= 1, got 0"),
+        ({"trials": 4, "threads": 2.0}, TypeError, "tuning threads must be an int, got float"),
+        (
+            {"trials": 4, "threads": 1, "rpc": "127.0.0.1:9190", "device_key": "k"},
+            ValueError,
+            "tuning threads apply to trials measured here",
+        ),
     ],
 )
 def test_bad_tuning_request(kwargs, error, match):
@@ -208,7 +215,7 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert summary["measured_on"] == "this machine" and summary["seeded_from"] is None
     # trials ran with the target's cores, which the package records and runs with by default
     cores = len(os.sched_getaffinity(0))
-    assert summary["threads"] == manifest.target_info["tvm_target"]["num-cores"] == cores
+    assert summary["threads"] == manifest.target_info["tvm_target"]["num-cores"] == cores  # the default
     assert tvm_backend.tuned_threads(manifest) == cores
     assert manifest.fidelity["passed"]
     records = (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines()

@@ -234,12 +234,12 @@ def build_student(
     work: Path,
     threads: int,
     log,
-    tune: tuple[int, float | None] | None,
+    tune: tuple[int, float | None, int | None] | None,
     tuning_db: Path | None,
     tune_only: bool,
 ) -> None:
     """Compile every variant of ``name`` into ``work/name`` and record them in ``builds.json``;
-    ``tune`` = (trials, minutes) adds the tuned TVM package, seeded from ``tuning_db/name``.
+    ``tune`` = (trials, minutes, threads) adds the tuned TVM package, seeded from ``tuning_db/name``.
     ``tune_only`` builds the tuned package alone and keeps the variants already built there."""
     folder = work / name
     kept: dict[str, dict] = {}
@@ -262,7 +262,9 @@ def build_student(
     tuning = None
     if tune is not None:
         seed = tuning_db / name if tuning_db is not None and (tuning_db / name).exists() else None
-        tuning = TuningRequest(tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed))
+        tuning = TuningRequest(
+            tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed), threads=tune[2]
+        )
         builds.append(("tvm", "fp32", TUNED))
     rows: dict[str, dict] = dict(kept)
     for backend, precision, key in builds:
@@ -429,6 +431,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tune", type=int, metavar="TRIALS", help="add a MetaSchedule-tuned TVM fp32 row")
     parser.add_argument("--tune-minutes", type=float, metavar="M", help="time budget per tuned model")
+    parser.add_argument("--tune-threads", type=int, metavar="N", help="threads each trial runs with (default: cores)")
     parser.add_argument("--tuning-db", type=Path, metavar="DIR", help="per-student tuning databases (seed + result)")
     parser.add_argument(
         "--tune-only",
@@ -455,7 +458,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
         work = args.work or Path(tmp)
         if args.phase in ("all", "build"):
-            tune = None if args.tune is None else (args.tune, args.tune_minutes)
+            tune = None if args.tune is None else (args.tune, args.tune_minutes, args.tune_threads)
             for name in args.students:
                 build_student(name, work, max(threads), log, tune, args.tuning_db, args.tune_only)
         if args.phase == "build" or args.tune_only:

@@ -116,11 +116,10 @@ def set_num_threads(num_threads: int | None) -> int:
 
 
 def tuned_threads(manifest: Manifest) -> int | None:
-    """The thread count a tuned package's kernels were tuned and measured with (its TVM target's
-    ``num-cores``), or None for an untuned package."""
-    target = manifest.target_info.get("tvm_target", {})
-    cores = target.get("num-cores") if isinstance(target, dict) and "tuning" in manifest.target_info else None
-    return int(cores) if cores else None
+    """The thread count a tuned package's trials were measured with (``target_info.tuning.threads``),
+    or None for an untuned package or one tuned before it was recorded."""
+    threads = manifest.target_info.get("tuning", {}).get("threads")
+    return int(threads) if threads else None
 
 
 class TVMSession(Session):
