@@ -376,7 +376,8 @@ def tune_and_compile(
         "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; tasks in turn, trials and "
         f"minutes split by each task's share of the latency: first pass ({FIRST_PASS_SHARE:.0%} of the budget) by "
         "the default schedules, second pass by the tuned latencies)",
-        "threads": threads,
+        # a build from the seed alone keeps the thread count its records were measured with
+        "threads": threads if request.trials else previous.get("threads", threads),
         "trials": previous.get("trials", 0) + state.trials,
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
@@ -818,4 +819,5 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
         "task_plan": previous.get("task_plan", []),
+        "threads": previous.get("threads"),
     }
