@@ -7,6 +7,7 @@ runtime-only install; :func:`import_toolchain` says so when it is missing.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -134,7 +135,8 @@ class TVMSession(Session):
     (``relax.build(exec_mode="compiled")``) instead of the VM's bytecode interpreter.
 
     Thread safety: not thread-safe on its own (the staged input tensors are shared state);
-    :class:`lanner.Model` serialises its calls.
+    :class:`lanner.Model` serialises its calls. It may be called from any thread: TVM keeps a thread
+    pool per calling thread, and the session sizes each one to ``num_threads`` on its first call there.
     """
 
     def __init__(
@@ -147,7 +149,11 @@ class TVMSession(Session):
                 raise ValueError("this TVM package targets a CUDA GPU but no CUDA device is usable here")
         else:
             dev = tvm.cpu(0)
-        set_num_threads(num_threads)
+        self._num_threads = num_threads
+        # TVM keeps one pool per calling thread, started at its first kernel (and then pinning that
+        # thread to core 0): size it in every thread that runs this session, once.
+        self._pool_threads: set[int] = set()
+        self._size_pool()
         self._tvm = tvm
         self._dev = dev
         self._on_cpu = device != "cuda"
@@ -188,7 +194,14 @@ class TVMSession(Session):
         view.flags.writeable = False
         return view
 
+    def _size_pool(self) -> None:
+        thread = threading.get_ident()
+        if thread not in self._pool_threads:
+            set_num_threads(self._num_threads)
+            self._pool_threads.add(thread)
+
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
+        self._size_pool()
         result: Any = self._main(*[self._stage(name, inputs[name]) for name in self._input_names])
         outputs = [result] if isinstance(result, self._tensor_type) else list(result)
         self._last = None if copy else outputs
