@@ -159,6 +159,10 @@ def build_tvm(
             ) from None
         artifacts = {"library": LIBRARY}
     else:
+        if target_dict.get("kind") == "llvm" and "num-cores" not in target_dict:
+            # MetaSchedule sizes parallel loops by the target's cores and refuses a CPU target without them;
+            # the trials are measured with that many threads and the package runs with them by default.
+            target_dict = {**target_dict, "num-cores": tvm_backend.available_cores()}
         executable, artifacts = _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, progress)
     library = out_dir / LIBRARY
     if target.cross_compiler:
@@ -221,9 +225,6 @@ def _tuned(tc, mod, onnx_path, out_dir, target, target_dict, tuning, notes, prog
             f"tuning needs fixed input shapes; {dynamic} have dynamic axes: fix them with --input-shape NAME=D0,D1,..."
         )
     runnable_here = target.runnable_here()[0] and target.device == "cpu"
-    if target_dict.get("kind") == "llvm" and "num-cores" not in target_dict:
-        # MetaSchedule sizes parallel loops by the target's cores and refuses a CPU target without them.
-        target_dict = {**target_dict, "num-cores": len(os.sched_getaffinity(0))}
     executable, summary = tvm_tuning.tune_and_compile(
         tc, mod, tc.tvm.target.Target(target_dict), tuning, runnable_here, out_dir, progress, VM_EXEC_MODE
     )

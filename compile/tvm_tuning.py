@@ -3,9 +3,13 @@
 The Relax module is prepared as ``tvm.s_tir.meta_schedule.relax_integration.compile_relax``
 prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR) and its fused TIR functions become
 MetaSchedule tasks. Each task's default schedule (what an untuned build runs) is measured
-first; tasks under 2% of that total keep it, and the others are tuned one after another,
-largest first (evolutionary search, XGBoost cost model), each with the trials and minutes left
-in proportion to its share. Every trial is measured: here by a local runner (x86), or on the
+first. The first pass (60% of the trials and minutes) skips the tasks under 2% of that total and
+tunes the others one after another, largest first (evolutionary search, XGBoost cost model), each
+with the trials and minutes left in proportion to its share. The second pass re-takes the shares
+against the tuned latencies (each task's best or default, whichever is faster), so that a task
+the first pass skipped but which now counts gets tuned, and splits the rest of the budget the same
+way. On CPUs the trials run with the target's ``num-cores`` threads, the thread count the package
+then runs with by default. Every trial is measured: here by a local runner (x86), or on the
 device through a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson
 targets need it). On CPUs the default schedules go into the database too (an empty trace), so
 a task whose tuned candidates all measured slower keeps its default. The
@@ -74,6 +78,11 @@ POPULATION = 128
 # A task under this share of the model's default-schedule latency keeps its default schedule: a batch
 # of its candidates costs as much tuning time as a convolution's, and it cannot move the total.
 MIN_TASK_SHARE = 0.02
+# Share of the trials and minutes the first pass (tasks by their default-schedule latency) may use; the
+# rest goes to a second pass re-planned against the tuned latencies, where the tasks the first pass skipped
+# or left behind count as they do in the tuned model (a 1.8% task of the untuned model can be its largest
+# kernel once the others are 20-50x faster: MTCNN O-Net's first convolution).
+FIRST_PASS_SHARE = 0.6
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
 
@@ -90,11 +99,16 @@ class TuningRequest:
             whose records start this tune (same model and target only).
         rpc: ``HOST:PORT`` of a TVM RPC tracker; trials are measured on a device registered there.
         device_key: the tracker key of the device (required with ``rpc``).
+        threads: CPU threads each trial runs with here (TVM's pool; not with ``rpc``); None: the
+            target's ``num-cores``. The package records it and runs with it by default. Fewer than
+            the cores where other work holds some of them: a parallel kernel then waits at every
+            barrier for a thread the OS has descheduled, and the measurements rank the scheduler's
+            delays instead of the kernels (benchmarks/compile/README.md).
 
     Raises:
         ValueError: trials < 0, or 0 without ``seed_database``; minutes <= 0; ``rpc`` without
-            ``device_key`` or the reverse.
-        TypeError: trials not an int.
+            ``device_key`` or the reverse; threads < 1, or with ``rpc``.
+        TypeError: trials or threads not an int.
     """
 
     trials: int
@@ -102,6 +116,7 @@ class TuningRequest:
     seed_database: str | None = None
     rpc: str | None = None
     device_key: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or isinstance(self.trials, bool):
@@ -114,6 +129,13 @@ class TuningRequest:
             )
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"tuning minutes must be > 0, got {self.minutes}")
+        if self.threads is not None:
+            if not isinstance(self.threads, int) or isinstance(self.threads, bool):
+                raise TypeError(f"tuning threads must be an int, got {type(self.threads).__name__}")
+            if self.threads < 1:
+                raise ValueError(f"tuning threads must be >= 1, got {self.threads}")
+            if self.rpc is not None:
+                raise ValueError("tuning threads apply to trials measured here; the RPC device sizes its own pool")
         if (self.rpc is None) != (self.device_key is None):
             raise ValueError(
                 f"--rpc and --device-key go together (the tracker and the key of the device to measure on), "
@@ -269,6 +291,8 @@ def tune_and_compile(
         path_workload=str(records_dir / WORKLOAD_FILE), path_tuning_record=str(records_dir / RECORD_FILE)
     )
     weights = [float(task.weight) for task in tasks]
+    cores = int(dict(target.attrs).get("num-cores", 0)) or None  # CPU targets; None on GPUs
+    threads = request.threads or cores if request.rpc is None else cores
     state = _Progress(
         total=request.trials,
         weights=weights,
@@ -282,29 +306,23 @@ def tune_and_compile(
         if not request.trials
         else f"tvm tune: {len(tasks)} tasks, {request.trials} trials"
         + (f", {request.minutes:g} min budget" if request.minutes else "")
-        + (f", measured on {request.device_key!r} via tracker {request.rpc}" if request.rpc else ", measured here")
+        + (
+            f", measured on {request.device_key!r} via tracker {request.rpc}"
+            if request.rpc
+            else f", measured here with {threads} thread{'s' if threads != 1 else ''}"
+        )
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
     plan: list[dict[str, Any]] = []
     if request.trials:  # 0: build from the seed's records alone
-        # (Made before the clock starts: the first TuneContext registers every tensor intrinsic, about a
-        # minute on this machine.) Our own contexts, not extracted_tasks_to_tune_contexts: its logging
-        # set-up breaks a second tune in the same process (TVM 0.27) and prints MetaSchedule's task table
-        # at every batch.
-        contexts = [
-            ms.TuneContext(
-                mod=task.dispatched[0],
-                target=task.target,
-                space_generator="post-order-apply",
-                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
-                task_name=task.task_name,
-                rand_state=rand_state,
-                num_threads=1,
-            ).clone()
-            for task, rand_state in zip(tasks, ms.utils.fork_seed(SEED, n=len(tasks)))
-        ]
+        # made before the clock starts: the first context registers every tensor intrinsic
+        contexts = _contexts(ms, tasks, SEED)
         runner = _runner(tc.tvm, ms, request)
         builder = _builder(tc.tvm, ms)
+        if request.rpc is None and threads:
+            # Trials run with the threads the package will run with by default (the target's num-cores
+            # unless asked otherwise): TVM's own default here was half the cores (1 of 2), unrecorded.
+            threads = tvm_backend.set_num_threads(threads)
         # the budget counts tuning proper, not TVM's start-up; measuring the default schedules is part of it
         state.started = time.monotonic()
         state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
@@ -317,7 +335,29 @@ def tune_and_compile(
                     + ", ".join(f"{p['task']} ({100 * p['share']:.0f}%)" for p in plan if p["tuned"])
                     + f"; {sum(not p['tuned'] for p in plan)} cheap tasks keep their default schedule"
                 )
-                _tune_in_turn(ms, tc.tvm, contexts, plan, request, state, builder, runner, database, records_dir)
+                tune = (ms, tc.tvm, state, builder, runner, database, records_dir)
+                first = [row for row in plan if row["tuned"]]
+                first_trials = max(1, round(request.trials * FIRST_PASS_SHARE))
+                first_deadline = (
+                    None if state.deadline is None else state.started + 60 * request.minutes * FIRST_PASS_SHARE
+                )
+                spent = _tune_in_turn(
+                    *tune, contexts, first, [row["share"] for row in first], first_trials, first_deadline
+                )
+                second = _replan(state, plan)
+                if second and not (state.interrupted or state.out_of_time) and request.trials - spent > 0:
+                    progress(
+                        "tvm tune: second pass, against the tuned latencies: "
+                        + ", ".join(f"{row['task']} ({100 * row['share_tuned']:.0f}%)" for row in second)
+                    )
+                    _tune_in_turn(
+                        *tune,
+                        _contexts(ms, tasks, SEED + 1),
+                        second,
+                        [row["share_tuned"] for row in second],
+                        request.trials - spent,
+                        state.deadline,
+                    )
         finally:
             # The runner keeps its worker processes; end them here, also when the tune stopped early
             # (left to garbage collection they outlive an interrupted compile).
@@ -334,7 +374,10 @@ def tune_and_compile(
         del row["index"]
     summary = {
         "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; tasks in turn, trials and "
-        "minutes split by each task's share of the default-schedule latency)",
+        f"minutes split by each task's share of the latency: first pass ({FIRST_PASS_SHARE:.0%} of the budget) by "
+        "the default schedules, second pass by the tuned latencies)",
+        # a build from the seed alone keeps the thread count its records were measured with
+        "threads": threads if request.trials else previous.get("threads", threads),
         "trials": previous.get("trials", 0) + state.trials,
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
@@ -410,9 +453,9 @@ def _measure_defaults(
 
 
 def _plan(state: _Progress) -> list[dict[str, Any]]:
-    """Tasks by their share of the model's default-schedule latency, largest first; those under
-    :data:`MIN_TASK_SHARE` are not tuned. A task whose default could not be measured counts as the
-    most expensive one measured (or, with none measured, all count alike)."""
+    """The first pass: tasks by their share of the model's default-schedule latency, largest first; those
+    under :data:`MIN_TASK_SHARE` are not tuned in it. A task whose default could not be measured counts
+    as the most expensive one measured (or, with none measured, all count alike)."""
     known = [s for s in state.default_s if s is not None]
     fallback = max(known) if known else 1.0
     cost = [w * (s if s is not None else fallback) for w, s in zip(state.weights, state.default_s)]
@@ -430,46 +473,66 @@ def _plan(state: _Progress) -> list[dict[str, Any]]:
     ]
 
 
+def _replan(state: _Progress, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The second pass: every task's share of the model's latency *after* the first pass (the faster of
+    its best tuned and its default schedule, :meth:`_Progress.task_ms`), recorded in its plan row as
+    ``share_tuned``; the rows of the tasks at :data:`MIN_TASK_SHARE` or more of that total, largest
+    first, each marked ``second_pass``. Tuned tasks stay in: a large one may still lead."""
+    known = [s for s in state.default_s if s is not None] + list(state.best_s.values())
+    fallback = 1e3 * max(known) if known else 1.0
+    cost = {row["index"]: state.task_ms(row["index"]) for row in plan}
+    cost = {i: (c if c is not None else fallback * state.weights[i]) for i, c in cost.items()}
+    total = sum(cost.values())
+    for row in plan:
+        row["share_tuned"] = round(cost[row["index"]] / total, 4)
+        row["second_pass"] = cost[row["index"]] / total >= MIN_TASK_SHARE
+    return sorted((row for row in plan if row["second_pass"]), key=lambda row: -cost[row["index"]])
+
+
 def _tune_in_turn(
     ms: Any,
     tvm: Any,
-    contexts: list[Any],
-    plan: list[dict[str, Any]],
-    request: TuningRequest,
     state: _Progress,
     builder: Any,
     runner: Any,
     database: Any,
     records_dir: Path,
-) -> None:
-    """Tune the planned tasks one after another, largest share first. Each gets the trials and the
-    minutes left in proportion to its share among the tasks not yet tuned, so what one task leaves
-    unused (its search space exhausted, batches faster than planned) goes to the next ones.
+    contexts: list[Any],
+    order: list[dict[str, Any]],
+    shares: list[float],
+    trials: int,
+    deadline: float | None,
+) -> int:
+    """Tune the tasks of ``order`` (plan rows) one after another. Each gets the trials and the minutes
+    left before ``deadline`` in proportion to its share among the tasks not yet tuned, so what one task
+    leaves unused (its search space exhausted, batches faster than planned) goes to the next ones.
+    Adds each task's trials to its row; returns the trials measured.
 
     One task at a time, rather than MetaSchedule's gradient scheduler over all of them: that
     scheduler first gives every task one batch before it joins (measures, records, reports) any,
     so on a busy 2-core machine a model with a dozen tasks ran a whole 10-minute budget without a
     single trial recorded.
     """
-    order = [row for row in plan if row["tuned"]]
-    remaining = request.trials
-    for k, row in enumerate(order):
+    remaining = trials
+    for k, (row, share) in enumerate(zip(order, shares)):
         if remaining <= 0 or state.interrupted or state.out_of_time:
             break
-        i = row["index"]
-        fraction = row["share"] / sum(r["share"] for r in order[k:])
-        trials = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
         now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        i = row["index"]
+        fraction = share / sum(shares[k:])
+        count = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
         state.current, state.task_out_of_time = i, False
-        state.task_deadline = None if state.deadline is None else now + (state.deadline - now) * fraction
+        state.task_deadline = None if deadline is None else now + (deadline - now) * fraction
         before = state.trials
         with _stop_on_request(state):
             ms.tune_tasks(
                 tasks=[contexts[i]],
                 task_weights=[state.weights[i]],
                 work_dir=str(records_dir),
-                max_trials_global=trials,
-                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, trials),
+                max_trials_global=count,
+                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, count),
                 builder=builder,
                 runner=runner,
                 database=database,
@@ -480,8 +543,30 @@ def _tune_in_turn(
                 ],
                 task_scheduler="round-robin",
             )
-        row["trials"] = state.trials - before
-        remaining -= row["trials"]
+        row["trials"] += state.trials - before
+        remaining -= state.trials - before
+    return trials - remaining
+
+
+def _contexts(ms: Any, tasks: list[Any], seed: int) -> list[Any]:
+    """One MetaSchedule tuning context per task (evolutionary search from ``seed``).
+
+    Our own contexts, not ``extracted_tasks_to_tune_contexts``: its logging set-up breaks a second tune
+    in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch. The first context
+    made in a process registers every tensor intrinsic (about a minute on this machine).
+    """
+    return [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator="post-order-apply",
+            search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
+            task_name=task.task_name,
+            rand_state=rand_state,
+            num_threads=1,
+        ).clone()
+        for task, rand_state in zip(tasks, ms.utils.fork_seed(seed, n=len(tasks)))
+    ]
 
 
 def _dlight_rules(dl: Any) -> tuple[Any, ...]:
@@ -734,4 +819,5 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
         "task_plan": previous.get("task_plan", []),
+        "threads": previous.get("threads"),
     }

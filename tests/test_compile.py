@@ -521,6 +521,42 @@ def test_tvm_thread_count_keeps_the_callers_cpu_affinity(packages):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+@pytest.mark.parametrize("num_threads, pool", [(None, "cores"), (1, 1), (2, 2)])
+def test_tvm_num_threads_sizes_the_pool(packages, num_threads, pool):
+    # Left alone, TVM 0.27 sizes its pool at half the x86 hardware threads (1 on a 2-core machine) and
+    # config_threadpool cannot grow it: a package asked for 2 threads ran on 1. A fresh process each.
+    code = (
+        "import os, numpy as np, lanner, tvm\n"
+        f"m = lanner.load({str(packages[('tvm', 'fp32')])!r}, num_threads={num_threads!r})\n"
+        "m.run({'image': np.zeros((1, 3, 32, 32), np.float32)})\n"
+        "print(tvm.get_global_func('runtime.NumThreads')())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    assert int(out.split()[-1]) == (len(os.sched_getaffinity(0)) if pool == "cores" else pool)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+def test_tvm_num_threads_holds_in_another_thread(packages):
+    # TVM keeps one pool per calling thread: a model loaded in one thread and run in another must size
+    # that thread's pool too, and leave that thread's CPU mask alone
+    code = (
+        "import os, threading, numpy as np, lanner, tvm\n"
+        f"m = lanner.load({str(packages[('tvm', 'fp32')])!r}, num_threads=1)\n"
+        "seen = []\n"
+        "def work():\n"
+        "    before = os.sched_getaffinity(0)\n"
+        "    m.run({'image': np.zeros((1, 3, 32, 32), np.float32)})\n"
+        "    seen.append((tvm.get_global_func('runtime.NumThreads')(), os.sched_getaffinity(0) == before))\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+        "print(seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    assert out.strip() == "[(1, True)]"
+
+
 # -- runtime imports only what it needs -----------------------------------------------------
 
 

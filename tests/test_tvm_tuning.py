@@ -24,6 +24,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import lanner  # noqa: E402
+from lanner.backends import tvm_backend  # noqa: E402
 from lanner.compile import TuningInterrupted, TuningRequest, compile_model, tvm_tuning  # noqa: E402
 from lanner.compile.artifact import UnsupportedError  # noqa: E402
 from lanner.manifest import Manifest  # noqa: E402
@@ -136,6 +137,13 @@ def tuned(convnet, tmp_path_factory) -> Path:
         ({"trials": 2.5}, TypeError, "trials must be an int, got float"),
         ({"trials": 4, "minutes": 0}, ValueError, "tuning minutes must be > 0, got 0"),
         ({"trials": 4, "rpc": "127.0.0.1:9190"}, ValueError, "--rpc and --device-key go together"),
+        ({"trials": 4, "threads": 0}, ValueError, "tuning threads must be >= 1, got 0"),
+        ({"trials": 4, "threads": 2.0}, TypeError, "tuning threads must be an int, got float"),
+        (
+            {"trials": 4, "threads": 1, "rpc": "127.0.0.1:9190", "device_key": "k"},
+            ValueError,
+            "tuning threads apply to trials measured here",
+        ),
     ],
 )
 def test_bad_tuning_request(kwargs, error, match):
@@ -205,11 +213,18 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert summary["tasks"] == 3 and summary["records"] >= 1 and summary["minutes"] > 0
     assert summary["tasks_measured"] >= 1 and summary["estimated_latency_ms"] > 0, summary["first_error"]
     assert summary["measured_on"] == "this machine" and summary["seeded_from"] is None
+    # trials ran with the target's cores, which the package records and runs with by default
+    cores = len(os.sched_getaffinity(0))
+    assert summary["threads"] == manifest.target_info["tvm_target"]["num-cores"] == cores  # the default
+    assert tvm_backend.tuned_threads(manifest) == cores
     assert manifest.fidelity["passed"]
     records = (tuned / "tuning" / "database_tuning_record.json").read_text().splitlines()
     assert len(records) == summary["records"]
     plan = summary["task_plan"]
     assert len(plan) == 3 and sum(row["trials"] for row in plan) == 3
+    # 3 trials: 2 in the first pass (FIRST_PASS_SHARE of them), the last one in the second, which
+    # re-took every task's share against the tuned latencies
+    assert all(0 <= row["share_tuned"] <= 1 for row in plan) and any(row["second_pass"] for row in plan)
     assert [row["share"] for row in plan] == sorted((row["share"] for row in plan), reverse=True)
     assert abs(sum(row["share"] for row in plan) - 1) < 1e-3
     # every task's default schedule was measured and recorded (an empty trace) beside the trials
@@ -222,6 +237,15 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     want = ort.InferenceSession(str(convnet), providers=["CPUExecutionProvider"]).run(None, feed)[0]
     with lanner.load(tuned) as model:
         np.testing.assert_allclose(model.run(feed)["feature"], want, rtol=1e-4, atol=1e-5)
+        assert _tvm_pool_threads() == cores
+    with lanner.load(tuned, num_threads=1) as model:
+        assert _tvm_pool_threads() == 1
+
+
+def _tvm_pool_threads() -> int:
+    import tvm
+
+    return int(tvm.get_global_func("runtime.NumThreads")())
 
 
 @pytest.mark.slow
@@ -454,6 +478,44 @@ def test_plan_counts_an_unmeasured_task_as_the_most_expensive():
     assert {row["task"]: row["share"] for row in plan}["task1"] == round(1e-3 / (2e-3 + 1e-5), 4)
     assert [row["tuned"] for row in plan] == [True, True, False]
     assert [row["share"] for row in tvm_tuning._plan(_progress([None, None]))] == [0.5, 0.5]
+
+
+def test_second_pass_takes_shares_against_the_tuned_latencies():
+    # task1 (1.5% of the default latency) is skipped by the first pass; once task0 is 50x faster it is
+    # 41% of the model and the second pass tunes it; task3 stays under 2% of the tuned total
+    state = _progress([9.7e-3, 1.5e-4, 1e-4, 1e-6])
+    plan = tvm_tuning._plan(state)
+    assert [row["tuned"] for row in plan] == [True, False, False, False]
+    state.best_s = {0: 1e-4}
+    second = tvm_tuning._replan(state, plan)
+    assert [row["task"] for row in second] == ["task1", "task0", "task2"]
+    total = 1.5e-4 + 1e-4 + 1e-4 + 1e-6
+    shares = {row["task"]: row["share_tuned"] for row in plan}
+    assert shares == {f"task{i}": round(s / total, 4) for i, s in enumerate((1e-4, 1.5e-4, 1e-4, 1e-6))}
+    assert {row["task"]: row["second_pass"] for row in plan} == {
+        "task0": True,
+        "task1": True,
+        "task2": True,
+        "task3": False,
+    }
+
+
+def test_second_pass_keeps_a_default_that_beat_every_candidate():
+    # task1's candidates all measured slower than its default: its default latency is what counts
+    state = _progress([1e-3, 1e-3])
+    plan = tvm_tuning._plan(state)
+    state.best_s = {0: 1e-5, 1: 5e-3}
+    tvm_tuning._replan(state, plan)
+    assert {row["task"]: row["share_tuned"] for row in plan} == {"task0": round(1e-5 / 1.01e-3, 4), "task1": 0.9901}
+
+
+def test_tvm_pool_is_sized_explicitly_and_the_caller_keeps_its_cores():
+    # left alone, TVM 0.27 sizes its pool at half the x86 hardware threads and pins the caller to core 0
+    cores = os.sched_getaffinity(0)
+    assert tvm_backend.set_num_threads(None) == len(cores) == tvm_backend.available_cores()
+    assert _tvm_pool_threads() == len(cores) and os.sched_getaffinity(0) == cores
+    assert tvm_backend.set_num_threads(1) == 1
+    assert _tvm_pool_threads() == 1 and os.sched_getaffinity(0) == cores
 
 
 def test_model_estimate_takes_the_faster_of_tuned_and_default():

@@ -11,7 +11,8 @@ run*: round-robin over rounds and thread counts, each timing in a fresh process.
 
 * ``--tuning-db DIR``: per-student MetaSchedule databases in ``DIR/<student>``: each tuned build
   is seeded from there (``--tune 0`` builds from the records alone) and its database written back.
-* ``--tune-only``: build only the tuned package (tuning ahead of a timed run; no timing).
+* ``--tune-only``: build only the tuned package (tuning ahead of a timed run; no timing); with
+  ``--work``, the variants already built there are kept, so a re-tune is timed beside them.
 * ``--phase build`` compiles into ``--work DIR``; ``--phase time`` times what is there (run it
   with background jobs paused: the builds do not need a quiet machine, the timings do).
 
@@ -233,30 +234,39 @@ def build_student(
     work: Path,
     threads: int,
     log,
-    tune: tuple[int, float | None] | None,
+    tune: tuple[int, float | None, int | None] | None,
     tuning_db: Path | None,
     tune_only: bool,
 ) -> None:
     """Compile every variant of ``name`` into ``work/name`` and record them in ``builds.json``;
-    ``tune`` = (trials, minutes) adds the tuned TVM package, seeded from ``tuning_db/name``."""
+    ``tune`` = (trials, minutes, threads) adds the tuned TVM package, seeded from ``tuning_db/name``.
+    ``tune_only`` builds the tuned package alone and keeps the variants already built there."""
     folder = work / name
-    if folder.exists():
+    kept: dict[str, dict] = {}
+    if tune_only and (folder / BUILD_FILE).is_file():
+        kept = json.loads((folder / BUILD_FILE).read_text(encoding="utf-8"))["variants"]
+        kept.pop(TUNED, None)
+        shutil.rmtree(folder / TUNED.replace("/", "-"), ignore_errors=True)
+    elif folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     student = student_onnx(name, folder)
     chw = student["chw"]
     calib = folder / "calib"
-    calib.mkdir()
-    write_crops(calib, chw[1:], 80)
-    if student["extra"]:
-        to_arrays(calib, chw[1:], student["extra"])
+    if not calib.is_dir():
+        calib.mkdir()
+        write_crops(calib, chw[1:], 80)
+        if student["extra"]:
+            to_arrays(calib, chw[1:], student["extra"])
     builds = [] if tune_only else [(b, p, f"{b}/{p}") for b, p in BUILDS]
     tuning = None
     if tune is not None:
         seed = tuning_db / name if tuning_db is not None and (tuning_db / name).exists() else None
-        tuning = TuningRequest(tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed))
+        tuning = TuningRequest(
+            tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed), threads=tune[2]
+        )
         builds.append(("tvm", "fp32", TUNED))
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict] = dict(kept)
     for backend, precision, key in builds:
         t0 = time.perf_counter()
         tuned = key == TUNED
@@ -293,6 +303,7 @@ def build_student(
                 trials=summary["trials"],
                 tuning_minutes=summary["minutes"],
                 tasks=summary["tasks"],
+                threads=summary.get("threads"),
                 task_plan=summary.get("task_plan", []),
             )
             if tuning_db is not None:
@@ -302,7 +313,7 @@ def build_student(
                 shutil.copytree(out / "tuning", kept)
         log(f"{name} {key}: built in {rows[key]['compile_s']:.1f} s, cosine {rows[key]['cosine_min']:.5f}")
     if student["torch"]:
-        rows = {TORCH: {"status": "ok"}, **rows}
+        rows = {TORCH: {"status": "ok"}, **{k: v for k, v in rows.items() if k != TORCH}}
     info = {"input": [1, *chw], "params": student["params"], "variants": rows}
     (folder / BUILD_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
@@ -420,8 +431,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tune", type=int, metavar="TRIALS", help="add a MetaSchedule-tuned TVM fp32 row")
     parser.add_argument("--tune-minutes", type=float, metavar="M", help="time budget per tuned model")
+    parser.add_argument("--tune-threads", type=int, metavar="N", help="threads each trial runs with (default: cores)")
     parser.add_argument("--tuning-db", type=Path, metavar="DIR", help="per-student tuning databases (seed + result)")
-    parser.add_argument("--tune-only", action="store_true", help="build only the tuned package; no timing")
+    parser.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="build only the tuned package (keeping the other variants in --work); no timing",
+    )
     parser.add_argument("--phase", choices=("all", "build", "time"), default="all")
     parser.add_argument("--work", type=Path, help="keep the packages here (needed by --phase build/time)")
     parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
@@ -442,7 +458,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
         work = args.work or Path(tmp)
         if args.phase in ("all", "build"):
-            tune = None if args.tune is None else (args.tune, args.tune_minutes)
+            tune = None if args.tune is None else (args.tune, args.tune_minutes, args.tune_threads)
             for name in args.students:
                 build_student(name, work, max(threads), log, tune, args.tuning_db, args.tune_only)
         if args.phase == "build" or args.tune_only:

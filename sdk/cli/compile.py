@@ -71,6 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="seed the tune with a previous package's tuning/ (or a database folder) of the same model and target",
     )
+    tune.add_argument(
+        "--tune-threads",
+        type=int,
+        metavar="N",
+        help="CPU threads each trial runs with here (default: the target's cores); the package defaults to them",
+    )
     tune.add_argument("--rpc", metavar="HOST:PORT", help="TVM RPC tracker: measure the trials on a remote device")
     tune.add_argument("--device-key", metavar="KEY", help="the device's key at the --rpc tracker")
     p.set_defaults(func=run)
@@ -100,7 +106,9 @@ def _threshold(text: str) -> tuple[str, float | None]:
 
 
 def _tuning(args: argparse.Namespace):
-    given = [f for f in ("tune_minutes", "tuning_db", "rpc", "device_key") if getattr(args, f) is not None]
+    given = [
+        f for f in ("tune_minutes", "tuning_db", "rpc", "device_key", "tune_threads") if getattr(args, f) is not None
+    ]
     if args.tune is None:
         if given:
             flags = ", ".join("--" + f.replace("_", "-") for f in given)
@@ -114,6 +122,7 @@ def _tuning(args: argparse.Namespace):
         seed_database=args.tuning_db,
         rpc=args.rpc,
         device_key=args.device_key,
+        threads=args.tune_threads,
     )
 
 
