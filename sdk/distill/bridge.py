@@ -46,6 +46,7 @@ from .training import (
     TrainData,
     _Batches,
     _validation_set,
+    read_checkpoint,
     run_in_batches,
     run_loop,
     validation_split,
@@ -59,6 +60,7 @@ __all__ = [
     "teacher_centre",
     "compute_bridge_targets",
     "bridge_training_data",
+    "celeba_bridge_material",
     "train_bridge",
     "load_bridge",
     "embed_descriptors",
@@ -273,6 +275,26 @@ def bridge_training_data(
     return data, _unit(targets.mirrored - mu)
 
 
+def celeba_bridge_material(
+    data_dir: str | Path, cache_dir: str | Path, validation_identities: int, *, num_threads: int | None = None
+) -> tuple[TrainData, np.ndarray, np.ndarray]:
+    """The celeba-faces folder read for a run on the teacher's space: its crops, the teacher's targets
+    (:func:`compute_bridge_targets`, cached) and :func:`bridge_training_data`.
+
+    Returns:
+        ``(data, mirrored_targets, mu)``.
+
+    Raises:
+        FileNotFoundError: the folder holds no faces.csv or misses a crop.
+    """
+    rows = _read_faces_csv(Path(data_dir))
+    crops = load_crops(data_dir, np.array([r["file"] for r in rows]))
+    targets = compute_bridge_targets(data_dir, cache_dir, crops, num_threads=num_threads)
+    mu = teacher_centre()
+    data, mirrored = bridge_training_data(crops, targets, mu, validation_identities)
+    return data, mirrored, mu
+
+
 class _BridgeTask:
     """The teacher's port learns to map a small face's upsampled chip onto the clean face's embedding."""
 
@@ -399,13 +421,7 @@ def load_bridge(checkpoint: str | Path) -> tuple[torch.nn.Module, BridgeConfig]:
     """
     from ..compile.exporters.dlib_resnet import build_dlib_resnet
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ValueError(f"{path} is not a lanner.distill checkpoint (expected 'config' and 'model' entries)")
-    config = BridgeConfig.from_dict(json.loads(state["config"]))
+    config, weights = read_checkpoint(checkpoint, BridgeConfig)
     model = build_dlib_resnet()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     return model.eval(), config

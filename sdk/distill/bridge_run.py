@@ -21,16 +21,12 @@ import torch
 
 from .bridge import (
     BridgeConfig,
-    bridge_training_data,
-    compute_bridge_targets,
+    celeba_bridge_material,
     embed_descriptors,
     load_bridge,
-    teacher_centre,
     train_bridge,
 )
 from .evaluate import identification_metrics
-from .faces import load_crops
-from .teacher import _read_faces_csv
 from .training import say
 
 __all__ = ["FaceBridgeRun", "ROUTING_WIDTHS", "threshold_at_far"]
@@ -82,12 +78,10 @@ class FaceBridgeRun:
         torch.set_num_threads(self.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         config = self.config()
-        rows = _read_faces_csv(self.data_dir)
-        crops = load_crops(self.data_dir, np.array([r["file"] for r in rows]))
         say("step 1/4: teacher targets of the clean and mirrored crops (the registry teacher; cached)")
-        targets = compute_bridge_targets(self.data_dir, self.cache_dir, crops, num_threads=self.threads)
-        mu = teacher_centre()
-        data, mirrored = bridge_training_data(crops, targets, mu, config.validation_identities)
+        data, mirrored, mu = celeba_bridge_material(
+            self.data_dir, self.cache_dir, config.validation_identities, num_threads=self.threads
+        )
         train_idx = data.train & ~data.validation
         say(
             f"step 2/4: training {config.steps} steps on {int(train_idx.sum())} crops of "

@@ -38,7 +38,7 @@ from .degrade import moderate_degradations
 from .evaluate import identification_metrics
 from .faces import FaceSampler, to_tensor_layout
 from .student import FaceStudent, StudentConfig
-from .training import RunConfig, TrainData, _validation_set, run_in_batches, run_loop
+from .training import RunConfig, TrainData, _validation_set, read_checkpoint, run_in_batches, run_loop
 
 __all__ = [
     "CHIP_SIZE",
@@ -353,13 +353,7 @@ def load_compressed(checkpoint: str | Path) -> tuple[FaceStudent, CompressConfig
         FileNotFoundError: no such file.
         ValueError: the file is not a compression checkpoint.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ValueError(f"{path} is not a lanner.distill checkpoint (expected 'config' and 'model' entries)")
-    config = CompressConfig.from_dict(json.loads(state["config"]))
+    config, weights = read_checkpoint(checkpoint, CompressConfig)
     model = FaceStudent(config.student_config())
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     return model.eval(), config

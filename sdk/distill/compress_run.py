@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bridge import bridge_training_data, compute_bridge_targets, teacher_centre
+from .bridge import celeba_bridge_material
 from .bridge_run import ROUTING_WIDTHS, THRESHOLD_PROBE_STRIDE, _onnx_descriptors, _probe_sampler, threshold_at_far
 from .compress import (
     CHIP_SIZE,
@@ -34,8 +34,7 @@ from .compress import (
 )
 from .evaluate import identification_metrics
 from .export import compile_student, embed_with_package, export_student
-from .faces import load_crops, to_tensor_layout
-from .teacher import _read_faces_csv
+from .faces import to_tensor_layout
 from .training import _validation_set, say
 
 __all__ = ["FaceCompressRun", "STUDENT_NAME"]
@@ -97,12 +96,10 @@ class FaceCompressRun:
         torch.set_num_threads(self.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         config = self.config()
-        rows = _read_faces_csv(self.data_dir)
-        crops = load_crops(self.data_dir, np.array([r["file"] for r in rows]))
         say("step 1/5: teacher targets of the clean crops (the registry teacher; cached)")
-        targets = compute_bridge_targets(self.data_dir, self.cache_dir, crops, num_threads=self.threads)
-        mu = teacher_centre()
-        data, _ = bridge_training_data(crops, targets, mu, config.validation_identities)
+        data, _, mu = celeba_bridge_material(
+            self.data_dir, self.cache_dir, config.validation_identities, num_threads=self.threads
+        )
         say("step 2/5: the view pool (the bridge model's outputs on degraded views; cached)")
         pool = self._pool(config, data, models.onnx_path("dlib-resnet-lowres"))
         say(f"step 3/5: training {config.steps} steps on {len(pool.chips)} views ({int(pool.extra.sum())} extra)")

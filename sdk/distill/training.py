@@ -332,16 +332,26 @@ def load_student(checkpoint: str | Path) -> tuple[FaceStudent | QualityStudent, 
         FileNotFoundError: no such file.
         ValueError: the file is not a ``lanner.distill`` checkpoint.
     """
+    config, weights = read_checkpoint(checkpoint, TrainConfig)
+    model = config.build_model()
+    model.load_state_dict(weights)
+    return model.eval(), config
+
+
+def read_checkpoint(checkpoint: str | Path, config_type: type) -> tuple:
+    """The config (a ``config_type``, a :class:`RunConfig`) and the model weights of a run's checkpoint.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a ``lanner.distill`` checkpoint, or one of another kind of run.
+    """
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path} is not a lanner.distill checkpoint (expected 'config' and 'model' entries)")
-    config = TrainConfig.from_dict(json.loads(state["config"]))
-    model = config.build_model()
-    model.load_state_dict(state["model"])
-    return model.eval(), config
+    return config_type.from_dict(json.loads(state["config"])), state["model"]
 
 
 class TrainingTask(Protocol):

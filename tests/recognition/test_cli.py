@@ -68,3 +68,16 @@ def test_cli_errors_are_one_line(gallery_file, tmp_path, capsys):
     cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
     assert main(["enroll", "nobody", str(blank), "--gallery", str(tmp_path / "g.npz")]) == 2
     assert "nothing enrolled" in capsys.readouterr().err and not (tmp_path / "g.npz").exists()
+
+
+def test_identify_fast_routes_small_faces_to_the_student(gallery_file, tmp_path):
+    frame = cv2.imread(str(demo_image_path()))
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.resize(frame, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA))  # a ~20 px face
+    js = tmp_path / "small.json"
+    args = ["identify", str(small), "--gallery", str(gallery_file), "--min-face-size", "12", "--json", str(js)]
+    assert main([*args, "--fast"]) == 0
+    record = json.loads(js.read_text())
+    assert "face-student32" in record["recognizer"] and len(record["inputs"][0]["faces"]) >= 1
+    assert main(args) == 0
+    assert "dlib-resnet-lowres" in json.loads(js.read_text())["recognizer"]  # the default routes: the bridge
