@@ -136,14 +136,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_face_embedding(args: argparse.Namespace) -> int:
-    from .. import models
     from ..distill.pipeline import FaceEmbeddingRun
 
-    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
     run = FaceEmbeddingRun(
-        data_dir=Path(args.data),
-        out_dir=Path(args.out),
-        cache_dir=cache,
+        **_folders(args),
         resolution=args.resolution,
         steps=args.steps,
         seed=args.seed,
@@ -159,15 +155,19 @@ def run_face_embedding(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_face_bridge(args: argparse.Namespace) -> int:
+def _folders(args: argparse.Namespace) -> dict:
+    """The run's data, output and cache folders (``--cache`` default: the Lanner cache's ``distill``)."""
     from .. import models
-    from ..distill.bridge_run import FaceBridgeRun
 
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
+    return {"data_dir": Path(args.data), "out_dir": Path(args.out), "cache_dir": cache}
+
+
+def run_face_bridge(args: argparse.Namespace) -> int:
+    from ..distill.bridge_run import FaceBridgeRun
+
     FaceBridgeRun(
-        data_dir=Path(args.data),
-        out_dir=Path(args.out),
-        cache_dir=cache,
+        **_folders(args),
         steps=args.steps,
         seed=args.seed,
         threads=args.threads,
@@ -178,14 +178,10 @@ def run_face_bridge(args: argparse.Namespace) -> int:
 
 
 def run_face_compress(args: argparse.Namespace) -> int:
-    from .. import models
     from ..distill.compress_run import FaceCompressRun
 
-    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
     FaceCompressRun(
-        data_dir=Path(args.data),
-        out_dir=Path(args.out),
-        cache_dir=cache,
+        **_folders(args),
         facemask_dir=Path(args.facemask) if args.facemask else None,
         steps=args.steps,
         views=args.views,
@@ -198,14 +194,10 @@ def run_face_compress(args: argparse.Namespace) -> int:
 
 
 def run_face_quality(args: argparse.Namespace) -> int:
-    from .. import models
     from ..distill.quality_run import FaceQualityRun
 
-    cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
     FaceQualityRun(
-        data_dir=Path(args.data),
-        out_dir=Path(args.out),
-        cache_dir=cache,
+        **_folders(args),
         views=args.views,
         steps=args.steps,
         seed=args.seed,
