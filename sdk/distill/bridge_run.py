@@ -29,7 +29,7 @@ from .bridge import (
 from .evaluate import identification_metrics
 from .training import say
 
-__all__ = ["FaceBridgeRun", "ROUTING_WIDTHS", "threshold_at_far"]
+__all__ = ["FaceBridgeRun", "ROUTING_WIDTHS", "descriptor_rank1", "threshold_at_far"]
 
 ROUTING_WIDTHS: tuple[float, ...] = (16.0, 20.0, 24.0, 32.0)  # validation probe widths, px
 THRESHOLD_PROBE_STRIDE = 3  # every 3rd training-identity crop is a probe for the threshold (all are gallery)
@@ -140,20 +140,13 @@ class FaceBridgeRun:
     def _routing(self, onnx_path: Path, data, mu: np.ndarray) -> dict:
         """Rank-1 of the bridge and of the teacher on the validation identities' probes at each width."""
         from ..models import onnx_path as registry_onnx
-        from .training import _validation_set
 
-        sampler = _probe_sampler(data)
         teacher_onnx = self.out_dir / "teacher.onnx"  # the registry teacher, compiled like the bridge
         if not teacher_onnx.is_file():
             shutil.copyfile(registry_onnx("dlib-resnet"), teacher_onnx)
         rows = {}
         for width in ROUTING_WIDTHS:
-            gallery, g_labels, chips, p_labels = _validation_set(data, sampler, width)
-            chips = chips.numpy()
-            row = {}
-            for name, model_path in (("bridge", onnx_path), ("teacher", teacher_onnx)):
-                probes = _onnx_descriptors(model_path, chips) - mu
-                row[name] = identification_metrics(gallery, g_labels, probes, p_labels).rank1
+            row, probes = descriptor_rank1(data, mu, {"bridge": onnx_path, "teacher": teacher_onnx}, width)
             rows[f"{width:g}"] = row
             say(f"  validation {width:g} px: bridge {row['bridge']:.3f}, teacher {row['teacher']:.3f}")
         better = [w for w in ROUTING_WIDTHS if rows[f"{w:g}"]["bridge"] >= rows[f"{w:g}"]["teacher"]]
@@ -161,7 +154,7 @@ class FaceBridgeRun:
             "rank1": rows,
             "max_face_width": max(better) if better else 0.0,
             "rule": "the largest validation width at which the bridge's rank-1 is at least the teacher's",
-            "probes": int(len(p_labels)),
+            "probes": probes,
         }
 
     def _space(self, onnx_path: Path, data, mu: np.ndarray, width: float = 16.0) -> dict:
@@ -183,6 +176,24 @@ class FaceBridgeRun:
             "note": "bridge probes (16 px faces upsampled into the 150 px chip) against teacher embeddings of "
             "clean photos, training identities of the celeba-faces folder; mu is the teacher's",
         }
+
+
+def descriptor_rank1(data, mu: np.ndarray, models: dict[str, Path], width: float) -> tuple[dict[str, float], int]:
+    """Rank-1 of 150 px descriptor models (name -> ONNX: the teacher's space, centred by ``mu``) on the validation
+    identities' probes shrunk to ``width`` px, against the teacher's clean gallery embeddings.
+
+    Returns:
+        ``(rank1 per name, number of probes)``.
+    """
+    from .training import _validation_set
+
+    gallery, g_labels, chips, p_labels = _validation_set(data, _probe_sampler(data), width)
+    chips = chips.numpy()
+    rank1 = {
+        name: identification_metrics(gallery, g_labels, _onnx_descriptors(path, chips) - mu, p_labels).rank1
+        for name, path in models.items()
+    }
+    return rank1, int(len(p_labels))
 
 
 def threshold_at_far(probes: np.ndarray, data, probe_idx: np.ndarray, idx: np.ndarray) -> dict:
@@ -227,8 +238,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _onnx_descriptors(path: Path, chips: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Descriptors of (N, 3, 150, 150) float32 chips by an ONNX descriptor model compiled for this CPU
-    (OpenVINO fp32 through lanner.compile, as the SDK runs it; the package is kept beside the ONNX)."""
+    """The output of an ONNX model with one ``image`` input (a descriptor or student embedding model) on
+    (N, 3, S, S) float32 chips, compiled for this CPU (OpenVINO fp32 through lanner.compile, as the SDK runs
+    it; the package is kept beside the ONNX)."""
     from .. import load
     from ..compile import compile_model
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bridge import CHIP_SIZE as BRIDGE_CHIP
 from .degrade import moderate_degradations
 from .evaluate import identification_metrics
 from .faces import FaceSampler, to_tensor_layout
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 CHIP_SIZE = 32  # px: the student's aligned chip
-TEACHER_CHIP = 150  # px: the bridge model's
 _POOL_VERSION = 1  # bump when the way views are made changes
 
 
@@ -233,7 +233,7 @@ def make_view_pool(
         for start in range(0, count, 64):
             big = []
             for i in range(start, min(count, start + 64)):
-                large, small = sampler.views(int(order[i]), k * 10**9 + i, (TEACHER_CHIP, CHIP_SIZE))
+                large, small = sampler.views(int(order[i]), k * 10**9 + i, (BRIDGE_CHIP, CHIP_SIZE))
                 big.append(large)
                 student[i] = small
             values[start : start + len(big)] = describe(to_tensor_layout(np.stack(big)))

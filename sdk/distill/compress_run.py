@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from .bridge import celeba_bridge_material
-from .bridge_run import ROUTING_WIDTHS, THRESHOLD_PROBE_STRIDE, _onnx_descriptors, _probe_sampler, threshold_at_far
+from .bridge_run import (
+    ROUTING_WIDTHS,
+    THRESHOLD_PROBE_STRIDE,
+    _onnx_descriptors,
+    _probe_sampler,
+    descriptor_rank1,
+    threshold_at_far,
+)
 from .compress import (
     CHIP_SIZE,
     CompressConfig,
@@ -33,7 +40,7 @@ from .compress import (
     train_compressed,
 )
 from .evaluate import identification_metrics
-from .export import compile_student, embed_with_package, export_student
+from .export import compile_student, export_student
 from .faces import to_tensor_layout
 from .training import _validation_set, say
 
@@ -194,16 +201,14 @@ class FaceCompressRun:
         """Rank-1 of the student (fp32), the bridge and the teacher on the validation identities' probes."""
         from ..models import onnx_path as registry_onnx
 
-        rows = {}
+        references = {name: self._copy(registry_onnx(name)) for name in ("dlib-resnet-lowres", "dlib-resnet")}
         small = _probe_sampler(data, CHIP_SIZE)
-        large = _probe_sampler(data, 150)
+        rows = {}
         for width in (12.0, *ROUTING_WIDTHS):
             gallery, g_labels, chips, p_labels = _validation_set(data, small, width)
-            row = {"student": identification_metrics(gallery, g_labels, _embed(onnx_path, chips), p_labels).rank1}
-            _, _, big, _ = _validation_set(data, large, width)
-            for name in ("dlib-resnet-lowres", "dlib-resnet"):
-                probes = _onnx_descriptors(self._copy(registry_onnx(name)), big.numpy()) - mu
-                row[name] = identification_metrics(gallery, g_labels, probes, p_labels).rank1
+            embeddings = _onnx_descriptors(onnx_path, chips.numpy())
+            row = {"student": identification_metrics(gallery, g_labels, embeddings, p_labels).rank1}
+            row.update(descriptor_rank1(data, mu, references, width)[0])
             rows[f"{width:g}"] = row
             say(f"  validation {width:g} px: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
         return {"rank1": rows, "probes": int(len(p_labels))}
@@ -223,22 +228,13 @@ class FaceCompressRun:
         probe_idx = idx[::THRESHOLD_PROBE_STRIDE]
         sampler = _probe_sampler(data, CHIP_SIZE)
         chips = to_tensor_layout(np.stack([sampler.probe(int(i), width) for i in probe_idx]))
-        probes = _embed(int8_path, chips)
+        probes = _onnx_descriptors(int8_path, chips)
         return {
             **threshold_at_far(probes / np.linalg.norm(probes, axis=1, keepdims=True), data, probe_idx, idx),
             "face_width": width,
             "note": "int8 student probes (16 px faces, 32 px chips) against teacher embeddings of clean photos, "
             "training identities of the celeba-faces folder",
         }
-
-
-def _embed(onnx_path: Path, chips) -> np.ndarray:
-    """A student ONNX's embeddings of (N, 3, 32, 32) chips, compiled for this CPU (OpenVINO fp32) like the SDK."""
-    chips = np.asarray(chips, np.float32)
-    package = onnx_path.with_suffix(".openvino-fp32")
-    if not (package / "manifest.json").is_file():
-        compile_student(onnx_path, package, backend="openvino", precision="fp32")
-    return embed_with_package(package, chips, num_threads=torch.get_num_threads())
 
 
 def _sha256(path: Path) -> str:
