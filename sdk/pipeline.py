@@ -102,8 +102,8 @@ class _TrackState:
     psr: float | None = None
     missed: int = 0  # detection rounds in a row that did not match this track
     frames: int = 1
-    # (quality, embedding, threshold), best first; the threshold is the face's own (None: the gallery's)
-    best_faces: list[tuple[float, np.ndarray, float | None]] = field(default_factory=list)
+    # (quality, embedding, threshold), best first; the threshold is the face's own (NaN: the gallery's one)
+    best_faces: list[tuple[float, np.ndarray, float]] = field(default_factory=list)
     name: str | None = None
     name_score: float | None = None
     det_index: int | None = None  # the detection that anchored it on the current frame, for _identify
@@ -422,18 +422,18 @@ class FacePipeline(Closeable):
         # (lanner.FaceRecognizer.thresholds): a track's is the mean of its kept faces'.
         per_face = getattr(self.recognizer, "thresholds", None)
         base = getattr(self.gallery, "threshold", None)
-        limits = [None] * len(wanted) if per_face is None or base is None else per_face(chosen, base=base)
+        own = per_face is not None and base is not None  # the same for every call of this pipeline
+        limits = per_face(chosen, base=base) if own else np.full(len(wanted), np.nan)
         means, track_limits = [], []
         for (t, _, quality), emb, limit in zip(wanted, embeddings, limits):
-            t.best_faces.append((quality, emb, None if limit is None else float(limit)))
+            t.best_faces.append((quality, emb, float(limit)))
             t.best_faces.sort(key=lambda qe: -qe[0])
             del t.best_faces[self.identity_faces :]
             mean = np.mean([e for _, e, _ in t.best_faces], axis=0)
             means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-            kept = [lim for _, _, lim in t.best_faces if lim is not None]
-            track_limits.append(float(np.mean(kept)) if len(kept) == len(t.best_faces) else None)
+            track_limits.append(np.mean([lim for _, _, lim in t.best_faces]))
         probes = np.stack(means).astype(np.float32)
-        if all(lim is not None for lim in track_limits):
+        if own:
             names, scores = self.gallery.identify(probes, thresholds=np.array(track_limits))
         else:
             names, scores = self.gallery.identify(probes)

@@ -63,16 +63,7 @@ class FaceRecognizer(Closeable):
         channel_order: str = "bgr",
     ) -> None:
         names = face_embedders.DEFAULT_EMBEDDERS if embedders is None else tuple(embedders)
-        unknown = [n for n in names if n not in face_embedders.FACE_EMBEDDERS]
-        if unknown or not names:
-            raise ValueError(f"embedders should be names from {sorted(face_embedders.FACE_EMBEDDERS)}, got {names}")
-        self._routes = sorted((face_embedders.FACE_EMBEDDERS[n] for n in names), key=lambda s: s.max_face_width)
-        limits = [spec.max_face_width for spec in self._routes]
-        if len(set(limits)) != len(limits):
-            raise ValueError(
-                f"embedders {names} should serve different face widths, got max_face_width {limits}: "
-                "a face would have two models (take one of them)"
-            )
+        self._routes = face_embedders.routing_table(names)
         if not np.isinf(self._routes[-1].max_face_width):
             raise ValueError(
                 f"embedders {names} leave large faces without a model: include one with unbounded "

@@ -115,9 +115,28 @@ DEFAULT_EMBEDDERS: tuple[str, ...] = (BRIDGE, TEACHER)
 FAST_EMBEDDERS: tuple[str, ...] = (STUDENT, TEACHER)
 
 
-def routing_table() -> list[FaceEmbedderSpec]:
-    """All embedders by increasing ``max_face_width`` (the teacher, unbounded, last)."""
-    return sorted(FACE_EMBEDDERS.values(), key=lambda spec: spec.max_face_width)
+def routing_table(embedders: tuple[str, ...] | None = None) -> list[FaceEmbedderSpec]:
+    """The embedders ``lanner.FaceRecognizer`` routes between, by increasing ``max_face_width`` (the teacher,
+    unbounded, last).
+
+    Args:
+        embedders: registry names (default: :data:`DEFAULT_EMBEDDERS`).
+
+    Raises:
+        ValueError: an unknown name, none, or two embedders for the same face widths.
+    """
+    names = DEFAULT_EMBEDDERS if embedders is None else tuple(embedders)
+    unknown = [n for n in names if n not in FACE_EMBEDDERS]
+    if unknown or not names:
+        raise ValueError(f"embedders should be names from {sorted(FACE_EMBEDDERS)}, got {names}")
+    routes = sorted((FACE_EMBEDDERS[n] for n in names), key=lambda spec: spec.max_face_width)
+    limits = [spec.max_face_width for spec in routes]
+    if len(set(limits)) != len(limits):
+        raise ValueError(
+            f"embedders {names} should serve different face widths, got max_face_width {limits}: "
+            "a face would have two models (take one of them)"
+        )
+    return routes
 
 
 def read_space(spec: FaceEmbedderSpec) -> dict:
