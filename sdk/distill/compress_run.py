@@ -147,16 +147,20 @@ class FaceCompressRun:
 
         key = hashlib.sha256((self.data_dir / "faces.csv").read_bytes()).hexdigest()[:16]
         key += "|" + _sha256(bridge_onnx)[:16]
+        if config.extra_views:  # the photos themselves: MTCNN runs on them only when the pool is made
+            photos = hashlib.sha256()
+            for photo in sorted((Path(self.facemask_dir) / "images").glob("*.jpg")):
+                photos.update(photo.name.encode() + photo.read_bytes())
+            key += f"|facemask:{photos.hexdigest()[:16]}"
+        path = pool_cache_path(self.cache_dir, config, key)
+        if path.is_file():
+            return ViewPool.load(path)
         sources = [
             (data.crops, data.landmarks, data.face_widths, np.flatnonzero(data.train & ~data.validation), config.views)
         ]
         if config.extra_views:
             extra = facemask_faces(self.facemask_dir)
-            key += f"|facemask:{hashlib.sha256(extra[0].tobytes()).hexdigest()[:16]}"
             sources.append((*extra, np.arange(len(extra[0])), config.extra_views))
-        path = pool_cache_path(self.cache_dir, config, key)
-        if path.is_file():
-            return ViewPool.load(path)
         backend, _ = models.resolve("auto", "fp32")
         bridge = models.open_net("dlib-resnet-lowres", backend, "fp32", num_threads=self.threads)
         try:
