@@ -100,6 +100,7 @@ def _check_image(image: np.ndarray) -> None:
 
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """``landmarks`` as (N, 5, 2) float64 after the type, shape, finiteness and face-size checks."""
     if not isinstance(landmarks, np.ndarray):
         raise TypeError(f"landmarks should be a numpy array, got {type(landmarks).__name__}")
     if landmarks.dtype.kind not in "fiu":
@@ -107,9 +108,9 @@ def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
         raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
     points = landmarks.astype(np.float64)
-    bad = ~np.isfinite(points).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"landmarks should be finite, face {int(np.argmax(bad))} has NaN or inf")
+    if not np.isfinite(points).all():
+        i = int(np.argmax(~np.isfinite(points).all(axis=(1, 2))))
+        raise ValueError(f"landmarks should be finite, face {i} has NaN or inf")
     extent = points.max(axis=1) - points.min(axis=1)
     small = (extent < MIN_FACE_EXTENT).all(axis=1)
     if small.any():
@@ -130,18 +131,27 @@ def _check_size(size: int) -> int:
 
 
 def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (no reflection) taking src (N, K, 2) onto dst (K, 2) -> (N, 2, 3)."""
-    src_mean = src.mean(axis=1, keepdims=True)
-    dst_mean = dst.mean(axis=0)
-    p = src - src_mean
+    """Least-squares similarity (no reflection) taking src (N, K, 2) onto dst (K, 2) -> (N, 2, 3).
+
+    With ``p``, ``q`` the centred points, the rotation-scale is ``[[a, -b], [b, a]]`` with
+    ``a = sum(p . q) / |p|^2`` and ``b = sum(p x q) / |p|^2``; both sums are one (N, 2K) x (2K, 2)
+    product (a handful of numpy calls whatever N is: this runs once per face on small batches).
+    """
+    n, k = src.shape[:2]
+    src_mean = src.sum(axis=1) / k
+    dst_mean = dst.sum(axis=0) / k
+    p = (src - src_mean[:, None, :]).reshape(n, 2 * k)
     q = dst - dst_mean
-    norm = (p**2).sum(axis=(1, 2))
-    a = (p * q).sum(axis=(1, 2)) / norm
-    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(axis=1) / norm
-    m = np.empty((src.shape[0], 2, 3))
+    dot_cross = np.empty((k, 2, 2))  # per point: x row (q_x, q_y), y row (q_y, -q_x)
+    dot_cross[:, 0, 0], dot_cross[:, 0, 1] = q[:, 0], q[:, 1]
+    dot_cross[:, 1, 0], dot_cross[:, 1, 1] = q[:, 1], -q[:, 0]
+    ab = (p @ dot_cross.reshape(2 * k, 2)) / np.einsum("ij,ij->i", p, p)[:, None]
+    a, b = ab[:, 0], ab[:, 1]
+    m = np.empty((n, 2, 3))
     m[:, 0, 0], m[:, 0, 1] = a, -b
     m[:, 1, 0], m[:, 1, 1] = b, a
-    m[:, :, 2] = dst_mean - np.einsum("nij,nj->ni", m[:, :, :2], src_mean[:, 0])
+    m[:, 0, 2] = dst_mean[0] - (a * src_mean[:, 0] - b * src_mean[:, 1])
+    m[:, 1, 2] = dst_mean[1] - (b * src_mean[:, 0] + a * src_mean[:, 1])
     return m
 
 
@@ -160,8 +170,11 @@ def similarity_to_template(landmarks: np.ndarray, size: int) -> np.ndarray:
         TypeError: landmarks not a numeric numpy array, or size not an int.
         ValueError: wrong shape, NaN/inf landmarks, a zero-size face, or size out of range.
     """
-    size = _check_size(size)
-    points = _check_landmarks(landmarks)
+    return _template_matrices(_check_landmarks(landmarks), _check_size(size))
+
+
+def _template_matrices(points: np.ndarray, size: int) -> np.ndarray:
+    """:func:`similarity_to_template` of checked (N, 5, 2) float64 points."""
     if points.shape[0] == 0:
         return np.zeros((0, 2, 3))
     return _fit_similarity(points, TEMPLATE_5PT.astype(np.float64) * size - 0.5)
@@ -319,25 +332,31 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
             partly outside it), a zero-size face, or size out of range.
     """
     _check_image(image)
-    matrices = similarity_to_template(landmarks, size)
+    size = _check_size(size)
+    points = _check_landmarks(landmarks)
     h, w = image.shape[:2]
-    points = landmarks.astype(np.float64)
-    outside = (
-        (points[..., 0] < -0.5) | (points[..., 0] > w - 0.5) | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5)
-    )
-    if outside.any():
+    if points.size and (
+        points[..., 0].min() < -0.5
+        or points[..., 0].max() > w - 0.5
+        or points[..., 1].min() < -0.5
+        or points[..., 1].max() > h - 0.5
+    ):
+        outside = (
+            (points[..., 0] < -0.5) | (points[..., 0] > w - 0.5) | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5)
+        )
         i, j = (int(v) for v in np.argwhere(outside)[0])
         raise ValueError(
             f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
             f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
             f"and y in [-0.5, {h - 0.5}]"
         )
+    matrices = _template_matrices(points, size)
     plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
     factors = _supersampling(matrices)
-    for k in np.unique(factors).tolist():
+    for k in sorted(set(factors.tolist())):
         chosen = np.flatnonzero(factors == k)
         if 1 < k <= _PRE_REDUCE_ABOVE:
             _warp_supersampled(plane, matrices[chosen], size, k, planes, chosen)

@@ -150,7 +150,7 @@ class FaceRecognizer(Closeable):
             ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
                 face, or a closed recognizer.
         """
-        image = self._rgb(image)
+        image = self._check_image(image)
         landmarks, widths = self._landmarks(faces)
         out = np.zeros((len(landmarks), face_embedders.EMBEDDING_DIM), np.float32)
         if len(landmarks) == 0:
@@ -160,8 +160,7 @@ class FaceRecognizer(Closeable):
         for spec in self._routes:
             chosen = np.flatnonzero(routes == spec.model)
             if chosen.size:
-                chips = align_faces(image, landmarks[chosen], spec.chip_size)
-                out[chosen] = self._embed_chips(spec, chips)
+                out[chosen] = self._embed_chips(spec, self._rgb_chips(image, landmarks[chosen], spec.chip_size))
         return out
 
     def quality(self, image: np.ndarray, faces) -> np.ndarray:
@@ -185,9 +184,9 @@ class FaceRecognizer(Closeable):
             ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
                 face, or a closed recognizer.
         """
-        image = self._rgb(image)
+        image = self._check_image(image)
         landmarks, widths = self._landmarks(faces)
-        chips = align_faces(image, landmarks, face_quality.CHIP_SIZE)
+        chips = self._rgb_chips(image, landmarks, face_quality.CHIP_SIZE)
         if len(chips) == 0:
             return np.zeros(0, np.float32)
         scores = self._run_chips(face_quality.MODEL, face_quality.OUTPUT, chips, widths=widths).reshape(-1)
@@ -268,21 +267,27 @@ class FaceRecognizer(Closeable):
         norm = np.linalg.norm(v, axis=1, keepdims=True)
         return (v / np.maximum(norm, 1e-12)).astype(np.float32)
 
-    def _rgb(self, image: np.ndarray) -> np.ndarray:
-        import cv2
-
+    @staticmethod
+    def _check_image(image: np.ndarray) -> np.ndarray:
+        """``image`` as (H, W) or (H, W, 3|4) uint8 (a (H, W, 1) one as (H, W)), or a TypeError/ValueError."""
         if not isinstance(image, np.ndarray):
             raise TypeError(f"image should be a numpy array, got {type(image).__name__}")
         if image.dtype != np.uint8:
             raise TypeError(f"image should have dtype uint8, got {image.dtype}")
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
-        if image.ndim == 2:
-            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.size else image
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise ValueError(f"image should be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        image = image[:, :, :3]
-        return np.ascontiguousarray(image[:, :, ::-1] if self.channel_order == "bgr" else image)
+        return image
+
+    def _rgb_chips(self, image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+        """(N, size, size, 3) RGB chips of a checked image: aligned in the image's own channels, then
+        converted (grey replicated, alpha dropped, BGR reversed), so a video frame is never copied whole."""
+        chips = align_faces(image, landmarks, size)
+        if chips.shape[3] == 1:
+            return np.ascontiguousarray(np.broadcast_to(chips, (*chips.shape[:3], 3)))
+        chips = chips[..., 2::-1] if self.channel_order == "bgr" else chips[..., :3]
+        return np.ascontiguousarray(chips)
 
     # -- resources ---------------------------------------------------------------------
     _closed_message = "this FaceRecognizer is closed; create a new one"

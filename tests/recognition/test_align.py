@@ -53,6 +53,33 @@ def test_known_similarity_aligns_back(scale, angle):
     np.testing.assert_allclose(mapped, TEMPLATE_5PT * 128 - 0.5, atol=1e-3)
 
 
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Reference least-squares similarity src -> dst (Umeyama 1991, by SVD, reflection excluded), (2, 3)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(d) @ sign) / ((src - mu_s) ** 2).sum(1).mean()
+    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
+
+
+def test_fit_matches_umeyama_on_noisy_landmarks():
+    rng = np.random.default_rng(5)
+    faces = []
+    for _ in range(40):
+        m = similarity(rng.uniform(0.05, 3.0), rng.uniform(-60, 60), *rng.uniform(-50, 3000, 2))
+        points = TEMPLATE_5PT.astype(np.float64) * 100 - 0.5
+        faces.append(points @ m[:, :2].T + m[:, 2] + rng.normal(0, 0.05, (5, 2)) * m[0, 0] * 100)
+    landmarks = np.array(faces)
+    for size in (8, 32, 150):
+        got = similarity_to_template(landmarks, size)
+        want = np.array([umeyama(face, TEMPLATE_5PT.astype(np.float64) * size - 0.5) for face in landmarks])
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    one = similarity_to_template(landmarks[3:4].astype(np.float32), 32)  # the one-face path is the same fit
+    np.testing.assert_allclose(one[0], similarity_to_template(landmarks.astype(np.float32), 32)[3], atol=1e-12)
+
+
 def test_chip_sizes_share_one_geometry():
     image, lms = place_face(smooth_texture(128, seed=2, cells=6), similarity(1.5, 10.0, 80.0, 40.0), (360, 360))
     big = align_faces(image, lms, 128)[0]

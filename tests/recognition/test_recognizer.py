@@ -47,8 +47,16 @@ def test_rgb_grey_and_bgra_inputs(lanner_cache, group_photo, group_faces, recogn
     np.testing.assert_allclose(recognizer.embed(bgra, group_faces.landmarks[:2]), bgr, atol=1e-6)
     import cv2
 
-    grey = recognizer.embed(cv2.cvtColor(group_photo, cv2.COLOR_BGR2GRAY), group_faces.landmarks[:2])
+    grey_photo = cv2.cvtColor(group_photo, cv2.COLOR_BGR2GRAY)
+    grey = recognizer.embed(grey_photo, group_faces.landmarks[:2])
     assert ((grey * bgr).sum(1) > 0.8).all()
+    # a grey face is embedded exactly as the same grey in three channels, from (H, W) and (H, W, 1) alike
+    grey3 = recognizer.embed(cv2.cvtColor(grey_photo, cv2.COLOR_GRAY2BGR), group_faces.landmarks[:2])
+    np.testing.assert_array_equal(grey, grey3)
+    np.testing.assert_array_equal(recognizer.embed(grey_photo[:, :, None], group_faces.landmarks[:2]), grey)
+    # quality reads the same RGB chips whatever the input's channel layout
+    q = recognizer.quality(group_photo, group_faces.landmarks[:2])
+    np.testing.assert_array_equal(recognizer.quality(bgra, group_faces.landmarks[:2]), q)
 
 
 def test_no_faces(recognizer, group_photo):
