@@ -64,10 +64,11 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
-def test_fit_matches_umeyama_on_noisy_landmarks():
+@pytest.mark.parametrize("count", [1, 8, 9, 40])  # up to 8 faces are fitted on Python floats, more in numpy
+def test_fit_matches_umeyama_on_noisy_landmarks(count):
     rng = np.random.default_rng(5)
     faces = []
-    for _ in range(40):
+    for _ in range(count):
         m = similarity(rng.uniform(0.05, 3.0), rng.uniform(-60, 60), *rng.uniform(-50, 3000, 2))
         points = TEMPLATE_5PT.astype(np.float64) * 100 - 0.5
         faces.append(points @ m[:, :2].T + m[:, 2] + rng.normal(0, 0.05, (5, 2)) * m[0, 0] * 100)
@@ -76,8 +77,25 @@ def test_fit_matches_umeyama_on_noisy_landmarks():
         got = similarity_to_template(landmarks, size)
         want = np.array([umeyama(face, TEMPLATE_5PT.astype(np.float64) * size - 0.5) for face in landmarks])
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
-    one = similarity_to_template(landmarks[3:4].astype(np.float32), 32)  # the one-face path is the same fit
-    np.testing.assert_allclose(one[0], similarity_to_template(landmarks.astype(np.float32), 32)[3], atol=1e-12)
+    one = similarity_to_template(landmarks[-1:].astype(np.float32), 32)  # one face alone: the same fit
+    np.testing.assert_allclose(one[0], similarity_to_template(landmarks.astype(np.float32), 32)[-1], atol=1e-9)
+
+
+@pytest.mark.parametrize("count", [3, 12])  # the few-faces and the numpy checks name the same face
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda face: np.where(np.arange(10).reshape(5, 2) == 7, np.inf, face), "face 2 has NaN or inf"),
+        (lambda face: np.full((5, 2), 30.0), "face 2 has zero size"),
+        (lambda face: face + [0, 70], r"face 2 is partly outside the 100x100 image: landmark \d"),
+        (lambda face: face - [45, 0], r"face 2 is partly outside the 100x100 image: landmark 0"),
+    ],
+)
+def test_bad_face_among_many_is_named(count, bad, match):
+    landmarks = np.repeat(GOOD, count, axis=0)
+    landmarks[2] = bad(landmarks[2])
+    with pytest.raises(ValueError, match=match):
+        align_faces(IMAGE, landmarks, 16)
 
 
 def test_chip_sizes_share_one_geometry():
