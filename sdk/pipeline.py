@@ -34,6 +34,7 @@ import numpy as np
 
 from ._resources import Closeable
 from .face import Detections, FaceDetector
+from .face.align import faces_inside
 from .ops import box_iou
 from .tracking import MultiTracker, TrackerOptions
 
@@ -179,7 +180,8 @@ class FacePipeline(Closeable):
         detector: a :class:`lanner.FaceDetector` (or anything with its ``detect(image) ->
             Detections``); None creates one with ``num_threads`` (closed with the pipeline).
         recognizer: optional, with ``embed(image, faces: Detections) -> (N, D)`` float32
-            unit-norm embeddings; needs ``gallery``.
+            unit-norm embeddings; needs ``gallery``. Only whole faces are embedded: a face cut by
+            the frame's edge (a landmark outside it) leaves its track's name as it was.
         gallery: optional, with ``identify(embeddings (N, D)) -> (names, scores)``; needs
             ``recognizer``. When the recognizer has ``thresholds(faces, base=)`` and the gallery a
             ``threshold`` (a :class:`lanner.FaceRecognizer` and a :class:`lanner.FaceGallery`), each
@@ -391,11 +393,18 @@ class FacePipeline(Closeable):
     def _face_qualities(self, frame: np.ndarray, faces: Detections) -> np.ndarray:
         """(N,) quality of each detected face: the recognizer's ``quality(image, faces)`` when it has
         one (:meth:`lanner.FaceRecognizer.quality`, SDD-FIQA), else the face size (the shorter side
-        of the box, px)."""
+        of the box, px); NaN for a face cut by the frame's edge (:func:`lanner.face.align.faces_inside`:
+        it cannot be aligned, so it is never embedded)."""
+        inside = faces_inside(faces.landmarks, frame.shape)
+        qualities = np.full(len(faces), np.nan, np.float32)
         quality = getattr(self.recognizer, "quality", None)
-        if quality is not None and len(faces):
-            return np.asarray(quality(frame, faces), np.float32).reshape(-1)
-        return np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+        if quality is not None and inside.any():
+            chosen = _subset(faces, np.flatnonzero(inside))
+            qualities[inside] = np.asarray(quality(frame, chosen), np.float32).reshape(-1)
+        elif quality is None:
+            sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+            qualities[inside] = sides[inside]
+        return qualities
 
     def _identify(self, frame: np.ndarray, faces: Detections) -> None:
         """Embed the detected faces that would enter their track's best ``identity_faces`` and
@@ -407,14 +416,15 @@ class FacePipeline(Closeable):
             if j is None:
                 continue
             quality = float(qualities[j])
+            if np.isnan(quality):
+                continue  # cut by the frame's edge: the track keeps its name until a whole face is seen
             if len(t.best_faces) < self.identity_faces or quality > t.best_faces[-1][0]:
                 wanted.append((t, j, quality))
         for t in self._tracks:
             t.det_index = None
         if not wanted:
             return
-        idx = np.array([j for _, j, _ in wanted])
-        chosen = Detections(faces.boxes[idx], faces.scores[idx], faces.landmarks[idx])
+        chosen = _subset(faces, np.array([j for _, j, _ in wanted]))
         embeddings = np.asarray(self.recognizer.embed(frame, chosen), np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(wanted):
             raise ValueError(f"recognizer.embed should return ({len(wanted)}, D) embeddings, got {embeddings.shape}")
@@ -497,6 +507,11 @@ class FacePipeline(Closeable):
 
 _THUMBNAIL_WIDTH = 64  # px: enough to see a face-sized change, ~0.1 ms to make
 _CHANGE_LEVEL = 24  # grey levels: above sensor noise and compression artefacts
+
+
+def _subset(faces: Detections, index: np.ndarray) -> Detections:
+    """The faces at ``index`` (an int array) as their own Detections."""
+    return Detections(faces.boxes[index], faces.scores[index], faces.landmarks[index])
 
 
 def _thumbnail(frame: np.ndarray) -> np.ndarray:

@@ -503,3 +503,21 @@ def test_pipeline_ranks_faces_by_the_recognizer_quality_when_it_has_one():
         pipe.process(np.full((240, 320, 3), 90, np.uint8))
         qualities = sorted(q for t in pipe._tracks for q, _, _ in t.best_faces)
     assert qualities == pytest.approx([0.1, 0.9])  # quality from the model, not the (larger) box size
+
+
+def test_a_face_cut_by_the_frame_edge_is_tracked_but_never_embedded(lanner_cache):
+    # The real recognizer refuses a face with a landmark outside the image; the pipeline must skip it
+    # (and keep the track's name) instead of failing on the frame: faces enter and leave videos at the edges.
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    whole, cut = (100, 60, 180, 150), (280, 60, 360, 150)  # the second face's right eye is past x = 319.5
+    det = ScriptedDetector([[whole, cut], [whole, cut]])
+    with lanner.FaceRecognizer(num_threads=1) as recognizer:
+        gallery = lanner.FaceGallery()
+        gallery.add("grey", recognizer.embed(frame, det.detect(frame).landmarks[:1]))
+        det.calls.clear()
+        with lanner.FacePipeline(det, recognizer, gallery, detect_every=1, num_threads=1) as pipe:
+            for _ in range(2):
+                tracks = pipe.process(frame)
+    assert len(tracks) == 2
+    by_x = sorted(tracks, key=lambda t: t.box[0])
+    assert by_x[0].name is not None and by_x[1].name is None  # the cut face was never embedded

@@ -121,6 +121,7 @@ def run_enroll(args: argparse.Namespace) -> int:
 
 def run_identify(args: argparse.Namespace) -> int:
     from ..face import FaceDetector, FaceGallery, FaceRecognizer
+    from ..face.align import faces_inside
     from ..models.face_embedders import FAST_EMBEDDERS
 
     gallery = FaceGallery.load(args.gallery)
@@ -137,11 +138,17 @@ def run_identify(args: argparse.Namespace) -> int:
     ):
 
         def name_faces(image):
+            """Detect and name the faces of one image; a face cut by the image's edge (a landmark outside it)
+            cannot be aligned: it is reported as "unknown" with no similarity (NaN)."""
             faces = detector.detect(image)
-            if len(faces) == 0:
-                return faces, [], np.zeros(0, np.float32)
-            thresholds = recognizer.thresholds(faces, base=gallery.threshold)
-            names, scores = gallery.identify(recognizer.embed(image, faces), thresholds=thresholds)
+            names, scores = ["unknown"] * len(faces), np.full(len(faces), np.nan, np.float32)
+            inside = np.flatnonzero(faces_inside(faces.landmarks, image.shape))
+            if inside.size:
+                landmarks = faces.landmarks[inside]
+                thresholds = recognizer.thresholds(landmarks, base=gallery.threshold)
+                found, scores[inside] = gallery.identify(recognizer.embed(image, landmarks), thresholds=thresholds)
+                for i, name in zip(inside.tolist(), found):
+                    names[i] = name
             return faces, names, scores
 
         for path, out in zip(inputs, out_paths):
@@ -190,10 +197,16 @@ def run_identify(args: argparse.Namespace) -> int:
 
 
 def _face_records(faces, names, scores) -> list[dict]:
+    """JSON records of the faces with their names and similarities (null: a face that was not embedded)."""
     return [
-        {**face, "name": name, "similarity": round(float(score), 4)}
+        {**face, "name": name, "similarity": _rounded(score)}
         for face, name, score in zip(faces.to_dict()["faces"], names, scores)
     ]
+
+
+def _rounded(value: float) -> float | None:
+    """``value`` to 4 decimals for JSON; None for NaN (a face that was not scored)."""
+    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def draw_names(image: np.ndarray, faces, names, scores) -> np.ndarray:
@@ -208,7 +221,7 @@ def draw_names(image: np.ndarray, faces, names, scores) -> np.ndarray:
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         cv2.putText(
             canvas,
-            f"{name} {score:.2f}",
+            f"{name} {score:.2f}" if np.isfinite(score) else name,
             (x1, max(10, y1 - 4)),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.4 * thickness,
@@ -249,11 +262,16 @@ def _identify_video_tracks(
     video and embeds only each track's ``keep`` best faces; their quality-weighted mean embedding names
     the whole track. Every face record carries its ``track`` and ``quality``.
     """
+    from ..face.align import faces_inside
+
     detections, tracks, last = [], [], []  # per frame: (faces, track ids, qualities); per track: faces (frame, face)
 
     def link(index, frame):
         faces = detector.detect(frame)
-        quality = recognizer.quality(frame, faces) if len(faces) else np.zeros(0, np.float32)
+        quality = np.full(len(faces), np.nan, np.float32)  # NaN: cut by the frame's edge, never embedded
+        inside = np.flatnonzero(faces_inside(faces.landmarks, frame.shape))
+        if inside.size:
+            quality[inside] = recognizer.quality(frame, faces.landmarks[inside])
         ids = np.full(len(faces), -1)
         alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
         if len(faces) and alive:
@@ -273,7 +291,8 @@ def _identify_video_tracks(
     video = process_video(path, link, progress=progress)
     chosen: dict[int, list] = {}
     for t, members in enumerate(tracks):
-        ranked = sorted(members, key=lambda m: -detections[m[0]][2][m[1]])[:keep]
+        usable = [m for m in members if np.isfinite(detections[m[0]][2][m[1]])]
+        ranked = sorted(usable, key=lambda m: -detections[m[0]][2][m[1]])[:keep]
         for frame_index, f in ranked:
             chosen.setdefault(frame_index, []).append((t, f))
     sums = np.zeros((len(tracks), 128), np.float32)
@@ -294,14 +313,15 @@ def _identify_video_tracks(
 
     if chosen:
         process_video(path, embed_best, progress=False, max_frames=max(chosen) + 1)
-    names, scores = (
-        gallery.identify(
-            sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12),
-            thresholds=limits / np.maximum(weights, 1e-12),
+    # a track seen only cut by the frame's edge has no embedded face: "unknown", no similarity
+    names, scores = ["unknown"] * len(tracks), np.full(len(tracks), np.nan, np.float32)
+    seen = np.flatnonzero(weights > 0)
+    if seen.size:
+        found, scores[seen] = gallery.identify(
+            sums[seen] / np.linalg.norm(sums[seen], axis=1, keepdims=True), thresholds=limits[seen] / weights[seen]
         )
-        if len(tracks)
-        else ([], np.zeros(0, np.float32))
-    )
+        for t, name in zip(seen.tolist(), found):
+            names[t] = name
     if out is not None:
 
         def draw_track_names(index, frame):
@@ -313,7 +333,7 @@ def _identify_video_tracks(
     for index, (faces, ids, quality) in enumerate(detections):
         records = _face_records(faces, [names[t] for t in ids], [scores[t] for t in ids])
         for record, t, q in zip(records, ids, quality):
-            record.update(track=int(t), quality=round(float(q), 4))
+            record.update(track=int(t), quality=_rounded(q))
         frames.append({"index": index, "faces": records})
     known = sorted(set(names) - {"unknown"})
     n_faces = sum(len(d[0]) for d in detections)

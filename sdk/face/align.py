@@ -48,6 +48,7 @@ __all__ = [
     "similarity_to_template",
     "landmarks_from_boxes",
     "face_widths",
+    "faces_inside",
 ]
 
 #: (5, 2) float32: left eye, right eye, nose, left and right mouth corner in unit chip
@@ -286,6 +287,39 @@ def face_widths(landmarks: np.ndarray) -> np.ndarray:
     m = similarity_to_template(landmarks, MIN_CHIP_SIZE)
     scale = np.hypot(m[:, 0, 0], m[:, 1, 0]) / MIN_CHIP_SIZE  # unit chip per image px
     return (FACE_WIDTH_IN_CHIP / scale).astype(np.float32)
+
+
+def faces_inside(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Which faces have every landmark inside an image of this shape: the faces :func:`align_faces`
+    (and so :meth:`lanner.FaceRecognizer.embed` and ``quality``) accept.
+
+    A face cut by the frame's edge is normal in video, and MTCNN then puts some of its landmarks
+    outside the image; the recognizer refuses such a face (part of it is missing), so callers that
+    process whatever the detector finds (``lanner identify``, :class:`lanner.FacePipeline`) skip it.
+
+    Args:
+        landmarks: (N, 5, 2) float image pixels (as in :class:`lanner.Detections`).
+        image_shape: the image's ``shape`` (``(H, W)`` or ``(H, W, C)``).
+
+    Returns:
+        (N,) bool; False also for non-finite landmarks.
+
+    Raises:
+        TypeError: landmarks not a numeric numpy array.
+        ValueError: landmarks of the wrong shape, or an image shape with fewer than 2 sides.
+    """
+    if not isinstance(landmarks, np.ndarray) or landmarks.dtype.kind not in "fiu":
+        got = landmarks.dtype if isinstance(landmarks, np.ndarray) else type(landmarks).__name__
+        raise TypeError(f"landmarks should be a float or integer numpy array, got {got}")
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
+        raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
+    if len(image_shape) < 2:
+        raise ValueError(f"image_shape should be (H, W[, C]), got {tuple(image_shape)}")
+    h, w = image_shape[:2]
+    x, y = landmarks[..., 0].astype(np.float64), landmarks[..., 1].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    return inside.all(axis=1)
 
 
 def _chip_region(m: np.ndarray, chip: int) -> tuple[float, float, float, float]:

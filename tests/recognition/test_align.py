@@ -8,7 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from lanner.face.align import BOX_TEMPLATE_5PT, TEMPLATE_5PT, align_faces, landmarks_from_boxes, similarity_to_template
+from lanner.face.align import (
+    BOX_TEMPLATE_5PT,
+    TEMPLATE_5PT,
+    align_faces,
+    faces_inside,
+    landmarks_from_boxes,
+    similarity_to_template,
+)
 
 
 def smooth_texture(size: int, seed: int = 0, channels: int = 3, cells: int = 12) -> np.ndarray:
@@ -230,3 +237,26 @@ def test_face_widths_follow_scale_not_roll():
     rolled = (base - 100) @ similarity(1.0, 30.0, 0, 0)[:, :2].T + 100
     widths = face_widths(np.stack([base, rolled, base * 0.08]).astype(np.float32))
     np.testing.assert_allclose(widths, [FACE_WIDTH_IN_CHIP * 100] * 2 + [FACE_WIDTH_IN_CHIP * 8], rtol=1e-4)
+
+
+def test_faces_inside_is_what_align_faces_accepts():
+    landmarks = np.repeat(GOOD, 5, axis=0)
+    landmarks[1, 1, 0] = 99.6  # past the last pixel centre's half-pixel border (99.5)
+    landmarks[2, 0, 1] = -0.5  # exactly on the border: accepted
+    landmarks[3, 4, 1] = np.nan
+    landmarks[4] -= [0, 36.0]  # the eyes above the top
+    inside = faces_inside(landmarks, IMAGE.shape)
+    assert inside.tolist() == [True, False, True, False, False]
+    for i, ok in enumerate(inside):
+        if ok:
+            align_faces(IMAGE, landmarks[i : i + 1], 16)
+        else:
+            with pytest.raises(ValueError):
+                align_faces(IMAGE, landmarks[i : i + 1], 16)
+    assert faces_inside(np.zeros((0, 5, 2), np.float32), (10, 10)).shape == (0,)
+    with pytest.raises(TypeError, match="float or integer numpy array, got list"):
+        faces_inside(GOOD.tolist(), IMAGE.shape)
+    with pytest.raises(ValueError, match=r"shape \(N, 5, 2\), got \(5, 2\)"):
+        faces_inside(GOOD[0], IMAGE.shape)
+    with pytest.raises(ValueError, match=r"image_shape should be \(H, W\[, C\]\), got \(100,\)"):
+        faces_inside(GOOD, (100,))

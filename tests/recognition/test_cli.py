@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lanner import FaceGallery
+from lanner import FaceDetector, FaceGallery
 from lanner.cli import main
 from lanner.cli.detect import demo_image_path
+from lanner.face.align import faces_inside
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,35 @@ def test_identify_fast_routes_small_faces_to_the_student(gallery_file, tmp_path)
     assert "face-student32" in record["recognizer"] and len(record["inputs"][0]["faces"]) >= 1
     assert main(args) == 0
     assert "dlib-resnet-lowres" in json.loads(js.read_text())["recognizer"]  # the default routes: the bridge
+
+
+def test_identify_and_detect_report_a_face_cut_by_the_edge_without_failing(gallery_file, tmp_path):
+    # The astronaut's face cut by the right edge: MTCNN still finds it, with landmarks outside the
+    # image, which the recognizer cannot align. identify names it "unknown" with a null similarity (per frame)
+    # or a null quality (best-frame tracks); detect --quality gives a null quality. Nothing fails.
+    frame = cv2.imread(str(demo_image_path()))
+    with FaceDetector() as detector:
+        box = detector.detect(frame).boxes[0]
+        cut = np.ascontiguousarray(frame[:, : int(box[2]) - 4])  # the face box cut by 4 px on the right
+        found = detector.detect(cut)
+    assert len(found) == 1 and not faces_inside(found.landmarks, cut.shape).all()  # the premise
+    photo, video = tmp_path / "cut.png", tmp_path / "cut.avi"
+    cv2.imwrite(str(photo), cut)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (cut.shape[1], cut.shape[0]))
+    for _ in range(2):
+        writer.write(cut)
+    writer.release()
+    js = tmp_path / "out.json"
+    for args in (["--best-frames", "0"], []):
+        for path in (photo, video):
+            assert (
+                main(["identify", str(path), "--gallery", str(gallery_file), "--json", str(js), "--no-progress", *args])
+                == 0
+            )
+            record = json.loads(js.read_text())["inputs"][0]
+            faces = record["faces"] if "faces" in record else [f for fr in record["frames"] for f in fr["faces"]]
+            edge = [f for f in faces if f["similarity"] is None or f.get("quality", 0.0) is None]
+            assert edge and all(f["name"] == "unknown" for f in edge if f["similarity"] is None)
+    assert main(["detect", str(photo), "--quality", "--json", str(js)]) == 0
+    qualities = [f["quality"] for f in json.loads(js.read_text())["inputs"][0]["faces"]]
+    assert None in qualities
