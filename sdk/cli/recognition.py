@@ -86,6 +86,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 def run_enroll(args: argparse.Namespace) -> int:
     from ..face import FaceDetector, FaceGallery, FaceRecognizer
+    from ..face.align import faces_inside
 
     gallery_path = Path(args.gallery)
     images = [_read_image(p) for p in check_inputs(args.images)]
@@ -102,11 +103,12 @@ def run_enroll(args: argparse.Namespace) -> int:
     with FaceDetector() as detector, FaceRecognizer() as recognizer:
         for path, image in zip(args.images, images):
             faces = detector.detect(image)
-            if len(faces) == 0:
-                print(f"{path}: no face found, skipped")
+            whole = faces_inside(faces.landmarks, image.shape)  # a face cut by the photo's edge is no reference
+            if not whole.any():
+                print(f"{path}: no {'whole ' if len(faces) else ''}face found, skipped")
                 continue
             widths = faces.boxes[:, 2] - faces.boxes[:, 0]
-            largest = int(np.argmax(widths))
+            largest = int(np.argmax(np.where(whole, widths, -np.inf)))
             embedding = recognizer.embed(image, faces.landmarks[largest : largest + 1])
             gallery.add(args.name, embedding)
             enrolled += 1

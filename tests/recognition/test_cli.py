@@ -84,7 +84,7 @@ def test_identify_fast_routes_small_faces_to_the_student(gallery_file, tmp_path)
     assert "dlib-resnet-lowres" in json.loads(js.read_text())["recognizer"]  # the default routes: the bridge
 
 
-def test_identify_and_detect_report_a_face_cut_by_the_edge_without_failing(gallery_file, tmp_path):
+def test_identify_and_detect_report_a_face_cut_by_the_edge_without_failing(gallery_file, tmp_path, capsys):
     # The astronaut's face cut by the right edge: MTCNN still finds it, with landmarks outside the
     # image, which the recognizer cannot align. identify names it "unknown" with a null similarity (per frame)
     # or a null quality (best-frame tracks); detect --quality gives a null quality. Nothing fails.
@@ -114,3 +114,6 @@ def test_identify_and_detect_report_a_face_cut_by_the_edge_without_failing(galle
     assert main(["detect", str(photo), "--quality", "--json", str(js)]) == 0
     qualities = [f["quality"] for f in json.loads(js.read_text())["inputs"][0]["faces"]]
     assert None in qualities
+    # enrolling needs a whole face: the cut one is no reference
+    assert main(["enroll", "collins", str(photo), "--gallery", str(tmp_path / "g.npz")]) == 2
+    assert "no whole face found" in capsys.readouterr().out and not (tmp_path / "g.npz").exists()
