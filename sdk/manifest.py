@@ -70,6 +70,8 @@ class PackageError(ValueError):
 class TensorSpec:
     """One model input or output.
 
+    Thread-safe: immutable (frozen, plain Python fields).
+
     Attributes:
         name: tensor name, the key in ``Model.run``'s input and output dicts.
         shape: one entry per axis: an ``int`` for a fixed size, a ``str`` for a named dynamic

@@ -138,6 +138,8 @@ class TrackerOptions:
 class TrackResult:
     """One frame of one target.
 
+    Thread-safe: immutable (frozen; plain Python values).
+
     Attributes:
         box: ``(x, y, w, h)`` float pixels, top-left corner and size: the best
             estimate, also while ``lost`` (then the last confident box).
@@ -157,6 +159,8 @@ class TrackResult:
 @dataclass(frozen=True)
 class MultiTrackResult:
     """One frame of N targets (struct of arrays, in :meth:`MultiTracker.init` order).
+
+    Thread-safe: immutable (frozen, and :meth:`MultiTracker.update` returns read-only arrays).
 
     Attributes:
         boxes: ``(N, 4)`` float32 ``(x, y, w, h)`` pixels.

@@ -33,6 +33,8 @@ MAX_MEMORY_ENV = "LANNER_MAX_MEMORY_MB"
 class Detections:
     """Faces found in one image, by descending score.
 
+    Thread-safe: immutable (frozen, and :meth:`FaceDetector.detect` returns read-only arrays).
+
     Attributes:
         boxes: (N, 4) float32 ``x1, y1, x2, y2`` in input-image pixels.
         scores: (N,) float32 face probability from O-Net, in [0, 1].
