@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,34 @@ def test_failed_video_leaves_no_output(tmp_path):
     with pytest.raises(ValueError, match="frame 3"):
         media.process_video(video, step, out=out, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"]
+
+
+_SLOW_COMMAND = """
+import sys, tempfile, time
+import lanner.cli.info as info
+
+def slow(args):
+    with tempfile.TemporaryDirectory(prefix="work-", dir=sys.argv[1]) as folder:
+        print(folder, flush=True)
+        time.sleep(60)
+
+info.run = slow  # lanner info's command, made slow and given a temporary folder
+from lanner.cli import main
+
+sys.exit(main(["info"]))
+"""
+
+
+@pytest.mark.parametrize("sig, code, message", [(signal.SIGTERM, 143, ""), (signal.SIGINT, 130, "interrupted")])
+def test_stopping_a_command_cleans_up_its_temporary_folders(tmp_path, sig, code, message):
+    # kill / timeout / a service manager (SIGTERM) and Ctrl-C (SIGINT) end a command through Python's
+    # unwinding, so its temporary folders go with it, and Ctrl-C prints one line instead of a traceback.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_COMMAND, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    folder = proc.stdout.readline().strip()
+    assert folder and os.path.isdir(folder)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code and not os.path.exists(folder)
+    assert message in err and "Traceback" not in err
