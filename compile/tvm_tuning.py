@@ -185,6 +185,8 @@ class _Progress:
     stale: dict[int, int] = field(default_factory=dict)
     task_trials: dict[int, int] = field(default_factory=dict)
     history: list[list[Any]] = field(default_factory=list)
+    batch_s: list[float] = field(default_factory=list)
+    batch_started: float | None = None
     interrupted: bool = False
     out_of_time: bool = False
     failed: int = 0
@@ -192,7 +194,7 @@ class _Progress:
 
     @property
     def stopping(self) -> bool:
-        """A stop was requested: time budget or Ctrl-C."""
+        """A stop was requested: time budget (a batch ended past it, or the next one would) or Ctrl-C."""
         return self.interrupted or self.out_of_time
 
     def improving(self) -> list[int]:
@@ -203,15 +205,27 @@ class _Progress:
         """The task to measure the next batch of, or None to end the tune (stop requested, no task improving)."""
         if self.stopping:
             return None
+        now = time.monotonic()
+        if (
+            self.deadline is not None
+            and self.batch_s
+            and now + sorted(self.batch_s)[len(self.batch_s) // 2] > self.deadline
+        ):
+            # the next batch, as long as the median one so far, would end past the budget: stop within it
+            self.out_of_time = True
+            return None
         candidates = self.improving()
         if not candidates:
             return None
         self.current = max(candidates, key=lambda i: (self.contribution_ms(i), -i))
+        self.batch_started = now
         return self.current
 
     def on_batch(self, runner_results: list[Any]) -> None:
         """Record a measured batch of the current task and re-take its standing in the plan."""
         i = self.current
+        if self.batch_started is not None:
+            self.batch_s.append(time.monotonic() - self.batch_started)
         before = self.contribution_ms(i)
         self.trials += len(runner_results)
         self.task_trials[i] = self.task_trials.get(i, 0) + len(runner_results)

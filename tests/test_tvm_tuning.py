@@ -536,6 +536,15 @@ def test_exhausted_tasks_failed_trials_and_stops():
     assert {row["task"]: row["stopped"] for row in state.plan()}["task0"] == "search space exhausted"
 
 
+def test_no_batch_starts_that_would_end_past_the_time_budget():
+    state = _progress([3e-3, 2e-3])
+    state.deadline = time.monotonic() + 60
+    assert state.next_task() == 0  # no batch measured yet: nothing to go by
+    state.on_batch([_Result(1e-3)])
+    state.batch_s = [30.0, 90.0, 100.0]  # the median batch (90 s) would end past the deadline
+    assert state.next_task() is None and state.stop_reason(10_000) == "time budget"
+
+
 def test_a_seeded_task_counts_as_fast_as_its_seed():
     state = _progress([3e-3, 2e-3])
     state.seeded_s = {0: 1e-4}  # a previous tune's best
