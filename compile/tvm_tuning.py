@@ -3,12 +3,14 @@
 The Relax module is prepared as ``tvm.s_tir.meta_schedule.relax_integration.compile_relax``
 prepares it (LegalizeOps, FoldConstant, FuseOps, FuseTIR) and its fused TIR functions become
 MetaSchedule tasks. Each task's default schedule (what an untuned build runs) is measured
-first. The first pass (60% of the trials and minutes) skips the tasks under 2% of that total and
-tunes the others one after another, largest first (evolutionary search, XGBoost cost model), each
-with the trials and minutes left in proportion to its share. The second pass re-takes the shares
-against the tuned latencies (each task's best or default, whichever is faster), so that a task
-the first pass skipped but which now counts gets tuned, and splits the rest of the budget the same
-way. On CPUs the trials run with the target's ``num-cores`` threads, the thread count the package
+first. Then every batch (16 candidates: evolutionary search, XGBoost cost model) goes to the task
+whose current contribution to the model's latency, weight x the faster of its best and its default
+schedule, is the largest among the tasks still improving; the choice is re-taken after every
+measured batch, so a convolution that is 30x faster after its first batch yields to whatever is
+now the largest. A task stops getting batches after ``PATIENCE`` batches in a row that made it
+less than ``MIN_GAIN`` faster, or when its search space is exhausted; the tune ends at the trial
+count, the time budget, or when no task is improving. On CPUs the trials run with the target's
+``num-cores`` threads, the thread count the package
 then runs with by default. Every trial is measured: here by a local runner (x86), or on the
 device through a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson
 targets need it). On CPUs the default schedules go into the database too (an empty trace), so
@@ -75,14 +77,11 @@ MAX_TRIALS_PER_ITER = 16
 # Evolutionary-search population (default 512): the search runs on the tuning machine's CPU between
 # batches; a smaller population leaves more of a time budget to measuring candidates.
 POPULATION = 128
-# A task under this share of the model's default-schedule latency keeps its default schedule: a batch
-# of its candidates costs as much tuning time as a convolution's, and it cannot move the total.
-MIN_TASK_SHARE = 0.02
-# Share of the trials and minutes the first pass (tasks by their default-schedule latency) may use; the
-# rest goes to a second pass re-planned against the tuned latencies, where the tasks the first pass skipped
-# or left behind count as they do in the tuned model (a 1.8% task of the untuned model can be its largest
-# kernel once the others are 20-50x faster: MTCNN O-Net's first convolution).
-FIRST_PASS_SHARE = 0.6
+# A task stops getting batches after PATIENCE batches in a row that did not make its latency (the faster of
+# its best and its default schedule) at least MIN_GAIN faster: the third run's static split spent most of
+# R-Net's budget on a convolution whose first batch was already its best (528 more trials, no gain).
+PATIENCE = 4
+MIN_GAIN = 0.01
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
 
@@ -160,16 +159,15 @@ class TuningInterrupted(KeyboardInterrupt):
         self.trials = trials
 
 
-class _StopTuning(Exception):
-    """Raised from the progress callback to end a tune early (time budget or Ctrl-C)."""
-
-
 @dataclass
 class _Progress:
-    """Counts trials, tracks each task's best latency, applies the time budgets and Ctrl-C.
+    """Counts trials, tracks each task's best latency, plans every batch, applies the time budget and Ctrl-C.
 
-    Tasks are tuned one after another (:func:`_tune_in_turn`): ``current`` is the task being tuned,
-    ``task_deadline`` the end of its share of the time budget, ``deadline`` the end of the whole budget.
+    The plan (:meth:`next_task`): each batch goes to the task whose current contribution to the model's
+    latency, weight x the faster of its best and default schedule (:meth:`task_ms`), is the largest among
+    the tasks still improving; it is re-taken after every measured batch (:meth:`on_batch`). A task stops
+    getting batches after :data:`PATIENCE` batches in a row without a :data:`MIN_GAIN` gain, or when
+    MetaSchedule has nothing left to measure for it (``exhausted``).
     """
 
     total: int
@@ -181,9 +179,14 @@ class _Progress:
     started: float = field(default_factory=time.monotonic)
     trials: int = 0
     best_s: dict[int, float] = field(default_factory=dict)
+    seeded_s: dict[int, float] = field(default_factory=dict)
     current: int = 0
-    task_deadline: float | None = None
-    task_out_of_time: bool = False
+    exhausted: set[int] = field(default_factory=set)
+    stale: dict[int, int] = field(default_factory=dict)
+    task_trials: dict[int, int] = field(default_factory=dict)
+    history: list[list[Any]] = field(default_factory=list)
+    batch_s: list[float] = field(default_factory=list)
+    batch_started: float | None = None
     interrupted: bool = False
     out_of_time: bool = False
     failed: int = 0
@@ -191,38 +194,118 @@ class _Progress:
 
     @property
     def stopping(self) -> bool:
-        """A stop was requested: the whole tune (budget, Ctrl-C) or the current task (its time share)."""
-        return self.interrupted or self.out_of_time or self.task_out_of_time
+        """A stop was requested: time budget (a batch ended past it, or the next one would) or Ctrl-C."""
+        return self.interrupted or self.out_of_time
+
+    def improving(self) -> list[int]:
+        """The tasks that may still get batches."""
+        return [i for i in range(len(self.weights)) if i not in self.exhausted and self.stale.get(i, 0) < PATIENCE]
+
+    def next_task(self) -> int | None:
+        """The task to measure the next batch of, or None to end the tune (stop requested, no task improving)."""
+        if self.stopping:
+            return None
+        now = time.monotonic()
+        if (
+            self.deadline is not None
+            and self.batch_s
+            and now + sorted(self.batch_s)[len(self.batch_s) // 2] > self.deadline
+        ):
+            # the next batch, as long as the median one so far, would end past the budget: stop within it
+            self.out_of_time = True
+            return None
+        candidates = self.improving()
+        if not candidates:
+            return None
+        self.current = max(candidates, key=lambda i: (self.contribution_ms(i), -i))
+        self.batch_started = now
+        return self.current
 
     def on_batch(self, runner_results: list[Any]) -> None:
+        """Record a measured batch of the current task and re-take its standing in the plan."""
+        i = self.current
+        if self.batch_started is not None:
+            self.batch_s.append(time.monotonic() - self.batch_started)
+        before = self.contribution_ms(i)
         self.trials += len(runner_results)
+        self.task_trials[i] = self.task_trials.get(i, 0) + len(runner_results)
         for result in runner_results:
             if result.error_msg is None and result.run_secs:
                 seconds = sum(float(s) for s in result.run_secs) / len(result.run_secs)
-                self.best_s[self.current] = min(seconds, self.best_s.get(self.current, float("inf")))
+                self.best_s[i] = min(seconds, self.best_s.get(i, float("inf")))
             else:
                 self.failed += 1
                 if self.first_error is None:
                     self.first_error = str(result.error_msg).strip().splitlines()[-1][:300]
-        now = time.monotonic()
-        self.out_of_time = self.deadline is not None and now > self.deadline
-        self.task_out_of_time = self.task_deadline is not None and now > self.task_deadline
+        gained = self.contribution_ms(i) < before * (1 - MIN_GAIN)
+        self.stale[i] = 0 if gained else self.stale.get(i, 0) + 1
+        estimate = self.estimated_ms()
+        self.history.append([self.names[i], len(runner_results), None if estimate is None else round(estimate, 5)])
+        self.out_of_time = self.deadline is not None and time.monotonic() > self.deadline
         self.say(self.line())
-        if self.stopping:
-            # Terminating tasks from a callback trips the scheduler's own termination check, so stop
-            # by unwinding: the records of every finished batch are already committed.
-            raise _StopTuning()
 
     def task_ms(self, i: int) -> float | None:
-        """Task ``i``'s latency in the build (ms, weight included): the faster of its best measured
-        schedule and its default one, since the database holds both (CPU targets)."""
-        options = [s for s in (self.best_s.get(i), self.default_s[i]) if s is not None]
+        """Task ``i``'s latency in the build (ms, weight included): the fastest of its best measured
+        schedule, a seed's best and its default schedule, since the database holds them all (CPU targets)."""
+        options = [s for s in (self.best_s.get(i), self.seeded_s.get(i), self.default_s[i]) if s is not None]
         return 1e3 * self.weights[i] * min(options) if options else None
+
+    def contribution_ms(self, i: int) -> float:
+        """:meth:`task_ms`, with a task never measured counted as the slowest measured one (weight included)."""
+        ms = self.task_ms(i)
+        if ms is not None:
+            return ms
+        known = [s for s in (*self.default_s, *self.best_s.values(), *self.seeded_s.values()) if s is not None]
+        return 1e3 * self.weights[i] * (max(known) if known else 1.0)
 
     def estimated_ms(self) -> float | None:
         """Sum over the tasks of weight x latency (the tuner's model-latency estimate)."""
         known = [ms for ms in (self.task_ms(i) for i in range(len(self.weights))) if ms is not None]
         return sum(known) if known else None
+
+    def shares(self) -> list[tuple[int, float]]:
+        """(task, share of the model's estimated latency), largest first."""
+        cost = [self.contribution_ms(i) for i in range(len(self.weights))]
+        total = sum(cost)
+        return sorted(((i, c / total) for i, c in enumerate(cost)), key=lambda item: -item[1])
+
+    def plan(self) -> list[dict[str, Any]]:
+        """Per task, largest default share first: its shares of the default and of the tuned latency,
+        trials, best and default latency, and why it got no more batches."""
+        default = dict(_Progress(0, self.weights, self.names, self.default_s, None, self.say).shares())
+        tuned = dict(self.shares())
+        rows = []
+        for i in sorted(range(len(self.weights)), key=lambda i: -default[i]):
+            best, fallback = self.best_s.get(i), self.default_s[i]
+            if i in self.exhausted:
+                stopped = "search space exhausted"
+            elif self.stale.get(i, 0) >= PATIENCE:
+                stopped = f"no gain in {PATIENCE} batches"
+            else:
+                stopped = None
+            rows.append(
+                {
+                    "task": self.names[i],
+                    "share": round(default[i], 4),
+                    "share_tuned": round(tuned[i], 4),
+                    "trials": self.task_trials.get(i, 0),
+                    "best_ms": None if best is None else round(1e3 * best, 5),
+                    "seeded_best_ms": None if i not in self.seeded_s else round(1e3 * self.seeded_s[i], 5),
+                    "default_ms": None if fallback is None else round(1e3 * fallback, 5),
+                    "stopped": stopped,
+                }
+            )
+        return rows
+
+    def stop_reason(self, trials: int) -> str:
+        """Why the tune ended."""
+        if self.interrupted:
+            return "interrupted"
+        if self.out_of_time:
+            return "time budget"
+        if self.trials >= trials:
+            return "trials"
+        return "no task improving"
 
     def line(self) -> str:
         done = min(self.trials, self.total)
@@ -233,8 +316,9 @@ class _Progress:
         minutes = (time.monotonic() - self.started) / 60
         return (
             f"tvm tune [{bar}] {self.trials}/{self.total} trials, model estimate {best} "
-            f"({len(self.best_s)}/{len(self.weights)} tasks measured; tuning {self.names[self.current]}), "
-            f"{minutes:.1f} min" + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
+            f"({len(self.best_s)}/{len(self.weights)} tasks measured, {len(self.improving())} improving; "
+            f"last batch: {self.names[self.current]}), {minutes:.1f} min"
+            + (f"; {self.failed} failed, first: {self.first_error}" if self.failed else "")
         )
 
 
@@ -313,7 +397,6 @@ def tune_and_compile(
         )
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
-    plan: list[dict[str, Any]] = []
     if request.trials:  # 0: build from the seed's records alone
         # made before the clock starts: the first context registers every tensor intrinsic
         contexts = _contexts(ms, tasks, SEED)
@@ -329,35 +412,28 @@ def tune_and_compile(
         try:
             with _sigint_stops(state):
                 state.default_s = _measure_defaults(tc.tvm, ms, tasks, target, builder, runner, database)
-                plan = _plan(state)
+                state.seeded_s = _seeded_best(ms, database, tasks)
                 progress(
-                    "tvm tune: default schedules measured; tuning "
-                    + ", ".join(f"{p['task']} ({100 * p['share']:.0f}%)" for p in plan if p["tuned"])
-                    + f"; {sum(not p['tuned'] for p in plan)} cheap tasks keep their default schedule"
+                    "tvm tune: default schedules measured; each batch goes to the task with the largest "
+                    "weight x latency among those still improving, re-planned after every batch; first: "
+                    + ", ".join(f"{state.names[i]} ({100 * share:.0f}%)" for i, share in state.shares()[:4])
                 )
-                tune = (ms, tc.tvm, state, builder, runner, database, records_dir)
-                first = [row for row in plan if row["tuned"]]
-                first_trials = max(1, round(request.trials * FIRST_PASS_SHARE))
-                first_deadline = (
-                    None if state.deadline is None else state.started + 60 * request.minutes * FIRST_PASS_SHARE
+                ms.tune_tasks(
+                    tasks=contexts,
+                    task_weights=state.weights,
+                    work_dir=str(records_dir),
+                    max_trials_global=request.trials,
+                    num_trials_per_iter=min(MAX_TRIALS_PER_ITER, request.trials),
+                    builder=builder,
+                    runner=runner,
+                    database=database,
+                    cost_model="xgb",
+                    measure_callbacks=[
+                        *ms.measure_callback.MeasureCallback.create("default"),
+                        _callback(tc.tvm, ms, state),
+                    ],
+                    task_scheduler=_scheduler(tc.tvm, ms, state),
                 )
-                spent = _tune_in_turn(
-                    *tune, contexts, first, [row["share"] for row in first], first_trials, first_deadline
-                )
-                second = _replan(state, plan)
-                if second and not (state.interrupted or state.out_of_time) and request.trials - spent > 0:
-                    progress(
-                        "tvm tune: second pass, against the tuned latencies: "
-                        + ", ".join(f"{row['task']} ({100 * row['share_tuned']:.0f}%)" for row in second)
-                    )
-                    _tune_in_turn(
-                        *tune,
-                        _contexts(ms, tasks, SEED + 1),
-                        second,
-                        [row["share_tuned"] for row in second],
-                        request.trials - spent,
-                        state.deadline,
-                    )
         finally:
             # The runner keeps its worker processes; end them here, also when the tune stopped early
             # (left to garbage collection they outlive an interrupted compile).
@@ -367,15 +443,10 @@ def tune_and_compile(
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
-    for row in plan:
-        best, default = state.best_s.get(row["index"]), state.default_s[row["index"]]
-        row["best_ms"] = None if best is None else round(1e3 * best, 5)
-        row["default_ms"] = None if default is None else round(1e3 * default, 5)
-        del row["index"]
     summary = {
-        "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; tasks in turn, trials and "
-        f"minutes split by each task's share of the latency: first pass ({FIRST_PASS_SHARE:.0%} of the budget) by "
-        "the default schedules, second pass by the tuned latencies)",
+        "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; each batch of "
+        f"{MAX_TRIALS_PER_ITER} to the task with the largest weight x min(best, default) latency, re-planned after "
+        f"every batch; a task stops after {PATIENCE} batches in a row that gain under {MIN_GAIN:.0%})",
         # a build from the seed alone keeps the thread count its records were measured with
         "threads": threads if request.trials else previous.get("threads", threads),
         "trials": previous.get("trials", 0) + state.trials,
@@ -385,7 +456,10 @@ def tune_and_compile(
         "stopped_by_time_budget": state.out_of_time,
         "tasks": len(tasks),
         "tasks_measured": len(state.best_s),
-        "task_plan": plan or previous.get("task_plan", []),  # a build from the seed alone keeps its plan
+        # a build from the seed alone keeps the seed's plan and batches
+        "task_plan": state.plan() if request.trials else previous.get("task_plan", []),
+        "batches": state.history if request.trials else previous.get("batches", []),
+        "stopped_because": state.stop_reason(request.trials),
         "failed_trials": state.failed,
         "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
@@ -452,100 +526,46 @@ def _measure_defaults(
     return measured
 
 
-def _plan(state: _Progress) -> list[dict[str, Any]]:
-    """The first pass: tasks by their share of the model's default-schedule latency, largest first; those
-    under :data:`MIN_TASK_SHARE` are not tuned in it. A task whose default could not be measured counts
-    as the most expensive one measured (or, with none measured, all count alike)."""
-    known = [s for s in state.default_s if s is not None]
-    fallback = max(known) if known else 1.0
-    cost = [w * (s if s is not None else fallback) for w, s in zip(state.weights, state.default_s)]
-    total = sum(cost)
-    order = sorted(range(len(cost)), key=lambda i: -cost[i])
-    return [
-        {
-            "index": i,
-            "task": state.names[i],
-            "share": round(cost[i] / total, 4),
-            "tuned": cost[i] / total >= MIN_TASK_SHARE,
-            "trials": 0,
-        }
-        for i in order
-    ]
+def _seeded_best(ms: Any, database: Any, tasks: list[Any]) -> dict[int, float]:
+    """Each task's best tuned latency (seconds) among the records a seed database brought (empty
+    without one), so that a seeded task counts as fast as it already is when batches are planned."""
+    best: dict[int, float] = {}
+    for i, task in enumerate(tasks):
+        mod = task.dispatched[0]
+        if not database.has_workload(mod):
+            continue
+        for record in database.get_top_k(database.commit_workload(mod), 16):
+            run_secs = [float(x) for x in record.run_secs or []]
+            if run_secs and len(record.trace.insts) > 0:  # an empty trace is the default schedule
+                best[i] = min(best.get(i, float("inf")), sum(run_secs) / len(run_secs))
+    return best
 
 
-def _replan(state: _Progress, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The second pass: every task's share of the model's latency *after* the first pass (the faster of
-    its best tuned and its default schedule, :meth:`_Progress.task_ms`), recorded in its plan row as
-    ``share_tuned``; the rows of the tasks at :data:`MIN_TASK_SHARE` or more of that total, largest
-    first, each marked ``second_pass``. Tuned tasks stay in: a large one may still lead."""
-    known = [s for s in state.default_s if s is not None] + list(state.best_s.values())
-    fallback = 1e3 * max(known) if known else 1.0
-    cost = {row["index"]: state.task_ms(row["index"]) for row in plan}
-    cost = {i: (c if c is not None else fallback * state.weights[i]) for i, c in cost.items()}
-    total = sum(cost.values())
-    for row in plan:
-        row["share_tuned"] = round(cost[row["index"]] / total, 4)
-        row["second_pass"] = cost[row["index"]] / total >= MIN_TASK_SHARE
-    return sorted((row for row in plan if row["second_pass"]), key=lambda row: -cost[row["index"]])
+def _scheduler(tvm: Any, ms: Any, state: _Progress) -> Any:
+    """MetaSchedule's task scheduler with :meth:`_Progress.next_task` choosing every batch.
 
+    The scheduler's loop sends a batch of the task this returns to the builder and the runner,
+    then asks again; before choosing, the batch in flight is joined (its results recorded and
+    reported through the measure callbacks), so each choice sees every measurement so far. A
+    task MetaSchedule terminated (its search space exhausted) gets no more batches; -1 ends the
+    tune (trials, time budget, Ctrl-C, or no task still improving)."""
 
-def _tune_in_turn(
-    ms: Any,
-    tvm: Any,
-    state: _Progress,
-    builder: Any,
-    runner: Any,
-    database: Any,
-    records_dir: Path,
-    contexts: list[Any],
-    order: list[dict[str, Any]],
-    shares: list[float],
-    trials: int,
-    deadline: float | None,
-) -> int:
-    """Tune the tasks of ``order`` (plan rows) one after another. Each gets the trials and the minutes
-    left before ``deadline`` in proportion to its share among the tasks not yet tuned, so what one task
-    leaves unused (its search space exhausted, batches faster than planned) goes to the next ones.
-    Adds each task's trials to its row; returns the trials measured.
+    @tvm.ir.utils.derived_object
+    class _LargestContributionFirst(ms.task_scheduler.PyTaskScheduler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight: int | None = None
 
-    One task at a time, rather than MetaSchedule's gradient scheduler over all of them: that
-    scheduler first gives every task one batch before it joins (measures, records, reports) any,
-    so on a busy 2-core machine a model with a dozen tasks ran a whole 10-minute budget without a
-    single trial recorded.
-    """
-    remaining = trials
-    for k, (row, share) in enumerate(zip(order, shares)):
-        if remaining <= 0 or state.interrupted or state.out_of_time:
-            break
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            break
-        i = row["index"]
-        fraction = share / sum(shares[k:])
-        count = remaining if k == len(order) - 1 else min(remaining, max(1, round(remaining * fraction)))
-        state.current, state.task_out_of_time = i, False
-        state.task_deadline = None if deadline is None else now + (deadline - now) * fraction
-        before = state.trials
-        with _stop_on_request(state):
-            ms.tune_tasks(
-                tasks=[contexts[i]],
-                task_weights=[state.weights[i]],
-                work_dir=str(records_dir),
-                max_trials_global=count,
-                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, count),
-                builder=builder,
-                runner=runner,
-                database=database,
-                cost_model="xgb",
-                measure_callbacks=[
-                    *ms.measure_callback.MeasureCallback.create("default"),
-                    _callback(tvm, ms, state),
-                ],
-                task_scheduler="round-robin",
-            )
-        row["trials"] += state.trials - before
-        remaining -= state.trials - before
-    return trials - remaining
+        def next_task_id(self) -> int:
+            records = self._outer().tasks_
+            if self.in_flight is not None and not records[self.in_flight].is_terminated:
+                self.join_running_task(self.in_flight)
+            state.exhausted = {i for i, record in enumerate(records) if record.is_terminated}
+            task = state.next_task()
+            self.in_flight = task
+            return -1 if task is None else task
+
+    return _LargestContributionFirst()
 
 
 def _contexts(ms: Any, tasks: list[Any], seed: int) -> list[Any]:
@@ -573,19 +593,6 @@ def _dlight_rules(dl: Any) -> tuple[Any, ...]:
     """dlight's GPU rules for what tuning leaves unscheduled (as ``compile_relax`` applies them)."""
     gpu = dl.gpu
     return (gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback())
-
-
-class _stop_on_request:  # noqa: N801 -- a context manager used like a function
-    """Swallow the error a requested stop unwinds with (TVM may re-raise it wrapped in its own type)."""
-
-    def __init__(self, state: _Progress) -> None:
-        self._state = state
-
-    def __enter__(self) -> _stop_on_request:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        return exc_type is not None and issubclass(exc_type, Exception) and self._state.stopping
 
 
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:

@@ -222,9 +222,10 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert len(records) == summary["records"]
     plan = summary["task_plan"]
     assert len(plan) == 3 and sum(row["trials"] for row in plan) == 3
-    # 3 trials: 2 in the first pass (FIRST_PASS_SHARE of them), the last one in the second, which
-    # re-took every task's share against the tuned latencies
-    assert all(0 <= row["share_tuned"] <= 1 for row in plan) and any(row["second_pass"] for row in plan)
+    # one batch of 3 to the task with the largest default latency share, then the trial count ends it
+    assert summary["batches"] == [[plan[0]["task"], 3, pytest.approx(summary["estimated_latency_ms"], abs=1e-5)]]
+    assert summary["stopped_because"] == "trials" and plan[0]["trials"] == 3
+    assert all(0 <= row["share_tuned"] <= 1 for row in plan)
     assert [row["share"] for row in plan] == sorted((row["share"] for row in plan), reverse=True)
     assert abs(sum(row["share"] for row in plan) - 1) < 1e-3
     # every task's default schedule was measured and recorded (an empty trace) beside the trials
@@ -462,51 +463,94 @@ def _progress(default_s: list[float | None], weights: list[float] | None = None)
     )
 
 
-def test_plan_orders_tasks_by_their_share_of_the_default_latency_and_skips_cheap_ones():
-    # weights count how often a task runs in the model: task2 (2 x 3 ms) outweighs task0 (5 ms)
-    plan = tvm_tuning._plan(_progress([5e-3, 1e-5, 3e-3, 2e-4], weights=[1.0, 1.0, 2.0, 1.0]))
-    assert [row["task"] for row in plan] == ["task2", "task0", "task3", "task1"]
-    total = 5e-3 + 1e-5 + 6e-3 + 2e-4
-    assert [row["share"] for row in plan] == [round(s / total, 4) for s in (6e-3, 5e-3, 2e-4, 1e-5)]
-    # under MIN_TASK_SHARE (2%): the default schedule stays, no trials are spent
-    assert [row["tuned"] for row in plan] == [True, True, False, False]
-    assert all(row["trials"] == 0 for row in plan)
+class _Result:
+    """What MetaSchedule's runner reports for one candidate (seconds, or an error)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.run_secs = None if seconds is None else [seconds]
+        self.error_msg = None if seconds is not None else "run failed: boom"
 
 
-def test_plan_counts_an_unmeasured_task_as_the_most_expensive():
-    plan = tvm_tuning._plan(_progress([1e-3, None, 1e-5]))
-    assert {row["task"]: row["share"] for row in plan}["task1"] == round(1e-3 / (2e-3 + 1e-5), 4)
-    assert [row["tuned"] for row in plan] == [True, True, False]
-    assert [row["share"] for row in tvm_tuning._plan(_progress([None, None]))] == [0.5, 0.5]
+def _tune(state: tvm_tuning._Progress, measure, trials: int = 10_000, batch: int = 4) -> list[int]:
+    """Drive the plan as MetaSchedule's scheduler loop does, with ``measure(task, its batch number)``
+    returning a batch's latencies in place of the builder and runner; returns the task of every batch."""
+    order: list[int] = []
+    while state.trials < trials and (task := state.next_task()) is not None:
+        state.on_batch([_Result(s) for s in measure(task, order.count(task))][:batch])
+        order.append(task)
+    return order
 
 
-def test_second_pass_takes_shares_against_the_tuned_latencies():
-    # task1 (1.5% of the default latency) is skipped by the first pass; once task0 is 50x faster it is
-    # 41% of the model and the second pass tunes it; task3 stays under 2% of the tuned total
-    state = _progress([9.7e-3, 1.5e-4, 1e-4, 1e-6])
-    plan = tvm_tuning._plan(state)
-    assert [row["tuned"] for row in plan] == [True, False, False, False]
-    state.best_s = {0: 1e-4}
-    second = tvm_tuning._replan(state, plan)
-    assert [row["task"] for row in second] == ["task1", "task0", "task2"]
-    total = 1.5e-4 + 1e-4 + 1e-4 + 1e-6
-    shares = {row["task"]: row["share_tuned"] for row in plan}
-    assert shares == {f"task{i}": round(s / total, 4) for i, s in enumerate((1e-4, 1.5e-4, 1e-4, 1e-6))}
-    assert {row["task"]: row["second_pass"] for row in plan} == {
-        "task0": True,
-        "task1": True,
-        "task2": True,
-        "task3": False,
-    }
+def test_every_batch_goes_to_the_largest_current_contribution():
+    # task0 (10 ms) is 20x faster after its first batch; the next batches go to task1 (2 ms) until it is
+    # under task2's 1 ms, then to task2; task0 comes back only once it is the largest again
+    state = _progress([10e-3, 2e-3, 1e-3])
+    gains = {0: [0.5e-3, 0.5e-3, 0.1e-3], 1: [1.5e-3, 0.8e-3, 0.2e-3], 2: [0.9e-3, 0.4e-3, 0.05e-3]}
+    order = _tune(state, lambda task, n: [gains[task][min(n, 2)]] * 4, trials=8 * 4)
+    assert order == [0, 1, 1, 2, 2, 1, 0, 0]
+    assert state.history[0] == ["task0", 4, pytest.approx(0.5 + 2.0 + 1.0)]
+    assert state.estimated_ms() == pytest.approx(0.1 + 0.2 + 0.4)
+    assert state.stale == {0: 0, 1: 0, 2: 0} and state.task_trials == {0: 12, 1: 12, 2: 8}
+    assert state.stop_reason(8 * 4) == "trials"
 
 
-def test_second_pass_keeps_a_default_that_beat_every_candidate():
-    # task1's candidates all measured slower than its default: its default latency is what counts
-    state = _progress([1e-3, 1e-3])
-    plan = tvm_tuning._plan(state)
-    state.best_s = {0: 1e-5, 1: 5e-3}
-    tvm_tuning._replan(state, plan)
-    assert {row["task"]: row["share_tuned"] for row in plan} == {"task0": round(1e-5 / 1.01e-3, 4), "task1": 0.9901}
+def test_weights_count_how_often_a_task_runs():
+    # task1 runs 3 times in the model: 3 x 2 ms outweighs task0's 5 ms
+    state = _progress([5e-3, 2e-3], weights=[1.0, 3.0])
+    assert _tune(state, lambda task, n: [1e-4], trials=1) == [1]
+
+
+def test_a_task_without_gain_stops_getting_batches_and_the_tune_ends_when_none_improves():
+    # task0 never beats its default (small element-wise tasks: the serial default wins); task1 gains once
+    state = _progress([3e-3, 2e-3])
+    order = _tune(state, lambda task, n: [5e-3] if task == 0 else [1e-3 if n == 0 else 1.5e-3])
+    p = tvm_tuning.PATIENCE
+    # task0 keeps the lead (its default, 3 ms) until it has had PATIENCE batches without gain
+    assert order == [0] * p + [1] * (1 + p)
+    assert state.next_task() is None and state.stop_reason(10_000) == "no task improving"
+    rows = {row["task"]: row for row in state.plan()}
+    assert rows["task0"]["stopped"] == rows["task1"]["stopped"] == f"no gain in {p} batches"
+    assert rows["task0"]["best_ms"] == 5.0 and rows["task0"]["default_ms"] == 3.0
+    assert rows["task0"]["trials"] == p and rows["task1"]["trials"] == p + 1
+    # the default beat every candidate of task0: its default latency is what the build keeps
+    assert rows["task0"]["share_tuned"] == round(3 / 4, 4) and rows["task0"]["share"] == round(3 / 5, 4)
+
+
+def test_a_small_gain_is_not_progress():
+    state = _progress([1e-3])
+    latencies = iter([0.5e-3, *[0.5e-3 * (1 - tvm_tuning.MIN_GAIN / 2) ** k for k in range(1, 10)]])
+    order = _tune(state, lambda task, n: [next(latencies)])
+    assert len(order) == 1 + tvm_tuning.PATIENCE
+
+
+def test_exhausted_tasks_failed_trials_and_stops():
+    state = _progress([3e-3, 2e-3, None])
+    # a task never measured counts as the slowest measured one; task0 is exhausted (nothing left to measure)
+    state.exhausted = {0}
+    assert state.next_task() == 2
+    state.on_batch([_Result(None), _Result(4e-4)])
+    assert state.failed == 1 and state.first_error == "run failed: boom" and state.task_trials == {2: 2}
+    assert state.next_task() == 1
+    state.out_of_time = True
+    assert state.next_task() is None and state.stop_reason(10_000) == "time budget"
+    assert {row["task"]: row["stopped"] for row in state.plan()}["task0"] == "search space exhausted"
+
+
+def test_no_batch_starts_that_would_end_past_the_time_budget():
+    state = _progress([3e-3, 2e-3])
+    state.deadline = time.monotonic() + 60
+    assert state.next_task() == 0  # no batch measured yet: nothing to go by
+    state.on_batch([_Result(1e-3)])
+    state.batch_s = [30.0, 90.0, 100.0]  # the median batch (90 s) would end past the deadline
+    assert state.next_task() is None and state.stop_reason(10_000) == "time budget"
+
+
+def test_a_seeded_task_counts_as_fast_as_its_seed():
+    state = _progress([3e-3, 2e-3])
+    state.seeded_s = {0: 1e-4}  # a previous tune's best
+    assert state.next_task() == 1
+    assert state.estimated_ms() == pytest.approx(0.1 + 2.0)
+    assert {row["task"]: row["seeded_best_ms"] for row in state.plan()} == {"task0": 0.1, "task1": None}
 
 
 def test_tvm_pool_is_sized_explicitly_and_the_caller_keeps_its_cores():

@@ -25,7 +25,7 @@ reference, so it does not need trained weights), with a torch eager row:
 
 Shipped with Lanner (``lanner.models``, the ONNX in the wheel, trained weights): ``mtcnn-pnet``
 at 3x288x384 (the first pyramid level of a 640x480 frame at min_face_size 20), ``mtcnn-rnet``
-(24x24), ``mtcnn-onet`` (48x48), ``face-student16`` (16x16), ``face-quality`` (32x32).
+(24x24), ``mtcnn-onet`` (48x48), ``face-student16`` (16x16), ``face-quality`` (32x32), ``face-student32`` (32x32).
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ SHIPPED = {
     "mtcnn-onet": (3, 48, 48),
     "face-student16": (3, 16, 16),
     "face-quality": (3, 32, 32),
+    "face-student32": (3, 32, 32),
 }
 
 
