@@ -155,22 +155,30 @@ def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     ``a = sum(p . q) / |p|^2`` and ``b = sum(p x q) / |p|^2`` (one (N, 2K) x (2K, 2) product; on
     Python floats for a few faces).
     """
-    dst_mean = dst.sum(axis=0) / len(dst)
-    q = dst - dst_mean
-    if len(src) <= _FEW_FACES:
-        return _fit_few(src, q.tolist(), float(dst_mean[0]), float(dst_mean[1]))
-    return _fit_many(src, q, dst_mean)
+    return _fit(src, _destination_terms(dst))
 
 
-@functools.lru_cache(maxsize=32)
-def _template_terms(size: int) -> tuple[np.ndarray, list, np.ndarray]:
-    """The template at chip size ``size``, centred (array and list) and its mean: what the fit needs."""
-    dst = TEMPLATE_5PT.astype(np.float64) * size - 0.5
+def _destination_terms(dst: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
+    """What the fit needs of its destination points (K, 2): centred (array and list), and their mean."""
     dst_mean = dst.mean(axis=0)
     q = dst - dst_mean
     q.setflags(write=False)
     dst_mean.setflags(write=False)
     return q, q.tolist(), dst_mean
+
+
+@functools.lru_cache(maxsize=32)
+def _template_terms(size: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """:func:`_destination_terms` of the template at chip size ``size`` (cached: the same for every face)."""
+    return _destination_terms(TEMPLATE_5PT.astype(np.float64) * size - 0.5)
+
+
+def _fit(src: np.ndarray, terms: tuple[np.ndarray, list, np.ndarray]) -> np.ndarray:
+    """:func:`_fit_similarity` onto the destination described by ``terms`` (:func:`_destination_terms`)."""
+    q, q_list, dst_mean = terms
+    if len(src) <= _FEW_FACES:
+        return _fit_few(src, q_list, float(dst_mean[0]), float(dst_mean[1]))
+    return _fit_many(src, q, dst_mean)
 
 
 def _fit_many(src: np.ndarray, q: np.ndarray, dst_mean: np.ndarray) -> np.ndarray:
@@ -231,10 +239,7 @@ def _template_matrices(points: np.ndarray, size: int) -> np.ndarray:
     """:func:`similarity_to_template` of checked (N, 5, 2) float64 points."""
     if points.shape[0] == 0:
         return np.zeros((0, 2, 3))
-    q, q_list, dst_mean = _template_terms(size)
-    if len(points) <= _FEW_FACES:
-        return _fit_few(points, q_list, float(dst_mean[0]), float(dst_mean[1]))
-    return _fit_many(points, q, dst_mean)
+    return _fit(points, _template_terms(size))
 
 
 def landmarks_from_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -315,11 +320,14 @@ def faces_inside(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndar
         raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
     if len(image_shape) < 2:
         raise ValueError(f"image_shape should be (H, W[, C]), got {tuple(image_shape)}")
-    h, w = image_shape[:2]
-    x, y = landmarks[..., 0].astype(np.float64), landmarks[..., 1].astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
-    return inside.all(axis=1)
+    return _landmarks_inside(landmarks.astype(np.float64), *image_shape[:2]).all(axis=1)
+
+
+def _landmarks_inside(points: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N, 5) bool: each landmark on or inside the border of an ``h`` x ``w`` image (pixel centres on integers,
+    so the border is half a pixel beyond the outer pixel centres); False for NaN."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
 def _chip_region(m: np.ndarray, chip: int) -> tuple[float, float, float, float]:
@@ -433,10 +441,7 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
         lo, hi = points.min(axis=(0, 1)), points.max(axis=(0, 1))
         inside = bool(lo[0] >= -0.5 and hi[0] <= w - 0.5 and lo[1] >= -0.5 and hi[1] <= h - 0.5)
     if not inside:
-        outside = (
-            (points[..., 0] < -0.5) | (points[..., 0] > w - 0.5) | (points[..., 1] < -0.5) | (points[..., 1] > h - 0.5)
-        )
-        i, j = (int(v) for v in np.argwhere(outside)[0])
+        i, j = (int(v) for v in np.argwhere(~_landmarks_inside(points, h, w))[0])
         raise ValueError(
             f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
             f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
