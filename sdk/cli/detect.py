@@ -150,17 +150,11 @@ def _faces_dict(image, faces, scorer) -> dict:
     """``faces.to_dict()``, with each face's ``quality`` when ``scorer`` (a FaceRecognizer) is given."""
     record = faces.to_dict()
     if scorer is not None:
-        import numpy as np
-
-        from ..face.align import faces_inside
+        from .recognition import json_number, whole_face_qualities
 
         # a face cut by the image's edge (a landmark outside it) cannot be aligned: its quality is null
-        inside = faces_inside(faces.landmarks, image.shape)
-        qualities = np.full(len(faces), np.nan)
-        if inside.any():
-            qualities[inside] = scorer.quality(image, faces.landmarks[inside])
-        for face, quality in zip(record["faces"], qualities):
-            face["quality"] = round(float(quality), 4) if np.isfinite(quality) else None
+        for face, quality in zip(record["faces"], whole_face_qualities(scorer, image, faces)):
+            face["quality"] = json_number(quality)
     return record
 
 

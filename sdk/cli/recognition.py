@@ -143,14 +143,10 @@ def run_identify(args: argparse.Namespace) -> int:
             """Detect and name the faces of one image; a face cut by the image's edge (a landmark outside it)
             cannot be aligned: it is reported as "unknown" with no similarity (NaN)."""
             faces = detector.detect(image)
-            names, scores = ["unknown"] * len(faces), np.full(len(faces), np.nan, np.float32)
             inside = np.flatnonzero(faces_inside(faces.landmarks, image.shape))
-            if inside.size:
-                landmarks = faces.landmarks[inside]
-                thresholds = recognizer.thresholds(landmarks, base=gallery.threshold)
-                found, scores[inside] = gallery.identify(recognizer.embed(image, landmarks), thresholds=thresholds)
-                for i, name in zip(inside.tolist(), found):
-                    names[i] = name
+            landmarks = faces.landmarks[inside]
+            thresholds = recognizer.thresholds(landmarks, base=gallery.threshold)
+            names, scores = _identify_some(gallery, len(faces), inside, recognizer.embed(image, landmarks), thresholds)
             return faces, names, scores
 
         for path, out in zip(inputs, out_paths):
@@ -198,15 +194,40 @@ def run_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identify_some(
+    gallery, count: int, index: np.ndarray, embeddings: np.ndarray, thresholds: np.ndarray
+) -> tuple[list, np.ndarray]:
+    """Names and similarities of ``count`` faces of which only those at ``index`` could be embedded (their
+    ``embeddings`` and ``thresholds``); the others are "unknown" with a NaN similarity."""
+    names, scores = ["unknown"] * count, np.full(count, np.nan, np.float32)
+    if len(index):
+        found, scores[index] = gallery.identify(embeddings, thresholds=thresholds)
+        for i, name in zip(index.tolist(), found):
+            names[i] = name
+    return names, scores
+
+
+def whole_face_qualities(recognizer, image: np.ndarray, faces) -> np.ndarray:
+    """(N,) float32 :meth:`lanner.FaceRecognizer.quality` of detected ``faces``; NaN for a face cut by the image's
+    edge (a landmark outside it: it cannot be aligned)."""
+    from ..face.align import faces_inside
+
+    qualities = np.full(len(faces), np.nan, np.float32)
+    inside = faces_inside(faces.landmarks, image.shape)
+    if inside.any():
+        qualities[inside] = recognizer.quality(image, faces.landmarks[inside])
+    return qualities
+
+
 def _face_records(faces, names, scores) -> list[dict]:
     """JSON records of the faces with their names and similarities (null: a face that was not embedded)."""
     return [
-        {**face, "name": name, "similarity": _rounded(score)}
+        {**face, "name": name, "similarity": json_number(score)}
         for face, name, score in zip(faces.to_dict()["faces"], names, scores)
     ]
 
 
-def _rounded(value: float) -> float | None:
+def json_number(value: float) -> float | None:
     """``value`` to 4 decimals for JSON; None for NaN (a face that was not scored)."""
     return round(float(value), 4) if np.isfinite(value) else None
 
@@ -264,16 +285,11 @@ def _identify_video_tracks(
     video and embeds only each track's ``keep`` best faces; their quality-weighted mean embedding names
     the whole track. Every face record carries its ``track`` and ``quality``.
     """
-    from ..face.align import faces_inside
-
     detections, tracks, last = [], [], []  # per frame: (faces, track ids, qualities); per track: faces (frame, face)
 
     def link(index, frame):
         faces = detector.detect(frame)
-        quality = np.full(len(faces), np.nan, np.float32)  # NaN: cut by the frame's edge, never embedded
-        inside = np.flatnonzero(faces_inside(faces.landmarks, frame.shape))
-        if inside.size:
-            quality[inside] = recognizer.quality(frame, faces.landmarks[inside])
+        quality = whole_face_qualities(recognizer, frame, faces)  # NaN: cut by the frame's edge, never embedded
         ids = np.full(len(faces), -1)
         alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
         if len(faces) and alive:
@@ -316,14 +332,14 @@ def _identify_video_tracks(
     if chosen:
         process_video(path, embed_best, progress=False, max_frames=max(chosen) + 1)
     # a track seen only cut by the frame's edge has no embedded face: "unknown", no similarity
-    names, scores = ["unknown"] * len(tracks), np.full(len(tracks), np.nan, np.float32)
     seen = np.flatnonzero(weights > 0)
-    if seen.size:
-        found, scores[seen] = gallery.identify(
-            sums[seen] / np.linalg.norm(sums[seen], axis=1, keepdims=True), thresholds=limits[seen] / weights[seen]
-        )
-        for t, name in zip(seen.tolist(), found):
-            names[t] = name
+    names, scores = _identify_some(
+        gallery,
+        len(tracks),
+        seen,
+        sums[seen] / np.linalg.norm(sums[seen], axis=1, keepdims=True),
+        limits[seen] / weights[seen],
+    )
     if out is not None:
 
         def draw_track_names(index, frame):
@@ -335,7 +351,7 @@ def _identify_video_tracks(
     for index, (faces, ids, quality) in enumerate(detections):
         records = _face_records(faces, [names[t] for t in ids], [scores[t] for t in ids])
         for record, t, q in zip(records, ids, quality):
-            record.update(track=int(t), quality=_rounded(q))
+            record.update(track=int(t), quality=json_number(q))
         frames.append({"index": index, "faces": records})
     known = sorted(set(names) - {"unknown"})
     n_faces = sum(len(d[0]) for d in detections)
