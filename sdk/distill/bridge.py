@@ -26,7 +26,6 @@ The run is one :class:`lanner.distill.training.TrainingTask` of the one loop
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,7 +396,7 @@ def train_bridge(
         stop_after=stop_after,
         workers=workers,
         progress=progress,
-        same_config=lambda stored: BridgeConfig.from_dict(json.loads(stored)) == config,
+        same_config=config.same_as,
     )
     return task.model.eval(), history, seconds
 

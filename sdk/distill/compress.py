@@ -341,7 +341,7 @@ def train_compressed(
         stop_after=stop_after,
         workers=0,  # the batches are slices of the in-memory pool: nothing to make ahead
         progress=progress,
-        same_config=lambda stored: CompressConfig.from_dict(json.loads(stored)) == config,
+        same_config=config.same_as,
     )
     return task.model.eval(), history, seconds
 

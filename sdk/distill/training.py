@@ -85,6 +85,15 @@ class RunConfig:
         """The config as JSON (what a checkpoint stores)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+    def same_as(self, stored: str) -> bool:
+        """Whether a checkpoint's stored config JSON is this config, field by field (so a checkpoint from before
+        a field was added, with that field at its default, still resumes).
+
+        Raises:
+            ValueError: the stored config has fields this config does not know.
+        """
+        return type(self).from_dict(json.loads(stored)) == self
+
     @classmethod
     def from_dict(cls, values: dict):
         """Inverse of ``dataclasses.asdict`` (lists back to tuples).
@@ -648,9 +657,6 @@ def train(
         )
     task = (_QualityTask if quality_task else _EmbeddingTask)(config, data, train_idx)
 
-    def same_config(stored: str) -> bool:  # field by field: checkpoints from before a new field still resume
-        return TrainConfig.from_dict(json.loads(stored)) == config
-
     history, seconds = run_loop(
         task,
         config=config,
@@ -661,6 +667,6 @@ def train(
         stop_after=stop_after,
         workers=workers,
         progress=progress,
-        same_config=same_config,
+        same_config=config.same_as,
     )
     return TrainResult(model=task.model.eval(), config=config, history=history, seconds=seconds)
