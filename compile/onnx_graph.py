@@ -17,7 +17,16 @@ import numpy as np
 from lanner.backends import ort_backend
 from lanner.manifest import TensorSpec
 
-__all__ = ["import_onnx", "read_model", "read_specs", "io_specs", "with_input_shapes", "save_model", "opset"]
+__all__ = [
+    "import_onnx",
+    "read_model",
+    "read_specs",
+    "io_specs",
+    "with_input_shapes",
+    "save_model",
+    "opset",
+    "quantization_ops",
+]
 
 # ONNX Runtime's type strings for the tensor types a package may have (TensorSpec dtypes).
 _ORT_DTYPES = {
@@ -60,6 +69,12 @@ def read_model(path: str | os.PathLike[str]) -> Any:
     except Exception as exc:  # onnx raises several unrelated types for a bad file
         raise ValueError(f"{str(path)!r} is not a valid ONNX model: {exc}") from exc
     return model
+
+
+def quantization_ops(model: Any) -> list[str]:
+    """The Q/DQ operator types in a loaded model (empty for a float model): an int8 QDQ graph has
+    ``QuantizeLinear`` / ``DequantizeLinear`` nodes, which a backend runs on its own int8 kernels."""
+    return sorted({n.op_type for n in model.graph.node} & {"QuantizeLinear", "DequantizeLinear"})
 
 
 def read_specs(path: str | os.PathLike[str]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

@@ -68,14 +68,11 @@ def build_onnxruntime(
             raise UnsupportedError("int8 for the onnxruntime backend is supported on CPU targets only")
         if not calibration:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
-        quantized = {n.op_type for n in onnx_graph.read_model(onnx_path).graph.node} & {
-            "QuantizeLinear",
-            "DequantizeLinear",
-        }
+        quantized = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
         if quantized:
             # quantize_static over existing Q/DQ nodes writes duplicate node names: an invalid model.
             raise UnsupportedError(
-                f"this model is already quantized (it has {sorted(quantized)} nodes): build it with "
+                f"this model is already quantized (it has {quantized} nodes): build it with "
                 "precision fp32, which keeps its own int8 Q/DQ as they are"
             )
         q = ort_backend.import_quantization()

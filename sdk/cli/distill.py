@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_face_bridge)
     c = dsub.add_parser(
         "face-compress",
-        help="a 32 px student taught by the bridge model on the very views it sees (~85x the bridge per face)",
+        help="a 32 px student taught by the bridge model on the very views it sees (~29x the int8 bridge per face)",
     )
     c.add_argument("--data", required=True, help="the celeba-faces folder (faces.csv + images/)")
     c.add_argument("--facemask", default=None, help="the facemask-voc folder: its train split's faces as extra views")

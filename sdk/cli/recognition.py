@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     identify.add_argument(
         "--fast",
         action="store_true",
-        help="faces up to 20 px by the 32 px student instead of the bridge model: ~85x faster per face, "
+        help="faces up to 20 px by the 32 px student instead of the bridge model: ~29x faster per face, "
         "less accurate (lanner.models.face_embedders.FAST_EMBEDDERS)",
     )
     identify.add_argument(

@@ -1,11 +1,13 @@
 """The bridge run behind ``lanner distill face-bridge``: one resumable recipe (:mod:`lanner.distill.bridge`).
 
 Steps (each skipped when its output exists): teacher targets (clean and mirrored crops, cached) ->
-training -> ONNX export with fp16-stored weights (parity checked against torch) -> on the
-VALIDATION identities, rank-1 of the bridge model and of the teacher at several probe widths (the
-routing width is the largest at which the bridge is at least as good) -> the identification
-threshold at FAR 1e-3 on the training identities -> ``space.json`` (the registry JSON) and
-``report.json``. The test identities are never read beyond the split.
+training -> ONNX export (fp32, parity checked against torch) -> int8 QDQ ONNX (ONNX Runtime static
+quantization through lanner.compile, calibrated on small faces of the training identities, fidelity
+checked against the fp32 ONNX): the file that ships -> on the VALIDATION identities, rank-1 of the
+shipped bridge model, of its fp32 export and of the teacher at several probe widths (the routing width
+is the largest at which the bridge is at least as good) -> the identification threshold at FAR 1e-3 on
+the training identities -> ``space.json`` (the registry JSON) and ``report.json``. The test identities
+are never read beyond the split.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ __all__ = ["FaceBridgeRun", "ROUTING_WIDTHS", "descriptor_rank1", "threshold_at_
 
 ROUTING_WIDTHS: tuple[float, ...] = (16.0, 20.0, 24.0, 32.0)  # validation probe widths, px
 THRESHOLD_PROBE_STRIDE = 3  # every 3rd training-identity crop is a probe for the threshold (all are gallery)
-PARITY_MIN_COSINE = 0.9999  # torch fp32 vs the ONNX with fp16-stored weights (ONNX Runtime), per face
+PARITY_MIN_COSINE = 0.9999  # torch fp32 vs the fp32 ONNX (OpenVINO), per face
+CALIBRATION_PROBES = 316  # int8 calibration: training-identity faces at random widths; lanner.compile holds out 16
+SHIPPED_FILE = "dlib_resnet_lowres.onnx"  # the int8 QDQ file
+FP32_FILE = "dlib_resnet_lowres.fp32.onnx"
 FAR = 1e-3
 
 
@@ -91,15 +96,17 @@ class FaceBridgeRun:
             config, data, mirrored, mu, self.out_dir / "train", stop_after=self.stop_after, workers=self.workers
         )
         model, _ = load_bridge(self.out_dir / "train" / "checkpoint.pt")
-        say("step 3/4: ONNX export (fp16-stored weights) and parity with torch")
-        onnx_path, parity = self._export(model, data)
+        say("step 3/4: ONNX export (parity with torch) and int8 (fidelity by lanner.compile)")
+        fp32_path, parity = self._export(model, data)
+        onnx_path, int8 = self._int8(fp32_path, data, config)
         say("step 4/4: routing width on the validation identities, threshold on the training identities")
-        routing = self._routing(onnx_path, data, mu)
+        routing = self._routing(onnx_path, fp32_path, data, mu)
         space = self._space(onnx_path, data, mu)
         space.update(
             {
                 "max_face_width": routing["max_face_width"],
                 "export_parity_min_cosine": parity,
+                "int8": int8,
             }
         )
         (self.out_dir / "space.json").write_text(json.dumps(space, indent=1) + "\n")
@@ -125,9 +132,9 @@ class FaceBridgeRun:
         from ..compile.exporters.dlib_resnet import export_dlib_resnet_onnx
         from .bridge import clean_chips
 
-        path = self.out_dir / "dlib_resnet_lowres.onnx"
+        path = self.out_dir / FP32_FILE
         if not path.is_file():
-            export_dlib_resnet_onnx(path, fp16_weights=True, model=model)
+            export_dlib_resnet_onnx(path, model=model)
         idx = np.flatnonzero(data.validation)[:32]
         chips = clean_chips(data.crops[idx], data.landmarks[idx], mirrored=False)
         reference = embed_descriptors(model, chips)
@@ -137,18 +144,58 @@ class FaceBridgeRun:
             raise ValueError(f"ONNX export misses parity with torch: min cosine {cosine:.6f} < {PARITY_MIN_COSINE}")
         return path, cosine
 
-    def _routing(self, onnx_path: Path, data, mu: np.ndarray) -> dict:
-        """Rank-1 of the bridge and of the teacher on the validation identities' probes at each width."""
+    def _int8(self, fp32_path: Path, data, config: BridgeConfig) -> tuple[Path, dict]:
+        """The int8 QDQ ONNX that ships (ONNX Runtime static quantization through lanner.compile, fidelity
+        checked against the fp32 ONNX) and its fidelity record. Calibration: training-identity faces (not the
+        validation ones) shrunk to widths drawn from the training range, upsampled into the 150 px chip as the
+        bridge sees them."""
+        from .export import compile_student
+        from .faces import to_tensor_layout
+
+        path, package = self.out_dir / SHIPPED_FILE, self.out_dir / "onnxruntime-int8"
+        if not path.is_file():
+            rng = np.random.default_rng(config.seed)
+            pool = np.flatnonzero(data.train & ~data.validation)
+            chosen = rng.choice(pool, size=min(CALIBRATION_PROBES, len(pool)), replace=False)
+            sampler = _probe_sampler(data)
+            chips = np.stack([sampler.probe(int(i), float(rng.uniform(*config.width_range))) for i in chosen])
+            if package.exists():
+                shutil.rmtree(package)
+            compile_student(
+                fp32_path, package, backend="onnxruntime", precision="int8", calibration=to_tensor_layout(chips)
+            )
+            shutil.copyfile(next(package.glob("*.onnx")), path)
+        from .. import Manifest
+
+        fidelity = Manifest.read(package).fidelity
+        measured = next(iter(fidelity["outputs"].values()))
+        return path, {
+            "tool": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, uint8 activations, "
+            "MinMax) through lanner.compile",
+            "calibration_faces": CALIBRATION_PROBES,
+            "fidelity_vs_fp32_onnx": {
+                "samples": fidelity["samples"],
+                **{k: round(float(measured[k]), 6) for k in ("cosine_min", "cosine_mean", "max_rel_error")},
+            },
+        }
+
+    def _routing(self, onnx_path: Path, fp32_path: Path, data, mu: np.ndarray) -> dict:
+        """Rank-1 of the shipped (int8) bridge, its fp32 export and the teacher on the validation identities'
+        probes at each width."""
         from ..models import onnx_path as registry_onnx
 
         teacher_onnx = self.out_dir / "teacher.onnx"  # the registry teacher, compiled like the bridge
         if not teacher_onnx.is_file():
             shutil.copyfile(registry_onnx("dlib-resnet"), teacher_onnx)
         rows = {}
+        models = {"bridge": onnx_path, "bridge_fp32": fp32_path, "teacher": teacher_onnx}
         for width in ROUTING_WIDTHS:
-            row, probes = descriptor_rank1(data, mu, {"bridge": onnx_path, "teacher": teacher_onnx}, width)
+            row, probes = descriptor_rank1(data, mu, models, width)
             rows[f"{width:g}"] = row
-            say(f"  validation {width:g} px: bridge {row['bridge']:.3f}, teacher {row['teacher']:.3f}")
+            say(
+                f"  validation {width:g} px: bridge {row['bridge']:.3f} (fp32 {row['bridge_fp32']:.3f}), "
+                f"teacher {row['teacher']:.3f}"
+            )
         better = [w for w in ROUTING_WIDTHS if rows[f"{w:g}"]["bridge"] >= rows[f"{w:g}"]["teacher"]]
         return {
             "rank1": rows,
@@ -239,14 +286,26 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _onnx_descriptors(path: Path, chips: np.ndarray, batch: int = 32) -> np.ndarray:
     """The output of an ONNX model with one ``image`` input (a descriptor or student embedding model) on
-    (N, 3, S, S) float32 chips, compiled for this CPU (OpenVINO fp32 through lanner.compile, as the SDK runs
-    it; the package is kept beside the ONNX)."""
+    (N, 3, S, S) float32 chips, compiled for this CPU (OpenVINO through lanner.compile, as the SDK runs it:
+    an int8 QDQ file on OpenVINO's int8 kernels, checked with the registry's bar for such files; the package
+    is kept beside the ONNX)."""
     from .. import load
     from ..compile import compile_model
+    from ..compile.onnx_graph import quantization_ops, read_model
+    from ..models import QDQ_FIDELITY
 
     package = path.with_suffix(".openvino-fp32")
     if not (package / "manifest.json").is_file():
-        compile_model(str(path), target="x86", backend="openvino", precision="fp32", out=str(package), name=path.stem)
+        quantized = bool(quantization_ops(read_model(path)))
+        compile_model(
+            str(path),
+            target="x86",
+            backend="openvino",
+            precision="fp32",
+            out=str(package),
+            name=path.stem,
+            thresholds=QDQ_FIDELITY if quantized else None,
+        )
     with load(package, num_threads=torch.get_num_threads()) as model:
         output = model.manifest.outputs[0].name
         return np.concatenate(

@@ -45,7 +45,8 @@ class FaceRecognizer(Closeable):
             one with unbounded ``max_face_width`` (the teacher) so that every face has a model. Default:
             ``lanner.models.face_embedders.DEFAULT_EMBEDDERS``, the most accurate (faces up to 20 px by
             the bridge model, larger ones by the teacher); ``FAST_EMBEDDERS`` gives faces up to 20 px to
-            the 32 px student instead, ~85x faster per face on one core and less accurate (``benchmarks/recognition``).
+            the 32 px student instead, ~29x faster per face on one core than the int8 bridge and less accurate
+            (``benchmarks/recognition``).
         backend: ``"auto"``, ``"openvino"`` or ``"onnxruntime"``.
         num_threads: CPU threads per model (None: the backend's default).
         channel_order: ``"bgr"`` (OpenCV's, default) or ``"rgb"`` for 3/4-channel images.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..manifest import Manifest, PackageError
 from ..names import MANIFEST_FILENAME
-from . import get_spec, onnx_path, package_dir, resolve
+from . import QDQ_FIDELITY, get_spec, onnx_path, package_dir, resolve
 
 __all__ = ["build_package", "open_net", "package_status", "REPAIR_COMMAND"]
 
@@ -106,6 +106,7 @@ def build_package(
         if (out / MANIFEST_FILENAME).is_file() and not force:
             return out
         source = onnx_path(name)
+        spec = get_spec(name)
         from lanner.compile import compile_model
 
         if not quiet:
@@ -123,6 +124,7 @@ def build_package(
                 name=name,
                 task="face-detection",
                 sample_shapes=_SAMPLE_SHAPES.get(name),
+                thresholds=QDQ_FIDELITY if spec.quantized else None,
             )
             if out.exists():
                 out.rename(staging / "old")  # replaced in two renames: never a half package at ``out``

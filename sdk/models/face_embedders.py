@@ -92,7 +92,7 @@ FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
             "descriptor",
             20.0,
             "dlib_resnet_lowres/dlib_resnet_lowres.json",
-            "ec9581b4110a3bb01b8f5a97e49834405f1b903950bdff48c108a749499caad1",
+            "8b5e7a248a9e058b1fd49f1065b499db6e889f64e30500d549665fee060e9e44",
             True,
         ),
         # The bridge model's small-face embeddings in a 32 px student (consistent teaching on the same degraded
