@@ -249,12 +249,23 @@ sys.exit(main(["info"]))
 def test_stopping_a_command_cleans_up_its_temporary_folders(tmp_path, sig, code, message):
     # kill / timeout / a service manager (SIGTERM) and Ctrl-C (SIGINT) end a command through Python's
     # unwinding, so its temporary folders go with it, and Ctrl-C prints one line instead of a traceback.
+    # A command started in the background by a non-interactive shell inherits SIGINT *ignored* (and Python
+    # then keeps it ignored): give the child the terminal's default, as a user's Ctrl-C meets it.
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_COMMAND, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _SLOW_COMMAND, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     folder = proc.stdout.readline().strip()
     assert folder and os.path.isdir(folder)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # never leave the child behind, whatever failed
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == code and not os.path.exists(folder)
     assert message in err and "Traceback" not in err
