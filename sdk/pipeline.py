@@ -395,15 +395,13 @@ class FacePipeline(Closeable):
         one (:meth:`lanner.FaceRecognizer.quality`, SDD-FIQA), else the face size (the shorter side
         of the box, px); NaN for a face cut by the frame's edge (:func:`lanner.face.align.faces_inside`:
         it cannot be aligned, so it is never embedded)."""
+        quality = getattr(self.recognizer, "quality", None)
+        if quality is not None:
+            return whole_face_qualities(quality, frame, faces)
         inside = faces_inside(faces.landmarks, frame.shape)
         qualities = np.full(len(faces), np.nan, np.float32)
-        quality = getattr(self.recognizer, "quality", None)
-        if quality is not None and inside.any():
-            chosen = _subset(faces, np.flatnonzero(inside))
-            qualities[inside] = np.asarray(quality(frame, chosen), np.float32).reshape(-1)
-        elif quality is None:
-            sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
-            qualities[inside] = sides[inside]
+        sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+        qualities[inside] = sides[inside]
         return qualities
 
     def _identify(self, frame: np.ndarray, faces: Detections) -> None:
@@ -507,6 +505,18 @@ class FacePipeline(Closeable):
 
 _THUMBNAIL_WIDTH = 64  # px: enough to see a face-sized change, ~0.1 ms to make
 _CHANGE_LEVEL = 24  # grey levels: above sensor noise and compression artefacts
+
+
+def whole_face_qualities(quality, image: np.ndarray, faces: Detections) -> np.ndarray:
+    """(N,) float32 ``quality(image, faces)`` (e.g. :meth:`lanner.FaceRecognizer.quality`) of the detected
+    faces that align; NaN for a face cut by the image's edge (a landmark outside it,
+    :func:`lanner.face.align.faces_inside`: it cannot be aligned). Thread-safe if ``quality`` is."""
+    qualities = np.full(len(faces), np.nan, np.float32)
+    inside = faces_inside(faces.landmarks, image.shape)
+    if inside.any():
+        chosen = _subset(faces, np.flatnonzero(inside))
+        qualities[inside] = np.asarray(quality(image, chosen), np.float32).reshape(-1)
+    return qualities
 
 
 def _subset(faces: Detections, index: np.ndarray) -> Detections:

@@ -150,10 +150,11 @@ def _faces_dict(image, faces, scorer) -> dict:
     """``faces.to_dict()``, with each face's ``quality`` when ``scorer`` (a FaceRecognizer) is given."""
     record = faces.to_dict()
     if scorer is not None:
-        from .recognition import json_number, whole_face_qualities
+        from ..pipeline import whole_face_qualities
+        from .recognition import json_number
 
         # a face cut by the image's edge (a landmark outside it) cannot be aligned: its quality is null
-        for face, quality in zip(record["faces"], whole_face_qualities(scorer, image, faces)):
+        for face, quality in zip(record["faces"], whole_face_qualities(scorer.quality, image, faces)):
             face["quality"] = json_number(quality)
     return record
 

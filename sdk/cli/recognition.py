@@ -207,18 +207,6 @@ def _identify_some(
     return names, scores
 
 
-def whole_face_qualities(recognizer, image: np.ndarray, faces) -> np.ndarray:
-    """(N,) float32 :meth:`lanner.FaceRecognizer.quality` of detected ``faces``; NaN for a face cut by the image's
-    edge (a landmark outside it: it cannot be aligned)."""
-    from ..face.align import faces_inside
-
-    qualities = np.full(len(faces), np.nan, np.float32)
-    inside = faces_inside(faces.landmarks, image.shape)
-    if inside.any():
-        qualities[inside] = recognizer.quality(image, faces.landmarks[inside])
-    return qualities
-
-
 def _face_records(faces, names, scores) -> list[dict]:
     """JSON records of the faces with their names and similarities (null: a face that was not embedded)."""
     return [
@@ -285,11 +273,13 @@ def _identify_video_tracks(
     video and embeds only each track's ``keep`` best faces; their quality-weighted mean embedding names
     the whole track. Every face record carries its ``track`` and ``quality``.
     """
+    from ..pipeline import whole_face_qualities
+
     detections, tracks, last = [], [], []  # per frame: (faces, track ids, qualities); per track: faces (frame, face)
 
     def link(index, frame):
         faces = detector.detect(frame)
-        quality = whole_face_qualities(recognizer, frame, faces)  # NaN: cut by the frame's edge, never embedded
+        quality = whole_face_qualities(recognizer.quality, frame, faces)  # NaN: cut by the edge, never embedded
         ids = np.full(len(faces), -1)
         alive = [t for t in range(len(tracks)) if index - last[t][0] <= TRACK_GAP]
         if len(faces) and alive:
