@@ -15,7 +15,7 @@ from . import onnx_graph
 from .artifact import BuildResult, UnsupportedError
 from .calibration import Feed
 
-__all__ = ["build_onnxruntime"]
+__all__ = ["build_onnxruntime", "quantize_qdq"]
 
 
 @contextlib.contextmanager
@@ -68,52 +68,7 @@ def build_onnxruntime(
             raise UnsupportedError("int8 for the onnxruntime backend is supported on CPU targets only")
         if not calibration:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
-        quantized = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
-        if quantized:
-            # quantize_static over existing Q/DQ nodes writes duplicate node names: an invalid model.
-            raise UnsupportedError(
-                f"this model is already quantized (it has {quantized} nodes): build it with "
-                "precision fp32, which keeps its own int8 Q/DQ as they are"
-            )
-        q = ort_backend.import_quantization()
-
-        class _Reader(q.CalibrationDataReader):
-            def __init__(self) -> None:
-                self._it = iter(list(calibration))
-
-            def get_next(self):
-                return next(self._it, None)
-
-        # ORT's recommended pre-processing (shape inference + graph optimisation) helps the
-        # quantizer find Conv+Relu patterns; it fails on some graphs, which then go in as they are.
-        source = out_dir / "preprocessed.onnx"
-        try:
-            with _quiet_root_logger():
-                q.quant_pre_process(str(onnx_path), str(source), skip_symbolic_shape=True)
-            notes["pre_process"] = "onnxruntime.quantization.quant_pre_process"
-        except Exception as exc:  # noqa: BLE001 - any failure means "quantize the original"
-            notes["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
-            shutil.copyfile(onnx_path, source)
-        progress(f"onnxruntime: static QDQ quantization on {len(calibration)} calibration samples")
-        with _quiet_root_logger():
-            q.quantize_static(
-                str(source),
-                str(dest),
-                _Reader(),
-                quant_format=q.QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=q.QuantType.QUInt8,
-                weight_type=q.QuantType.QInt8,
-                calibrate_method=q.CalibrationMethod.MinMax,
-            )
-        source.unlink()
-        notes["quantization"] = {
-            "tool": "onnxruntime.quantization.quantize_static",
-            "format": "QDQ",
-            "weights": "int8 per-channel",
-            "activations": "uint8",
-            "samples": len(calibration),
-        }
+        notes.update(quantize_qdq(onnx_path, dest, calibration, progress, "onnxruntime"))
     else:
         raise UnsupportedError(f"unknown precision {precision!r}")
     return BuildResult(
@@ -124,3 +79,65 @@ def build_onnxruntime(
         toolchain=toolchain,
         notes=notes,
     )
+
+
+def quantize_qdq(
+    onnx_path: Path, dest: Path, calibration: Sequence[Feed], progress: Callable[[str], None], backend: str
+) -> dict:
+    """Write ``dest``: ``onnx_path`` quantized by ONNX Runtime's ``quantize_static`` in QDQ format,
+    per-channel int8 weights, uint8 activations, MinMax calibration on ``calibration``. The int8
+    model of the onnxruntime backend, and the source of the tvm backend's int8 packages. Returns
+    the notes for the manifest.
+
+    Raises:
+        UnsupportedError: the model already has Q/DQ nodes.
+    """
+    notes: dict = {}
+    out_dir = dest.parent
+    quantized = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
+    if quantized:
+        # quantize_static over existing Q/DQ nodes writes duplicate node names: an invalid model.
+        raise UnsupportedError(
+            f"this model is already quantized (it has {quantized} nodes): build it with "
+            "precision fp32, which keeps its own int8 Q/DQ as they are"
+        )
+    q = ort_backend.import_quantization()
+
+    class _Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(list(calibration))
+
+        def get_next(self):
+            return next(self._it, None)
+
+    # ORT's recommended pre-processing (shape inference + graph optimisation) helps the
+    # quantizer find Conv+Relu patterns; it fails on some graphs, which then go in as they are.
+    source = out_dir / "preprocessed.onnx"
+    try:
+        with _quiet_root_logger():
+            q.quant_pre_process(str(onnx_path), str(source), skip_symbolic_shape=True)
+        notes["pre_process"] = "onnxruntime.quantization.quant_pre_process"
+    except Exception as exc:  # noqa: BLE001 - any failure means "quantize the original"
+        notes["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
+        shutil.copyfile(onnx_path, source)
+    progress(f"{backend}: static QDQ quantization on {len(calibration)} calibration samples")
+    with _quiet_root_logger():
+        q.quantize_static(
+            str(source),
+            str(dest),
+            _Reader(),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=q.CalibrationMethod.MinMax,
+        )
+    source.unlink()
+    notes["quantization"] = {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "weights": "int8 per-channel",
+        "activations": "uint8",
+        "samples": len(calibration),
+    }
+    return notes

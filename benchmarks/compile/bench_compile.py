@@ -191,6 +191,8 @@ def cpu_model() -> str:
 
 
 TUNED = "tvm/fp32-tuned"
+TUNED_INT8 = "tvm/int8-tuned"  # integer convolutions (VNNI on AVX512-VNNI CPUs), lanner.compile.tvm_int8
+TUNED_KEYS = {"fp32": TUNED, "int8": TUNED_INT8}
 TORCH = "torch/fp32"
 BUILD_FILE = "builds.json"
 
@@ -238,16 +240,20 @@ def build_student(
     tune: tuple[int, float | None, int | None] | None,
     tuning_db: Path | None,
     tune_only: bool,
+    tune_precision: str = "fp32",
 ) -> None:
     """Compile every variant of ``name`` into ``work/name`` and record them in ``builds.json``;
-    ``tune`` = (trials, minutes, threads) adds the tuned TVM package, seeded from ``tuning_db/name``.
-    ``tune_only`` builds the tuned package alone and keeps the variants already built there."""
+    ``tune`` = (trials, minutes, threads) adds the tuned TVM package at ``tune_precision``, seeded
+    from ``tuning_db/name`` (fp32) or ``tuning_db/name-int8``. ``tune_only`` builds the tuned
+    package alone and keeps the variants already built there."""
     folder = work / name
+    tuned_key = TUNED_KEYS[tune_precision]
+    db_name = name if tune_precision == "fp32" else f"{name}-{tune_precision}"
     kept: dict[str, dict] = {}
     if tune_only and (folder / BUILD_FILE).is_file():
         kept = json.loads((folder / BUILD_FILE).read_text(encoding="utf-8"))["variants"]
-        kept.pop(TUNED, None)
-        shutil.rmtree(folder / TUNED.replace("/", "-"), ignore_errors=True)
+        kept.pop(tuned_key, None)
+        shutil.rmtree(folder / tuned_key.replace("/", "-"), ignore_errors=True)
     elif folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -262,15 +268,15 @@ def build_student(
     builds = [] if tune_only else [(b, p, f"{b}/{p}") for b, p in BUILDS]
     tuning = None
     if tune is not None:
-        seed = tuning_db / name if tuning_db is not None and (tuning_db / name).exists() else None
+        seed = tuning_db / db_name if tuning_db is not None and (tuning_db / db_name).exists() else None
         tuning = TuningRequest(
             tune[0], minutes=tune[1], seed_database=None if seed is None else str(seed), threads=tune[2]
         )
-        builds.append(("tvm", "fp32", TUNED))
+        builds.append(("tvm", tune_precision, tuned_key))
     rows: dict[str, dict] = dict(kept)
     for backend, precision, key in builds:
         t0 = time.perf_counter()
-        tuned = key == TUNED
+        tuned = key == tuned_key
         out = folder / key.replace("/", "-")
         try:
             m = compile_model(
@@ -308,7 +314,7 @@ def build_student(
                 task_plan=summary.get("task_plan", []),
             )
             if tuning_db is not None:
-                kept = tuning_db / name
+                kept = tuning_db / db_name
                 if kept.exists():
                     shutil.rmtree(kept)
                 shutil.copytree(out / "tuning", kept)
@@ -359,7 +365,7 @@ def markdown(results: dict, machine: str, threads: list[int]) -> str:
         timed = {k: r for k, r in res["variants"].items() if "batch1_ms" in r}
         fastest = {str(t): min(r["batch1_ms"][str(t)] for r in timed.values()) for t in threads}
         for key, row in res["variants"].items():
-            label = "tvm/fp32 (untuned)" if key == "tvm/fp32" else key
+            label = f"{key} (untuned)" if key in ("tvm/fp32", "tvm/int8") else key
             if key in timed:
                 cells = "".join(
                     f" {row['batch1_ms'][str(t)]:.3f} | {row['batch1_ms'][str(t)] / fastest[str(t)]:.2f}x |"
@@ -376,17 +382,25 @@ def markdown(results: dict, machine: str, threads: list[int]) -> str:
                 lines.append(
                     f"| {label} |" + " - | - |" * len(threads) + f" - | {row['status']}: {row['reason'][:90]} |"
                 )
-        if TUNED in timed:
+        for precision, tuned_key in TUNED_KEYS.items():
+            if tuned_key not in timed:
+                continue
             fp32 = {k: r for k, r in timed.items() if k.endswith("/fp32") or k == TUNED}
             for label, pool in (("the fastest", timed), ("the fastest fp32 variant", fp32)):
+                if precision == "int8" and pool is fp32:
+                    continue
+                others = {k: r for k, r in pool.items() if k not in TUNED_KEYS.values()}
                 verdicts = []
                 for t in threads:
-                    best = min(r["batch1_ms"][str(t)] for r in pool.values())
-                    ratio = timed[TUNED]["batch1_ms"][str(t)] / best
+                    best = min(r["batch1_ms"][str(t)] for r in others.values())
+                    ratio = timed[tuned_key]["batch1_ms"][str(t)] / best
                     verdicts.append(
                         f"{t} thread{'s' if t > 1 else ''} {ratio:.2f}x ({'met' if ratio <= 1.5 else 'not met'})"
                     )
-                lines += ["", f"Tuned TVM vs {label}, target <= 1.5x: " + "; ".join(verdicts) + "."]
+                lines += [
+                    "",
+                    f"Tuned TVM {precision} vs {label} other variant, target <= 1.5x: " + "; ".join(verdicts) + ".",
+                ]
         lines.append("")
     return "\n".join(lines)
 
@@ -432,6 +446,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tune", type=int, metavar="TRIALS", help="add a MetaSchedule-tuned TVM fp32 row")
     parser.add_argument("--tune-minutes", type=float, metavar="M", help="time budget per tuned model")
+    parser.add_argument(
+        "--tune-precision", choices=tuple(TUNED_KEYS), default="fp32", help="precision of the tuned TVM package"
+    )
     parser.add_argument("--tune-threads", type=int, metavar="N", help="threads each trial runs with (default: cores)")
     parser.add_argument("--tuning-db", type=Path, metavar="DIR", help="per-student tuning databases (seed + result)")
     parser.add_argument(
@@ -461,7 +478,7 @@ def main() -> int:
         if args.phase in ("all", "build"):
             tune = None if args.tune is None else (args.tune, args.tune_minutes, args.tune_threads)
             for name in args.students:
-                build_student(name, work, max(threads), log, tune, args.tuning_db, args.tune_only)
+                build_student(name, work, max(threads), log, tune, args.tuning_db, args.tune_only, args.tune_precision)
         if args.phase == "build" or args.tune_only:
             return 0
         results = {name: time_student(name, work, threads, args.rounds, log) for name in args.students}

@@ -1,0 +1,177 @@
+"""TVM int8 packages: the Relax rewrite of QDQ convolutions to integer ones
+(lanner.compile.tvm_int8) against its oracle, ONNX Runtime running the same QDQ model, in both
+kernel layouts (NCHW, and the AVX512-VNNI packed one where this CPU has it); what build_tvm
+refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("tvm")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import lanner  # noqa: E402
+from lanner.backends import tvm_backend  # noqa: E402
+from lanner.compile import (  # noqa: E402
+    UnsupportedError,
+    compile_model,
+    tvm_int8,  # noqa: E402
+)
+from lanner.compile.onnxruntime_build import quantize_qdq  # noqa: E402
+from lanner.compile.pipeline import HELD_OUT_MAX  # noqa: E402
+from lanner.manifest import Manifest  # noqa: E402
+
+SHAPE = (1, 3, 23, 29)  # odd sizes: the packed layout pads channels, never the image
+
+
+def _init(rng, name, shape, scale=0.3):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def make_convnet(path):
+    """Every convolution form the rewrite handles: no padding, padding 1 and 2, stride 2, dilation 2,
+    depthwise (groups = channels), channel counts that are not multiples of 4 or 16, a PReLU
+    between (quantized to uint8 with a non-zero zero point), and a float Gemm head left as it is."""
+    rng = np.random.default_rng(3)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, list(SHAPE))
+    maps = helper.make_tensor_value_info("maps", TensorProto.FLOAT, [1, 6, 12, 14])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])
+    inits = [
+        _init(rng, "w1", (10, 3, 3, 3)),
+        _init(rng, "b1", (10,), 0.1),
+        _init(rng, "a1", (10, 1, 1), 0.2),
+        _init(rng, "w2", (10, 1, 3, 3)),
+        _init(rng, "b2", (10,), 0.1),
+        _init(rng, "w3", (21, 10, 3, 3), 0.2),
+        _init(rng, "b3", (21,), 0.1),
+        _init(rng, "w4", (17, 21, 1, 1), 0.2),
+        _init(rng, "b4", (17,), 0.1),
+        _init(rng, "w5", (6, 17, 3, 3), 0.2),
+        _init(rng, "wf", (5, 6)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"]),
+        helper.make_node("PRelu", ["c1", "a1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=10),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[2, 1, 2, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4", "b4"], ["c4"]),
+        helper.make_node("Relu", ["c4"], ["r4"]),
+        helper.make_node("Conv", ["r4", "w5"], ["maps"], pads=[2, 2, 2, 2], dilations=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["maps"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf"], ["logits"], transB=1),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "convnet", [x], [maps, logits], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory):
+    """The float model, its calibration feeds and ORT's QDQ model of it (what build_tvm quantizes)."""
+    root = tmp_path_factory.mktemp("int8")
+    source = make_convnet(root / "convnet.onnx")
+    rng = np.random.default_rng(11)
+    feeds = [{"image": rng.uniform(-1, 1, SHAPE).astype(np.float32)} for _ in range(12)]
+    # compile_model calibrates on all but the last samples, which it holds out for fidelity
+    calibration = feeds[: len(feeds) - min(HELD_OUT_MAX, len(feeds) // 5)]
+    quantize_qdq(source, root / "qdq.onnx", calibration, lambda _: None, "tvm")
+    return source, feeds, root / "qdq.onnx"
+
+
+def _ort(path, x):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(["maps", "logits"], {"image": x})
+
+
+def _run(tc, mod, x):
+    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
+    vm = tc.relax.VirtualMachine(tc.relax.build(mod, target=target), tc.tvm.cpu())
+    return [o.numpy() for o in vm["main"](tc.tvm.runtime.tensor(x))]
+
+
+def _host_vnni(tc) -> bool:
+    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
+    return tvm_int8.vnni_available(tc, target)
+
+
+@pytest.mark.parametrize("vnni", [False, True], ids=["nchw", "vnni"])
+def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
+    # ORT runs the QDQ model as QLinearConv (8-bit products, int32 sums); the rewrite does the same
+    # integer arithmetic, so the quantized outputs agree to the bit.
+    tc = tvm_backend.import_compiler()
+    if vnni and not _host_vnni(tc):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    _, _, path = qdq
+    mod = tc.from_onnx(onnx.load(str(path)), keep_params_in_input=False)
+    rewritten, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
+    assert report == tvm_int8.IntegerConvolutions(rewritten=5, left_float=())
+    script = rewritten.script(show_meta=False)
+    assert script.count('out_dtype="int32"') == (1 if vnni else 5)  # the depthwise one stays NCHW
+    assert script.count("conv2d_nchwc_u8s8") == (2 * 4 if vnni else 0)  # definition + call, per conv
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = rng.uniform(-1.2, 1.2, SHAPE).astype(np.float32)  # beyond the calibrated range: saturation too
+        for got, want in zip(_run(tc, rewritten, x), _ort(path, x)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_tvm_int8_package_is_integer_and_loads(qdq, tmp_path):
+    source, feeds, path = qdq
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, feed in enumerate(feeds):
+        np.save(calib / f"{i:02d}.npy", feed["image"])
+    m = compile_model(source, backend="tvm", precision="int8", calib=calib, out=tmp_path / "pkg")
+    notes = m.target_info["build_notes"]
+    assert notes["int8"]["integer_convolutions"] == 5 and notes["int8"]["float_convolutions"] == 0
+    assert notes["quantization"]["format"] == "QDQ" and m.fidelity["passed"]
+    assert sorted(p.name for p in (tmp_path / "pkg").iterdir()) == ["manifest.json", "model.so"]
+    x = feeds[0]["image"]
+    with lanner.load(tmp_path / "pkg", num_threads=1) as model:
+        out = model.run({"image": x})
+    # same calibration, same QDQ model: the package computes what ORT computes on it
+    np.testing.assert_array_equal(out["maps"], _ort(path, x)[0])
+    assert Manifest.read(tmp_path / "pkg").precision == "int8"
+
+
+def test_graph_without_quantized_convolutions_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"])], "mlp", [x], [y], [_init(rng, "w", (8, 3))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "mlp.onnx"))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"{i}.npy", rng.standard_normal((4, 8)).astype(np.float32))
+    with pytest.raises(UnsupportedError, match="no convolution in the quantized form"):
+        compile_model(tmp_path / "mlp.onnx", backend="tvm", precision="int8", calib=calib, out=tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_int8_for_a_cuda_target_is_refused(qdq, tmp_path):
+    source, _, _ = qdq
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    np.save(calib / "0.npy", np.zeros(SHAPE, np.float32))
+    with pytest.raises(UnsupportedError, match="int8 for the tvm backend is supported on CPU targets only"):
+        compile_model(source, target="cuda-sm90", backend="tvm", precision="int8", calib=calib, out=tmp_path / "p")
+
+
+def test_tvm_int8_without_calibration_is_refused(qdq, tmp_path):
+    with pytest.raises(ValueError, match="int8 needs calibration samples"):
+        compile_model(qdq[0], backend="tvm", precision="int8", out=tmp_path / "pkg")
