@@ -19,7 +19,7 @@ from lanner.backends import tvm_backend  # noqa: E402
 from lanner.compile import (  # noqa: E402
     UnsupportedError,
     compile_model,
-    tvm_int8,  # noqa: E402
+    tvm_int8,
 )
 from lanner.compile.onnxruntime_build import quantize_qdq  # noqa: E402
 from lanner.compile.pipeline import HELD_OUT_MAX  # noqa: E402
