@@ -19,11 +19,13 @@ depthwise convolutions sum over their own input channels. The graph's float bias
 quantize of the output stay as they are, and TVM's FuseOps fuses them into the convolution's
 kernel. Anything else (``MatMul``/``Gemm``, pooling, activations) keeps TVM's float lowering.
 
-On x86 CPUs with AVX512-VNNI, ungrouped convolutions with uint8 inputs and static shapes take
-the layout of VNNI kernels instead (TOPI's ``conv2d_NCHWc_int8``: activations NCHW4c, weights in
-blocks of 16 output x 4 input channels), which MetaSchedule's x86 rules tensorize with
-``vpdpbusd`` when the package is tuned (``--tune``); see :func:`vnni_available` for the TVM 0.27
-intrinsic this needs fixed. Grouped and depthwise convolutions stay NCHW (integer all the same).
+On x86 CPUs with AVX512-VNNI, each ungrouped ``quantize(conv2d(...) + bias)`` with a uint8 input
+and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW4c,
+weights in blocks of 16 output x 4 input channels) with the correction, scales, bias and quantize
+as its epilogue, writing the 8-bit output in NCHW. MetaSchedule's x86 rules tensorize its
+convolution with ``vpdpbusd`` when the package is tuned (``--tune``); see :func:`vnni_available`
+for the TVM 0.27 intrinsic this needs fixed. Grouped and depthwise convolutions stay NCHW
+(integer all the same).
 Exactness is tested against ONNX Runtime on the same QDQ model (``tests/test_tvm_int8.py``).
 """
 
@@ -55,10 +57,10 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
     """Rewrite the QDQ convolutions of ``mod["main"]`` to integer ones (module docstring).
 
     ``tc`` is :func:`lanner.backends.tvm_backend.import_compiler`'s namespace. With ``vnni``
-    (an x86 target with AVX512-VNNI), ungrouped convolutions take the packed layout of VNNI
-    kernels (:func:`_packed_conv`). Returns the new module and an :class:`IntegerConvolutions`
-    report; a convolution that does not have the exact QDQ form above is left as it is and named
-    in ``left_float``.
+    (an x86 target with AVX512-VNNI), ungrouped convolutions followed by a quantize become packed
+    VNNI kernels with a requantizing epilogue (:func:`_packed_qconv`). Returns the new module and
+    an :class:`IntegerConvolutions` report; a convolution that does not have the exact QDQ form
+    above is left as it is and named in ``left_float``.
     """
     relax = tc.relax
     from tvm.relax import dpl
@@ -73,18 +75,52 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
     left: list[str] = []
     kernels = relax.BlockBuilder(mod)  # adds the packed convolutions' PrimFuncs (typed GlobalVars)
 
+    def qdq(matches):
+        return [_value(matches[p]) for p in (w_q, s_x, z_x, s_w, z_w)]
+
     def rewrite(call, matches):
         nonlocal rewritten
-        reason = _refusal(call, matches[data_q], *(_value(matches[p]) for p in (w_q, s_x, z_x, s_w, z_w)))
+        reason = _refusal(call, matches[data_q], *qdq(matches))
         if reason is not None:
             left.append(reason)
             return call
         rewritten += 1
-        return _integer_conv(
-            tc, call, matches[data_q], *(_value(matches[p]) for p in (w_q, s_x, z_x, s_w)), vnni, kernels
-        )
+        return _integer_conv(tc, call, matches[data_q], *qdq(matches)[:4], kernels)
 
-    main = dpl.rewrite_call(pattern, rewrite, mod["main"])
+    main = mod["main"]
+    if vnni:
+        # conv2d -> add(bias) -> quantize as one packed kernel with a requantizing epilogue
+        b_q, s_b, z_b, s_y, z_y = (dpl.is_const() for _ in range(5))
+        bias = dpl.is_op("relax.reshape")(dpl.is_op("relax.dequantize")(b_q, s_b, z_b), dpl.wildcard())
+        for with_bias in (True, False):
+            root = dpl.is_op("relax.add")(pattern, bias) if with_bias else pattern
+
+            def fuse(call, matches, with_bias=with_bias):
+                nonlocal rewritten
+                conv = matches[pattern]
+                w, sx, zx, sw, zw = qdq(matches)
+                sy, zy = _value(matches[s_y]), _value(matches[z_y])
+                b = [_value(matches[p]) for p in (b_q, s_b, z_b)] if with_bias else None
+                if (
+                    _refusal(conv, matches[data_q], w, sx, zx, sw, zw) is not None
+                    or not _packable(tc, conv, matches[data_q])
+                    or sy.size != 1
+                    or zy.size != 1
+                    or (b is not None and b[0].shape != (w.shape[0],))
+                ):
+                    return call  # the convolution alone is rewritten (or refused) below
+                rewritten += 1
+                bias_f = None
+                if b is not None:  # what dequantize computes: float32(int32(b) - zero point) * scale
+                    bias_f = (b[0].astype(np.int32) - b[2].astype(np.int32)).astype(np.float32) * b[1].astype(
+                        np.float32
+                    )
+                    bias_f = np.broadcast_to(bias_f, w.shape[:1]).astype(np.float32)
+                requant = (bias_f, float(sy.reshape(())), int(zy.reshape(())), str(call.attrs.out_dtype))
+                return _integer_conv(tc, conv, matches[data_q], w, sx, zx, sw, kernels, requant)
+
+            main = dpl.rewrite_call(dpl.is_op("relax.quantize")(root, s_y, z_y), fuse, main)
+    main = dpl.rewrite_call(pattern, rewrite, main)
     # a conv2d outside the pattern (a float input, a weight that is not a constant) stays float too
     unmatched = _count_convolutions(mod["main"]) - rewritten - len(left)
     left.extend(["not between QDQ pairs"] * unmatched)
@@ -118,14 +154,20 @@ def _refusal(call, data, w, s_x, z_x, s_w, z_w) -> str | None:
     return None
 
 
-def _integer_conv(tc, call, data, w, s_x, z_x, s_w, vnni, kernels):
+def _packable(tc, call, data) -> bool:
+    """Whether this convolution can take the VNNI layout: ungrouped, uint8 input, static shape."""
+    static = all(isinstance(d, tc.tvm.tirx.IntImm) for d in data.ty.shape)  # not a symbolic batch
+    return static and int(call.attrs.groups) == 1 and str(data.ty.dtype) == "uint8"
+
+
+def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None):
+    """The integer form of ``call``; with ``requant`` = (bias or None, output scale, output zero
+    point, output dtype), of ``quantize(call + bias)`` as one packed VNNI kernel."""
     relax = tc.relax
     attrs = call.attrs
     out_channels = w.shape[0]
     zero = int(z_x.reshape(()))
-    dtype = str(data.ty.dtype)
-    shape = list(data.ty.shape)
-    static = all(isinstance(d, tc.tvm.tirx.IntImm) for d in shape)  # not a symbolic batch
+    shape = [int(d) if isinstance(d, tc.tvm.tirx.IntImm) else d for d in data.ty.shape]
     padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
     if any(padding):
         data = relax.op.nn.pad(
@@ -133,27 +175,24 @@ def _integer_conv(tc, call, data, w, s_x, z_x, s_w, vnni, kernels):
         )
     strides = [int(s) for s in attrs.strides]
     dilation = [int(d) for d in attrs.dilation]
-    if vnni and static and int(attrs.groups) == 1 and dtype == "uint8":
-        n, c, h, wi = (int(d) for d in shape)
-        padded_shape = (n, c, h + padding[0] + padding[2], wi + padding[1] + padding[3])
-        acc = _packed_conv(tc, data, padded_shape, w, zero, strides, dilation, kernels)
-    else:
-        acc = relax.op.nn.conv2d(
-            data,
-            relax.const(w),
-            strides=strides,
-            padding=[0, 0, 0, 0],
-            dilation=dilation,
-            groups=int(attrs.groups),
-            out_dtype="int32",
-        )
-    if zero != 0:
-        correction = zero * w.astype(np.int64).sum(axis=(1, 2, 3))
-        acc = relax.op.subtract(acc, relax.const(correction.astype(np.int32).reshape(1, out_channels, 1, 1)))
     scale = (np.float32(s_x.reshape(())) * s_w.astype(np.float32).reshape(-1)) * np.ones(out_channels, np.float32)
-    return relax.op.multiply(
-        relax.op.astype(acc, "float32"), relax.const(scale.astype(np.float32).reshape(1, out_channels, 1, 1))
+    correction = (zero * w.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
+    if requant is not None:
+        n, c, h, wi = shape
+        padded_shape = (n, c, h + padding[0] + padding[2], wi + padding[1] + padding[3])
+        return _packed_qconv(tc, data, padded_shape, w, zero, strides, dilation, correction, scale, requant, kernels)
+    acc = relax.op.nn.conv2d(
+        data,
+        relax.const(w),
+        strides=strides,
+        padding=[0, 0, 0, 0],
+        dilation=dilation,
+        groups=int(attrs.groups),
+        out_dtype="int32",
     )
+    if zero != 0:
+        acc = relax.op.subtract(acc, relax.const(correction.reshape(1, out_channels, 1, 1)))
+    return relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale.reshape(1, out_channels, 1, 1)))
 
 
 # VNNI's vpdpbusd multiplies 4 uint8 activations by 4 int8 weights of each of 16 output channels
@@ -162,14 +201,18 @@ def _integer_conv(tc, call, data, w, s_x, z_x, s_w, vnni, kernels):
 _IC_BLOCK, _OC_BLOCK = 4, 16
 
 
-def _packed_conv(tc, data, shape, w, zero, strides, dilation, kernels):
-    """``conv2d(data, w)`` in int32 through TOPI's ``conv2d_NCHWc_int8``: ``data`` (uint8 NCHW,
-    already padded) is packed to NCHW4c (channels padded with the zero point, which meet zero
-    weights), ``w`` is packed here; the NCHW16c result is unpacked and cut to the real channels.
-    MetaSchedule's x86 rules tensorize this layout with VNNI (:func:`register_vnni_intrinsic`)."""
+def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale, requant, kernels):
+    """``quantize(float32(conv2d(data, w) - correction) * scale + bias)`` as one kernel: TOPI's
+    ``conv2d_NCHWc_int8`` and a requantizing epilogue that writes NCHW, so the int32 sums never
+    leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW4c by a layout
+    transform (channels padded with the zero point, which meet zero weights); ``w`` is packed
+    here. The epilogue is the graph's own operations in the graph's order (Relax's legalisation of
+    ``dequantize`` / ``quantize``), so results are those of the unfused graph to the bit.
+    MetaSchedule's x86 rules tensorize the convolution with VNNI (:func:`vnni_available`)."""
     relax, tvm = tc.relax, tc.tvm
     from tvm import te, topi
 
+    bias, s_y, z_y, dtype = requant
     out_channels, in_channels, kh, kw = w.shape
     oc_p = -(-out_channels // _OC_BLOCK) * _OC_BLOCK
     ic_p = -(-in_channels // _IC_BLOCK) * _IC_BLOCK
@@ -181,25 +224,39 @@ def _packed_conv(tc, data, shape, w, zero, strides, dilation, kernels):
     x = _layout_transform(
         tc, data, lambda n, c, h, wi: (n, c // _IC_BLOCK, h, wi, c % _IC_BLOCK), tvm.tirx.IntImm("uint8", zero)
     )
+    def i64(*dims):  # Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type
+        return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
+
     n, _, h, wi = shape
-    te_data = te.placeholder((n, ic_p // _IC_BLOCK, h, wi, _IC_BLOCK), "uint8", name="data")
-    te_kernel = te.placeholder(packed.shape, "int8", name="kernel")
-    te_out = topi.nn.conv2d_NCHWc_int8(
+    te_data = te.placeholder(i64(n, ic_p // _IC_BLOCK, h, wi, _IC_BLOCK), "uint8", name="data")
+    te_kernel = te.placeholder(i64(*packed.shape), "int8", name="kernel")
+    te_acc = topi.nn.conv2d_NCHWc_int8(
         te_data, te_kernel, strides, 0, dilation, f"NCHW{_IC_BLOCK}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
     )
-    out_shape = [int(d) for d in te_out.shape]
-    func = te.create_prim_func([te_data, te_kernel, te_out]).without_attr("global_symbol")
-    gvar = kernels.add_func(func, "conv2d_nchwc_u8s8")
-    acc = relax.call_tir(gvar, [x, relax.const(packed)], relax.TensorType(out_shape, "int32"))
-    acc = _layout_transform(tc, acc, lambda n, c, h, wi, cb: (n, c * _OC_BLOCK + cb, h, wi), None)
-    if oc_p != out_channels:
-        acc = relax.op.strided_slice(acc, axes=[1], begin=[0], end=[out_channels])
-    return acc
+    te_corr = te.placeholder(i64(out_channels), "int32", name="correction")
+    te_scale = te.placeholder(i64(out_channels), "float32", name="scale")
+    te_bias = te.placeholder(i64(out_channels), "float32", name="bias")
+    lo, hi = (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
+
+    def requantize(b, c, y, x):
+        v = (te_acc[b, c // _OC_BLOCK, y, x, c % _OC_BLOCK] - te_corr[c]).astype("float32") * te_scale[c]
+        if bias is not None:
+            v = v + te_bias[c]
+        q = te.round(v / tvm.tirx.const(s_y, "float32")) + tvm.tirx.const(float(z_y), "float32")
+        return te.max(te.min(q, hi), lo).astype(dtype)
+
+    out_shape = (n, out_channels, int(te_acc.shape[2]), int(te_acc.shape[3]))
+    te_q = te.compute(i64(*out_shape), requantize, name="requantized")
+    params = [te_data, te_kernel, te_corr, te_scale, *([te_bias] if bias is not None else []), te_q]
+    gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), "qconv2d_nchwc_u8s8")
+    args = [x, relax.const(packed), relax.const(correction), relax.const(scale)]
+    args += [relax.const(bias)] if bias is not None else []
+    return relax.call_tir(gvar, args, relax.TensorType(list(out_shape), dtype))
 
 
 def _layout_transform(tc, x, index_map, pad_value):
-    """``R.layout_transform`` of an expression not yet typed (``relax.op.layout_transform`` reads
-    its input's dtype to convert a Python ``pad_value``; ours is already a typed ``IntImm``)."""
+    """``R.layout_transform`` with a typed ``pad_value`` (``relax.op.layout_transform`` converts a
+    Python one through its input's type, which an expression built in a rewrite does not have yet)."""
     from tvm.relax.expr import prim_value
     from tvm.relax.op import _ffi_api
 

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import lanner  # noqa: E402
 from lanner.backends import tvm_backend  # noqa: E402
 from lanner.compile import (  # noqa: E402
+    TuningRequest,
     UnsupportedError,
     compile_model,
     tvm_int8,
@@ -119,7 +120,8 @@ def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
     assert report == tvm_int8.IntegerConvolutions(rewritten=5, left_float=())
     script = rewritten.script(show_meta=False)
     assert script.count('out_dtype="int32"') == (1 if vnni else 5)  # the depthwise one stays NCHW
-    assert script.count("conv2d_nchwc_u8s8") == (2 * 4 if vnni else 0)  # definition + call, per conv
+    # VNNI: each ungrouped conv -> (bias) -> quantize is one kernel with a requantizing epilogue
+    assert script.count("qconv2d_nchwc_u8s8") == (2 * 4 if vnni else 0)  # definition + call, per conv
     rng = np.random.default_rng(5)
     for _ in range(3):
         x = rng.uniform(-1.2, 1.2, SHAPE).astype(np.float32)  # beyond the calibrated range: saturation too
@@ -129,11 +131,9 @@ def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
 
 def test_tvm_int8_package_is_integer_and_loads(qdq, tmp_path):
     source, feeds, path = qdq
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i, feed in enumerate(feeds):
-        np.save(calib / f"{i:02d}.npy", feed["image"])
-    m = compile_model(source, backend="tvm", precision="int8", calib=calib, out=tmp_path / "pkg")
+    m = compile_model(
+        source, backend="tvm", precision="int8", calib=_calib(feeds, tmp_path / "calib"), out=tmp_path / "pkg"
+    )
     notes = m.target_info["build_notes"]
     assert notes["int8"]["integer_convolutions"] == 5 and notes["int8"]["float_convolutions"] == 0
     assert notes["quantization"]["format"] == "QDQ" and m.fidelity["passed"]
@@ -144,6 +144,35 @@ def test_tvm_int8_package_is_integer_and_loads(qdq, tmp_path):
     # same calibration, same QDQ model: the package computes what ORT computes on it
     np.testing.assert_array_equal(out["maps"], _ort(path, x)[0])
     assert Manifest.read(tmp_path / "pkg").precision == "int8"
+
+
+def _calib(feeds, folder):
+    folder.mkdir()
+    for i, feed in enumerate(feeds):
+        np.save(folder / f"{i:02d}.npy", feed["image"])
+    return folder
+
+
+@pytest.mark.slow
+def test_tuned_tvm_int8_package_matches_onnxruntime(qdq, tmp_path):
+    # tuning goes through its own fusion passes and MetaSchedule's schedules (VNNI-tensorized
+    # convolutions on AVX512-VNNI CPUs): the result must still be ORT's to the bit
+    source, feeds, path = qdq
+    m = compile_model(
+        source,
+        backend="tvm",
+        precision="int8",
+        calib=_calib(feeds, tmp_path / "calib"),
+        out=tmp_path / "pkg",
+        tuning=TuningRequest(trials=8),
+    )
+    assert m.target_info["tuning"]["tasks"] > 0 and m.target_info["build_notes"]["int8"]["integer_convolutions"] == 5
+    x = np.random.default_rng(9).uniform(-1.2, 1.2, SHAPE).astype(np.float32)
+    with lanner.load(tmp_path / "pkg", num_threads=1) as model:
+        out = model.run({"image": x})
+    want = _ort(path, x)
+    np.testing.assert_array_equal(out["maps"], want[0])
+    np.testing.assert_array_equal(out["logits"], want[1])
 
 
 def test_graph_without_quantized_convolutions_is_refused(tmp_path):
