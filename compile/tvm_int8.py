@@ -224,6 +224,7 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     x = _layout_transform(
         tc, data, lambda n, c, h, wi: (n, c // _IC_BLOCK, h, wi, c % _IC_BLOCK), tvm.tirx.IntImm("uint8", zero)
     )
+
     def i64(*dims):  # Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type
         return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
 
