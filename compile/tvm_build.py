@@ -93,10 +93,12 @@ def build_tvm(
     the package gets its database in ``tuning/``; without it, TVM's default schedules.
 
     Raises:
-        UnsupportedError: int8; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13);
-            a missing cross compiler; a graph TVM cannot lower (e.g. face-quality at a dynamic batch).
+        UnsupportedError: int8 for a GPU target or on a graph with no convolution to make integer;
+            bf16; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13); a missing cross
+            compiler; a graph TVM cannot lower (e.g. face-quality at a dynamic batch).
         ImportError: apache-tvm is not installed.
-        ValueError: tuning: dynamic input shapes, a foreign seed database, an unreachable tracker.
+        ValueError: int8 of a float model without calibration samples; tuning: dynamic input
+            shapes, a foreign seed database, an unreachable tracker.
         TuningInterrupted: Ctrl-C during tuning (the records are kept in the cache).
     """
     if precision == "int8":
@@ -104,7 +106,7 @@ def build_tvm(
             raise UnsupportedError(
                 f"int8 for the tvm backend is supported on CPU targets only, not {target.name!r}; use fp16 or fp32"
             )
-        if not calibration:
+        if not calibration and not onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path)):
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
     if precision == "bf16":
         raise UnsupportedError("bf16 is not supported for the tvm backend; use fp32 or fp16")
@@ -224,18 +226,26 @@ def build_tvm(
 
 
 def _integer_module(tc, onnx_path, out_dir, target, calibration, notes, progress):
-    """The Relax module of the int8 package: QDQ-quantized, imported, convolutions made integer."""
+    """The Relax module of the int8 package: QDQ-quantized (a model with its own Q/DQ as it is),
+    imported, convolutions made integer."""
     from . import tvm_int8
     from .onnxruntime_build import quantize_qdq
 
-    qdq = out_dir / "quantized.onnx"
-    try:
-        notes.update(quantize_qdq(onnx_path, qdq, calibration, progress, "tvm"))
-        progress(f"tvm: importing the quantized {onnx_path.name} into Relax")
-        model = onnx_graph.read_model(qdq)
-        mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
-    finally:
-        qdq.unlink(missing_ok=True)
+    model = onnx_graph.read_model(onnx_path)
+    own = onnx_graph.quantization_ops(model)
+    if own:
+        # Already quantized (lanner's int8 students ship as QDQ ONNX): its own scales are the int8 model.
+        progress(f"tvm: {onnx_path.name} is already quantized: importing its own Q/DQ into Relax")
+        notes["quantization"] = f"the model's own Q/DQ nodes ({', '.join(own)}); no calibration"
+    else:
+        qdq = out_dir / "quantized.onnx"
+        try:
+            notes.update(quantize_qdq(onnx_path, qdq, calibration, progress, "tvm"))
+            progress(f"tvm: importing the quantized {onnx_path.name} into Relax")
+            model = onnx_graph.read_model(qdq)
+        finally:
+            qdq.unlink(missing_ok=True)
+    mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
     vnni = tvm_int8.vnni_available(tc, target)
     mod, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
     if report.rewritten == 0:

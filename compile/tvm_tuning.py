@@ -453,13 +453,17 @@ def tune_and_compile(
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
         "minutes_this_run": round(minutes, 3),
-        "stopped_by_time_budget": state.out_of_time,
+        "stopped_by_time_budget": state.out_of_time
+        if request.trials
+        else previous.get("stopped_by_time_budget", False),
         "tasks": len(tasks),
-        "tasks_measured": len(state.best_s),
-        # a build from the seed alone keeps the seed's plan and batches
+        "tasks_measured": len(state.best_s) if request.trials else previous.get("tasks_measured", 0),
+        # a build from the seed alone keeps the seed's plan, batches and why its tune ended
         "task_plan": state.plan() if request.trials else previous.get("task_plan", []),
         "batches": state.history if request.trials else previous.get("batches", []),
-        "stopped_because": state.stop_reason(request.trials),
+        "stopped_because": state.stop_reason(request.trials)
+        if request.trials
+        else previous.get("stopped_because", "no new trials"),
         "failed_trials": state.failed,
         "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
@@ -827,4 +831,6 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "minutes": float(previous.get("minutes", 0.0)),
         "task_plan": previous.get("task_plan", []),
         "threads": previous.get("threads"),
+        # how the seed's own tune went, kept by a build from the seed alone
+        **{k: previous[k] for k in ("batches", "stopped_because", "stopped_by_time_budget", "tasks_measured") if k in previous},
     }

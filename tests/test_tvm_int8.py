@@ -204,3 +204,18 @@ def test_int8_for_a_cuda_target_is_refused(qdq, tmp_path):
 def test_tvm_int8_without_calibration_is_refused(qdq, tmp_path):
     with pytest.raises(ValueError, match="int8 needs calibration samples"):
         compile_model(qdq[0], backend="tvm", precision="int8", out=tmp_path / "pkg")
+
+
+def test_a_quantized_model_is_built_from_its_own_qdq_without_calibration(qdq, tmp_path):
+    # lanner's int8 students ship as QDQ ONNX: their own scales are the int8 model (no re-quantizing)
+    _, feeds, path = qdq
+    m = compile_model(path, backend="tvm", precision="int8", out=tmp_path / "pkg")
+    notes = m.target_info["build_notes"]
+    assert notes["quantization"].startswith("the model's own Q/DQ nodes") and m.fidelity["passed"]
+    assert notes["int8"]["integer_convolutions"] == 5
+    x = feeds[-1]["image"]
+    with lanner.load(tmp_path / "pkg", num_threads=1) as model:
+        out = model.run({"image": x})
+    want = _ort(path, x)
+    np.testing.assert_array_equal(out["maps"], want[0])
+    np.testing.assert_array_equal(out["logits"], want[1])

@@ -314,6 +314,19 @@ def test_auto_measures_tuned_tvm_among_the_candidates(tuned, convnet, tmp_path):
         assert manifest.target_info["tuning"]["trials"] == 3
 
 
+@pytest.mark.slow
+def test_a_build_from_the_seed_alone_keeps_the_seeds_record(tuned, convnet, tmp_path):
+    # --tune 0 --tuning-db: the package's summary is the seed's tune (why it ended, its batches,
+    # what it measured), not the rebuild's zero trials
+    manifest = compile_model(
+        convnet, backend="tvm", precision="fp32", out=tmp_path / "pkg", tuning=TuningRequest(0, seed_database=str(tuned))
+    )
+    summary, seed = manifest.target_info["tuning"], json.loads((tuned / "tuning" / "tuning.json").read_text())
+    assert summary["trials_this_run"] == 0 and summary["trials"] == seed["trials"] == 3
+    for key in ("stopped_because", "stopped_by_time_budget", "tasks_measured", "batches", "task_plan", "threads"):
+        assert summary[key] == seed[key], key
+
+
 # -- Ctrl-C keeps the records; a resume continues from them -------------------------------------
 
 
