@@ -386,7 +386,7 @@ def markdown(results: dict, machine: str, threads: list[int]) -> str:
             if tuned_key not in timed:
                 continue
             fp32 = {k: r for k, r in timed.items() if k.endswith("/fp32") or k == TUNED}
-            for label, pool in (("the fastest", timed), ("the fastest fp32 variant", fp32)):
+            for label, pool in (("the fastest other variant", timed), ("the fastest other fp32 variant", fp32)):
                 if precision == "int8" and pool is fp32:
                     continue
                 others = {k: r for k, r in pool.items() if k not in TUNED_KEYS.values()}
@@ -399,7 +399,7 @@ def markdown(results: dict, machine: str, threads: list[int]) -> str:
                     )
                 lines += [
                     "",
-                    f"Tuned TVM {precision} vs {label} other variant, target <= 1.5x: " + "; ".join(verdicts) + ".",
+                    f"Tuned TVM {precision} vs {label}, target <= 1.5x: " + "; ".join(verdicts) + ".",
                 ]
         lines.append("")
     return "\n".join(lines)
