@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="backend, or auto: every one the target supports and is installed, fastest passing kept",
     )
     p.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS))
-    p.add_argument("--calib", metavar="DIR", help="calibration folder: images or .npy/.npz arrays (needed for int8)")
+    p.add_argument(
+        "--calib", metavar="DIR", help="calibration folder: images or .npy/.npz arrays (needed for int8 of a float model)"
+    )
     p.add_argument("--out", required=True, metavar="PACKAGE_DIR", help="package directory to write")
     p.add_argument("--name", help="model name (default: the file stem)")
     p.add_argument("--task", help='task, e.g. "classification" (enables top-1 agreement)')
