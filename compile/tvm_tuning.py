@@ -784,6 +784,10 @@ def count_trials(path: Path) -> int:
         return sum(1 for line in f if line.strip() and json.loads(line)[1][0] != [[], []])
 
 
+# How a seed database's own tune went (its tuning.json): kept by a build from the seed alone.
+SEED_RECORD = ("batches", "stopped_because", "stopped_by_time_budget", "tasks_measured")
+
+
 def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], target: Any) -> dict[str, Any]:
     """Copy a previous database into ``records_dir`` after checking it is this model's and target's."""
     source = Path(seed)
@@ -832,5 +836,5 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "task_plan": previous.get("task_plan", []),
         "threads": previous.get("threads"),
         # how the seed's own tune went, kept by a build from the seed alone
-        **{k: previous[k] for k in ("batches", "stopped_because", "stopped_by_time_budget", "tasks_measured") if k in previous},
+        **{k: previous[k] for k in SEED_RECORD if k in previous},
     }

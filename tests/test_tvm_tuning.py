@@ -319,7 +319,11 @@ def test_a_build_from_the_seed_alone_keeps_the_seeds_record(tuned, convnet, tmp_
     # --tune 0 --tuning-db: the package's summary is the seed's tune (why it ended, its batches,
     # what it measured), not the rebuild's zero trials
     manifest = compile_model(
-        convnet, backend="tvm", precision="fp32", out=tmp_path / "pkg", tuning=TuningRequest(0, seed_database=str(tuned))
+        convnet,
+        backend="tvm",
+        precision="fp32",
+        out=tmp_path / "pkg",
+        tuning=TuningRequest(0, seed_database=str(tuned)),
     )
     summary, seed = manifest.target_info["tuning"], json.loads((tuned / "tuning" / "tuning.json").read_text())
     assert summary["trials_this_run"] == 0 and summary["trials"] == seed["trials"] == 3

@@ -28,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS))
     p.add_argument(
-        "--calib", metavar="DIR", help="calibration folder: images or .npy/.npz arrays (needed for int8 of a float model)"
+        "--calib",
+        metavar="DIR",
+        help="calibration folder: images or .npy/.npz arrays (needed for int8 of a float model)",
     )
     p.add_argument("--out", required=True, metavar="PACKAGE_DIR", help="package directory to write")
     p.add_argument("--name", help="model name (default: the file stem)")
