@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lanner.backends import tvm_backend
+from lanner.backends import ort_backend, tvm_backend
 from lanner.targets import Target
 
 from . import onnx_graph
@@ -136,8 +136,7 @@ def build_tvm(
         mod = _integer_module(tc, onnx_path, out_dir, tvm.target.Target(target_dict), calibration, notes, progress)
     else:
         progress(f"tvm: importing {onnx_path.name} into Relax")
-        model = onnx_graph.read_model(onnx_path)
-        mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
+        mod = _import(tc, onnx_path, out_dir, notes, progress)
     if precision == "fp16":
         try:
             mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
@@ -225,27 +224,63 @@ def build_tvm(
     )
 
 
+def _import(tc, onnx_path: Path, out_dir: Path, notes: dict, progress: Callable[[str], None]):
+    """The Relax module of an ONNX file. TVM's importer keeps shape arithmetic (``Shape`` -> ``Gather``
+    -> ... -> the ``pads`` of a ``Pad``, as torch exports ``F.pad`` sized from the input) as runtime
+    tensors, and refuses a ``Pad`` whose pads are not constant; where every input shape is fixed,
+    ONNX Runtime's basic graph optimizer (constant folding; it keeps ``DequantizeLinear`` nodes) folds
+    that arithmetic into constants first."""
+    model = onnx_graph.read_model(onnx_path)
+    if any(node.op_type == "Shape" for node in model.graph.node):
+        if any(spec.is_dynamic for spec in onnx_graph.read_specs(onnx_path)[0]):
+            notes["shape_folding"] = "not done: dynamic input shapes (fix them with --input-shape)"
+        else:
+            ort = ort_backend.import_toolchain()
+            folded = out_dir / "folded.onnx"
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(folded)
+            try:
+                ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+                model = onnx_graph.read_model(folded)
+            finally:
+                folded.unlink(missing_ok=True)
+            progress("tvm: shape arithmetic folded into constants (ONNX Runtime basic graph optimization)")
+            notes["shape_folding"] = "onnxruntime ORT_ENABLE_BASIC (static input shapes)"
+    try:
+        return tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
+    except ValueError as exc:  # the importer's "not supported yet" for a graph it cannot take
+        raise UnsupportedError(
+            f"TVM 0.27's ONNX importer cannot take {onnx_path.name}: {str(exc).splitlines()[-1][:200]}"
+            + (
+                "; fixing its input shapes (--input-shape) may let it"
+                if "dynamic" in notes.get("shape_folding", "")
+                else ""
+            )
+            + "; use openvino or onnxruntime"
+        ) from None
+
+
 def _integer_module(tc, onnx_path, out_dir, target, calibration, notes, progress):
     """The Relax module of the int8 package: QDQ-quantized (a model with its own Q/DQ as it is),
     imported, convolutions made integer."""
     from . import tvm_int8
     from .onnxruntime_build import quantize_qdq
 
-    model = onnx_graph.read_model(onnx_path)
-    own = onnx_graph.quantization_ops(model)
+    own = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
     if own:
         # Already quantized (lanner's int8 students ship as QDQ ONNX): its own scales are the int8 model.
         progress(f"tvm: {onnx_path.name} is already quantized: importing its own Q/DQ into Relax")
         notes["quantization"] = f"the model's own Q/DQ nodes ({', '.join(own)}); no calibration"
+        mod = _import(tc, onnx_path, out_dir, notes, progress)
     else:
         qdq = out_dir / "quantized.onnx"
         try:
             notes.update(quantize_qdq(onnx_path, qdq, calibration, progress, "tvm"))
             progress(f"tvm: importing the quantized {onnx_path.name} into Relax")
-            model = onnx_graph.read_model(qdq)
+            mod = _import(tc, qdq, out_dir, notes, progress)
         finally:
             qdq.unlink(missing_ok=True)
-    mod = tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
     vnni = tvm_int8.vnni_available(tc, target)
     mod, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
     if report.rewritten == 0:

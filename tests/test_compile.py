@@ -1011,3 +1011,58 @@ def test_onnxruntime_int8_refuses_an_already_quantized_model(tmp_path):
             input_shapes={"image": [1, 3, 16, 16]},
             out=tmp_path / "pkg",
         )
+
+
+# -- TVM and shape arithmetic ------------------------------------------------------------------
+
+
+def _pad_from_shape(path: Path, batch) -> Path:
+    """A Conv after a Pad whose pads are computed from the input's shape, as torch exports an
+    ``F.pad`` sized from the tensor (the bridge model has 28): pads H and W at the end by H - 7."""
+    rng = np.random.default_rng(4)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 8, 8])
+    y = helper.make_tensor_value_info("maps", TensorProto.FLOAT, [batch, 4, 7, 7])
+    inits = [
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([7], np.int64), "seven"),
+        numpy_helper.from_array(np.zeros(6, np.int64), "zeros"),
+        numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["image"], ["shape"]),
+        helper.make_node("Gather", ["shape", "axis2"], ["h"], axis=0),
+        helper.make_node("Sub", ["h", "seven"], ["extra"]),
+        helper.make_node("Concat", ["zeros", "extra", "extra"], ["pads"], axis=0),
+        helper.make_node("Pad", ["image", "pads"], ["padded"]),
+        helper.make_node("Conv", ["padded", "w"], ["maps"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "pad_from_shape", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_tvm_folds_shape_arithmetic_where_the_input_shapes_are_fixed(tmp_path):
+    # TVM 0.27's importer refuses a Pad whose pads are a runtime tensor; ONNX Runtime folds them first
+    import onnxruntime as ort
+
+    source = _pad_from_shape(tmp_path / "pad.onnx", 1)
+    m = compile_model(source, backend="tvm", precision="fp32", out=tmp_path / "pkg")
+    assert m.target_info["build_notes"]["shape_folding"].startswith("onnxruntime ORT_ENABLE_BASIC")
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    with lanner.load(tmp_path / "pkg", num_threads=1) as model:
+        np.testing.assert_allclose(model.run({"image": x})["maps"], want, rtol=1e-5, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "pkg").iterdir()) == ["manifest.json", "model.so"]
+
+
+def test_tvm_refuses_a_graph_its_importer_cannot_take_and_says_what_helps(tmp_path):
+    source = _pad_from_shape(tmp_path / "pad.onnx", "n")  # dynamic batch: nothing folds
+    with pytest.raises(UnsupportedError, match=r"Dynamic pads.*fixing its input shapes \(--input-shape\)"):
+        compile_model(source, backend="tvm", precision="fp32", out=tmp_path / "pkg")
+    m = compile_model(
+        source, backend="tvm", precision="fp32", out=tmp_path / "fixed", input_shapes={"image": [2, 3, 8, 8]}
+    )
+    assert m.fidelity["passed"]
