@@ -142,6 +142,7 @@ SHIPPED = {
     "face-student16": (3, 16, 16),
     "face-quality": (3, 32, 32),
     "face-student32": (3, 32, 32),
+    "dlib-resnet-lowres": (3, 150, 150),  # the bridge: the default recognizer of faces <= 20 px
 }
 
 
