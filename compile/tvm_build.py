@@ -101,12 +101,14 @@ def build_tvm(
             shapes, a foreign seed database, an unreachable tracker.
         TuningInterrupted: Ctrl-C during tuning (the records are kept in the cache).
     """
+    own_qdq: list[str] = []  # the Q/DQ operators of a model that is already quantized
     if precision == "int8":
+        own_qdq = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
         if target.device != "cpu":
             raise UnsupportedError(
                 f"int8 for the tvm backend is supported on CPU targets only, not {target.name!r}; use fp16 or fp32"
             )
-        if not calibration and not onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path)):
+        if not calibration and not own_qdq:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
     if precision == "bf16":
         raise UnsupportedError("bf16 is not supported for the tvm backend; use fp32 or fp16")
@@ -133,7 +135,9 @@ def build_tvm(
     detected = tvm_backend.host_mcpu() if target.machine == "x86_64" and target.host_mcpu is None else None
     target_dict = target.tvm_target(detected)
     if precision == "int8":
-        mod = _integer_module(tc, onnx_path, out_dir, tvm.target.Target(target_dict), calibration, notes, progress)
+        mod = _integer_module(
+            tc, onnx_path, own_qdq, out_dir, tvm.target.Target(target_dict), calibration, notes, progress
+        )
     else:
         progress(f"tvm: importing {onnx_path.name} into Relax")
         mod = _import(tc, onnx_path, out_dir, notes, progress)
@@ -261,17 +265,16 @@ def _import(tc, onnx_path: Path, out_dir: Path, notes: dict, progress: Callable[
         ) from None
 
 
-def _integer_module(tc, onnx_path, out_dir, target, calibration, notes, progress):
+def _integer_module(tc, onnx_path, own_qdq, out_dir, target, calibration, notes, progress):
     """The Relax module of the int8 package: QDQ-quantized (a model with its own Q/DQ as it is),
     imported, convolutions made integer."""
     from . import tvm_int8
     from .onnxruntime_build import quantize_qdq
 
-    own = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
-    if own:
+    if own_qdq:
         # Already quantized (lanner's int8 students ship as QDQ ONNX): its own scales are the int8 model.
         progress(f"tvm: {onnx_path.name} is already quantized: importing its own Q/DQ into Relax")
-        notes["quantization"] = f"the model's own Q/DQ nodes ({', '.join(own)}); no calibration"
+        notes["quantization"] = f"the model's own Q/DQ nodes ({', '.join(own_qdq)}); no calibration"
         mod = _import(tc, onnx_path, out_dir, notes, progress)
     else:
         qdq = out_dir / "quantized.onnx"

@@ -443,6 +443,17 @@ def tune_and_compile(
     if state.interrupted:
         raise TuningInterrupted(records_dir, state.trials)
     minutes = (time.monotonic() - state.started) / 60
+    record = (  # how the tune went; a build from the seed alone keeps the seed's record of its tune
+        {
+            "stopped_by_time_budget": state.out_of_time,
+            "tasks_measured": len(state.best_s),
+            "task_plan": state.plan(),
+            "batches": state.history,
+            "stopped_because": state.stop_reason(request.trials),
+        }
+        if request.trials
+        else {key: previous.get(key, default) for key, default in SEED_RECORD.items()}
+    )
     summary = {
         "tuner": "tvm.s_tir.meta_schedule (evolutionary search, xgb cost model; each batch of "
         f"{MAX_TRIALS_PER_ITER} to the task with the largest weight x min(best, default) latency, re-planned after "
@@ -453,17 +464,8 @@ def tune_and_compile(
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
         "minutes_this_run": round(minutes, 3),
-        "stopped_by_time_budget": state.out_of_time
-        if request.trials
-        else previous.get("stopped_by_time_budget", False),
         "tasks": len(tasks),
-        "tasks_measured": len(state.best_s) if request.trials else previous.get("tasks_measured", 0),
-        # a build from the seed alone keeps the seed's plan, batches and why its tune ended
-        "task_plan": state.plan() if request.trials else previous.get("task_plan", []),
-        "batches": state.history if request.trials else previous.get("batches", []),
-        "stopped_because": state.stop_reason(request.trials)
-        if request.trials
-        else previous.get("stopped_because", "no new trials"),
+        **record,
         "failed_trials": state.failed,
         "first_error": state.first_error,
         "records": _count_lines(records_dir / RECORD_FILE),
@@ -784,8 +786,15 @@ def count_trials(path: Path) -> int:
         return sum(1 for line in f if line.strip() and json.loads(line)[1][0] != [[], []])
 
 
-# How a seed database's own tune went (its tuning.json): kept by a build from the seed alone.
-SEED_RECORD = ("batches", "stopped_because", "stopped_by_time_budget", "tasks_measured")
+# How a seed database's own tune went (its tuning.json), with the value where it recorded none:
+# what a build from the seed alone reports instead of its own zero trials.
+SEED_RECORD = {
+    "task_plan": [],
+    "batches": [],
+    "stopped_because": "no new trials",
+    "stopped_by_time_budget": False,
+    "tasks_measured": 0,
+}
 
 
 def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], target: Any) -> dict[str, Any]:
@@ -833,8 +842,6 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "records": _count_lines(records_dir / RECORD_FILE),
         "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
-        "task_plan": previous.get("task_plan", []),
         "threads": previous.get("threads"),
-        # how the seed's own tune went, kept by a build from the seed alone
-        **{k: previous[k] for k in SEED_RECORD if k in previous},
+        **{key: previous[key] for key in SEED_RECORD if key in previous},
     }
