@@ -1,8 +1,10 @@
 """Latency of each backend x precision for the student CNNs, tuned TVM among them, batch 1 at 1 and 2 threads.
 
-For each student: compile for ``x86`` with every backend x precision (int8 calibrated on image
-crops from OpenCV's sample images, with 16 held out for fidelity), optionally a
-MetaSchedule-tuned TVM fp32 package (``tvm/fp32-tuned``, batch fixed at 1), then time every
+For each student: compile for ``x86`` with every backend x precision, each package built for the
+shape it is timed at, batch 1 (int8 calibrated on image crops from OpenCV's sample images, with 16
+held out for fidelity; at fp32 a shipped int8 QDQ file is held to ``lanner.models.QDQ_FIDELITY``, the
+bar its registry package is built against), optionally a MetaSchedule-tuned TVM package
+(``tvm/fp32-tuned`` or, with ``--tune-precision int8``, ``tvm/int8-tuned``), then time every
 package that passed fidelity (and torch eager fp32 for the torch-defined students) *in the same
 run*: round-robin over rounds and thread counts, each timing in a fresh process.
 
@@ -25,7 +27,8 @@ reference, so it does not need trained weights), with a torch eager row:
 
 Shipped with Lanner (``lanner.models``, the ONNX in the wheel, trained weights): ``mtcnn-pnet``
 at 3x288x384 (the first pyramid level of a 640x480 frame at min_face_size 20), ``mtcnn-rnet``
-(24x24), ``mtcnn-onet`` (48x48), ``face-student16`` (16x16), ``face-quality`` (32x32), ``face-student32`` (32x32).
+(24x24), ``mtcnn-onet`` (48x48), ``face-student16`` (16x16), ``face-quality`` (32x32), ``face-student32`` (32x32),
+``dlib-resnet-lowres`` (150x150, the bridge model).
 """
 
 from __future__ import annotations
@@ -199,8 +202,8 @@ BUILD_FILE = "builds.json"
 
 
 def student_onnx(name: str, work: Path) -> dict:
-    """The student as ONNX: its path, timed (C, H, W), parameter count, input shapes to fix in every
-    build (None: dynamic batch kept), and whether it has a torch eager row."""
+    """The student as ONNX: its path, timed (C, H, W), parameter count, its inputs beside the image, the
+    fidelity thresholds of its builds (None: lanner.compile's defaults) and whether it has a torch eager row."""
     if name in SHIPPED:
         import onnx
 
@@ -210,12 +213,19 @@ def student_onnx(name: str, work: Path) -> dict:
         params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
         chw = SHIPPED[name]
         inputs = lanner.models.get_spec(name).inputs
-        dynamic_hw = any(isinstance(d, str) for d in inputs["image"][1:])
         # inputs beside the image (face-quality's face_width), at batch 1
         extra = {k: [1, *shape[1:]] for k, shape in inputs.items() if k != "image"}
-        # fixed at batch 1 where the model has other inputs: TVM 0.27 cannot lower face-quality at a dynamic batch
-        fixed = dynamic_hw or bool(extra)
-        return {"onnx": str(path), "chw": chw, "params": params, "fixed": fixed, "torch": False, "extra": extra}
+        # at fp32 (which runs the file's own Q/DQ), an int8 QDQ file is held to the bar its registry package is
+        # built against, not to the fp32 bar: another runtime's int8 kernels requantize with other rounding
+        thresholds = lanner.models.QDQ_FIDELITY if lanner.models.get_spec(name).quantized else None
+        return {
+            "onnx": str(path),
+            "chw": chw,
+            "params": params,
+            "thresholds": thresholds,
+            "torch": False,
+            "extra": extra,
+        }
     import torch
 
     spec = STUDENTS[name]()
@@ -230,7 +240,7 @@ def student_onnx(name: str, work: Path) -> dict:
         dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
     )
     params = sum(p.numel() for p in net.parameters())
-    return {"onnx": str(path), "chw": chw, "params": params, "fixed": False, "torch": True, "extra": {}}
+    return {"onnx": str(path), "chw": chw, "params": params, "thresholds": None, "torch": True, "extra": {}}
 
 
 def build_student(
@@ -289,8 +299,9 @@ def build_student(
                 out=out,
                 preprocessing={**PREPROCESSING, "size": list(chw[1:])},
                 num_threads=threads,
-                # MetaSchedule tunes fixed shapes: the tuned package is batch 1 only
-                input_shapes={"image": [1, *chw], **student["extra"]} if tuned or student["fixed"] else None,
+                # every variant is built for the shape it is timed at (batch 1), as MetaSchedule tunes fixed shapes
+                input_shapes={"image": [1, *chw], **student["extra"]},
+                thresholds=student["thresholds"] if precision == "fp32" else None,
                 tuning=tuning if tuned else None,
                 progress=log if tuned else None,
             )
