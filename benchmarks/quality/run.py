@@ -14,7 +14,9 @@ method's score is the share of the oracle's gain it achieves:
 
 Methods: the SDD-FIQA student (``FaceRecognizer.quality``), BRISQUE (``cv2.quality``, Debian
 ``opencv-data``'s LIVE model; lower BRISQUE = better, so its negative is the quality), face width,
-Laplacian-variance sharpness, and the teacher's embedding norm ``||d - mu||``. BRISQUE and the
+Laplacian-variance sharpness, and two norms of the teacher's output ``d`` (dlib's descriptor): the embedding
+norm ``||d - mu||`` of Lanner's centred embedding space (``mu``: the teacher's mean over clean training faces)
+and the norm ``||d||`` of the descriptor as dlib outputs it. BRISQUE and the
 Laplacian read the 150 px chip the teacher reads (the face as the recognizer sees it).
 
 Best-frame selection: (1) each test identity's probes are cut, in file order, into tracks of
@@ -62,7 +64,7 @@ from lanner.distill.quality import (
 )
 from lanner.distill.teacher import compute_face_targets
 from lanner.face.align import align_faces, face_widths
-from lanner.models import face_quality
+from lanner.models import face_embedders, face_quality
 
 FMRS = (1e-2, 1e-3)
 REJECT = REJECTED_FRACTIONS  # rejected fraction of probes
@@ -212,6 +214,7 @@ def main() -> int:
     print(f"{len(gallery)} test identities, {len(probes)} probes", file=sys.stderr)
 
     recognizer = lanner.FaceRecognizer(num_threads=1, channel_order="rgb")
+    mu = face_embedders.read_space(face_embedders.FACE_EMBEDDERS[face_embedders.TEACHER])["mu"]
     g_emb = np.concatenate([recognizer.embed(crops[i], targets.landmarks[i][None]) for i in gallery])
     g_ids = targets.identities[gallery]
     samples = quality_samples(
@@ -239,6 +242,8 @@ def main() -> int:
         "face width": samples.widths,
         "Laplacian variance": np.array(laplacian),
         "teacher embedding norm": samples.centred_norms,
+        # dlib's own descriptor, before Lanner centres it: d = ||d - mu|| * normalize(d - mu) + mu
+        "teacher descriptor norm": np.linalg.norm(samples.embeddings * samples.centred_norms[:, None] + mu, axis=1),
         "oracle": genuine,
     }
 
