@@ -295,7 +295,13 @@ class _Trial:
                 )
                 return record, result
             fidelity, latency = _measure(
-                cand_dir, self.held_out, self.reference, self.outputs, self.classifier, self.num_threads
+                cand_dir,
+                self.held_out,
+                self.reference,
+                self.outputs,
+                self.classifier,
+                self.num_threads,
+                thread_sweep=backend == "tvm" and self.target.device == "cpu",
             )
         except (ImportError, RuntimeError, OSError, ValueError) as exc:
             if self.single:
@@ -433,15 +439,34 @@ def _measure(
     outputs: Sequence[TensorSpec],
     classifier: bool,
     num_threads: int | None,
+    *,
+    thread_sweep: bool = False,
 ) -> tuple[dict, dict]:
-    """Fidelity and batch-1 latency of a built package, through ``lanner.load`` (the real runtime path)."""
+    """Fidelity and batch-1 latency of a built package, through ``lanner.load`` (the real runtime path).
+
+    With ``thread_sweep`` (TVM on a CPU), the latency is also measured with 1, 2, 4 ... threads below the
+    measured count and recorded as ``by_threads`` ({threads: median ms}): a TVM package runs with fewer
+    threads than it is given where fewer were measured faster here
+    (:func:`lanner.backends.tvm_backend.fastest_threads`).
+    """
+    first = samples[0]
     with lanner.load(package, num_threads=num_threads) as model:
         got = [[model.run(feed)[o.name] for o in outputs] for feed in samples]
         fidelity = compare(reference, got, [o.name for o in outputs], classifier=classifier)
-        first = samples[0]
         latency = measure_latency(lambda: model.run(first))
     latency["input_shapes"] = {k: list(v.shape) for k, v in first.items()}
     latency["num_threads"] = num_threads
+    if thread_sweep:
+        from lanner.backends import tvm_backend
+
+        most = num_threads or tvm_backend.available_cores()
+        by_threads = {most: latency["median"]}
+        count = 1
+        while count < most:
+            with lanner.load(package, num_threads=count) as fewer:
+                by_threads[count] = measure_latency(lambda m=fewer: m.run(first))["median"]
+            count *= 2
+        latency["by_threads"] = {str(t): by_threads[t] for t in sorted(by_threads)}
     return fidelity, latency
 
 

@@ -525,20 +525,92 @@ def test_tvm_thread_count_keeps_the_callers_cpu_affinity(packages):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
-@pytest.mark.parametrize("num_threads, pool", [(None, "cores"), (1, 1), (2, 2)])
-def test_tvm_num_threads_sizes_the_pool(packages, num_threads, pool):
-    # Left alone, TVM 0.27 sizes its pool at half the x86 hardware threads (1 on a 2-core machine) and
-    # config_threadpool cannot grow it: a package asked for 2 threads ran on 1. A fresh process each.
+def with_thread_latencies(src: Path, tmp_path: Path, by_threads: dict[str, float] | None) -> Path:
+    """A copy of a TVM package whose manifest records ``by_threads`` as its compile-time latencies (None: none)."""
+    dst = copy_package(src, tmp_path)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    if by_threads is None:
+        manifest["latency_ms"].pop("by_threads", None)
+    else:
+        manifest["latency_ms"]["by_threads"] = by_threads
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def tvm_pool_size(package: Path, num_threads: int | None) -> int:
+    """The TVM pool a fresh process runs ``package`` with, asked for ``num_threads``."""
     code = (
         "import os, numpy as np, lanner, tvm\n"
-        f"m = lanner.load({str(packages[('tvm', 'fp32')])!r}, num_threads={num_threads!r})\n"
+        f"m = lanner.load({str(package)!r}, num_threads={num_threads!r})\n"
         "m.run({'image': np.zeros((1, 3, 32, 32), np.float32)})\n"
         "print(tvm.get_global_func('runtime.NumThreads')())\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
-    assert int(out.split()[-1]) == (len(os.sched_getaffinity(0)) if pool == "cores" else pool)
+    return int(out.split()[-1])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+@pytest.mark.parametrize("num_threads, pool", [(None, "cores"), (1, 1), (2, 2)])
+def test_tvm_num_threads_sizes_the_pool(packages, tmp_path, num_threads, pool):
+    # Left alone, TVM 0.27 sizes its pool at half the x86 hardware threads (1 on a 2-core machine) and
+    # config_threadpool cannot grow it: a package asked for 2 threads ran on 1. A fresh process each; the
+    # package's compile-time latencies per thread count are removed (they may reduce the count, next test).
+    package = with_thread_latencies(packages[("tvm", "fp32")], tmp_path, None)
+    assert tvm_pool_size(package, num_threads) == (len(os.sched_getaffinity(0)) if pool == "cores" else pool)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
+@pytest.mark.parametrize(
+    "by_threads, num_threads, pool",
+    [
+        ({"1": 0.02, "2": 0.05}, 2, 1),  # two threads measured slower: one is used
+        ({"1": 0.02, "2": 0.05}, None, 1),
+        ({"1": 0.05, "2": 0.02}, 2, 2),  # two measured faster: two
+        ({"1": 0.02, "2": 0.05}, 1, 1),
+    ],
+)
+def test_tvm_uses_fewer_threads_where_fewer_were_measured_faster(packages, tmp_path, by_threads, num_threads, pool):
+    package = with_thread_latencies(packages[("tvm", "fp32")], tmp_path, by_threads)
+    assert tvm_pool_size(package, num_threads) == pool
+
+
+def test_a_tvm_package_records_its_latency_per_thread_count(packages):
+    manifest = Manifest.read(packages[("tvm", "fp32")])
+    by_threads = manifest.latency_ms["by_threads"]
+    cores = len(os.sched_getaffinity(0))
+    expected = {1 << k for k in range(cores.bit_length()) if 1 << k < cores} | {cores}
+    assert {int(t) for t in by_threads} == expected
+    assert all(ms > 0 for ms in by_threads.values())
+    assert by_threads[str(cores)] == manifest.latency_ms["median"]  # measured with every core (num_threads None)
+    for backend in ("openvino", "onnxruntime"):  # their runtimes choose their own threads
+        assert "by_threads" not in Manifest.read(packages[(backend, "fp32")]).latency_ms
+
+
+@pytest.mark.parametrize(
+    "requested, by_threads, expected",
+    [
+        (2, {"1": 0.023, "2": 0.052}, 1),
+        (2, {"1": 1.22, "2": 0.80}, 2),
+        (8, {"1": 1.0, "2": 0.6, "4": 0.5, "8": 0.7}, 4),
+        (8, {"1": 1.0, "2": 0.6}, 8),  # more threads helped as far as measured: nothing says 8 hurts
+        (3, {"1": 1.0, "2": 0.6, "4": 0.5}, 3),
+        (1, {"2": 0.1}, 1),  # nothing measured at or below the request
+        (4, {}, 4),
+    ],
+)
+def test_fastest_threads(requested, by_threads, expected):
+    from lanner.backends.tvm_backend import fastest_threads
+
+    assert fastest_threads(requested, by_threads) == expected
+
+
+@pytest.mark.parametrize("by_threads", [{"0": 1.0}, {"1": 0.0}, {"1": float("nan")}, {"x": 1.0}])
+def test_fastest_threads_refuses_a_bad_record(by_threads):
+    from lanner.backends.tvm_backend import fastest_threads
+
+    with pytest.raises(ValueError):
+        fastest_threads(2, by_threads)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")

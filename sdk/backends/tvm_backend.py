@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ __all__ = [
     "set_num_threads",
     "available_cores",
     "tuned_threads",
+    "fastest_threads",
 ]
 
 
@@ -114,6 +116,33 @@ def set_num_threads(num_threads: int | None) -> int:
     finally:
         os.sched_setaffinity(0, affinity)
     return int(tvm.get_global_func("runtime.NumThreads")())
+
+
+def fastest_threads(requested: int, by_threads: Mapping[str, float]) -> int:
+    """The threads a TVM package runs with when given ``requested``: fewer where fewer were measured faster.
+
+    ``by_threads`` is the package's compile-time latency per thread count (``latency_ms.by_threads``,
+    {"1": ms, "2": ms, ...}). Among the counts measured up to ``requested``, the fastest is taken when it is
+    not the largest of them (more threads measured slower: a small model's kernels of a few microseconds
+    each fork and join TVM's pool); otherwise ``requested`` (nothing measured says more threads hurt).
+
+    Raises:
+        ValueError: a thread count or latency that is not a positive number.
+    """
+    measured: dict[int, float] = {}
+    for threads, ms in by_threads.items():
+        try:
+            t, value = int(threads), float(ms)
+        except (TypeError, ValueError):
+            t, value = 0, 0.0
+        if t < 1 or not value > 0:
+            raise ValueError(f"by_threads should map thread counts >= 1 to latencies > 0 ms, got {threads!r}: {ms!r}")
+        if t <= requested:
+            measured[t] = value
+    if not measured:
+        return requested
+    best = min(measured, key=lambda t: (measured[t], t))
+    return requested if best == max(measured) else best
 
 
 def tuned_threads(manifest: Manifest) -> int | None:
@@ -232,4 +261,8 @@ def open_session(package_dir: Path, manifest: Manifest, target: Target, num_thre
     if num_threads is None:
         # A tuned package runs by default with the threads it was tuned with (its target's num-cores).
         num_threads = tuned_threads(manifest)
+    by_threads = (manifest.latency_ms or {}).get("by_threads")
+    if target.device == "cpu" and by_threads:
+        # fewer threads than given where fewer were measured faster when the package was compiled
+        num_threads = fastest_threads(num_threads or available_cores(), by_threads)
     return TVMSession(str(path), [i.name for i in manifest.inputs], device=target.device, num_threads=num_threads)
