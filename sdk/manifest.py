@@ -24,7 +24,10 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
       "target_info": dict,                # e.g. TVM target dict, host triple/CPU, CUDA arch
       "toolchain": {package: version},
       "fidelity": dict | null,            # metrics vs. the fp32 reference; null when not runnable here
-      "latency_ms": dict | null,          # {"batch1_median": float, ...}; null when not runnable here
+      "latency_ms": dict | null,          # {"median": ms, "p90", "min", "runs", "num_threads", "input_shapes"}
+                                          # at batch 1, TVM on a CPU also "by_threads": {"1": ms, "2": ms, ...}
+                                          # (it then runs with fewer threads where fewer were faster);
+                                          # null when not runnable here
       "selection": dict,                  # {"reason": str, "candidates": [...]} (auto) or {"reason": "requested"}
       "created_utc": str, "lanner_version": str
     }
