@@ -460,12 +460,13 @@ def _measure(
         from lanner.backends import tvm_backend
 
         most = num_threads or tvm_backend.available_cores()
-        by_threads = {most: latency["median"]}
-        count = 1
-        while count < most:
+        # the count the measurement above ran with: without num_threads, a tuned package's is its trials'
+        ran_with = num_threads or tvm_backend.tuned_threads(Manifest.read(package)) or most
+        by_threads = {ran_with: latency["median"]}
+        counts = {most} | {1 << k for k in range(most.bit_length()) if 1 << k < most}
+        for count in sorted(counts - set(by_threads)):
             with lanner.load(package, num_threads=count) as fewer:
                 by_threads[count] = measure_latency(lambda m=fewer: m.run(first))["median"]
-            count *= 2
         latency["by_threads"] = {str(t): by_threads[t] for t in sorted(by_threads)}
     return fidelity, latency
 
