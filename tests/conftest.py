@@ -12,6 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (seeded from each test's name): a CI run must not
+# pass or fail by the draw. A case worth keeping is pinned with @example beside its test.
+settings.register_profile("lanner", derandomize=True)
+settings.load_profile("lanner")
 
 
 @pytest.fixture(scope="session")

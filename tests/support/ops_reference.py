@@ -8,6 +8,7 @@ are identical, not just close. Inputs are assumed valid: no argument checking he
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -138,7 +139,9 @@ def soft_nms_reference(
         live = live[live != best]
         ov = overlap_with(boxes64[best], areas[best], boxes64[live], areas[live], "union")
         if method == "gaussian":
-            weight = np.where(ov > 0, np.exp(-(ov * ov) / sigma), 1.0)
+            # the C library's exp, as the C++ op calls it: NumPy's vectorised exp may round differently by one
+            # ulp (exp(-2**-54) is 1.0 in libm, 1 - 2**-53 in NumPy), which reorders two scores that tie in C++
+            weight = np.array([math.exp(-(v * v) / sigma) if v > 0 else 1.0 for v in ov], dtype=np.float64)
         else:
             weight = np.where(ov > iou_threshold, 1.0 - ov, 1.0)
         cur[live] = cur[live] * weight
