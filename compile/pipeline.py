@@ -134,7 +134,7 @@ def compile_model(
         raise ValueError(f"tuning applies to the tvm backend; got backend {backend!r} (use tvm or auto)")
     out_dir = Path(out)
     _check_out_dir(out_dir)
-    runnable = tgt.runnable_here()[0] and tgt.device == "cpu"
+    runnable = _runnable(tgt, backend)
     work_parent = out_dir.parent if out_dir.parent.exists() else None
     with tempfile.TemporaryDirectory(prefix="lanner-compile-", dir=work_parent) as tmp:
         tmp_dir = Path(tmp)
@@ -235,6 +235,23 @@ def _samples(
     calibration, held_out = (samples, samples) if held == 0 else (samples[:-held], samples[-held:])
     say(f"calibration: {len(calibration)} samples, {len(held_out)} held out for fidelity")
     return calibration, held_out
+
+
+def _runnable(tgt: Target, backend: str) -> bool:
+    """Whether this machine can run (and so measure) ``backend``'s packages for ``tgt``: a CPU target of
+    its own architecture, or a CUDA target where the backend's runtime sees a CUDA device (TVM's CUDA
+    runtime; for ONNX Runtime, its CUDA execution provider). Elsewhere packages are built unmeasured."""
+    if not tgt.runnable_here()[0]:
+        return False
+    if tgt.device == "cpu":
+        return True
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    from lanner.backends import tvm_backend
+
+    return tvm_backend.cuda_device_present()
 
 
 def _candidates(tgt: Target, backend: str, precisions: Sequence[str], runnable: bool) -> list[tuple[str, str]]:

@@ -158,7 +158,15 @@ def build_tvm(
     if tuning is None:
         progress(f"tvm: compiling for {target_dict}")
         try:
-            executable = relax.build(mod, target=tvm.target.Target(target_dict), exec_mode=VM_EXEC_MODE)
+            built_for = tvm.target.Target(target_dict)
+            if target.device == "cuda":
+                from .tvm_tuning import build_relax  # dlight's rules, with zero pads kept apart
+
+                executable = build_relax(tc, mod, built_for, VM_EXEC_MODE)
+            else:
+                executable = relax.build(mod, target=built_for, exec_mode=VM_EXEC_MODE)
+        except AssertionError as exc:  # a dlight GPU rule that cannot schedule a fused function
+            raise UnsupportedError(f"TVM 0.27 cannot schedule this graph for {target.name}: {exc}") from None
         except RuntimeError as exc:  # tvm.error.InternalError: an operator TVM 0.27 cannot lower
             dynamic = [s.name for s in onnx_graph.read_specs(onnx_path)[0] if s.is_dynamic]
             raise UnsupportedError(

@@ -37,6 +37,7 @@ names, ready for ``--tuning-db``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -418,22 +419,29 @@ def tune_and_compile(
                     "weight x latency among those still improving, re-planned after every batch; first: "
                     + ", ".join(f"{state.names[i]} ({100 * share:.0f}%)" for i, share in state.shares()[:4])
                 )
-                ms.tune_tasks(
-                    tasks=contexts,
-                    task_weights=state.weights,
-                    work_dir=str(records_dir),
-                    max_trials_global=request.trials,
-                    num_trials_per_iter=min(MAX_TRIALS_PER_ITER, request.trials),
-                    builder=builder,
-                    runner=runner,
-                    database=database,
-                    cost_model="xgb",
-                    measure_callbacks=[
-                        *ms.measure_callback.MeasureCallback.create("default"),
-                        _callback(tc.tvm, ms, state),
-                    ],
-                    task_scheduler=_scheduler(tc.tvm, ms, state),
-                )
+                try:
+                    ms.tune_tasks(
+                        tasks=contexts,
+                        task_weights=state.weights,
+                        work_dir=str(records_dir),
+                        max_trials_global=request.trials,
+                        num_trials_per_iter=min(MAX_TRIALS_PER_ITER, request.trials),
+                        builder=builder,
+                        runner=runner,
+                        database=database,
+                        cost_model="xgb",
+                        measure_callbacks=[
+                            *ms.measure_callback.MeasureCallback.create("default"),
+                            _callback(tc.tvm, ms, state),
+                        ],
+                        task_scheduler=_scheduler(tc.tvm, ms, state),
+                    )
+                except RuntimeError as exc:  # tvm.error.InternalError from MetaSchedule's own search
+                    raise UnsupportedError(
+                        f"TVM 0.27's MetaSchedule failed while tuning this graph for {target.kind.name}: "
+                        f"{str(exc).strip().splitlines()[-1][:200]}; the records so far are in {records_dir}; "
+                        "build without --tune (the default schedules) or use another backend"
+                    ) from None
         finally:
             # The runner keeps its worker processes; end them here, also when the tune stopped early
             # (left to garbage collection they outlive an interrupted compile).
@@ -475,7 +483,7 @@ def tune_and_compile(
         "target": str(target),
     }
     progress("tvm tune: building with the tuned schedules")
-    executable = _build_with_database(tc, database, mod, target, exec_mode)
+    executable = build_relax(tc, mod, target, exec_mode, database)
     tuning_dir = package_dir / TUNING_DIR
     tuning_dir.mkdir()
     for name in (WORKLOAD_FILE, RECORD_FILE):
@@ -604,16 +612,18 @@ def _dlight_rules(dl: Any) -> tuple[Any, ...]:
 def _prepare(tc: Any, mod: Any, target: Any) -> Any:
     """The passes ``compile_relax`` runs before applying a database, so task hashes match it."""
     relax = tc.relax
-    passes = tc.tvm.transform.Sequential([relax.transform.LegalizeOps(), *_fusion_passes(relax)])
+    gpu = relax.pipeline.BackendDispatcher.is_gpu_target(target)
+    passes = tc.tvm.transform.Sequential([relax.transform.LegalizeOps(), *_fusion_passes(tc.tvm, relax, gpu)])
     with target:
         return passes(mod)
 
 
-def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mode: str) -> Any:
+def build_relax(tc: Any, mod: Any, target: Any, exec_mode: str, database: Any = None) -> Any:
     """``meta_schedule.relax_integration.compile_relax`` with the VM's ``exec_mode`` (TVM 0.27's
     ``compile_relax`` always builds bytecode): the same passes as :func:`_prepare` so the
-    database's workload hashes match, the database applied, dlight for what it leaves untuned
-    on GPUs, then the target's lowering and finalisation passes."""
+    database's workload hashes match, the database applied (when given), :func:`_dlight_rules` for
+    what it leaves unscheduled on GPUs, then the target's lowering and finalisation passes. Untuned
+    GPU builds go through here too, for the declining rules."""
     tvm, relax = tc.tvm, tc.relax
     pipeline = relax.pipeline
     dl = tvm.s_tir.dlight
@@ -643,24 +653,52 @@ def _build_with_database(tc: Any, database: Any, mod: Any, target: Any, exec_mod
 
     @tvm.transform.module_pass(opt_level=3)
     def with_database(mod: Any, _ctx: Any) -> Any:
-        mod = tvm.transform.Sequential([*dispatch, relax.transform.LegalizeOps(), *_fusion_passes(relax)])(mod)
-        mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+        mod = tvm.transform.Sequential([*dispatch, relax.transform.LegalizeOps(), *_fusion_passes(tvm, relax, is_gpu)])(
+            mod
+        )
+        if database is not None:
+            mod = relax.transform.MetaScheduleApplyDatabase()(mod)
         if is_gpu:
             mod = dl.ApplyDefaultSchedule(*_dlight_rules(dl))(mod)
         return tvm.transform.Sequential(lower)(mod)
 
-    with target, database, tvm.transform.PassContext(opt_level=3):
+    with target, database or contextlib.nullcontext(), tvm.transform.PassContext(opt_level=3):
         return relax.build(mod, target=target, relax_pipeline=with_database, exec_mode=exec_mode)
 
 
-def _fusion_passes(relax: Any) -> list[Any]:
-    """The passes between legalisation and tuning, shared by task extraction and the build."""
+def _fusion_passes(tvm: Any, relax: Any, gpu: bool) -> list[Any]:
+    """The passes between legalisation and tuning, shared by task extraction and the build. On GPUs,
+    zero pads (``nn.pad``) are kept out of fusion (:func:`_pads_apart`)."""
     return [
         relax.transform.AnnotateTIROpPattern(),
+        *([_pads_apart(tvm)] if gpu else []),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
     ]
+
+
+OPAQUE = 8  # relax's OpPatternKind kOpaque: FuseOps fuses nothing into or out of such a function
+
+
+def _pads_apart(tvm: Any) -> Any:
+    """Mark the legalised ``nn.pad`` functions (TOPI's ``PadInput`` block) opaque, so that FuseOps leaves
+    each one its own kernel. Fused into a convolution's epilogue, a pad writes a larger tensor than the
+    convolution computes (dlib's ResNet zero-pads a 3x3 sum to 4x4 for the next residual add), which dlight's
+    GPU rules cannot schedule: Matmul asserts ("consumers of the cache-write stage that are not properly
+    inlined") and TVM 0.27's CUDA pipeline aborts. Apart, each is a plain copy kernel."""
+
+    @tvm.transform.module_pass(opt_level=0, name="LannerKeepPadsApart")
+    def apart(mod: Any, _ctx: Any) -> Any:
+        updates = {}
+        for gv, func in mod.functions.items():
+            if isinstance(func, tvm.tirx.PrimFunc) and '"PadInput"' in func.script(show_meta=False):
+                updates[gv] = func.with_attr("op_pattern", OPAQUE)
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
+
+    return apart
 
 
 def _is_scheduled(task: Any) -> bool:

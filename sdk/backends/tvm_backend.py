@@ -33,6 +33,7 @@ __all__ = [
     "available_cores",
     "tuned_threads",
     "fastest_threads",
+    "cuda_device_present",
 ]
 
 
@@ -72,6 +73,15 @@ def import_compiler() -> SimpleNamespace:
     from tvm.support import cc
 
     return SimpleNamespace(tvm=tvm, relax=relax, from_onnx=from_onnx, cc=cc, meta_schedule=meta_schedule)
+
+
+def cuda_device_present() -> bool:
+    """Whether Apache TVM is installed and sees a CUDA device to run packages on (False without TVM)."""
+    try:
+        tvm = import_toolchain()
+    except ImportError:
+        return False
+    return bool(tvm.cuda(0).exist)
 
 
 def toolchain_versions() -> dict[str, str]:
