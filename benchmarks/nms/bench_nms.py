@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"numpy {np.__version__}, opencv {cv2.__version__}, lanner {lanner.__version__}, "
         f"iou_threshold {args.iou}, median of {args.repeats} interleaved runs, one thread"
     )
-    print("CUDA: " + ("available, not timed here" if lanner.has_cuda() else "not measured (no GPU)"))
+    print("CUDA: " + ("timed below (device='cuda')" if lanner.has_cuda() else "not measured (no GPU)"))
     print()
     print(
         "| boxes | kept | lanner.ops.nms | cv2.dnn.NMSBoxes | NumPy reference "
@@ -141,7 +141,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print()
     print("identical kept indices (same order) in all three:", "yes" if ok else "NO")
+    if lanner.has_cuda():
+        ok = _cuda_table(args) and ok
     return 0 if ok else 1
+
+
+def _cuda_table(args: argparse.Namespace) -> bool:
+    """``device="cuda"`` (the bitmask kernel; host arrays in, kept indices out, copies included) beside
+    the CPU kernel, on the same boxes; the kept indices must be identical."""
+    print()
+    print("| boxes | lanner.ops.nms CPU | lanner.ops.nms CUDA | CUDA vs CPU (wall) |")
+    print("|---:|---:|---:|---:|")
+    ok = True
+    for n in args.sizes:
+        boxes, scores = clustered_boxes(n, args.seed + n)
+        same = np.array_equal(
+            lanner.ops.nms(boxes, scores, args.iou), lanner.ops.nms(boxes, scores, args.iou, device="cuda")
+        )
+        ok = ok and same
+        t = interleaved_medians(
+            {
+                "cpu": lambda: lanner.ops.nms(boxes, scores, args.iou),
+                "cuda": lambda: lanner.ops.nms(boxes, scores, args.iou, device="cuda"),
+            },
+            args.repeats,
+        )
+        print(
+            f"| {n:,} | {t['cpu'][0] * 1e3:.2f} ms | {t['cuda'][0] * 1e3:.2f} ms | {t['cpu'][0] / t['cuda'][0]:.1f}x |"
+            + ("" if same else " MISMATCH")
+        )
+    print("identical kept indices on CPU and CUDA:", "yes" if ok else "NO")
+    return ok
 
 
 if __name__ == "__main__":

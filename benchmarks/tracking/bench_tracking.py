@@ -152,8 +152,10 @@ def multi_target_throughput(
         )
         boxes[0] = seq.boxes[0]
 
-        def run_multi(threads: int) -> float:
-            m = lanner.MultiTracker(options=lanner.TrackerOptions(**{**options.__dict__, "num_threads": threads}))
+        def run_multi(threads: int, device: str = "cpu") -> float:
+            m = lanner.MultiTracker(
+                options=lanner.TrackerOptions(**{**options.__dict__, "num_threads": threads}), device=device
+            )
             m.init(seq.frames[0], boxes)
             t0 = time.perf_counter()
             for f in seq.frames[1 : frames + 1]:
@@ -175,6 +177,8 @@ def multi_target_throughput(
             "multi_all_threads": lambda: run_multi(0),
             "n_single_trackers": run_singles,
         }
+        if lanner.has_cuda():  # the KCF responses of all targets batched on the GPU, the rest on all threads
+            runs["multi_cuda_all_threads"] = lambda: run_multi(0, "cuda")
         res = {"targets": n, **{k: 0.0 for k in runs}}
         for _ in range(rounds):
             for label, fn in runs.items():
@@ -271,7 +275,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
     ap.add_argument("--limit", type=int, default=0, help="first N sequences only")
     ap.add_argument("--no-multi", action="store_true")
+    ap.add_argument("--multi-only", action="store_true", help="only the multi-target throughput (no OpenCV trackers)")
     args = ap.parse_args(argv)
+    if args.multi_only:
+        seq = uav_sim.render_sequence(uav_sim.make_split(args.split)[-1])
+        print(f"machine: {machine()}")
+        print(json.dumps(multi_target_throughput(lanner.TrackerOptions(), seq), indent=1))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     options = lanner.TrackerOptions()
