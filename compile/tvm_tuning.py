@@ -623,7 +623,7 @@ def build_relax(tc: Any, mod: Any, target: Any, exec_mode: str, database: Any = 
     ``compile_relax`` always builds bytecode): the same passes as :func:`_prepare` so the
     database's workload hashes match, the database applied (when given), :func:`_dlight_rules` for
     what it leaves unscheduled on GPUs, then the target's lowering and finalisation passes. Untuned
-    GPU builds go through here too, for the declining rules."""
+    GPU builds go through here too, for the zero pads kept out of fusion (:func:`_pads_apart`)."""
     tvm, relax = tc.tvm, tc.relax
     pipeline = relax.pipeline
     dl = tvm.s_tir.dlight
