@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tvm_rpc import free_port  # tests/support
 
 from lanner.benchmarking import (
     BenchOptions,
@@ -636,12 +636,6 @@ def test_face_pipeline_stage_breakdown(tmp_path, monkeypatch):
 # -- TVM RPC on loopback -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_rpc_loopback_tvm_package(tiny_onnx, ort_package, tmp_path, capsys):
     pytest.importorskip("tvm")
@@ -649,7 +643,7 @@ def test_rpc_loopback_tvm_package(tiny_onnx, ort_package, tmp_path, capsys):
 
     pkg = tmp_path / "tiny-tvm"
     compile_model(tiny_onnx, target="x86", backend="tvm", precision="fp32", out=pkg)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

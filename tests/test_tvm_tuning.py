@@ -7,11 +7,9 @@ machine), so the tests that tune are marked slow and keep the trial counts tiny.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +20,9 @@ import pytest
 
 pytest.importorskip("tvm")
 onnx = pytest.importorskip("onnx")
-from gpu import gpu_target, tvm_sees_a_gpu  # noqa: E402  (tests/support)
+from gpu import gpu_target  # noqa: E402  (tests/support)
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from tvm_rpc import end_group, free_port, rpc_loopback, wait_group_empty  # noqa: E402  (tests/support)
 
 import lanner  # noqa: E402
 from lanner.backends import tvm_backend  # noqa: E402
@@ -63,53 +62,6 @@ def make_convnet(path: Path, *, channels: int = 8, seed: int = 0) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``, from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _end_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> list[int]:
-    """Signal ``proc``'s process group (it was started with ``start_new_session=True``), reap it,
-    and return the group's members still alive after 10 s (orphans, e.g. TVM's popen_worker)."""
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    left = _wait_group_empty(proc.pid)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return left
-
-
-def _wait_group_empty(pgid: int, seconds: float = 10) -> list[int]:
-    """Wait up to ``seconds`` for process group ``pgid`` to empty; return its members still alive."""
-    deadline = time.monotonic() + seconds
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return _group_members(pgid)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +119,7 @@ def test_cli_tuning_flags_need_tune(convnet, tmp_path, capsys):
 
 
 def test_unreachable_tracker_fails_fast_with_the_address(convnet, tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     start = time.monotonic()
     with pytest.raises(ValueError, match=f"cannot reach a TVM RPC tracker at {address}"):
         compile_model(
@@ -375,9 +327,9 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
         _, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
-            _end_group(proc, signal.SIGKILL)
+            end_group(proc, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
-    assert _end_group(proc) == [] and _wait_group_empty(proc.pid) == [], "the interrupted tune left processes behind"
+    assert end_group(proc) == [] and wait_group_empty(proc.pid) == [], "the interrupted tune left processes behind"
     (records_dir,) = [p.parent for p in records]
     assert f"resume with --tuning-db {records_dir}" in err
     assert not (tmp_path / "interrupted").exists()
@@ -403,41 +355,9 @@ def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
 # -- RPC loopback: tracker + server on 127.0.0.1 -------------------------------------------------
 
 
-@contextlib.contextmanager
-def _rpc_loopback(key: str):
-    """A TVM RPC tracker and one server registered under ``key``, both on 127.0.0.1; yields the
-    tracker's address and checks on exit that neither left a process behind."""
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    tracker = [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1"]
-    server = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--tracker", address]
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    procs = [subprocess.Popen([*tracker, "--port", str(port), "--port-end", str(port + 1)], **quiet)]
-    try:
-        time.sleep(5)
-        procs.append(subprocess.Popen([*server, "--key", key], **quiet))
-        from lanner.benchmarking.remote import check_tracker
-
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                check_tracker(address, key)
-                break
-            except ValueError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        yield address
-    finally:
-        # Each runs its server loop in a TVM popen_worker child, which outlives a terminate() of its
-        # parent alone (two such orphans were left by this test): end whole process groups.
-        left = [pid for p in procs for pid in _end_group(p)]
-    assert left == [], f"processes of the tracker or server outlived the test: {left}"
-
-
 @pytest.mark.slow
 def test_tuning_over_rpc_loopback(convnet, tmp_path):
-    with _rpc_loopback("loopback") as address:
+    with rpc_loopback("loopback") as address:
         manifest = compile_model(
             convnet,
             backend="tvm",
@@ -452,14 +372,14 @@ def test_tuning_over_rpc_loopback(convnet, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.slow
-@pytest.mark.skipif(not tvm_sees_a_gpu(), reason="no CUDA device visible to TVM")
+@pytest.mark.skipif(not tvm_backend.cuda_device_present(), reason="no CUDA device visible to TVM")
 def test_cuda_tuning_over_rpc_loopback(tmp_path):
     """The GPU path end to end on MTCNN's R-Net: trials measured on the GPU through a local tracker and
     server, the tuned package held to fidelity on the GPU and run there. (TVM 0.27's MetaSchedule fails
     on the tiny convnet of the CPU tests for CUDA: "blockIdx is bound but threadIdx is not".)"""
     shape = (1, 3, 24, 24)
     model = lanner.models.onnx_path("mtcnn-rnet")
-    with _rpc_loopback("gpu") as address:
+    with rpc_loopback("gpu") as address:
         manifest = compile_model(
             model,
             target=gpu_target(),

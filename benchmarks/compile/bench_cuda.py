@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +36,9 @@ import numpy as np
 import lanner
 from lanner.compile import TuningRequest, compile_model
 from lanner.compile.fidelity import measure_latency
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
+from tvm_rpc import rpc_loopback  # noqa: E402  (the RPC tests' tracker + server on 127.0.0.1)
 
 # name -> (registry model, fixed input shapes)
 MODELS = {
@@ -88,67 +87,6 @@ def _ort_cuda_row(onnx_path: Path, feed: dict[str, np.ndarray]) -> dict | None:
     return {"latency_ms": measure_latency(lambda: session.run(None, feed)), "onnxruntime": ort.__version__}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RpcLoopback:
-    """A TVM RPC tracker and one server (key ``key``) on 127.0.0.1, as ``python -m tvm.exec.rpc_*``."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.procs: list[subprocess.Popen] = []
-
-    def __enter__(self) -> RpcLoopback:
-        from lanner.benchmarking.remote import check_tracker
-
-        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        py = [sys.executable, "-m"]
-        self.procs.append(
-            subprocess.Popen(
-                [
-                    *py,
-                    "tvm.exec.rpc_tracker",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--port-end",
-                    str(self.port + 1),
-                ],
-                **quiet,
-            )
-        )
-        time.sleep(3)
-        self.procs.append(
-            subprocess.Popen(
-                [*py, "tvm.exec.rpc_server", "--host", "127.0.0.1", "--tracker", self.address, "--key", self.key],
-                **quiet,
-            )
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                check_tracker(self.address, self.key)
-                return self
-            except ValueError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-
-    def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-
-
 def _package_row(manifest) -> dict:
     row = {"latency_ms": manifest.latency_ms, "fidelity_passed": manifest.fidelity["passed"]}
     row["max_abs_error"] = max(o["max_abs_error"] for o in manifest.fidelity["outputs"].values())
@@ -188,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     names = [m for m in args.models.split(",") if m]
     tune = {m for m in args.tune_models.split(",") if m}
-    with tempfile.TemporaryDirectory(prefix="bench-cuda-") as tmp, RpcLoopback("bench-gpu") as rpc:
+    key = "bench-gpu"
+    with tempfile.TemporaryDirectory(prefix="bench-cuda-") as tmp, rpc_loopback(key) as address:
         for name in names:
             registry, shapes = MODELS[name]
             onnx_path = lanner.models.onnx_path(registry)
@@ -200,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 variants.append(
                     (
                         "tvm-tuned",
-                        TuningRequest(
-                            trials=args.trials, minutes=args.tune_minutes, rpc=rpc.address, device_key=rpc.key
-                        ),
+                        TuningRequest(trials=args.trials, minutes=args.tune_minutes, rpc=address, device_key=key),
                     )
                 )
             for label, tuning in variants:

@@ -1,12 +1,6 @@
-"""What the GPU tests ask of this machine: whether TVM sees a CUDA device, and that device's target."""
+"""The Lanner target of the GPU the GPU tests run on."""
 
 from __future__ import annotations
-
-
-def tvm_sees_a_gpu() -> bool:
-    from lanner.backends.tvm_backend import cuda_device_present
-
-    return cuda_device_present()
 
 
 def gpu_target() -> str:
