@@ -292,6 +292,27 @@ def test_a_build_from_the_seed_alone_keeps_the_seeds_record(tuned, convnet, tmp_
 
 
 @pytest.mark.slow
+def test_a_failure_inside_the_search_is_a_clear_error(convnet, tmp_path, monkeypatch):
+    """TVM's MetaSchedule raised an InternalError from its own search on a small CUDA graph (an H200 run):
+    the compile says what failed, where the records are and what to do, instead of TVM's traceback."""
+    ms = tvm_backend.import_compiler().meta_schedule
+
+    def search_fails(**kwargs):
+        raise RuntimeError(
+            "Check failed: (false) is false: Unsupported case, where blockIdx is bound but threadIdx is not"
+        )
+
+    monkeypatch.setattr(ms, "tune_tasks", search_fails)
+    with pytest.raises(
+        UnsupportedError,
+        match=r"MetaSchedule failed while tuning this graph for llvm: .*threadIdx is not; "
+        r"the records so far are in .*; build without --tune",
+    ):
+        compile_model(convnet, backend="tvm", precision="fp32", out=tmp_path / "pkg", tuning=TuningRequest(trials=2))
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.slow
 def test_sigint_keeps_records_and_a_resume_continues(convnet, tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "LANNER_CACHE": str(cache)}
