@@ -22,7 +22,8 @@ kernel. Anything else (``MatMul``/``Gemm``, pooling, activations) keeps TVM's fl
 On x86 CPUs with AVX512-VNNI, each ungrouped ``quantize(conv2d(...) + bias)`` with a uint8 input
 and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW4c,
 weights in blocks of 16 output x 4 input channels) with the correction, scales, bias and quantize
-as its epilogue, writing the 8-bit output in NCHW. MetaSchedule's x86 rules tensorize its
+as its epilogue, writing the 8-bit output in blocks (see :func:`_packed_qconv` for how the layout
+changes fuse with the graph's operations). MetaSchedule's x86 rules tensorize its
 convolution with ``vpdpbusd`` when the package is tuned (``--tune``); see :func:`vnni_available`
 for the TVM 0.27 intrinsic this needs fixed. Grouped and depthwise convolutions stay NCHW
 (integer all the same).
@@ -87,7 +88,7 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
         rewritten += 1
         return _integer_conv(tc, call, matches[data_q], *qdq(matches)[:4], kernels)
 
-    main = mod["main"]
+    main = _pool_quantized(tc, mod["main"])
     if vnni:
         # conv2d -> add(bias) -> quantize as one packed kernel with a requantizing epilogue
         b_q, s_b, z_b, s_y, z_y = (dpl.is_const() for _ in range(5))
@@ -127,6 +128,42 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
     out = kernels.get()
     out["main"] = main
     return out, IntegerConvolutions(rewritten, tuple(left))
+
+
+def _pool_quantized(tc, main):
+    """``quantize(max_pool2d(x))`` -> ``max_pool2d(quantize(x))`` (per-tensor scale and zero point).
+
+    Quantizing is monotonic (scale, round, add the zero point, clip), so it commutes with a maximum and
+    the two give the same bits; the pool's out-of-range positions, -inf in float, are the integer type's
+    minimum, which is also what -inf quantizes to. The pool then reads and the operation before it
+    writes 8-bit values instead of float32 ones: for MTCNN P-Net, whose first convolution's 10 x 286 x
+    382 output (at 288 x 384) goes through PReLU to a max pool in float, a quarter of the bytes of the
+    largest activation in the network."""
+    from tvm.relax import dpl
+
+    x, s_y, z_y = dpl.wildcard(), dpl.is_const(), dpl.is_const()
+    pool = dpl.is_op("relax.nn.max_pool2d")(x)
+    pattern = dpl.is_op("relax.quantize")(pool, s_y, z_y)
+
+    def rewrite(call, matches):
+        if _value(matches[s_y]).size != 1 or _value(matches[z_y]).size != 1:
+            return call
+        a = matches[pool].attrs
+        axis, out_dtype = int(call.attrs.axis), str(call.attrs.out_dtype)
+        q = tc.relax.op.quantize(matches[x], matches[s_y], matches[z_y], axis, out_dtype)
+        return tc.relax.op.nn.max_pool2d(
+            q,
+            pool_size=[int(v) for v in a.pool_size],
+            strides=[int(v) for v in a.strides],
+            padding=[int(v) for v in a.padding],
+            dilation=[int(v) for v in a.dilation],
+            ceil_mode=bool(a.ceil_mode),
+            count_include_pad=bool(a.count_include_pad),
+            layout=str(a.layout),
+            out_layout=str(a.out_layout),
+        )
+
+    return dpl.rewrite_call(pattern, rewrite, main)
 
 
 def _count_convolutions(func) -> int:
@@ -203,12 +240,16 @@ _IC_BLOCK, _OC_BLOCK = 4, 16
 
 def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale, requant, kernels):
     """``quantize(float32(conv2d(data, w) - correction) * scale + bias)`` as one kernel: TOPI's
-    ``conv2d_NCHWc_int8`` and a requantizing epilogue that writes NCHW, so the int32 sums never
-    leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW4c by a layout
-    transform (channels padded with the zero point, which meet zero weights); ``w`` is packed
-    here. The epilogue is the graph's own operations in the graph's order (Relax's legalisation of
-    ``dequantize`` / ``quantize``), so results are those of the unfused graph to the bit.
-    MetaSchedule's x86 rules tensorize the convolution with VNNI (:func:`vnni_available`)."""
+    ``conv2d_NCHWc_int8`` and a requantizing epilogue in the accumulator's NCHW16c blocks, so the
+    int32 sums never leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW4c
+    (:func:`_pack`; channels padded with the zero point, which meet zero weights); ``w`` is packed
+    here; the result is unpacked to NCHW (:func:`_unpack`). Both are declared element-wise, so FuseOps
+    puts the unpack, the graph's element-wise operations after the convolution and the next
+    convolution's pack into this kernel: between two convolutions joined by element-wise operations
+    (P-Net's PReLUs) the activations stay NCHW4c and go through memory once. The epilogue is the
+    graph's own operations in the graph's order (Relax's legalisation of ``dequantize`` /
+    ``quantize``), so results are those of the unfused graph to the bit. MetaSchedule's x86 rules
+    tensorize the convolution with VNNI (:func:`vnni_available`)."""
     relax, tvm = tc.relax, tc.tvm
     from tvm import te, topi
 
@@ -221,48 +262,115 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     # (oc/16, 16, ic/4, 1, 4, kh, kw) -> (oc/16, ic/4, kh, kw, 1, 16, 4)
     packed = padded.reshape(oc_p // _OC_BLOCK, _OC_BLOCK, ic_p // _IC_BLOCK, 1, _IC_BLOCK, kh, kw)
     packed = np.ascontiguousarray(packed.transpose(0, 2, 5, 6, 3, 1, 4))
-    x = _layout_transform(
-        tc, data, lambda n, c, h, wi: (n, c // _IC_BLOCK, h, wi, c % _IC_BLOCK), tvm.tirx.IntImm("uint8", zero)
-    )
-
-    def i64(*dims):  # Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type
-        return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
-
     n, _, h, wi = shape
+    x = _pack(tc, kernels, data, shape, zero)
+
+    def i64(*dims):
+        return _i64(tvm, *dims)
+
     te_data = te.placeholder(i64(n, ic_p // _IC_BLOCK, h, wi, _IC_BLOCK), "uint8", name="data")
     te_kernel = te.placeholder(i64(*packed.shape), "int8", name="kernel")
     te_acc = topi.nn.conv2d_NCHWc_int8(
         te_data, te_kernel, strides, 0, dilation, f"NCHW{_IC_BLOCK}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
     )
-    te_corr = te.placeholder(i64(out_channels), "int32", name="correction")
-    te_scale = te.placeholder(i64(out_channels), "float32", name="scale")
-    te_bias = te.placeholder(i64(out_channels), "float32", name="bias")
     lo, hi = (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
 
-    def requantize(b, c, y, x):
-        v = (te_acc[b, c // _OC_BLOCK, y, x, c % _OC_BLOCK] - te_corr[c]).astype("float32") * te_scale[c]
+    # per-channel constants padded to whole blocks (padded channels: zero weights, correction and scale)
+    correction = np.pad(correction, (0, oc_p - out_channels))
+    scale = np.pad(scale, (0, oc_p - out_channels))
+    te_corr = te.placeholder(i64(oc_p), "int32", name="correction")
+    te_scale = te.placeholder(i64(oc_p), "float32", name="scale")
+    te_bias = te.placeholder(i64(oc_p), "float32", name="bias")
+
+    def requantize(b, co, y, x, ci):  # in the accumulator's own layout: 16-lane stores, no scatter
+        c = co * _OC_BLOCK + ci
+        v = (te_acc[b, co, y, x, ci] - te_corr[c]).astype("float32") * te_scale[c]
         if bias is not None:
             v = v + te_bias[c]
         q = te.round(v / tvm.tirx.const(s_y, "float32")) + tvm.tirx.const(float(z_y), "float32")
         return te.max(te.min(q, hi), lo).astype(dtype)
 
-    out_shape = (n, out_channels, int(te_acc.shape[2]), int(te_acc.shape[3]))
-    te_q = te.compute(i64(*out_shape), requantize, name="requantized")
+    h_out, w_out = int(te_acc.shape[2]), int(te_acc.shape[3])
+    packed_shape = (n, oc_p // _OC_BLOCK, h_out, w_out, _OC_BLOCK)
+    te_q = te.compute(i64(*packed_shape), requantize, name="requantized")
     params = [te_data, te_kernel, te_corr, te_scale, *([te_bias] if bias is not None else []), te_q]
     gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), "qconv2d_nchwc_u8s8")
     args = [x, relax.const(packed), relax.const(correction), relax.const(scale)]
-    args += [relax.const(bias)] if bias is not None else []
-    return relax.call_tir(gvar, args, relax.TensorType(list(out_shape), dtype))
+    if bias is not None:
+        args.append(relax.const(np.pad(bias, (0, oc_p - out_channels))))
+    y = relax.call_tir(gvar, args, relax.TensorType(list(packed_shape), dtype))
+    return _unpack(tc, kernels, y, packed_shape, out_channels, dtype)
 
 
-def _layout_transform(tc, x, index_map, pad_value):
-    """``R.layout_transform`` with a typed ``pad_value`` (``relax.op.layout_transform`` converts a
-    Python one through its input's type, which an expression built in a rewrite does not have yet)."""
-    from tvm.relax.expr import prim_value
-    from tvm.relax.op import _ffi_api
+def _i64(tvm, *dims):
+    """Shape dimensions as int64 (Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type)."""
+    return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
 
-    index_map = tc.tvm.tirx.IndexMap.from_func(index_map, index_dtype="int64")
-    return _ffi_api.layout_transform(x, index_map, None if pad_value is None else prim_value(pad_value))
+
+# FuseOps's kElemWise: what the pack / unpack functions below are declared as (see _layout_kernel),
+# in a function attribute of their own that declared_op_patterns copies to "op_pattern"
+_ELEMWISE = 0
+_PATTERN_ATTR = "lanner.op_pattern"
+
+
+def _layout_kernel(tc, kernels, compute, inputs, name):
+    """Add a layout-changing PrimFunc declared element-wise, so FuseOps fuses it like the operations
+    around it: an unpack into the convolution before it and the element-wise operations after that (the
+    kernel then writes its output once, in its final layout), a pack into the operations before it.
+    AnnotateTIROpPattern would call the index remap opaque and leave it a kernel of its own: one more
+    pass over the activations and one more call per convolution. :func:`declared_op_patterns` restores
+    the declaration after AnnotateTIROpPattern."""
+    from tvm import te
+
+    func = te.create_prim_func([*inputs, compute]).without_attr("global_symbol")
+    return kernels.add_func(func.with_attr(_PATTERN_ATTR, _ELEMWISE), name)
+
+
+def _pack(tc, kernels, data, shape, zero):
+    """uint8 NCHW -> NCHW4c (channels padded with the zero point ``zero``, which meets zero weights)."""
+    relax, tvm = tc.relax, tc.tvm
+    from tvm import te
+
+    n, c, h, w = shape
+    c_p = -(-c // _IC_BLOCK)
+    src = te.placeholder(_i64(tvm, n, c, h, w), "uint8", name="src")
+
+    def value(b, cb, y, x, ci):
+        ch = cb * _IC_BLOCK + ci
+        return te.if_then_else(ch < c, src[b, te.min(ch, c - 1), y, x], tvm.tirx.const(zero, "uint8"))
+
+    packed = te.compute(_i64(tvm, n, c_p, h, w, _IC_BLOCK), value, name="packed")
+    gvar = _layout_kernel(tc, kernels, packed, [src], "pack_nchw4c")
+    return relax.call_tir(gvar, [data], relax.TensorType([n, c_p, h, w, _IC_BLOCK], "uint8"))
+
+
+def _unpack(tc, kernels, y, packed_shape, channels, dtype):
+    """NCHW16c (the convolution's output blocks) -> NCHW with ``channels`` channels."""
+    relax, tvm = tc.relax, tc.tvm
+    from tvm import te
+
+    n, cb, h, w, block = packed_shape
+    src = te.placeholder(_i64(tvm, *packed_shape), dtype, name="src")
+    out = te.compute(
+        _i64(tvm, n, channels, h, w), lambda b, c, yy, xx: src[b, c // block, yy, xx, c % block], name="unpacked"
+    )
+    gvar = _layout_kernel(tc, kernels, out, [src], "unpack_nchw16c")
+    return relax.call_tir(gvar, [y], relax.TensorType([n, channels, h, w], dtype))
+
+
+def declared_op_patterns(tvm):
+    """Module pass: give each PrimFunc with a ``lanner.op_pattern`` attribute that ``op_pattern`` (run it
+    after AnnotateTIROpPattern, before FuseOps)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="DeclaredOpPatterns")
+    def apply(mod, _ctx):
+        for gvar, func in list(mod.functions.items()):
+            attrs = getattr(func, "attrs", None)
+            if attrs is not None and _PATTERN_ATTR in attrs:
+                mod[gvar] = func.with_attr("op_pattern", int(attrs[_PATTERN_ATTR]))
+        return mod
+
+    return apply
 
 
 def vnni_available(tc, target) -> bool:

@@ -54,6 +54,7 @@ from lanner.benchmarking.remote import check_tracker
 from lanner.models import cache_dir
 from lanner.names import MANIFEST_FILENAME
 
+from . import tvm_int8
 from .artifact import UnsupportedError
 
 __all__ = [
@@ -671,6 +672,7 @@ def _fusion_passes(tvm: Any, relax: Any, gpu: bool) -> list[Any]:
     zero pads (``nn.pad``) are kept out of fusion (:func:`_pads_apart`)."""
     return [
         relax.transform.AnnotateTIROpPattern(),
+        tvm_int8.declared_op_patterns(tvm),
         *([_pads_apart(tvm)] if gpu else []),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

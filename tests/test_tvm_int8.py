@@ -5,6 +5,8 @@ refuses."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ pytest.importorskip("tvm")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_models import save_graph  # noqa: E402  (tests/support)
 
 import lanner  # noqa: E402
 from lanner.backends import tvm_backend  # noqa: E402
@@ -68,12 +71,7 @@ def make_convnet(path):
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "wf"], ["logits"], transB=1),
     ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "convnet", [x], [maps, logits], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, "convnet", [x], [maps, logits], inits)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +127,71 @@ def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
             np.testing.assert_array_equal(got, want)
 
 
+def make_pooled_net(path):
+    """MTCNN P-Net's first block: conv -> PReLU -> 2x2 max pool (ceil mode, odd sizes: partial windows) -> conv."""
+    rng = np.random.default_rng(7)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, list(SHAPE))
+    y = helper.make_tensor_value_info("maps", TensorProto.FLOAT, [1, 6, 9, 12])
+    inits = [_init(rng, "w1", (10, 3, 3, 3)), _init(rng, "a1", (10, 1, 1), 0.2), _init(rng, "w2", (6, 10, 3, 3), 0.2)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"]),
+        helper.make_node("PRelu", ["c1", "a1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Conv", ["p1", "w2"], ["maps"]),
+    ]
+    return save_graph(path, nodes, "pooled", [x], [y], inits)
+
+
+@pytest.mark.parametrize("vnni", [False, True], ids=["nchw", "vnni"])
+def test_max_pool_runs_on_the_quantized_values_exactly(tmp_path, vnni):
+    # quantize(max_pool(x)) == max_pool(quantize(x)) bit for bit (quantizing is monotonic), so the
+    # pool is moved after the quantize and reads uint8, not float32.
+    tc = tvm_backend.import_compiler()
+    if vnni and not _host_vnni(tc):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    rng = np.random.default_rng(13)
+    feeds = [{"image": rng.uniform(-1, 1, SHAPE).astype(np.float32)} for _ in range(8)]
+    quantize_qdq(make_pooled_net(tmp_path / "pooled.onnx"), tmp_path / "qdq.onnx", feeds, lambda _: None, "tvm")
+    mod = tc.from_onnx(onnx.load(str(tmp_path / "qdq.onnx")), keep_params_in_input=False)
+    assert re.search(r"float32.*R\.nn\.max_pool2d", mod.script(show_meta=False))  # ORT's QDQ pools in float
+    rewritten, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
+    assert report.rewritten == 2
+    pools = [line for line in rewritten.script(show_meta=False).splitlines() if "R.nn.max_pool2d" in line]
+    assert len(pools) == 1 and 'dtype="uint8"' in pools[0], pools
+    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
+    vm = tc.relax.VirtualMachine(tc.relax.build(rewritten, target=target), tc.tvm.cpu())
+    for _ in range(3):
+        x = rng.uniform(-1.3, 1.3, SHAPE).astype(np.float32)
+        got = vm["main"](tc.tvm.runtime.tensor(x)).numpy()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        want = ort.InferenceSession(str(tmp_path / "qdq.onnx"), options, providers=["CPUExecutionProvider"]).run(
+            ["maps"], {"image": x}
+        )[0]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_layout_changes_fuse_into_the_operations_around_them(qdq):
+    # The packs to NCHW4c and unpacks from NCHW16c are declared element-wise, so after the build's fusion
+    # passes none is a kernel of its own (AnnotateTIROpPattern alone calls them opaque), and where one
+    # convolution feeds the next through element-wise operations (conv3 -> ReLU -> conv4), the first
+    # kernel writes the second's packed input directly.
+    from lanner.compile import tvm_tuning
+
+    tc = tvm_backend.import_compiler()
+    if not _host_vnni(tc):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    _, _, path = qdq
+    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
+    imported = tc.from_onnx(onnx.load(str(path)), keep_params_in_input=False)
+    mod, _ = tvm_int8.integer_convolutions(imported, tc, vnni=True)
+    prepared = tvm_tuning._prepare(tc, mod, target)
+    names = [gv.name_hint for gv, f in prepared.functions.items() if isinstance(f, tc.tvm.tirx.PrimFunc)]
+    layout = [n for n in names if "pack_nchw" in n]
+    assert layout and all(n.startswith("fused_") for n in layout), names
+    assert any(re.search(r"qconv2d_nchwc_u8s8\d*_unpack_nchw16c\d*_pack_nchw4c", n) for n in names), names
+
+
 def test_tvm_int8_package_is_integer_and_loads(qdq, tmp_path):
     source, feeds, path = qdq
     m = compile_model(
@@ -179,10 +242,8 @@ def test_graph_without_quantized_convolutions_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])
-    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"])], "mlp", [x], [y], [_init(rng, "w", (8, 3))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "mlp.onnx"))
+    gemm = helper.make_node("Gemm", ["x", "w"], ["y"])
+    save_graph(tmp_path / "mlp.onnx", [gemm], "mlp", [x], [y], [_init(rng, "w", (8, 3))])
     calib = tmp_path / "calib"
     calib.mkdir()
     for i in range(4):
