@@ -15,9 +15,12 @@ per-tensor or per-output-channel scale and zero point 0: what ``quantize_static`
 which is the integer arithmetic of ONNX Runtime's ``QLinearConv``: products of 8-bit integers summed
 exactly in int32. Padding is applied to ``x_q`` with the zero point (the quantized 0.0), so the
 correction term ``z_x * sum(W_q[oc])`` is the same at every output position; grouped and
-depthwise convolutions sum over their own input channels. The graph's float bias add and the
-quantize of the output stay as they are, and TVM's FuseOps fuses them into the convolution's
-kernel. Anything else (``MatMul``/``Gemm``, pooling, activations) keeps TVM's float lowering.
+depthwise convolutions sum over their own input channels. Where the convolution (+ bias) is
+quantized, as ONNX Runtime fuses it into ``QLinearConv``, the whole is requantized the way
+``QLinearConv`` does it: the int32 bias added to the sums, then one float32 multiplier per channel,
+``s_x * s_w / s_y`` (a float bias added before dividing by ``s_y`` differs from that in the last bit
+of some outputs: 78 of the bridge model's 640 embedding values over 5 inputs). Anything else
+(``MatMul``/``Gemm``, pooling, activations) keeps TVM's float lowering.
 
 On x86 CPUs with AVX512-VNNI, each ungrouped ``quantize(conv2d(...) + bias)`` with a uint8 input
 and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW4c,
@@ -89,38 +92,34 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
         return _integer_conv(tc, call, matches[data_q], *qdq(matches)[:4], kernels)
 
     main = _pool_quantized(tc, mod["main"])
-    if vnni:
-        # conv2d -> add(bias) -> quantize as one packed kernel with a requantizing epilogue
-        b_q, s_b, z_b, s_y, z_y = (dpl.is_const() for _ in range(5))
-        bias = dpl.is_op("relax.reshape")(dpl.is_op("relax.dequantize")(b_q, s_b, z_b), dpl.wildcard())
-        for with_bias in (True, False):
-            root = dpl.is_op("relax.add")(pattern, bias) if with_bias else pattern
+    # quantize(conv2d (+ bias)) requantized as ONNX Runtime's QLinearConv does (one packed VNNI kernel where it can)
+    b_q, s_b, z_b, s_y, z_y = (dpl.is_const() for _ in range(5))
+    bias = dpl.is_op("relax.reshape")(dpl.is_op("relax.dequantize")(b_q, s_b, z_b), dpl.wildcard())
+    for with_bias in (True, False):
+        root = dpl.is_op("relax.add")(pattern, bias) if with_bias else pattern
 
-            def fuse(call, matches, with_bias=with_bias):
-                nonlocal rewritten
-                conv = matches[pattern]
-                w, sx, zx, sw, zw = qdq(matches)
-                sy, zy = _value(matches[s_y]), _value(matches[z_y])
-                b = [_value(matches[p]) for p in (b_q, s_b, z_b)] if with_bias else None
-                if (
-                    _refusal(conv, matches[data_q], w, sx, zx, sw, zw) is not None
-                    or not _packable(tc, conv, matches[data_q])
-                    or sy.size != 1
-                    or zy.size != 1
-                    or (b is not None and b[0].shape != (w.shape[0],))
-                ):
-                    return call  # the convolution alone is rewritten (or refused) below
-                rewritten += 1
-                bias_f = None
-                if b is not None:  # what dequantize computes: float32(int32(b) - zero point) * scale
-                    bias_f = (b[0].astype(np.int32) - b[2].astype(np.int32)).astype(np.float32) * b[1].astype(
-                        np.float32
-                    )
-                    bias_f = np.broadcast_to(bias_f, w.shape[:1]).astype(np.float32)
-                requant = (bias_f, float(sy.reshape(())), int(zy.reshape(())), str(call.attrs.out_dtype))
-                return _integer_conv(tc, conv, matches[data_q], w, sx, zx, sw, kernels, requant)
+        def fuse(call, matches, with_bias=with_bias):
+            nonlocal rewritten
+            conv = matches[pattern]
+            w, sx, zx, sw, zw = qdq(matches)
+            sy, zy = _value(matches[s_y]), _value(matches[z_y])
+            b = [_value(matches[p]) for p in (b_q, s_b, z_b)] if with_bias else None
+            if (
+                _refusal(conv, matches[data_q], w, sx, zx, sw, zw) is not None
+                or sy.size != 1
+                or zy.size != 1
+                or (b is not None and b[0].shape != (w.shape[0],))
+            ):
+                return call  # the convolution alone is rewritten (or refused) below
+            rewritten += 1
+            bias_q = None
+            if b is not None:  # int32 with the scale s_x * s_w, as QLinearConv adds it to the sums
+                bias_q = np.broadcast_to(b[0].astype(np.int32) - b[2].astype(np.int32), w.shape[:1])
+            requant = (bias_q, np.float32(sy.reshape(())), int(zy.reshape(())), str(call.attrs.out_dtype))
+            packed = vnni and _packable(tc, conv, matches[data_q])
+            return _integer_conv(tc, conv, matches[data_q], w, sx, zx, sw, kernels, requant, packed)
 
-            main = dpl.rewrite_call(dpl.is_op("relax.quantize")(root, s_y, z_y), fuse, main)
+        main = dpl.rewrite_call(dpl.is_op("relax.quantize")(root, s_y, z_y), fuse, main)
     main = dpl.rewrite_call(pattern, rewrite, main)
     # a conv2d outside the pattern (a float input, a weight that is not a constant) stays float too
     unmatched = _count_convolutions(mod["main"]) - rewritten - len(left)
@@ -197,9 +196,11 @@ def _packable(tc, call, data) -> bool:
     return static and int(call.attrs.groups) == 1 and str(data.ty.dtype) == "uint8"
 
 
-def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None):
-    """The integer form of ``call``; with ``requant`` = (bias or None, output scale, output zero
-    point, output dtype), of ``quantize(call + bias)`` as one packed VNNI kernel."""
+def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None, packed=False):
+    """The integer form of ``call``; with ``requant`` = (int32 bias or None, output scale, output zero
+    point, output dtype), of ``quantize(call + bias)`` requantized as ONNX Runtime's QLinearConv does:
+    ``round(float32(sums + bias) * (s_x * s_w / s_y)) + z_y``, clipped; with ``packed``, as one packed
+    VNNI kernel (:func:`_packed_qconv`)."""
     relax = tc.relax
     attrs = call.attrs
     out_channels = w.shape[0]
@@ -214,7 +215,7 @@ def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None):
     dilation = [int(d) for d in attrs.dilation]
     scale = (np.float32(s_x.reshape(())) * s_w.astype(np.float32).reshape(-1)) * np.ones(out_channels, np.float32)
     correction = (zero * w.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
-    if requant is not None:
+    if packed:
         n, c, h, wi = shape
         padded_shape = (n, c, h + padding[0] + padding[2], wi + padding[1] + padding[3])
         return _packed_qconv(tc, data, padded_shape, w, zero, strides, dilation, correction, scale, requant, kernels)
@@ -229,7 +230,17 @@ def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None):
     )
     if zero != 0:
         acc = relax.op.subtract(acc, relax.const(correction.reshape(1, out_channels, 1, 1)))
-    return relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale.reshape(1, out_channels, 1, 1)))
+    if requant is None:
+        return relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale.reshape(1, out_channels, 1, 1)))
+    bias_q, s_y, z_y, dtype = requant
+    if bias_q is not None:
+        acc = relax.op.add(acc, relax.const(np.ascontiguousarray(bias_q, np.int32).reshape(1, out_channels, 1, 1)))
+    multiplier = (scale / s_y).astype(np.float32).reshape(1, out_channels, 1, 1)
+    v = relax.op.round(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(multiplier)))
+    v = relax.op.add(v, relax.const(np.float32(z_y)))
+    lo, hi = (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
+    v = relax.op.maximum(relax.op.minimum(v, relax.const(np.float32(hi))), relax.const(np.float32(lo)))
+    return relax.op.astype(v, dtype)
 
 
 # VNNI's vpdpbusd multiplies 4 uint8 activations by 4 int8 weights of each of 16 output channels
@@ -239,7 +250,7 @@ _IC_BLOCK, _OC_BLOCK = 4, 16
 
 
 def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale, requant, kernels):
-    """``quantize(float32(conv2d(data, w) - correction) * scale + bias)`` as one kernel: TOPI's
+    """``quantize(conv2d(data, w) + bias)``, requantized as :func:`_integer_conv` says, as one kernel: TOPI's
     ``conv2d_NCHWc_int8`` and a requantizing epilogue in the accumulator's NCHW16c blocks, so the
     int32 sums never leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW4c
     (:func:`_pack`; channels padded with the zero point, which meet zero weights); ``w`` is packed
@@ -277,17 +288,18 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
 
     # per-channel constants padded to whole blocks (padded channels: zero weights, correction and scale)
     correction = np.pad(correction, (0, oc_p - out_channels))
-    scale = np.pad(scale, (0, oc_p - out_channels))
+    # ONNX Runtime's QLinearConv requantizes by one multiplier per channel, s_x * s_w / s_y in float32
+    scale = np.pad((scale / np.float32(s_y)).astype(np.float32), (0, oc_p - out_channels))
     te_corr = te.placeholder(i64(oc_p), "int32", name="correction")
     te_scale = te.placeholder(i64(oc_p), "float32", name="scale")
-    te_bias = te.placeholder(i64(oc_p), "float32", name="bias")
+    te_bias = te.placeholder(i64(oc_p), "int32", name="bias")
 
     def requantize(b, co, y, x, ci):  # in the accumulator's own layout: 16-lane stores, no scatter
         c = co * _OC_BLOCK + ci
-        v = (te_acc[b, co, y, x, ci] - te_corr[c]).astype("float32") * te_scale[c]
+        a = te_acc[b, co, y, x, ci] - te_corr[c]
         if bias is not None:
-            v = v + te_bias[c]
-        q = te.round(v / tvm.tirx.const(s_y, "float32")) + tvm.tirx.const(float(z_y), "float32")
+            a = a + te_bias[c]
+        q = te.round(a.astype("float32") * te_scale[c]) + tvm.tirx.const(float(z_y), "float32")
         return te.max(te.min(q, hi), lo).astype(dtype)
 
     h_out, w_out = int(te_acc.shape[2]), int(te_acc.shape[3])
