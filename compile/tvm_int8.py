@@ -235,12 +235,22 @@ def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None, packe
     bias_q, s_y, z_y, dtype = requant
     if bias_q is not None:
         acc = relax.op.add(acc, relax.const(np.ascontiguousarray(bias_q, np.int32).reshape(1, out_channels, 1, 1)))
-    multiplier = (scale / s_y).astype(np.float32).reshape(1, out_channels, 1, 1)
+    multiplier = _multiplier(scale, s_y).reshape(1, out_channels, 1, 1)
     v = relax.op.round(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(multiplier)))
     v = relax.op.add(v, relax.const(np.float32(z_y)))
-    lo, hi = (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
+    lo, hi = _int_range(dtype)
     v = relax.op.maximum(relax.op.minimum(v, relax.const(np.float32(hi))), relax.const(np.float32(lo)))
     return relax.op.astype(v, dtype)
+
+
+def _multiplier(scale, s_y):
+    """QLinearConv's requantization multiplier per channel: ``s_x * s_w / s_y`` in float32."""
+    return (scale / np.float32(s_y)).astype(np.float32)
+
+
+def _int_range(dtype):
+    """The clip bounds, as floats, of a quantized output type (uint8 or int8)."""
+    return (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
 
 
 # VNNI's vpdpbusd multiplies 4 uint8 activations by 4 int8 weights of each of 16 output channels
@@ -258,8 +268,7 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     puts the unpack, the graph's element-wise operations after the convolution and the next
     convolution's pack into this kernel: between two convolutions joined by element-wise operations
     (P-Net's PReLUs) the activations stay NCHW4c and go through memory once. The epilogue is the
-    graph's own operations in the graph's order (Relax's legalisation of ``dequantize`` /
-    ``quantize``), so results are those of the unfused graph to the bit. MetaSchedule's x86 rules
+    same arithmetic as the NCHW form's, so both layouts give the same bits. MetaSchedule's x86 rules
     tensorize the convolution with VNNI (:func:`vnni_available`)."""
     relax, tvm = tc.relax, tc.tvm
     from tvm import te, topi
@@ -284,12 +293,11 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     te_acc = topi.nn.conv2d_NCHWc_int8(
         te_data, te_kernel, strides, 0, dilation, f"NCHW{_IC_BLOCK}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
     )
-    lo, hi = (0.0, 255.0) if dtype == "uint8" else (-128.0, 127.0)
+    lo, hi = _int_range(dtype)
 
     # per-channel constants padded to whole blocks (padded channels: zero weights, correction and scale)
     correction = np.pad(correction, (0, oc_p - out_channels))
-    # ONNX Runtime's QLinearConv requantizes by one multiplier per channel, s_x * s_w / s_y in float32
-    scale = np.pad((scale / np.float32(s_y)).astype(np.float32), (0, oc_p - out_channels))
+    scale = np.pad(_multiplier(scale, s_y), (0, oc_p - out_channels))
     te_corr = te.placeholder(i64(oc_p), "int32", name="correction")
     te_scale = te.placeholder(i64(oc_p), "float32", name="scale")
     te_bias = te.placeholder(i64(oc_p), "int32", name="bias")

@@ -88,21 +88,30 @@ def qdq(tmp_path_factory):
 
 
 def _ort(path, x):
+    """ONNX Runtime (the oracle) on ``path``'s ``image`` input: every output, in the graph's order."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(["maps", "logits"], {"image": x})
+    return session.run(None, {"image": x})
 
 
-def _run(tc, mod, x):
-    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
-    vm = tc.relax.VirtualMachine(tc.relax.build(mod, target=target), tc.tvm.cpu())
-    return [o.numpy() for o in vm["main"](tc.tvm.runtime.tensor(x))]
+def _host_target(tc):
+    return tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
+
+
+def _compiled(tc, mod):
+    """``mod`` built for this CPU (TVM's default pipeline) as a function: input -> list of outputs."""
+    vm = tc.relax.VirtualMachine(tc.relax.build(mod, target=_host_target(tc)), tc.tvm.cpu())
+
+    def run(x):
+        out = vm["main"](tc.tvm.runtime.tensor(x))
+        return [o.numpy() for o in ([out] if hasattr(out, "numpy") else out)]
+
+    return run
 
 
 def _host_vnni(tc) -> bool:
-    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
-    return tvm_int8.vnni_available(tc, target)
+    return tvm_int8.vnni_available(tc, _host_target(tc))
 
 
 @pytest.mark.parametrize("vnni", [False, True], ids=["nchw", "vnni"])
@@ -120,10 +129,11 @@ def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
     assert script.count('out_dtype="int32"') == (1 if vnni else 5)  # the depthwise one stays NCHW
     # VNNI: each ungrouped conv -> (bias) -> quantize is one kernel with a requantizing epilogue
     assert script.count("qconv2d_nchwc_u8s8") == (2 * 4 if vnni else 0)  # definition + call, per conv
+    run = _compiled(tc, rewritten)
     rng = np.random.default_rng(5)
     for _ in range(3):
         x = rng.uniform(-1.2, 1.2, SHAPE).astype(np.float32)  # beyond the calibrated range: saturation too
-        for got, want in zip(_run(tc, rewritten, x), _ort(path, x)):
+        for got, want in zip(run(x), _ort(path, x)):
             np.testing.assert_array_equal(got, want)
 
 
@@ -164,17 +174,10 @@ def test_max_pool_runs_on_the_quantized_values_exactly(tmp_path, vnni):
     assert report.rewritten == 2
     pools = [line for line in rewritten.script(show_meta=False).splitlines() if "R.nn.max_pool2d" in line]
     assert len(pools) == 1 and 'dtype="uint8"' in pools[0], pools
-    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
-    vm = tc.relax.VirtualMachine(tc.relax.build(rewritten, target=target), tc.tvm.cpu())
+    run = _compiled(tc, rewritten)
     for _ in range(3):
         x = rng.uniform(-1.3, 1.3, SHAPE).astype(np.float32)
-        got = vm["main"](tc.tvm.runtime.tensor(x)).numpy()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        want = ort.InferenceSession(str(tmp_path / "qdq.onnx"), options, providers=["CPUExecutionProvider"]).run(
-            ["maps"], {"image": x}
-        )[0]
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(run(x)[0], _ort(tmp_path / "qdq.onnx", x)[0])
 
 
 def test_layout_changes_fuse_into_the_operations_around_them(qdq):
@@ -188,10 +191,9 @@ def test_layout_changes_fuse_into_the_operations_around_them(qdq):
     if not _host_vnni(tc):
         pytest.skip("this CPU has no AVX512-VNNI")
     _, _, path = qdq
-    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
     imported = tc.from_onnx(onnx.load(str(path)), keep_params_in_input=False)
     mod, _ = tvm_int8.integer_convolutions(imported, tc, vnni=True)
-    prepared = tvm_tuning._prepare(tc, mod, target)
+    prepared = tvm_tuning._prepare(tc, mod, _host_target(tc))
     names = [gv.name_hint for gv, f in prepared.functions.items() if isinstance(f, tc.tvm.tirx.PrimFunc)]
     layout = [n for n in names if "pack_nchw" in n]
     assert layout and all(n.startswith("fused_") for n in layout), names
@@ -308,14 +310,8 @@ def test_shipped_bridge_model_is_integer_and_exact(tmp_path, vnni):
     mod = tvm_build._import(tc, path, tmp_path, {}, lambda _: None)  # folds its shape arithmetic
     rewritten, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
     assert report == tvm_int8.IntegerConvolutions(rewritten=29, left_float=())
-    target = tc.tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": tvm_backend.host_mcpu()})
-    vm = tc.relax.VirtualMachine(tc.relax.build(rewritten, target=target), tc.tvm.cpu())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    run = _compiled(tc, rewritten)
     rng = np.random.default_rng(1)
     for _ in range(5):  # the old requantization differed in 78 of these 640 values
         x = rng.uniform(0, 1, (1, 3, 150, 150)).astype(np.float32)
-        got = vm["main"](tc.tvm.runtime.tensor(x))
-        got = (got if hasattr(got, "numpy") else got[0]).numpy()
-        np.testing.assert_array_equal(got, session.run(None, {"image": x})[0])
+        np.testing.assert_array_equal(run(x)[0], _ort(path, x)[0])
