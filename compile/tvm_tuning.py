@@ -9,13 +9,14 @@ schedule, is the largest among the tasks still improving; the choice is re-taken
 measured batch, so a convolution that is 30x faster after its first batch yields to whatever is
 now the largest. A task stops getting batches after ``PATIENCE`` batches in a row that made it
 less than ``MIN_GAIN`` faster, or when its search space is exhausted; the tune ends at the trial
-count, the time budget, or when no task is improving. On CPUs the trials run with the target's
-``num-cores`` threads, the thread count the package
-then runs with by default. Every trial is measured: here by a local runner (x86), or on the
-device through a TVM RPC tracker (``--rpc HOST:PORT --device-key KEY``; CUDA and Jetson
-targets need it). On CPUs the default schedules go into the database too (an empty trace), so
-a task whose tuned candidates all measured slower keeps its default. The
-library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
+count, the time budget, or when no task is improving. On CPUs every trial is timed at 1 thread and
+at the target's ``num-cores`` (the count the package runs with by default; a package runs at 1
+where that was measured faster) and ranked by the mean of the two. Every trial is measured: here by
+a local runner (x86), or on the device through a TVM RPC tracker (``--rpc HOST:PORT --device-key
+KEY``; CUDA and Jetson targets need it). On CPUs the default schedules go into the database too:
+TVM's default lowering (an empty trace) and rule-made ones (``tvm_cpu_schedules``: blocks inlined,
+outer loops parallel), so a task whose trials all measured slower, or that got none, keeps the
+fastest of those. The library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
 here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
 schedule; the rest keep the default (dlight on GPUs, as an untuned build).
 
@@ -54,7 +55,7 @@ from lanner.benchmarking.remote import check_tracker
 from lanner.models import cache_dir
 from lanner.names import MANIFEST_FILENAME
 
-from . import tvm_int8
+from . import tvm_cpu_schedules, tvm_int8
 from .artifact import UnsupportedError
 
 __all__ = [
@@ -84,6 +85,11 @@ POPULATION = 128
 # R-Net's budget on a convolution whose first batch was already its best (528 more trials, no gain).
 PATIENCE = 4
 MIN_GAIN = 0.01
+# A task no trial has measured yet takes the next batch, before any task's next one, once it holds this share of
+# the model's current estimate: a first batch makes a convolution 10-20x faster than its default, a later one a
+# few percent. In the eleventh run's bridge tune two small convolutions never got one (57 us each at their
+# default, 3 us tuned) while 21 others took their fifth and sixth batches.
+FIRST_BATCH_SHARE = 0.02
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
 
@@ -100,8 +106,9 @@ class TuningRequest:
             whose records start this tune (same model and target only).
         rpc: ``HOST:PORT`` of a TVM RPC tracker; trials are measured on a device registered there.
         device_key: the tracker key of the device (required with ``rpc``).
-        threads: CPU threads each trial runs with here (TVM's pool; not with ``rpc``); None: the
-            target's ``num-cores``. The package records it and runs with it by default. Fewer than
+        threads: CPU threads each trial runs with here (TVM's pool; not with ``rpc``), besides 1
+            (:func:`measured_thread_counts`); None: the target's ``num-cores``. The package records it
+            and runs with it by default. Fewer than
             the cores where other work holds some of them: a parallel kernel then waits at every
             barrier for a thread the OS has descheduled, and the measurements rank the scheduler's
             delays instead of the kernels (benchmarks/compile/README.md).
@@ -167,7 +174,9 @@ class _Progress:
 
     The plan (:meth:`next_task`): each batch goes to the task whose current contribution to the model's
     latency, weight x the faster of its best and default schedule (:meth:`task_ms`), is the largest among
-    the tasks still improving; it is re-taken after every measured batch (:meth:`on_batch`). A task stops
+    the tasks still improving, except that a task without a measured trial whose contribution is at least
+    :data:`FIRST_BATCH_SHARE` of the model's estimate goes first; it is re-taken after every measured batch
+    (:meth:`on_batch`). A task stops
     getting batches after :data:`PATIENCE` batches in a row without a :data:`MIN_GAIN` gain, or when
     MetaSchedule has nothing left to measure for it (``exhausted``).
     """
@@ -219,7 +228,15 @@ class _Progress:
         candidates = self.improving()
         if not candidates:
             return None
-        self.current = max(candidates, key=lambda i: (self.contribution_ms(i), -i))
+        estimate = self.estimated_ms() or 0.0
+        untried = [
+            i
+            for i in candidates
+            if not self.task_trials.get(i)
+            and i not in self.seeded_s
+            and self.contribution_ms(i) >= FIRST_BATCH_SHARE * estimate
+        ]
+        self.current = max(untried or candidates, key=lambda i: (self.contribution_ms(i), -i))
         self.batch_started = now
         return self.current
 
@@ -395,19 +412,20 @@ def tune_and_compile(
         + (
             f", measured on {request.device_key!r} via tracker {request.rpc}"
             if request.rpc
-            else f", measured here with {threads} thread{'s' if threads != 1 else ''}"
+            else f", measured here at {' and '.join(map(str, measured_thread_counts(threads or 1)))} "
+            f"thread{'s' if (threads or 1) > 1 else ''}"
         )
         + (f", seeded with {previous.get('records', 0)} records" if previous else "")
     )
     if request.trials:  # 0: build from the seed's records alone
         # made before the clock starts: the first context registers every tensor intrinsic
         contexts = _contexts(ms, tasks, SEED)
-        runner = _runner(tc.tvm, ms, request)
         builder = _builder(tc.tvm, ms)
         if request.rpc is None and threads:
             # Trials run with the threads the package will run with by default (the target's num-cores
-            # unless asked otherwise): TVM's own default here was half the cores (1 of 2), unrecorded.
+            # unless asked otherwise), and with 1: TVM's own default here was half the cores (1 of 2).
             threads = tvm_backend.set_num_threads(threads)
+        runner = _runner(tc.tvm, ms, request, measured_thread_counts(threads or 1))
         # the budget counts tuning proper, not TVM's start-up; measuring the default schedules is part of it
         state.started = time.monotonic()
         state.deadline = None if request.minutes is None else state.started + 60 * request.minutes
@@ -469,6 +487,10 @@ def tune_and_compile(
         f"every batch; a task stops after {PATIENCE} batches in a row that gain under {MIN_GAIN:.0%})",
         # a build from the seed alone keeps the thread count its records were measured with
         "threads": threads if request.trials else previous.get("threads", threads),
+        # each trial's run_secs: one time per count, ranked by their mean (records of older tunes: 1 count)
+        "timed_at_threads": list(measured_thread_counts(threads or 1))
+        if request.trials and not request.rpc
+        else previous.get("timed_at_threads"),
         "trials": previous.get("trials", 0) + state.trials,
         "trials_this_run": state.trials,
         "minutes": round(previous.get("minutes", 0.0) + minutes, 3),
@@ -497,41 +519,58 @@ def tune_and_compile(
 def _measure_defaults(
     tvm: Any, ms: Any, tasks: list[Any], target: Any, builder: Any, runner: Any, database: Any
 ) -> list[float | None]:
-    """Each task's latency (seconds) with the schedule an untuned build gives it, measured like a trial.
+    """Each task's latency (seconds) without trials, measured like a trial: the fastest of its default
+    schedules.
 
-    That is TVM's default lowering on CPUs and dlight's rules on GPUs. On CPUs the measurement is
-    also committed as a record with an empty trace (the default schedule itself), so the build
-    keeps the default for a task whose tuned candidates all measured slower: small element-wise
-    tasks, where a parallel loop's thread hand-off costs more than the work. None where the
-    default did not build or run (the task is then treated as expensive).
+    On GPUs that is dlight's rules (what an untuned build runs). On CPUs it is TVM's default lowering
+    and the rule-made schedules of :func:`lanner.compile.tvm_cpu_schedules.default_candidates`
+    (injective blocks inlined, outer loops parallel); every one measured is committed as a record
+    (TVM's default as an empty trace, the others with theirs), so the build keeps the fastest for a
+    task no trial beat or that got none: small element-wise tasks, where a parallel loop's thread
+    hand-off costs more than the work, keep a sequential one. A task whose seed database holds such
+    records is not measured again: its fastest one stands (a seeded tune's budget goes to trials). None
+    where nothing built or ran (the task is then treated as expensive).
     """
     gpu = "gpu" in [str(key) for key in target.keys]
     device_type = target.kind.name if gpu else "cpu"  # (what the task scheduler hands its runner)
+    cores = int(dict(target.attrs).get("num-cores", 1) or 1)
+    schedules: list[tuple[int, Any]] = []  # (task, schedule or None for TVM's default)
     modules = []
-    for task in tasks:
+    measured: list[float | None] = [None] * len(tasks)
+    for i, task in enumerate(tasks):
         mod = task.dispatched[0]
+        if not gpu:
+            measured[i] = _recorded_best(ms, database, mod, trials=False)
+            if measured[i] is not None:
+                continue
         if gpu:
             with target:
                 mod = tvm.s_tir.dlight.ApplyDefaultSchedule(*_dlight_rules(tvm.s_tir.dlight))(mod)
+        schedules.append((i, None))
         modules.append(mod)
+        if not gpu:
+            for _name, sch in tvm_cpu_schedules.default_candidates(tvm, mod, cores):
+                schedules.append((i, sch))
+                modules.append(sch.mod)
     built = builder.build([ms.builder.BuilderInput(mod, target) for mod in modules])
-    measured: list[float | None] = [None] * len(tasks)
-    ran = [i for i, b in enumerate(built) if b.error_msg is None]
-    args = [ms.arg_info.ArgInfo.from_prim_func(tasks[i].dispatched[0]["main"]) for i in ran]
+    ran = [k for k, b in enumerate(built) if b.error_msg is None]
+    args = [ms.arg_info.ArgInfo.from_prim_func(tasks[schedules[k][0]].dispatched[0]["main"]) for k in ran]
     futures = runner.run(
-        [ms.runner.RunnerInput(str(built[i].artifact_path), device_type, a) for i, a in zip(ran, args)]
+        [ms.runner.RunnerInput(str(built[k].artifact_path), device_type, a) for k, a in zip(ran, args)]
     )
-    for i, a, future in zip(ran, args, futures):
+    for k, a, future in zip(ran, args, futures):
+        i, sch = schedules[k]
         result = future.result()
-        ms.utils.remove_build_dir(str(built[i].artifact_path))
+        ms.utils.remove_build_dir(str(built[k].artifact_path))
         if result.error_msg is not None or not result.run_secs:
             continue
         run_secs = [float(s) for s in result.run_secs]
-        measured[i] = sum(run_secs) / len(run_secs)
+        seconds = sum(run_secs) / len(run_secs)
+        measured[i] = seconds if measured[i] is None else min(measured[i], seconds)
         if not gpu:
             database.commit_tuning_record(
                 ms.database.TuningRecord(
-                    trace=tvm.s_tir.schedule.Trace([], {}),
+                    trace=tvm.s_tir.schedule.Trace([], {}) if sch is None else sch.trace,
                     workload=database.commit_workload(tasks[i].dispatched[0]),
                     run_secs=run_secs,
                     target=target,
@@ -544,16 +583,21 @@ def _measure_defaults(
 def _seeded_best(ms: Any, database: Any, tasks: list[Any]) -> dict[int, float]:
     """Each task's best tuned latency (seconds) among the records a seed database brought (empty
     without one), so that a seeded task counts as fast as it already is when batches are planned."""
-    best: dict[int, float] = {}
-    for i, task in enumerate(tasks):
-        mod = task.dispatched[0]
-        if not database.has_workload(mod):
-            continue
-        for record in database.get_top_k(database.commit_workload(mod), 16):
-            run_secs = [float(x) for x in record.run_secs or []]
-            if run_secs and len(record.trace.insts) > 0:  # an empty trace is the default schedule
-                best[i] = min(best.get(i, float("inf")), sum(run_secs) / len(run_secs))
-    return best
+    best = {i: _recorded_best(ms, database, task.dispatched[0], trials=True) for i, task in enumerate(tasks)}
+    return {i: seconds for i, seconds in best.items() if seconds is not None}
+
+
+def _recorded_best(ms: Any, database: Any, mod: Any, *, trials: bool) -> float | None:
+    """The fastest mean latency (seconds) ``database`` holds for the task ``mod``, among its trials
+    (``trials=True``) or its default schedules (records whose trace made no sampling decision, as in
+    :func:`count_trials`); None where it holds none."""
+    if not database.has_workload(mod):
+        return None
+    for record in database.get_top_k(database.commit_workload(mod), 1 << 20):  # every record, fastest first
+        run_secs = [float(x) for x in record.run_secs or []]
+        if run_secs and (len(record.trace.decisions) > 0) == trials:
+            return sum(run_secs) / len(run_secs)
+    return None
 
 
 def _scheduler(tvm: Any, ms: Any, state: _Progress) -> Any:
@@ -707,9 +751,9 @@ def _is_scheduled(task: Any) -> bool:
     return bool(task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False))
 
 
-def _runner(tvm: Any, ms: Any, request: TuningRequest) -> Any:
+def _runner(tvm: Any, ms: Any, request: TuningRequest, thread_counts: tuple[int, ...]) -> Any:
     if request.rpc is None:
-        return _local_runner(tvm, ms)
+        return _local_runner(tvm, ms, thread_counts)
     host, _, port = request.rpc.rpartition(":")
     config = ms.runner.RPCConfig(
         tracker_host=host,
@@ -720,11 +764,22 @@ def _runner(tvm: Any, ms: Any, request: TuningRequest) -> Any:
     return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
 
 
-def _local_runner(tvm: Any, ms: Any) -> Any:
+def measured_thread_counts(threads: int) -> tuple[int, ...]:
+    """The pool sizes every trial is timed at here: 1 and ``threads`` (the package's default). A TVM
+    package runs at either (``lanner.load`` takes 1 where ``latency_ms.by_threads`` measured it faster), so a
+    candidate is ranked by the mean of the two: a kernel of a few microseconds that a parallel loop makes
+    slower at 2 threads (the hand-off costs 2-4 us here) loses to a sequential one, and one that gains from
+    the second core wins, where 1-thread trials saw neither."""
+    return (1,) if threads <= 1 else (1, threads)
+
+
+def _local_runner(tvm: Any, ms: Any, thread_counts: tuple[int, ...]) -> Any:
     """Candidates measured in this process with MetaSchedule's own argument allocation and
-    ``time_evaluator`` (its LocalRunner's steps). LocalRunner runs them in a worker process that
-    imports TVM first; on a busy 2-core machine that start took longer than a whole tuning budget
-    (8 minutes before the first batch was measured), leaving 16 trials per model."""
+    ``time_evaluator`` (its LocalRunner's steps), once per pool size in ``thread_counts``; the
+    result's ``run_secs`` hold every measurement, and MetaSchedule ranks records by their mean.
+    LocalRunner runs them in a worker process that imports TVM first; on a busy 2-core machine that
+    start took longer than a whole tuning budget (8 minutes before the first batch was measured),
+    leaving 16 trials per model."""
     local = ms.runner.local_runner
     config = ms.runner.EvaluatorConfig._normalized(None)  # noqa: SLF001 -- LocalRunner's defaults
 
@@ -733,13 +788,19 @@ def _local_runner(tvm: Any, ms: Any) -> Any:
         def run(self, runner_inputs: list[Any]) -> list[Any]:
             futures = []
             for item in runner_inputs:
+                costs: list[float] | None = []
+                error = None
                 try:
                     module = tvm.runtime.load_module(str(item.artifact_path))
                     device = tvm.runtime.device(str(item.device_type), 0)
                     args = local.default_alloc_argument(device, tuple(a.as_json() for a in item.args_info), 1)
-                    costs, error = local.default_run_evaluator(module, device, config, args), None
+                    for threads in thread_counts:
+                        tvm_backend.set_num_threads(threads)
+                        costs.extend(local.default_run_evaluator(module, device, config, args))
                 except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
                     costs, error = None, f"run failed: {exc}"
+                finally:
+                    tvm_backend.set_num_threads(thread_counts[-1])
                 futures.append(local.LocalRunnerFuture(res=costs, error_message=error))
             return futures
 
@@ -813,17 +874,19 @@ def _count_lines(path: Path) -> int:
 
 
 def count_trials(path: Path) -> int:
-    """Measured candidates in a MetaSchedule record file: its records less the default-schedule ones
-    (an empty trace) that each tune commits before searching.
+    """Measured candidates in a MetaSchedule record file: its records less the default schedules that
+    each tune commits before searching (TVM's default, an empty trace, and the rule-made ones of
+    ``tvm_cpu_schedules``), told apart as the records whose trace made no random decision: every
+    candidate of the search samples its tile sizes, unroll depth or inlining.
 
     Args:
         path: a ``database_tuning_record.json``.
 
     Returns:
-        The number of records with a non-empty trace.
+        The number of records whose trace holds at least one sampling decision.
     """
     with path.open(encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip() and json.loads(line)[1][0] != [[], []])
+        return sum(1 for line in f if line.strip() and json.loads(line)[1][0][1])
 
 
 # How a seed database's own tune went (its tuning.json), with the value where it recorded none:
@@ -883,5 +946,6 @@ def _seed(ms: Any, tvm: Any, seed: str, records_dir: Path, tasks: list[Any], tar
         "trials": int(previous.get("trials", count_trials(records_dir / RECORD_FILE))),
         "minutes": float(previous.get("minutes", 0.0)),
         "threads": previous.get("threads"),
+        "timed_at_threads": previous.get("timed_at_threads"),
         **{key: previous[key] for key in SEED_RECORD if key in previous},
     }

@@ -23,7 +23,10 @@ from lanner.compile import (  # noqa: E402
     TuningRequest,
     UnsupportedError,
     compile_model,
+    tvm_build,
+    tvm_cpu_schedules,
     tvm_int8,
+    tvm_tuning,
 )
 from lanner.compile.onnxruntime_build import quantize_qdq  # noqa: E402
 from lanner.compile.pipeline import HELD_OUT_MAX  # noqa: E402
@@ -315,3 +318,51 @@ def test_shipped_bridge_model_is_integer_and_exact(tmp_path, vnni):
     for _ in range(5):  # the old requantization differed in 78 of these 640 values
         x = rng.uniform(0, 1, (1, 3, 150, 150)).astype(np.float32)
         np.testing.assert_array_equal(run(x)[0], _ort(path, x)[0])
+
+
+@pytest.mark.parametrize("vnni", [False, True], ids=["nchw", "vnni"])
+def test_rule_made_cpu_schedules_compute_what_the_default_does(qdq, vnni):
+    """Every fused function of the int8 model (packs, pads, pools, convolution epilogues, the Gemm head)
+    under each schedule of ``tvm_cpu_schedules.default_candidates``, built from its recorded trace as a
+    tuned build replays it, gives TVM's default schedule's outputs bit for bit."""
+    tc = tvm_backend.import_compiler()
+    if vnni and not _host_vnni(tc):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    _, _, path = qdq
+    target = tc.tvm.target.Target({**_host_target(tc).export(), "num-cores": 2})
+    mod, _ = tvm_int8.integer_convolutions(tvm_build._import(tc, path, path.parent, {}, lambda _: None), tc, vnni=vnni)
+    fused = tvm_tuning._prepare(tc, mod, target)
+    tvm, dev = tc.tvm, tc.tvm.cpu()
+    rng = np.random.default_rng(5)
+    names: dict[str, list[str]] = {}
+    for gvar, func in fused.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            continue
+        task = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        infos = [info.as_json() for info in tc.meta_schedule.arg_info.ArgInfo.from_prim_func(func)]
+        feeds = [_random(rng, dtype, shape) for _, dtype, shape in infos]
+
+        def outputs(mod, feeds=feeds):
+            args = [tvm.runtime.tensor(a.copy(), dev) for a in feeds]
+            tvm.compile(mod, target=target)["main"](*args)
+            return [a.numpy() for a in args]
+
+        want = outputs(task)
+        candidates = tvm_cpu_schedules.default_candidates(tvm, task, 2)
+        names[gvar.name_hint] = [name for name, _ in candidates]
+        for name, sch in candidates:
+            replayed = tvm.s_tir.Schedule(task)
+            sch.trace.apply_to_schedule(replayed, remove_postproc=False)
+            for got, expected in zip(outputs(replayed.mod), want):
+                np.testing.assert_array_equal(got, expected, err_msg=f"{gvar.name_hint}, {name}")
+    # the rules applied where they can: inlining a quantize chain into its producer, a parallel loop where
+    # there are enough iterations; each candidate differs from the default and from the others
+    assert any("inline" in n for n in names.values()) and any("parallel" in n for n in names.values()), names
+    assert all(len(set(n)) == len(n) and set(n) <= {"inline", "parallel", "inline+parallel"} for n in names.values())
+
+
+def _random(rng, dtype, shape):
+    if dtype.startswith(("uint", "int")):
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -100), min(info.max, 200), shape, endpoint=True).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)

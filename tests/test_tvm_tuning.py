@@ -182,10 +182,17 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert all(0 <= row["share_tuned"] <= 1 for row in plan)
     assert [row["share"] for row in plan] == sorted((row["share"] for row in plan), reverse=True)
     assert abs(sum(row["share"] for row in plan) - 1) < 1e-3
-    # every task's default schedule was measured and recorded (an empty trace) beside the trials
+    # every task's default schedules were measured and recorded beside the trials: TVM's (an empty trace)
+    # and the rule-made ones (a trace without sampling decisions; the convolutions' epilogues inline)
     assert all(row["default_ms"] > 0 for row in plan)
-    defaults = [line for line in records if json.loads(line)[1][0] == [[], []]]
-    assert len(defaults) == 3 and tvm_tuning.count_trials(tuned / "tuning" / "database_tuning_record.json") == 3
+    traces = [json.loads(line)[1][0] for line in records]
+    assert (
+        traces.count([[], []]) == 3 and tvm_tuning.count_trials(tuned / "tuning" / "database_tuning_record.json") == 3
+    )
+    assert sum(1 for insts, decisions in traces if insts and not decisions) >= 2
+    # each trial timed at 1 thread and at the package's threads, ranked by the mean
+    assert summary["timed_at_threads"] == ([1, cores] if cores > 1 else [1])
+    assert all(len(json.loads(line)[1][1]) == len(summary["timed_at_threads"]) for line in records)
     feed = {"image": np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)}
     import onnxruntime as ort
 
@@ -286,6 +293,25 @@ def test_a_build_from_the_seed_alone_keeps_the_seeds_record(tuned, convnet, tmp_
     assert summary["trials_this_run"] == 0 and summary["trials"] == seed["trials"] == 3
     for key in ("stopped_because", "stopped_by_time_budget", "tasks_measured", "batches", "task_plan", "threads"):
         assert summary[key] == seed[key], key
+
+
+@pytest.mark.slow
+def test_a_seeded_tune_measures_trials_only(tuned, convnet, tmp_path):
+    # the seed's default schedules stand: the new run's records are its trials, and every task's default
+    # latency in the plan is the seed's
+    seed = json.loads((tuned / "tuning" / "tuning.json").read_text())
+    manifest = compile_model(
+        convnet,
+        backend="tvm",
+        precision="fp32",
+        out=tmp_path / "pkg",
+        tuning=TuningRequest(2, seed_database=str(tuned)),
+    )
+    summary = manifest.target_info["tuning"]
+    assert summary["trials_this_run"] == 2 and summary["records"] == seed["records"] + 2
+    assert {row["task"]: row["default_ms"] for row in summary["task_plan"]} == {
+        row["task"]: row["default_ms"] for row in seed["task_plan"]
+    }
 
 
 # -- Ctrl-C keeps the records; a resume continues from them -------------------------------------
@@ -454,16 +480,28 @@ def _tune(state: tvm_tuning._Progress, measure, trials: int = 10_000, batch: int
 
 
 def test_every_batch_goes_to_the_largest_current_contribution():
-    # task0 (10 ms) is 20x faster after its first batch; the next batches go to task1 (2 ms) until it is
-    # under task2's 1 ms, then to task2; task0 comes back only once it is the largest again
+    # task0 (10 ms) is 20x faster after its first batch; task1 (2 ms), then task2 (1 ms) get their first
+    # batches (untried, each over FIRST_BATCH_SHARE of the estimate) although task1 is still the larger
+    # after its first; then each batch goes to the largest: task1, task2, task1 again; task0 comes back
+    # only once it is the largest again
     state = _progress([10e-3, 2e-3, 1e-3])
     gains = {0: [0.5e-3, 0.5e-3, 0.1e-3], 1: [1.5e-3, 0.8e-3, 0.2e-3], 2: [0.9e-3, 0.4e-3, 0.05e-3]}
     order = _tune(state, lambda task, n: [gains[task][min(n, 2)]] * 4, trials=8 * 4)
-    assert order == [0, 1, 1, 2, 2, 1, 0, 0]
+    assert order == [0, 1, 2, 1, 2, 1, 0, 0]
     assert state.history[0] == ["task0", 4, pytest.approx(0.5 + 2.0 + 1.0)]
     assert state.estimated_ms() == pytest.approx(0.1 + 0.2 + 0.4)
     assert state.stale == {0: 0, 1: 0, 2: 0} and state.task_trials == {0: 12, 1: 12, 2: 8}
     assert state.stop_reason(8 * 4) == "trials"
+
+
+def test_an_untried_task_goes_first_once_it_holds_a_share_of_the_estimate():
+    # task1 (0.1 ms) is under 2% of the estimate while task0 is at 10 and at 5 ms, over it at 2 ms: it then
+    # takes its first batch ahead of task0, still the larger
+    state = _progress([10e-3, 0.1e-3])
+    gains = {0: [5e-3, 2e-3, 1e-3], 1: [0.05e-3]}
+    order = _tune(state, lambda task, n: [gains[task][min(n, len(gains[task]) - 1)]] * 4, trials=4 * 4)
+    assert order == [0, 0, 1, 0]
+    assert tvm_tuning.FIRST_BATCH_SHARE == 0.02
 
 
 def test_weights_count_how_often_a_task_runs():
@@ -477,8 +515,9 @@ def test_a_task_without_gain_stops_getting_batches_and_the_tune_ends_when_none_i
     state = _progress([3e-3, 2e-3])
     order = _tune(state, lambda task, n: [5e-3] if task == 0 else [1e-3 if n == 0 else 1.5e-3])
     p = tvm_tuning.PATIENCE
+    # task1 takes its first batch after task0's (untried, over FIRST_BATCH_SHARE of the estimate); then
     # task0 keeps the lead (its default, 3 ms) until it has had PATIENCE batches without gain
-    assert order == [0] * p + [1] * (1 + p)
+    assert order == [0, 1] + [0] * (p - 1) + [1] * p
     assert state.next_task() is None and state.stop_reason(10_000) == "no task improving"
     rows = {row["task"]: row for row in state.plan()}
     assert rows["task0"]["stopped"] == rows["task1"]["stopped"] == f"no gain in {p} batches"
@@ -567,9 +606,14 @@ def test_model_estimate_takes_the_faster_of_tuned_and_default():
 def test_count_trials_leaves_out_default_schedule_records(tmp_path):
     target = {"kind": "llvm"}
     default = json.dumps([0, [[[], []], [1e-5], target, []]])
-    trial = json.dumps([0, [[[["Split", [], {}, []]], []], [5e-6], target, []]])
+    rule_made = json.dumps(
+        [0, [[[["GetSBlock", [], ["b", "main"], ["b0"]], ["Parallel", ["l0"], [], []]], []], [8e-6], target, []]]
+    )
+    trial = json.dumps(
+        [0, [[[["SamplePerfectTile", ["l0"], [2, 64], ["v0", "v1"]]], [[0, [[4, 16]]]]], [5e-6], target, []]]
+    )
     path = tmp_path / "database_tuning_record.json"
-    path.write_text("\n".join([default, trial, trial, ""]) + "\n")
+    path.write_text("\n".join([default, rule_made, trial, trial, ""]) + "\n")
     assert tvm_tuning.count_trials(path) == 2
 
 
