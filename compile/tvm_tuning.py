@@ -16,9 +16,9 @@ a local runner (x86), or on the device through a TVM RPC tracker (``--rpc HOST:P
 KEY``; CUDA and Jetson targets need it). On CPUs the default schedules go into the database too:
 TVM's default lowering (an empty trace) and rule-made ones (``tvm_cpu_schedules``: blocks inlined,
 outer loops parallel), so a task whose trials all measured slower, or that got none, keeps the
-fastest of those. The library is then built with the database applied, by the pipeline of ``compile_relax`` (kept
-here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions take their best
-schedule; the rest keep the default (dlight on GPUs, as an untuned build).
+fastest of those. The library is then built with the database applied, by the pipeline of
+``compile_relax`` (kept here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions
+take their best schedule; the rest keep the default (dlight on GPUs, as an untuned build).
 
 The database is MetaSchedule's JSON database (``database_workload.json``: one line per task,
 its structural hash and TIR; ``database_tuning_record.json``: one line per measured
@@ -87,8 +87,8 @@ PATIENCE = 4
 MIN_GAIN = 0.01
 # A task no trial has measured yet takes the next batch, before any task's next one, once it holds this share of
 # the model's current estimate: a first batch makes a convolution 10-20x faster than its default, a later one a
-# few percent. In the eleventh run's bridge tune two small convolutions never got one (57 us each at their
-# default, 3 us tuned) while 21 others took their fifth and sixth batches.
+# few percent. In a bridge tune without this rule two small convolutions never got one (57 and 46 us at their
+# default, 3 us tuned) while the three largest took 5-17 batches each (benchmarks/compile, eleventh run).
 FIRST_BATCH_SHARE = 0.02
 RPC_SESSION_TIMEOUT_S = 120
 SEED = 0  # search seed: the same budget on the same machine explores the same candidates
@@ -108,10 +108,9 @@ class TuningRequest:
         device_key: the tracker key of the device (required with ``rpc``).
         threads: CPU threads each trial runs with here (TVM's pool; not with ``rpc``), besides 1
             (:func:`measured_thread_counts`); None: the target's ``num-cores``. The package records it
-            and runs with it by default. Fewer than
-            the cores where other work holds some of them: a parallel kernel then waits at every
-            barrier for a thread the OS has descheduled, and the measurements rank the scheduler's
-            delays instead of the kernels (benchmarks/compile/README.md).
+            and runs with it by default. Fewer than the cores where other work holds some of them: a
+            parallel kernel then waits at every barrier for a thread the OS has descheduled, and the
+            measurements rank the scheduler's delays instead of the kernels (benchmarks/compile/README.md).
 
     Raises:
         ValueError: trials < 0, or 0 without ``seed_database``; minutes <= 0; ``rpc`` without
@@ -176,9 +175,8 @@ class _Progress:
     latency, weight x the faster of its best and default schedule (:meth:`task_ms`), is the largest among
     the tasks still improving, except that a task without a measured trial whose contribution is at least
     :data:`FIRST_BATCH_SHARE` of the model's estimate goes first; it is re-taken after every measured batch
-    (:meth:`on_batch`). A task stops
-    getting batches after :data:`PATIENCE` batches in a row without a :data:`MIN_GAIN` gain, or when
-    MetaSchedule has nothing left to measure for it (``exhausted``).
+    (:meth:`on_batch`). A task stops getting batches after :data:`PATIENCE` batches in a row without a
+    :data:`MIN_GAIN` gain, or when MetaSchedule has nothing left to measure for it (``exhausted``).
     """
 
     total: int
