@@ -207,6 +207,18 @@ def test_tune_records_are_in_the_package(tuned, convnet):
         assert _tvm_pool_threads() == 1
 
 
+def _from_seed(convnet: Path, tuned: Path, out: Path, trials: int, backend: str = "tvm", **kwargs) -> Manifest:
+    """compile_model on the test net, fp32, tuning seeded from the ``tuned`` package's records."""
+    return compile_model(
+        convnet,
+        backend=backend,
+        precision="fp32",
+        out=out,
+        tuning=TuningRequest(trials, seed_database=str(tuned)),
+        **kwargs,
+    )
+
+
 def _tvm_pool_threads() -> int:
     import tvm
 
@@ -258,14 +270,7 @@ def test_auto_measures_tuned_tvm_among_the_candidates(tuned, convnet, tmp_path):
     """``--backend auto --tune``: the TVM candidate is the tuned build (here rebuilt from the records
     with ``--tune 0``) and competes by measured latency; the fastest that passes fidelity wins."""
     lines: list[str] = []
-    manifest = compile_model(
-        convnet,
-        backend="auto",
-        precision="fp32",
-        out=tmp_path / "auto",
-        tuning=TuningRequest(0, seed_database=str(tuned)),
-        progress=lines.append,
-    )
+    manifest = _from_seed(convnet, tuned, tmp_path / "auto", 0, backend="auto", progress=lines.append)
     assert any("tvm tune: 3 tasks, no new trials: building from the seed's records" in line for line in lines), lines
     candidates = {c["backend"]: c for c in manifest.selection["candidates"]}
     assert set(candidates) == {"openvino", "onnxruntime", "tvm"}
@@ -282,13 +287,7 @@ def test_auto_measures_tuned_tvm_among_the_candidates(tuned, convnet, tmp_path):
 def test_a_build_from_the_seed_alone_keeps_the_seeds_record(tuned, convnet, tmp_path):
     # --tune 0 --tuning-db: the package's summary is the seed's tune (why it ended, its batches,
     # what it measured), not the rebuild's zero trials
-    manifest = compile_model(
-        convnet,
-        backend="tvm",
-        precision="fp32",
-        out=tmp_path / "pkg",
-        tuning=TuningRequest(0, seed_database=str(tuned)),
-    )
+    manifest = _from_seed(convnet, tuned, tmp_path / "pkg", 0)
     summary, seed = manifest.target_info["tuning"], json.loads((tuned / "tuning" / "tuning.json").read_text())
     assert summary["trials_this_run"] == 0 and summary["trials"] == seed["trials"] == 3
     for key in ("stopped_because", "stopped_by_time_budget", "tasks_measured", "batches", "task_plan", "threads"):
@@ -300,13 +299,7 @@ def test_a_seeded_tune_measures_trials_only(tuned, convnet, tmp_path):
     # the seed's default schedules stand: the new run's records are its trials, and every task's default
     # latency in the plan is the seed's
     seed = json.loads((tuned / "tuning" / "tuning.json").read_text())
-    manifest = compile_model(
-        convnet,
-        backend="tvm",
-        precision="fp32",
-        out=tmp_path / "pkg",
-        tuning=TuningRequest(2, seed_database=str(tuned)),
-    )
+    manifest = _from_seed(convnet, tuned, tmp_path / "pkg", 2)
     summary = manifest.target_info["tuning"]
     assert summary["trials_this_run"] == 2 and summary["records"] == seed["records"] + 2
     assert {row["task"]: row["default_ms"] for row in summary["task_plan"]} == {
