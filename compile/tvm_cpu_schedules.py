@@ -70,13 +70,15 @@ def _schedule(tvm: Any, mod: Any, inline: bool, parallel: bool, cores: int) -> A
         blocks = try_inline_contiguous_spatial(sch, blocks)
     if parallel:
         for block in blocks:
-            _parallel_outer(sch, block, PARALLEL_CHUNKS_PER_CORE * max(1, cores), s_tir.ScheduleError)
+            _parallel_outer(sch, block, PARALLEL_CHUNKS_PER_CORE * max(1, cores))
     return sch
 
 
-def _parallel_outer(sch: Any, block: Any, chunks: int, schedule_error: type[Exception]) -> None:
+def _parallel_outer(sch: Any, block: Any, chunks: int) -> None:
     """Fuse ``block``'s leading spatial loops, outermost first, until they count ``chunks`` iterations, and
     run the fused loop in parallel; nothing where the block has fewer iterations than that."""
+    from tvm.s_tir import ScheduleError
+
     kinds = block.dom_kind()
     spatial = len(kinds) - len(kinds.lstrip("S"))
     loops = sch.get_loops(block.block_rv)[:spatial]
@@ -91,5 +93,5 @@ def _parallel_outer(sch: Any, block: Any, chunks: int, schedule_error: type[Exce
         return
     try:
         sch.parallel(sch.fuse(*loops[:outer]) if outer > 1 else loops[0])
-    except schedule_error:  # a loop the schedule says cannot run in parallel (it carries a dependence)
+    except ScheduleError:  # a loop the schedule says cannot run in parallel (it carries a dependence)
         return

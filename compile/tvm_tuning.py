@@ -537,19 +537,17 @@ def _measure_defaults(
     measured: list[float | None] = [None] * len(tasks)
     for i, task in enumerate(tasks):
         mod = task.dispatched[0]
-        if not gpu:
-            measured[i] = _recorded_best(ms, database, mod, trials=False)
-            if measured[i] is not None:
-                continue
         if gpu:
+            schedules.append((i, None))
             with target:
-                mod = tvm.s_tir.dlight.ApplyDefaultSchedule(*_dlight_rules(tvm.s_tir.dlight))(mod)
-        schedules.append((i, None))
-        modules.append(mod)
-        if not gpu:
-            for _name, sch in tvm_cpu_schedules.default_candidates(tvm, mod, cores):
-                schedules.append((i, sch))
-                modules.append(sch.mod)
+                modules.append(tvm.s_tir.dlight.ApplyDefaultSchedule(*_dlight_rules(tvm.s_tir.dlight))(mod))
+            continue
+        measured[i] = _recorded_best(ms, database, mod, trials=False)
+        if measured[i] is not None:
+            continue
+        for sch in [None, *(sch for _name, sch in tvm_cpu_schedules.default_candidates(tvm, mod, cores))]:
+            schedules.append((i, sch))
+            modules.append(mod if sch is None else sch.mod)
     built = builder.build([ms.builder.BuilderInput(mod, target) for mod in modules])
     ran = [k for k, b in enumerate(built) if b.error_msg is None]
     args = [ms.arg_info.ArgInfo.from_prim_func(tasks[schedules[k][0]].dispatched[0]["main"]) for k in ran]
