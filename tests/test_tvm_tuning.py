@@ -591,6 +591,54 @@ def test_tvm_pool_is_sized_explicitly_and_the_caller_keeps_its_cores():
     assert _tvm_pool_threads() == 1 and os.sched_getaffinity(0) == cores
 
 
+@pytest.mark.skipif(tvm_backend.available_cores() < 2, reason="needs 2 cores")
+def test_sessions_of_other_thread_counts_take_turns_in_one_thread(tmp_path):
+    # TVM keeps one pool per calling thread: each session's call must run at its own count, not at
+    # the count of whichever session sized the pool last
+    tc = tvm_backend.import_compiler()
+    relax = tc.relax
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", ty=relax.TensorType(shape=(4,), dtype="float32"))
+    with bb.function("main", [x]):
+        bb.emit_func_output(bb.emit(relax.op.add(x, x)))
+    tc.tvm.compile(bb.get(), target="llvm").export_library(str(tmp_path / "add.so"))
+    one, two = (tvm_backend.TVMSession(str(tmp_path / "add.so"), ["x"], num_threads=n) for n in (1, 2))
+    for session, threads in ((one, 1), (two, 2), (one, 1), (one, 1), (two, 2)):
+        np.testing.assert_array_equal(session.run({"x": np.ones(4, np.float32)})[0], np.full(4, 2.0, np.float32))
+        assert _tvm_pool_threads() == threads
+
+
+def test_thread_sweep_interleaves_the_counts(monkeypatch, tmp_path):
+    # a burst of load while one count is timed must not decide the package's thread count for good
+    from lanner.compile import pipeline
+
+    class Loaded:
+        def __init__(self, threads):
+            self.threads = threads
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def run(self, feed):
+            return self.threads
+
+    timed: list[int] = []
+    ms = {1: iter([0.5, 0.5, 0.5, 0.5, 0.5]), 2: iter([9.0, 0.3, 0.3, 0.3, 9.0])}  # 2 threads hit twice
+
+    def measure(run, budget_s):
+        threads = run()
+        timed.append(threads)
+        return {"median": next(ms[threads])}
+
+    monkeypatch.setattr(pipeline.lanner, "load", lambda package, num_threads: Loaded(num_threads))
+    monkeypatch.setattr(pipeline, "measure_latency", measure)
+    assert pipeline._by_threads(tmp_path, {}, [1, 2]) == {"1": 0.5, "2": 0.3}
+    assert timed == [1, 2] * pipeline.SWEEP_ROUNDS
+
+
 def test_model_estimate_takes_the_faster_of_tuned_and_default():
     state = _progress([2e-3, 1e-3, None])
     state.best_s = {0: 5e-4, 1: 4e-3}  # task0 tuned faster; task1's candidates all slower than its default

@@ -100,6 +100,11 @@ def available_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+# The thread count each thread's TVM pool was last asked for (by set_num_threads): TVM keeps one pool per
+# calling thread, so sessions of different counts that run in one thread resize it when they take turns.
+_POOL = threading.local()
+
+
 def set_num_threads(num_threads: int | None) -> int:
     """Size TVM's CPU thread pool (process-wide) and return its size.
 
@@ -118,6 +123,7 @@ def set_num_threads(num_threads: int | None) -> int:
     """
     threads = int(num_threads) if num_threads else available_cores()
     tvm = import_toolchain()
+    _POOL.requested = threads
     # config_threadpool also pins the *calling* thread to core 0, which every thread and
     # child process then inherits; restore the caller's CPU mask so only TVM's pool is sized.
     affinity = os.sched_getaffinity(0)
@@ -175,7 +181,8 @@ class TVMSession(Session):
 
     Thread safety: not thread-safe on its own (the staged input tensors are shared state);
     :class:`lanner.Model` serialises its calls. It may be called from any thread: TVM keeps a thread
-    pool per calling thread, and the session sizes each one to ``num_threads`` on its first call there.
+    pool per calling thread, and each call runs with the session's ``num_threads`` in it, also where
+    sessions of other counts share the thread (the pool is resized when they take turns).
     """
 
     def __init__(
@@ -188,10 +195,10 @@ class TVMSession(Session):
                 raise ValueError("this TVM package targets a CUDA GPU but no CUDA device is usable here")
         else:
             dev = tvm.cpu(0)
-        self._num_threads = num_threads
         # TVM keeps one pool per calling thread, started at its first kernel (and then pinning that
-        # thread to core 0): size it in every thread that runs this session, once.
-        self._pool_threads: set[int] = set()
+        # thread to core 0): sized before this session's first call in a thread, and again whenever another
+        # session (or set_num_threads) left that thread's pool at another count.
+        self._threads = int(num_threads) if num_threads else available_cores()
         self._size_pool()
         self._tvm = tvm
         self._dev = dev
@@ -234,10 +241,8 @@ class TVMSession(Session):
         return view
 
     def _size_pool(self) -> None:
-        thread = threading.get_ident()
-        if thread not in self._pool_threads:
-            set_num_threads(self._num_threads)
-            self._pool_threads.add(thread)
+        if getattr(_POOL, "requested", None) != self._threads:
+            set_num_threads(self._threads)
 
     def run(self, inputs: dict[str, np.ndarray], copy: bool = True) -> list[np.ndarray]:
         self._size_pool()
