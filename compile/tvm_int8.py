@@ -28,8 +28,9 @@ weights in blocks of 16 output x 4 input channels) with the correction, scales, 
 as its epilogue, writing the 8-bit output in blocks (see :func:`_packed_qconv` for how the layout
 changes fuse with the graph's operations). MetaSchedule's x86 rules tensorize its
 convolution with ``vpdpbusd`` when the package is tuned (``--tune``); see :func:`vnni_available`
-for the TVM 0.27 intrinsic this needs fixed. Grouped and depthwise convolutions stay NCHW
-(integer all the same).
+for the TVM 0.27 intrinsic this needs fixed. Depthwise ones followed by a quantize take NCHW16c blocks
+there too (:func:`_packed_qdwconv`: 16 channels per int32 vector, no pad kernel); other grouped
+convolutions stay NCHW (integer all the same).
 Exactness is tested against ONNX Runtime on the same QDQ model (``tests/test_tvm_int8.py``).
 """
 
@@ -117,7 +118,8 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
                 bias_q = np.broadcast_to(b[0].astype(np.int32) - b[2].astype(np.int32), w.shape[:1])
             requant = (bias_q, np.float32(sy.reshape(())), int(zy.reshape(())), str(call.attrs.out_dtype))
             packed = vnni and _packable(tc, conv, matches[data_q])
-            return _integer_conv(tc, conv, matches[data_q], w, sx, zx, sw, kernels, requant, packed)
+            depthwise = vnni and _depthwise_packable(tc, conv, matches[data_q], w)
+            return _integer_conv(tc, conv, matches[data_q], w, sx, zx, sw, kernels, requant, packed, depthwise)
 
         main = dpl.rewrite_call(dpl.is_op("relax.quantize")(root, s_y, z_y), fuse, main)
     main = dpl.rewrite_call(pattern, rewrite, main)
@@ -196,25 +198,37 @@ def _packable(tc, call, data) -> bool:
     return static and int(call.attrs.groups) == 1 and str(data.ty.dtype) == "uint8"
 
 
-def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None, packed=False):
+def _depthwise_packable(tc, call, data, w) -> bool:
+    """Whether this convolution can run in NCHW16c blocks (:func:`_packed_qdwconv`): depthwise (one input
+    and one output channel per group), static shape."""
+    static = all(isinstance(d, tc.tvm.tirx.IntImm) for d in data.ty.shape)
+    channels = int(data.ty.shape[1]) if static else -1
+    return static and int(call.attrs.groups) == channels == w.shape[0] and w.shape[1] == 1
+
+
+def _integer_conv(tc, call, data, w, s_x, z_x, s_w, kernels, requant=None, packed=False, depthwise=False):
     """The integer form of ``call``; with ``requant`` = (int32 bias or None, output scale, output zero
     point, output dtype), of ``quantize(call + bias)`` requantized as ONNX Runtime's QLinearConv does:
     ``round(float32(sums + bias) * (s_x * s_w / s_y)) + z_y``, clipped; with ``packed``, as one packed
-    VNNI kernel (:func:`_packed_qconv`)."""
+    VNNI kernel (:func:`_packed_qconv`); with ``depthwise``, as one kernel in NCHW16c blocks
+    (:func:`_packed_qdwconv`)."""
     relax = tc.relax
     attrs = call.attrs
     out_channels = w.shape[0]
     zero = int(z_x.reshape(()))
     shape = [int(d) if isinstance(d, tc.tvm.tirx.IntImm) else d for d in data.ty.shape]
     padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
+    scale = (np.float32(s_x.reshape(())) * s_w.astype(np.float32).reshape(-1)) * np.ones(out_channels, np.float32)
+    correction = (zero * w.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
+    if depthwise:
+        conv = ([int(v) for v in attrs.strides], [int(v) for v in attrs.dilation], padding)
+        return _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, kernels)
     if any(padding):
         data = relax.op.nn.pad(
             data, [0, 0, 0, 0, padding[0], padding[2], padding[1], padding[3]], pad_value=float(zero)
         )
     strides = [int(s) for s in attrs.strides]
     dilation = [int(d) for d in attrs.dilation]
-    scale = (np.float32(s_x.reshape(())) * s_w.astype(np.float32).reshape(-1)) * np.ones(out_channels, np.float32)
-    correction = (zero * w.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
     if packed:
         n, c, h, wi = shape
         padded_shape = (n, c, h + padding[0] + padding[2], wi + padding[1] + padding[3])
@@ -322,6 +336,77 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     return _unpack(tc, kernels, y, packed_shape, out_channels, dtype)
 
 
+def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, kernels):
+    """A depthwise ``quantize(conv2d(data, w) + bias)`` as one kernel in NCHW16c blocks: each output pixel's 16
+    channels are one int32 vector, the window's products summed in it, requantized in it as
+    :func:`_packed_qconv` does. Its input is ``data`` (8-bit NCHW, not padded) packed to NCHW16c, padded with the
+    zero point (as the NCHW form's pad kernel does) in a block of this kernel, and its output is unpacked to NCHW;
+    both layout changes are declared element-wise (:func:`_layout_kernel`), so the pack fuses into the kernel
+    that writes ``data`` (a packed convolution writes its own NCHW16c blocks, whole) and the unpack with the
+    next convolution's pack into this one. In the NCHW form the same convolution reads and writes one
+    channel plane at a time, and its padding is a kernel of its own (mobileface112: 10 depthwise kernels and
+    10 pads, 145 of 434 us at 1 thread, tuned; benchmarks/compile/README.md, twelfth run). Reading the padding
+    through a bounds test at every tap instead of a padded block made the largest one's default 35 us, not 24."""
+    relax, tvm = tc.relax, tc.tvm
+    from tvm import te
+
+    bias, s_y, z_y, dtype = requant
+    (stride_h, stride_w), (dil_h, dil_w), (pad_t, pad_l, pad_b, pad_r) = conv
+    channels, _, kh, kw = w.shape
+    n, _, h, wi = shape
+    blocks = -(-channels // _OC_BLOCK)
+    c_p = blocks * _OC_BLOCK
+    in_dtype = str(data.ty.dtype)
+    weights = np.zeros((c_p, kh, kw), np.int8)
+    weights[:channels] = w[:, 0]
+    weights = np.ascontiguousarray(weights.reshape(blocks, _OC_BLOCK, kh, kw).transpose(0, 2, 3, 1))
+    h_out = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
+    w_out = (wi + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
+    x = _pack(tc, kernels, data, shape, zero, block=_OC_BLOCK, dtype=in_dtype)
+
+    te_data = te.placeholder(_i64(tvm, n, blocks, h, wi, _OC_BLOCK), in_dtype, name="data")
+    te_kernel = te.placeholder(_i64(tvm, *weights.shape), "int8", name="kernel")
+    te_corr = te.placeholder(_i64(tvm, c_p), "int32", name="correction")
+    te_scale = te.placeholder(_i64(tvm, c_p), "float32", name="scale")
+    te_bias = te.placeholder(_i64(tvm, c_p), "int32", name="bias")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+
+    def pad(b, cb, y, xx, ci):
+        inside = tvm.tirx.all(y >= pad_t, y < h + pad_t, xx >= pad_l, xx < wi + pad_l)
+        value = te_data[b, cb, te.max(te.min(y - pad_t, h - 1), 0), te.max(te.min(xx - pad_l, wi - 1), 0), ci]
+        return te.if_then_else(inside, value, tvm.tirx.const(zero, in_dtype))
+
+    # the padded input, a block of the kernel's own (MetaSchedule computes it where it serves the loops best)
+    te_pad = te.compute(_i64(tvm, n, blocks, h + pad_t + pad_b, wi + pad_l + pad_r, _OC_BLOCK), pad, name="padded")
+
+    def window(b, cb, y, xx, ci):
+        value = te_pad[b, cb, y * stride_h + ry * dil_h, xx * stride_w + rx * dil_w, ci]
+        return te.sum(value.astype("int32") * te_kernel[cb, ry, rx, ci].astype("int32"), axis=[ry, rx])
+
+    packed_shape = (n, blocks, h_out, w_out, _OC_BLOCK)
+    te_acc = te.compute(_i64(tvm, *packed_shape), window, name="acc")
+    lo, hi = _int_range(dtype)
+
+    def requantize(b, cb, y, xx, ci):
+        c = cb * _OC_BLOCK + ci
+        a = te_acc[b, cb, y, xx, ci] - te_corr[c]
+        if bias is not None:
+            a = a + te_bias[c]
+        q = te.round(a.astype("float32") * te_scale[c]) + tvm.tirx.const(float(z_y), "float32")
+        return te.max(te.min(q, hi), lo).astype(dtype)
+
+    te_q = te.compute(_i64(tvm, *packed_shape), requantize, name="requantized")
+    params = [te_data, te_kernel, te_corr, te_scale, *([te_bias] if bias is not None else []), te_q]
+    gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), "qdwconv2d_nchw16c")
+    args = [x, relax.const(weights), relax.const(np.pad(correction, (0, c_p - channels)))]
+    args.append(relax.const(np.pad(_multiplier(scale, s_y), (0, c_p - channels))))
+    if bias is not None:
+        args.append(relax.const(np.pad(bias, (0, c_p - channels))))
+    y = relax.call_tir(gvar, args, relax.TensorType(list(packed_shape), dtype))
+    return _unpack(tc, kernels, y, packed_shape, channels, dtype)
+
+
 def _i64(tvm, *dims):
     """Shape dimensions as int64 (Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type)."""
     return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
@@ -346,22 +431,22 @@ def _layout_kernel(tc, kernels, compute, inputs, name):
     return kernels.add_func(func.with_attr(_PATTERN_ATTR, _ELEMWISE), name)
 
 
-def _pack(tc, kernels, data, shape, zero):
-    """uint8 NCHW -> NCHW4c (channels padded with the zero point ``zero``, which meets zero weights)."""
+def _pack(tc, kernels, data, shape, zero, block=_IC_BLOCK, dtype="uint8"):
+    """8-bit NCHW -> NCHW{block}c (channels padded with the zero point ``zero``, which meets zero weights)."""
     relax, tvm = tc.relax, tc.tvm
     from tvm import te
 
     n, c, h, w = shape
-    c_p = -(-c // _IC_BLOCK)
-    src = te.placeholder(_i64(tvm, n, c, h, w), "uint8", name="src")
+    c_p = -(-c // block)
+    src = te.placeholder(_i64(tvm, n, c, h, w), dtype, name="src")
 
     def value(b, cb, y, x, ci):
-        ch = cb * _IC_BLOCK + ci
-        return te.if_then_else(ch < c, src[b, te.min(ch, c - 1), y, x], tvm.tirx.const(zero, "uint8"))
+        ch = cb * block + ci
+        return te.if_then_else(ch < c, src[b, te.min(ch, c - 1), y, x], tvm.tirx.const(zero, dtype))
 
-    packed = te.compute(_i64(tvm, n, c_p, h, w, _IC_BLOCK), value, name="packed")
-    gvar = _layout_kernel(tc, kernels, packed, [src], "pack_nchw4c")
-    return relax.call_tir(gvar, [data], relax.TensorType([n, c_p, h, w, _IC_BLOCK], "uint8"))
+    packed = te.compute(_i64(tvm, n, c_p, h, w, block), value, name="packed")
+    gvar = _layout_kernel(tc, kernels, packed, [src], f"pack_nchw{block}c")
+    return relax.call_tir(gvar, [data], relax.TensorType([n, c_p, h, w, block], dtype))
 
 
 def _unpack(tc, kernels, y, packed_shape, channels, dtype):

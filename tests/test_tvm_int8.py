@@ -129,9 +129,11 @@ def test_integer_convolutions_match_onnxruntime_exactly(qdq, vnni):
     rewritten, report = tvm_int8.integer_convolutions(mod, tc, vnni=vnni)
     assert report == tvm_int8.IntegerConvolutions(rewritten=5, left_float=())
     script = rewritten.script(show_meta=False)
-    assert script.count('out_dtype="int32"') == (1 if vnni else 5)  # the depthwise one stays NCHW
-    # VNNI: each ungrouped conv -> (bias) -> quantize is one kernel with a requantizing epilogue
+    assert script.count('out_dtype="int32"') == (0 if vnni else 5)
+    # VNNI: each ungrouped conv -> (bias) -> quantize is one kernel with a requantizing epilogue, the
+    # depthwise one a kernel in NCHW16c blocks (10 channels: one block, 6 of them padding)
     assert script.count("qconv2d_nchwc_u8s8") == (2 * 4 if vnni else 0)  # definition + call, per conv
+    assert script.count("qdwconv2d_nchw16c") == (2 if vnni else 0)
     run = _compiled(tc, rewritten)
     rng = np.random.default_rng(5)
     for _ in range(3):
