@@ -612,8 +612,8 @@ def test_a_tvm_package_records_its_latency_per_thread_count(packages):
     cores = len(os.sched_getaffinity(0))
     expected = {1 << k for k in range(cores.bit_length()) if 1 << k < cores} | {cores}
     assert {int(t) for t in by_threads} == expected
+    # timed apart from the package's median, the counts interleaved (test_thread_sweep_interleaves_the_counts)
     assert all(ms > 0 for ms in by_threads.values())
-    assert by_threads[str(cores)] == manifest.latency_ms["median"]  # measured with every core (num_threads None)
     for backend in ("openvino", "onnxruntime"):  # their runtimes choose their own threads
         assert "by_threads" not in Manifest.read(packages[(backend, "fp32")]).latency_ms
 
