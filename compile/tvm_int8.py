@@ -284,10 +284,9 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     (P-Net's PReLUs) the activations stay NCHW4c and go through memory once. The epilogue is the
     same arithmetic as the NCHW form's, so both layouts give the same bits. MetaSchedule's x86 rules
     tensorize the convolution with VNNI (:func:`vnni_available`)."""
-    relax, tvm = tc.relax, tc.tvm
+    tvm = tc.tvm
     from tvm import te, topi
 
-    bias, s_y, z_y, dtype = requant
     out_channels, in_channels, kh, kw = w.shape
     oc_p = -(-out_channels // _OC_BLOCK) * _OC_BLOCK
     ic_p = -(-in_channels // _IC_BLOCK) * _IC_BLOCK
@@ -307,33 +306,45 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     te_acc = topi.nn.conv2d_NCHWc_int8(
         te_data, te_kernel, strides, 0, dilation, f"NCHW{_IC_BLOCK}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
     )
+    return _requantized_kernel(
+        tc, kernels, "qconv2d_nchwc_u8s8", (te_data, te_kernel, te_acc), (x, packed), correction, scale, requant
+    )
+
+
+def _requantized_kernel(tc, kernels, name, computes, inputs, correction, scale, requant):
+    """The packed kernels' epilogue and call: the int32 sums ``acc`` (NCHW16c) minus the zero-point correction,
+    plus the bias, requantized as :func:`_integer_conv` says in the accumulator's own layout (16-lane
+    stores, no scatter), added to ``kernels`` as ``name`` over (``data``, ``kernel``) = ``computes[:2]``, called
+    on ``inputs`` (the packed activations, the packed weights), and unpacked to NCHW (:func:`_unpack`).
+    ``correction`` and ``scale`` are per output channel; padded channels get zero correction and scale."""
+    relax, tvm = tc.relax, tc.tvm
+    from tvm import te
+
+    te_data, te_kernel, te_acc = computes
+    bias, s_y, z_y, dtype = requant
+    channels = len(correction)
+    packed_shape = tuple(int(d) for d in te_acc.shape)
+    c_p = packed_shape[1] * _OC_BLOCK
+    te_corr = te.placeholder(_i64(tvm, c_p), "int32", name="correction")
+    te_scale = te.placeholder(_i64(tvm, c_p), "float32", name="scale")
+    te_bias = te.placeholder(_i64(tvm, c_p), "int32", name="bias")
     lo, hi = _int_range(dtype)
 
-    # per-channel constants padded to whole blocks (padded channels: zero weights, correction and scale)
-    correction = np.pad(correction, (0, oc_p - out_channels))
-    scale = np.pad(_multiplier(scale, s_y), (0, oc_p - out_channels))
-    te_corr = te.placeholder(i64(oc_p), "int32", name="correction")
-    te_scale = te.placeholder(i64(oc_p), "float32", name="scale")
-    te_bias = te.placeholder(i64(oc_p), "int32", name="bias")
-
-    def requantize(b, co, y, x, ci):  # in the accumulator's own layout: 16-lane stores, no scatter
-        c = co * _OC_BLOCK + ci
-        a = te_acc[b, co, y, x, ci] - te_corr[c]
+    def requantize(b, cb, y, x, ci):
+        c = cb * _OC_BLOCK + ci
+        a = te_acc[b, cb, y, x, ci] - te_corr[c]
         if bias is not None:
             a = a + te_bias[c]
         q = te.round(a.astype("float32") * te_scale[c]) + tvm.tirx.const(float(z_y), "float32")
         return te.max(te.min(q, hi), lo).astype(dtype)
 
-    h_out, w_out = int(te_acc.shape[2]), int(te_acc.shape[3])
-    packed_shape = (n, oc_p // _OC_BLOCK, h_out, w_out, _OC_BLOCK)
-    te_q = te.compute(i64(*packed_shape), requantize, name="requantized")
+    te_q = te.compute(_i64(tvm, *packed_shape), requantize, name="requantized")
     params = [te_data, te_kernel, te_corr, te_scale, *([te_bias] if bias is not None else []), te_q]
-    gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), "qconv2d_nchwc_u8s8")
-    args = [x, relax.const(packed), relax.const(correction), relax.const(scale)]
-    if bias is not None:
-        args.append(relax.const(np.pad(bias, (0, oc_p - out_channels))))
+    gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), name)
+    per_channel = [correction, _multiplier(scale, s_y), *([bias] if bias is not None else [])]
+    args = [inputs[0], relax.const(inputs[1]), *(relax.const(np.pad(v, (0, c_p - channels))) for v in per_channel)]
     y = relax.call_tir(gvar, args, relax.TensorType(list(packed_shape), dtype))
-    return _unpack(tc, kernels, y, packed_shape, out_channels, dtype)
+    return _unpack(tc, kernels, y, packed_shape, channels, dtype)
 
 
 def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, kernels):
@@ -347,10 +358,9 @@ def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, 
     channel plane at a time, and its padding is a kernel of its own (mobileface112: 10 depthwise kernels and
     10 pads, 145 of 434 us at 1 thread, tuned; benchmarks/compile/README.md, twelfth run). Reading the padding
     through a bounds test at every tap instead of a padded block made the largest one's default 35 us, not 24."""
-    relax, tvm = tc.relax, tc.tvm
+    tvm = tc.tvm
     from tvm import te
 
-    bias, s_y, z_y, dtype = requant
     (stride_h, stride_w), (dil_h, dil_w), (pad_t, pad_l, pad_b, pad_r) = conv
     channels, _, kh, kw = w.shape
     n, _, h, wi = shape
@@ -366,9 +376,6 @@ def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, 
 
     te_data = te.placeholder(_i64(tvm, n, blocks, h, wi, _OC_BLOCK), in_dtype, name="data")
     te_kernel = te.placeholder(_i64(tvm, *weights.shape), "int8", name="kernel")
-    te_corr = te.placeholder(_i64(tvm, c_p), "int32", name="correction")
-    te_scale = te.placeholder(_i64(tvm, c_p), "float32", name="scale")
-    te_bias = te.placeholder(_i64(tvm, c_p), "int32", name="bias")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
 
@@ -384,27 +391,9 @@ def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, 
         value = te_pad[b, cb, y * stride_h + ry * dil_h, xx * stride_w + rx * dil_w, ci]
         return te.sum(value.astype("int32") * te_kernel[cb, ry, rx, ci].astype("int32"), axis=[ry, rx])
 
-    packed_shape = (n, blocks, h_out, w_out, _OC_BLOCK)
-    te_acc = te.compute(_i64(tvm, *packed_shape), window, name="acc")
-    lo, hi = _int_range(dtype)
-
-    def requantize(b, cb, y, xx, ci):
-        c = cb * _OC_BLOCK + ci
-        a = te_acc[b, cb, y, xx, ci] - te_corr[c]
-        if bias is not None:
-            a = a + te_bias[c]
-        q = te.round(a.astype("float32") * te_scale[c]) + tvm.tirx.const(float(z_y), "float32")
-        return te.max(te.min(q, hi), lo).astype(dtype)
-
-    te_q = te.compute(_i64(tvm, *packed_shape), requantize, name="requantized")
-    params = [te_data, te_kernel, te_corr, te_scale, *([te_bias] if bias is not None else []), te_q]
-    gvar = kernels.add_func(te.create_prim_func(params).without_attr("global_symbol"), "qdwconv2d_nchw16c")
-    args = [x, relax.const(weights), relax.const(np.pad(correction, (0, c_p - channels)))]
-    args.append(relax.const(np.pad(_multiplier(scale, s_y), (0, c_p - channels))))
-    if bias is not None:
-        args.append(relax.const(np.pad(bias, (0, c_p - channels))))
-    y = relax.call_tir(gvar, args, relax.TensorType(list(packed_shape), dtype))
-    return _unpack(tc, kernels, y, packed_shape, channels, dtype)
+    te_acc = te.compute(_i64(tvm, n, blocks, h_out, w_out, _OC_BLOCK), window, name="acc")
+    computes = (te_data, te_kernel, te_acc)
+    return _requantized_kernel(tc, kernels, "qdwconv2d_nchw16c", computes, (x, weights), correction, scale, requant)
 
 
 def _i64(tvm, *dims):
