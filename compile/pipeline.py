@@ -9,7 +9,9 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -495,15 +497,12 @@ def _by_threads(package: Path, feed: Feed, counts: Sequence[int]) -> dict[str, f
     virtual machine has such spells: the same package measures 0.31-0.33 ms at 2 threads in most processes,
     0.60-0.63 in about one in ten) once pinned a tuned mobileface112 package, 0.46 ms at 1 thread and
     0.31-0.33 at 2, to 1 thread."""
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         models = {count: stack.enter_context(lanner.load(package, num_threads=count)) for count in counts}
         rounds: dict[int, list[float]] = {count: [] for count in counts}
         for _ in range(SWEEP_ROUNDS):
             for count, model in models.items():
-                run = lambda m=model: m.run(feed)  # noqa: E731
-                rounds[count].append(measure_latency(run, budget_s=1.0 / SWEEP_ROUNDS)["median"])
+                rounds[count].append(measure_latency(partial(model.run, feed), budget_s=1.0 / SWEEP_ROUNDS)["median"])
     return {str(count): float(np.median(rounds[count])) for count in counts}
 
 
