@@ -14,11 +14,12 @@ at the target's ``num-cores`` (the count the package runs with by default; a pac
 where that was measured faster) and ranked by the mean of the two. Every trial is measured: here by
 a local runner (x86), or on the device through a TVM RPC tracker (``--rpc HOST:PORT --device-key
 KEY``; CUDA and Jetson targets need it). On CPUs the default schedules go into the database too:
-TVM's default lowering (an empty trace) and rule-made ones (``tvm_cpu_schedules``: blocks inlined,
-outer loops parallel), so a task whose trials all measured slower, or that got none, keeps the
-fastest of those. The library is then built with the database applied, by the pipeline of
-``compile_relax`` (kept here because ``compile_relax`` cannot pass ``exec_mode``): tuned functions
-take their best schedule; the rest keep the default (dlight on GPUs, as an untuned build).
+TVM's default lowering (a trace that only looks up the root block) and rule-made ones
+(``tvm_cpu_schedules``: blocks inlined, outer loops parallel), so a task whose trials all measured
+slower, or that got none, keeps the fastest of those. The library is then built with the database
+applied, by the pipeline of ``compile_relax`` (kept here because ``compile_relax`` cannot pass
+``exec_mode``): tuned functions take their best schedule; the rest keep the default (dlight on GPUs,
+as an untuned build).
 
 The database is MetaSchedule's JSON database (``database_workload.json``: one line per task,
 its structural hash and TIR; ``database_tuning_record.json``: one line per measured
@@ -523,7 +524,7 @@ def _measure_defaults(
     On GPUs that is dlight's rules (what an untuned build runs). On CPUs it is TVM's default lowering
     and the rule-made schedules of :func:`lanner.compile.tvm_cpu_schedules.default_candidates`
     (injective blocks inlined, outer loops parallel); every one measured is committed as a record
-    (TVM's default as an empty trace, the others with theirs), so the build keeps the fastest for a
+    (TVM's default as :func:`_default_trace`, the others with theirs), so the build keeps the fastest for a
     task no trial beat or that got none: small element-wise tasks, where a parallel loop's thread
     hand-off costs more than the work, keep a sequential one. A task whose seed database holds such
     records is not measured again: its fastest one stands (a seeded tune's budget goes to trials). None
@@ -566,7 +567,7 @@ def _measure_defaults(
         if not gpu:
             database.commit_tuning_record(
                 ms.database.TuningRecord(
-                    trace=tvm.s_tir.schedule.Trace([], {}) if sch is None else sch.trace,
+                    trace=_default_trace(tvm, tasks[i].dispatched[0]) if sch is None else sch.trace,
                     workload=database.commit_workload(tasks[i].dispatched[0]),
                     run_secs=run_secs,
                     target=target,
@@ -574,6 +575,20 @@ def _measure_defaults(
                 )
             )
     return measured
+
+
+def _default_trace(tvm: Any, mod: Any) -> Any:
+    """The trace that stands for TVM's default lowering of ``mod`` in a database: one instruction that
+    changes nothing (looking up the root block). TVM's databases never return a record whose trace is
+    empty, so a default committed with an empty trace was never the schedule a build applied, even where
+    it was the fastest (the build took the next one: 3.31 us for a 3.19 us default in the tests' small
+    network); an empty trace is the fallback for a function without a root block."""
+    sch = tvm.s_tir.Schedule(mod)
+    try:
+        sch.get_sblock("root", func_name="main")
+    except RuntimeError:  # (TVM's ScheduleError: no such block)
+        return tvm.s_tir.schedule.Trace([], {})
+    return sch.trace
 
 
 def _seeded_best(ms: Any, database: Any, tasks: list[Any]) -> dict[int, float]:
@@ -585,13 +600,13 @@ def _seeded_best(ms: Any, database: Any, tasks: list[Any]) -> dict[int, float]:
 
 def _recorded_best(ms: Any, database: Any, mod: Any, *, trials: bool) -> float | None:
     """The fastest mean latency (seconds) ``database`` holds for the task ``mod``, among its trials
-    (``trials=True``) or its default schedules (records whose trace made no sampling decision, as in
-    :func:`count_trials`); None where it holds none."""
+    (``trials=True``) or its default schedules (records whose trace MetaSchedule did not post-process, as
+    in :func:`count_trials`); None where it holds none."""
     if not database.has_workload(mod):
         return None
     for record in database.get_top_k(database.commit_workload(mod), 1 << 20):  # every record, fastest first
         run_secs = [float(x) for x in record.run_secs or []]
-        if run_secs and (len(record.trace.decisions) > 0) == trials:
+        if run_secs and _is_trial([inst.kind.name for inst in record.trace.insts]) == trials:
             return sum(run_secs) / len(run_secs)
     return None
 
@@ -871,18 +886,25 @@ def _count_lines(path: Path) -> int:
 
 def count_trials(path: Path) -> int:
     """Measured candidates in a MetaSchedule record file: its records less the default schedules that
-    each tune commits before searching (TVM's default, an empty trace, and the rule-made ones of
-    ``tvm_cpu_schedules``), told apart as the records whose trace made no random decision: every
-    candidate of the search samples its tile sizes, unroll depth or inlining.
+    each tune commits before searching (TVM's default, :func:`_default_trace`, and the rule-made ones of
+    ``tvm_cpu_schedules``), told apart by :func:`_is_trial`.
 
     Args:
         path: a ``database_tuning_record.json``.
 
     Returns:
-        The number of records whose trace holds at least one sampling decision.
+        The number of records whose trace MetaSchedule post-processed.
     """
     with path.open(encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip() and json.loads(line)[1][0][1])
+        return sum(1 for line in f if line.strip() and _is_trial([inst[0] for inst in json.loads(line)[1][0][0]]))
+
+
+def _is_trial(instructions: list[str]) -> bool:
+    """Whether a record's trace (its instructions' kind names) is a candidate of MetaSchedule's search:
+    every candidate passes the postprocessors, which open with ``EnterPostproc``; the default schedules
+    a tune commits never do. (Sampling decisions do not tell them apart: the search also replays a
+    measured default's trace, with no decision, through the postprocessors.)"""
+    return "EnterPostproc" in instructions
 
 
 # How a seed database's own tune went (its tuning.json), with the value where it recorded none:

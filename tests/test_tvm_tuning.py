@@ -182,12 +182,15 @@ def test_tune_records_are_in_the_package(tuned, convnet):
     assert all(0 <= row["share_tuned"] <= 1 for row in plan)
     assert [row["share"] for row in plan] == sorted((row["share"] for row in plan), reverse=True)
     assert abs(sum(row["share"] for row in plan) - 1) < 1e-3
-    # every task's default schedules were measured and recorded beside the trials: TVM's (an empty trace)
-    # and the rule-made ones (a trace without sampling decisions; the convolutions' epilogues inline)
+    # every task's default schedules were measured and recorded beside the trials: TVM's (a trace that only
+    # looks up the root block) and the rule-made ones (a trace without sampling decisions; the convolutions'
+    # epilogues inline)
     assert all(row["default_ms"] > 0 for row in plan)
     traces = [json.loads(line)[1][0] for line in records]
+    tvm_default = [[["GetSBlock", [], ["root", "main"], ["b0"]]], []]
     assert (
-        traces.count([[], []]) == 3 and tvm_tuning.count_trials(tuned / "tuning" / "database_tuning_record.json") == 3
+        traces.count(tvm_default) == 3
+        and tvm_tuning.count_trials(tuned / "tuning" / "database_tuning_record.json") == 3
     )
     assert sum(1 for insts, decisions in traces if insts and not decisions) >= 2
     # each trial timed at 1 thread and at the package's threads, ranked by the mean
@@ -205,6 +208,34 @@ def test_tune_records_are_in_the_package(tuned, convnet):
         assert _tvm_pool_threads() == tvm_backend.fastest_threads(cores, by_threads)
     with lanner.load(tuned, num_threads=1) as model:
         assert _tvm_pool_threads() == 1
+
+
+@pytest.mark.slow
+def test_the_build_applies_each_tasks_fastest_record(tuned):
+    # a build applies the database's top record of each task (MetaScheduleApplyDatabase): it must be the
+    # fastest of all the task's records, TVM's default lowering included (TVM's databases never return a
+    # record with an empty trace, which is how the default was committed before: the build took the next)
+    from tvm_ffi import structural_equal
+
+    ms = tvm_backend.import_compiler().meta_schedule
+    folder = tuned / "tuning"
+    database = ms.database.JSONDatabase(
+        path_workload=str(folder / "database_workload.json"),
+        path_tuning_record=str(folder / "database_tuning_record.json"),
+    )
+    tasks: list[tuple[object, list[float]]] = []  # (workload, mean latency of each of its records)
+    for record in database.get_all_tuning_records():
+        mean = float(np.mean([float(s) for s in record.run_secs]))
+        for workload, means in tasks:
+            if structural_equal(workload.mod, record.workload.mod):
+                means.append(mean)
+                break
+        else:
+            tasks.append((record.workload, [mean]))
+    assert len(tasks) == 3
+    for workload, means in tasks:
+        (top,) = database.get_top_k(workload, 1)
+        assert float(np.mean([float(s) for s in top.run_secs])) == min(means)
 
 
 def _from_seed(convnet: Path, tuned: Path, out: Path, trials: int, backend: str = "tvm", **kwargs) -> Manifest:
@@ -647,16 +678,20 @@ def test_model_estimate_takes_the_faster_of_tuned_and_default():
 
 def test_count_trials_leaves_out_default_schedule_records(tmp_path):
     target = {"kind": "llvm"}
-    default = json.dumps([0, [[[], []], [1e-5], target, []]])
-    rule_made = json.dumps(
-        [0, [[[["GetSBlock", [], ["b", "main"], ["b0"]], ["Parallel", ["l0"], [], []]], []], [8e-6], target, []]]
-    )
+    root = ["GetSBlock", [], ["root", "main"], ["b0"]]
+    default = json.dumps([0, [[[root], []], [1e-5], target, []]])
+    rule_made = json.dumps([0, [[[root, ["Parallel", ["l0"], [], []]], []], [8e-6], target, []]])
+    postproc = ["EnterPostproc", [], [], []]
     trial = json.dumps(
-        [0, [[[["SamplePerfectTile", ["l0"], [2, 64], ["v0", "v1"]]], [[0, [[4, 16]]]]], [5e-6], target, []]]
+        [0, [[[["SamplePerfectTile", ["l0"], [2, 64], ["v0", "v1"]], postproc], [[0, [[4, 16]]]]], [5e-6], target, []]]
     )
+    # the search's replay of a measured default: no sampling decision, but post-processed: a trial
+    replayed = json.dumps([0, [[[root, ["Parallel", ["l0"], [], []], postproc], []], [7e-6], target, []]])
+    # TVM's default as earlier tunes recorded it: an empty trace
+    legacy = json.dumps([0, [[[], []], [1e-5], target, []]])
     path = tmp_path / "database_tuning_record.json"
-    path.write_text("\n".join([default, rule_made, trial, trial, ""]) + "\n")
-    assert tvm_tuning.count_trials(path) == 2
+    path.write_text("\n".join([default, rule_made, trial, trial, replayed, legacy, ""]) + "\n")
+    assert tvm_tuning.count_trials(path) == 3
 
 
 def test_interrupted_is_a_keyboard_interrupt(tmp_path):
