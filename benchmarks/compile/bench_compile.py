@@ -8,7 +8,7 @@ bar its registry package is built against), optionally a MetaSchedule-tuned TVM 
 package that passed fidelity (and torch eager fp32 for the torch-defined students) *in the same
 run*: round-robin over rounds and thread counts, each timing in a fresh process.
 
-    .venv/bin/python benchmarks/compile/bench_compile.py [--students ...] [--threads 1,2] [--rounds 3]
+    .venv/bin/python benchmarks/compile/bench_compile.py [--students ...] [--threads 1,2] [--rounds 5]
         [--tune TRIALS --tune-minutes M] [--tuning-db DIR] [--tune-only] [--phase build|time|all --work DIR]
 
 * ``--tuning-db DIR``: per-student MetaSchedule databases in ``DIR/<student>``: each tuned build
@@ -452,7 +452,13 @@ def time_worker(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="thread counts timed in the same run, e.g. 1,2")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="timings per variant, round-robin; the median counts (5: one spell of load on this VM's second "
+        "core, seconds long, can flip a 2-thread verdict read from 3)",
+    )
     students = [*STUDENTS, *SHIPPED]
     parser.add_argument("--students", nargs="+", default=students, choices=students)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
