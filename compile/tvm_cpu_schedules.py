@@ -95,3 +95,60 @@ def _parallel_outer(sch: Any, block: Any, chunks: int) -> None:
         sch.parallel(sch.fuse(*loops[:outer]) if outer > 1 else loops[0])
     except ScheduleError:  # a loop the schedule says cannot run in parallel (it carries a dependence)
         return
+
+
+def rows_first_rule(tvm: Any, ms: Any) -> Any:
+    """A MetaSchedule schedule rule for the tasks of the packed int8 convolutions (``tvm_int8``): their
+    output block's row loop goes outside its channel loop.
+
+    Such a task ends in an epilogue that reads the convolution's accumulator, NCHW16c (the 16 channels of a
+    pixel side by side), and writes the next layout, NCHW or NCHW4c, whose loop nest runs channel
+    (block) first, then rows. Each pass over the channels then reads the whole accumulator again with a
+    64-byte stride: MTCNN P-Net's first convolution (10 x 286 x 382 outputs, a 7 MB int32 accumulator)
+    read it ten times, and its tuned kernel took 2.72 / 1.51 ms at 1 / 2 threads on an Intel Xeon (L2
+    2 MB per core). With the rows outside, one row of the accumulator (24 KB) serves every channel while
+    it is in cache: 1.52 / 0.72 ms, the same trace otherwise. Recorded in each candidate's trace, so
+    databases replay it; other tasks are left as they are.
+    """
+    from tvm.s_tir.schedule import SBlockRV
+
+    @tvm.ir.utils.derived_object
+    class RowsFirst(ms.schedule_rule.PyScheduleRule):
+        def _initialize_with_tune_context(self, context: Any) -> None:
+            pass
+
+        def apply(self, sch: Any, block: SBlockRV) -> list[Any]:
+            names = _top_level_blocks(sch.mod["main"])  # (read from the IR: nothing enters the trace)
+            if not any(name.startswith("conv2d_NCHWc_int8") for name in names):
+                return [sch]
+            if sch.get(block).name_hint != names[-1] or names[-1].startswith("conv2d_NCHWc_int8"):
+                return [sch]  # not the epilogue's output block
+            iters = sch.get(block).iter_vars
+            if len(iters) < 4 or any(int(iv.iter_type) != 0 for iv in iters):
+                return [sch]  # only an NCHW or NCHWc output (0: a data-parallel axis)
+            extents = [iv.dom.extent for iv in iters[1:3]]
+            if not all(hasattr(e, "value") and int(e.value) > 1 for e in extents):
+                return [sch]  # a single channel block or row: nothing to reorder
+            loops = sch.get_loops(block)
+            if len(loops) == len(iters):  # its loops untouched: one per axis, in order
+                sch.reorder(loops[2], loops[1])
+            return [sch]
+
+        def clone(self) -> Any:
+            return RowsFirst()
+
+    return RowsFirst()
+
+
+def _top_level_blocks(func: Any) -> list[str]:
+    """Names of the blocks directly under a function's root block, in order (each under its loops)."""
+    body = func.body.block.body
+    names = []
+    for stmt in getattr(body, "seq", [body]):
+        while not hasattr(stmt, "block"):  # loops (and their annotations) down to the block
+            if not hasattr(stmt, "body"):
+                break
+            stmt = stmt.body
+        if hasattr(stmt, "block"):
+            names.append(stmt.block.name_hint)
+    return names

@@ -418,7 +418,7 @@ def tune_and_compile(
     )
     if request.trials:  # 0: build from the seed's records alone
         # made before the clock starts: the first context registers every tensor intrinsic
-        contexts = _contexts(ms, tasks, SEED)
+        contexts = _contexts(tc.tvm, ms, tasks, SEED)
         builder = _builder(tc.tvm, ms)
         if request.rpc is None and threads:
             # Trials run with the threads the package will run with by default (the target's num-cores
@@ -638,15 +638,16 @@ def _scheduler(tvm: Any, ms: Any, state: _Progress) -> Any:
     return _LargestContributionFirst()
 
 
-def _contexts(ms: Any, tasks: list[Any], seed: int) -> list[Any]:
+def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int) -> list[Any]:
     """One MetaSchedule tuning context per task (evolutionary search from ``seed``).
 
     Our own contexts, not ``extracted_tasks_to_tune_contexts``: its logging set-up breaks a second tune
     in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch. The first context
     made in a process registers every tensor intrinsic (about a minute on this machine).
     """
-    return [
-        ms.TuneContext(
+    contexts = []
+    for task, rand_state in zip(tasks, ms.utils.fork_seed(seed, n=len(tasks))):
+        context = ms.TuneContext(
             mod=task.dispatched[0],
             target=task.target,
             space_generator="post-order-apply",
@@ -654,9 +655,25 @@ def _contexts(ms: Any, tasks: list[Any], seed: int) -> list[Any]:
             task_name=task.task_name,
             rand_state=rand_state,
             num_threads=1,
-        ).clone()
-        for task, rand_state in zip(tasks, ms.utils.fork_seed(seed, n=len(tasks)))
-    ]
+        )
+        if "cpu" in [str(key) for key in task.target.keys]:
+            # the target's own rules, after tvm_cpu_schedules.rows_first_rule
+            space = context.space_generator
+            context = ms.TuneContext(
+                mod=task.dispatched[0],
+                target=task.target,
+                space_generator=ms.space_generator.PostOrderApply(
+                    sch_rules=[tvm_cpu_schedules.rows_first_rule(tvm, ms), *space.sch_rules],
+                    postprocs=list(space.postprocs),
+                    mutator_probs=dict(space.mutator_probs),
+                ),
+                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
+                task_name=task.task_name,
+                rand_state=rand_state,
+                num_threads=1,
+            )
+        contexts.append(context.clone())
+    return contexts
 
 
 def _dlight_rules(dl: Any) -> tuple[Any, ...]:

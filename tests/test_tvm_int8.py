@@ -368,3 +368,52 @@ def _random(rng, dtype, shape):
         info = np.iinfo(dtype)
         return rng.integers(max(info.min, -100), min(info.max, 200), shape, endpoint=True).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def test_packed_convolution_tasks_write_rows_first(qdq):
+    """The tuner's design space for a packed int8 convolution's task runs its output block row-first
+    (``tvm_cpu_schedules.rows_first_rule``): the epilogue reads the NCHW16c accumulator one row at a time
+    for every channel, not the whole accumulator once per channel. Other tasks keep their loop order."""
+    from types import SimpleNamespace
+
+    tc = tvm_backend.import_compiler()
+    if not _host_vnni(tc):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    _, _, path = qdq
+    target = tc.tvm.target.Target({**_host_target(tc).export(), "num-cores": 2})
+    mod, _ = tvm_int8.integer_convolutions(tvm_build._import(tc, path, path.parent, {}, lambda _: None), tc, vnni=True)
+    fused = tvm_tuning._prepare(tc, mod, target)
+    tvm, ms = tc.tvm, tc.meta_schedule
+    funcs = [(g.name_hint, f) for g, f in fused.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+    tasks = [
+        SimpleNamespace(
+            dispatched=[tvm.IRModule({"main": f.with_attr("global_symbol", "main")})], target=target, task_name=n
+        )
+        for n, f in funcs
+    ]
+    reordered = set()
+    for task, context in zip(tasks, tvm_tuning._contexts(tvm, ms, tasks, 0)):
+        for space in context.generate_design_space():
+            root = space.get_sblock("root")
+            out = space.get_child_blocks(root)[-1]
+            extents = [int(space.get(loop).extent) for loop in space.get_loops(out)]
+            domain = [int(iv.dom.extent) for iv in space.get(out).iter_vars]
+            packed = any(space.get(b).name_hint.startswith("conv2d_NCHWc_int8") for b in space.get_child_blocks(root))
+            if packed and min(domain[1:3]) > 1:  # batch, rows, channels (or blocks), columns[, channels in a block]
+                assert extents == [domain[0], domain[2], domain[1], *domain[3:]], (task.task_name, extents, domain)
+                reordered.add(task.task_name)
+    assert len(reordered) >= 2, reordered
+    # the rule alone: on a packed convolution's output block a reorder; on any other block, nothing
+    rule = tvm_cpu_schedules.rows_first_rule(tvm, ms)
+    for task in tasks:
+        sch = tvm.s_tir.Schedule(task.dispatched[0])
+        for block in sch.get_child_blocks(sch.get_sblock("root")):
+            before = len(sch.trace.insts)
+            (after,) = rule.apply(sch, block)
+            added = [inst.kind.name for inst in after.trace.insts[before:]]
+            last = sch.get(block).name_hint == sch.get(sch.get_child_blocks(sch.get_sblock("root"))[-1]).name_hint
+            assert added == (["GetLoops", "Reorder"] if task.task_name in reordered and last else []), (
+                task.task_name,
+                sch.get(block).name_hint,
+                added,
+            )
