@@ -14,13 +14,16 @@ both. No rule wins everywhere (inlining made that pool 7x faster and a pad-then-
 parallel loop costs a microsecond of thread hand-off, more than some kernels take), so each is
 measured like any trial and the database keeps the fastest; they are recorded with their traces, so
 ``--tuning-db`` replays them.
+
+:func:`rows_first_rule` is a schedule rule of the tuner's design space (every trial of a packed int8
+convolution's task), not a default: the order in which the task's epilogue walks its output.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["default_candidates", "PARALLEL_CHUNKS_PER_CORE"]
+__all__ = ["default_candidates", "rows_first_rule", "PARALLEL_CHUNKS_PER_CORE"]
 
 # The parallel loop is the fusion of a block's leading spatial loops, outermost first, until it has at least
 # this many iterations per core: enough to balance the cores without fusing the inner loops LLVM vectorises.

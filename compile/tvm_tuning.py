@@ -639,7 +639,9 @@ def _scheduler(tvm: Any, ms: Any, state: _Progress) -> Any:
 
 
 def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int) -> list[Any]:
-    """One MetaSchedule tuning context per task (evolutionary search from ``seed``).
+    """One MetaSchedule tuning context per task (evolutionary search from ``seed``); on CPU targets its
+    design space also applies :func:`lanner.compile.tvm_cpu_schedules.rows_first_rule` before the target's
+    own rules.
 
     Our own contexts, not ``extracted_tasks_to_tune_contexts``: its logging set-up breaks a second tune
     in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch. The first context
