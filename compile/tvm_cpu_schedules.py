@@ -113,6 +113,7 @@ def rows_first_rule(tvm: Any, ms: Any) -> Any:
     it is in cache: 1.52 / 0.72 ms, the same trace otherwise. Recorded in each candidate's trace, so
     databases replay it; other tasks are left as they are.
     """
+    from tvm.s_tir import ScheduleError
     from tvm.s_tir.schedule import SBlockRV
 
     @tvm.ir.utils.derived_object
@@ -134,7 +135,10 @@ def rows_first_rule(tvm: Any, ms: Any) -> Any:
                 return [sch]  # a single channel block or row: nothing to reorder
             loops = sch.get_loops(block)
             if len(loops) == len(iters):  # its loops untouched: one per axis, in order
-                sch.reorder(loops[2], loops[1])
+                try:
+                    sch.reorder(loops[2], loops[1])
+                except ScheduleError:  # (not a loop chain: the design space keeps the block's own order)
+                    pass
             return [sch]
 
         def clone(self) -> Any:
