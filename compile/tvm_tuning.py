@@ -647,34 +647,31 @@ def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int) -> list[Any]:
     in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch. The first context
     made in a process registers every tensor intrinsic (about a minute on this machine).
     """
-    contexts = []
-    for task, rand_state in zip(tasks, ms.utils.fork_seed(seed, n=len(tasks))):
-        context = ms.TuneContext(
+
+    def context(task: Any, rand_state: int, space: Any) -> Any:
+        return ms.TuneContext(
             mod=task.dispatched[0],
             target=task.target,
-            space_generator="post-order-apply",
+            space_generator=space,
             search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
             task_name=task.task_name,
             rand_state=rand_state,
             num_threads=1,
         )
-        if "cpu" in [str(key) for key in task.target.keys]:
-            # the target's own rules, after tvm_cpu_schedules.rows_first_rule
-            space = context.space_generator
-            context = ms.TuneContext(
-                mod=task.dispatched[0],
-                target=task.target,
-                space_generator=ms.space_generator.PostOrderApply(
-                    sch_rules=[tvm_cpu_schedules.rows_first_rule(tvm, ms), *space.sch_rules],
-                    postprocs=list(space.postprocs),
-                    mutator_probs=dict(space.mutator_probs),
-                ),
-                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
-                task_name=task.task_name,
-                rand_state=rand_state,
-                num_threads=1,
+
+    rows_first = tvm_cpu_schedules.rows_first_rule(tvm, ms)  # stateless: one for every task
+    contexts = []
+    for task, rand_state in zip(tasks, ms.utils.fork_seed(seed, n=len(tasks))):
+        made = context(task, rand_state, "post-order-apply")
+        if "cpu" in [str(key) for key in task.target.keys]:  # the target's own rules, after rows_first
+            own = made.space_generator
+            space = ms.space_generator.PostOrderApply(
+                sch_rules=[rows_first, *own.sch_rules],
+                postprocs=list(own.postprocs),
+                mutator_probs=dict(own.mutator_probs),
             )
-        contexts.append(context.clone())
+            made = context(task, rand_state, space)
+        contexts.append(made.clone())
     return contexts
 
 

@@ -394,11 +394,11 @@ def test_packed_convolution_tasks_write_rows_first(qdq):
     reordered = set()
     for task, context in zip(tasks, tvm_tuning._contexts(tvm, ms, tasks, 0)):
         for space in context.generate_design_space():
-            root = space.get_sblock("root")
-            out = space.get_child_blocks(root)[-1]
+            blocks = space.get_child_blocks(space.get_sblock("root"))
+            out = blocks[-1]
             extents = [int(space.get(loop).extent) for loop in space.get_loops(out)]
             domain = [int(iv.dom.extent) for iv in space.get(out).iter_vars]
-            packed = any(space.get(b).name_hint.startswith("conv2d_NCHWc_int8") for b in space.get_child_blocks(root))
+            packed = any(space.get(b).name_hint.startswith("conv2d_NCHWc_int8") for b in blocks)
             if packed and min(domain[1:3]) > 1:  # batch, rows, channels (or blocks), columns[, channels in a block]
                 assert extents == [domain[0], domain[2], domain[1], *domain[3:]], (task.task_name, extents, domain)
                 reordered.add(task.task_name)
@@ -407,11 +407,12 @@ def test_packed_convolution_tasks_write_rows_first(qdq):
     rule = tvm_cpu_schedules.rows_first_rule(tvm, ms)
     for task in tasks:
         sch = tvm.s_tir.Schedule(task.dispatched[0])
-        for block in sch.get_child_blocks(sch.get_sblock("root")):
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        for block in blocks:
             before = len(sch.trace.insts)
             (after,) = rule.apply(sch, block)
             added = [inst.kind.name for inst in after.trace.insts[before:]]
-            last = sch.get(block).name_hint == sch.get(sch.get_child_blocks(sch.get_sblock("root"))[-1]).name_hint
+            last = sch.get(block).name_hint == sch.get(blocks[-1]).name_hint
             assert added == (["GetLoops", "Reorder"] if task.task_name in reordered and last else []), (
                 task.task_name,
                 sch.get(block).name_hint,
