@@ -37,7 +37,7 @@ def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None)
         package_dir: a directory written by ``lanner.compile.compile_model``.
         num_threads: CPU threads for inference (None = the backend's default, one per core; a tuned TVM
             package's default is the count it was tuned with). A TVM package on a CPU uses fewer threads
-            than this where fewer were measured faster when it was compiled (its manifest's
+            than this where fewer were measured at least 10% faster when it was compiled (its manifest's
             ``latency_ms.by_threads``; :func:`lanner.backends.tvm_backend.fastest_threads`).
 
     Returns:
