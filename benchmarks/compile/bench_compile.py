@@ -263,6 +263,28 @@ def student_onnx(name: str, work: Path) -> dict:
     return {"onnx": str(path), "chw": chw, "params": params, "thresholds": None, "torch": True, "extra": {}}
 
 
+def compile_variant(
+    student: dict, folder: Path, backend: str, precision: str, out: Path, threads: int, tuning=None, progress=None
+) -> lanner.Manifest:
+    """``compile_model`` for one variant of ``student`` (:func:`student_onnx`), calibrated on ``folder/calib``."""
+    chw = student["chw"]
+    return compile_model(
+        student["onnx"],
+        target="x86",
+        backend=backend,
+        precision=precision,
+        calib=folder / "calib",
+        out=out,
+        preprocessing={**PREPROCESSING, "size": list(chw[1:])},
+        num_threads=threads,
+        # every variant is built for the shape it is timed at (batch 1), as MetaSchedule tunes fixed shapes
+        input_shapes={"image": [1, *chw], **student["extra"]},
+        thresholds=student["thresholds"] if precision == "fp32" else None,
+        tuning=tuning,
+        progress=progress,
+    )
+
+
 def build_student(
     name: str,
     work: Path,
@@ -310,20 +332,8 @@ def build_student(
         tuned = key == tuned_key
         out = folder / key.replace("/", "-")
         try:
-            m = compile_model(
-                student["onnx"],
-                target="x86",
-                backend=backend,
-                precision=precision,
-                calib=calib,
-                out=out,
-                preprocessing={**PREPROCESSING, "size": list(chw[1:])},
-                num_threads=threads,
-                # every variant is built for the shape it is timed at (batch 1), as MetaSchedule tunes fixed shapes
-                input_shapes={"image": [1, *chw], **student["extra"]},
-                thresholds=student["thresholds"] if precision == "fp32" else None,
-                tuning=tuning if tuned else None,
-                progress=log if tuned else None,
+            m = compile_variant(
+                student, folder, backend, precision, out, threads, tuning if tuned else None, log if tuned else None
             )
         except (UnsupportedError, FidelityError) as exc:
             rows[key] = {"status": type(exc).__name__, "reason": str(exc).splitlines()[0][:160]}
@@ -477,7 +487,6 @@ def profile_student(name: str, work: Path, threads: list[int], log) -> dict:
 
     tvm = tvm_backend.import_toolchain()
     result = json.loads((work / name / BUILD_FILE).read_text(encoding="utf-8"))
-    chw = result["input"][1:]
     student = student_onnx(name, work / name)
     profiles = {}
     for precision, key in TUNED_KEYS.items():
@@ -488,19 +497,8 @@ def profile_student(name: str, work: Path, threads: list[int], log) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         mode, tvm_build.VM_EXEC_MODE = tvm_build.VM_EXEC_MODE, "bytecode"
         try:
-            compile_model(
-                student["onnx"],
-                target="x86",
-                backend="tvm",
-                precision=precision,
-                calib=work / name / "calib",
-                out=out,
-                preprocessing={**PREPROCESSING, "size": list(chw[1:])},
-                num_threads=max(threads),
-                input_shapes={"image": [1, *chw], **student["extra"]},
-                thresholds=student["thresholds"] if precision == "fp32" else None,
-                tuning=TuningRequest(0, seed_database=str(Path(row["package"]) / "tuning")),
-            )
+            records = TuningRequest(0, seed_database=str(Path(row["package"]) / "tuning"))
+            compile_variant(student, work / name, "tvm", precision, out, max(threads), records)
         finally:
             tvm_build.VM_EXEC_MODE = mode
         with lanner.load(str(out)) as model:
@@ -611,7 +609,7 @@ def main() -> int:
         default="all",
         help="profile: each kernel of the tuned TVM packages in --work, timed one by one",
     )
-    parser.add_argument("--work", type=Path, help="keep the packages here (needed by --phase build/time)")
+    parser.add_argument("--work", type=Path, help="keep the packages here (needed by --phase build/time/profile)")
     parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
     parser.add_argument("--time-torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
