@@ -39,11 +39,14 @@ names, ready for ``--tuning-db``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
 import shutil
 import signal
+import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -92,7 +95,12 @@ MIN_GAIN = 0.01
 # default, 3 us tuned) while the three largest took 5-17 batches each (benchmarks/compile, eleventh run).
 FIRST_BATCH_SHARE = 0.02
 RPC_SESSION_TIMEOUT_S = 120
-SEED = 0  # search seed: the same budget on the same machine explores the same candidates
+# Each trial is timed per pool size as the median of MEASURE_REPEATS repeats of at least MEASURE_REPEAT_MS
+# (MetaSchedule's default: one mean over at least 100 ms, which took 0.19 s a trial and pool size here,
+# a third of a bridge tune's batches): a fifth of the time, and one preempted repeat does not move it.
+MEASURE_REPEATS = 3
+MEASURE_REPEAT_MS = 20
+SEED = 0  # search seed (its threads draw from streams forked from it)
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,8 @@ class TuningRequest:
         rpc: ``HOST:PORT`` of a TVM RPC tracker; trials are measured on a device registered there.
         device_key: the tracker key of the device (required with ``rpc``).
         threads: CPU threads each trial runs with here (TVM's pool; not with ``rpc``), besides 1
-            (:func:`measured_thread_counts`); None: the target's ``num-cores``. The package records it
+            (:func:`measured_thread_counts`); None: the target's ``num-cores``. The search and the builds
+            between measurements run on as many threads. The package records it
             and runs with it by default. Fewer than the cores where other work holds some of them: a
             parallel kernel then waits at every barrier for a thread the OS has descheduled, and the
             measurements rank the scheduler's delays instead of the kernels (benchmarks/compile/README.md).
@@ -418,8 +427,10 @@ def tune_and_compile(
     )
     if request.trials:  # 0: build from the seed's records alone
         # made before the clock starts: the first context registers every tensor intrinsic
-        contexts = _contexts(tc.tvm, ms, tasks, SEED)
-        builder = _builder(tc.tvm, ms)
+        # the search and the builds between measurements use the cores the trials run on
+        workers = max(1, threads or 1) if request.rpc is None else len(os.sched_getaffinity(0))
+        contexts = _contexts(tc.tvm, ms, tasks, SEED, workers)
+        builder = _builder(tc.tvm, ms, workers, link=request.rpc is None)
         if request.rpc is None and threads:
             # Trials run with the threads the package will run with by default (the target's num-cores
             # unless asked otherwise), and with 1: TVM's own default here was half the cores (1 of 2).
@@ -638,10 +649,10 @@ def _scheduler(tvm: Any, ms: Any, state: _Progress) -> Any:
     return _LargestContributionFirst()
 
 
-def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int) -> list[Any]:
-    """One MetaSchedule tuning context per task (evolutionary search from ``seed``); on CPU targets its
-    design space also applies :func:`lanner.compile.tvm_cpu_schedules.rows_first_rule` before the target's
-    own rules.
+def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int, num_threads: int = 1) -> list[Any]:
+    """One MetaSchedule tuning context per task (evolutionary search from ``seed`` on ``num_threads``
+    threads); on CPU targets its design space also applies
+    :func:`lanner.compile.tvm_cpu_schedules.rows_first_rule` before the target's own rules.
 
     Our own contexts, not ``extracted_tasks_to_tune_contexts``: its logging set-up breaks a second tune
     in the same process (TVM 0.27) and prints MetaSchedule's task table at every batch. The first context
@@ -656,7 +667,7 @@ def _contexts(tvm: Any, ms: Any, tasks: list[Any], seed: int) -> list[Any]:
             search_strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION),
             task_name=task.task_name,
             rand_state=rand_state,
-            num_threads=1,
+            num_threads=num_threads,
         )
 
     rows_first = tvm_cpu_schedules.rows_first_rule(tvm, ms)  # stateless: one for every task
@@ -802,13 +813,16 @@ def measured_thread_counts(threads: int) -> tuple[int, ...]:
 
 def _local_runner(tvm: Any, ms: Any, thread_counts: tuple[int, ...]) -> Any:
     """Candidates measured in this process with MetaSchedule's own argument allocation and
-    ``time_evaluator`` (its LocalRunner's steps), once per pool size in ``thread_counts``; the
-    result's ``run_secs`` hold every measurement, and MetaSchedule ranks records by their mean.
+    ``time_evaluator`` (its LocalRunner's steps), once per pool size in ``thread_counts``: the median
+    of :data:`MEASURE_REPEATS` repeats of at least :data:`MEASURE_REPEAT_MS` each. The result's ``run_secs``
+    hold one time per pool size, and MetaSchedule ranks records by their mean.
     LocalRunner runs them in a worker process that imports TVM first; on a busy 2-core machine that
     start took longer than a whole tuning budget (8 minutes before the first batch was measured),
     leaving 16 trials per model."""
     local = ms.runner.local_runner
-    config = ms.runner.EvaluatorConfig._normalized(None)  # noqa: SLF001 -- LocalRunner's defaults
+    config = ms.runner.EvaluatorConfig(
+        number=3, repeat=MEASURE_REPEATS, min_repeat_ms=MEASURE_REPEAT_MS, enable_cpu_cache_flush=False
+    )
 
     @tvm.ir.utils.derived_object
     class _InProcessRunner(ms.runner.PyRunner):
@@ -823,7 +837,7 @@ def _local_runner(tvm: Any, ms: Any, thread_counts: tuple[int, ...]) -> Any:
                     args = local.default_alloc_argument(device, tuple(a.as_json() for a in item.args_info), 1)
                     for threads in thread_counts:
                         tvm_backend.set_num_threads(threads)
-                        costs.extend(local.default_run_evaluator(module, device, config, args))
+                        costs.append(statistics.median(local.default_run_evaluator(module, device, config, args)))
                 except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
                     costs, error = None, f"run failed: {exc}"
                 finally:
@@ -834,31 +848,45 @@ def _local_runner(tvm: Any, ms: Any, thread_counts: tuple[int, ...]) -> Any:
     return _InProcessRunner()
 
 
-def _build_candidate(mod: Any, target: Any) -> Any:
-    """MetaSchedule's default build without its ``import tvm.s_tir.tensor_intrin``, which registers
-    every tensor intrinsic of every target (minutes on a loaded machine) and which fp32 schedules
-    for our targets do not use."""
+def _build_candidate(mod: Any, target: Any, link: bool) -> str:
+    """MetaSchedule's default build, exported for the runner (the path returned), without its
+    ``import tvm.s_tir.tensor_intrin``, which registers every tensor intrinsic of every target (minutes on
+    a loaded machine) and which fp32 schedules for our targets do not use. ``link``: a shared library
+    linked here (trials measured on this machine: the builder's threads link side by side, where
+    MetaSchedule's tar was linked by the runner on loading, one trial after another); otherwise
+    MetaSchedule's tar, which the RPC device links (it may be another architecture)."""
     tvm = tvm_backend.import_toolchain()
     mod = tvm.s_tir.transform.RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm.driver.build(mod, target=target)
+    library = tvm.driver.build(mod, target=target)
+    if not link:
+        from tvm.s_tir.meta_schedule.builder.local_builder import default_export
+
+        return default_export(library)
+    path = os.path.join(tempfile.mkdtemp(prefix="lanner-trial-"), "trial.so")
+    library.export_library(path)
+    return path
 
 
-def _builder(tvm: Any, ms: Any) -> Any:
-    """Candidates built in this process, one after another. MetaSchedule's LocalBuilder starts a
-    fresh worker process for every batch, and each one imports TVM first: seconds of CPU per
-    batch, most of a batch's cost with small batches on a busy small CPU."""
+def _builder(tvm: Any, ms: Any, workers: int, link: bool) -> Any:
+    """Candidates built in this process by ``workers`` threads (TVM's lowering, LLVM and the linker run
+    without the GIL; ``link``: see :func:`_build_candidate`). MetaSchedule's LocalBuilder starts a fresh
+    worker process for every batch, and each one imports TVM first: seconds of CPU per batch, most of a
+    batch's cost with small batches on a busy small CPU."""
+
+    def build_one(item: Any) -> Any:
+        try:
+            return ms.builder.BuilderResult(_build_candidate(item.mod, item.target, link), None)
+        except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
+            return ms.builder.BuilderResult(None, f"build failed: {exc}")
 
     @tvm.ir.utils.derived_object
     class _InProcessBuilder(ms.builder.PyBuilder):
         def build(self, build_inputs: list[Any]) -> list[Any]:
-            results = []
-            for item in build_inputs:
-                try:
-                    artifact = ms.builder.local_builder.default_export(_build_candidate(item.mod, item.target))
-                    results.append(ms.builder.BuilderResult(artifact, None))
-                except (RuntimeError, ValueError, TypeError) as exc:  # a failed trial, not a failed tune
-                    results.append(ms.builder.BuilderResult(None, f"build failed: {exc}"))
-            return results
+            items = list(build_inputs)
+            if workers <= 1 or len(items) <= 1:
+                return [build_one(item) for item in items]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(build_one, items))
 
     return _InProcessBuilder()
 

@@ -553,6 +553,43 @@ def test_a_task_without_gain_stops_getting_batches_and_the_tune_ends_when_none_i
     assert rows["task0"]["share_tuned"] == round(3 / 4, 4) and rows["task0"]["share"] == round(3 / 5, 4)
 
 
+def test_candidates_build_side_by_side_in_order(tmp_path):
+    # the builder's threads return each candidate's library in its input's place, linked and loadable;
+    # a candidate that fails to build is a failed trial, not a failed batch
+    tvm = tvm_backend.import_toolchain()
+    ms = tvm_backend.import_compiler().meta_schedule
+    target = tvm.target.Target({"kind": "llvm", "num-cores": 2})
+
+    def add(k: int):
+        a = tvm.te.placeholder((64,), "float32", name="a")
+        b = tvm.te.compute((64,), lambda i: a[i] + float(k), name="b")
+        return tvm.IRModule({"main": tvm.te.create_prim_func([a, b])})
+
+    mods = [add(k) for k in range(5)]
+    # a call LLVM's verifier refuses (VNNI's dot product with one float argument): the build fails
+    a = tvm.te.placeholder((64,), "float32", name="a")
+    call = tvm.tirx.call_llvm_pure_intrin("float32", "llvm.x86.avx512.vpdpbusd.512", 1, a[0])
+    broken = tvm.IRModule({"main": tvm.te.create_prim_func([a, tvm.te.compute((64,), lambda i: call, name="b")])})
+    results = tvm_tuning._builder(tvm, ms, 2, link=True).build(
+        [ms.builder.BuilderInput(m, target) for m in [*mods[:2], broken, *mods[2:]]]
+    )
+    assert [r.error_msg is None for r in results] == [True, True, False, True, True, True]
+    assert results[2].error_msg.startswith("build failed")
+    a = np.arange(64, dtype=np.float32)
+    for k, result in zip([0, 1, 2, 3, 4], [r for r in results if r.error_msg is None]):
+        assert result.artifact_path.endswith(".so")
+        library = tvm.runtime.load_module(result.artifact_path)
+        out = tvm.runtime.tensor(np.zeros(64, np.float32))
+        library["main"](tvm.runtime.tensor(a), out)
+        np.testing.assert_array_equal(out.numpy(), a + k)
+        ms.utils.remove_build_dir(result.artifact_path)
+        assert not Path(result.artifact_path).parent.exists()
+    # for an RPC device, MetaSchedule's tar (the device links it: it may be another architecture)
+    (tar,) = tvm_tuning._builder(tvm, ms, 2, link=False).build([ms.builder.BuilderInput(mods[0], target)])
+    assert tar.error_msg is None and tar.artifact_path.endswith(".tar")
+    ms.utils.remove_build_dir(tar.artifact_path)
+
+
 def test_a_small_gain_is_not_progress():
     state = _progress([1e-3])
     latencies = iter([0.5e-3, *[0.5e-3 * (1 - tvm_tuning.MIN_GAIN / 2) ** k for k in range(1, 10)]])

@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="CPU threads each trial runs with here, besides 1 (default: the target's cores); "
-        "the package defaults to them",
+        "the search and the builds between trials use them too; the package defaults to them",
     )
     tune.add_argument("--rpc", metavar="HOST:PORT", help="TVM RPC tracker: measure the trials on a remote device")
     tune.add_argument("--device-key", metavar="KEY", help="the device's key at the --rpc tracker")
