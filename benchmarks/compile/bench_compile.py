@@ -22,7 +22,9 @@ run*: round-robin over rounds and thread counts, each timing in a fresh process.
   there and TVM 0.27's on VNNI (it has no AMX tensor intrinsic). The row is reported beside the verdict, never
   taken as the fastest.
 * ``--phase profile`` times each kernel of the tuned TVM packages in ``--work`` one by one (their records
-  built again as VM bytecode, whose calls can be instrumented), at each of ``--threads``.
+  built again as VM bytecode, whose calls can be instrumented), at each of ``--threads``, and each layer of
+  the OpenVINO packages there by its performance counters (on AMX CPUs also held to AVX512-VNNI), with the
+  oneDNN kernel that ran it: kernel against kernel.
 
 Students. Torch-defined (random init, seed 0; fidelity compares artifacts with the fp32
 reference, so it does not need trained weights), with a torch eager row:
@@ -218,6 +220,7 @@ TORCH = "torch/fp32"
 # then also timed with oneDNN held to AVX512-VNNI, a row of its own that no verdict takes as "fastest".
 VNNI_ONLY = " (AVX512-VNNI)"
 ISA_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+OV_PROFILE_ROWS = 20  # the heaviest OpenVINO layers a profile table lists (the JSON has all)
 BUILD_FILE = "builds.json"
 
 
@@ -529,12 +532,68 @@ def profile_student(name: str, work: Path, threads: list[int], log) -> dict:
                 "kernels_us": dict(sorted(kernels.items(), key=lambda kv: -kv[1])),
             }
             log(f"{name} {key}: {t} thread{'s' if t > 1 else ''}, whole call {whole:.3f} ms, {len(kernels)} kernels")
+    for key, row in result["variants"].items():
+        if not key.startswith("openvino/") or row["status"] != "ok":
+            continue
+        for capped in (False, True) if has_amx() else (False,):
+            label = key + (VNNI_ONLY if capped else "")
+            profiles[label] = {}
+            for t in threads:
+                # a fresh process each: oneDNN reads ONEDNN_MAX_CPU_ISA once, when it loads
+                out = subprocess.run(
+                    [sys.executable, __file__, "--profile-openvino", row["package"], "--threads", str(t)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ, **ISA_CAP} if capped else None,
+                ).stdout
+                profiles[label][str(t)] = json.loads(out.strip().splitlines()[-1])
+                whole = profiles[label][str(t)]["whole_call_ms"]
+                log(f"{name} {label}: {t} thread{'s' if t > 1 else ''}, whole call {whole:.3f} ms")
     return profiles
+
+
+def profile_openvino_worker(package: str, threads: int) -> int:
+    """Each layer of one OpenVINO package timed by its CPU plugin's performance counters, in this (fresh)
+    process, compiled as ``lanner.load`` compiles it: the whole call (median of 200, counters off), then each
+    executed layer's median over 200 runs (us) and the kernel that ran it (oneDNN's implementation name, e.g.
+    ``brgconv_avx512_amx_I8``); one JSON line."""
+    from lanner.backends import ov_backend
+
+    with lanner.load(package, num_threads=threads) as model:
+        feed = timing_feed(model)
+        whole = measure_latency(lambda: model.run(feed), budget_s=1.0, max_runs=200)["median"]
+    manifest = lanner.Manifest.read(package)
+    core = ov_backend.import_toolchain().Core()
+    graph = core.read_model(
+        str(manifest.artifact_path(Path(package), "model")), str(manifest.artifact_path(Path(package), "weights"))
+    )
+    config = ov_backend.compile_options(manifest.backend_options.get("inference_precision"), threads)
+    request = core.compile_model(graph, "CPU", {**config, "PERF_COUNT": True}).create_infer_request()
+    for _ in range(50):
+        request.infer(feed)
+    spans: dict[str, list[float]] = {}
+    kernels: dict[str, str] = {}
+    for _ in range(200):
+        request.infer(feed)
+        for info in request.profiling_info:
+            if info.status == info.Status.EXECUTED:
+                spans.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
+                kernels[info.node_name] = f"{info.node_type}: {info.exec_type}"
+    layers = dict(sorted(((k, statistics.median(v)) for k, v in spans.items()), key=lambda kv: -kv[1]))
+    print(json.dumps({"whole_call_ms": whole, "layers_us": layers, "kernels": kernels}))
+    return 0
+
+
+def _cells(values) -> str:
+    """Markdown table cells, one decimal."""
+    return "".join(f" {v:.1f} |" for v in values)
 
 
 def profile_markdown(profiles: dict, machine: str, threads: list[int]) -> str:
     lines = [
-        f"Machine: {machine}. Batch 1, bytecode build of each tuned package's records; us per call, median of 50.",
+        f"Machine: {machine}. Batch 1. Tuned TVM: a bytecode build of each package's records, us per call, median of "
+        f"50. OpenVINO: its performance counters, us per layer, median of 200 (the {OV_PROFILE_ROWS} heaviest).",
         "",
     ]
     for name, by_key in profiles.items():
@@ -546,10 +605,21 @@ def profile_markdown(profiles: dict, machine: str, threads: list[int]) -> str:
                 "| kernel |" + "".join(f" {t} thread{'s' if t > 1 else ''} us |" for t in threads),
                 "|---|" + "---:|" * len(threads),
             ]
-            first = by_threads[str(threads[0])]["kernels_us"]
-            for kernel in first:
-                cells = "".join(f" {by_threads[str(t)]['kernels_us'].get(kernel, float('nan')):.1f} |" for t in threads)
-                lines.append(f"| `{kernel}` |{cells}")
+            field = "layers_us" if "layers_us" in by_threads[str(threads[0])] else "kernels_us"
+            per_thread = [by_threads[str(t)][field] for t in threads]
+            if field == "layers_us":  # an OpenVINO package: its heaviest layers, with the kernel that ran each
+                lines[-2] = lines[-2].replace("| kernel |", "| layer (kernel) |")
+                kinds = by_threads[str(threads[0])]["kernels"]
+                for layer in list(per_thread[0])[:OV_PROFILE_ROWS]:
+                    row = _cells(d.get(layer, float("nan")) for d in per_thread)
+                    lines.append(f"| `{layer}` ({kinds[layer]}) |{row}")
+                others = max(0, len(per_thread[0]) - OV_PROFILE_ROWS)
+                rest = _cells(sum(list(d.values())[OV_PROFILE_ROWS:]) for d in per_thread)
+                total = _cells(sum(d.values()) for d in per_thread)
+                lines += [f"| the other {others} layers |{rest}", f"| all layers |{total}"]
+            else:
+                for kernel in per_thread[0]:
+                    lines.append(f"| `{kernel}` |{_cells(d.get(kernel, float('nan')) for d in per_thread)}")
             lines.append("")
     return "\n".join(lines)
 
@@ -607,14 +677,18 @@ def main() -> int:
         "--phase",
         choices=("all", "build", "time", "profile"),
         default="all",
-        help="profile: each kernel of the tuned TVM packages in --work, timed one by one",
+        help="profile: each kernel of the tuned TVM packages in --work timed one by one, and each layer of the "
+        "OpenVINO packages (its performance counters)",
     )
     parser.add_argument("--work", type=Path, help="keep the packages here (needed by --phase build/time/profile)")
     parser.add_argument("--time-package", help=argparse.SUPPRESS)  # worker mode (one fresh process per timing)
     parser.add_argument("--time-torch", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-openvino", help=argparse.SUPPRESS)  # worker mode of the profile phase
     args = parser.parse_args()
     if args.time_package or args.time_torch:
         return time_worker(args)
+    if args.profile_openvino:
+        return profile_openvino_worker(args.profile_openvino, int(args.threads))
     threads = [int(t) for t in str(args.threads).split(",")]
     if args.phase != "all" and args.work is None:
         parser.error(f"--phase {args.phase} needs --work DIR (where the packages are kept between phases)")
