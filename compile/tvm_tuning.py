@@ -97,7 +97,7 @@ FIRST_BATCH_SHARE = 0.02
 RPC_SESSION_TIMEOUT_S = 120
 # Each trial is timed per pool size as the median of MEASURE_REPEATS repeats of at least MEASURE_REPEAT_MS
 # (MetaSchedule's default: one mean over at least 100 ms, which took 0.19 s a trial and pool size here,
-# a third of a bridge tune's batches): a fifth of the time, and one preempted repeat does not move it.
+# a third of a bridge tune's batches): half the time (0.095 s), and one preempted repeat does not move it.
 MEASURE_REPEATS = 3
 MEASURE_REPEAT_MS = 20
 SEED = 0  # search seed (its threads draw from streams forked from it)
