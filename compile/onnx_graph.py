@@ -26,6 +26,7 @@ __all__ = [
     "save_model",
     "opset",
     "quantization_ops",
+    "without_zero_pads",
 ]
 
 # ONNX Runtime's type strings for the tensor types a package may have (TensorSpec dtypes).
@@ -163,3 +164,46 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> None:
 def opset(model: Any) -> int:
     """The default-domain opset version of the model."""
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def without_zero_pads(model: Any) -> tuple[Any, int]:
+    """Return a copy without the ``Pad`` nodes whose pads are constants and all zero (identities by the
+    ONNX spec, whatever the mode and value), each consumer reading the Pad's input instead, and how many
+    were dropped. Such pads appear where shape arithmetic sized them (dlib's residual channel pad, folded to
+    constants by ONNX Runtime's basic optimizer, is zero in every block that keeps its width); TVM's importer
+    makes each a copy kernel, and in a QDQ graph it sits between a dequantize and a quantize of the same
+    scale, which only then become foldable (:func:`lanner.compile.tvm_int8.integer_convolutions`). A Pad
+    whose output is a graph output is kept."""
+    onnx = import_onnx()
+    from onnx import numpy_helper
+
+    graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        return model, 0  # (a subgraph may read a Pad's output by name: left as it is)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    outputs = {v.name for v in graph.output}
+    renamed: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        pads = None
+        if node.op_type == "Pad" and node.domain in ("", "ai.onnx"):
+            if len(node.input) > 1 and node.input[1] in constants:  # opset >= 11: pads are an input
+                pads = numpy_helper.to_array(constants[node.input[1]])
+            elif len(node.input) == 1:  # opset < 11: an attribute
+                pads = next((np.asarray(a.ints) for a in node.attribute if a.name == "pads"), None)
+        if pads is not None and pads.size and not pads.any() and node.output[0] not in outputs:
+            renamed[node.output[0]] = renamed.get(node.input[0], node.input[0])
+            continue
+        kept.append(node)
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model, len(renamed)

@@ -18,7 +18,9 @@ accumulation); int8 on CPU targets: the QDQ model of ONNX Runtime's ``quantize_s
 (:func:`lanner.compile.onnxruntime_build.quantize_qdq`), imported, then its convolutions made
 integer by :func:`lanner.compile.tvm_int8.integer_convolutions` (TVM 0.27's ONNX frontend alone
 would compute them in float32), in the VNNI layout where the CPU has AVX512-VNNI. Tuned, they run
-on ``vpdpbusd``; untuned, on TVM's default schedules.
+on ``vpdpbusd``; untuned, on TVM's default schedules. Every import first drops the ``Pad`` nodes whose
+pads are all zero (:func:`lanner.compile.onnx_graph.without_zero_pads`; recorded as
+``zero_pads_dropped``), which in an int8 graph lets the quantize/dequantize pairs around them fold.
 """
 
 from __future__ import annotations
@@ -259,6 +261,9 @@ def _import(tc, onnx_path: Path, out_dir: Path, notes: dict, progress: Callable[
                 folded.unlink(missing_ok=True)
             progress("tvm: shape arithmetic folded into constants (ONNX Runtime basic graph optimization)")
             notes["shape_folding"] = "onnxruntime ORT_ENABLE_BASIC (static input shapes)"
+    model, dropped = onnx_graph.without_zero_pads(model)
+    if dropped:
+        notes["zero_pads_dropped"] = dropped
     try:
         return tc.from_onnx(model, opset=onnx_graph.opset(model), keep_params_in_input=False)
     except ValueError as exc:  # the importer's "not supported yet" for a graph it cannot take

@@ -20,7 +20,10 @@ quantized, as ONNX Runtime fuses it into ``QLinearConv``, the whole is requantiz
 ``QLinearConv`` does it: the int32 bias added to the sums, then one float32 multiplier per channel,
 ``s_x * s_w / s_y`` (a float bias added before dividing by ``s_y`` differs from that in the last bit
 of some outputs: 78 of the bridge model's 640 embedding values over 5 inputs). Anything else
-(``MatMul``/``Gemm``, pooling, activations) keeps TVM's float lowering.
+(``MatMul``/``Gemm``, pooling, activations) keeps TVM's float lowering. Before the rewrite, each
+``quantize(dequantize(x, s, z), s, z)`` of 8-bit ``x`` is folded to ``x`` (an identity, to the bit:
+:func:`_requantize_identities`); a QDQ file has them around its pads, and fused into an epilogue each cost
+two float divisions per element.
 
 On x86 CPUs with AVX512-VNNI, each ungrouped ``quantize(conv2d(...) + bias)`` with a uint8 input
 and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW4c,
@@ -50,6 +53,7 @@ class IntegerConvolutions:
 
     rewritten: int
     left_float: tuple[str, ...]
+    identities_folded: int = 0  # quantize(dequantize(x)) pairs with one scale and zero point (_requantize_identities)
 
 
 def _value(expr) -> np.ndarray | None:
@@ -92,7 +96,7 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
         rewritten += 1
         return _integer_conv(tc, call, matches[data_q], *qdq(matches)[:4], kernels)
 
-    main = _pool_quantized(tc, mod["main"])
+    main, folded = _requantize_identities(tc, _pool_quantized(tc, mod["main"]))
     # quantize(conv2d (+ bias)) requantized as ONNX Runtime's QLinearConv does (one packed VNNI kernel where it can)
     b_q, s_b, z_b, s_y, z_y = (dpl.is_const() for _ in range(5))
     bias = dpl.is_op("relax.reshape")(dpl.is_op("relax.dequantize")(b_q, s_b, z_b), dpl.wildcard())
@@ -128,7 +132,44 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
     left.extend(["not between QDQ pairs"] * unmatched)
     out = kernels.get()
     out["main"] = main
-    return out, IntegerConvolutions(rewritten, tuple(left))
+    return out, IntegerConvolutions(rewritten, tuple(left), folded)
+
+
+def _requantize_identities(tc, main):
+    """``quantize(dequantize(x, s, z), s, z)`` -> ``x`` (same scale, zero point, axis and integer type), and
+    how many were folded.
+
+    Exact for 8-bit ``x``: ``(x - z) * s / s`` is within ``|x - z| * 2**-23`` of the integer ``x - z``
+    (``|x - z| <= 255``), so the quantize's rounding gives it back and its clip keeps it; scales are held to
+    [1e-30, 1e30] so that neither product under- nor overflows. A QDQ file has such pairs around operations
+    that move values without changing them (its zero pads, dropped at import where their pads are all zero:
+    :func:`lanner.compile.onnx_graph.without_zero_pads`): each fused into an epilogue costs two float
+    divisions per element (the bridge's residual adds)."""
+    from tvm.relax import dpl
+
+    x, s_x, z_x, s_y, z_y = dpl.wildcard(), dpl.is_const(), dpl.is_const(), dpl.is_const(), dpl.is_const()
+    deq = dpl.is_op("relax.dequantize")(x, s_x, z_x)
+    pattern = dpl.is_op("relax.quantize")(deq, s_y, z_y)
+    folded = 0
+
+    def rewrite(call, matches):
+        nonlocal folded
+        scale, zero, scale_y, zero_y = (_value(matches[p]) for p in (s_x, z_x, s_y, z_y))
+        dtype = str(call.attrs.out_dtype)
+        per_tensor = scale.size == 1 and zero.size == 1
+        if (
+            dtype not in ("uint8", "int8")
+            or str(matches[x].ty.dtype) != dtype
+            or scale.dtype != np.float32
+            or not (np.array_equal(scale, scale_y) and np.array_equal(zero, zero_y))
+            or not (per_tensor or int(call.attrs.axis) == int(matches[deq].attrs.axis))
+            or not np.all((scale >= 1e-30) & (scale <= 1e30))
+        ):
+            return call
+        folded += 1
+        return matches[x]
+
+    return dpl.rewrite_call(pattern, rewrite, main), folded
 
 
 def _pool_quantized(tc, main):
