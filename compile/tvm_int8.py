@@ -136,8 +136,8 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
 
 
 def _requantize_identities(tc, main):
-    """``quantize(dequantize(x, s, z), s, z)`` -> ``x`` (same scale, zero point, axis and integer type), and
-    how many were folded.
+    """``quantize(dequantize(x, s, z), s, z)`` -> ``x`` (same scale, zero point, axis and integer type; a
+    float32 dequantize), and how many were folded.
 
     Exact for 8-bit ``x``: ``(x - z) * s / s`` is within ``|x - z| * 2**-23`` of the integer ``x - z``
     (``|x - z| <= 255``), so the quantize's rounding gives it back and its clip keeps it; scales are held to
@@ -161,6 +161,7 @@ def _requantize_identities(tc, main):
             dtype not in ("uint8", "int8")
             or str(matches[x].ty.dtype) != dtype
             or scale.dtype != np.float32
+            or str(matches[deq].attrs.out_dtype) != "float32"
             or not (np.array_equal(scale, scale_y) and np.array_equal(zero, zero_y))
             or not (per_tensor or int(call.attrs.axis) == int(matches[deq].attrs.axis))
             or not np.all((scale >= 1e-30) & (scale <= 1e30))
