@@ -167,10 +167,11 @@ def opset(model: Any) -> int:
 
 
 def without_zero_pads(model: Any) -> tuple[Any, int]:
-    """Return a copy without the ``Pad`` nodes whose pads are constants and all zero (identities by the
-    ONNX spec, whatever the mode and value), each consumer reading the Pad's input instead, and how many
-    were dropped. Such pads appear where shape arithmetic sized them (dlib's residual channel pad, folded to
-    constants by ONNX Runtime's basic optimizer, is zero in every block that keeps its width); TVM's importer
+    """The model without the ``Pad`` nodes whose pads are constants and all zero (identities by the ONNX
+    spec, whatever the mode and value), each consumer reading the Pad's input instead (a copy; ``model``
+    itself is never changed), and how many were dropped. Such pads appear where shape arithmetic sized them
+    (dlib's residual channel pad, folded to constants by ONNX Runtime's basic optimizer, is zero in every
+    block that keeps its width); TVM's importer
     makes each a copy kernel, and in a QDQ graph it sits between a dequantize and a quantize of the same
     scale, which only then become foldable (:func:`lanner.compile.tvm_int8.integer_convolutions`). A Pad
     whose output is a graph output is kept."""
@@ -179,7 +180,7 @@ def without_zero_pads(model: Any) -> tuple[Any, int]:
 
     graph = model.graph
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
-        return model, 0  # (a subgraph may read a Pad's output by name: left as it is)
+        return model, 0  # (a subgraph may read a Pad's output by name: nothing dropped, nothing copied)
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     constants = {t.name: t for t in graph.initializer}

@@ -540,14 +540,14 @@ def profile_student(name: str, work: Path, threads: list[int], log) -> dict:
             profiles[label] = {}
             for t in threads:
                 # a fresh process each: oneDNN reads ONEDNN_MAX_CPU_ISA once, when it loads
-                out = subprocess.run(
+                stdout = subprocess.run(
                     [sys.executable, __file__, "--profile-openvino", row["package"], "--threads", str(t)],
                     capture_output=True,
                     text=True,
                     check=True,
                     env={**os.environ, **ISA_CAP} if capped else None,
                 ).stdout
-                profiles[label][str(t)] = json.loads(out.strip().splitlines()[-1])
+                profiles[label][str(t)] = json.loads(stdout.strip().splitlines()[-1])
                 whole = profiles[label][str(t)]["whole_call_ms"]
                 log(f"{name} {label}: {t} thread{'s' if t > 1 else ''}, whole call {whole:.3f} ms")
     return profiles
@@ -599,16 +599,16 @@ def profile_markdown(profiles: dict, machine: str, threads: list[int]) -> str:
     for name, by_key in profiles.items():
         for key, by_threads in by_key.items():
             whole = " / ".join(f"{by_threads[str(t)]['whole_call_ms']:.3f}" for t in threads)
+            openvino = "layers_us" in by_threads[str(threads[0])]  # its layers, with the kernel that ran each
+            per_thread = [by_threads[str(t)]["layers_us" if openvino else "kernels_us"] for t in threads]
             lines += [
                 f"**{name} {key}** (whole call {whole} ms at {' / '.join(map(str, threads))} threads)",
                 "",
-                "| kernel |" + "".join(f" {t} thread{'s' if t > 1 else ''} us |" for t in threads),
+                f"| {'layer (kernel)' if openvino else 'kernel'} |"
+                + "".join(f" {t} thread{'s' if t > 1 else ''} us |" for t in threads),
                 "|---|" + "---:|" * len(threads),
             ]
-            field = "layers_us" if "layers_us" in by_threads[str(threads[0])] else "kernels_us"
-            per_thread = [by_threads[str(t)][field] for t in threads]
-            if field == "layers_us":  # an OpenVINO package: its heaviest layers, with the kernel that ran each
-                lines[-2] = lines[-2].replace("| kernel |", "| layer (kernel) |")
+            if openvino:  # the heaviest layers, then the rest summed
                 kinds = by_threads[str(threads[0])]["kernels"]
                 for layer in list(per_thread[0])[:OV_PROFILE_ROWS]:
                     row = _cells(d.get(layer, float("nan")) for d in per_thread)
