@@ -54,6 +54,7 @@ class IntegerConvolutions:
     rewritten: int
     left_float: tuple[str, ...]
     identities_folded: int = 0  # quantize(dequantize(x)) pairs with one scale and zero point (_requantize_identities)
+    unpacks_saved: int = 0  # packed kernels' outputs kept in NCHW16c blocks for what follows (_blocked_activations)
 
 
 def _value(expr) -> np.ndarray | None:
@@ -130,9 +131,12 @@ def integer_convolutions(mod, tc, vnni: bool = False) -> tuple[object, IntegerCo
     # a conv2d outside the pattern (a float input, a weight that is not a constant) stays float too
     unmatched = _count_convolutions(mod["main"]) - rewritten - len(left)
     left.extend(["not between QDQ pairs"] * unmatched)
+    blocked = 0
+    if vnni:
+        main, blocked = _blocked_activations(tc, main, kernels)
     out = kernels.get()
     out["main"] = main
-    return out, IntegerConvolutions(rewritten, tuple(left), folded)
+    return out, IntegerConvolutions(rewritten, tuple(left), folded, blocked)
 
 
 def _requantize_identities(tc, main):
@@ -315,6 +319,13 @@ def _int_range(dtype):
 _IC_BLOCK, _OC_BLOCK = 4, 16
 
 
+def _input_block(channels: int) -> int:
+    """Channels per block of a packed convolution's input: 16 where they fill whole blocks of 16, the layout of
+    every packed kernel's output, so a convolution reads the one before it as that one writes it
+    (:func:`_blocked_activations`); else 4, VNNI's own group (P-Net's 3 and 10 channels: 16 would pad them 5x)."""
+    return _OC_BLOCK if channels % _OC_BLOCK == 0 else _IC_BLOCK
+
+
 def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale, requant, kernels):
     """``quantize(conv2d(data, w) + bias)``, requantized as :func:`_integer_conv` says, as one kernel: TOPI's
     ``conv2d_NCHWc_int8`` and a requantizing epilogue in the accumulator's NCHW16c blocks, so the
@@ -330,23 +341,24 @@ def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale
     from tvm import te, topi
 
     out_channels, in_channels, kh, kw = w.shape
+    block = _input_block(in_channels)
     oc_p = -(-out_channels // _OC_BLOCK) * _OC_BLOCK
-    ic_p = -(-in_channels // _IC_BLOCK) * _IC_BLOCK
+    ic_p = -(-in_channels // block) * block
     padded = np.zeros((oc_p, ic_p, kh, kw), np.int8)
     padded[:out_channels, :in_channels] = w
-    # (oc/16, 16, ic/4, 1, 4, kh, kw) -> (oc/16, ic/4, kh, kw, 1, 16, 4)
-    packed = padded.reshape(oc_p // _OC_BLOCK, _OC_BLOCK, ic_p // _IC_BLOCK, 1, _IC_BLOCK, kh, kw)
+    # (oc/16, 16, ic/block, block/4, 4, kh, kw) -> (oc/16, ic/block, kh, kw, block/4, 16, 4)
+    packed = padded.reshape(oc_p // _OC_BLOCK, _OC_BLOCK, ic_p // block, block // _IC_BLOCK, _IC_BLOCK, kh, kw)
     packed = np.ascontiguousarray(packed.transpose(0, 2, 5, 6, 3, 1, 4))
     n, _, h, wi = shape
-    x = _pack(tc, kernels, data, shape, zero)
+    x = _pack(tc, kernels, data, shape, zero, block=block)
 
     def i64(*dims):
         return _i64(tvm, *dims)
 
-    te_data = te.placeholder(i64(n, ic_p // _IC_BLOCK, h, wi, _IC_BLOCK), "uint8", name="data")
+    te_data = te.placeholder(i64(n, ic_p // block, h, wi, block), "uint8", name="data")
     te_kernel = te.placeholder(i64(*packed.shape), "int8", name="kernel")
     te_acc = topi.nn.conv2d_NCHWc_int8(
-        te_data, te_kernel, strides, 0, dilation, f"NCHW{_IC_BLOCK}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
+        te_data, te_kernel, strides, 0, dilation, f"NCHW{block}c", f"NCHW{_OC_BLOCK}c", "int32", _IC_BLOCK
     )
     return _requantized_kernel(
         tc, kernels, "qconv2d_nchwc_u8s8", (te_data, te_kernel, te_acc), (x, packed), correction, scale, requant
@@ -438,6 +450,186 @@ def _packed_qdwconv(tc, data, shape, w, zero, conv, correction, scale, requant, 
     return _requantized_kernel(tc, kernels, "qdwconv2d_nchw16c", computes, (x, weights), correction, scale, requant)
 
 
+# Operations on each element alone, with attributes that say nothing of a layout: in NCHW16c blocks they give,
+# channel for channel, what they give in NCHW (with scalar operands: a per-tensor scale or zero point).
+_ELEMENTWISE_OPS = frozenset(
+    {
+        "relax.quantize",
+        "relax.dequantize",
+        "relax.add",
+        "relax.subtract",
+        "relax.multiply",
+        "relax.divide",
+        "relax.maximum",
+        "relax.minimum",
+        "relax.round",
+        "relax.clip",
+        "relax.astype",
+        "relax.nn.relu",
+    }
+)
+
+
+def _blocked_activations(tc, main, kernels):
+    """``main`` with the activations between packed convolutions kept in the NCHW16c blocks the convolutions
+    write, and how many unpacks to NCHW that saved.
+
+    Each packed kernel writes NCHW16c (16 channels of a pixel side by side, the VNNI accumulator's layout),
+    which :func:`_integer_conv` unpacks to NCHW for the graph's operations after it, and the next convolution
+    packs again. Here every value computed from an unpacked one by element-wise operations (per-tensor
+    quantize / dequantize, add, multiply, ReLU ...), a per-channel PReLU, a max or average pool or a spatial pad
+    is computed on the blocks instead, and a pack of such a value becomes the blocks themselves (a convolution
+    reading NCHW16c: :func:`_input_block`) or a regrouping of them (NCHW4c: :func:`_repack`). So a kernel's
+    epilogue, the residual add of a ResNet block included, runs in the layout its accumulator has, 16 lanes at a
+    time, and no layout change is left between two convolutions. Values something else needs (a matrix product,
+    the graph's output) are unpacked where they are used. Channels past the last real one hold whatever the
+    operations make of the padding; they only ever meet zero weights or are dropped by an unpack, so the
+    outputs are the same to the bit (the exactness tests run with it)."""
+    relax = tc.relax
+    body = main.body
+    if len(body.blocks) != 1 or not isinstance(body.blocks[0], relax.DataflowBlock):
+        return main, 0
+    context = kernels.get()
+    bound = {b.var: b.value for b in body.blocks[0].bindings}
+    fb = relax.BlockBuilder()
+    emitted: dict = {}  # a var of main -> its value in the new function, in main's layout
+    blocked: dict = {}  # a var of main (NCHW) -> (its NCHW16c value in the new function, channels)
+    saved = 0
+
+    def layout(call):
+        if not isinstance(call, relax.Call) or getattr(call.op, "name", None) != "relax.call_tir":
+            return None
+        attrs = getattr(context.functions.get(call.args[0]), "attrs", None)
+        return str(attrs[_LAYOUT_ATTR]) if attrs is not None and _LAYOUT_ATTR in attrs else None
+
+    def shape(expr):
+        return [int(d) for d in expr.ty.shape]
+
+    def nchw(var):  # main's value, unpacked from its blocks where only those were computed
+        if var not in emitted and var in blocked:
+            y, channels = blocked[var]
+            emitted[var] = fb.emit(_unpack(tc, kernels, y, shape(y), channels, str(y.ty.dtype)))
+        return emitted.get(var, var)  # (main's parameters stay as they are)
+
+    def remap(expr):
+        if isinstance(expr, relax.Var):
+            return nchw(expr)
+        if isinstance(expr, relax.Tuple):
+            return relax.Tuple([remap(f) for f in expr.fields])
+        if isinstance(expr, relax.TupleGetItem):
+            return relax.TupleGetItem(remap(expr.tuple_value), expr.index)
+        if isinstance(expr, relax.Call):
+            return relax.Call(expr.op, [remap(a) for a in expr.args], expr.attrs, expr.ty_args)
+        return expr  # constants, shapes, global vars
+
+    def constant(expr):  # the array of a constant, through the bindings and reshapes that lead to it
+        while isinstance(expr, relax.Var) and expr in bound:
+            expr = bound[expr]
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", None) == "relax.reshape":
+            return constant(expr.args[0])
+        return _value(expr)
+
+    def single(expr):  # one element: broadcasts over NCHW16c as over NCHW
+        info = expr.ty
+        return isinstance(info, relax.TensorType) and info.shape is not None and all(int(d) == 1 for d in info.shape)
+
+    def blocked_form(value):  # (NCHW16c value, channels), or None where it is not computed in blocks
+        nonlocal saved
+        if not isinstance(value, relax.Call):
+            return None
+        op = getattr(value.op, "name", None)
+        if layout(value) == "unpack":
+            (y,) = value.args[1].fields
+            saved += 1  # (less those unpacked again in the end)
+            return nchw(y), shape(value)[1]
+        inputs = [a for a in value.args if isinstance(a, relax.Var) and a in blocked]
+        if not inputs or len({blocked[a][1] for a in inputs}) != 1:
+            return None
+        x, channels = blocked[inputs[0]]
+        if op in _ELEMENTWISE_OPS:
+            n, _, h, w, _ = shape(x)
+            unblocked = [a for a in value.args if a not in blocked and not single(a)]
+            if any(shape(blocked[a][0]) != shape(x) for a in inputs) or not all(
+                isinstance(a, relax.Var) and a.ty.shape is not None and shape(a) == [n, channels, h, w]
+                for a in unblocked
+            ):
+                return None
+            args = []
+            for a in value.args:
+                if any(a.same_as(u) for u in unblocked):  # (a ResNet shortcut padded in channels, in NCHW)
+                    dtype = str(a.ty.dtype)
+                    args.append(fb.emit(_pack(tc, kernels, nchw(a), shape(a), 0, _OC_BLOCK, dtype)))
+                else:
+                    args.append(blocked[a][0] if a in blocked else remap(a))
+            return fb.emit(relax.Call(value.op, args, value.attrs, value.ty_args)), channels
+        if op == "relax.nn.prelu" and int(value.attrs.axis) == 1:
+            alpha = constant(value.args[1])
+            if alpha is None or alpha.size != channels:
+                return None
+            c_p = shape(x)[1] * _OC_BLOCK
+            slopes = np.pad(alpha.reshape(-1).astype(np.float32), (0, c_p - channels))
+            slopes = relax.const(slopes.reshape(1, -1, 1, 1, _OC_BLOCK), str(x.ty.dtype))
+            # TOPI's prelu: x > 0 ? x : x * slope
+            positive = fb.emit(relax.op.greater(x, relax.const(0.0, str(x.ty.dtype))))
+            return fb.emit(relax.op.where(positive, x, fb.emit(relax.op.multiply(x, slopes)))), channels
+        if op in ("relax.nn.max_pool2d", "relax.nn.avg_pool2d") and value.attrs.layout == "NCHW":
+            a = value.attrs
+            pool = relax.op.nn.max_pool2d if op == "relax.nn.max_pool2d" else relax.op.nn.avg_pool2d
+            ints = lambda v: [int(i) for i in v]  # noqa: E731
+            call = pool(
+                x,
+                ints(a.pool_size),
+                ints(a.strides),
+                ints(a.padding),
+                ints(a.dilation),
+                bool(a.ceil_mode),
+                bool(a.count_include_pad),
+                f"NCHW{_OC_BLOCK}c",
+                f"NCHW{_OC_BLOCK}c",
+            )
+            return fb.emit(call), channels
+        if op == "relax.nn.pad" and all(int(p) == 0 for p in value.attrs.pad_width[:4]):
+            pads = [int(p) for p in value.attrs.pad_width] + [0, 0]
+            return fb.emit(relax.op.nn.pad(x, pads, str(value.attrs.pad_mode), float(value.attrs.pad_value))), channels
+        return None
+
+    def pack(value):  # a pack of a value in blocks: the blocks as they are, or regrouped by 4
+        (u,) = value.args[1].fields
+        if u not in blocked:
+            return None
+        y, _ = blocked[u]
+        out = shape(value)
+        if out == shape(y):
+            return y
+        if out[-1] == _IC_BLOCK and out[:4] == [shape(y)[0], out[1], *shape(y)[2:4]]:
+            return fb.emit(_repack(tc, kernels, y, shape(y), out, str(y.ty.dtype)))
+        return None
+
+    with fb.function("main", list(main.params)):
+        with fb.dataflow():
+            for binding in body.blocks[0].bindings:
+                var, value = binding.var, binding.value
+                if not isinstance(var, relax.DataflowVar):
+                    emitted[var] = fb.emit_output(remap(value))
+                    continue
+                if layout(value) == "pack" and (packed := pack(value)) is not None:
+                    emitted[var] = packed
+                    continue
+                form = blocked_form(value)
+                if form is not None:
+                    blocked[var] = form
+                else:
+                    emitted[var] = fb.emit(remap(value))
+        fb.emit_func_output(remap(body.body))
+    built = fb.get()["main"]
+    new = relax.analysis.remove_all_unused(
+        relax.Function(built.params, built.body, built.ret_ty, main.is_pure, main.attrs)
+    )
+    context = kernels.get()  # (with the unpacks added above)
+    unpacks = sum(layout(b.value) == "unpack" for block in new.body.blocks for b in block.bindings)
+    return new, saved - unpacks
+
+
 def _i64(tvm, *dims):
     """Shape dimensions as int64 (Relax's shapes are int64; FuseTIR maps buffers to Relax vars by exact type)."""
     return [tvm.tirx.IntImm("int64", int(d)) for d in dims]
@@ -447,9 +639,10 @@ def _i64(tvm, *dims):
 # in a function attribute of their own that declared_op_patterns copies to "op_pattern"
 _ELEMWISE = 0
 _PATTERN_ATTR = "lanner.op_pattern"
+_LAYOUT_ATTR = "lanner.layout"  # "pack" (NCHW -> NCHW{block}c) or "unpack" (NCHW16c -> NCHW)
 
 
-def _layout_kernel(tc, kernels, compute, inputs, name):
+def _layout_kernel(tc, kernels, compute, inputs, name, kind=None):
     """Add a layout-changing PrimFunc declared element-wise, so FuseOps fuses it like the operations
     around it: an unpack into the convolution before it and the element-wise operations after that (the
     kernel then writes its output once, in its final layout), a pack into the operations before it.
@@ -458,8 +651,10 @@ def _layout_kernel(tc, kernels, compute, inputs, name):
     the declaration after AnnotateTIROpPattern."""
     from tvm import te
 
-    func = te.create_prim_func([*inputs, compute]).without_attr("global_symbol")
-    return kernels.add_func(func.with_attr(_PATTERN_ATTR, _ELEMWISE), name)
+    func = te.create_prim_func([*inputs, compute]).without_attr("global_symbol").with_attr(_PATTERN_ATTR, _ELEMWISE)
+    if kind is not None:  # what _blocked_activations looks for
+        func = func.with_attr(_LAYOUT_ATTR, kind)
+    return kernels.add_func(func, name)
 
 
 def _pack(tc, kernels, data, shape, zero, block=_IC_BLOCK, dtype="uint8"):
@@ -476,7 +671,7 @@ def _pack(tc, kernels, data, shape, zero, block=_IC_BLOCK, dtype="uint8"):
         return te.if_then_else(ch < c, src[b, te.min(ch, c - 1), y, x], tvm.tirx.const(zero, dtype))
 
     packed = te.compute(_i64(tvm, n, c_p, h, w, block), value, name="packed")
-    gvar = _layout_kernel(tc, kernels, packed, [src], f"pack_nchw{block}c")
+    gvar = _layout_kernel(tc, kernels, packed, [src], f"pack_nchw{block}c", "pack")
     return relax.call_tir(gvar, [data], relax.TensorType([n, c_p, h, w, block], dtype))
 
 
@@ -490,8 +685,25 @@ def _unpack(tc, kernels, y, packed_shape, channels, dtype):
     out = te.compute(
         _i64(tvm, n, channels, h, w), lambda b, c, yy, xx: src[b, c // block, yy, xx, c % block], name="unpacked"
     )
-    gvar = _layout_kernel(tc, kernels, out, [src], "unpack_nchw16c")
+    gvar = _layout_kernel(tc, kernels, out, [src], "unpack_nchw16c", "unpack")
     return relax.call_tir(gvar, [y], relax.TensorType([n, channels, h, w], dtype))
+
+
+def _repack(tc, kernels, y, packed_shape, out_shape, dtype):
+    """NCHW16c -> NCHW4c: each group of 4 channels moves as it is (a convolution whose input channels do not
+    fill blocks of 16 reading one whose output does)."""
+    relax, tvm = tc.relax, tc.tvm
+    from tvm import te
+
+    src = te.placeholder(_i64(tvm, *packed_shape), dtype, name="src")
+    ratio = _OC_BLOCK // _IC_BLOCK
+    out = te.compute(
+        _i64(tvm, *out_shape),
+        lambda b, cb, yy, xx, ci: src[b, cb // ratio, yy, xx, cb % ratio * _IC_BLOCK + ci],
+        name="repacked",
+    )
+    gvar = _layout_kernel(tc, kernels, out, [src], "repack_nchw16c_nchw4c")
+    return relax.call_tir(gvar, [y], relax.TensorType(list(out_shape), dtype))
 
 
 def declared_op_patterns(tvm):
