@@ -26,14 +26,16 @@ of some outputs: 78 of the bridge model's 640 embedding values over 5 inputs). A
 two float divisions per element.
 
 On x86 CPUs with AVX512-VNNI, each ungrouped ``quantize(conv2d(...) + bias)`` with a uint8 input
-and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW4c,
-weights in blocks of 16 output x 4 input channels) with the correction, scales, bias and quantize
-as its epilogue, writing the 8-bit output in blocks (see :func:`_packed_qconv` for how the layout
-changes fuse with the graph's operations). MetaSchedule's x86 rules tensorize its
-convolution with ``vpdpbusd`` when the package is tuned (``--tune``); see :func:`vnni_available`
-for the TVM 0.27 intrinsic this needs fixed. Depthwise ones followed by a quantize take NCHW16c blocks
-there too (:func:`_packed_qdwconv`: 16 channels per int32 vector, no pad kernel); other grouped
-convolutions stay NCHW (integer all the same).
+and static shapes becomes one kernel instead: TOPI's ``conv2d_NCHWc_int8`` (activations NCHW16c, or
+NCHW4c where the input channels do not fill blocks of 16; weights in blocks of 16 output x 4 input
+channels) with the correction, scales, bias and quantize as its epilogue, writing the 8-bit output in
+NCHW16c blocks. MetaSchedule's x86 rules tensorize its convolution with ``vpdpbusd`` when the package is
+tuned (``--tune``); see :func:`vnni_available` for the TVM 0.27 intrinsic this needs fixed. Depthwise ones
+followed by a quantize take NCHW16c blocks there too (:func:`_packed_qdwconv`: 16 channels per int32
+vector, no pad kernel); other grouped convolutions stay NCHW (integer all the same). What follows a
+packed kernel (dequantize, PReLU, residual add, quantize, pools, pads) then runs on its blocks, and the
+next convolution reads them without a layout change (:func:`_blocked_activations`), as oneDNN keeps its
+activations blocked between layers.
 Exactness is tested against ONNX Runtime on the same QDQ model (``tests/test_tvm_int8.py``).
 """
 
@@ -322,21 +324,19 @@ _IC_BLOCK, _OC_BLOCK = 4, 16
 def _input_block(channels: int) -> int:
     """Channels per block of a packed convolution's input: 16 where they fill whole blocks of 16, the layout of
     every packed kernel's output, so a convolution reads the one before it as that one writes it
-    (:func:`_blocked_activations`); else 4, VNNI's own group (P-Net's 3 and 10 channels: 16 would pad them 5x)."""
+    (:func:`_blocked_activations`); else 4, VNNI's own group (an image's 3 channels would take 16 in blocks of 16)."""
     return _OC_BLOCK if channels % _OC_BLOCK == 0 else _IC_BLOCK
 
 
 def _packed_qconv(tc, data, shape, w, zero, strides, dilation, correction, scale, requant, kernels):
     """``quantize(conv2d(data, w) + bias)``, requantized as :func:`_integer_conv` says, as one kernel: TOPI's
     ``conv2d_NCHWc_int8`` and a requantizing epilogue in the accumulator's NCHW16c blocks, so the
-    int32 sums never leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW4c
-    (:func:`_pack`; channels padded with the zero point, which meet zero weights); ``w`` is packed
-    here; the result is unpacked to NCHW (:func:`_unpack`). Both are declared element-wise, so FuseOps
-    puts the unpack, the graph's element-wise operations after the convolution and the next
-    convolution's pack into this kernel: between two convolutions joined by element-wise operations
-    (P-Net's PReLUs) the activations stay NCHW4c and go through memory once. The epilogue is the
-    same arithmetic as the NCHW form's, so both layouts give the same bits. MetaSchedule's x86 rules
-    tensorize the convolution with VNNI (:func:`vnni_available`)."""
+    int32 sums never leave the kernel. ``data`` (uint8 NCHW, already padded) is packed to NCHW16c or NCHW4c
+    (:func:`_pack`, :func:`_input_block`; channels padded with the zero point, which meet zero weights); ``w``
+    is packed here; the result is unpacked to NCHW (:func:`_unpack`). Both are declared element-wise, so
+    FuseOps puts them into the kernels around them; :func:`_blocked_activations` then removes the pairs
+    between two packed kernels. The epilogue is the same arithmetic as the NCHW form's, so both layouts give
+    the same bits. MetaSchedule's x86 rules tensorize the convolution with VNNI (:func:`vnni_available`)."""
     tvm = tc.tvm
     from tvm import te, topi
 
@@ -487,7 +487,11 @@ def _blocked_activations(tc, main, kernels):
     outputs are the same to the bit (the exactness tests run with it)."""
     relax = tc.relax
     body = main.body
-    if len(body.blocks) != 1 or not isinstance(body.blocks[0], relax.DataflowBlock):
+    if (
+        len(body.blocks) != 1
+        or not isinstance(body.blocks[0], relax.DataflowBlock)
+        or not all(isinstance(b, relax.VarBinding) for b in body.blocks[0].bindings)  # (no match_cast)
+    ):
         return main, 0
     context = kernels.get()
     bound = {b.var: b.value for b in body.blocks[0].bindings}
