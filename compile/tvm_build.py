@@ -309,7 +309,8 @@ def _integer_module(tc, onnx_path, own_qdq, out_dir, target, calibration, notes,
         "integer_convolutions": report.rewritten,
         "float_convolutions": len(report.left_float),
         "float_reasons": sorted(set(report.left_float)),
-        "kernel": "conv2d uint8 x int8 -> int32, NCHW4c x OIHW16o4i (AVX512-VNNI layout)"
+        "kernel": "conv2d uint8 x int8 -> int32, NCHW16c (NCHW4c where channels are not a multiple of 16) x OIHW16o4i "
+        "(AVX512-VNNI layout), activations kept in NCHW16c between convolutions"
         if vnni
         else "conv2d uint8 x int8 -> int32, NCHW",
         "other_operators": "float32 between the QDQ model's quantize / dequantize (TVM's ONNX frontend)",

@@ -105,7 +105,7 @@ def rows_first_rule(tvm: Any, ms: Any) -> Any:
     output block's row loop goes outside its channel loop.
 
     Such a task ends in an epilogue that reads the convolution's accumulator, NCHW16c (the 16 channels of a
-    pixel side by side), and writes the next layout, NCHW or NCHW4c, whose loop nest runs channel
+    pixel side by side), and writes the next layout, NCHW, NCHW4c or NCHW16c, whose loop nest runs channel
     (block) first, then rows. Each pass over the channels then reads the whole accumulator again with a
     64-byte stride: MTCNN P-Net's first convolution (10 x 286 x 382 outputs, a 7 MB int32 accumulator)
     read it ten times, and its tuned kernel took 2.72 / 1.51 ms at 1 / 2 threads on an Intel Xeon (L2
