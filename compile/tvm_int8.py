@@ -602,11 +602,13 @@ def _blocked_activations(tc, main, kernels):
         if u not in blocked:
             return None
         y, _ = blocked[u]
-        out = shape(value)
-        if out == shape(y):
+        out, have = shape(value), shape(y)
+        if str(y.ty.dtype) != str(value.ty.dtype) or [out[0], *out[2:4]] != [have[0], *have[2:4]]:
+            return None
+        if out == have:
             return y
-        if out[-1] == _IC_BLOCK and out[:4] == [shape(y)[0], out[1], *shape(y)[2:4]]:
-            return fb.emit(_repack(tc, kernels, y, shape(y), out, str(y.ty.dtype)))
+        if out[-1] == _IC_BLOCK and out[1] <= have[1] * (_OC_BLOCK // _IC_BLOCK):
+            return fb.emit(_repack(tc, kernels, y, have, out, str(y.ty.dtype)))
         return None
 
     with fb.function("main", list(main.params)):
