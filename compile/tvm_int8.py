@@ -498,13 +498,15 @@ def _blocked_activations(tc, main, kernels):
     fb = relax.BlockBuilder()
     emitted: dict = {}  # a var of main -> its value in the new function, in main's layout
     blocked: dict = {}  # a var of main (NCHW) -> (its NCHW16c value in the new function, channels)
-    saved = 0
 
-    def layout(call):
+    def layout(call, module=context):
         if not isinstance(call, relax.Call) or getattr(call.op, "name", None) != "relax.call_tir":
             return None
-        attrs = getattr(context.functions.get(call.args[0]), "attrs", None)
+        attrs = getattr(module.functions.get(call.args[0]), "attrs", None)
         return str(attrs[_LAYOUT_ATTR]) if attrs is not None and _LAYOUT_ATTR in attrs else None
+
+    def unpacks(func, module):
+        return sum(layout(b.value, module) == "unpack" for block in func.body.blocks for b in block.bindings)
 
     def shape(expr):
         return [int(d) for d in expr.ty.shape]
@@ -538,13 +540,11 @@ def _blocked_activations(tc, main, kernels):
         return isinstance(info, relax.TensorType) and info.shape is not None and all(int(d) == 1 for d in info.shape)
 
     def blocked_form(value):  # (NCHW16c value, channels), or None where it is not computed in blocks
-        nonlocal saved
         if not isinstance(value, relax.Call):
             return None
         op = getattr(value.op, "name", None)
         if layout(value) == "unpack":
             (y,) = value.args[1].fields
-            saved += 1  # (less those unpacked again in the end)
             return nchw(y), shape(value)[1]
         inputs = [a for a in value.args if isinstance(a, relax.Var) and a in blocked]
         if not inputs or len({blocked[a][1] for a in inputs}) != 1:
@@ -631,9 +631,7 @@ def _blocked_activations(tc, main, kernels):
     new = relax.analysis.remove_all_unused(
         relax.Function(built.params, built.body, built.ret_ty, main.is_pure, main.attrs)
     )
-    context = kernels.get()  # (with the unpacks added above)
-    unpacks = sum(layout(b.value) == "unpack" for block in new.body.blocks for b in block.bindings)
-    return new, saved - unpacks
+    return new, unpacks(main, context) - unpacks(new, kernels.get())  # (with the unpacks added above)
 
 
 def _i64(tvm, *dims):
