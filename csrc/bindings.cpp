@@ -12,6 +12,9 @@ void register_mtcnn(py::module_& m);
 namespace tracking {
 void register_tracking(py::module_& m);
 }
+namespace face {
+void register_face(py::module_& m);
+}  // namespace face
 }  // namespace lanner
 
 PYBIND11_MODULE(_C, m) {
@@ -30,4 +33,5 @@ PYBIND11_MODULE(_C, m) {
   lanner::register_nms(m);
   lanner::mtcnn::register_mtcnn(m);
   lanner::tracking::register_tracking(m);
+  lanner::face::register_face(m);
 }

@@ -103,6 +103,17 @@ def mtcnn_crop_resize(
     """Crop (N, 4) xyxy boxes (facenet-pytorch pad rules), area-resize: ((N, 3, size, size) float32, (N,) valid);
     ``out``: a 1d workspace buffer for the crops; crops spread over ``num_threads`` threads (<= 0: one per core)."""
 
+# --- Face alignment's geometry (csrc/face; use lanner.face.align.align_faces) ---------------------
+def align_transforms(
+    landmarks: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    template: npt.NDArray[np.float64],
+    size: int,
+    image_size: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Check (N, 5, 2) landmarks (finite, not of zero size, inside an (H, W) ``image_size`` when given), fit each
+    face's similarity onto ``template`` (unit chip coordinates) at chip side ``size``: ((N, 2, 3) image -> chip
+    matrices, (N,) supersampling factors)."""
+
 # --- Correlation-filter tracker (csrc/tracking; use lanner.Tracker / lanner.MultiTracker) --------
 # Objects may be shared between threads: calls on one object are serialised, with the GIL
 # released while they wait and work.

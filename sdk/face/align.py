@@ -12,7 +12,9 @@ Small chips are area-correct: when the chip is smaller than the face in the imag
 first warped (bilinear) onto a chip ``k`` times larger, with ``k`` the smallest integer that
 makes that warp an upsampling, then box-averaged ``k x k`` down to ``size`` (``cv2.INTER_AREA``
 at an integer factor), so fine texture averages out instead of aliasing. Faces as small as 8 px
-are upsampled bilinearly. Chip areas outside the image are black, as in dlib.
+are upsampled bilinearly. Chip areas outside the image are black, as in dlib. The checks, the
+similarity fits and the supersampling factors of all faces are one native call
+(``lanner._C.align_transforms``); the pixels are OpenCV's.
 
 How :data:`TEMPLATE_5PT` was fitted (``benchmarks/recognition/fit_align_template.py``): on the
 training identities of the celeba-faces folder (every identity whose
@@ -34,11 +36,12 @@ ignores the face's roll and the landmark detector's precision).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import cv2
 import numpy as np
+
+from .. import _C
 
 __all__ = [
     "TEMPLATE_5PT",
@@ -65,6 +68,8 @@ TEMPLATE_5PT = np.array(
     np.float32,
 )
 TEMPLATE_5PT.setflags(write=False)
+_TEMPLATE_F64 = TEMPLATE_5PT.astype(np.float64)  # as lanner._C.align_faces takes it
+_TEMPLATE_F64.setflags(write=False)
 
 #: (5, 2) float32: the same five points as fractions of MTCNN's face box (0: ``x1``/``y1``,
 #: 1: ``x2``/``y2``); used by :func:`landmarks_from_boxes`.
@@ -86,11 +91,8 @@ FACE_WIDTH_IN_CHIP = 0.773
 
 MIN_CHIP_SIZE = 8  # px: smallest chip side align_faces makes
 MAX_CHIP_SIZE = 1024  # px: largest chip side
-MIN_FACE_EXTENT = 1.0  # px: landmarks spanning less than this (in x and in y) are a zero-size face
+MIN_FACE_EXTENT = 1.0  # px: landmarks spanning less than this (in x and in y) are a zero-size face (checked in C++)
 _PRE_REDUCE_ABOVE = 4  # supersampling factors above this first box-reduce the image region
-# Up to this many faces per call, the landmark checks and the fit run on Python floats: a numpy call costs
-# ~1-2 us whatever its size, ~25 of them made aligning one face cost 8x its warp (tests: both paths agree).
-_FEW_FACES = 8
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -104,40 +106,23 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image should be non-empty, got shape {image.shape}")
 
 
-def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """``landmarks`` as (N, 5, 2) float64 after the type, shape, finiteness and face-size checks."""
+def _landmark_points(landmarks: np.ndarray) -> np.ndarray:
+    """``landmarks`` as lanner._C.align_transforms takes them (float32 or float64, C-contiguous), after the
+    type and shape checks (the native op checks the values)."""
+    _check_landmark_array(landmarks)
+    if landmarks.dtype not in (np.float32, np.float64) or not landmarks.flags.c_contiguous:
+        return np.ascontiguousarray(landmarks, np.float64)
+    return landmarks
+
+
+def _check_landmark_array(landmarks: np.ndarray) -> None:
+    """TypeError / ValueError unless ``landmarks`` is a numeric (N, 5, 2) numpy array."""
     if not isinstance(landmarks, np.ndarray):
         raise TypeError(f"landmarks should be a numpy array, got {type(landmarks).__name__}")
     if landmarks.dtype.kind not in "fiu":
         raise TypeError(f"landmarks should be a float or integer array, got dtype {landmarks.dtype}")
     if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
         raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
-    points = landmarks.astype(np.float64)
-    if len(points) <= _FEW_FACES:
-        flat = points.ravel().tolist()
-        ok = all(map(math.isfinite, flat)) and all(
-            max(flat[i : i + 10 : 2]) - min(flat[i : i + 10 : 2]) >= MIN_FACE_EXTENT
-            or max(flat[i + 1 : i + 10 : 2]) - min(flat[i + 1 : i + 10 : 2]) >= MIN_FACE_EXTENT
-            for i in range(0, len(flat), 10)
-        )
-    else:
-        ok = bool(np.isfinite(points).all()) and not (np.ptp(points, axis=1) < MIN_FACE_EXTENT).all(axis=1).any()
-    if not ok:
-        _raise_landmark_problem(points)
-    return points
-
-
-def _raise_landmark_problem(points: np.ndarray) -> None:
-    """The ValueError for the first face with non-finite landmarks or of zero size."""
-    bad = ~np.isfinite(points).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"landmarks should be finite, face {int(np.argmax(bad))} has NaN or inf")
-    extent = np.ptp(points, axis=1)
-    i = int(np.argmax((extent < MIN_FACE_EXTENT).all(axis=1)))
-    raise ValueError(
-        f"face {i} has zero size: its landmarks should span at least {MIN_FACE_EXTENT} px, "
-        f"got {extent[i, 0]:.3g} x {extent[i, 1]:.3g} px"
-    )
 
 
 def _check_size(size: int) -> int:
@@ -146,75 +131,6 @@ def _check_size(size: int) -> int:
     if not MIN_CHIP_SIZE <= size <= MAX_CHIP_SIZE:
         raise ValueError(f"size should be in [{MIN_CHIP_SIZE}, {MAX_CHIP_SIZE}] px, got {size}")
     return int(size)
-
-
-def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (no reflection) taking src (N, K, 2) onto dst (K, 2) -> (N, 2, 3).
-
-    With ``p``, ``q`` the centred points, the rotation-scale is ``[[a, -b], [b, a]]`` with
-    ``a = sum(p . q) / |p|^2`` and ``b = sum(p x q) / |p|^2`` (one (N, 2K) x (2K, 2) product; on
-    Python floats for a few faces).
-    """
-    return _fit(src, _destination_terms(dst))
-
-
-def _destination_terms(dst: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
-    """What the fit needs of its destination points (K, 2): centred (array and list), and their mean."""
-    dst_mean = dst.mean(axis=0)
-    q = dst - dst_mean
-    q.setflags(write=False)
-    dst_mean.setflags(write=False)
-    return q, q.tolist(), dst_mean
-
-
-@functools.lru_cache(maxsize=32)
-def _template_terms(size: int) -> tuple[np.ndarray, list, np.ndarray]:
-    """:func:`_destination_terms` of the template at chip size ``size`` (cached: the same for every face)."""
-    return _destination_terms(TEMPLATE_5PT.astype(np.float64) * size - 0.5)
-
-
-def _fit(src: np.ndarray, terms: tuple[np.ndarray, list, np.ndarray]) -> np.ndarray:
-    """:func:`_fit_similarity` onto the destination described by ``terms`` (:func:`_destination_terms`)."""
-    q, q_list, dst_mean = terms
-    if len(src) <= _FEW_FACES:
-        return _fit_few(src, q_list, float(dst_mean[0]), float(dst_mean[1]))
-    return _fit_many(src, q, dst_mean)
-
-
-def _fit_many(src: np.ndarray, q: np.ndarray, dst_mean: np.ndarray) -> np.ndarray:
-    """:func:`_fit_similarity` in numpy (centred destination ``q``, its mean ``dst_mean``)."""
-    n, k = src.shape[:2]
-    src_mean = src.sum(axis=1) / k
-    p = (src - src_mean[:, None, :]).reshape(n, 2 * k)
-    dot_cross = np.empty((k, 2, 2))  # per point: x row (q_x, q_y), y row (q_y, -q_x)
-    dot_cross[:, 0, 0], dot_cross[:, 0, 1] = q[:, 0], q[:, 1]
-    dot_cross[:, 1, 0], dot_cross[:, 1, 1] = q[:, 1], -q[:, 0]
-    ab = (p @ dot_cross.reshape(2 * k, 2)) / np.einsum("ij,ij->i", p, p)[:, None]
-    a, b = ab[:, 0], ab[:, 1]
-    m = np.empty((n, 2, 3))
-    m[:, 0, 0], m[:, 0, 1] = a, -b
-    m[:, 1, 0], m[:, 1, 1] = b, a
-    m[:, 0, 2] = dst_mean[0] - (a * src_mean[:, 0] - b * src_mean[:, 1])
-    m[:, 1, 2] = dst_mean[1] - (b * src_mean[:, 0] + a * src_mean[:, 1])
-    return m
-
-
-def _fit_few(src: np.ndarray, q: list, dst_x: float, dst_y: float) -> np.ndarray:
-    """:func:`_fit_similarity` on Python floats (centred destination ``q``, its mean ``dst_x, dst_y``)."""
-    out = []
-    for face in src.tolist():
-        mx = sum(x for x, _ in face) / len(face)
-        my = sum(y for _, y in face) / len(face)
-        dot = cross = norm = 0.0
-        for (x, y), (qx, qy) in zip(face, q):
-            x -= mx
-            y -= my
-            dot += x * qx + y * qy
-            cross += x * qy - y * qx
-            norm += x * x + y * y
-        a, b = dot / norm, cross / norm
-        out.append(((a, -b, dst_x - (a * mx - b * my)), (b, a, dst_y - (b * mx + a * my))))
-    return np.array(out, np.float64).reshape(len(out), 2, 3)
 
 
 def similarity_to_template(landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -232,14 +148,8 @@ def similarity_to_template(landmarks: np.ndarray, size: int) -> np.ndarray:
         TypeError: landmarks not a numeric numpy array, or size not an int.
         ValueError: wrong shape, NaN/inf landmarks, a zero-size face, or size out of range.
     """
-    return _template_matrices(_check_landmarks(landmarks), _check_size(size))
-
-
-def _template_matrices(points: np.ndarray, size: int) -> np.ndarray:
-    """:func:`similarity_to_template` of checked (N, 5, 2) float64 points."""
-    if points.shape[0] == 0:
-        return np.zeros((0, 2, 3))
-    return _fit(points, _template_terms(size))
+    size = _check_size(size)
+    return _C.align_transforms(_landmark_points(landmarks), _TEMPLATE_F64, size)[0]
 
 
 def landmarks_from_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -356,13 +266,6 @@ def _box_reduce(image: np.ndarray, m: np.ndarray, chip: int, factor: int) -> tup
     return reduced, m @ to_image
 
 
-def _supersampling(matrices: np.ndarray) -> np.ndarray:
-    """(N,) integer supersampling factor ``k`` of each image -> chip matrix: the smallest that makes the warp
-    onto a ``k`` times larger chip an upsampling (1 for faces no larger than the chip)."""
-    scales = np.hypot(matrices[:, 0, 0], matrices[:, 1, 0])  # chip px per image px
-    return np.maximum(1, np.ceil(1.0 / scales - 0.01)).astype(np.int64)
-
-
 def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarray) -> None:
     """Warp one face into ``out`` (size, size[, C]) with supersampling factor ``k`` (see the module docstring)."""
     if k > _PRE_REDUCE_ABOVE:
@@ -431,29 +334,16 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     """
     _check_image(image)
     size = _check_size(size)
-    points = _check_landmarks(landmarks)
-    h, w = image.shape[:2]
-    if len(points) <= _FEW_FACES:
-        flat = points.ravel().tolist()
-        xs, ys = flat[0::2], flat[1::2]
-        inside = not xs or (min(xs) >= -0.5 and max(xs) <= w - 0.5 and min(ys) >= -0.5 and max(ys) <= h - 0.5)
-    else:
-        lo, hi = points.min(axis=(0, 1)), points.max(axis=(0, 1))
-        inside = bool(lo[0] >= -0.5 and hi[0] <= w - 0.5 and lo[1] >= -0.5 and hi[1] <= h - 0.5)
-    if not inside:
-        i, j = (int(v) for v in np.argwhere(~_landmarks_inside(points, h, w))[0])
-        raise ValueError(
-            f"face {i} is partly outside the {w}x{h} image: landmark {j} at "
-            f"({points[i, j, 0]:.1f}, {points[i, j, 1]:.1f}), expected x in [-0.5, {w - 0.5}] "
-            f"and y in [-0.5, {h - 0.5}]"
-        )
-    matrices = _template_matrices(points, size)
+    matrices, factors = _C.align_transforms(_landmark_points(landmarks), _TEMPLATE_F64, size, image.shape[:2])
     plane = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
+    if len(matrices) == 1:  # the common call: one face
+        _warp_one(plane, matrices[0], size, int(factors[0]), planes[0])
+        return chips
     groups: dict[int, list[int]] = {}  # supersampling factor -> its faces
-    for i, k in enumerate(_supersampling(matrices).tolist()):
+    for i, k in enumerate(factors.tolist()):
         groups.setdefault(k, []).append(i)
     for k, chosen in sorted(groups.items()):
         if 1 < k <= _PRE_REDUCE_ABOVE:

@@ -71,7 +71,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
-@pytest.mark.parametrize("count", [1, 8, 9, 40])  # up to 8 faces are fitted on Python floats, more in numpy
+@pytest.mark.parametrize("count", [1, 8, 9, 40])
 def test_fit_matches_umeyama_on_noisy_landmarks(count):
     rng = np.random.default_rng(5)
     faces = []
@@ -88,7 +88,7 @@ def test_fit_matches_umeyama_on_noisy_landmarks(count):
     np.testing.assert_allclose(one[0], similarity_to_template(landmarks.astype(np.float32), 32)[-1], atol=1e-9)
 
 
-@pytest.mark.parametrize("count", [3, 12])  # the few-faces and the numpy checks name the same face
+@pytest.mark.parametrize("count", [3, 12])
 @pytest.mark.parametrize(
     "bad, match",
     [
