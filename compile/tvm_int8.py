@@ -741,12 +741,39 @@ def vnni_available(tc, target) -> bool:
     if target.kind.name != "llvm" or not codegen.target_has_features("avx512vnni", target):
         return False
     from tvm.s_tir import TensorIntrin
-    from tvm.s_tir.tensor_intrin import x86
 
+    x86 = _x86_tensor_intrinsics()
     if _compiles(tvm, x86.dot_product_16x4_u8i8i32_vnni, target):
         return True
     TensorIntrin.register(x86.VNNI_DOT_16x4_INTRIN, x86.dot_product_16x4_u8i8i32_desc, _vnni_impl(), override=True)
     return _compiles(tvm, _vnni_impl(), target)
+
+
+def _x86_tensor_intrinsics():
+    """``tvm.s_tir.tensor_intrin.x86`` (its intrinsics registered) without the rest of its package.
+
+    The package's ``__init__`` registers every target's tensor intrinsics (CUDA's alone ~16 s of TVMScript
+    parsing on a 2-core x86; 0.2 s for x86's). The submodule is loaded under a stand-in for the package, which is
+    then removed, so a later ``import tvm.s_tir.tensor_intrin`` (MetaSchedule's ``TuneContext`` makes one) runs
+    the real package and reuses this submodule. Not for concurrent use with another thread's first import of
+    that package (compile-time only; Lanner compiles in one thread).
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return importlib.import_module(f"{name}.x86")
+    spec = importlib.util.find_spec(name)
+    stand_in = types.ModuleType(name)
+    stand_in.__path__ = list(spec.submodule_search_locations)
+    sys.modules[name] = stand_in
+    try:
+        return importlib.import_module(f"{name}.x86")
+    finally:
+        del sys.modules[name]
 
 
 def _compiles(tvm, prim_func, target) -> bool:

@@ -492,3 +492,26 @@ def test_packed_convolution_tasks_write_rows_first(qdq):
                 sch.get(block).name_hint,
                 added,
             )
+
+
+def test_x86_intrinsics_load_without_the_rest_of_their_package():
+    """vnni_available registers x86's tensor intrinsics alone (every target's take ~20 s) and leaves the package
+    to be imported for real later (MetaSchedule's tune contexts import it). In a fresh process: this one may
+    have imported the package already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.util\n"
+        "from lanner.compile import tvm_int8\n"
+        "x86 = tvm_int8._x86_tensor_intrinsics()\n"
+        "from tvm.s_tir import TensorIntrin\n"
+        "assert TensorIntrin.get(x86.VNNI_DOT_16x4_INTRIN) is not None\n"
+        "assert 'tvm.s_tir.tensor_intrin' not in sys.modules, 'the stand-in package was left behind'\n"
+        "assert not any(m.startswith('tvm.s_tir.tensor_intrin.cuda') for m in sys.modules)\n"
+        "assert sys.modules['tvm.s_tir.tensor_intrin.x86'] is x86\n"
+        "spec = importlib.util.find_spec('tvm.s_tir.tensor_intrin')\n"
+        "assert spec.origin.endswith('__init__.py'), spec\n"
+        "assert tvm_int8._x86_tensor_intrinsics() is x86\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
