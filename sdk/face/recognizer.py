@@ -98,7 +98,7 @@ class FaceRecognizer(Closeable):
 
         Every embedder stores the cosine similarity at which its probes meet a false-accept rate of
         1e-3 against the teacher's clean embeddings of other people (the teacher 0.598, the bridge
-        model 0.621 for its 16 px faces): faces embedded by different models need their own. ``base``
+        model 0.640 for its 16 px faces): faces embedded by different models need their own. ``base``
         moves them all together: it is the threshold asked for the teacher (a gallery's, which defaults
         to the teacher's), and every embedder's threshold moves by the same offset from its own.
 

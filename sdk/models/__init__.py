@@ -130,7 +130,7 @@ REGISTRY["dlib-resnet"] = ModelSpec(
 REGISTRY["dlib-resnet-lowres"] = ModelSpec(
     "dlib-resnet-lowres",
     "dlib_resnet_lowres/dlib_resnet_lowres.onnx",
-    "0e11daf48aba748503f5405cd79e6537db29598ac56750117b3041f15033c232",
+    "5e858504bf4efd962f92b57f2afacb972ce0ef83edb367c5a0990714cba14c33",
     {"image": ("n", 3, 150, 150)},
     ("descriptor",),
     "dlib-resnet fine-tuned by lanner.distill.bridge on small faces of the celeba-faces training identities "

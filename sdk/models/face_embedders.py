@@ -92,7 +92,7 @@ FACE_EMBEDDERS: dict[str, FaceEmbedderSpec] = {
             "descriptor",
             20.0,
             "dlib_resnet_lowres/dlib_resnet_lowres.json",
-            "8b5e7a248a9e058b1fd49f1065b499db6e889f64e30500d549665fee060e9e44",
+            "bd3c8f525192c7f8cc892b8a742dbc0085daa10073d9b53c1cc203dd3eb7bf43",
             True,
         ),
         # The bridge model's small-face embeddings in a 32 px student (consistent teaching on the same degraded
