@@ -32,6 +32,13 @@ inline std::string type_name(pybind11::handle obj) {
   return pybind11::str(pybind11::type::of(obj).attr("__name__")).cast<std::string>();
 }
 
+// `a`'s shape as Python writes it: "(1, 4, 2)", "(5,)", "()".
+inline std::string shape_string(const pybind11::array& a) {
+  std::string out = "(";
+  for (pybind11::ssize_t i = 0; i < a.ndim(); ++i) out += (i ? ", " : "") + std::to_string(a.shape(i));
+  return out + (a.ndim() == 1 ? ",)" : ")");
+}
+
 // ValueError unless `a` has element type T.
 template <typename T>
 inline void require_dtype(const pybind11::array& a, const char* name) {

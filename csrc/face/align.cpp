@@ -39,7 +39,7 @@ std::vector<double> check_landmarks(const py::array& landmarks) {
   LANNER_CHECK(f32 || f64, "landmarks should have dtype float32 or float64, got ",
                py::str(landmarks.dtype()).cast<std::string>());
   LANNER_CHECK(landmarks.ndim() == 3 && landmarks.shape(1) == kLandmarks && landmarks.shape(2) == 2,
-               "landmarks should have shape (N, 5, 2), got ", landmarks.ndim(), "D");
+               "landmarks should have shape (N, 5, 2), got ", shape_string(landmarks));
   require_c_contiguous(landmarks, "landmarks");
   const auto count = static_cast<size_t>(landmarks.size());
   std::vector<double> points(count);
@@ -89,7 +89,7 @@ py::tuple align_transforms(const py::array& landmarks, const py::array& chip_tem
   const std::vector<double> points = check_landmarks(landmarks);
   require_dtype<double>(chip_template, "template");
   LANNER_CHECK(chip_template.ndim() == 2 && chip_template.shape(0) == kLandmarks && chip_template.shape(1) == 2,
-               "template should have shape (5, 2), got ", chip_template.ndim(), "D");
+               "template should have shape (5, 2), got ", shape_string(chip_template));
   require_c_contiguous(chip_template, "template");
   LANNER_CHECK(size >= kMinSize && size <= kMaxSize, "size should be in [", kMinSize, ", ", kMaxSize, "] px, got ",
                size);

@@ -68,7 +68,7 @@ TEMPLATE_5PT = np.array(
     np.float32,
 )
 TEMPLATE_5PT.setflags(write=False)
-_TEMPLATE_F64 = TEMPLATE_5PT.astype(np.float64)  # as lanner._C.align_faces takes it
+_TEMPLATE_F64 = TEMPLATE_5PT.astype(np.float64)  # as lanner._C.align_transforms takes it
 _TEMPLATE_F64.setflags(write=False)
 
 #: (5, 2) float32: the same five points as fractions of MTCNN's face box (0: ``x1``/``y1``,
