@@ -339,14 +339,16 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
-    if len(matrices) == 1:  # the common call: one face
+    if len(matrices) == 1:  # the common call: one face, nothing to group
         _warp_one(plane, matrices[0], size, int(factors[0]), planes[0])
         return chips
     groups: dict[int, list[int]] = {}  # supersampling factor -> its faces
     for i, k in enumerate(factors.tolist()):
         groups.setdefault(k, []).append(i)
     for k, chosen in sorted(groups.items()):
-        if 1 < k <= _PRE_REDUCE_ABOVE:
+        # A stack pays for its buffer and its one resize from two faces on (one 40 px face into a 32 px chip:
+        # ~28 us stacked, ~21 us alone).
+        if 1 < k <= _PRE_REDUCE_ABOVE and len(chosen) > 1:
             _warp_supersampled(plane, matrices[chosen], size, k, planes, chosen)
         else:
             for i in chosen:

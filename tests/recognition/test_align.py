@@ -260,3 +260,12 @@ def test_faces_inside_is_what_align_faces_accepts():
         faces_inside(GOOD[0], IMAGE.shape)
     with pytest.raises(ValueError, match=r"image_shape should be \(H, W\[, C\]\), got \(100,\)"):
         faces_inside(GOOD, (100,))
+
+
+@pytest.mark.parametrize("face_px", [40, 90])  # supersampling factors 1 < k <= 4: warped as one stack
+def test_faces_warped_in_one_stack_match_each_face_alone(face_px):
+    image = smooth_texture(300, seed=6)
+    lms = np.stack([TEMPLATE_5PT * face_px / 0.773 + offset for offset in (10, 60, 110, 150)]).astype(np.float32)
+    together = align_faces(image, lms, 32)
+    for i in range(len(lms)):
+        np.testing.assert_array_equal(together[i], align_faces(image, lms[i : i + 1], 32)[0])
