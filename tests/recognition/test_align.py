@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from align_reference import umeyama  # tests/support
 
 from lanner.face.align import (
     BOX_TEMPLATE_5PT,
@@ -58,17 +59,6 @@ def test_known_similarity_aligns_back(scale, angle):
     mat = similarity_to_template(lms, 128)[0]
     mapped = lms[0].astype(np.float64) @ mat[:, :2].T + mat[:, 2]
     np.testing.assert_allclose(mapped, TEMPLATE_5PT * 128 - 0.5, atol=1e-3)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Reference least-squares similarity src -> dst (Umeyama 1991, by SVD, reflection excluded), (2, 3)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(d) @ sign) / ((src - mu_s) ** 2).sum(1).mean()
-    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
 @pytest.mark.parametrize("count", [1, 8, 9, 40])

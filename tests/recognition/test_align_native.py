@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from align_reference import umeyama  # tests/support
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,17 +17,6 @@ from lanner.face.align import MIN_FACE_EXTENT, TEMPLATE_5PT
 pytestmark = pytest.mark.native
 
 TEMPLATE = TEMPLATE_5PT.astype(np.float64)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Reference least-squares similarity src -> dst (Umeyama 1991, by SVD, reflection excluded), (2, 3)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(d) @ sign) / ((src - mu_s) ** 2).sum(1).mean()
-    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
 def factor_ref(m: np.ndarray) -> int:
