@@ -1,6 +1,7 @@
 // Face alignment's geometry (lanner.face.align.align_faces): the least-squares similarity taking a
 // face's five landmarks onto a chip template, and the supersampling factor of the warp that follows
-// (the warp itself is OpenCV's, called from Python).
+// (the warp itself is OpenCV's, called from Python, which first box-halves the image under a chip of
+// factor k > 2 until a factor of at most 2 is left).
 //
 // Conventions (as lanner/face/align.py documents them): image pixel centres on integers; chip pixel
 // centres of a size-px chip at u * size - 0.5 for unit chip coordinates u. The supersampling factor of

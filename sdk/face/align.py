@@ -9,12 +9,14 @@ geometry; pixel centres of a ``size``-px chip sit at ``u * size - 0.5``. Image c
 pixel centres on integers (OpenCV's and dlib's convention).
 
 Small chips are area-correct: when the chip is smaller than the face in the image, the face is
-first warped (bilinear) onto a chip ``k`` times larger, with ``k`` the smallest integer that
-makes that warp an upsampling, then box-averaged ``k x k`` down to ``size`` (``cv2.INTER_AREA``
-at an integer factor), so fine texture averages out instead of aliasing. Faces as small as 8 px
-are upsampled bilinearly. Chip areas outside the image are black, as in dlib. The checks, the
-similarity fits and the supersampling factors of all faces are one native call
-(``lanner._C.align_transforms``); the pixels are OpenCV's.
+first warped (bilinear) onto a chip twice as large, then box-averaged 2 x 2 down to ``size``
+(``cv2.INTER_AREA`` at factor 2), so fine texture averages out instead of aliasing. A face more
+than twice as large as its chip is first box-halved (the image under the chip, 2 x 2 blocks, as
+often as it takes) until at most twice its chip is left, like a mipmap or dlib's own chip
+extraction (``pyramid_down<2>``, then bilinear). Faces as small as 8 px are upsampled bilinearly.
+Chip areas outside the image are black, as in dlib. The checks, the similarity fits and the
+supersampling factors of all faces are one native call (``lanner._C.align_transforms``); the
+pixels are OpenCV's.
 
 How :data:`TEMPLATE_5PT` was fitted (``benchmarks/recognition/fit_align_template.py``): on the
 training identities of the celeba-faces folder (every identity whose
@@ -92,7 +94,6 @@ FACE_WIDTH_IN_CHIP = 0.773
 MIN_CHIP_SIZE = 8  # px: smallest chip side align_faces makes
 MAX_CHIP_SIZE = 1024  # px: largest chip side
 MIN_FACE_EXTENT = 1.0  # px: landmarks spanning less than this (in x and in y) are a zero-size face (checked in C++)
-_PRE_REDUCE_ABOVE = 4  # supersampling factors above this first box-reduce the image region
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -240,41 +241,35 @@ def _landmarks_inside(points: np.ndarray, h: int, w: int) -> np.ndarray:
     return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
-def _chip_region(m: np.ndarray, chip: int) -> tuple[float, float, float, float]:
-    """Bounding box, in image pixels, of a chip of side ``chip`` under image->chip matrix ``m``."""
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[-0.5, -0.5, 1], [chip - 0.5, -0.5, 1], [-0.5, chip - 0.5, 1], [chip - 0.5, chip - 0.5, 1]])
-    pts = corners @ inv.T
-    return pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
-
-
-def _box_reduce(image: np.ndarray, m: np.ndarray, chip: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Box-average the image region under the chip by an integer factor; returns it and the adjusted matrix."""
+def _halve_region(image: np.ndarray, m: np.ndarray, size: int, halvings: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image under a ``size``-px chip (image -> chip matrix ``m``) box-averaged ``halvings`` times 2 x 2
+    (OpenCV's INTER_AREA at factor 2), and the image -> chip matrix for it."""
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = _chip_region(m, chip)
-    left = max(0, int(math.floor(x0)) - factor)
-    top = max(0, int(math.floor(y0)) - factor)
-    right = min(w, int(math.ceil(x1)) + 1 + factor)
-    bottom = min(h, int(math.ceil(y1)) + 1 + factor)
-    region = image[top:bottom, left:right]
-    pad_y, pad_x = -region.shape[0] % factor, -region.shape[1] % factor
-    if pad_y or pad_x:  # outside the image is black, as in the warp's border
-        region = cv2.copyMakeBorder(region, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
-    reduced = cv2.resize(region, (region.shape[1] // factor, region.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    f = 1 << halvings
+    (a, b, tx), (c, d, ty) = m.tolist()
+    det = abs(a * d - b * c)
+    centre = 0.5 * size - 0.5  # the chip's centre, in chip px
+    x = (d * (centre - tx) - b * (centre - ty)) / (a * d - b * c)
+    y = (a * (centre - ty) - c * (centre - tx)) / (a * d - b * c)
+    half_x = 0.5 * size * (abs(b) + abs(d)) / det + f  # the chip's half extent in image px, and a margin
+    half_y = 0.5 * size * (abs(a) + abs(c)) / det + f
+    left, top = max(0, math.floor(x - half_x)), max(0, math.floor(y - half_y))
+    right, bottom = min(w, math.ceil(x + half_x) + 1), min(h, math.ceil(y + half_y) + 1)
+    right, bottom = min(w, right + -(right - left) % f), min(h, bottom + -(bottom - top) % f)  # whole blocks
+    part = image[top:bottom, left:right]
+    pad_y, pad_x = -part.shape[0] % f, -part.shape[1] % f
+    if pad_y or pad_x:  # at the image's edge: outside it is black, as in the warp's border
+        part = cv2.copyMakeBorder(part, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
+    for _ in range(halvings):
+        part = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_AREA)
     # reduced pixel centre j covers image pixels left + j*f .. left + j*f + f-1: image x = left + f*(j + 0.5) - 0.5
-    to_image = np.array([[factor, 0, left + 0.5 * factor - 0.5], [0, factor, top + 0.5 * factor - 0.5], [0, 0, 1]])
-    return reduced, m @ to_image
+    ox, oy = left + 0.5 * f - 0.5, top + 0.5 * f - 0.5
+    return part, np.array([[a * f, b * f, tx + a * ox + b * oy], [c * f, d * f, ty + c * ox + d * oy]])
 
 
 def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarray) -> None:
-    """Warp one face into ``out`` (size, size[, C]) with supersampling factor ``k`` (see the module docstring)."""
-    if k > _PRE_REDUCE_ABOVE:
-        scale = math.hypot(m[0, 0], m[1, 0])
-        factor = k // 2
-        image, m = _box_reduce(image, m, size, factor)
-        # The reduced image maps to the chip at scale * factor chip px per px; supersample it up to
-        # _PRE_REDUCE_ABOVE x (not factor / scale x, which made a 2400 px warp for a 300 px face in a 32 px chip).
-        k = max(1, math.ceil(_PRE_REDUCE_ABOVE / (scale * factor) - 0.01))
+    """Warp one face into ``out`` (size, size[, C]) with supersampling factor ``k``, 1 or 2 (see the module
+    docstring)."""
     if k == 1:
         cv2.warpAffine(
             image, m, (size, size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
@@ -289,20 +284,18 @@ def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarr
     cv2.resize(big, (size, size), dst=out, interpolation=cv2.INTER_AREA)
 
 
-def _warp_supersampled(
-    image: np.ndarray, matrices: np.ndarray, size: int, k: int, planes: np.ndarray, chosen: list[int]
-) -> None:
-    """Faces of one supersampling factor ``k`` (2 to _PRE_REDUCE_ABOVE): each warped onto its ``k*size`` chip in
-    one stacked buffer, then the whole stack box-reduced by ``k`` in one call (an integer-factor INTER_AREA
-    averages each k x k block on its own, so the stack gives each face's chip exactly)."""
-    big_size = size * k
+def _warp_supersampled(sources: list, size: int, planes: np.ndarray, chosen: list[int]) -> None:
+    """Faces of supersampling factor 2, ``sources`` their (image, matrix) pairs: each warped onto its ``2*size``
+    chip in one stacked buffer, then the whole stack box-reduced by 2 in one call (an integer-factor INTER_AREA
+    averages each 2 x 2 block on its own, so the stack gives each face's chip exactly)."""
+    big_size = size * 2
     stack = np.empty((len(chosen) * big_size, big_size, *planes.shape[3:]), np.uint8)
-    big_m = matrices * k
-    big_m[:, :, 2] += 0.5 * k - 0.5  # chip pixel centre c at size S sits at u*S - 0.5; at k*S at k*(c + 0.5) - 0.5
-    for j, m in enumerate(big_m):
+    for j, (image, m) in enumerate(sources):
+        big_m = m * 2
+        big_m[:, 2] += 0.5  # chip pixel centre c at size S sits at u*S - 0.5; at 2*S at 2*(c + 0.5) - 0.5
         cv2.warpAffine(
             image,
-            m,
+            big_m,
             (big_size, big_size),
             dst=stack[j * big_size : (j + 1) * big_size],
             flags=cv2.INTER_LINEAR,
@@ -339,18 +332,17 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
-    if len(matrices) == 1:  # the common call: one face, nothing to group
-        _warp_one(plane, matrices[0], size, int(factors[0]), planes[0])
-        return chips
-    groups: dict[int, list[int]] = {}  # supersampling factor -> its faces
-    for i, k in enumerate(factors.tolist()):
-        groups.setdefault(k, []).append(i)
-    for k, chosen in sorted(groups.items()):
-        # A stack pays for its buffer and its one resize from two faces on (one 40 px face into a 32 px chip:
-        # ~28 us stacked, ~21 us alone).
-        if 1 < k <= _PRE_REDUCE_ABOVE and len(chosen) > 1:
-            _warp_supersampled(plane, matrices[chosen], size, k, planes, chosen)
-        else:
-            for i in chosen:
-                _warp_one(plane, matrices[i], size, k, planes[i])
+    # Faces more than 2x larger than their chip: box-halve the image under the chip until at most 2x is left.
+    sources = [(plane, m) for m in matrices]
+    ks = factors.tolist()
+    for i in np.flatnonzero(factors > 2).tolist():
+        sources[i] = _halve_region(plane, matrices[i], size, (ks[i] - 1).bit_length() - 1)
+        (a, _, _), (c, _, _) = sources[i][1].tolist()
+        ks[i] = max(1, math.ceil(1.0 / math.hypot(a, c) - 0.01))  # 1 or 2: chip px per reduced px
+    pairs = [i for i, k in enumerate(ks) if k == 2]
+    if len(pairs) > 1:  # a stack pays for its buffer and its one resize from two faces on
+        _warp_supersampled([sources[i] for i in pairs], size, planes, pairs)
+    for i, k in enumerate(ks):
+        if k == 1 or len(pairs) == 1:
+            _warp_one(*sources[i], size, k, planes[i])
     return chips
