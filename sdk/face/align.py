@@ -241,18 +241,18 @@ def _landmarks_inside(points: np.ndarray, h: int, w: int) -> np.ndarray:
     return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
-def _halve_region(image: np.ndarray, m: np.ndarray, size: int, halvings: int) -> tuple[np.ndarray, np.ndarray]:
-    """The image under a ``size``-px chip (image -> chip matrix ``m``) box-averaged ``halvings`` times 2 x 2
-    (OpenCV's INTER_AREA at factor 2), and the image -> chip matrix for it."""
+def _halve_region(image: np.ndarray, m: list, size: int, halvings: int) -> tuple[np.ndarray, list]:
+    """The image under a ``size``-px chip (image -> chip matrix ``m``, nested lists) box-averaged ``halvings``
+    times 2 x 2 (OpenCV's INTER_AREA at factor 2), and the image -> chip matrix for it."""
     h, w = image.shape[:2]
     f = 1 << halvings
-    (a, b, tx), (c, d, ty) = m.tolist()
-    det = abs(a * d - b * c)
+    (a, b, tx), (c, d, ty) = m
+    det = a * d - b * c
     centre = 0.5 * size - 0.5  # the chip's centre, in chip px
-    x = (d * (centre - tx) - b * (centre - ty)) / (a * d - b * c)
-    y = (a * (centre - ty) - c * (centre - tx)) / (a * d - b * c)
-    half_x = 0.5 * size * (abs(b) + abs(d)) / det + f  # the chip's half extent in image px, and a margin
-    half_y = 0.5 * size * (abs(a) + abs(c)) / det + f
+    x = (d * (centre - tx) - b * (centre - ty)) / det
+    y = (a * (centre - ty) - c * (centre - tx)) / det
+    half_x = 0.5 * size * (abs(b) + abs(d)) / abs(det) + f  # the chip's half extent in image px, and a margin
+    half_y = 0.5 * size * (abs(a) + abs(c)) / abs(det) + f
     left, top = max(0, math.floor(x - half_x)), max(0, math.floor(y - half_y))
     right, bottom = min(w, math.ceil(x + half_x) + 1), min(h, math.ceil(y + half_y) + 1)
     right, bottom = min(w, right + -(right - left) % f), min(h, bottom + -(bottom - top) % f)  # whole blocks
@@ -264,46 +264,14 @@ def _halve_region(image: np.ndarray, m: np.ndarray, size: int, halvings: int) ->
         part = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_AREA)
     # reduced pixel centre j covers image pixels left + j*f .. left + j*f + f-1: image x = left + f*(j + 0.5) - 0.5
     ox, oy = left + 0.5 * f - 0.5, top + 0.5 * f - 0.5
-    return part, np.array([[a * f, b * f, tx + a * ox + b * oy], [c * f, d * f, ty + c * ox + d * oy]])
+    return part, [[a * f, b * f, tx + a * ox + b * oy], [c * f, d * f, ty + c * ox + d * oy]]
 
 
-def _warp_one(image: np.ndarray, m: np.ndarray, size: int, k: int, out: np.ndarray) -> None:
-    """Warp one face into ``out`` (size, size[, C]) with supersampling factor ``k``, 1 or 2 (see the module
-    docstring)."""
-    if k == 1:
-        cv2.warpAffine(
-            image, m, (size, size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        return
-    # Chip pixel centre c at size S sits at u*S - 0.5; at size k*S at k*(c + 0.5) - 0.5.
-    big_m = m * k
-    big_m[:, 2] += 0.5 * k - 0.5
-    big = cv2.warpAffine(
-        image, big_m, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+def _warp(image: np.ndarray, m: np.ndarray, side: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear warp onto a ``side``-px square, black outside the image."""
+    return cv2.warpAffine(
+        image, m, (side, side), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    cv2.resize(big, (size, size), dst=out, interpolation=cv2.INTER_AREA)
-
-
-def _warp_supersampled(sources: list, size: int, planes: np.ndarray, chosen: list[int]) -> None:
-    """Faces of supersampling factor 2, ``sources`` their (image, matrix) pairs: each warped onto its ``2*size``
-    chip in one stacked buffer, then the whole stack box-reduced by 2 in one call (an integer-factor INTER_AREA
-    averages each 2 x 2 block on its own, so the stack gives each face's chip exactly)."""
-    big_size = size * 2
-    stack = np.empty((len(chosen) * big_size, big_size, *planes.shape[3:]), np.uint8)
-    for j, (image, m) in enumerate(sources):
-        big_m = m * 2
-        big_m[:, 2] += 0.5  # chip pixel centre c at size S sits at u*S - 0.5; at 2*S at 2*(c + 0.5) - 0.5
-        cv2.warpAffine(
-            image,
-            big_m,
-            (big_size, big_size),
-            dst=stack[j * big_size : (j + 1) * big_size],
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-    reduced = cv2.resize(stack, (size, len(chosen) * size), interpolation=cv2.INTER_AREA)
-    planes[chosen] = reduced.reshape(len(chosen), size, size, *planes.shape[3:])
 
 
 def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -332,17 +300,29 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
-    # Faces more than 2x larger than their chip: box-halve the image under the chip until at most 2x is left.
-    sources = [(plane, m) for m in matrices]
-    ks = factors.tolist()
-    for i in np.flatnonzero(factors > 2).tolist():
-        sources[i] = _halve_region(plane, matrices[i], size, (ks[i] - 1).bit_length() - 1)
-        (a, _, _), (c, _, _) = sources[i][1].tolist()
-        ks[i] = max(1, math.ceil(1.0 / math.hypot(a, c) - 0.01))  # 1 or 2: chip px per reduced px
-    pairs = [i for i, k in enumerate(ks) if k == 2]
-    if len(pairs) > 1:  # a stack pays for its buffer and its one resize from two faces on
-        _warp_supersampled([sources[i] for i in pairs], size, planes, pairs)
-    for i, k in enumerate(ks):
-        if k == 1 or len(pairs) == 1:
-            _warp_one(*sources[i], size, k, planes[i])
+    jobs = []  # per face: its source (the image, or the halved image under its chip), matrix, supersampling
+    for m, k in zip(matrices.tolist(), factors.tolist()):
+        source = plane
+        if k > 2:  # more than 2x larger than its chip: box-halve the image under the chip until <= 2x is left
+            source, m = _halve_region(plane, m, size, (k - 1).bit_length() - 1)
+            k = max(1, math.ceil(1.0 / math.hypot(m[0][0], m[1][0]) - 0.01))  # 1 or 2: chip px per reduced px
+        if k == 2:  # onto a chip twice as large: chip pixel centre c sits at 2 * (c + 0.5) - 0.5 there
+            (a, b, tx), (c, d, ty) = m
+            m = [[2 * a, 2 * b, 2 * tx + 0.5], [2 * c, 2 * d, 2 * ty + 0.5]]
+        jobs.append((source, np.array(m), k))
+    pairs = [i for i, job in enumerate(jobs) if job[2] == 2]
+    if len(pairs) > 1:
+        # Each warped into one stacked buffer, and the whole stack box-reduced by 2 in one call (an integer-factor
+        # INTER_AREA averages each 2 x 2 block on its own, so the stack gives each face's chip exactly).
+        big = 2 * size
+        stack = np.empty((len(pairs) * big, big, *planes.shape[3:]), np.uint8)
+        for j, i in enumerate(pairs):
+            _warp(jobs[i][0], jobs[i][1], big, stack[j * big : (j + 1) * big])
+        reduced = cv2.resize(stack, (size, len(pairs) * size), interpolation=cv2.INTER_AREA)
+        planes[pairs] = reduced.reshape(len(pairs), size, size, *planes.shape[3:])
+    for i, (source, m, k) in enumerate(jobs):
+        if k == 1:
+            _warp(source, m, size, planes[i])
+        elif len(pairs) == 1:  # one face: no stack to pay for
+            cv2.resize(_warp(source, m, 2 * size), (size, size), dst=planes[i], interpolation=cv2.INTER_AREA)
     return chips
