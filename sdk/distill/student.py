@@ -89,9 +89,9 @@ class QualityStudent(nn.Module):
     (a 60 px and a 90 px face give the same 32 px chip, a 10 px one a blurry chip like a blurred
     60 px one), so the face width, free at run time, joins the pooled features as ``log`` of the
     width clamped to [FACE_WIDTH_MIN, FACE_WIDTH_MAX] and scaled to [-1, 1]; a small two-layer head
-    and a sigmoid give the quality. In eval mode (and so in the exported model) the quality is the mean
-    of the chip's and its mirror image's (a face's quality does not depend on its side; the average is
-    steadier, for about twice the cost); training sees each chip once, mirrored at random.
+    and a sigmoid give the quality. Training sees each chip mirrored at random. One pass per face: the
+    mean of the chip's and its mirror image's scores costs twice as much for ~+0.03 of the oracle's gain on
+    the validation identities and nothing on the test ones (card: ``lanner/models/face_quality/README.md``).
 
     Not thread-safe for training; inference in eval mode is as thread-safe as torch modules are.
 
@@ -122,13 +122,4 @@ class QualityStudent(nn.Module):
     def forward(self, image: torch.Tensor, face_width: torch.Tensor) -> torch.Tensor:
         width = torch.log(face_width.reshape(-1, 1).clamp(self.FACE_WIDTH_MIN, self.FACE_WIDTH_MAX))
         width = (width - self.width_centre) / self.width_half_range
-        if self.training:
-            return self.head(torch.cat([self.features((image - 0.5) * 2.0), width], dim=1))
-        # The mirror image as a product with the anti-diagonal permutation (exact; exported as one MatMul,
-        # which ONNX Runtime's layout optimiser handles correctly and OpenVINO runs fast, unlike a
-        # negative-step Slice or a Gather of columns), both chips through the features and the head at once.
-        mirror = torch.eye(image.shape[3], dtype=image.dtype, device=image.device).flip(0)
-        both = self.features((torch.cat([image, image @ mirror]) - 0.5) * 2.0)
-        quality = self.head(torch.cat([both, torch.cat([width, width])], dim=1))
-        n = image.shape[0]
-        return 0.5 * (quality[:n] + quality[n:])
+        return self.head(torch.cat([self.features((image - 0.5) * 2.0), width], dim=1))

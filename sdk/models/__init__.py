@@ -170,7 +170,7 @@ REGISTRY["face-student32"] = ModelSpec(
 REGISTRY["face-quality"] = ModelSpec(
     "face-quality",
     "face_quality/face_quality.onnx",
-    "3bc238908a225f57cb678457eae8118ccaedde2cb2d429c0735d2582848c645a",
+    "9e032e8a402c088140991fd6e6f4f61514dd1bf680558c0cdcbb148ddaf4ac39",
     {"image": ("n", 3, 32, 32), "face_width": ("n", 1)},
     ("quality",),
     "trained by `lanner distill face-quality` on SDD-FIQA pseudo-labels from dlib-resnet over celeba-faces training "
