@@ -300,9 +300,17 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
+    ks = factors.tolist()
+    if max(ks, default=1) == 1:  # no chip smaller than its face (the small faces' common case): one warp each
+        for i in range(len(ks)):
+            _warp(plane, matrices[i], size, planes[i])
+        return chips
     jobs = []  # per face: its source (the image, or the halved image under its chip), matrix, supersampling
-    for m, k in zip(matrices.tolist(), factors.tolist()):
-        source = plane
+    for i, k in enumerate(ks):
+        if k == 1:  # the chip is no smaller than the face: one bilinear warp
+            jobs.append((plane, matrices[i], 1))
+            continue
+        source, m = plane, matrices[i].tolist()
         if k > 2:  # more than 2x larger than its chip: box-halve the image under the chip until <= 2x is left
             source, m = _halve_region(plane, m, size, (k - 1).bit_length() - 1)
             k = max(1, math.ceil(1.0 / math.hypot(m[0][0], m[1][0]) - 0.01))  # 1 or 2: chip px per reduced px
