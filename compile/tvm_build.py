@@ -97,7 +97,8 @@ def build_tvm(
     Raises:
         UnsupportedError: int8 for a GPU target or on a graph with no convolution to make integer;
             bf16; a CUDA arch this nvcc cannot build (e.g. sm_72 with CUDA 13); a missing cross
-            compiler; a graph TVM cannot lower (e.g. face-quality at a dynamic batch).
+            compiler; a graph TVM cannot lower (e.g. a mirror average over a dynamic batch, as
+            face-quality had until 2026-12-05).
         ImportError: apache-tvm is not installed.
         ValueError: int8 of a float model without calibration samples; tuning: dynamic input
             shapes, a foreign seed database, an unreachable tracker.
