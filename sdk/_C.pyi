@@ -114,6 +114,11 @@ def align_transforms(
     face's similarity onto ``template`` (unit chip coordinates) at chip side ``size``: ((N, 2, 3) image -> chip
     matrices, (N,) supersampling factors)."""
 
+def faces_inside(
+    landmarks: npt.NDArray[np.float32] | npt.NDArray[np.float64], image_size: tuple[int, int]
+) -> npt.NDArray[np.bool_]:
+    """(N,) bool: which faces have every landmark inside an (H, W) image (``align_transforms``'s border rule)."""
+
 # --- Correlation-filter tracker (csrc/tracking; use lanner.Tracker / lanner.MultiTracker) --------
 # Objects may be shared between threads: calls on one object are serialised, with the GIL
 # released while they wait and work.

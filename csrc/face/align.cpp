@@ -51,6 +51,12 @@ std::vector<double> check_landmarks(const py::array& landmarks) {
   return points;
 }
 
+// A landmark on or inside the border of a height x width image (pixel centres on integers, so the border is half a
+// pixel beyond the outer pixel centres); false for NaN.
+bool inside(double x, double y, int height, int width) {
+  return x >= -0.5 && x <= width - 0.5 && y >= -0.5 && y <= height - 0.5;
+}
+
 // Each face's landmarks finite, not of zero size, and (for height >= 1) inside a height x width image;
 // the first face failing a check, checks in this order, is named.
 void check_faces(const std::vector<double>& points, int64_t n, int height, int width) {
@@ -76,10 +82,9 @@ void check_faces(const std::vector<double>& points, int64_t n, int height, int w
   for (int64_t i = 0; i < n && height >= 1; ++i) {
     for (int j = 0; j < kLandmarks; ++j) {
       const double x = points[i * 2 * kLandmarks + 2 * j], y = points[i * 2 * kLandmarks + 2 * j + 1];
-      LANNER_CHECK(x >= -0.5 && x <= width - 0.5 && y >= -0.5 && y <= height - 0.5, "face ", i,
-                   " is partly outside the ", width, "x", height, " image: landmark ", j, " at (", format("%.1f", x),
-                   ", ", format("%.1f", y), "), expected x in [-0.5, ", width - 0.5, "] and y in [-0.5, ", height - 0.5,
-                   "]");
+      LANNER_CHECK(inside(x, y, height, width), "face ", i, " is partly outside the ", width, "x", height,
+                   " image: landmark ", j, " at (", format("%.1f", x), ", ", format("%.1f", y),
+                   "), expected x in [-0.5, ", width - 0.5, "] and y in [-0.5, ", height - 0.5, "]");
     }
   }
 }
@@ -119,9 +124,31 @@ py::tuple align_transforms(const py::array& landmarks, const py::array& chip_tem
   return py::make_tuple(matrices, factors);
 }
 
+// (N,) bool: every landmark of the face inside an (H, W) image (the faces align_transforms accepts there, when
+// their landmarks are finite and not of zero size).
+py::array_t<bool> faces_inside(const py::array& landmarks, const std::pair<int, int>& image_size) {
+  const std::vector<double> points = check_landmarks(landmarks);
+  const auto [height, width] = image_size;
+  LANNER_CHECK(height >= 1 && width >= 1, "image_size should be (H, W) of at least 1 px each, got (", height, ", ",
+               width, ")");
+  const int64_t n = landmarks.shape(0);
+  py::array_t<bool> result(std::vector<py::ssize_t>{n});
+  bool* out = result.mutable_data();
+  for (int64_t i = 0; i < n; ++i) {
+    const double* p = points.data() + i * 2 * kLandmarks;
+    bool all = true;
+    for (int j = 0; j < kLandmarks; ++j) all = all && inside(p[2 * j], p[2 * j + 1], height, width);
+    out[i] = all;
+  }
+  return result;
+}
+
 }  // namespace
 
 void register_face(py::module_& m) {
+  m.def("faces_inside", &faces_inside, py::arg("landmarks"), py::arg("image_size"),
+        "(N,) bool: which faces of (N, 5, 2) float32/float64 landmarks have every landmark inside an image of "
+        "image_size=(H, W) (align_transforms's border rule; False for NaN).");
   m.def("align_transforms", &align_transforms, py::arg("landmarks"), py::arg("template"), py::arg("size"),
         py::arg("image_size") = py::none(),
         "The image -> chip transforms of (N, 5, 2) float32/float64 landmarks: checks them (finite, not of zero "

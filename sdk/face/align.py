@@ -222,7 +222,7 @@ def faces_inside(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndar
 
     Raises:
         TypeError: landmarks not a numeric numpy array.
-        ValueError: landmarks of the wrong shape, or an image shape with fewer than 2 sides.
+        ValueError: landmarks of the wrong shape, or an image shape with fewer than 2 sides or a side < 1.
     """
     if not isinstance(landmarks, np.ndarray) or landmarks.dtype.kind not in "fiu":
         got = landmarks.dtype if isinstance(landmarks, np.ndarray) else type(landmarks).__name__
@@ -231,14 +231,7 @@ def faces_inside(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndar
         raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
     if len(image_shape) < 2:
         raise ValueError(f"image_shape should be (H, W[, C]), got {tuple(image_shape)}")
-    return _landmarks_inside(landmarks.astype(np.float64), *image_shape[:2]).all(axis=1)
-
-
-def _landmarks_inside(points: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(N, 5) bool: each landmark on or inside the border of an ``h`` x ``w`` image (pixel centres on integers,
-    so the border is half a pixel beyond the outer pixel centres); False for NaN."""
-    x, y = points[..., 0], points[..., 1]
-    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    return _C.faces_inside(_landmark_points(landmarks), (int(image_shape[0]), int(image_shape[1])))
 
 
 def _halve_region(image: np.ndarray, m: list, size: int, halvings: int) -> tuple[np.ndarray, list]:

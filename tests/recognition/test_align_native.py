@@ -1,5 +1,6 @@
-"""lanner._C.align_transforms (the checks, similarity fits and supersampling factors of align_faces)
-against NumPy oracles: Umeyama's SVD fit, the factor's formula, and the checks written out in Python."""
+"""lanner._C.align_transforms (the checks, similarity fits and supersampling factors of align_faces) and
+lanner._C.faces_inside (its border rule, without raising) against NumPy oracles: Umeyama's SVD fit, the factor's
+formula, and the checks written out in Python."""
 
 from __future__ import annotations
 
@@ -166,3 +167,49 @@ def test_fuzz_any_landmarks_give_the_oracles_verdict(faces, image_size, size):
     for face, m in zip(landmarks, matrices):
         if np.isfinite(m).all() and np.ptp(face, axis=0).max() < 1e6:  # ordinary values: the oracle's fit
             np.testing.assert_allclose(m, umeyama(face, TEMPLATE * size - 0.5), rtol=1e-7, atol=1e-6)
+
+
+def inside_ref(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N,) bool: every landmark on or inside the image's border (half a pixel beyond the outer pixel centres)."""
+    h, w = shape
+    x, y = points[..., 0], points[..., 1]
+    return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).all(axis=1)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(st.lists(coordinate, min_size=10, max_size=10), max_size=4),
+    st.sampled_from([(100, 100), (1, 1), (3, 200)]),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_fuzz_faces_inside_is_the_border_rule_align_transforms_raises_on(faces, image_size, dtype):
+    """Any values: faces_inside gives the oracle's verdict (False for NaN), and a face it calls inside passes
+    align_transforms's border check (finite, non-zero-size faces only)."""
+    with np.errstate(over="ignore"):  # 1e300 as float32 is inf: one more case
+        landmarks = np.array(faces, dtype).reshape(-1, 5, 2)
+    got = _C.faces_inside(landmarks, image_size)
+    assert got.dtype == np.bool_ and got.shape == (len(landmarks),)
+    np.testing.assert_array_equal(got, inside_ref(landmarks.astype(np.float64), image_size))
+    for face, ok in zip(landmarks, got):
+        if first_problem_ref(face[None].astype(np.float64), None) is None:  # finite, not of zero size
+            if ok:
+                _C.align_transforms(face[None], TEMPLATE, 16, image_size)
+            else:
+                with pytest.raises(ValueError, match="partly outside"):
+                    _C.align_transforms(face[None], TEMPLATE, 16, image_size)
+
+
+@pytest.mark.parametrize(
+    "landmarks, image_size, error, match",
+    [
+        (GOOD[None].astype(np.int32), (100, 100), ValueError, "float32 or float64, got int32"),
+        (GOOD, (100, 100), ValueError, r"landmarks should have shape \(N, 5, 2\), got \(5, 2\)"),
+        (np.repeat(GOOD[None], 4, axis=0)[::2], (100, 100), ValueError, "landmarks should be C-contiguous"),
+        (GOOD[None], (100, 0), ValueError, r"image_size should be \(H, W\) of at least 1 px each, got \(100, 0\)"),
+        (GOOD[None].tolist(), (100, 100), TypeError, "incompatible function arguments"),
+        (GOOD[None], "100x100", TypeError, "incompatible function arguments"),
+    ],
+)
+def test_faces_inside_bad_arguments(landmarks, image_size, error, match):
+    with pytest.raises(error, match=match):
+        _C.faces_inside(landmarks, image_size)
