@@ -53,7 +53,7 @@ import numpy as np
 
 import lanner
 from lanner import models
-from lanner.distill.faces import load_crops
+from lanner.distill.faces import load_crops, mirror_landmarks
 from lanner.distill.quality import (
     BENCHMARK_MIX,
     REJECTED_FRACTIONS,
@@ -82,13 +82,6 @@ def brisque_quality(chips_bgr: np.ndarray) -> np.ndarray:
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f} is missing: apt-get install opencv-data")
     return np.array([-cv2.quality.QualityBRISQUE_compute(c, model, ranges)[0] for c in chips_bgr], np.float32)
-
-
-def mirrored(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The photo mirrored left-right and its face's (5, 2) landmarks (the eyes and mouth corners change sides)."""
-    flipped = landmarks[[1, 0, 2, 4, 3]].copy()
-    flipped[:, 0] = image.shape[1] - 1 - flipped[:, 0]
-    return np.ascontiguousarray(image[:, ::-1]), flipped
 
 
 def laplacian_quality(chips_bgr: np.ndarray) -> np.ndarray:
@@ -241,7 +234,7 @@ def main() -> int:
             crops[i], targets.landmarks[i], float(widths[i]), BENCHMARK_MIX, np.random.default_rng([SEED, int(i), 0])
         )
         student.append(recognizer.quality(image, lm[None])[0])
-        flipped, flipped_lm = mirrored(image, lm)
+        flipped, flipped_lm = np.ascontiguousarray(image[:, ::-1]), mirror_landmarks(lm, image.shape[1])
         student_mirror.append(0.5 * (student[-1] + recognizer.quality(flipped, flipped_lm[None])[0]))
         chip = align_faces(image, lm[None], TEACHER_CHIP)[0][:, :, ::-1]
         brisque.append(brisque_quality(chip[None])[0])

@@ -51,6 +51,12 @@ std::vector<double> check_landmarks(const py::array& landmarks) {
   return points;
 }
 
+// ValueError unless an (H, W) image size has at least 1 px each way.
+void check_image_size(int height, int width) {
+  LANNER_CHECK(height >= 1 && width >= 1, "image_size should be (H, W) of at least 1 px each, got (", height, ", ",
+               width, ")");
+}
+
 // A landmark on or inside the border of a height x width image (pixel centres on integers, so the border is half a
 // pixel beyond the outer pixel centres); false for NaN.
 bool inside(double x, double y, int height, int width) {
@@ -101,8 +107,7 @@ py::tuple align_transforms(const py::array& landmarks, const py::array& chip_tem
   const int64_t n = landmarks.shape(0);
   if (image_size) {
     const auto [height, width] = *image_size;
-    LANNER_CHECK(height >= 1 && width >= 1, "image_size should be (H, W) of at least 1 px each, got (", height, ", ",
-                 width, ")");
+    check_image_size(height, width);
     check_faces(points, n, height, width);
   } else {
     check_faces(points, n, -1, -1);
@@ -129,8 +134,7 @@ py::tuple align_transforms(const py::array& landmarks, const py::array& chip_tem
 py::array_t<bool> faces_inside(const py::array& landmarks, const std::pair<int, int>& image_size) {
   const std::vector<double> points = check_landmarks(landmarks);
   const auto [height, width] = image_size;
-  LANNER_CHECK(height >= 1 && width >= 1, "image_size should be (H, W) of at least 1 px each, got (", height, ", ",
-               width, ")");
+  check_image_size(height, width);
   const int64_t n = landmarks.shape(0);
   py::array_t<bool> result(std::vector<py::ssize_t>{n});
   bool* out = result.mutable_data();

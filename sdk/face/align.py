@@ -111,6 +111,11 @@ def _landmark_points(landmarks: np.ndarray) -> np.ndarray:
     """``landmarks`` as lanner._C.align_transforms takes them (float32 or float64, C-contiguous), after the
     type and shape checks (the native op checks the values)."""
     _check_landmark_array(landmarks)
+    return _native_layout(landmarks)
+
+
+def _native_layout(landmarks: np.ndarray) -> np.ndarray:
+    """A numeric (N, 5, 2) array as the native ops take it: float32 or float64, C-contiguous (copied if not)."""
     if landmarks.dtype not in (np.float32, np.float64) or not landmarks.flags.c_contiguous:
         return np.ascontiguousarray(landmarks, np.float64)
     return landmarks
@@ -231,7 +236,7 @@ def faces_inside(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndar
         raise ValueError(f"landmarks should have shape (N, 5, 2), got {landmarks.shape}")
     if len(image_shape) < 2:
         raise ValueError(f"image_shape should be (H, W[, C]), got {tuple(image_shape)}")
-    return _C.faces_inside(_landmark_points(landmarks), (int(image_shape[0]), int(image_shape[1])))
+    return _C.faces_inside(_native_layout(landmarks), (int(image_shape[0]), int(image_shape[1])))
 
 
 def _halve_region(image: np.ndarray, m: list, size: int, halvings: int) -> tuple[np.ndarray, list]:
@@ -293,37 +298,30 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarr
     channels = 1 if plane.ndim == 2 else plane.shape[2]
     chips = np.empty((len(matrices), size, size, channels), np.uint8)
     planes = chips[..., 0] if plane.ndim == 2 else chips
-    ks = factors.tolist()
-    if max(ks, default=1) == 1:  # no chip smaller than its face (the small faces' common case): one warp each
-        for i in range(len(ks)):
-            _warp(plane, matrices[i], size, planes[i])
-        return chips
-    jobs = []  # per face: its source (the image, or the halved image under its chip), matrix, supersampling
-    for i, k in enumerate(ks):
+    pairs = []  # faces warped onto a chip twice as large: (face, source image, matrix onto that chip)
+    for i, k in enumerate(factors.tolist()):
         if k == 1:  # the chip is no smaller than the face: one bilinear warp
-            jobs.append((plane, matrices[i], 1))
+            _warp(plane, matrices[i], size, planes[i])
             continue
         source, m = plane, matrices[i].tolist()
         if k > 2:  # more than 2x larger than its chip: box-halve the image under the chip until <= 2x is left
             source, m = _halve_region(plane, m, size, (k - 1).bit_length() - 1)
-            k = max(1, math.ceil(1.0 / math.hypot(m[0][0], m[1][0]) - 0.01))  # 1 or 2: chip px per reduced px
-        if k == 2:  # onto a chip twice as large: chip pixel centre c sits at 2 * (c + 0.5) - 0.5 there
-            (a, b, tx), (c, d, ty) = m
-            m = [[2 * a, 2 * b, 2 * tx + 0.5], [2 * c, 2 * d, 2 * ty + 0.5]]
-        jobs.append((source, np.array(m), k))
-    pairs = [i for i, job in enumerate(jobs) if job[2] == 2]
-    if len(pairs) > 1:
+            if math.ceil(1.0 / math.hypot(m[0][0], m[1][0]) - 0.01) <= 1:  # chip px per reduced px: 1 or 2
+                _warp(source, np.array(m), size, planes[i])
+                continue
+        # Onto a chip twice as large: chip pixel centre c sits at 2 * (c + 0.5) - 0.5 there.
+        (a, b, tx), (c, d, ty) = m
+        pairs.append((i, source, np.array([[2 * a, 2 * b, 2 * tx + 0.5], [2 * c, 2 * d, 2 * ty + 0.5]])))
+    if len(pairs) == 1:  # one face: no stack to pay for
+        i, source, m = pairs[0]
+        cv2.resize(_warp(source, m, 2 * size), (size, size), dst=planes[i], interpolation=cv2.INTER_AREA)
+    elif pairs:
         # Each warped into one stacked buffer, and the whole stack box-reduced by 2 in one call (an integer-factor
         # INTER_AREA averages each 2 x 2 block on its own, so the stack gives each face's chip exactly).
         big = 2 * size
         stack = np.empty((len(pairs) * big, big, *planes.shape[3:]), np.uint8)
-        for j, i in enumerate(pairs):
-            _warp(jobs[i][0], jobs[i][1], big, stack[j * big : (j + 1) * big])
+        for j, (_, source, m) in enumerate(pairs):
+            _warp(source, m, big, stack[j * big : (j + 1) * big])
         reduced = cv2.resize(stack, (size, len(pairs) * size), interpolation=cv2.INTER_AREA)
-        planes[pairs] = reduced.reshape(len(pairs), size, size, *planes.shape[3:])
-    for i, (source, m, k) in enumerate(jobs):
-        if k == 1:
-            _warp(source, m, size, planes[i])
-        elif len(pairs) == 1:  # one face: no stack to pay for
-            cv2.resize(_warp(source, m, 2 * size), (size, size), dst=planes[i], interpolation=cv2.INTER_AREA)
+        planes[[i for i, _, _ in pairs]] = reduced.reshape(len(pairs), size, size, *planes.shape[3:])
     return chips
