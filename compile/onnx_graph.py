@@ -78,6 +78,27 @@ def quantization_ops(model: Any) -> list[str]:
     return sorted({n.op_type for n in model.graph.node} & {"QuantizeLinear", "DequantizeLinear"})
 
 
+def refuse_requantization(path: str | os.PathLike[str], backend: str) -> None:
+    """Refuse to post-training-quantize a model that is already quantized.
+
+    A second quantizer over a QDQ graph at best rounds its int8 model twice (OpenVINO's NNCF: a student's
+    cosine to its own int8 run fell to ~0.99) and at worst writes an invalid model (ONNX Runtime's
+    ``quantize_static``: duplicate node names); at fp32 both runtimes already run the file's own Q/DQ on
+    their int8 kernels.
+
+    Raises:
+        UnsupportedError: the model has Q/DQ nodes.
+    """
+    from .artifact import UnsupportedError
+
+    quantized = quantization_ops(read_model(path))
+    if quantized:
+        raise UnsupportedError(
+            f"{backend} int8: this model is already quantized (it has {quantized} nodes): build it with "
+            "precision fp32, which keeps its own int8 Q/DQ as they are"
+        )
+
+
 def read_specs(path: str | os.PathLike[str]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """The (inputs, outputs) specs of an ONNX file, read by ONNX Runtime (which also checks the model).
 

@@ -94,13 +94,7 @@ def quantize_qdq(
     """
     notes: dict = {}
     out_dir = dest.parent
-    quantized = onnx_graph.quantization_ops(onnx_graph.read_model(onnx_path))
-    if quantized:
-        # quantize_static over existing Q/DQ nodes writes duplicate node names: an invalid model.
-        raise UnsupportedError(
-            f"this model is already quantized (it has {quantized} nodes): build it with "
-            "precision fp32, which keeps its own int8 Q/DQ as they are"
-        )
+    onnx_graph.refuse_requantization(onnx_path, backend)
     q = ort_backend.import_quantization()
 
     class _Reader(q.CalibrationDataReader):

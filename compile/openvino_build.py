@@ -14,6 +14,7 @@ from pathlib import Path
 from lanner.backends import ov_backend
 from lanner.targets import Target
 
+from . import onnx_graph
 from .artifact import BuildResult, UnsupportedError
 from .calibration import Feed
 
@@ -47,7 +48,8 @@ def build_openvino(
     CPU whose plugin lists BF16 (AVX512-BF16 or AMX); int8 is NNCF PTQ.
 
     Raises:
-        UnsupportedError: a non-CPU target, or fp16/bf16 on a CPU without FP16/BF16 support.
+        UnsupportedError: a non-CPU target, fp16/bf16 on a CPU without FP16/BF16 support, or int8 of a model
+            that is already quantized (its fp32 build runs the model's own Q/DQ on int8 kernels).
         ValueError: int8 without calibration samples.
     """
     if target.device != "cpu":
@@ -82,6 +84,7 @@ def build_openvino(
     elif precision == "int8":
         if not calibration:
             raise ValueError("int8 needs calibration samples: pass calib= (a folder of images or .npy arrays)")
+        onnx_graph.refuse_requantization(onnx_path, "openvino")
         nncf = _import_nncf()
         toolchain["nncf"] = md.version("nncf")
         progress(f"openvino: NNCF post-training quantization on {len(calibration)} calibration samples")

@@ -1129,16 +1129,19 @@ def test_compile_auto_without_tvm_skips_it_with_a_note(workdir, tmp_path):
     assert statuses["tvm"] == "skipped" and manifest.backend in ("openvino", "onnxruntime")
 
 
-def test_onnxruntime_int8_refuses_an_already_quantized_model(tmp_path):
-    """quantize_static over a Q/DQ model wrote duplicate node names (an invalid model); refused instead."""
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_refuses_an_already_quantized_model(tmp_path, backend):
+    """A second quantizer over a Q/DQ model: ONNX Runtime's quantize_static wrote duplicate node names (an
+    invalid model), OpenVINO's NNCF rounded the int8 model twice (cosine ~0.99 to its own run); refused."""
     from lanner.models import onnx_path
 
     rng = np.random.default_rng(0)
     feeds = [{"image": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(8)]
-    with pytest.raises(UnsupportedError, match=r"already quantized \(it has \['DequantizeLinear', 'QuantizeLinear'\]"):
+    match = rf"{backend} int8: this model is already quantized \(it has \['DequantizeLinear', 'QuantizeLinear'\]"
+    with pytest.raises(UnsupportedError, match=match):
         compile_model(
             onnx_path("face-student16"),
-            backend="onnxruntime",
+            backend=backend,
             precision="int8",
             calib=feeds,
             input_shapes={"image": [1, 3, 16, 16]},
