@@ -125,6 +125,19 @@ def test_detect_batch_refuses_a_single_array(detector):
     assert len(detector.detect_batch([image, image])) == 2
 
 
+def test_pyramid_stays_bounded_at_the_extreme_options():
+    """The finest pyramid the options allow on the largest image detect takes: ~1,000 levels, counted at once
+    (a 1e-12 step or a 1e-300 px face used to loop for hours or overflow)."""
+    from lanner.face.cascade import pyramid_scales
+    from lanner.face.detector import MAX_SCALE_FACTOR, MIN_FACE_SIZE_FLOOR
+
+    assert len(pyramid_scales(32768, 32768, MIN_FACE_SIZE_FLOOR, MAX_SCALE_FACTOR)) < 1100
+    with pytest.raises(ValueError, match="min_face_size should be >= 1 px"):
+        lanner.face.detector.estimate_cascade_memory_mb(100, 100, 1e-300)
+    with pytest.raises(ValueError, match=r"scale_factor should be in \(0, 0.99\]"):
+        lanner.face.detector.estimate_cascade_memory_mb(100, 100, 20.0, 1 - 1e-12)
+
+
 def test_memory_guard_refuses_huge_images_and_the_limit_can_be_raised(cache, monkeypatch):
     image = np.zeros((3000, 4000, 3), np.uint8)
     need = lanner.face.detector.estimate_cascade_memory_mb(3000, 4000, 20.0)

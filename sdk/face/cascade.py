@@ -67,7 +67,7 @@ class CascadeParams:
     Attributes:
         min_face_size: smallest face searched for, px (sets the first pyramid scale 12/min_face_size).
         thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
-        scale_factor: ratio between consecutive pyramid scales, in (0, 1).
+        scale_factor: ratio between consecutive pyramid scales, in (0, 0.99] (``FaceDetector`` checks).
         rnet_iou_threshold: NMS overlap (IoU) above which R-Net's survivors suppress each other
             before O-Net; a lower value sends fewer overlapping crops of one face to O-Net.
     """

@@ -63,6 +63,10 @@ class Detections:
         }
 
 
+MIN_FACE_SIZE_FLOOR = 1.0  # px: a smaller face has no pixel to find
+MAX_SCALE_FACTOR = 0.99  # pyramid steps of at least 1%
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -84,7 +88,11 @@ def estimate_cascade_memory_mb(
 
     Returns:
         Estimated MiB.
+
+    Raises:
+        TypeError, ValueError: ``min_face_size`` or ``scale_factor`` as :class:`FaceDetector` refuses them.
     """
+    min_face_size, scale_factor = _check_pyramid(min_face_size, scale_factor)
     pyramid = sum(int(height * s) * int(width * s) for s in pyramid_scales(height, width, min_face_size, scale_factor))
     return (_BYTES_PER_IMAGE_PIXEL * height * width + _BYTES_PER_PYRAMID_PIXEL * pyramid) / 2**20
 
@@ -114,11 +122,11 @@ class FaceDetector(Closeable):
         precision: ``"auto"`` (fp32), ``"fp32"``, ``"fp16"`` (CPUs with FP16 units) or ``"bf16"``
             (OpenVINO on CPUs with AVX512-BF16/AMX: faster, results within ~2 px of fp32's; see
             benchmarks/detection/README.md).
-        min_face_size: smallest face to find, px (> 0). Smaller values search finer pyramids (slower).
+        min_face_size: smallest face to find, px (>= 1). Smaller values search finer pyramids (slower).
         thresholds: P-Net, R-Net, O-Net face-probability thresholds, each in [0, 1]. None: the
             detector's own (``FaceDetectorSpec.thresholds``; the teacher's are facenet-pytorch's
             (0.6, 0.7, 0.7)).
-        scale_factor: ratio between pyramid scales, in (0, 1).
+        scale_factor: ratio between pyramid scales, in (0, 0.99].
         num_threads: CPU threads per net, and for the pyramid and crop resizing, 1 to 256 (None:
             the backend's default for the nets, one per core for the resizing).
         channel_order: ``"bgr"`` (OpenCV's convention, default) or ``"rgb"`` for 3/4-channel inputs.
@@ -271,25 +279,35 @@ class FaceDetector(Closeable):
         )
 
 
-def _check_params(min_face_size, thresholds, scale_factor) -> CascadeParams:
-    def real(value, name):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} should be a number, got {type(value).__name__}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"{name} should be finite, got {value}")
-        return value
+def _real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} should be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} should be finite, got {value}")
+    return value
 
-    min_face_size = real(min_face_size, "min_face_size")
-    if min_face_size <= 0:
-        raise ValueError(f"min_face_size should be > 0 px, got {min_face_size}")
-    scale_factor = real(scale_factor, "scale_factor")
-    if not 0 < scale_factor < 1:
-        raise ValueError(f"scale_factor should be in (0, 1), got {scale_factor}")
+
+def _check_pyramid(min_face_size, scale_factor) -> tuple[float, float]:
+    # The pyramid has log(short side / min_face_size) / log(1 / scale_factor) levels: these bounds keep it
+    # under ~1,100 levels on the largest image detect takes (a 1e-12 step or a 1e-300 px face hung it).
+    min_face_size = _real(min_face_size, "min_face_size")
+    if min_face_size < MIN_FACE_SIZE_FLOOR:
+        raise ValueError(f"min_face_size should be >= {MIN_FACE_SIZE_FLOOR:g} px, got {min_face_size}")
+    scale_factor = _real(scale_factor, "scale_factor")
+    if not 0 < scale_factor <= MAX_SCALE_FACTOR:
+        raise ValueError(f"scale_factor should be in (0, {MAX_SCALE_FACTOR:g}], got {scale_factor}")
+    return min_face_size, scale_factor
+
+
+def _check_params(min_face_size, thresholds, scale_factor) -> CascadeParams:
+    min_face_size, scale_factor = _check_pyramid(min_face_size, scale_factor)
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
+        raise TypeError(f"thresholds should be 3 numbers (P-, R-, O-Net), got {type(thresholds).__name__}")
     thresholds = tuple(thresholds)
     if len(thresholds) != 3:
         raise ValueError(f"thresholds should have 3 values (P-, R-, O-Net), got {len(thresholds)}")
-    thresholds = tuple(real(t, "thresholds") for t in thresholds)
+    thresholds = tuple(_real(t, "thresholds") for t in thresholds)
     if any(not 0 <= t <= 1 for t in thresholds):
         raise ValueError(f"thresholds should be in [0, 1], got {thresholds}")
     return CascadeParams(min_face_size, thresholds, scale_factor)

@@ -152,10 +152,14 @@ def test_bad_images_raise(detector, image, error, match):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        ({"min_face_size": 0}, ValueError, "min_face_size should be > 0"),
+        ({"min_face_size": 0}, ValueError, "min_face_size should be >= 1 px"),
+        ({"min_face_size": 5e-324}, ValueError, "min_face_size should be >= 1 px"),  # hung the pyramid's loop
+        ({"min_face_size": 1e-300}, ValueError, "min_face_size should be >= 1 px"),  # overflowed its estimate
         ({"min_face_size": "20"}, TypeError, "min_face_size should be a number"),
-        ({"scale_factor": 1.0}, ValueError, r"scale_factor should be in \(0, 1\)"),
+        ({"scale_factor": 1.0}, ValueError, r"scale_factor should be in \(0, 0.99\]"),
+        ({"scale_factor": 1 - 1e-12}, ValueError, r"scale_factor should be in \(0, 0.99\]"),  # 1e12 levels
         ({"thresholds": (0.6, 0.7)}, ValueError, "3 values"),
+        ({"thresholds": 5}, TypeError, "thresholds should be 3 numbers .* got int"),
         ({"thresholds": (0.6, 0.7, 1.5)}, ValueError, r"in \[0, 1\]"),
         ({"num_threads": 0}, ValueError, "num_threads should be a positive int"),
         ({"backend": "tensorrt"}, ValueError, "backend should be one of"),
