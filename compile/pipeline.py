@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import lanner
+from lanner._resources import check_num_threads
 from lanner.backends import ort_backend
 from lanner.manifest import Manifest, TensorSpec
 from lanner.names import AUTO, BACKENDS, MANIFEST_FILENAME, PRECISIONS
@@ -132,6 +133,7 @@ def compile_model(
     """
     say = progress or _silent
     tgt = _check_request(target, backend, precision)
+    num_threads = check_num_threads(num_threads)  # before any session is made with it
     if tuning is not None and backend not in (AUTO, "tvm"):
         raise ValueError(f"tuning applies to the tvm backend; got backend {backend!r} (use tvm or auto)")
     out_dir = Path(out)

@@ -7,7 +7,29 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-__all__ = ["Closeable"]
+import numpy as np
+
+__all__ = ["Closeable", "MAX_THREADS", "check_num_threads"]
+
+MAX_THREADS = 256  # num_threads above this is refused (the native ops' bound too)
+
+
+def check_num_threads(num_threads) -> int | None:
+    """``num_threads`` as every object that takes one accepts it: None (the backend's default) or an int
+    in [1, 256] (numpy integers too).
+
+    Raises:
+        TypeError: not an int (bool included).
+        ValueError: outside [1, 256].
+    """
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+        raise TypeError(f"num_threads should be a positive int or None, got {type(num_threads).__name__}")
+    if not 1 <= num_threads <= MAX_THREADS:
+        raise ValueError(f"num_threads should be a positive int or None, at most {MAX_THREADS}, got {num_threads}")
+    return int(num_threads)
+
 
 _Self = TypeVar("_Self", bound="Closeable")
 

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._resources import Closeable
+from ._resources import Closeable, check_num_threads
 from .backends import Session, adapter
 from .manifest import Manifest, PackageError, TensorSpec
 from .targets import get_target
 
 __all__ = ["load", "Model"]
-
-_MAX_THREADS = 256  # as FaceDetector's and the native ops' bound
 
 
 def load(package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:
@@ -79,14 +77,7 @@ class Model(Closeable):
     @classmethod
     def open(cls, package_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> Model:
         """Same as :func:`lanner.load`."""
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
-                raise TypeError(f"num_threads must be a positive int or None, got {type(num_threads).__name__}")
-            if not 1 <= num_threads <= _MAX_THREADS:
-                raise ValueError(
-                    f"num_threads must be a positive int or None, at most {_MAX_THREADS}, got {num_threads}"
-                )
-            num_threads = int(num_threads)
+        num_threads = check_num_threads(num_threads)
         root = Path(package_dir)
         manifest = Manifest.read(root)
         target = _target_or_error(manifest.target)

@@ -532,13 +532,22 @@ def test_run_validates_inputs(packages, inputs, error, match):
         model.run(inputs)
 
 
+def test_compile_checks_threads_before_any_work(workdir, tmp_path):
+    """A session was made with num_threads before anything checked it (100,000 threads ran for minutes)."""
+    with pytest.raises(ValueError, match="num_threads should be a positive int or None, at most 256, got 100000"):
+        compile_model(
+            workdir / "tiny.onnx", backend="onnxruntime", precision="fp32", out=tmp_path / "p", num_threads=100000
+        )
+    assert not (tmp_path / "p").exists()
+
+
 def test_closed_model_and_bad_threads(packages):
     model = lanner.load(packages[("openvino", "fp32")])
     model.close()
     model.close()
     with pytest.raises(ValueError, match="model is closed"):
         model.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
-    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+    with pytest.raises(ValueError, match="num_threads should be a positive int"):
         lanner.load(packages[("openvino", "fp32")], num_threads=0)
 
 

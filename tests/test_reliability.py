@@ -268,7 +268,7 @@ def test_load_refuses_absurd_or_wrong_typed_thread_counts(cache):
     pkg = models.package_dir("mtcnn-rnet", "openvino", "fp32")
     with pytest.raises(ValueError, match="at most 256, got 1000"):
         lanner.load(pkg, num_threads=1000)
-    with pytest.raises(TypeError, match="num_threads must be a positive int or None, got str"):
+    with pytest.raises(TypeError, match="num_threads should be a positive int or None, got str"):
         lanner.load(pkg, num_threads="2")
 
 

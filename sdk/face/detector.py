@@ -12,14 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import models
-from .._resources import Closeable
+from .._resources import Closeable, check_num_threads
 from ..models.face_detectors import DEFAULT_FACE_DETECTOR, get_face_detector
 from .cascade import STAGES, CascadeParams, Workspace, pyramid_scales, run_cascade
 
 __all__ = ["FaceDetector", "Detections"]
 
 _CHANNEL_ORDERS = ("bgr", "rgb")
-MAX_THREADS = 256  # num_threads above this is refused (the native ops' bound too)
 # The cascade's working memory per call, measured on 1.5-12 MP photos (peak RSS, OpenVINO fp32):
 # about 16 bytes per image pixel (summed-area table, image) and 110 bytes per pyramid pixel
 # (pyramid, canvas, P-Net activations and maps).
@@ -158,14 +157,7 @@ class FaceDetector(Closeable):
             _check_params(min_face_size, spec.thresholds if thresholds is None else thresholds, scale_factor),
             rnet_iou_threshold=spec.rnet_iou_threshold,
         )
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
-                raise TypeError(f"num_threads should be a positive int or None, got {type(num_threads).__name__}")
-            if not 1 <= num_threads <= MAX_THREADS:
-                raise ValueError(
-                    f"num_threads should be a positive int or None, at most {MAX_THREADS}, got {num_threads}"
-                )
-            num_threads = int(num_threads)
+        num_threads = check_num_threads(num_threads)
         if channel_order not in _CHANNEL_ORDERS:
             raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
         self.max_memory_mb = _check_memory_limit(max_memory_mb)

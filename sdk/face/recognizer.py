@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from .. import models
-from .._resources import Closeable
+from .._resources import Closeable, check_num_threads
 from ..models import face_embedders, face_quality
 from .align import align_faces, face_widths, landmarks_from_boxes
 from .detector import Detections
@@ -53,6 +53,7 @@ class FaceRecognizer(Closeable):
 
     Raises:
         ValueError: an unknown embedder, no unbounded embedder, or a bad option.
+        TypeError: ``embedders`` is a string, or ``num_threads`` is not an int.
     """
 
     def __init__(
@@ -63,6 +64,8 @@ class FaceRecognizer(Closeable):
         num_threads: int | None = None,
         channel_order: str = "bgr",
     ) -> None:
+        if isinstance(embedders, (str, bytes)):
+            raise TypeError(f"embedders should be a tuple or list of registry names, got one string {embedders!r}")
         names = face_embedders.DEFAULT_EMBEDDERS if embedders is None else tuple(embedders)
         self._routes = face_embedders.routing_table(names)
         if not np.isinf(self._routes[-1].max_face_width):
@@ -70,10 +73,7 @@ class FaceRecognizer(Closeable):
                 f"embedders {names} leave large faces without a model: include one with unbounded "
                 f"max_face_width (the teacher, {face_embedders.TEACHER!r})"
             )
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-        ):
-            raise ValueError(f"num_threads should be a positive int or None, got {num_threads!r}")
+        num_threads = check_num_threads(num_threads)
         if channel_order not in _CHANNEL_ORDERS:
             raise ValueError(f"channel_order should be one of {_CHANNEL_ORDERS}, got {channel_order!r}")
         self.backend, _ = models.resolve(backend, "fp32")

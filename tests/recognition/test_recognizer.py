@@ -141,8 +141,12 @@ def test_bad_input_raises(recognizer, method, image, faces, error, match):
 def test_bad_options_and_closed(lanner_cache):
     with pytest.raises(ValueError, match="embedders should be names from"):
         lanner.FaceRecognizer(embedders=("nope",))
-    with pytest.raises(ValueError, match="num_threads"):
+    with pytest.raises(TypeError, match="embedders should be a tuple or list of registry names, got one string"):
+        lanner.FaceRecognizer(embedders="dlib-resnet")  # was taken apart into characters
+    with pytest.raises(ValueError, match="num_threads should be a positive int or None, at most 256, got 0"):
         lanner.FaceRecognizer(num_threads=0)
+    with pytest.raises(TypeError, match="num_threads should be a positive int or None, got float"):
+        lanner.FaceRecognizer(num_threads=2.0)
     with pytest.raises(ValueError, match="channel_order"):
         lanner.FaceRecognizer(channel_order="bgra")
     rec = lanner.FaceRecognizer()
