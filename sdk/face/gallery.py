@@ -146,13 +146,16 @@ class FaceGallery:
                 f"embeddings should have shape ({self.dim},) or (N, {self.dim}) (this gallery's "
                 f"dimension), got {embeddings.shape}: embeddings of another model?"
             )
-        vectors = vectors.astype(np.float32)
         if not np.isfinite(vectors).all():
             raise ValueError("embeddings should be finite, got NaN or inf")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if (norms == 0).any():
+        # in float64 and scaled by each row's largest value first: a float32 norm of 1e20s overflowed to inf
+        # (stored as a zero vector), of 1e-30s underflowed to 0 (refused as "a zero vector")
+        vectors = vectors.astype(np.float64)
+        largest = np.abs(vectors).max(axis=1, keepdims=True)
+        if (largest == 0).any():
             raise ValueError("embeddings should be non-zero vectors, got a zero vector")
-        return vectors / norms
+        vectors /= largest
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
     # -- files ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -166,12 +169,15 @@ class FaceGallery:
             ``path`` as a Path.
 
         Raises:
-            ValueError: the gallery is empty.
+            ValueError: the gallery is empty, or ``path`` exists and is not a regular file (a folder, a device:
+                the rename would replace it).
             FileNotFoundError: the destination folder does not exist.
         """
         path = Path(path)
         if not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save the gallery: folder {path.parent} does not exist")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"cannot save the gallery to {path}: it exists and is not a regular file")
         with self._lock:
             if len(self._labels) == 0:
                 raise ValueError("the gallery is empty: add() people before save()")
@@ -225,17 +231,20 @@ class FaceGallery:
                         f"{path} is not a Lanner face gallery: expected arrays {sorted(_ARRAYS)}, got {sorted(keys)}"
                     )
                 embeddings, labels, header_text = archive["embeddings"], archive["labels"], archive["header"]
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path} is not a Lanner face gallery (not a readable .npz: {exc})") from None
+        except (OSError, zipfile.BadZipFile, EOFError, MemoryError) as exc:  # MemoryError: a header claiming TiB
+            raise ValueError(f"{path} is not a Lanner face gallery (not a readable .npz: {exc!r})") from None
         except ValueError as exc:
             if "not a Lanner face gallery" in str(exc):
                 raise
             raise ValueError(f"{path} is not a Lanner face gallery ({exc})") from None
+        if not all(isinstance(a, np.ndarray) for a in (embeddings, labels, header_text)):
+            # numpy hands back the raw bytes of a zip member that is not a .npy file
+            raise ValueError(f"{path} is not a Lanner face gallery: its members should be .npy arrays")
         if header_text.ndim != 0 or header_text.dtype.kind != "U":
             raise ValueError(f"{path}: the header should be a JSON string, got {header_text.dtype} {header_text.shape}")
         try:
             header = json.loads(str(header_text))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"{path}: the header is not valid JSON ({exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValueError(
@@ -273,8 +282,7 @@ class FaceGallery:
         if (
             isinstance(threshold, bool)
             or not isinstance(threshold, (int, float))
-            or not math.isfinite(threshold)
-            or not -1.0 <= threshold <= 1.0
+            or not -1.0 <= threshold <= 1.0  # NaN fails it; an int of 400 digits compares without overflow
         ):
             raise ValueError(f"{path}: threshold should be a cosine similarity in [-1, 1], got {threshold!r}")
         gallery = cls(threshold=threshold, dim=dim)

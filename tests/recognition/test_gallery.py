@@ -139,6 +139,35 @@ def test_bad_use_raises(call, error, match):
         call(FaceGallery())
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e-30, 3e38])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_and_tiny_embeddings_are_normalised_not_lost(tmp_path, people, scale, dtype):
+    """A float32 norm of 1e20s overflowed to inf and the vector was stored as zeros (a gallery that saved but
+    would not load); 1e-30s underflowed and were refused as "a zero vector"."""
+    centres, _ = people
+    gallery = FaceGallery()
+    for name, centre in centres.items():
+        gallery.add(name, (centre.astype(np.float64) * scale).astype(dtype))
+    loaded = FaceGallery.load(gallery.save(tmp_path / "g.npz"))
+    names, scores = loaded.identify((centres["bob"].astype(np.float64) * scale).astype(dtype))
+    assert names == ["bob"] and scores[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_save_refuses_to_replace_what_is_not_a_file(tmp_path, people):
+    """The rename over the destination replaced a folder's name or a device (as root, /dev/null)."""
+    centres, _ = people
+    gallery = FaceGallery()
+    gallery.add("alice", centres["alice"])
+    (tmp_path / "adir.npz").mkdir()
+    with pytest.raises(ValueError, match="adir.npz: it exists and is not a regular file"):
+        gallery.save(tmp_path / "adir.npz")
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.npz: it exists and is not a regular file"):
+        gallery.save(fifo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npz", "pipe.npz"]  # no temporary file left
+
+
 def test_save_empty_and_bad_threshold(tmp_path):
     with pytest.raises(ValueError, match="the gallery is empty"):
         FaceGallery().save(tmp_path / "g.npz")
@@ -171,6 +200,9 @@ GOOD = {"embeddings": np.eye(4, dtype=np.float32)[:3], "labels": np.array([0, 1,
         ({"weights": np.zeros(3)}, r"expected arrays \['embeddings', 'header', 'labels'\]"),
         ({**GOOD, "header": np.array([{"a": 1}], dtype=object)}, "not a Lanner face gallery"),  # pickled: refused
         ({**GOOD, "header": np.array("{not json")}, "not valid JSON"),
+        ({**GOOD, "header": np.array("[" * 100000 + "]" * 100000)}, "not valid JSON"),  # was a RecursionError
+        ({**GOOD, "header": _header(threshold=10**400)}, "threshold should be a cosine similarity"),  # OverflowError
+        ({**GOOD, "header": np.array(json.dumps({"format": "lanner-face-gallery"})[:-1] + ', "x": 1e999}')}, "version"),
         ({**GOOD, "header": _header(format="something-else")}, "header format should be 'lanner-face-gallery'"),
         ({**GOOD, "header": _header(version=9)}, "version should be 1, got 9"),
         ({**GOOD, "header": _header(dim=128)}, r"embeddings should be float32 \(N, 128\), got float32 \(3, 4\)"),
@@ -196,6 +228,25 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, contents, match):
     else:
         _write_npz(path, **contents)
     with pytest.raises(ValueError, match=match):
+        FaceGallery.load(path)
+
+
+def test_load_rejects_members_that_are_not_arrays_or_claim_terabytes(tmp_path):
+    import zipfile
+
+    path = tmp_path / "g.npz"
+    with zipfile.ZipFile(path, "w") as z:  # members that are not .npy files: numpy returned raw bytes
+        for name in ("embeddings", "labels", "header"):
+            z.writestr(name, b"not an array")
+    with pytest.raises(ValueError, match="not a Lanner face gallery"):
+        FaceGallery.load(path)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    with zipfile.ZipFile(path, "w") as z:  # a .npy header declaring 3.6 TiB
+        z.writestr("embeddings.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 64)
+        z.writestr("labels.npy", b"")
+        z.writestr("header.npy", b"")
+    with pytest.raises(ValueError, match="not a Lanner face gallery"):
         FaceGallery.load(path)
 
 
