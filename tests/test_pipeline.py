@@ -416,6 +416,35 @@ def test_cli_watch_file_writes_video_and_json(lanner_cache, tmp_path, capsys):
     assert "16 frames" in captured.out and "fps" in captured.err
 
 
+def test_cli_watch_outputs_of_two_runs_never_share_a_temporary_file(tmp_path):
+    """Two runs writing one --out wrote the same fixed '.NAME.partial.mp4': the first to finish renamed the other's
+    half-written file into place (a damaged video) and the other failed at its rename."""
+    from lanner.cli.watch import _AtomicVideo
+
+    out = tmp_path / "o" / "race.mp4"
+    first, second = _AtomicVideo(out, 25.0), _AtomicVideo(out, 25.0)
+    frame = np.zeros((32, 48, 3), np.uint8)
+    for _ in range(3):
+        first.write(frame)
+    second.write(frame + 255)
+    assert second.close() == out  # the short run finishes first
+    assert first.close() == out  # the long one still has its own file to move
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+    assert [p.name for p in out.parent.iterdir()] == ["race.mp4"]
+    unused = _AtomicVideo(tmp_path / "o" / "none.mp4", 25.0)
+    assert unused.close() is None and [p.name for p in out.parent.iterdir()] == ["race.mp4"]
+
+
+def test_cli_watch_fails_before_the_first_frame_where_the_output_cannot_go(tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.avi", astronaut_clip(2))
+    (tmp_path / "file").write_text("x")
+    assert cli_main(["watch", str(clip), "--out", str(tmp_path / "file" / "o.mp4"), "--no-progress"]) == 2
+    file = tmp_path / "file"
+    assert f"the folder of {file / 'o.mp4'}: {file} is a file, not a folder" in capsys.readouterr().err
+
+
 def test_cli_watch_refuses_to_overwrite_its_input(tmp_path, capsys):
     clip = write_clip(tmp_path / "clip.avi", astronaut_clip(2))
     before = clip.read_bytes()

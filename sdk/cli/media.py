@@ -209,27 +209,46 @@ class OutputPaths:
 
     @staticmethod
     def _make_folder(folder: Path, what: str) -> None:
-        for parent in (folder, *folder.parents):
-            if parent.exists():
-                if not parent.is_dir():
-                    raise ValueError(f"{what}: {parent} is a file, not a folder")
-                break
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder, what)
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` and its parents, or say which of them is a file (``what`` names the option).
+
+    Raises:
+        ValueError: a file stands where a folder should be.
+    """
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what}: {parent} is a file, not a folder")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def temporary_beside(target: Path) -> Path:
+    """A new empty file beside ``target`` (same extension, so writers pick the same format), its name unique
+    to this call: two runs writing the same output never share one (a fixed name let them corrupt it)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def move_into_place(temp: Path, target: Path) -> None:
+    """Rename a finished :func:`temporary_beside` file onto ``target``, with the usual permissions."""
+    mask = os.umask(0)  # mkstemp makes the file private
+    os.umask(mask)
+    os.chmod(temp, 0o666 & ~mask)
+    os.replace(temp, target)
 
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` (same extension, so writers pick the same format),
-    renamed onto ``target`` when the block completes, removed when it raises."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
-    os.close(fd)
-    temp = Path(name)
+    """A :func:`temporary_beside` path, renamed onto ``target`` when the block completes, removed when it raises."""
+    temp = temporary_beside(target)
     try:
         yield temp
-        mask = os.umask(0)  # mkstemp makes the file private; the output gets the usual permissions
-        os.umask(mask)
-        os.chmod(temp, 0o666 & ~mask)
-        os.replace(temp, target)
+        move_into_place(temp, target)
     finally:
         temp.unlink(missing_ok=True)
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .media import ProgressBar
+from .media import ProgressBar, make_folder, move_into_place, temporary_beside
 
 _VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 # BGR colours told apart easily; a track keeps its colour (track_id modulo the palette).
@@ -212,8 +212,10 @@ def _load_gallery(path: str) -> tuple[Any, Any]:
 
 
 def _partial_path(path: Path) -> Path:
-    """Where an output is written until it is complete (same folder and suffix: OpenCV picks the format from it)."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    """Where an output is written until it is complete: a new file of this run's own beside it (same suffix: OpenCV
+    picks the format from it), made now, so that a folder that cannot take the output fails before any frame."""
+    make_folder(path.parent, f"the folder of {path}")
+    return temporary_beside(path)
 
 
 class _AtomicVideo:
@@ -229,7 +231,6 @@ class _AtomicVideo:
         import cv2
 
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*_VIDEO_FOURCC[self.path.suffix.lower()])
             self._writer = cv2.VideoWriter(str(self._partial), fourcc, self._fps, self._size)
@@ -242,10 +243,11 @@ class _AtomicVideo:
     def close(self) -> Path | None:
         """Finish the file and move it into place; returns its path (None if nothing was written)."""
         if self._writer is None:
+            self._partial.unlink(missing_ok=True)
             return None
         self._writer.release()
         self._writer = None
-        os.replace(self._partial, self.path)
+        move_into_place(self._partial, self.path)
         return self.path
 
 
@@ -259,7 +261,6 @@ class _FrameLog:
         self._header = {"source": source.name, "live": source.live, "fps": source.fps, "pipeline": pipeline}
         self._frames: list[dict] = []
         self._lines = None
-        path.parent.mkdir(parents=True, exist_ok=True)
         if source.live:
             self._lines = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
@@ -279,5 +280,5 @@ class _FrameLog:
             self._partial.write_text(
                 json.dumps(self._header)[:-1] + ', "frames": [\n' + frames + "\n]}\n", encoding="utf-8"
             )
-        os.replace(self._partial, self.path)
+        move_into_place(self._partial, self.path)
         return self.path
