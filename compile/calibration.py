@@ -13,6 +13,8 @@ caller at run time)::
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 
 from lanner.manifest import TensorSpec
 
-__all__ = ["Feed", "load_calibration", "random_samples", "preprocess_image", "concrete_shape"]
+__all__ = ["Feed", "load_calibration", "random_samples", "preprocess_image", "concrete_shape", "check_preprocessing"]
 
 Feed = dict[str, np.ndarray]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
@@ -40,7 +42,7 @@ def concrete_shape(spec: TensorSpec, sample_shape: Sequence[int] | None) -> tupl
         shape = tuple(int(d) for d in sample_shape)
         if len(shape) != len(spec.shape) or any(isinstance(w, int) and w != g for w, g in zip(spec.shape, shape)):
             raise ValueError(f"sample shape for {spec.name!r} must fit {spec.shape}, got {shape}")
-        return shape
+        return _bounded(spec, shape)
     shape = []
     for axis, dim in enumerate(spec.shape):
         if isinstance(dim, int):
@@ -52,7 +54,20 @@ def concrete_shape(spec: TensorSpec, sample_shape: Sequence[int] | None) -> tupl
                 f"input {spec.name!r} has a dynamic axis {axis} ({dim!r}) in shape {spec.shape}: pass "
                 f"sample_shapes={{{spec.name!r}: (...)}} or calibration arrays to pick concrete sizes"
             )
-    return tuple(shape)
+    return _bounded(spec, tuple(shape))
+
+
+MAX_SAMPLE_ELEMENTS = 2**28  # one made-up sample of at most 1 GiB of float32
+
+
+def _bounded(spec: TensorSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
+    count = math.prod(shape)
+    if any(d < 1 for d in shape) or count > MAX_SAMPLE_ELEMENTS:
+        raise ValueError(
+            f"samples for {spec.name!r} would have shape {shape} ({count:,} values): each axis should be >= 1 and "
+            f"a sample at most {MAX_SAMPLE_ELEMENTS:,} values; pass smaller sample shapes or calibration arrays"
+        )
+    return shape
 
 
 def random_samples(
@@ -71,6 +86,56 @@ def random_samples(
                 feed[spec.name] = rng.integers(0, 2, size=shape).astype(spec.dtype)
         samples.append(feed)
     return samples
+
+
+def check_preprocessing(preprocessing: Any) -> dict | None:
+    """Check a preprocessing dict (module docstring) before anything is built with it or written to a manifest.
+
+    Keys other than the documented ones are kept as they are (the manifest's field is free-form) but must be
+    JSON without NaN or infinities, like the whole dict.
+
+    Returns:
+        A copy of the dict, or None.
+
+    Raises:
+        TypeError: not a mapping (a JSON object).
+        ValueError: a documented key with a bad value (a std of 0 divided by zero; a NaN mean went into the
+            manifest as ``NaN``, which is not JSON), or a value JSON cannot hold.
+    """
+    if preprocessing is None:
+        return None
+    if not isinstance(preprocessing, Mapping):
+        raise TypeError(f"preprocessing should be a dict (a JSON object), got {type(preprocessing).__name__}")
+    prep = dict(preprocessing)
+    try:
+        json.dumps(prep, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"preprocessing should be JSON without NaN or infinities: {exc}") from None
+
+    def numbers(key: str, positive: bool) -> None:
+        value = prep[key]
+        values = value if isinstance(value, list) else [value]
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"preprocessing {key} should be a number or a list of numbers, got {value!r}")
+        if positive and any(v == 0 for v in values):
+            raise ValueError(f"preprocessing {key} should be non-zero, got {value!r}")
+
+    if prep.get("color", "rgb") not in ("rgb", "bgr", "gray"):
+        raise ValueError(f"preprocessing color must be rgb, bgr or gray, got {prep['color']!r}")
+    if prep.get("layout", "nchw") not in ("nchw", "nhwc"):
+        raise ValueError(f"preprocessing layout must be nchw or nhwc, got {prep['layout']!r}")
+    if "size" in prep:
+        size = prep["size"]
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in size)
+        ):
+            raise ValueError(f"preprocessing size should be [height, width], ints in [1, 16384], got {size!r}")
+    for key, positive in (("scale", True), ("mean", False), ("std", True)):
+        if key in prep:
+            numbers(key, positive)
+    return prep
 
 
 def preprocess_image(image_bgr: np.ndarray, preprocessing: Mapping[str, Any], size_hw: tuple[int, int]) -> np.ndarray:

@@ -26,7 +26,7 @@ from lanner.targets import Target, get_target
 
 from . import onnx_graph
 from .artifact import BuildResult, UnsupportedError
-from .calibration import Feed, load_calibration, random_samples
+from .calibration import Feed, check_preprocessing, load_calibration, random_samples
 from .fidelity import DEFAULT_THRESHOLDS, FidelityError, FidelityThresholds, compare, failures, measure_latency
 
 if TYPE_CHECKING:
@@ -134,6 +134,7 @@ def compile_model(
     say = progress or _silent
     tgt = _check_request(target, backend, precision)
     num_threads = check_num_threads(num_threads)  # before any session is made with it
+    preprocessing = check_preprocessing(preprocessing)
     if tuning is not None and backend not in (AUTO, "tvm"):
         raise ValueError(f"tuning applies to the tvm backend; got backend {backend!r} (use tvm or auto)")
     out_dir = Path(out)
@@ -449,6 +450,13 @@ def _reference_outputs(
     session = ort_backend.OnnxRuntimeSession(str(source), [o.name for o in outputs], num_threads=num_threads)
     try:
         return [session.run(feed) for feed in samples]
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own types; the samples are the caller's choice
+        shapes = {name: tuple(a.shape) for name, a in samples[0].items()}
+        raise ValueError(
+            f"the model does not run on the samples (shapes {shapes}) in the fp32 reference (ONNX Runtime): "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
+            "check --sample-shape / --input-shape or the calibration arrays"
+        ) from None
     finally:
         session.close()
 

@@ -804,6 +804,62 @@ def test_cli_compile_and_inspect(workdir, tmp_path):
     assert err.returncode == 2 and "fp16 is not supported for the onnxruntime backend" in err.stderr
 
 
+@pytest.mark.parametrize(
+    "preprocessing, error, match",
+    [
+        ([1, 2], TypeError, "preprocessing should be a dict"),
+        ({"mean": [float("nan"), 0, 0]}, ValueError, "without NaN or infinities"),  # went into the manifest as NaN
+        ({"std": [0, 0, 0]}, ValueError, r"std should be non-zero, got \[0, 0, 0\]"),  # the quantizer's AssertionError
+        ({"std": "wide"}, ValueError, "std should be a number or a list of numbers"),
+        ({"size": [24]}, ValueError, r"size should be \[height, width\]"),
+        ({"color": "cmyk"}, ValueError, "color must be rgb, bgr or gray"),
+        ({"layout": "chwn"}, ValueError, "layout must be nchw or nhwc"),
+    ],
+)
+def test_compile_refuses_bad_preprocessing_before_any_work(workdir, tmp_path, preprocessing, error, match):
+    with pytest.raises(error, match=match):
+        compile_model(
+            workdir / "tiny.onnx",
+            backend="onnxruntime",
+            precision="fp32",
+            out=tmp_path / "p",
+            preprocessing=preprocessing,
+        )
+    assert not (tmp_path / "p").exists()
+
+
+def test_compile_refuses_samples_it_cannot_make_or_run(workdir, tmp_path):
+    with pytest.raises(ValueError, match=r"would have shape \(1, 3, 60000, 60000\) .* at most 268,435,456 values"):
+        compile_model(  # numpy tried to allocate 40 GiB
+            workdir / "tiny.onnx",
+            backend="onnxruntime",
+            precision="fp32",
+            out=tmp_path / "p",
+            input_shapes={"image": [1, 3, "h", "w"]},
+            sample_shapes={"image": [1, 3, 60000, 60000]},
+        )
+    from lanner.models import onnx_path
+
+    with pytest.raises(ValueError, match=r"does not run on the samples \(shapes \{'image': \(1, 3, 1, 1\)\}\)"):
+        compile_model(  # P-Net's unpadded 3x3 convolution on 1 px: ONNX Runtime's own InvalidArgument, a traceback
+            onnx_path("mtcnn-pnet"),
+            backend="onnxruntime",
+            precision="fp32",
+            out=tmp_path / "p",
+            sample_shapes={"image": [1, 3, 1, 1]},
+        )
+
+
+def test_cli_compile_shape_dimensions_are_sizes_or_names():
+    from lanner.cli.compile import _shape
+
+    assert _shape("image=n,3,?,112", allow_dynamic=True) == ("image", ("n", 3, None, 112))
+    with pytest.raises(ValueError, match=r"bad dimension '-12' .* a size >= 1, \? or a name"):
+        _shape("image=1,3,-12,12", allow_dynamic=True)  # was taken for a dynamic axis named '-12'
+    with pytest.raises(ValueError, match=r"bad dimension '0' .* a size >= 1$"):
+        _shape("image=1,3,0,12", allow_dynamic=False)
+
+
 # -- more backend corners -------------------------------------------------------------------
 
 

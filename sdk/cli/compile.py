@@ -94,12 +94,13 @@ def _shape(text: str, *, allow_dynamic: bool) -> tuple[str, tuple]:
     shape = []
     for d in dims.split(","):
         d = d.strip()
-        if d.isdigit():
+        if d.isdigit() and int(d) >= 1:
             shape.append(int(d))
-        elif allow_dynamic and d:
+        elif allow_dynamic and (d == "?" or d.isidentifier()):
             shape.append(None if d == "?" else d)
         else:
-            raise ValueError(f"bad dimension {d!r} in {text!r}")
+            what = "a size >= 1, ? or a name" if allow_dynamic else "a size >= 1"
+            raise ValueError(f"bad dimension {d!r} in {text!r}: each should be {what}")
     return name, tuple(shape)
 
 
