@@ -110,10 +110,16 @@ class FaceRecognizer(Closeable):
             (N,) float64 thresholds in [-1, 1], for :meth:`lanner.FaceGallery.identify`'s ``thresholds``.
 
         Raises:
-            TypeError: faces of the wrong type.
-            ValueError: faces of the wrong shape.
+            TypeError: faces of the wrong type, or a ``base`` that is not a number.
+            ValueError: faces of the wrong shape, or a ``base`` outside [-1, 1].
         """
+        self._ensure_open()
         _, widths = self._landmarks(faces)
+        if base is not None:
+            if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
+                raise TypeError(f"base should be a cosine similarity (a number), got {type(base).__name__}")
+            if not -1.0 <= base <= 1.0:  # NaN fails it too
+                raise ValueError(f"base should be a cosine similarity in [-1, 1], got {base}")
         offset = 0.0 if base is None else float(base) - self.threshold
         own = np.array([float(self._spaces[name]["threshold"]) for name in self.route(widths)], np.float64)
         return np.clip(own + offset, -1.0, 1.0)
@@ -126,9 +132,19 @@ class FaceRecognizer(Closeable):
 
         Returns:
             N registry names.
+
+        Raises:
+            ValueError: widths that are not finite and >= 0, or not one-dimensional.
         """
+        widths = np.asarray(widths, np.float64)
+        if widths.ndim != 1:
+            raise ValueError(f"widths should have shape (N,), got {widths.shape}")
+        if not (np.isfinite(widths) & (widths >= 0)).all():  # NaN sorted past the last route: an IndexError
+            raise ValueError(
+                f"widths should be finite and >= 0 px, got {widths[~(np.isfinite(widths) & (widths >= 0))][:3]}"
+            )
         limits = np.array([spec.max_face_width for spec in self._routes])
-        index = np.searchsorted(limits, np.asarray(widths, np.float64), side="left")
+        index = np.searchsorted(limits, widths, side="left")
         return [self._routes[i].model for i in index]
 
     def embed(self, image: np.ndarray, faces) -> np.ndarray:
@@ -151,6 +167,7 @@ class FaceRecognizer(Closeable):
             ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
                 face, or a closed recognizer.
         """
+        self._ensure_open()  # zero faces too: a closed recognizer answers nothing
         image = self._check_image(image)
         landmarks, widths = self._landmarks(faces)
         out = np.zeros((len(landmarks), face_embedders.EMBEDDING_DIM), np.float32)
@@ -185,6 +202,7 @@ class FaceRecognizer(Closeable):
             ValueError: wrong shapes, NaN landmarks, a face partly outside the image, a zero-size
                 face, or a closed recognizer.
         """
+        self._ensure_open()  # zero faces too: a closed recognizer answers nothing
         image = self._check_image(image)
         landmarks, widths = self._landmarks(faces)
         chips = self._rgb_chips(image, landmarks, face_quality.CHIP_SIZE)
@@ -230,7 +248,7 @@ class FaceRecognizer(Closeable):
             TypeError: chips not a uint8 array.
             ValueError: unknown embedder, wrong chip shape, or a closed recognizer.
         """
-        name = embedder or self._routes[-1].model
+        name = self._routes[-1].model if embedder is None else embedder
         spec = next((s for s in self._routes if s.model == name), None)
         if spec is None:
             raise ValueError(f"embedder should be one of {self.embedders}, got {name!r}")
@@ -239,6 +257,9 @@ class FaceRecognizer(Closeable):
         size = spec.chip_size
         if chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
             raise ValueError(f"chips should have shape (N, {size}, {size}, 3) for {name}, got {chips.shape}")
+        if len(chips) == 0:
+            self._ensure_open()
+            return np.zeros((0, face_embedders.EMBEDDING_DIM), np.float32)
         return self._embed_chips(spec, chips)
 
     def _run_chips(self, model: str, output: str, chips: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:

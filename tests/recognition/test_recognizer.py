@@ -94,6 +94,9 @@ def test_thresholds_are_each_routed_embedders_own_moved_by_the_base(recognizer):
     np.testing.assert_allclose(recognizer.thresholds(boxes, base=own[1] + 0.05), own + 0.05)  # one offset for all
     assert recognizer.thresholds(boxes, base=1.0).max() == 1.0  # clipped to a cosine similarity
     assert recognizer.thresholds(np.zeros((0, 4), np.float32)).shape == (0,)
+    for bad, error in ((float("nan"), ValueError), (5.0, ValueError), ("0.5", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="base should be a cosine similarity"):  # NaN was returned, 5 clipped to 1
+            recognizer.thresholds(boxes, base=bad)
     if small != large:  # a student is routed: its threshold is not the teacher's
         assert own[0] != own[1]
 
@@ -111,6 +114,17 @@ def test_embed_chips_checks_shape(recognizer):
         recognizer.embed_chips(np.zeros((1, 150, 150, 3), np.float32))
     with pytest.raises(ValueError, match="embedder should be one of"):
         recognizer.embed_chips(np.zeros((1, 150, 150, 3), np.uint8), "nope")
+    with pytest.raises(ValueError, match="embedder should be one of .* got ''"):  # was the teacher
+        recognizer.embed_chips(np.zeros((1, 150, 150, 3), np.uint8), "")
+    assert recognizer.embed_chips(np.zeros((0, 150, 150, 3), np.uint8)).shape == (0, 128)  # was numpy's error
+
+
+def test_route_refuses_widths_it_cannot_place(recognizer):
+    for widths in (np.array([np.nan]), np.array([-3.0]), np.array([np.inf])):
+        with pytest.raises(ValueError, match="widths should be finite and >= 0 px"):  # NaN was an IndexError
+            recognizer.route(widths)
+    with pytest.raises(ValueError, match=r"widths should have shape \(N,\)"):
+        recognizer.route(np.ones((2, 2)))
 
 
 IMAGE = np.zeros((120, 120, 3), np.uint8)
@@ -153,3 +167,7 @@ def test_bad_options_and_closed(lanner_cache):
     rec.close()
     with pytest.raises(ValueError, match="closed"):
         rec.embed(IMAGE, LANDMARKS)
+    none = np.zeros((0, 5, 2), np.float32)
+    for call in (lambda: rec.embed(IMAGE, none), lambda: rec.quality(IMAGE, none), lambda: rec.thresholds(none)):
+        with pytest.raises(ValueError, match="closed"):  # zero faces answered after close()
+            call()
