@@ -231,6 +231,8 @@ def _check_tensors(key: str, value: Any) -> None:
     )
     for spec in value:
         _expect(f"{key}[].shape", isinstance(spec.get("shape"), list), "a list", spec.get("shape"))
+    names = [spec.get("name") for spec in value]
+    _expect(f"{key}[].name", len(set(map(str, names))) == len(names), "distinct names", names)
 
 
 def _typed(check: Callable[[Any], bool], what: str) -> Callable[[str, Any], None]:

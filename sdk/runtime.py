@@ -85,7 +85,16 @@ class Model(Closeable):
         if not ok:
             raise PackageError(reason)
         manifest.verify(root)
-        session = adapter(manifest.backend).open_session(root, manifest, target, num_threads)
+        try:
+            session = adapter(manifest.backend).open_session(root, manifest, target, num_threads)
+        except ImportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each backend's own error types: a manifest at odds with its files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise PackageError(
+                f"{root}: the {manifest.backend} backend cannot open this package's model "
+                f"({type(exc).__name__}: {first[:300]}); the manifest does not describe its files"
+            ) from None
         return cls(root, manifest, session)
 
     # -- inference ---------------------------------------------------------------------

@@ -1125,6 +1125,21 @@ def test_no_hash_of_an_outside_file_is_printed(packages, tmp_path):
 # -- manifests validated against one schema ---------------------------------------------------
 
 
+def test_manifest_at_odds_with_its_files_is_a_package_error(packages, tmp_path):
+    """ONNX Runtime's InvalidProtobuf (an OpenVINO package's manifest saying onnxruntime) and OpenVINO's RuntimeError
+    (a made-up inference precision) reached the caller as the backends' own types."""
+    pkg = copy_package(packages[("openvino", "fp32")], tmp_path)
+    _edit_manifest(pkg, backend="onnxruntime")
+    with pytest.raises(PackageError, match="the onnxruntime backend cannot open this package's model"):
+        lanner.load(pkg)
+    (tmp_path / "b").mkdir()
+    pkg = copy_package(packages[("openvino", "fp32")], tmp_path / "b")
+    options = json.loads((pkg / MANIFEST_FILENAME).read_text())["backend_options"]
+    _edit_manifest(pkg, backend_options={**options, "inference_precision": "f7"})
+    with pytest.raises(PackageError, match="the openvino backend cannot open this package's model"):
+        lanner.load(pkg)
+
+
 @pytest.mark.parametrize(
     "change,match",
     [
@@ -1143,6 +1158,10 @@ def test_no_hash_of_an_outside_file_is_printed(packages, tmp_path):
         ({"toolchain": {"openvino": 2024}}, r"toolchain\['openvino'\] must be a version string"),
         ({"inputs": [{"name": "image", "shape": "1x3", "dtype": "float32"}]}, r"inputs\[\].shape must be a list"),
         ({"preprocessing": {"deep": json.loads("[" * 40 + "]" * 40)}}, r"must nest at most 16 levels"),
+        (
+            {"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "dtype": "float32"}] * 2},
+            r"inputs\[\].name must be distinct names",
+        ),
     ],
 )
 def test_malformed_manifest_is_a_package_error(packages, tmp_path, change, match):
