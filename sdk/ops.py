@@ -138,7 +138,9 @@ def nms(
     and files kept boxes in a uniform grid, so its cost does not grow as N x kept.
 
     Args:
-        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32).
+        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32). A box with ``x2 <= x1`` or ``y2 <= y1``
+            has no area: it overlaps nothing, so it is kept or dropped on its score alone (as torchvision's
+            ``nms`` does; ONNX's ``NonMaxSuppression`` would swap its corners instead).
         scores: ``(N,)`` scores (cast to float32).
         iou_threshold: in [0, 1]; suppress when overlap > iou_threshold.
         score_threshold: in [0, 1] or None; boxes with score <= score_threshold are dropped first.
@@ -182,7 +184,7 @@ def batched_nms(
     """Per-class greedy NMS in one call: boxes of different classes never suppress each other.
 
     Args:
-        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32).
+        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32); boxes with no area as for :func:`nms`.
         scores: ``(N,)`` scores (cast to float32).
         class_ids: ``(N,)`` integer class of each box (cast to int64).
         iou_threshold: in [0, 1]; suppress when overlap > iou_threshold (same class only).
@@ -245,7 +247,7 @@ def soft_nms(
     ``score_threshold`` or below are dropped. CPU only; O(N x selected).
 
     Args:
-        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32).
+        boxes: ``(N, 4)`` ``xyxy`` pixel coordinates (cast to float32); boxes with no area as for :func:`nms`.
         scores: ``(N,)`` scores (cast to float32).
         method: ``"gaussian"`` or ``"linear"``.
         sigma: Gaussian decay width, > 0 (unused by ``"linear"``).
