@@ -375,6 +375,25 @@ def test_cli_compare(tmp_path, capsys):
     assert "1.00x (base)" in capsys.readouterr().out and md.read_text().startswith("| variant |")
 
 
+def test_cli_bench_checks_its_outputs_before_measuring(tmp_path, capsys):
+    """--json / --md / --plot were first looked at after the whole benchmark had run (and said only 'Is a
+    directory'); a file that is not an image was reported as missing."""
+    (tmp_path / "adir.json").mkdir()
+    assert cli_main(["bench", "nothing.onnx", "--json", str(tmp_path / "adir.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert cli_main(["bench", "nothing.onnx", "--md", str(tmp_path / "table.txt")]) == 2
+    assert "unsupported markdown extension '.txt'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli_main(["bench", "nothing.onnx", "--plot", str(tmp_path / "file" / "p.png")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    assert cli_main(["bench", "--pipeline", "face", "--image", str(text), "--quiet"]) == 2
+    assert f"cannot read {text} as an image" in capsys.readouterr().err
+    assert cli_main(["bench", "--pipeline", "face", "--image", str(tmp_path / "missing.jpg"), "--quiet"]) == 2
+    assert "missing.jpg" in capsys.readouterr().err
+
+
 def test_importing_bench_loads_no_toolchain():
     code = (
         "import sys, lanner.benchmarking, lanner.cli.bench; "

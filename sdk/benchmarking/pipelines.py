@@ -103,7 +103,8 @@ def face_detector(
 
     Raises:
         ImportError: this Lanner build has no face detector.
-        FileNotFoundError: the image cannot be read.
+        FileNotFoundError: no such image file.
+        ValueError: the file is not an image OpenCV decodes.
     """
     try:
         from .. import FaceDetector
@@ -112,8 +113,10 @@ def face_detector(
     import cv2
 
     path = Path(image) if image else Path(__file__).resolve().parent.parent / "face" / "data" / "astronaut.jpg"
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
     img = cv2.imread(str(path))
     if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
+        raise ValueError(f"cannot read {path} as an image (OpenCV cannot decode it)")
     detector = FaceDetector(backend=backend, precision=precision, num_threads=num_threads, **options)
     return FaceDetectorBench(detector, img)

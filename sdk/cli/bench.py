@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from ..benchmarking.pipelines import PIPELINES
 from ..names import BACKENDS
@@ -232,23 +233,37 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
+    """Check --json / --md / --plot before any measurement (they were first looked at after the whole run)."""
+    from .media import OutputPaths
+
+    paths = OutputPaths([Path(p) for p in inputs if Path(p).is_file()])
+    for option, attr, kind in (("--json", "json", "json"), ("--md", "md", "markdown"), ("--plot", "plot", "plot")):
+        if getattr(args, attr):
+            setattr(args, attr, paths.file(getattr(args, attr), kind, option))
+
+
 def _write_outputs(report: dict, args: argparse.Namespace) -> None:
     from ..benchmarking.report import render_markdown, save_report
+    from .media import atomic_path
 
     if args.json:
-        save_report(report, args.json)
+        with atomic_path(args.json) as temp:
+            save_report(report, temp)
     if args.md:
-        with open(args.md, "w") as f:
-            f.write(render_markdown(report))
+        with atomic_path(args.md) as temp:
+            temp.write_text(render_markdown(report))
     if args.plot:
         from ..benchmarking.plot import plot_report
 
-        plot_report(report, args.plot)
+        with atomic_path(args.plot) as temp:
+            plot_report(report, temp)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sources[:1] == ["compare"]:
         return _compare(args)
+    _check_outputs(args, args.sources[1:] if args.sources[:1] == ["show"] else args.sources)
     if args.sources[:1] == ["show"]:
         return _show(args)
     from ..benchmarking import BenchOptions, benchmark
@@ -261,6 +276,13 @@ def run(args: argparse.Namespace) -> int:
     extra = _factory_jobs(args)
     if args.pipeline:
         from ..benchmarking.runner import pipeline_jobs
+
+        if args.image:  # one clear error before any variant is built (each would record it as its failure)
+            from .media import read_image
+
+            if not Path(args.image).is_file():
+                raise FileNotFoundError(f"no such image file: {args.image}")
+            read_image(Path(args.image))
 
         extra += pipeline_jobs(args.pipeline, args.backends, args.precisions, args.image)
     backends = tuple(args.backends) if args.backends else BACKENDS

@@ -52,7 +52,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 VIDEO_OUTPUT_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # what OpenCV's pip wheels can write
 JSON_SUFFIXES = (".json",)
-_KIND_SUFFIXES = {"image": IMAGE_SUFFIXES, "video": tuple(VIDEO_OUTPUT_CODECS), "json": JSON_SUFFIXES}
+_KIND_SUFFIXES = {
+    "image": IMAGE_SUFFIXES,
+    "video": tuple(VIDEO_OUTPUT_CODECS),
+    "json": JSON_SUFFIXES,
+    "markdown": (".md",),
+    "plot": (".png", ".svg", ".pdf"),  # matplotlib's savefig picks the format from these
+}
 
 
 def is_video(path: Path) -> bool:
@@ -116,7 +122,7 @@ class OutputPaths:
 
         Args:
             path: the output path given by the user.
-            kind: ``"image"``, ``"video"`` or ``"json"``: the extensions it may have.
+            kind: ``"image"``, ``"video"``, ``"json"``, ``"markdown"`` or ``"plot"``: the extensions it may have.
             option: the option that named it (for messages), e.g. ``"--json"``.
 
         Returns:
