@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lanner._paths import existing_file
 from lanner.backends import ort_backend
 from lanner.manifest import TensorSpec
 
@@ -62,8 +63,7 @@ def read_model(path: str | os.PathLike[str]) -> Any:
         ValueError: the file is not a valid ONNX model.
     """
     onnx = import_onnx()
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
+    existing_file(path, "ONNX model file")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
@@ -106,8 +106,7 @@ def read_specs(path: str | os.PathLike[str]) -> tuple[tuple[TensorSpec, ...], tu
         FileNotFoundError: no such file.
         ValueError: the file is not a valid ONNX model, or a tensor type a package cannot hold.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
+    existing_file(path, "ONNX model file")
     ort = ort_backend.import_toolchain()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only reading the signature

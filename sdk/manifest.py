@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._paths import existing_folder
 from .names import BACKENDS, MANIFEST_FILENAME, PRECISIONS, sha256_file
 
 __all__ = [
@@ -421,8 +422,7 @@ class Manifest:
             FileNotFoundError: the directory or its manifest does not exist.
             PackageError: the manifest is a symlink, is not valid JSON or does not follow the schema.
         """
-        if not Path(package_dir).is_dir():
-            raise FileNotFoundError(f"package directory {str(package_dir)!r} does not exist")
+        existing_folder(package_dir, "package directory")
         path = package_file(package_dir, MANIFEST_FILENAME)
         if not path.is_file():
             raise FileNotFoundError(f"{str(package_dir)!r} is not a lanner package: no {MANIFEST_FILENAME}")

@@ -28,10 +28,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from ._paths import existing_file
 
 __all__ = ["Capture", "FrameQueue", "VideoSource", "is_stream_url"]
 
@@ -184,8 +185,7 @@ class VideoSource:
             )
         else:
             name, live = source, False
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"no such video file: {source}")
+            existing_file(source, "video file")
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             capture.release()

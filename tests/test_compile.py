@@ -508,9 +508,13 @@ def test_corrupted_package_is_refused(packages, tmp_path, corruption, error, mat
         lanner.load(pkg)
 
 
-def test_missing_package_dir(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+def test_missing_package_dir(tmp_path, workdir):
+    with pytest.raises(FileNotFoundError, match="no such package directory"):
         lanner.load(tmp_path / "nope")
+    with pytest.raises(ValueError, match="tiny.onnx is a file; expected a package directory"):  # said "does not exist"
+        lanner.load(workdir / "tiny.onnx")
+    with pytest.raises(ValueError, match="is a folder; expected an ONNX model file"):
+        compile_model(tmp_path, out=tmp_path / "pkg")
 
 
 # -- input validation ---------------------------------------------------------------------

@@ -371,6 +371,8 @@ def test_stalled_stream_ends_with_a_message():
 def test_unreadable_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such video file"):
         VideoSource(tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="is a folder; expected a video file"):  # said "no such video file"
+        VideoSource(tmp_path)
     bogus = tmp_path / "notes.avi"
     bogus.write_text("not a video")
     with pytest.raises(ValueError, match="notes.avi"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._paths import existing_file
+
 __all__ = ["FaceGallery", "UNKNOWN"]
 
 UNKNOWN = "unknown"  # the name identify() gives a face that matches no one above the threshold
@@ -217,9 +219,7 @@ class FaceGallery:
             ValueError: not a Lanner gallery (corrupt, foreign or from another version), an
                 empty gallery, or inconsistent contents (dimension, names, labels, norms).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such gallery file: {path}")
+        path = existing_file(path, "gallery file")
         with open(path, "rb") as f:
             if f.read(4) != b"PK\x03\x04":
                 raise ValueError(f"{path} is not a Lanner face gallery (not a readable .npz: no zip header)")

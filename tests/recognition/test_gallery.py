@@ -259,3 +259,5 @@ def test_load_accepts_a_valid_handmade_file(tmp_path):
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such gallery file"):
         FaceGallery.load(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="is a folder; expected a gallery file"):  # said "no such gallery file"
+        FaceGallery.load(tmp_path)
