@@ -116,6 +116,8 @@ class TrackerOptions:
             if f.type in ("int", int):
                 if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                     raise TypeError(f"TrackerOptions.{f.name} must be an int, got {type(value).__name__}")
+                if not -(2**31) <= value < 2**31:  # the native field is a 32-bit int (pybind's message was opaque)
+                    raise ValueError(f"TrackerOptions.{f.name} must fit a 32-bit int, got {value}")
             elif f.type in ("float", float):
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                     raise TypeError(f"TrackerOptions.{f.name} must be a number, got {type(value).__name__}")

@@ -477,6 +477,8 @@ def test_multitracker_bad_boxes(frame):
         ({"num_scales": 3.0}, TypeError, "must be an int"),
         ({"padding": "2"}, TypeError, "must be a number"),
         ({"cell_size": True}, TypeError, "must be an int"),
+        ({"num_threads": 2**40}, ValueError, "num_threads must fit a 32-bit int, got 1099511627776"),  # pybind's
+        ({"lost_patience": 10**12}, ValueError, "lost_patience must fit a 32-bit int"),  # "incompatible arguments"
         ({"recover_peak_ratio": -0.1}, ValueError, "recover_peak_ratio must be in"),
         ({"snapshot_ratio": 5.0}, ValueError, "snapshot_ratio must be in"),
         ({"snapshot_ratio": float("nan")}, ValueError, "finite"),
