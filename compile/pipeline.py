@@ -106,7 +106,7 @@ def compile_model(
             TVM packages can keep dynamic axes (Relax symbolic shapes).
         sample_shapes: concrete shapes for random fidelity/latency samples when an input has
             dynamic axes other than the leading batch axis (and no ``calib``).
-        name: model name for the manifest (default: the file stem).
+        name: model name for the manifest (default: the file stem): printable, 1-128 chars, no path separators.
         task: free-form task name; ``"classification"`` enables top-1 agreement.
         preprocessing: how inputs are made from images (see ``lanner.compile.calibration``).
         thresholds: fidelity threshold overrides, e.g. ``{"min_cosine": 0.99}``.
@@ -135,6 +135,15 @@ def compile_model(
     tgt = _check_request(target, backend, precision)
     num_threads = check_num_threads(num_threads)  # before any session is made with it
     preprocessing = check_preprocessing(preprocessing)
+    if name is not None and (
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > 128
+        or any(c in name for c in "/\\")
+        or name in (".", "..")
+        or not name.isprintable()
+    ):
+        raise ValueError(f"name should be a printable model name without path separators, 1-128 chars, got {name!r}")
     if tuning is not None and backend not in (AUTO, "tvm"):
         raise ValueError(f"tuning applies to the tvm backend; got backend {backend!r} (use tvm or auto)")
     out_dir = Path(out)

@@ -832,6 +832,12 @@ def test_compile_refuses_bad_preprocessing_before_any_work(workdir, tmp_path, pr
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("name", ["../../evil", "a\\b", "", "x\n", "y" * 129])
+def test_compile_refuses_a_name_that_reads_as_a_path(workdir, tmp_path, name):
+    with pytest.raises(ValueError, match="name should be a printable model name without path separators"):
+        compile_model(workdir / "tiny.onnx", backend="onnxruntime", precision="fp32", out=tmp_path / "p", name=name)
+
+
 def test_compile_refuses_samples_it_cannot_make_or_run(workdir, tmp_path):
     with pytest.raises(ValueError, match=r"would have shape \(1, 3, 60000, 60000\) .* at most 268,435,456 values"):
         compile_model(  # numpy tried to allocate 40 GiB
