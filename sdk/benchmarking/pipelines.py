@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._paths import existing_file
 from ..names import FACE_BACKENDS
 
 #: ``--pipeline`` name -> (factory spec, backends the pipeline supports).
@@ -104,7 +105,7 @@ def face_detector(
     Raises:
         ImportError: this Lanner build has no face detector.
         FileNotFoundError: no such image file.
-        ValueError: the file is not an image OpenCV decodes.
+        ValueError: a folder, or a file that is not an image OpenCV decodes.
     """
     try:
         from .. import FaceDetector
@@ -113,8 +114,7 @@ def face_detector(
     import cv2
 
     path = Path(image) if image else Path(__file__).resolve().parent.parent / "face" / "data" / "astronaut.jpg"
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {path}")
+    existing_file(path, "image file")
     img = cv2.imread(str(path))
     if img is None:
         raise ValueError(f"cannot read {path} as an image (OpenCV cannot decode it)")

@@ -278,11 +278,10 @@ def run(args: argparse.Namespace) -> int:
         from ..benchmarking.runner import pipeline_jobs
 
         if args.image:  # one clear error before any variant is built (each would record it as its failure)
+            from .._paths import existing_file
             from .media import read_image
 
-            if not Path(args.image).is_file():
-                raise FileNotFoundError(f"no such image file: {args.image}")
-            read_image(Path(args.image))
+            read_image(existing_file(args.image, "image file"))
 
         extra += pipeline_jobs(args.pipeline, args.backends, args.precisions, args.image)
     backends = tuple(args.backends) if args.backends else BACKENDS
