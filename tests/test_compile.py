@@ -1135,6 +1135,21 @@ def test_no_hash_of_an_outside_file_is_printed(packages, tmp_path):
 # -- manifests validated against one schema ---------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_manifest_inputs_at_odds_with_the_model_are_a_package_error(packages, tmp_path, backend):
+    """An edited input shape loaded, and run() then blamed the caller's correctly shaped input."""
+    pkg = copy_package(packages[(backend, "fp32")], tmp_path)
+    inputs = json.loads((pkg / MANIFEST_FILENAME).read_text())["inputs"]
+    _edit_manifest(pkg, inputs=[{**inputs[0], "shape": [1, 3, 64, 64]}])
+    with pytest.raises(
+        PackageError, match=r"declares input 'image' of shape \(1, 3, 64, 64\), the model's is .*32, 32"
+    ):
+        lanner.load(pkg)
+    _edit_manifest(pkg, inputs=[{**inputs[0], "name": "pixels"}])
+    with pytest.raises(PackageError, match=r"declares inputs \['pixels'\], the model has \['image'\]"):
+        lanner.load(pkg)
+
+
 def test_manifest_at_odds_with_its_files_is_a_package_error(packages, tmp_path):
     """ONNX Runtime's InvalidProtobuf (an OpenVINO package's manifest saying onnxruntime) and OpenVINO's RuntimeError
     (a made-up inference precision) reached the caller as the backends' own types."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..manifest import PackageError
-from .base import Session
+from .base import Session, check_declared_inputs
 from .telemetry import disable_onnxruntime_events
 
 if TYPE_CHECKING:
@@ -89,6 +89,9 @@ class OnnxRuntimeSession(Session):
 def open_session(package_dir: Path, manifest: Manifest, target: Target, num_threads: int | None) -> OnnxRuntimeSession:
     """Load the package's ONNX model on the execution provider its target needs."""
     path = manifest.artifact_path(package_dir, "model")
-    return OnnxRuntimeSession(
+    session = OnnxRuntimeSession(
         str(path), [o.name for o in manifest.outputs], device=target.device, num_threads=num_threads
     )
+    actual = [(i.name, [d if isinstance(d, int) else None for d in i.shape]) for i in session._session.get_inputs()]
+    check_declared_inputs(manifest.inputs, actual, str(path))
+    return session

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Session
+from .base import Session, check_declared_inputs
 from .telemetry import decline_openvino_telemetry
 
 if TYPE_CHECKING:
@@ -103,5 +103,14 @@ def open_session(package_dir: Path, manifest: Manifest, target: Target, num_thre
     model = core.read_model(
         str(manifest.artifact_path(package_dir, "model")), str(manifest.artifact_path(package_dir, "weights"))
     )
+    declared = {spec.name for spec in manifest.inputs}
+    actual = [
+        (
+            next((n for n in sorted(port.get_names()) if n in declared), port.get_any_name()),  # a port has aliases
+            [d.get_length() if d.is_static else None for d in port.get_partial_shape()],
+        )
+        for port in model.inputs
+    ]
+    check_declared_inputs(manifest.inputs, actual, str(manifest.artifact_path(package_dir, "model")))
     config = compile_options(manifest.backend_options.get("inference_precision"), num_threads)
     return OpenVINOSession(core, model, [o.name for o in manifest.outputs], config)
