@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -76,6 +77,24 @@ class RunConfig:
     ``warmup_fraction`` field or class attribute): the one learning-rate schedule and the JSON round trip."""
 
     _kind = "run"  # the word naming the config in errors
+
+    def __post_init__(self) -> None:
+        """Check the fields every run has (a run of 0 or -5 steps loaded its data and then reported a missing
+        checkpoint)."""
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{self._kind} config: {name} should be an int >= 1, got {value!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+            raise ValueError(f"{self._kind} config: learning_rate should be a finite number > 0, got {lr!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"{self._kind} config: warmup_fraction should be in [0, 1), got {self.warmup_fraction!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"{self._kind} config: weight_decay should be finite and >= 0, got {self.weight_decay!r}")
+        seed = getattr(self, "seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"{self._kind} config: seed should be an int >= 0, got {seed!r}")
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of ``step`` (0-based): linear warm-up, then cosine decay to 0."""
@@ -163,6 +182,7 @@ class TrainConfig(RunConfig):
     quality_hidden: int = 16
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task should be one of {TASKS}, got {self.task!r}")
 

@@ -88,7 +88,7 @@ def test_pool_draws_every_kind_with_targets_and_repeats_for_a_seed(tmp_path):
     )
 
 
-def _tiny_run(pool, config, out):
+def _tiny_run(pool, config, out, stop_after=None):
     from lanner.compile.exporters.mtcnn import _build_nets
 
     torch.manual_seed(config.seed)
@@ -101,6 +101,7 @@ def _tiny_run(pool, config, out):
         evaluate_every=config.steps,
         checkpoint_every=config.steps,
         out_dir=out,
+        stop_after=stop_after,
         workers=0,
         progress=False,
     )
@@ -113,8 +114,7 @@ def test_tiny_seeded_run_learns_and_repeats(tmp_path):
         steps=40, batch_size=16, learning_rate=3e-3, real_jitters=4, celeba_samples=8, negatives_per_photo=6, seed=1
     )
     pool = D.make_pool(photos, celeba, config, _constant_teacher(0.05))
-    before = D.DetectionConfig(**{**config.__dict__, "steps": 0})
-    untrained = _tiny_run(pool, before, tmp_path / "untrained")
+    untrained = _tiny_run(pool, config, tmp_path / "untrained", stop_after=0)
     batch = untrained.batches[0]
     with torch.no_grad():
         loss_before = float(sum(untrained.loss_terms(batch).values()))

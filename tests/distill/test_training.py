@@ -93,3 +93,26 @@ def test_config_round_trip_and_schedule():
     assert config.learning_rate_at(99) < 1e-3
     with pytest.raises(ValueError, match="unknown training config fields \\['nope'\\]"):
         TrainConfig.from_dict({"nope": 1})
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("steps", 0, "steps should be an int >= 1, got 0"),  # loaded the data, then "no checkpoint"
+        ("steps", -5, "steps should be an int >= 1"),
+        ("steps", 2.5, "steps should be an int >= 1"),
+        ("batch_size", 0, "batch_size should be an int >= 1"),
+        ("learning_rate", float("nan"), "learning_rate should be a finite number > 0"),
+        ("learning_rate", 0.0, "learning_rate should be a finite number > 0"),
+        ("warmup_fraction", 1.0, r"warmup_fraction should be in \[0, 1\)"),
+        ("weight_decay", -1e-4, "weight_decay should be finite and >= 0"),
+        ("seed", -1, "seed should be an int >= 0"),
+    ],
+)
+def test_every_run_config_checks_the_shared_fields(field, value, match):
+    from lanner.distill.bridge import BridgeConfig
+    from lanner.distill.compress import CompressConfig
+
+    for config in (TrainConfig, BridgeConfig, CompressConfig):
+        with pytest.raises(ValueError, match=match):
+            config(**{field: value})
