@@ -160,6 +160,9 @@ def _folders(args: argparse.Namespace) -> dict:
     from .. import models
 
     cache = Path(args.cache) if args.cache else models.cache_dir() / "distill"
+    for option, folder in (("--out", Path(args.out)), ("--cache", cache)):
+        if folder.exists() and not folder.is_dir():  # was "[Errno 17] File exists" once the run reached it
+            raise ValueError(f"{option} {folder} is a file; expected a folder (created when missing)")
     return {"data_dir": Path(args.data), "out_dir": Path(args.out), "cache_dir": cache}
 
 

@@ -81,8 +81,8 @@ class FaceBridgeRun:
             ValueError: an export that misses parity, or a checkpoint of another config.
         """
         torch.set_num_threads(self.threads)
+        config = self.config()  # first: a bad option fails before anything is written
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        config = self.config()
         say("step 1/4: teacher targets of the clean and mirrored crops (the registry teacher; cached)")
         data, mirrored, mu = celeba_bridge_material(
             self.data_dir, self.cache_dir, config.validation_identities, num_threads=self.threads

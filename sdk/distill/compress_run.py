@@ -101,8 +101,8 @@ class FaceCompressRun:
         from .. import models
 
         torch.set_num_threads(self.threads)
+        config = self.config()  # first: a bad option fails before anything is written
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        config = self.config()
         say("step 1/5: teacher targets of the clean crops (the registry teacher; cached)")
         data, _, mu = celeba_bridge_material(
             self.data_dir, self.cache_dir, config.validation_identities, num_threads=self.threads

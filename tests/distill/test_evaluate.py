@@ -63,6 +63,26 @@ def test_cli_names_the_missing_data_folder(tmp_path):
     assert "expected the celeba-faces folder (with faces.csv)" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "command, option, value, match",
+    [
+        ("face-bridge", "--steps", "0", "bridge config: steps should be an int >= 1, got 0"),
+        ("face-embedding", "--out", "FILE", "is a file; expected a folder"),
+    ],
+)
+def test_cli_refuses_bad_runs_before_any_work(tmp_path, capsys, command, option, value, match):
+    """--steps 0 loaded the data and reported a missing checkpoint; an --out that is a file said 'File exists'."""
+    pytest.importorskip("torch")
+    from lanner.cli import main
+
+    (tmp_path / "FILE").write_text("x")
+    options = {"--data": str(tmp_path), "--out": str(tmp_path / "out"), "--cache": str(tmp_path / "cache")}
+    options[option] = str(tmp_path / value) if value == "FILE" else value
+    assert main(["distill", command, *[v for kv in options.items() for v in kv]]) == 2
+    assert match in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+
+
 def test_distill_without_torch_names_the_extra():
     code = (
         "import sys; sys.modules['torch'] = None\n"
