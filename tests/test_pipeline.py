@@ -447,6 +447,25 @@ def test_cli_watch_fails_before_the_first_frame_where_the_output_cannot_go(tmp_p
     assert f"the folder of {file / 'o.mp4'}: {file} is a file, not a folder" in capsys.readouterr().err
 
 
+def test_cli_watch_leaves_no_output_when_a_file_fails_part_way(lanner_cache, tmp_path, capsys, monkeypatch):
+    """A failure mid-file moved the half-written video and JSON into place under the final names."""
+    clip = write_clip(tmp_path / "clip.avi", astronaut_clip(6))
+    real = lanner.FacePipeline.process
+    calls = []
+
+    def failing(self, frame):
+        calls.append(1)
+        if len(calls) == 4:
+            raise ValueError("injected failure on frame 4")
+        return real(self, frame)
+
+    monkeypatch.setattr(lanner.FacePipeline, "process", failing)
+    out, js = tmp_path / "o" / "v.mp4", tmp_path / "o" / "v.json"
+    assert cli_main(["watch", str(clip), "--out", str(out), "--json", str(js), "--no-progress"]) == 2
+    assert "injected failure on frame 4" in capsys.readouterr().err
+    assert list((tmp_path / "o").iterdir()) == []
+
+
 def test_cli_watch_refuses_to_overwrite_its_input(tmp_path, capsys):
     clip = write_clip(tmp_path / "clip.avi", astronaut_clip(2))
     before = clip.read_bytes()

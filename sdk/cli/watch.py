@@ -133,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
                 break
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        # an error on a file: nothing half-done under the output names (as detect and track); a live source keeps
+        # what it recorded, as an interruption or a dropped stream does
+        if not source.live:
+            for output in (video, frames_json):
+                if output is not None:
+                    output.discard()
+            video = frames_json = None
+        raise
     finally:
         if progress is not None:
             progress.close()
@@ -240,6 +249,13 @@ class _AtomicVideo:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
 
+    def discard(self) -> None:
+        """Drop what was written: the output is not created."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._partial.unlink(missing_ok=True)
+
     def close(self) -> Path | None:
         """Finish the file and move it into place; returns its path (None if nothing was written)."""
         if self._writer is None:
@@ -270,6 +286,13 @@ class _FrameLog:
             self._lines.flush()
         else:
             self._frames.append(record)
+
+    def discard(self) -> None:
+        """Drop what was written: the output is not created."""
+        if self._lines is not None:
+            self._lines.close()
+            self._lines = None
+        self._partial.unlink(missing_ok=True)
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns its path."""
