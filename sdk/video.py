@@ -133,8 +133,15 @@ def _check_options(queue_size: object, stall_timeout: object) -> None:
         raise ValueError(f"queue_size should be >= 1, got {queue_size}")
     if isinstance(stall_timeout, bool) or not isinstance(stall_timeout, (int, float)):
         raise TypeError(f"stall_timeout should be a number of seconds, got {type(stall_timeout).__name__}")
-    if not (math.isfinite(stall_timeout) and stall_timeout > 0):
-        raise ValueError(f"stall_timeout should be > 0 s, got {stall_timeout}")
+    # FFmpeg takes the timeout in whole milliseconds as a C int: 0 (below 1 ms) meant "wait forever", and more
+    # than 2^31 ms reached OpenCV as an overload error
+    if not (math.isfinite(stall_timeout) and _MIN_STALL_S <= stall_timeout <= _MAX_STALL_S):
+        raise ValueError(f"stall_timeout should be in [{_MIN_STALL_S:g}, {_MAX_STALL_S:g}] s, got {stall_timeout}")
+
+
+_MIN_STALL_S = 0.001
+_MAX_STALL_S = 2e6  # ~23 days: 2e9 ms still fits a C int
+_MAX_CAMERA_INDEX = 2**31 - 1
 
 
 class VideoSource:
@@ -146,7 +153,7 @@ class VideoSource:
         queue_size: frames a live source buffers at most before dropping the oldest (>= 1).
             Small is right for live analytics: the consumer sees the newest frames.
         stall_timeout: a live source that delivers no frame for this many seconds counts as
-            stopped (> 0).
+            stopped (0.001 to 2e6 s).
 
     Raises:
         TypeError: ``source`` is not a str, path or int.
@@ -167,12 +174,14 @@ class VideoSource:
             raise TypeError(f"source should be a file path, camera index or stream URL, got {type(source).__name__}")
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
-        if isinstance(source, str) and source.isdigit():
+        if source == "":
+            raise ValueError("source is empty; expected a file path, camera index or stream URL")
+        if isinstance(source, str) and source.isascii() and source.lstrip("-").isdigit():  # "²" is a digit too
             source = int(source)
         if isinstance(source, int):
             name, live = f"camera {source}", True
-            if source < 0:
-                raise ValueError(f"camera index should be >= 0, got {source}")
+            if not 0 <= source <= _MAX_CAMERA_INDEX:
+                raise ValueError(f"camera index should be in [0, {_MAX_CAMERA_INDEX}], got {source}")
             capture = cv2.VideoCapture(source)
         elif is_stream_url(source):
             name, live = source, True

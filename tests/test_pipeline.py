@@ -385,8 +385,18 @@ def test_unreadable_sources(tmp_path):
         VideoSource.from_capture(object(), name="x", live=False)
     with pytest.raises(ValueError, match="queue_size should be >= 1, got 0"):
         VideoSource(tmp_path / "missing.mp4", queue_size=0)
-    with pytest.raises(ValueError, match="stall_timeout should be > 0 s, got -1"):
+    with pytest.raises(ValueError, match=r"stall_timeout should be in \[0.001, 2e\+06\] s, got -1"):
         VideoSource.from_capture(FakeCapture(3), name="x", live=True, stall_timeout=-1)
+    for timeout in (0.0004, 1e10):  # FFmpeg read 0 ms as "no timeout" (a hang); 1e13 ms was an OpenCV overload error
+        with pytest.raises(ValueError, match="stall_timeout should be in"):
+            VideoSource("http://127.0.0.1:9/x", stall_timeout=timeout)
+    for camera in (10**10, "10000000000", -1, "-1"):  # cv2.error: integer won't fit into a C int
+        with pytest.raises(ValueError, match=r"camera index should be in \[0, 2147483647\]"):
+            VideoSource(camera)
+    with pytest.raises(ValueError, match="source is empty"):  # was ". is a folder"
+        VideoSource("")
+    with pytest.raises(FileNotFoundError, match="no such video file: ²"):  # int("²") failed: isdigit() takes it
+        VideoSource("²")
 
 
 # ---------------------------------------------------------------------------------------------
