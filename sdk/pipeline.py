@@ -354,6 +354,8 @@ class FacePipeline(Closeable):
         self.detections_run += 1
         self._since_detection = 0
         boxes = np.asarray(faces.boxes, np.float64).reshape(-1, 4)
+        for t in self._tracks:
+            t.det_index = None  # only this detection's matches are identified
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()
         if self._tracks and len(boxes):
@@ -376,11 +378,13 @@ class FacePipeline(Closeable):
                 self._anchor(t, faces, j)
                 survivors.append(t)
         self._tracks = survivors
-        if self.recognizer is not None:
-            self._identify(frame, faces)
+        # trackers first: an identification that raises (an empty gallery, a failing recognizer) leaves the tracks
+        # and their trackers in step, and the next frame goes on (it failed with "update() called before init")
         self._reinit_trackers(frame)
         self._detection_thumbnail = self._thumbnail
         self._detection_boxes = np.array([t.box for t in self._tracks]).reshape(-1, 4)
+        if self.recognizer is not None:
+            self._identify(frame, faces)
 
     def _anchor(self, t: _TrackState, faces: Detections, j: int) -> None:
         box = np.asarray(faces.boxes[j], np.float64)

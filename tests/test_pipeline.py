@@ -198,6 +198,32 @@ def test_identity_from_best_faces_and_reidentified_when_a_better_face_arrives():
     assert per_call == [2, 2, 1, 1, 1, 1, 1, 1]
 
 
+def test_a_failed_identification_leaves_the_pipeline_working():
+    """An identify() that raised (an empty gallery) left new tracks without trackers: every later frame failed with
+    "update() called before init" until reset()."""
+
+    class FlakyGallery(TwoPersonGallery):
+        calls = 0
+
+        def identify(self, embeddings):
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("the gallery is empty: add() people before identify()")
+            return super().identify(embeddings)
+
+    box = [(20, 40, 60, 80)]
+    frame = textured_scene(box)
+    with lanner.FacePipeline(
+        ScriptedDetector([box] * 4), ConstantRecognizer(), FlakyGallery(), detect_every=2, num_threads=1
+    ) as pipeline:
+        with pytest.raises(ValueError, match="the gallery is empty"):
+            pipeline.process(frame)
+        tracks = pipeline.process(frame)  # followed by its tracker
+        assert [t.track_id for t in tracks] == [1] and not tracks[0].detected and tracks[0].name is None
+        tracks = pipeline.process(frame)  # detected again, identified now
+        assert [(t.track_id, t.name) for t in tracks] == [(1, "left")]
+
+
 def test_frame_size_change_rescales_tracks_and_detects():
     small = [(40, 40, 80, 90)]
     big = [(50, 50, 100, 112)]  # the same face at 1.25x
