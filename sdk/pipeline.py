@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._resources import Closeable
+from ._resources import Closeable, check_num_threads
 from .face import Detections, FaceDetector
 from .face.align import faces_inside
 from .ops import box_iou
@@ -198,7 +198,7 @@ class FacePipeline(Closeable):
         max_missed: a track ends after this many detection rounds in a row that did not find
             it (>= 1).
         identity_faces: best faces kept per track for identification (>= 1).
-        num_threads: threads of the trackers and of a detector created here (>= 1).
+        num_threads: threads of the trackers and of a detector created here (1 to 256).
         tracker_options: :class:`lanner.TrackerOptions` of the trackers (``num_threads`` is
             taken from ``num_threads``).
 
@@ -239,7 +239,9 @@ class FacePipeline(Closeable):
         self.match_iou = _real(match_iou, "match_iou", 1e-6, 1.0)
         self.max_missed = _positive_int(max_missed, "max_missed")
         self.identity_faces = _positive_int(identity_faces, "identity_faces")
-        num_threads = _positive_int(num_threads, "num_threads")
+        num_threads = check_num_threads(num_threads)  # None is not taken: the trackers need a count
+        if num_threads is None:
+            raise TypeError("num_threads should be a positive int, got NoneType")
         if (recognizer is None) != (gallery is None):
             raise ValueError(
                 "give both a recognizer and a gallery to identify faces, or neither "
@@ -351,6 +353,10 @@ class FacePipeline(Closeable):
 
     def _detect(self, frame: np.ndarray) -> None:
         faces = self.detector.detect(frame)
+        if not all(hasattr(faces, a) for a in ("boxes", "scores", "landmarks")):
+            raise TypeError(
+                f"detector.detect should return Detections (boxes, scores, landmarks), got {type(faces).__name__}"
+            )
         self.detections_run += 1
         self._since_detection = 0
         boxes = np.asarray(faces.boxes, np.float64).reshape(-1, 4)

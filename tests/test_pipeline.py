@@ -284,12 +284,24 @@ def test_bad_frames_are_refused(frame, error, match):
         ({"recognizer": ConstantRecognizer(), "gallery": object()}, TypeError, "identify"),
         ({"detector": "mtcnn"}, TypeError, "detect"),
         ({"tracker_options": {"padding": 2}}, TypeError, "TrackerOptions, got dict"),
+        ({"num_threads": 10**6}, ValueError, "num_threads should be a positive int or None, at most 256, got 1000000"),
+        ({"num_threads": None}, TypeError, "num_threads should be a positive int, got NoneType"),
     ],
 )
 def test_bad_options_are_refused(kwargs, error, match):
     kwargs.setdefault("detector", ScriptedDetector([]))
     with pytest.raises(error, match=match):
         lanner.FacePipeline(**kwargs)
+
+
+def test_a_detector_that_returns_no_detections_is_named():
+    class NoneDetector:
+        def detect(self, frame):
+            return None
+
+    with lanner.FacePipeline(NoneDetector(), num_threads=1) as pipeline:
+        with pytest.raises(TypeError, match="detector.detect should return Detections .* got NoneType"):
+            pipeline.process(np.zeros((32, 32, 3), np.uint8))  # was AttributeError: 'NoneType' ... 'boxes'
 
 
 def test_closed_pipeline_refuses_frames():
