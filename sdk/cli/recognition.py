@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._paths import existing_folder
 from ..ops import box_iou
 from .media import OutputPaths, check_inputs, is_video, process_video, read_image, write_image, write_json
 
@@ -90,6 +91,8 @@ def run_enroll(args: argparse.Namespace) -> int:
 
     gallery_path = Path(args.gallery)
     images = [_read_image(p) for p in check_inputs(args.images)]
+    if not gallery_path.exists():  # where a new gallery goes is checked before any face is embedded
+        existing_folder(gallery_path.parent if str(gallery_path.parent) else ".", "folder for --gallery")
     if gallery_path.exists():
         gallery = FaceGallery.load(gallery_path)
         if args.threshold is not None and args.threshold != gallery.threshold:

@@ -32,6 +32,18 @@ def test_enroll_writes_a_gallery(gallery_file, capsys, tmp_path):
     assert len(FaceGallery.load(copy)) == 2
 
 
+def test_enroll_checks_where_the_gallery_goes_before_embedding(tmp_path, capsys):
+    """An unusable --gallery path was found only at the save, after detecting and embedding every photo."""
+    (tmp_path / "file").write_text("x")
+    for gallery, match in (
+        (tmp_path / "file" / "g.npz", "is a file; expected a folder for --gallery"),
+        (tmp_path / "missing" / "g.npz", "no such folder for --gallery"),
+    ):
+        assert main(["enroll", "collins", str(demo_image_path()), "--gallery", str(gallery)]) == 2
+        captured = capsys.readouterr()
+        assert match in captured.err and "enrolled" not in captured.out
+
+
 def test_identify_names_the_enrolled_face_in_a_group(gallery_file, group_photo, tmp_path, capsys):
     photo = tmp_path / "group.jpg"
     cv2.imwrite(str(photo), group_photo)
