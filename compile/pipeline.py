@@ -463,8 +463,8 @@ def _reference_outputs(
         shapes = {name: tuple(a.shape) for name, a in samples[0].items()}
         raise ValueError(
             f"the model does not run on the samples (shapes {shapes}) in the fp32 reference (ONNX Runtime): "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
-            "check --sample-shape / --input-shape or the calibration arrays"
+            f"{f'{type(exc).__name__}: {exc}'.splitlines()[0]}; check --sample-shape / --input-shape or the "
+            "calibration arrays"
         ) from None
     finally:
         session.close()

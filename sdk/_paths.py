@@ -16,12 +16,7 @@ def existing_file(path: str | os.PathLike[str], what: str) -> Path:
         FileNotFoundError: nothing is there.
         ValueError: a folder (or another non-file) is there.
     """
-    p = Path(path)
-    if p.is_file():
-        return p
-    if p.exists():
-        raise ValueError(f"{p} is a {'folder' if p.is_dir() else 'special file'}; expected {_a(what)}")
-    raise FileNotFoundError(f"no such {what}: {p}")
+    return _existing(path, what, folder=False)
 
 
 def existing_folder(path: str | os.PathLike[str], what: str) -> Path:
@@ -29,15 +24,16 @@ def existing_folder(path: str | os.PathLike[str], what: str) -> Path:
 
     Raises:
         FileNotFoundError: nothing is there.
-        ValueError: a file is there.
+        ValueError: a file (or another non-folder) is there.
     """
+    return _existing(path, what, folder=True)
+
+
+def _existing(path: str | os.PathLike[str], what: str, *, folder: bool) -> Path:
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() if folder else p.is_file():
         return p
     if p.exists():
-        raise ValueError(f"{p} is a file; expected {_a(what)}")
+        kind = "folder" if p.is_dir() else "file" if p.is_file() else "special file"
+        raise ValueError(f"{p} is a {kind}; expected {'an' if what[:1].lower() in 'aeiou' else 'a'} {what}")
     raise FileNotFoundError(f"no such {what}: {p}")
-
-
-def _a(what: str) -> str:
-    return f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"

@@ -90,10 +90,9 @@ class Model(Closeable):
         except ImportError:
             raise
         except Exception as exc:  # noqa: BLE001 - each backend's own error types: a manifest at odds with its files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise PackageError(
                 f"{root}: the {manifest.backend} backend cannot open this package's model "
-                f"({type(exc).__name__}: {first[:300]}); the manifest does not describe its files"
+                f"({f'{type(exc).__name__}: {exc}'.splitlines()[0][:300]}); the manifest does not describe its files"
             ) from None
         return cls(root, manifest, session)
 

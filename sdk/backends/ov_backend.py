@@ -100,9 +100,8 @@ def open_session(package_dir: Path, manifest: Manifest, target: Target, num_thre
     if target.device != "cpu":
         raise ValueError(f"the OpenVINO backend runs on CPU targets only, the package targets {target.name!r}")
     core = import_toolchain().Core()
-    model = core.read_model(
-        str(manifest.artifact_path(package_dir, "model")), str(manifest.artifact_path(package_dir, "weights"))
-    )
+    xml = str(manifest.artifact_path(package_dir, "model"))
+    model = core.read_model(xml, str(manifest.artifact_path(package_dir, "weights")))
     declared = {spec.name for spec in manifest.inputs}
     actual = [
         (
@@ -111,6 +110,6 @@ def open_session(package_dir: Path, manifest: Manifest, target: Target, num_thre
         )
         for port in model.inputs
     ]
-    check_declared_inputs(manifest.inputs, actual, str(manifest.artifact_path(package_dir, "model")))
+    check_declared_inputs(manifest.inputs, actual, xml)
     config = compile_options(manifest.backend_options.get("inference_precision"), num_threads)
     return OpenVINOSession(core, model, [o.name for o in manifest.outputs], config)

@@ -91,8 +91,6 @@ def run_enroll(args: argparse.Namespace) -> int:
 
     gallery_path = Path(args.gallery)
     images = [_read_image(p) for p in check_inputs(args.images)]
-    if not gallery_path.exists():  # where a new gallery goes is checked before any face is embedded
-        existing_folder(gallery_path.parent if str(gallery_path.parent) else ".", "folder for --gallery")
     if gallery_path.exists():
         gallery = FaceGallery.load(gallery_path)
         if args.threshold is not None and args.threshold != gallery.threshold:
@@ -101,6 +99,7 @@ def run_enroll(args: argparse.Namespace) -> int:
                 "the threshold is set when a gallery is created"
             )
     else:
+        existing_folder(gallery_path.parent, "folder for --gallery")  # checked before any face is embedded
         gallery = FaceGallery(threshold=args.threshold)
     enrolled = 0
     with FaceDetector() as detector, FaceRecognizer() as recognizer:

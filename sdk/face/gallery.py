@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import tempfile
 import threading
@@ -61,7 +60,7 @@ class FaceGallery:
         if dim < 1:
             raise ValueError(f"dim should be >= 1, got {dim}")
         self.dim = int(dim)
-        self.threshold = _check_threshold(_default_threshold() if threshold is None else threshold)
+        self.threshold = check_threshold(_default_threshold() if threshold is None else threshold)
         self._names: list[str] = []
         self._embeddings = np.zeros((0, self.dim), np.float32)
         self._labels = np.zeros(0, np.int32)
@@ -278,13 +277,10 @@ class FaceGallery:
             raise ValueError(f"{path}: labels should index the {len(names)} names, each at least once")
         if not np.isfinite(embeddings).all() or np.abs(np.linalg.norm(embeddings, axis=1) - 1).max() > _NORM_TOLERANCE:
             raise ValueError(f"{path}: embeddings should be finite and unit-norm")
-        threshold = header.get("threshold")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float))
-            or not -1.0 <= threshold <= 1.0  # NaN fails it; an int of 400 digits compares without overflow
-        ):
-            raise ValueError(f"{path}: threshold should be a cosine similarity in [-1, 1], got {threshold!r}")
+        try:
+            threshold = check_threshold(header.get("threshold"))
+        except (TypeError, ValueError) as exc:  # a foreign or corrupt file, whatever the type
+            raise ValueError(f"{path}: {exc}") from None
         gallery = cls(threshold=threshold, dim=dim)
         gallery._names = list(names)
         gallery._embeddings = np.ascontiguousarray(embeddings)
@@ -298,13 +294,19 @@ class FaceGallery:
         )
 
 
-def _check_threshold(threshold) -> float:
+def check_threshold(threshold, name: str = "threshold") -> float:
+    """A cosine-similarity threshold as a float.
+
+    Raises:
+        TypeError: not a number (bool included).
+        ValueError: outside [-1, 1] (NaN included; compared before any float conversion, which a 400-digit int
+            overflows).
+    """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
-        raise TypeError(f"threshold should be a number, got {type(threshold).__name__}")
-    threshold = float(threshold)
-    if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold should be a cosine similarity in [-1, 1], got {threshold}")
-    return threshold
+        raise TypeError(f"{name} should be a number, got {type(threshold).__name__}")
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"{name} should be a cosine similarity in [-1, 1], got {threshold}")
+    return float(threshold)
 
 
 def _check_thresholds(thresholds, count: int) -> np.ndarray:

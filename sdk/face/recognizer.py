@@ -12,6 +12,7 @@ from .._resources import Closeable, check_num_threads
 from ..models import face_embedders, face_quality
 from .align import align_faces, face_widths, landmarks_from_boxes
 from .detector import Detections
+from .gallery import check_threshold
 
 __all__ = ["FaceRecognizer"]
 
@@ -115,12 +116,7 @@ class FaceRecognizer(Closeable):
         """
         self._ensure_open()
         _, widths = self._landmarks(faces)
-        if base is not None:
-            if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
-                raise TypeError(f"base should be a cosine similarity (a number), got {type(base).__name__}")
-            if not -1.0 <= base <= 1.0:  # NaN fails it too
-                raise ValueError(f"base should be a cosine similarity in [-1, 1], got {base}")
-        offset = 0.0 if base is None else float(base) - self.threshold
+        offset = 0.0 if base is None else check_threshold(base, "base") - self.threshold
         own = np.array([float(self._spaces[name]["threshold"]) for name in self.route(widths)], np.float64)
         return np.clip(own + offset, -1.0, 1.0)
 
@@ -139,10 +135,9 @@ class FaceRecognizer(Closeable):
         widths = np.asarray(widths, np.float64)
         if widths.ndim != 1:
             raise ValueError(f"widths should have shape (N,), got {widths.shape}")
-        if not (np.isfinite(widths) & (widths >= 0)).all():  # NaN sorted past the last route: an IndexError
-            raise ValueError(
-                f"widths should be finite and >= 0 px, got {widths[~(np.isfinite(widths) & (widths >= 0))][:3]}"
-            )
+        bad = ~(np.isfinite(widths) & (widths >= 0))  # NaN sorted past the last route: an IndexError
+        if bad.any():
+            raise ValueError(f"widths should be finite and >= 0 px, got {widths[bad][:3]}")
         limits = np.array([spec.max_face_width for spec in self._routes])
         index = np.searchsorted(limits, widths, side="left")
         return [self._routes[i].model for i in index]

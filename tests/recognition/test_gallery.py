@@ -173,6 +173,8 @@ def test_save_empty_and_bad_threshold(tmp_path):
         FaceGallery().save(tmp_path / "g.npz")
     with pytest.raises(ValueError, match=r"\[-1, 1\], got 1.5"):
         FaceGallery(threshold=1.5)
+    with pytest.raises(ValueError, match=r"\[-1, 1\], got 1000"):  # float() of it was an OverflowError
+        FaceGallery(threshold=10**400)
     with pytest.raises(TypeError, match="threshold should be a number"):
         FaceGallery(threshold="0.5")
 

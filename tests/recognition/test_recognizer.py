@@ -94,8 +94,13 @@ def test_thresholds_are_each_routed_embedders_own_moved_by_the_base(recognizer):
     np.testing.assert_allclose(recognizer.thresholds(boxes, base=own[1] + 0.05), own + 0.05)  # one offset for all
     assert recognizer.thresholds(boxes, base=1.0).max() == 1.0  # clipped to a cosine similarity
     assert recognizer.thresholds(np.zeros((0, 4), np.float32)).shape == (0,)
-    for bad, error in ((float("nan"), ValueError), (5.0, ValueError), ("0.5", TypeError), (True, TypeError)):
-        with pytest.raises(error, match="base should be a cosine similarity"):  # NaN was returned, 5 clipped to 1
+    for bad, error, match in (
+        (float("nan"), ValueError, r"base should be a cosine similarity in \[-1, 1\], got nan"),  # NaN was returned
+        (5.0, ValueError, r"base should be a cosine similarity in \[-1, 1\], got 5.0"),  # clipped to 1
+        ("0.5", TypeError, "base should be a number, got str"),
+        (True, TypeError, "base should be a number, got bool"),
+    ):
+        with pytest.raises(error, match=match):
             recognizer.thresholds(boxes, base=bad)
     if small != large:  # a student is routed: its threshold is not the teacher's
         assert own[0] != own[1]
